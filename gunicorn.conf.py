@@ -1,0 +1,47 @@
+"""gunicorn settings for the Procfile.  One worker (the pool and its sockets live in-process),
+many threads (gthread), never --preload (threads started before the fork do not exist in the
+worker).  Background work starts per worker in post_worker_init; SIGTERM drains in worker_exit."""
+import os
+
+from gunicorn import glogging
+
+from phantom_scraper.redact import redact
+
+workers = 1  # explicit: WEB_CONCURRENCY must not multiply the pool
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+preload_app = False
+timeout = 30
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT_S", "15"))
+keepalive = 5
+accesslog = "-" if os.environ.get("ACCESS_LOG", "1") != "0" else None
+errorlog = "-"
+
+
+class RedactingLogger(glogging.Logger):
+    """Access log lines never carry the token of /webhook/<token>."""
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "U", "q", "{raw_uri}e"):
+            if key in atoms and isinstance(atoms[key], str):
+                atoms[key] = redact(atoms[key])
+        return atoms
+
+
+logger_class = RedactingLogger
+
+
+def post_worker_init(worker):
+    import ultra_simple_server
+
+    ultra_simple_server.configure_logging()
+    app = worker.wsgi
+    app.extensions["runtime"].boot()
+
+
+def worker_exit(server, worker):
+    app = getattr(worker, "wsgi", None)
+    runtime = getattr(app, "extensions", {}).get("runtime") if app is not None else None
+    if runtime is not None:
+        runtime.shutdown(timeout_s=float(os.environ.get("SHUTDOWN_TIMEOUT_S", "10")))

@@ -1,0 +1,570 @@
+"""The durable journal: every signal and every order intent, in SQLite (stdlib ``sqlite3``, WAL).
+
+Why it exists: orders must never be duplicated or lost.  A signal is recorded (and deduplicated)
+before anything is executed; an order intent with its ``clOrdId`` is recorded before its frame is
+written; each state change is committed before the caller's next external action.  After a crash,
+:meth:`Journal.pending_intents` lists what was in flight so it can be reconciled by ``clOrdId``.
+
+Durability: WAL with ``synchronous=NORMAL`` (the default here).  A committed transaction survives a
+crash of the process (exception, ``SIGKILL``, OOM kill): it is in the WAL file the moment
+``COMMIT`` returns.  A power loss or OS crash may lose the last few commits (the WAL is fsynced
+at checkpoints, not at every commit).  Pass ``synchronous="FULL"`` to fsync on every commit
+(slower: one fsync per state change).
+
+Order intent states (enforced; anything else raises :class:`InvalidTransitionError`)::
+
+    received ──► sending ──► acked                     (final)
+       │            ├──────► rejected                  (final)
+       │            └──────► unknown ──► reconciled    (final: found at the broker by clOrdId)
+       │                        ├──────► acked         (final: the late answer arrived)
+       │                        └──────► rejected      (final: broker refused, or a bounded
+       │                                                search found no such order)
+       ├──► rejected   (refused before sending: plan or validation error)
+       └──► skipped    (deliberately not sent: test mode, nothing to do)     (final)
+
+There is no way back to ``sending``: a resend after an unknown outcome happens inside
+``place_order_smart`` (same ``clOrdId``, while the intent is still ``sending``), never from the
+journal.  A start-up reconciler moves a ``sending`` intent to ``unknown`` first, then on.
+
+Exceptions::
+
+    JournalError
+    ├── JournalClosedError        used after close()
+    ├── JournalUnavailableError   SQLite failed (disk full, locked past busy_timeout, corrupt):
+    │                             nothing was recorded, so nothing may be executed
+    ├── UnknownRecordError        (also LookupError) no such signal / intent
+    ├── InvalidTransitionError    (also ValueError) a programming error
+    └── DuplicateIntentError      (also ValueError) the clOrdId is already journalled
+
+Threads: one connection shared by all threads, serialised by a lock (see ``Journal._lock``);
+every write is one short ``BEGIN IMMEDIATE`` transaction, which also makes the duplicate check
+atomic across processes.  After ``fork()`` the child opens its own connection on first use.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+
+# -- intent states -------------------------------------------------------------------------------
+RECEIVED = "received"
+SENDING = "sending"
+ACKED = "acked"
+REJECTED = "rejected"
+UNKNOWN = "unknown"
+RECONCILED = "reconciled"
+SKIPPED = "skipped"
+
+# new state -> the states it may be reached from
+_ALLOWED_FROM: Dict[str, Tuple[str, ...]] = {
+    SENDING: (RECEIVED,),
+    ACKED: (SENDING, UNKNOWN),
+    REJECTED: (RECEIVED, SENDING, UNKNOWN),
+    UNKNOWN: (SENDING,),
+    RECONCILED: (UNKNOWN,),
+    SKIPPED: (RECEIVED,),
+}
+INTENT_STATES = (RECEIVED, SENDING, ACKED, REJECTED, UNKNOWN, RECONCILED, SKIPPED)
+FINAL_STATES = frozenset({ACKED, REJECTED, RECONCILED, SKIPPED})
+PENDING_STATES = (SENDING, UNKNOWN)
+
+# Signal statuses.  The journal sets ``received`` and ``duplicate``; the executor sets the rest
+# with set_signal_status (suggested: executing, done, partial, failed, rejected, skipped).
+SIGNAL_RECEIVED = "received"
+SIGNAL_DUPLICATE = "duplicate"
+
+_SECRET_WORDS = ("secret", "token", "password", "passphrase", "apikey")
+_CL_ORD_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SAFE_CHARS_RE = re.compile(r"[^A-Za-z0-9_-]")
+
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS signals (
+    id            TEXT PRIMARY KEY,
+    recorder      TEXT NOT NULL,
+    dedupe_key    TEXT,              -- the sender's explicit signal id, NULL when it sent none
+    payload_hash  TEXT NOT NULL,
+    payload_json  TEXT NOT NULL,     -- secrets removed
+    received_at   REAL NOT NULL,     -- epoch seconds
+    status        TEXT NOT NULL,
+    summary       TEXT,
+    duplicate_of  TEXT               -- set on rows recorded as duplicates (never executed)
+);
+-- The backstop for "an explicit id is executed once per recorder, ever".
+CREATE UNIQUE INDEX IF NOT EXISTS signals_recorder_dedupe_key
+    ON signals (recorder, dedupe_key) WHERE dedupe_key IS NOT NULL AND duplicate_of IS NULL;
+CREATE INDEX IF NOT EXISTS signals_recorder_hash ON signals (recorder, payload_hash, received_at);
+CREATE INDEX IF NOT EXISTS signals_received_at ON signals (received_at);
+CREATE INDEX IF NOT EXISTS signals_status ON signals (status);
+
+CREATE TABLE IF NOT EXISTS order_intents (
+    id               INTEGER PRIMARY KEY,
+    signal_id        TEXT NOT NULL REFERENCES signals (id),
+    account_id       INTEGER NOT NULL,
+    account_name     TEXT,
+    step             INTEGER NOT NULL,
+    kind             TEXT NOT NULL,   -- placeorder / placeoso / liquidateposition / cancel ...
+    cl_ord_id        TEXT NOT NULL UNIQUE,
+    request_json     TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    broker_order_id  INTEGER,
+    transport        TEXT,
+    latency_ms       REAL,
+    reconciled       INTEGER NOT NULL DEFAULT 0,
+    error            TEXT,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS order_intents_signal ON order_intents (signal_id, step);
+CREATE INDEX IF NOT EXISTS order_intents_state ON order_intents (state);
+"""
+
+
+class JournalError(Exception):
+    """Base class for everything the journal raises."""
+
+
+class JournalClosedError(JournalError):
+    """The journal was used after :meth:`Journal.close`."""
+
+
+class JournalUnavailableError(JournalError):
+    """SQLite failed; nothing was recorded, so the caller must not execute anything."""
+
+
+class UnknownRecordError(JournalError, LookupError):
+    """No signal / intent with that id."""
+
+
+class InvalidTransitionError(JournalError, ValueError):
+    """An intent state change the state machine does not allow (a programming error)."""
+
+
+class DuplicateIntentError(JournalError, ValueError):
+    """An intent with that ``clOrdId`` is already journalled."""
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+def make_cl_ord_id(signal_id: str, account_id: int, step: int) -> str:
+    """The ``clOrdId`` of one order of one signal on one account: deterministic, so every attempt
+    (WebSocket, REST fallback, resend after a fruitless search) reuses it.
+
+    ``ps-<signal_id>-<account_id>-<step>``, at most 64 characters of ``[A-Za-z0-9_-]``; a signal
+    id that would not fit (too long or odd characters) is replaced by a hash of itself.
+    """
+    account_id = int(account_id)
+    step = int(step)
+    if account_id < 0 or step < 0:
+        raise ValueError("account_id and step must be >= 0")
+    sid = str(signal_id)
+    tail = f"-{account_id}-{step}"
+    if _SAFE_CHARS_RE.search(sid) or len("ps-") + len(sid) + len(tail) > 64 or not sid:
+        sid = "h" + hashlib.sha256(sid.encode("utf-8")).hexdigest()[:32]
+    return f"ps-{sid}{tail}"
+
+
+def _is_secret_key(key: Any) -> bool:
+    norm = str(key).lower().replace("_", "").replace("-", "")
+    return any(word in norm for word in _SECRET_WORDS)
+
+
+def strip_secrets(value: Any) -> Any:
+    """A copy of ``value`` without any dict key that looks like a secret, at any depth
+    (``secret``, ``token``, ``password``, ``passphrase``, ``apikey``, case-, ``_`` and ``-``
+    insensitive, as a substring: ``webhook_secret``, ``accessToken`` ...)."""
+    if isinstance(value, dict):
+        return {k: strip_secrets(v) for k, v in value.items() if not _is_secret_key(k)}
+    if isinstance(value, (list, tuple)):
+        return [strip_secrets(v) for v in value]
+    return value
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(strip_secrets(value), separators=(",", ":"), sort_keys=True, default=str)
+
+
+def _intent_dict(row: sqlite3.Row) -> Dict[str, Any]:
+    d = dict(row)
+    d["request"] = json.loads(d.pop("request_json"))
+    d["reconciled"] = bool(d["reconciled"])
+    return d
+
+
+def _signal_dict(row: sqlite3.Row) -> Dict[str, Any]:
+    d = dict(row)
+    d["payload"] = json.loads(d.pop("payload_json"))
+    return d
+
+
+T = TypeVar("T")
+
+
+class Journal:
+    """Signals and order intents in one SQLite file.  See the module docstring."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000):
+        sync = str(synchronous).upper()
+        if sync not in ("NORMAL", "FULL", "EXTRA"):
+            raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
+        self.path = os.path.abspath(os.fspath(path))
+        self._synchronous = sync
+        self._busy_timeout_ms = int(busy_timeout_ms)
+        # Serialises every use of self._conn (and its replacement after a fork): a sqlite3
+        # connection must not run statements from two threads at once, and one thread's
+        # transaction must not interleave with another's.  Held for one short transaction only.
+        self._lock = threading.Lock()
+        self._closed = False
+        parent = os.path.dirname(self.path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        self._pid = os.getpid()
+        self._conn: Optional[sqlite3.Connection] = self._open()
+        log.info("Journal opened at %s (WAL, synchronous=%s, schema v%d)",
+                 self.path, self._synchronous, SCHEMA_VERSION)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            # isolation_level=None: no implicit transactions; every write below opens its own
+            # BEGIN IMMEDIATE and commits it before returning.
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000.0,
+                                   isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise JournalUnavailableError(f"cannot open journal {self.path}: {exc}") from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise JournalUnavailableError(f"journal {self.path} cannot use WAL (got {mode})")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate(conn)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise JournalUnavailableError(f"cannot open journal {self.path}: {exc}") from exc
+            raise
+        return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")  # two processes starting together: one creates
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise JournalError(f"journal schema v{version} is newer than this code "
+                                   f"(v{SCHEMA_VERSION})")
+            if version < 1:
+                for statement in _SCHEMA_V1.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _connection(self) -> sqlite3.Connection:
+        # Caller holds self._lock.
+        if self._closed or self._conn is None:
+            raise JournalClosedError("journal is closed")
+        if os.getpid() != self._pid:
+            # Forked (e.g. gunicorn --preload): never use the parent's handle; abandon it.
+            self._pid = os.getpid()
+            self._conn = self._open()
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection; idempotent.  Later calls raise :class:`JournalClosedError`."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            conn, self._conn = self._conn, None
+        if conn is not None and os.getpid() == self._pid:
+            conn.close()
+            log.info("Journal closed (%s)", self.path)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- transaction helpers ---------------------------------------------------------------------
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one BEGIN IMMEDIATE transaction, committed before returning."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise JournalUnavailableError(f"journal write failed: {exc}") from exc
+            return result
+
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> List[sqlite3.Row]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                return conn.execute(sql, tuple(params)).fetchall()
+            except sqlite3.Error as exc:
+                raise JournalUnavailableError(f"journal read failed: {exc}") from exc
+
+    # -- signals ---------------------------------------------------------------------------------
+
+    def record_signal(self, recorder: str, payload: Dict[str, Any], explicit_id: Optional[str],
+                      payload_hash: str, window_s: float,
+                      now: Optional[float] = None) -> Tuple[str, bool, Optional[str]]:
+        """Record a received signal and decide, atomically across threads and processes, whether
+        it is a duplicate.  Returns ``(signal_id, is_duplicate, existing_signal_id)``.
+
+        * With an ``explicit_id``: a duplicate if that recorder ever recorded that id (also before
+          a restart).  The payload hash is not consulted: two distinct ids are two signals.
+        * Without one: a duplicate if the same recorder recorded the same ``payload_hash`` within
+          the last ``window_s`` seconds (``window_s <= 0`` disables this).  The window counts
+          from the original signal; duplicates do not extend it.
+
+        A duplicate is recorded too (status ``duplicate``, ``duplicate_of`` the original) for the
+        status page, and no intent can ever be created for it.  ``payload`` is stored with any
+        secret-looking key removed.
+        """
+        now = time.time() if now is None else float(now)
+        key = None if explicit_id is None or str(explicit_id) == "" else str(explicit_id)
+        payload_json = _dumps(payload)
+        signal_id = uuid.uuid4().hex
+
+        def txn(conn: sqlite3.Connection) -> Optional[str]:
+            if key is not None:
+                row = conn.execute(
+                    "SELECT id FROM signals WHERE recorder = ? AND dedupe_key = ? "
+                    "AND duplicate_of IS NULL", (recorder, key)).fetchone()
+            elif window_s > 0:
+                row = conn.execute(
+                    "SELECT id FROM signals WHERE recorder = ? AND payload_hash = ? "
+                    "AND received_at > ? AND duplicate_of IS NULL "
+                    "ORDER BY received_at DESC LIMIT 1",
+                    (recorder, payload_hash, now - window_s)).fetchone()
+            else:
+                row = None
+            existing = row[0] if row is not None else None
+            conn.execute(
+                "INSERT INTO signals (id, recorder, dedupe_key, payload_hash, payload_json, "
+                "received_at, status, summary, duplicate_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (signal_id, recorder, key, payload_hash, payload_json, now,
+                 SIGNAL_DUPLICATE if existing else SIGNAL_RECEIVED,
+                 f"duplicate of {existing}" if existing else None, existing))
+            return existing
+
+        existing = self._write(txn)
+        if existing:
+            log.info("Signal %s from recorder %s is a duplicate of %s (%s)", signal_id, recorder,
+                     existing, "explicit id" if key is not None else "same payload within window")
+        return signal_id, existing is not None, existing
+
+    def set_signal_status(self, signal_id: str, status: str, summary: Optional[str] = None) -> None:
+        """Set a signal's status (and summary, when given).  A duplicate's status is fixed."""
+        if not status or status == SIGNAL_DUPLICATE:
+            raise ValueError(f"cannot set signal status to {status!r}")
+
+        def txn(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT duplicate_of FROM signals WHERE id = ?",
+                               (signal_id,)).fetchone()
+            if row is None:
+                raise UnknownRecordError(f"no signal {signal_id}")
+            if row[0] is not None:
+                raise ValueError(f"signal {signal_id} is a duplicate; its status is fixed")
+            conn.execute("UPDATE signals SET status = ?, summary = COALESCE(?, summary) "
+                         "WHERE id = ?", (status, summary, signal_id))
+
+        self._write(txn)
+
+    def signal_status(self, signal_id: str) -> Optional[str]:
+        """The signal's status, or None if there is no such signal."""
+        rows = self._read("SELECT status FROM signals WHERE id = ?", (signal_id,))
+        return rows[0][0] if rows else None
+
+    def get_signal(self, signal_id: str) -> Optional[Dict[str, Any]]:
+        """The signal as a dict (``payload`` parsed) with its ``intents``, or None."""
+        rows = self._read("SELECT * FROM signals WHERE id = ?", (signal_id,))
+        if not rows:
+            return None
+        signal = _signal_dict(rows[0])
+        signal["intents"] = self.intents_for_signal(signal_id)
+        return signal
+
+    def recent_signals(self, limit: int = 50) -> List[Dict[str, Any]]:
+        """The newest signals first (duplicates included), each with its ``intents`` list."""
+        limit = max(0, int(limit))
+        with self._lock:
+            conn = self._connection()
+            try:
+                # One read transaction: signals and their intents from the same snapshot.
+                conn.execute("BEGIN")
+                try:
+                    srows = conn.execute("SELECT * FROM signals ORDER BY received_at DESC, rowid DESC "
+                                         "LIMIT ?", (limit,)).fetchall()
+                    ids = [r["id"] for r in srows]
+                    irows: List[sqlite3.Row] = []
+                    if ids:
+                        marks = ",".join("?" * len(ids))
+                        irows = conn.execute(
+                            f"SELECT * FROM order_intents WHERE signal_id IN ({marks}) "
+                            "ORDER BY step, account_id, id", ids).fetchall()
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise JournalUnavailableError(f"journal read failed: {exc}") from exc
+        by_signal: Dict[str, List[Dict[str, Any]]] = {i: [] for i in ids}
+        for row in irows:
+            by_signal[row["signal_id"]].append(_intent_dict(row))
+        out = []
+        for row in srows:
+            signal = _signal_dict(row)
+            signal["intents"] = by_signal[signal["id"]]
+            out.append(signal)
+        return out
+
+    # -- order intents ---------------------------------------------------------------------------
+
+    def create_intent(self, signal_id: str, account_id: int, account_name: Optional[str],
+                      step: int, kind: str, request: Dict[str, Any], cl_ord_id: str,
+                      now: Optional[float] = None) -> int:
+        """Journal one order about to be sent (state ``received``); returns the intent id.
+
+        Raises :class:`UnknownRecordError` for an unknown signal, ``ValueError`` for a duplicate
+        signal or a malformed ``cl_ord_id``, :class:`DuplicateIntentError` if the ``cl_ord_id``
+        is already journalled.
+        """
+        if not isinstance(cl_ord_id, str) or not _CL_ORD_ID_RE.match(cl_ord_id):
+            raise ValueError(f"invalid clOrdId {cl_ord_id!r}")
+        now = time.time() if now is None else float(now)
+        request_json = _dumps(request)
+
+        def txn(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT duplicate_of FROM signals WHERE id = ?",
+                               (signal_id,)).fetchone()
+            if row is None:
+                raise UnknownRecordError(f"no signal {signal_id}")
+            if row[0] is not None:
+                raise ValueError(f"signal {signal_id} is a duplicate; it must not be executed")
+            try:
+                cur = conn.execute(
+                    "INSERT INTO order_intents (signal_id, account_id, account_name, step, kind, "
+                    "cl_ord_id, request_json, state, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (signal_id, int(account_id), account_name, int(step), kind, cl_ord_id,
+                     request_json, RECEIVED, now, now))
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateIntentError(f"clOrdId {cl_ord_id} is already journalled") from exc
+            return int(cur.lastrowid)
+
+        return self._write(txn)
+
+    def set_intent_state(self, cl_ord_id: str, state: str, *, broker_order_id: Optional[int] = None,
+                         transport: Optional[str] = None, latency_ms: Optional[float] = None,
+                         error: Optional[str] = None, reconciled: Optional[bool] = None,
+                         now: Optional[float] = None) -> None:
+        """Move an intent to ``state`` (committed on return).  Fields left None keep their value;
+        ``reconciled`` is set automatically when the state is ``reconciled``.
+
+        Raises :class:`InvalidTransitionError` (a ``ValueError``) for a transition the state
+        machine does not allow, :class:`UnknownRecordError` for an unknown ``cl_ord_id``.
+        """
+        allowed_from = _ALLOWED_FROM.get(state)
+        if allowed_from is None:
+            raise InvalidTransitionError(f"unknown intent state {state!r}")
+        if state == RECONCILED:
+            reconciled = True
+        now = time.time() if now is None else float(now)
+        marks = ",".join("?" * len(allowed_from))
+        params = (state, broker_order_id, transport, latency_ms, error,
+                  None if reconciled is None else int(bool(reconciled)), now, cl_ord_id,
+                  *allowed_from)
+
+        with self._lock:
+            conn = self._connection()
+            try:
+                # A single UPDATE is its own atomic transaction: the state check (WHERE) and the
+                # change cannot be split by another thread or process.
+                cur = conn.execute(
+                    "UPDATE order_intents SET state = ?, "
+                    "broker_order_id = COALESCE(?, broker_order_id), "
+                    "transport = COALESCE(?, transport), latency_ms = COALESCE(?, latency_ms), "
+                    "error = COALESCE(?, error), reconciled = COALESCE(?, reconciled), "
+                    f"updated_at = ? WHERE cl_ord_id = ? AND state IN ({marks})", params)
+                if cur.rowcount == 1:
+                    log.debug("Intent %s -> %s", cl_ord_id, state)
+                    return
+                row = conn.execute("SELECT state FROM order_intents WHERE cl_ord_id = ?",
+                                   (cl_ord_id,)).fetchone()
+            except sqlite3.Error as exc:
+                raise JournalUnavailableError(f"journal write failed: {exc}") from exc
+        if row is None:
+            raise UnknownRecordError(f"no order intent {cl_ord_id}")
+        raise InvalidTransitionError(f"intent {cl_ord_id}: {row[0]} -> {state} is not allowed")
+
+    def get_intent(self, cl_ord_id: str) -> Optional[Dict[str, Any]]:
+        rows = self._read("SELECT * FROM order_intents WHERE cl_ord_id = ?", (cl_ord_id,))
+        return _intent_dict(rows[0]) if rows else None
+
+    def intents_for_signal(self, signal_id: str) -> List[Dict[str, Any]]:
+        rows = self._read("SELECT * FROM order_intents WHERE signal_id = ? "
+                          "ORDER BY step, account_id, id", (signal_id,))
+        return [_intent_dict(r) for r in rows]
+
+    def pending_intents(self) -> List[Dict[str, Any]]:
+        """Intents left ``sending`` or ``unknown`` (oldest first): reconcile these by ``clOrdId``
+        at start-up, before accepting new signals."""
+        rows = self._read("SELECT * FROM order_intents WHERE state IN (?, ?) ORDER BY id",
+                          PENDING_STATES)
+        return [_intent_dict(r) for r in rows]
+
+    def counts(self) -> Dict[str, Any]:
+        """For the health endpoint: ``{"signals": n, "signals_by_status": {...},
+        "intents_by_state": {...}, "pending_intents": n}``."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN")
+                try:
+                    sig = conn.execute("SELECT status, COUNT(*) FROM signals "
+                                       "GROUP BY status").fetchall()
+                    ints = conn.execute("SELECT state, COUNT(*) FROM order_intents "
+                                        "GROUP BY state").fetchall()
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise JournalUnavailableError(f"journal read failed: {exc}") from exc
+        by_status = {r[0]: r[1] for r in sig}
+        by_state = {r[0]: r[1] for r in ints}
+        return {
+            "signals": sum(by_status.values()),
+            "signals_by_status": by_status,
+            "intents_by_state": by_state,
+            "pending_intents": sum(by_state.get(s, 0) for s in PENDING_STATES),
+        }

@@ -1,0 +1,55 @@
+"""Redaction: secrets never reach a log line.
+
+``install()`` puts a filter on the root handlers (and gunicorn's access log uses it too) that
+replaces every registered secret and the token in ``/webhook/<token>`` paths with ``***``.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Iterable
+
+_SECRETS: set = set()
+_SECRETS_LOCK = threading.Lock()  # guards _SECRETS membership
+_WEBHOOK_PATH = re.compile(r"(/webhook/)[^\s/?\"']+")
+_KEY_VALUE = re.compile(r'(?i)(?<![A-Za-z0-9_])("?(?:secret|password|token|accessToken|mdAccessToken|sec)"?\s*[:=]\s*"?)([^"\s,&}]+)')
+
+
+def register_secret(*values: str) -> None:
+    with _SECRETS_LOCK:
+        for value in values:
+            if value and len(value) >= 4:
+                _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    if not text:
+        return text
+    with _SECRETS_LOCK:
+        secrets = sorted(_SECRETS, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    text = _WEBHOOK_PATH.sub(r"\1***", text)
+    return _KEY_VALUE.sub(r"\1***", text)
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave the record to logging's own error path
+            return True
+        cleaned = redact(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, ()
+        return True
+
+
+def install(handlers: Iterable[logging.Handler] = ()) -> None:
+    """Attach the filter to the root logger's handlers (and any given ones), once."""
+    targets = list(logging.getLogger().handlers) + list(handlers)
+    for handler in targets:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

@@ -1,0 +1,89 @@
+"""The HTML status page at ``GET /``: pool, daemon, recent signals.  Rendered on the server from
+the same data as the status JSON (which never holds a secret), refreshing itself every 5 s."""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+from typing import Iterable, List, Optional
+
+
+def _e(value) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _when(epoch: Optional[float]) -> str:
+    if not epoch:
+        return "—"
+    return _dt.datetime.fromtimestamp(float(epoch), _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _summary(signal: dict) -> List[dict]:
+    raw = signal.get("summary")
+    if not raw:
+        return []
+    try:
+        data = json.loads(raw)
+    except (TypeError, ValueError):
+        return []
+    return data if isinstance(data, list) else []
+
+
+def render(status: dict, signals: Iterable[dict]) -> str:
+    pool = status.get("connection_pool", {})
+    daemon = status.get("keepalive_daemon", {})
+    rows = []
+    for sub_id, c in sorted(pool.get("connections", {}).items()):
+        state_class = "ok" if c.get("ws_connected") else "bad"
+        rows.append(
+            f"<tr><td>{_e(sub_id)}</td><td>{_e(c.get('login'))}</td>"
+            f"<td class='{state_class}'>{_e(c.get('state'))}</td><td>{'demo' if c.get('is_demo') else 'LIVE'}</td>"
+            f"<td>{_when(c.get('connected_since'))}</td><td>{_e(c.get('seconds_since_heartbeat'))}</td>"
+            f"<td>{_e(c.get('reconnect_count'))}</td><td>{_e(c.get('orders_via_websocket'))}</td>"
+            f"<td>{_e(c.get('orders_via_rest'))}</td><td>{_e(c.get('last_order_latency_ms'))}</td>"
+            f"<td>{_e(c.get('token_expires_in_s'))}</td><td>{_e(c.get('last_error') or '')}</td></tr>")
+    pool_html = (
+        "<table><tr><th>sub-account</th><th>login</th><th>state</th><th>env</th><th>connected since</th>"
+        "<th>s since heartbeat</th><th>reconnects</th><th>orders via WebSocket</th><th>orders via REST</th>"
+        "<th>last latency ms</th><th>token expires in s</th><th>last error</th></tr>" + "".join(rows) + "</table>"
+        if rows else "<p class='empty'>No connection yet: the pool fills when the server has logged in.</p>")
+    sig_rows = []
+    for s in signals:
+        payload = s.get("payload") or {}
+        outcomes = _summary(s)
+        detail = "; ".join(
+            f"{_e(o.get('account_name'))}: {_e(o.get('status'))}"
+            + (f" via {_e(o.get('transport'))}" if o.get("transport") else "")
+            + (f" in {float(o['latency_ms']):.1f} ms" if o.get("latency_ms") is not None else "")
+            + (f" — {_e(o.get('error'))}" if o.get("error") else "")
+            for o in outcomes) or "—"
+        status_class = "ok" if s.get("status") in ("acked", "validated") else ("bad" if s.get("status") in ("failed", "unknown", "error") else "")
+        sig_rows.append(
+            f"<tr><td>{_when(s.get('received_at'))}</td><td>{_e(s.get('recorder'))}</td>"
+            f"<td>{_e(payload.get('action'))}</td><td>{_e(payload.get('ticker') or payload.get('symbol'))}</td>"
+            f"<td class='{status_class}'>{_e(s.get('status'))}</td><td>{detail}</td></tr>")
+    signals_html = (
+        "<table class='signals'><tr><th>received</th><th>recorder</th><th>action</th><th>symbol</th><th>status</th>"
+        "<th>accounts (transport, latency, errors)</th></tr>" + "".join(sig_rows) + "</table>"
+        if sig_rows else "<p class='empty' id='no-signals'>No signals yet. Send a webhook and it appears here.</p>")
+    daemon_state = "running" if daemon.get("running") else "stopped"
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<title>phantom-scraper status</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}} table{{border-collapse:collapse;margin:.5em 0 1.5em}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left}} th{{background:#f3f3f3}}
+.ok{{color:#070;font-weight:600}} .bad{{color:#b00;font-weight:600}} .empty{{color:#666;font-style:italic}}
+</style></head><body>
+<h1>phantom-scraper</h1>
+<p>Environment: <b id="env">{_e(status.get('environment'))}</b> · service: <b id="service-state">{_e(status.get('service_state'))}</b>
+ · WebSocket orders: <b>{'on' if status.get('websocket_orders_enabled') else 'off'}</b>
+ · keep-alive daemon: <b id="daemon-state" class="{'ok' if daemon.get('running') else 'bad'}">{daemon_state}</b>
+ (cycles {_e(daemon.get('cycles'))})</p>
+<h2>Connection pool ({_e(pool.get('sockets', 0))} socket(s) for {_e(pool.get('size', 0))} account(s))</h2>
+{pool_html}
+<h2>Recent signals</h2>
+{signals_html}
+<p class="empty">Refreshes every 5 s. JSON: <a href="/api/websocket-status">/api/websocket-status</a> · <a href="/health">/health</a></p>
+</body></html>
+"""

@@ -1,0 +1,376 @@
+"""The durable journal: schema, restart, dedupe (threads and processes), intent state machine,
+clOrdId format, crash recovery, secrets."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from phantom_scraper.journal import (
+    FINAL_STATES,
+    INTENT_STATES,
+    DuplicateIntentError,
+    InvalidTransitionError,
+    Journal,
+    JournalClosedError,
+    UnknownRecordError,
+    make_cl_ord_id,
+)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return str(tmp_path / "sub" / "dir" / "journal.sqlite3")
+
+
+@pytest.fixture
+def journal(db_path):
+    j = Journal(db_path)
+    yield j
+    j.close()
+
+
+def _signal(j, explicit_id=None, payload=None, h="hash-1", now=T0, window_s=60.0, recorder="rec"):
+    return j.record_signal(recorder, payload or {"action": "buy", "ticker": "NQ1!"}, explicit_id,
+                           h, window_s, now=now)
+
+
+def _intent(j, signal_id, account_id=1001, step=0):
+    cl = make_cl_ord_id(signal_id, account_id, step)
+    j.create_intent(signal_id, account_id, f"DEMO{account_id}", step, "placeorder",
+                    {"accountId": account_id, "action": "Buy", "orderQty": 1, "clOrdId": cl}, cl)
+    return cl
+
+
+# -- schema and restart --------------------------------------------------------------------------
+
+def test_creates_parent_dirs_wal_and_versioned_schema(db_path, journal):
+    assert os.path.exists(db_path)
+    conn = sqlite3.connect(db_path)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    finally:
+        conn.close()
+    assert {"signals", "order_intents"} <= tables
+
+
+def test_reopen_keeps_data(db_path):
+    j = Journal(db_path)
+    sid, dup, existing = _signal(j, explicit_id="tv-1")
+    assert (dup, existing) == (False, None)
+    cl = _intent(j, sid)
+    j.set_intent_state(cl, "sending")
+    j.set_intent_state(cl, "acked", broker_order_id=555, transport="websocket", latency_ms=12.5)
+    j.set_signal_status(sid, "done", "1/1 acked")
+    j.close()
+
+    j2 = Journal(db_path)
+    try:
+        sig = j2.get_signal(sid)
+        assert sig["status"] == "done" and sig["summary"] == "1/1 acked"
+        assert sig["payload"] == {"action": "buy", "ticker": "NQ1!"}
+        [intent] = sig["intents"]
+        assert intent["state"] == "acked" and intent["broker_order_id"] == 555
+        assert intent["transport"] == "websocket" and intent["latency_ms"] == 12.5
+        assert intent["request"]["clOrdId"] == cl
+        assert j2.signal_status(sid) == "done"
+        assert j2.signal_status("nope") is None
+    finally:
+        j2.close()
+
+
+def test_close_is_idempotent_and_later_use_raises(db_path):
+    j = Journal(db_path)
+    j.close()
+    j.close()
+    assert j.closed
+    with pytest.raises(JournalClosedError):
+        _signal(j)
+
+
+def test_refuses_a_newer_schema(db_path):
+    Journal(db_path).close()
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(Exception, match="newer"):
+        Journal(db_path)
+
+
+# -- dedupe --------------------------------------------------------------------------------------
+
+def test_explicit_id_is_a_duplicate_forever_and_across_reopen(db_path):
+    j = Journal(db_path)
+    sid, dup, _ = _signal(j, explicit_id="tv-42", h="a")
+    assert not dup
+    j.close()
+
+    j = Journal(db_path)
+    try:
+        # Hours later, different payload hash: still the same explicit id.
+        sid2, dup2, existing = _signal(j, explicit_id="tv-42", h="b", now=T0 + 86_400)
+        assert dup2 and existing == sid and sid2 != sid
+        assert j.signal_status(sid2) == "duplicate"
+        # Same id for another recorder is a different signal.
+        _, dup3, _ = _signal(j, explicit_id="tv-42", recorder="other")
+        assert not dup3
+        # A distinct explicit id with the same payload hash is a distinct signal.
+        _, dup4, _ = _signal(j, explicit_id="tv-43", h="a", now=T0 + 1)
+        assert not dup4
+    finally:
+        j.close()
+
+
+def test_hash_dedupe_within_window_only(journal):
+    sid, dup, _ = _signal(journal, h="h", now=T0, window_s=60)
+    assert not dup
+    _, dup, existing = _signal(journal, h="h", now=T0 + 59.9, window_s=60)
+    assert dup and existing == sid
+    # Duplicates do not extend the window: counted from the original.
+    _, dup, _ = _signal(journal, h="h", now=T0 + 60.0, window_s=60)
+    assert not dup
+    _, dup, _ = _signal(journal, h="other", now=T0 + 60.5, window_s=60)
+    assert not dup
+    _, dup, _ = _signal(journal, h="h", now=T0 + 61, window_s=60, recorder="rec2")
+    assert not dup
+
+
+def test_hash_dedupe_disabled_with_zero_window(journal):
+    _signal(journal, h="h", window_s=0)
+    _, dup, _ = _signal(journal, h="h", window_s=0)
+    assert not dup
+
+
+def test_duplicate_can_never_get_an_intent(journal):
+    sid, _, _ = _signal(journal, explicit_id="x")
+    dup_id, dup, _ = _signal(journal, explicit_id="x")
+    assert dup
+    with pytest.raises(ValueError, match="duplicate"):
+        _intent(journal, dup_id)
+    with pytest.raises(ValueError):
+        journal.set_signal_status(dup_id, "done")
+    assert journal.intents_for_signal(dup_id) == []
+
+
+def test_fifty_threads_same_explicit_id_exactly_one_wins(journal):
+    barrier = threading.Barrier(50)
+    results = []
+    results_lock = threading.Lock()  # serialises appends from the 50 threads
+
+    def worker(i):
+        barrier.wait()
+        r = journal.record_signal("rec", {"i": i}, "same-id", f"h{i}", 60.0)
+        with results_lock:
+            results.append(r)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(results) == 50
+    winners = [r for r in results if not r[1]]
+    assert len(winners) == 1
+    assert {r[2] for r in results if r[1]} == {winners[0][0]}
+
+
+def _race_worker(path, barrier, queue):
+    j = Journal(path)
+    try:
+        barrier.wait(30)
+        queue.put(j.record_signal("rec", {"pid": os.getpid()}, "proc-id", str(os.getpid()), 60.0))
+    finally:
+        j.close()
+
+
+def test_processes_racing_on_one_explicit_id_exactly_one_wins(db_path):
+    Journal(db_path).close()
+    ctx = multiprocessing.get_context("spawn")
+    n = 6
+    barrier = ctx.Barrier(n)
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_race_worker, args=(db_path, barrier, queue)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=60) for _ in range(n)]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    winners = [r for r in results if not r[1]]
+    assert len(winners) == 1
+    assert all(r[2] == winners[0][0] for r in results if r[1])
+    with Journal(db_path) as j:
+        assert j.counts()["signals_by_status"] == {"received": 1, "duplicate": n - 1}
+
+
+# -- intents -------------------------------------------------------------------------------------
+
+VALID = {
+    ("received", "sending"), ("received", "rejected"), ("received", "skipped"),
+    ("sending", "acked"), ("sending", "rejected"), ("sending", "unknown"),
+    ("unknown", "reconciled"), ("unknown", "acked"), ("unknown", "rejected"),
+}
+PATHS = {  # how to reach each state from 'received'
+    "received": [], "sending": ["sending"], "acked": ["sending", "acked"],
+    "rejected": ["rejected"], "unknown": ["sending", "unknown"],
+    "reconciled": ["sending", "unknown", "reconciled"], "skipped": ["skipped"],
+}
+
+
+@pytest.mark.parametrize("src", INTENT_STATES)
+@pytest.mark.parametrize("dst", INTENT_STATES)
+def test_state_transition_table(journal, src, dst):
+    sid, _, _ = _signal(journal, explicit_id=f"{src}-{dst}")
+    cl = _intent(journal, sid)
+    for step in PATHS[src]:
+        journal.set_intent_state(cl, step)
+    assert journal.get_intent(cl)["state"] == src
+    if (src, dst) in VALID:
+        journal.set_intent_state(cl, dst)
+        assert journal.get_intent(cl)["state"] == dst
+    else:
+        with pytest.raises(InvalidTransitionError):
+            journal.set_intent_state(cl, dst)
+        assert journal.get_intent(cl)["state"] == src
+
+
+def test_final_states_have_no_way_out():
+    assert FINAL_STATES == {"acked", "rejected", "reconciled", "skipped"}
+    assert not [pair for pair in VALID if pair[0] in FINAL_STATES]
+
+
+def test_unknown_state_and_unknown_intent(journal):
+    sid, _, _ = _signal(journal)
+    cl = _intent(journal, sid)
+    with pytest.raises(ValueError):
+        journal.set_intent_state(cl, "filled")
+    with pytest.raises(UnknownRecordError):
+        journal.set_intent_state("ps-nope-1-0", "sending")
+    with pytest.raises(UnknownRecordError):
+        journal.create_intent("nope", 1, "A", 0, "placeorder", {}, "ps-nope-1-0")
+
+
+def test_fields_kept_and_reconciled_flag(journal):
+    sid, _, _ = _signal(journal)
+    cl = _intent(journal, sid)
+    journal.set_intent_state(cl, "sending", transport="websocket")
+    journal.set_intent_state(cl, "unknown", error="socket closed after write", latency_ms=5000)
+    journal.set_intent_state(cl, "reconciled", broker_order_id=77)
+    i = journal.get_intent(cl)
+    assert (i["state"], i["broker_order_id"], i["transport"], i["error"], i["reconciled"]) == (
+        "reconciled", 77, "websocket", "socket closed after write", True)
+    assert i["latency_ms"] == 5000 and i["updated_at"] >= i["created_at"]
+
+
+def test_cl_ord_id_format_determinism_and_uniqueness(journal):
+    sid, _, _ = _signal(journal)
+    pattern = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+    ids = {make_cl_ord_id(sid, acct, step) for acct in (1, 2, 2**31 - 1, 10**15) for step in range(5)}
+    assert len(ids) == 20
+    assert all(pattern.match(c) for c in ids)
+    assert make_cl_ord_id(sid, 7, 1) == make_cl_ord_id(sid, 7, 1)
+    odd = make_cl_ord_id("weird id/with:chars and a very long tail " * 3, 9, 0)
+    assert pattern.match(odd) and odd == make_cl_ord_id("weird id/with:chars and a very long tail " * 3, 9, 0)
+    with pytest.raises(ValueError):
+        make_cl_ord_id(sid, -1, 0)
+    cl = _intent(journal, sid, 1, 0)
+    with pytest.raises(DuplicateIntentError):
+        _intent(journal, sid, 1, 0)
+    with pytest.raises(ValueError):
+        journal.create_intent(sid, 1, "A", 1, "placeorder", {}, "bad id with spaces")
+    assert [i["cl_ord_id"] for i in journal.intents_for_signal(sid)] == [cl]
+
+
+def test_pending_intents_after_sigkill(db_path):
+    """A process journals an intent as 'sending' and is SIGKILLed: a restart finds it pending."""
+    script = textwrap.dedent(f"""
+        import os, signal
+        from phantom_scraper.journal import Journal, make_cl_ord_id
+        j = Journal({db_path!r})
+        sid, _, _ = j.record_signal("rec", {{"action": "buy"}}, "crash-1", "h", 60.0)
+        for acct, state in ((1, "sending"), (2, "acked"), (3, "unknown")):
+            cl = make_cl_ord_id(sid, acct, 0)
+            j.create_intent(sid, acct, "A%d" % acct, 0, "placeorder", {{"accountId": acct}}, cl)
+            j.set_intent_state(cl, "sending")
+            if state != "sending":
+                j.set_intent_state(cl, state)
+        print(sid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    sid = proc.stdout.strip()
+
+    with Journal(db_path) as j:
+        pending = j.pending_intents()
+        assert [(p["account_id"], p["state"]) for p in pending] == [(1, "sending"), (3, "unknown")]
+        assert all(p["signal_id"] == sid for p in pending)
+        # The restarted process still knows the explicit id.
+        assert j.record_signal("rec", {"action": "buy"}, "crash-1", "h", 60.0)[1] is True
+        # Reconcile: sending -> unknown -> reconciled.
+        cl = pending[0]["cl_ord_id"]
+        j.set_intent_state(cl, "unknown")
+        j.set_intent_state(cl, "reconciled", broker_order_id=1)
+        j.set_intent_state(pending[1]["cl_ord_id"], "rejected", error="not found at broker")
+        assert j.pending_intents() == []
+        assert j.counts()["pending_intents"] == 0
+
+
+# -- secrets, listing ----------------------------------------------------------------------------
+
+def test_secrets_never_stored(db_path, journal):
+    payload = {"action": "buy", "secret": "S3CRET-A", "Token": "S3CRET-B",
+               "nested": {"password": "S3CRET-C", "webhook_passphrase": "S3CRET-D", "qty": 1},
+               "list": [{"access_token": "S3CRET-E", "keep": True}]}
+    sid, _, _ = journal.record_signal("rec", payload, None, "h", 60.0)
+    journal.create_intent(sid, 1, "A", 0, "placeorder", {"accountId": 1, "password": "S3CRET-F"},
+                          make_cl_ord_id(sid, 1, 0))
+    stored = journal.get_signal(sid)
+    assert stored["payload"] == {"action": "buy", "nested": {"qty": 1}, "list": [{"keep": True}]}
+    assert stored["intents"][0]["request"] == {"accountId": 1}
+    assert payload["secret"] == "S3CRET-A"  # the caller's dict is not modified
+    journal.close()
+    for name in os.listdir(os.path.dirname(db_path)):
+        with open(os.path.join(os.path.dirname(db_path), name), "rb") as f:
+            assert b"S3CRET" not in f.read()
+
+
+def test_recent_signals_and_counts(journal):
+    ids = []
+    for n in range(3):
+        sid, _, _ = _signal(journal, explicit_id=f"id{n}", now=T0 + n)
+        ids.append(sid)
+        _intent(journal, sid, 1, 0)
+        _intent(journal, sid, 2, 0)
+    _signal(journal, explicit_id="id0", now=T0 + 10)  # a duplicate, newest
+    recent = journal.recent_signals(limit=3)
+    assert [s["status"] for s in recent] == ["duplicate", "received", "received"]
+    assert [s["id"] for s in recent[1:]] == [ids[2], ids[1]]
+    assert recent[0]["intents"] == []
+    assert [i["account_id"] for i in recent[1]["intents"]] == [1, 2]
+    json.dumps(recent)  # serialisable for GET /api/signals
+    c = journal.counts()
+    assert c["signals"] == 4 and c["intents_by_state"] == {"received": 6}
+    assert c["pending_intents"] == 0
+
+
+def test_full_synchronous_is_an_option(tmp_path):
+    with Journal(str(tmp_path / "j.db"), synchronous="FULL") as j:
+        assert j._read("PRAGMA synchronous")[0][0] == 2
+    with pytest.raises(ValueError):
+        Journal(str(tmp_path / "k.db"), synchronous="OFF")
