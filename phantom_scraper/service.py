@@ -1,0 +1,406 @@
+"""TradingService: what the Flask routes call.  It owns the journal, the logins and the pool.
+
+Life cycle (per worker process, never at import): ``start()`` logs in to every login, lists its
+accounts, registers them with the pool, reconciles order intents left in flight by a previous
+run, and only then accepts signals; it then warms the sockets and starts the keep-alive daemon.
+``stop()`` stops intake, waits (bounded) for signals in flight, stops the daemon and closes every
+socket.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import recorder_service
+from phantom_scraper import recorders as recorders_mod
+from phantom_scraper.config import Settings
+from phantom_scraper.errors import AuthError, TradovateError
+from phantom_scraper.journal import Journal
+from phantom_scraper.signals import AccountTarget, SignalError, SymbolResolver, parse_signal
+from phantom_scraper.tradovate_integration import TradovateIntegration
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceUnavailable(Exception):
+    """Not ready (starting, stopping, or the broker could not be reached at start)."""
+
+
+@dataclass
+class Login:
+    config: recorders_mod.LoginConfig
+    integration: TradovateIntegration
+    accounts: Dict[str, dict]  # account name -> Tradovate account dict
+    connection: Optional[recorder_service.PooledConnection] = None
+
+
+@dataclass
+class WebhookResult:
+    http_status: int
+    body: dict
+
+
+def payload_hash(payload: dict) -> str:
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class TradingService:
+    def __init__(self, settings: Settings, *, journal: Optional[Journal] = None):
+        self.settings = settings
+        self.journal = journal
+        self.logins: Dict[str, Login] = {}
+        self.recorders: Tuple[recorders_mod.Recorder, ...] = ()
+        self.resolver: Optional[SymbolResolver] = None
+        self._state_lock = threading.Lock()  # guards _state, _in_flight and _start_error
+        self._state = "new"  # new | starting | ready | failed | stopping | stopped
+        self._start_error: Optional[str] = None
+        self._in_flight = 0
+        self._ready = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._account_login: Dict[int, Login] = {}
+
+    # -- life cycle ----------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        with self._state_lock:
+            return self._state
+
+    @property
+    def start_error(self) -> Optional[str]:
+        with self._state_lock:
+            return self._start_error
+
+    def start_in_background(self) -> None:
+        with self._state_lock:
+            if self._state != "new":
+                return
+            self._state = "starting"
+        threading.Thread(target=self._start, name="service-start", daemon=True).start()
+
+    def start(self) -> None:
+        with self._state_lock:
+            if self._state != "new":
+                return
+            self._state = "starting"
+        self._start()
+
+    def _start(self) -> None:
+        try:
+            self._start_inner()
+        except Exception as exc:
+            with self._state_lock:
+                self._state = "failed"
+                self._start_error = f"{type(exc).__name__}: {exc}"
+            logger.error("Start-up failed: %s", self._start_error)
+            self._ready.set()
+            return
+        with self._state_lock:
+            if self._state == "starting":
+                self._state = "ready"
+        self._ready.set()
+        logger.info("Ready: %d login(s), %d account(s), %d recorder(s)", len(self.logins),
+                    len(self._account_login), len(self.recorders))
+        recorder_service.warm_up()
+        recorder_service.start_websocket_keepalive_daemon(self.settings.keepalive_interval_s)
+
+    def _start_inner(self) -> None:
+        s = self.settings
+        if self.journal is None:
+            self.journal = Journal(s.database_path)
+        login_configs, self.recorders = recorders_mod.load(s)
+        recorder_service.set_max_concurrent_connects(s.max_concurrent_connects)
+        for name, cfg in login_configs.items():
+            ti = TradovateIntegration(cfg.credentials, cfg.rest_url, cfg.ws_url, is_demo=cfg.is_demo, settings=s)
+            ti.use_websocket_orders = s.use_websocket_orders
+            ti.authenticate()
+            accounts = {a["name"]: a for a in ti.list_accounts() if _active(a)}
+            login = Login(cfg, ti, accounts)
+            self.logins[name] = login
+            for acct in accounts.values():
+                self._account_login[int(acct["id"])] = login
+            login.connection = recorder_service.register_login(
+                ti, [a["id"] for a in accounts.values()], is_demo=cfg.is_demo,
+                login_key=f"{cfg.credentials.username}@{cfg.env}", settings=s)
+        for rec in self.recorders:  # every linked account must exist: fail loudly at start
+            for link in rec.accounts or ():
+                if link.account not in self.logins[link.login].accounts:
+                    raise recorders_mod.ConfigError(
+                        f"recorder {rec.name!r} links account {link.account!r}, which login {link.login!r} does not have")
+        first = next(iter(self.logins.values()))
+        self.resolver = SymbolResolver(first.integration)
+        settled = recorder_service.reconcile_pending(self.journal, self.integration_for_account)
+        if settled:
+            logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
+
+    def integration_for_account(self, account_id: int) -> Optional[TradovateIntegration]:
+        login = self._account_login.get(int(account_id))
+        return login.integration if login else None
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        return self._ready.wait(timeout_s)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop intake, wait for signals in flight (bounded), close every socket."""
+        with self._state_lock:
+            if self._state in ("stopping", "stopped"):
+                return
+            self._state = "stopping"
+            in_flight = self._in_flight
+        logger.info("Stopping: intake closed, %d signal(s) in flight", in_flight)
+        if not self._idle.wait(timeout_s):
+            logger.error("Stopping with signals still in flight; their intents stay in the journal "
+                         "and are reconciled at the next start")
+        recorder_service.stop_websocket_keepalive_daemon()
+        recorder_service.reset_pool()
+        for login in self.logins.values():
+            login.integration.close()
+        if self.journal is not None:
+            self.journal.close()
+        with self._state_lock:
+            self._state = "stopped"
+        logger.info("Stopped")
+
+    # -- recorders -----------------------------------------------------------------------------
+    def recorder_for_token(self, token: Optional[str]) -> Optional[recorders_mod.Recorder]:
+        """Constant-time comparison against every recorder's token."""
+        if not token:
+            return None
+        found = None
+        given = token.encode("utf-8", "surrogatepass")
+        for rec in self.recorders:
+            if rec.token and hmac.compare_digest(given, rec.token.encode("utf-8")):
+                found = rec
+        return found
+
+    def targets_for(self, recorder: recorders_mod.Recorder) -> List[tuple]:
+        targets = []
+        if recorder.accounts is None:
+            login = self.logins[recorders_mod.DEFAULT_LOGIN]
+            for name, acct in sorted(login.accounts.items()):
+                if recorder.account_filter and name not in recorder.account_filter:
+                    continue
+                targets.append((AccountTarget(id=int(acct["id"]), name=name), login.connection))
+            return targets
+        for link in recorder.accounts:
+            if not link.enabled:
+                continue
+            login = self.logins[link.login]
+            acct = login.accounts[link.account]
+            targets.append((AccountTarget(id=int(acct["id"]), name=link.account, multiplier=link.multiplier,
+                                          max_qty=link.max_qty, enabled=link.enabled), login.connection))
+        return targets
+
+    # -- signals -------------------------------------------------------------------------------
+    def handle_signal(self, recorder: recorders_mod.Recorder, raw: bytes) -> WebhookResult:
+        received = time.perf_counter()
+        try:
+            signal = parse_signal(raw)
+        except SignalError as exc:
+            return WebhookResult(400, _signal_error(exc))
+        if not self._enter():
+            raise ServiceUnavailable(self._unavailable_reason())
+        try:
+            try:
+                contract = self.resolver.resolve(signal.symbol)
+            except SignalError as exc:
+                return WebhookResult(400, _signal_error(exc))
+            signal_id, duplicate, existing = self.journal.record_signal(
+                recorder.name, signal.payload, signal.signal_id, payload_hash(signal.payload),
+                self.settings.dedupe_window_s)
+            if duplicate:
+                logger.info("Signal duplicate of %s ignored (recorder %s)", existing, recorder.name)
+                return WebhookResult(200, {"success": True, "duplicate": True, "signal_id": existing,
+                                           "message": "duplicate signal: already received, nothing placed"})
+            targets = self.targets_for(recorder)
+            logger.info("Signal %s recorder=%s action=%s symbol=%s contract=%s qty=%s accounts=%d%s",
+                        signal_id, recorder.name, signal.action, signal.symbol, contract.name,
+                        signal.quantity, len(targets), " TEST" if signal.test else "")
+            if not targets:
+                self.journal.set_signal_status(signal_id, "skipped", "no enabled account")
+                return WebhookResult(200, {"success": True, "signal_id": signal_id, "accounts": [],
+                                           "message": "no enabled account to trade"})
+            future = recorder_service._executor().submit(
+                recorder_service.execute_trade_simple, signal, contract, targets,
+                journal=self.journal, signal_id=signal_id, settings=self.settings)
+        except BaseException:
+            self._leave()
+            raise
+        future.add_done_callback(lambda f: self._finished(signal_id, f))
+        budget = max(0.0, self.settings.webhook_budget_s - (time.perf_counter() - received))
+        try:
+            outcomes = future.result(timeout=budget)
+        except concurrent.futures.TimeoutError:
+            return WebhookResult(202, {"success": True, "signal_id": signal_id, "status": "executing",
+                                       "contract": contract.name,
+                                       "message": "accepted; execution continues (see /api/signals)"})
+        except Exception as exc:  # a bug: reported, never a 5xx that would make TradingView re-send
+            return WebhookResult(200, {"success": False, "signal_id": signal_id,
+                                       "error": {"code": "internal_error", "message": str(exc)}})
+        return WebhookResult(200, _outcomes_body(signal_id, contract, signal, outcomes))
+
+    def _finished(self, signal_id: str, future: concurrent.futures.Future) -> None:
+        try:
+            outcomes = future.result()
+            status = _summary_status(outcomes)
+            summary = json.dumps([o.to_dict() for o in outcomes], default=str)
+        except Exception as exc:
+            status, summary = "error", json.dumps({"error": str(exc)})
+        try:
+            self.journal.set_signal_status(signal_id, status, summary)
+        except Exception:
+            logger.exception("Could not record the outcome of signal %s", signal_id)
+        logger.info("Signal %s done: %s", signal_id, status)
+        self._leave()
+
+    def _enter(self) -> bool:
+        with self._state_lock:
+            if self._state != "ready":
+                return False
+            self._in_flight += 1
+            self._idle.clear()
+            return True
+
+    def _leave(self) -> None:
+        with self._state_lock:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    def _unavailable_reason(self) -> str:
+        with self._state_lock:
+            state, err = self._state, self._start_error
+        if state == "failed":
+            return f"start-up failed: {err}"
+        return f"service is {state}"
+
+    # -- manual trades ---------------------------------------------------------------------------
+    def manual_trade(self, raw: bytes) -> WebhookResult:
+        """A manual order over REST (no pool), same payload format as the webhook."""
+        try:
+            signal = parse_signal(raw)
+        except SignalError as exc:
+            return WebhookResult(400, _signal_error(exc))
+        if self.state != "ready":
+            raise ServiceUnavailable(self._unavailable_reason())
+        try:
+            contract = self.resolver.resolve(signal.symbol)
+        except SignalError as exc:
+            return WebhookResult(400, _signal_error(exc))
+        payload = json.loads(raw.decode("utf-8", "replace")) if raw else {}
+        account_name = payload.get("account") if isinstance(payload, dict) else None
+        from phantom_scraper.signals import PlanError, plan_orders
+        results = []
+        for name, login in self.logins.items():
+            for acct_name, acct in login.accounts.items():
+                if account_name and acct_name != account_name:
+                    continue
+                target = AccountTarget(id=int(acct["id"]), name=acct_name)
+                try:
+                    steps = plan_orders(signal, contract, target, 0, False)
+                except PlanError as exc:
+                    results.append({"account": acct_name, "status": "rejected", "error": str(exc)})
+                    continue
+                for step in steps:
+                    if step.kind not in ("placeorder", "placeoso"):
+                        continue
+                    try:
+                        r = login.integration.place_order_smart(dict(step.body), ws=None, endpoint=f"order/{step.kind}")
+                        results.append({"account": acct_name, "status": r.status, "order_id": r.order_id,
+                                        "transport": r.transport, "latency_ms": r.latency_ms})
+                    except TradovateError as exc:
+                        results.append({"account": acct_name, "status": "error", "error": str(exc)})
+                if account_name is None:
+                    break  # without an account: the first account of the first login
+            if results and account_name is None:
+                break
+        if not results:
+            return WebhookResult(400, {"success": False, "error": {"code": "unknown_account",
+                                                                  "message": f"no account named {account_name!r}"}})
+        return WebhookResult(200, {"success": True, "contract": contract.name, "results": results})
+
+    # -- status ------------------------------------------------------------------------------------
+    def status(self) -> dict:
+        daemon = recorder_service.keepalive_daemon()
+        return {
+            "success": True,
+            "websocket_orders_enabled": bool(self.settings.use_websocket_orders),
+            "service_state": self.state,
+            "environment": self.settings.tradovate_env,
+            "connection_pool": recorder_service.pool_status(),
+            "keepalive_daemon": daemon.status() if daemon else {"running": False},
+        }
+
+    def health(self) -> Tuple[bool, dict]:
+        checks = {"service": self.state}
+        journal_ok = False
+        if self.journal is not None:
+            try:
+                self.journal.counts()
+                journal_ok = True
+            except Exception as exc:
+                checks["journal_error"] = str(exc)
+        checks["journal"] = journal_ok
+        daemon = recorder_service.keepalive_daemon()
+        checks["daemon_alive"] = bool(daemon and daemon.alive)
+        broker_ok = False
+        for login in self.logins.values():
+            broker_ok = any(c.live_client() is not None for c in recorder_service.logins_snapshot()) or \
+                _rest_reachable(login.integration)
+            break
+        checks["broker_reachable"] = broker_ok
+        ready = self.state == "ready" and journal_ok and checks["daemon_alive"] and broker_ok
+        return ready, checks
+
+
+def _rest_reachable(ti) -> bool:
+    try:
+        ti.list_accounts()
+        return True
+    except (TradovateError, AuthError):
+        return False
+
+
+def _active(account: dict) -> bool:
+    return not account.get("closed") and account.get("active", True) is not False and not account.get("archived")
+
+
+def _signal_error(exc: SignalError) -> dict:
+    return {"success": False, "error": {"code": exc.code, "field": exc.field, "message": exc.message}}
+
+
+def _summary_status(outcomes) -> str:
+    statuses = {o.status for o in outcomes}
+    if not statuses:
+        return "skipped"
+    if statuses <= {"acked"}:
+        return "acked"
+    if statuses <= {"validated"}:
+        return "validated"
+    if "unknown" in statuses:
+        return "unknown"
+    if statuses & {"acked"}:
+        return "partial"
+    if statuses <= {"skipped"}:
+        return "skipped"
+    return "failed"
+
+
+def _outcomes_body(signal_id, contract, signal, outcomes) -> dict:
+    status = _summary_status(outcomes)
+    return {
+        "success": status in ("acked", "validated", "skipped"),
+        "signal_id": signal_id,
+        "status": status,
+        "test": bool(signal.test),
+        "contract": contract.name,
+        "accounts": [o.to_dict() for o in outcomes],
+    }

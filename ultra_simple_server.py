@@ -1,0 +1,333 @@
+"""Flask routes: the webhook, the WebSocket status JSON, manual trades, health, a status page.
+
+``create_app()`` builds everything and starts nothing.  Background work (embedded simulator in
+``sim`` mode, logins, journal recovery, pool warm-up, keep-alive daemon) starts per worker
+process: from gunicorn's ``post_worker_init`` hook (gunicorn.conf.py), on the first request, or in
+``main()`` when run directly (``python ultra_simple_server.py``).
+"""
+from __future__ import annotations
+
+import html
+import json
+import logging
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+from typing import Optional
+
+from flask import Flask, Response, jsonify, request
+
+from phantom_scraper import redact
+from phantom_scraper.config import ConfigError, Settings
+from phantom_scraper.service import ServiceUnavailable, TradingService, WebhookResult
+
+logger = logging.getLogger(__name__)
+
+_TEXT_TYPES = re.compile(r"^(text/[\w.+-]+|application/(json|[\w.+-]+\+json|x-www-form-urlencoded))$", re.I)
+_SECRET_IN_TEXT = re.compile(r'"(?:secret|passphrase)"\s*:\s*"((?:[^"\\]|\\.)*)"')
+
+
+class Runtime:
+    """Per-process state hung on the app: settings, the service, the embedded simulator."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.service = TradingService(settings)
+        self.simulator = None
+        self._boot_lock = threading.Lock()  # serialises the one-time boot
+        self._booted = False
+
+    def boot(self, *, wait: bool = False) -> None:
+        """Start background work once per process (idempotent)."""
+        with self._boot_lock:
+            if self._booted:
+                return
+            self._booted = True
+        if self.settings.tradovate_env == "sim" and not self.settings.rest_url:
+            from phantom_scraper.tradovate_sim import Simulator
+
+            self.simulator = Simulator().start()
+            logger.info("Embedded Tradovate simulator (paper trading) at %s", self.simulator.rest_url)
+            self.settings = self.settings.replace(rest_url=self.simulator.rest_url, ws_url=self.simulator.ws_url)
+            self.service.settings = self.settings
+        if wait:
+            self.service.start()
+        else:
+            self.service.start_in_background()
+
+    def shutdown(self, timeout_s: float = 10.0) -> None:
+        self.service.stop(timeout_s)
+        if self.simulator is not None:
+            self.simulator.stop()
+
+
+def _sim_secret(settings: Settings) -> str:
+    """A stable per-install webhook secret for paper trading (kept in the data directory)."""
+    folder = os.path.dirname(os.path.abspath(settings.database_path))
+    path = os.path.join(folder, "sim_webhook_secret")
+    try:
+        with open(path, "r", encoding="utf-8") as fh:
+            value = fh.read().strip()
+            if value:
+                return value
+    except OSError:
+        pass
+    os.makedirs(folder, exist_ok=True)
+    value = secrets.token_urlsafe(18)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value)
+    return value
+
+
+def load_settings(env=None) -> Settings:
+    settings = Settings.from_env(env)
+    if settings.tradovate_env == "sim":
+        if not settings.webhook_secret:
+            settings = settings.replace(webhook_secret=_sim_secret(settings))
+        if not settings.admin_token:
+            settings = settings.replace(admin_token=settings.webhook_secret)
+    else:
+        missing = settings.missing_for_broker()
+        if missing:
+            raise ConfigError(f"TRADOVATE_ENV={settings.tradovate_env} needs: {', '.join(missing)}")
+    creds = settings.credentials
+    redact.register_secret(settings.webhook_secret or "", settings.admin_token or "",
+                           creds.password if creds else "", creds.sec if creds else "")
+    return settings
+
+
+def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bool = True) -> Flask:
+    """The app factory.  Nothing here opens a socket or starts a thread."""
+    if settings is None:
+        try:
+            from dotenv import load_dotenv
+
+            load_dotenv()
+        except ImportError:  # python-dotenv is in requirements.txt; tolerate its absence
+            pass
+        settings = load_settings()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False
+    runtime = Runtime(settings)
+    app.extensions["runtime"] = runtime
+
+    @app.before_request
+    def _boot_lazily():
+        if boot_on_first_request:
+            runtime.boot()
+
+    def service() -> TradingService:
+        return runtime.service
+
+    # -- errors: one mapper ----------------------------------------------------------------------
+    def error(status: int, code: str, message: str, **extra) -> Response:
+        body = {"success": False, "error": {"code": code, "message": message, **extra}}
+        return app.response_class(json.dumps(body, indent=2) + "\n", status=status, mimetype="application/json")
+
+    @app.errorhandler(413)
+    def _too_large(_exc):
+        return error(413, "body_too_large", f"the body exceeds {settings.max_body_bytes} bytes")
+
+    @app.errorhandler(404)
+    def _not_found(_exc):
+        return error(404, "not_found", "no such route")
+
+    @app.errorhandler(405)
+    def _bad_method(_exc):
+        return error(405, "method_not_allowed", "method not allowed on this route")
+
+    @app.errorhandler(ServiceUnavailable)
+    def _unavailable(exc):
+        return error(503, "not_ready", str(exc))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc):
+        from werkzeug.exceptions import HTTPException
+
+        if isinstance(exc, HTTPException):
+            return error(exc.code or 500, "http_error", exc.description or exc.name)
+        logger.exception("Unhandled error on %s", redact.redact(request.path))
+        return error(500, "internal_error", "internal error; see the server log")
+
+    def as_response(result: WebhookResult) -> Response:
+        return app.response_class(json.dumps(result.body, indent=2, default=str) + "\n",
+                                  status=result.http_status, mimetype="application/json")
+
+    # -- webhook -----------------------------------------------------------------------------------
+    def client_ip() -> str:
+        if settings.trust_proxy_headers:
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            if forwarded:
+                return forwarded.split(",")[0].strip()
+        return request.remote_addr or ""
+
+    def read_body():
+        """(raw bytes, error response or None)."""
+        ctype = (request.mimetype or "").strip()
+        if ctype and not _TEXT_TYPES.match(ctype):
+            return None, error(415, "unsupported_media_type", f"the body must be text or JSON, not {ctype}")
+        raw = request.get_data(cache=False)  # 413 above MAX_CONTENT_LENGTH
+        if len(raw) > settings.max_body_bytes:
+            return None, error(413, "body_too_large", f"the body exceeds {settings.max_body_bytes} bytes")
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, error(415, "unsupported_media_type", "the body is not UTF-8 text")
+        return raw, None
+
+    def webhook_common(token: Optional[str], raw: bytes) -> Response:
+        if settings.ip_allowlist_enabled and client_ip() not in settings.ip_allowlist:
+            return error(403, "forbidden_source", "source address not in the allow-list")
+        recorder = service().recorder_for_token(token)
+        if recorder is None:
+            return error(401, "unauthorized", "missing or wrong webhook secret; nothing was placed")
+        return as_response(service().handle_signal(recorder, raw))
+
+    @app.post("/webhook/<path:token>")
+    def webhook_with_token(token: str):
+        raw, err = read_body()
+        if err is not None:
+            return err
+        return webhook_common(token, raw)
+
+    @app.post("/webhook")
+    def webhook_with_body_secret():
+        raw, err = read_body()
+        if err is not None:
+            return err
+        match = _SECRET_IN_TEXT.search(raw.decode("utf-8"))
+        token = None
+        if match:
+            try:
+                token = json.loads('"' + match.group(1) + '"')
+            except ValueError:
+                token = None
+        return webhook_common(token, raw)
+
+    # -- status and admin ----------------------------------------------------------------------------
+    @app.get("/api/websocket-status")
+    def websocket_status():
+        body = service().status()
+        return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
+
+    def admin_ok() -> bool:
+        import hmac
+
+        expected = settings.admin_token
+        given = request.headers.get("X-Admin-Token") or ""
+        auth = request.headers.get("Authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+    @app.post("/api/manual-trade")
+    def manual_trade():
+        if not settings.admin_token:
+            return error(403, "admin_disabled", "set ADMIN_TOKEN to enable manual trades")
+        if not admin_ok():
+            return error(401, "unauthorized", "missing or wrong admin token")
+        raw, err = read_body()
+        if err is not None:
+            return err
+        return as_response(service().manual_trade(raw))
+
+    @app.get("/api/signals")
+    def api_signals():
+        if not settings.admin_token:
+            return error(403, "admin_disabled", "set ADMIN_TOKEN to enable this route")
+        if not admin_ok():
+            return error(401, "unauthorized", "missing or wrong admin token")
+        limit = min(max(request.args.get("limit", 50, type=int) or 50, 1), 500)
+        journal = service().journal
+        signals = journal.recent_signals(limit) if journal is not None else []
+        body = {"success": True, "signals": signals}
+        return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
+
+    @app.get("/health")
+    def health():
+        ready, checks = service().health()
+        body = {"status": "ok" if ready else "not_ready", "live": True, "ready": ready, "checks": checks}
+        return app.response_class(json.dumps(body, indent=2) + "\n", status=200 if ready else 503,
+                                  mimetype="application/json")
+
+    @app.get("/")
+    def status_page():
+        from phantom_scraper.status_page import render
+
+        svc = service()
+        journal = svc.journal
+        recent = journal.recent_signals(20) if journal is not None and svc.state == "ready" else []
+        return Response(render(svc.status(), recent), mimetype="text/html")
+
+    return app
+
+
+# -- running directly ----------------------------------------------------------------------------
+
+def configure_logging(level: str = None) -> None:
+    logging.basicConfig(level=(level or os.environ.get("LOG_LEVEL", "INFO")).upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    redact.install()
+    for name in ("werkzeug", "gunicorn.access", "gunicorn.error"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(redact.RedactingFilter())
+    logging.getLogger("werkzeug").addFilter(redact.RedactingFilter())
+
+
+def main(argv=None) -> int:
+    configure_logging()
+    try:
+        app = create_app()
+    except ConfigError as exc:
+        sys.stderr.write(f"Cannot start: {exc}\n")
+        return 2
+    runtime: Runtime = app.extensions["runtime"]
+    port = int(os.environ.get("PORT", "8080"))
+    host = os.environ.get("HOST", "127.0.0.1")
+    runtime.boot(wait=True)
+    if runtime.service.state != "ready":
+        sys.stderr.write(f"Cannot start: {runtime.service.start_error}\n")
+        runtime.shutdown()
+        return 2
+    settings = runtime.settings
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, app, threaded=True)
+    port = server.server_port
+    base = f"http://{host}:{port}"
+    mode = "PAPER TRADING on the embedded simulator" if settings.tradovate_env == "sim" else f"Tradovate {settings.tradovate_env.upper()}"
+    example = '{"action":"buy","ticker":"MNQ1!","quantity":1}'
+    sys.stdout.write(
+        f"\nphantom-scraper is running ({mode})\n"
+        f"  status page : {base}/\n"
+        f"  status JSON : {base}/api/websocket-status\n"
+        f"  webhook URL : {base}/webhook/<your WEBHOOK_SECRET>\n"
+    )
+    if settings.tradovate_env == "sim":
+        sys.stdout.write(
+            f"  secret      : {settings.webhook_secret}   (paper trading only; kept in {os.path.dirname(os.path.abspath(settings.database_path))})\n"
+            f"\nPlace a paper trade:\n  curl -s -X POST {base}/webhook/{settings.webhook_secret} "
+            f"-H 'Content-Type: application/json' -d '{example}'\n\n")
+    sys.stdout.flush()
+    import signal as _signal
+
+    def _term(_signum, _frame):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    _signal.signal(_signal.SIGTERM, _term)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
