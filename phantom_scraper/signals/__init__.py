@@ -1,0 +1,20 @@
+"""TradingView alert -> the Tradovate orders the trader means.  Pure: no I/O of its own.
+
+::
+
+    raw body --parse_signal--> Signal --SymbolResolver.resolve(signal.symbol)--> Contract
+    (Signal, Contract, AccountTarget, net_pos) --plan_orders--> [OrderStep, ...]
+
+``SignalError`` (bad alert, nothing sent; ``code``/``field``/``message``) and ``PlanError`` (no
+order for this account; ``code``/``message``, ``nothing_to_do`` is not a failure) are the only
+exceptions besides broker errors from the resolver's client.  See each module's docstring.
+"""
+from .model import AccountTarget, Bracket, Contract, OrderStep, PlanError, Signal, SignalError
+from .parse import parse_signal
+from .plan import needs_position, plan_orders, round_to_tick
+from .symbols import SymbolResolver, parse_symbol
+
+__all__ = [
+    "AccountTarget", "Bracket", "Contract", "OrderStep", "PlanError", "Signal", "SignalError",
+    "SymbolResolver", "needs_position", "parse_signal", "parse_symbol", "plan_orders", "round_to_tick",
+]

@@ -1,0 +1,119 @@
+"""Value types shared by the parser, the symbol resolver and the planner.
+
+Everything here is immutable and free of I/O.  ``Signal`` is what one TradingView alert means;
+``Contract`` is the dated Tradovate contract it trades; ``OrderStep`` is one request the executor
+sends for one account.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+# Normalised actions (see parse.py for the words that map to each).
+ACTIONS = ("buy", "sell", "close", "close_long", "close_short", "reverse", "cancel", "target")
+ORDER_TYPES = ("Market", "Limit", "Stop", "StopLimit")
+BRACKET_KINDS = ("price", "ticks", "points")
+STEP_KINDS = ("placeorder", "placeoso", "liquidateposition", "cancel_working", "wait_flat")
+
+
+class SignalError(ValueError):
+    """The alert cannot be turned into orders; nothing was sent.
+
+    ``code`` is machine-readable (``invalid_json``, ``missing_field``, ``empty_field``,
+    ``invalid_field``, ``unsupported``, ``unknown_symbol``), ``field`` names the offending field
+    as the sender spelled it (or ``None`` for the body as a whole), ``message`` is for people.
+    Messages never contain the webhook secret.
+    """
+
+    def __init__(self, code: str, field: Optional[str], message: str):
+        super().__init__(message)
+        self.code = code
+        self.field = field
+        self.message = message
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"code": self.code, "field": self.field, "message": self.message}
+
+
+class PlanError(ValueError):
+    """This signal produces no order for this account; ``code`` says why.
+
+    Codes: ``nothing_to_do`` (already where the signal wants it: not a failure),
+    ``exceeds_max_qty``, ``account_disabled``, ``invalid_account``, ``missing_reference_price``,
+    ``invalid_bracket``, ``invalid_quantity``.
+    """
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """A take-profit or stop-loss: an absolute ``price`` or a distance in ``ticks``/``points``
+    from the entry's reference price."""
+
+    kind: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Signal:
+    action: str  # one of ACTIONS
+    symbol: str  # as sent, trimmed (resolve with SymbolResolver)
+    quantity: Optional[int] = None  # None: not sent (entries then default to 1)
+    order_type: str = "Market"  # one of ORDER_TYPES
+    limit_price: Optional[float] = None
+    stop_price: Optional[float] = None
+    price: Optional[float] = None  # the signal price ({{close}}): reference for distance brackets
+    take_profit: Optional[Bracket] = None
+    stop_loss: Optional[Bracket] = None
+    sentiment: Optional[str] = None  # "long" | "short" | "flat" after normalisation
+    target_position: Optional[int] = None  # signed, strategy-position mode only
+    time_in_force: Optional[str] = None  # "Day" | "GTC" | "IOC" | "FOK"
+    signal_id: Optional[str] = None  # explicit ``id`` only
+    time: Optional[str] = None
+    test: bool = False
+    secret: Optional[str] = field(default=None, repr=False, compare=False)
+    payload: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+    @property
+    def is_entry(self) -> bool:
+        return self.action in ("buy", "sell")
+
+
+@dataclass(frozen=True)
+class Contract:
+    """A dated, tradable Tradovate contract (``NQZ6``)."""
+
+    id: int
+    name: str
+    root: str
+    tick_size: float
+    point_value: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class AccountTarget:
+    """One Tradovate account a signal is copied to."""
+
+    id: int
+    name: str  # accountSpec
+    multiplier: int = 1
+    max_qty: Optional[int] = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class OrderStep:
+    """One request for the executor, in order.  ``body`` is a Tradovate request body without
+    ``clOrdId`` (the executor assigns one per step).  ``cancel_working`` and ``wait_flat`` are
+    executor instructions whose body is ``{accountId, contractId, symbol}``."""
+
+    kind: str  # one of STEP_KINDS
+    body: Dict[str, Any] = field(hash=False)
+    reason: str = ""  # short human description for logs and the status page

@@ -1,0 +1,241 @@
+"""``Signal`` + ``Contract`` + one account (+ its position) -> the Tradovate requests to send.
+
+``plan_orders`` is pure: it returns a non-empty list of ``OrderStep`` or raises ``PlanError``.
+``PlanError("nothing_to_do")`` means the account is already where the signal wants it (flat on
+a close, no long on a close_long, ...): report it as skipped, not failed.
+
+Rules
+-----
+* Size: ``quantity`` (1 when an entry sends none) x ``account.multiplier``.  Every
+  placeorder/placeoso quantity is checked against ``account.max_qty`` before any step is
+  returned, so a multi-step plan (reversal) is rejected whole, never half-done.
+  ``liquidateposition`` is not size-checked (it only closes what is held).
+* buy/sell: one ``placeorder``, or one ``placeoso`` when a take-profit / stop-loss is set
+  (``bracket1`` = take profit, a Limit at ``price``; ``bracket2`` = stop loss, a Stop at
+  ``stopPrice``; a lone stop loss goes in ``bracket1``).  With a same-side sentiment while the
+  account holds the other side: ``[liquidateposition, wait_flat, entry]``.
+* Bracket distances are measured from the entry's reference price (limit price; stop price of a
+  Stop; the signal ``price`` of a Market order).  All prices -- entry and brackets -- are rounded
+  to the *nearest* tick (half a tick rounds away from zero), so any price moves by at most half a
+  tick.  A take profit or stop loss on the wrong side of the reference, or at it after rounding,
+  is ``invalid_bracket``.
+* close: ``liquidateposition`` (also when flat but orders are working, to cancel them).  With a
+  quantity smaller than the position: a Market order reducing it by that much.
+  close_long / close_short: the same, only when the account holds that side.
+* reverse: ``[liquidateposition, wait_flat, entry]``; the entry is the other side, sized by the
+  quantity (x multiplier) or, without one, the size of the position being reversed.  The executor
+  must not send the entry before the position is flat.
+* cancel: ``[cancel_working]`` always; the executor lists and cancels the working orders of the
+  contract (a no-op when there are none).
+* target: bring ``net_pos`` to ``target_position x multiplier``: add or enter with the signal's
+  order type (brackets attached); reduce with a Market order; 0 -> ``liquidateposition``;
+  other side -> ``[liquidateposition, wait_flat, entry of the full target]``.
+"""
+from __future__ import annotations
+
+import logging
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Dict, List, Optional
+
+from .model import AccountTarget, Bracket, Contract, OrderStep, PlanError, Signal
+
+log = logging.getLogger(__name__)
+
+
+def needs_position(signal: Signal) -> bool:
+    """Whether the executor must read the account's net position before ``plan_orders``.
+
+    Plain buy/sell (no sentiment) and cancel do not: that keeps the hot path at one frame."""
+    if signal.action in ("buy", "sell"):
+        return signal.sentiment is not None
+    return signal.action in ("close", "close_long", "close_short", "reverse", "target")
+
+
+def round_to_tick(price: float, tick: float) -> float:
+    step = Decimal(str(tick))
+    ticks = (Decimal(str(price)) / step).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return float(ticks * step)
+
+
+def plan_orders(signal: Signal, contract: Contract, account: AccountTarget, net_pos: int,
+                has_working_orders: bool = False) -> List[OrderStep]:
+    _check_account(account)
+    return _Planner(signal, contract, account, int(net_pos), has_working_orders).plan()
+
+
+def _check_account(account: AccountTarget) -> None:
+    if not account.enabled:
+        raise PlanError("account_disabled", f"account {account.name} is disabled")
+    m = account.multiplier
+    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+        raise PlanError("invalid_account", f"account {account.name}: multiplier must be a whole number >= 1")
+    mq = account.max_qty
+    if mq is not None and (isinstance(mq, bool) or not isinstance(mq, int) or mq < 1):
+        raise PlanError("invalid_account", f"account {account.name}: max_qty must be a whole number >= 1")
+
+
+class _Planner:
+    def __init__(self, signal: Signal, contract: Contract, account: AccountTarget, net_pos: int,
+                 has_working_orders: bool):
+        self.s = signal
+        self.c = contract
+        self.a = account
+        self.pos = net_pos
+        self.working = has_working_orders
+
+    def plan(self) -> List[OrderStep]:
+        action = self.s.action
+        if action == "cancel":
+            return [self._marker("cancel_working", "cancel working orders")]
+        if action in ("close", "close_long", "close_short"):
+            return self._close(action)
+        if action in ("buy", "sell"):
+            return self._buy_sell(1 if action == "buy" else -1)
+        if action == "reverse":
+            return self._reverse()
+        if action == "target":
+            return self._target()
+        raise PlanError("unsupported_action", f"unknown action {action!r}")
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def _close(self, action: str) -> List[OrderStep]:
+        pos = self.pos
+        side = {"close": 0, "close_long": 1, "close_short": -1}[action]
+        if pos == 0 or (side and pos * side < 0):
+            if action == "close" and pos == 0 and self.working:
+                return [self._liquidate("flat; cancel working orders")]
+            held = "flat" if pos == 0 else f"{'long' if pos > 0 else 'short'} {abs(pos)}"
+            raise PlanError("nothing_to_do", f"{action}: account {self.a.name} is {held} in {self.c.name}")
+        if self.s.quantity is not None:
+            qty = self.s.quantity * self.a.multiplier
+            if qty < abs(pos):
+                return [self._market(-1 if pos > 0 else 1, qty, f"reduce position {pos} by {qty}")]
+        return [self._liquidate(f"close position {pos}")]
+
+    def _buy_sell(self, direction: int) -> List[OrderStep]:
+        qty = (self.s.quantity if self.s.quantity is not None else 1) * self.a.multiplier
+        entry = self._entry(direction, qty)
+        if self.s.sentiment is not None and self.pos * direction < 0:
+            return self._reversal(entry)
+        return [entry]
+
+    def _reverse(self) -> List[OrderStep]:
+        pos = self.pos
+        if self.s.sentiment in ("long", "short"):
+            direction = 1 if self.s.sentiment == "long" else -1
+            if pos * direction > 0:
+                raise PlanError("nothing_to_do", f"reverse: account {self.a.name} is already {self.s.sentiment}")
+        elif pos == 0:
+            raise PlanError("nothing_to_do", f"reverse: account {self.a.name} is flat in {self.c.name}; nothing to reverse")
+        else:
+            direction = -1 if pos > 0 else 1
+        if self.s.quantity is not None:
+            qty = self.s.quantity * self.a.multiplier
+        else:
+            qty = abs(pos) if pos else self.a.multiplier
+        entry = self._entry(direction, qty)
+        return self._reversal(entry) if pos else [entry]
+
+    def _target(self) -> List[OrderStep]:
+        if self.s.target_position is None:
+            raise PlanError("unsupported_action", "target signal without a target position")
+        want = self.s.target_position * self.a.multiplier
+        pos = self.pos
+        if want == pos:
+            if want == 0 and self.working:
+                return [self._liquidate("target flat; cancel working orders")]
+            raise PlanError("nothing_to_do", f"account {self.a.name} already holds {pos} {self.c.name}")
+        if want == 0:
+            return [self._liquidate(f"target 0 from {pos}")]
+        if pos * want < 0:
+            return self._reversal(self._entry(1 if want > 0 else -1, abs(want)))
+        diff = want - pos
+        direction = 1 if diff > 0 else -1
+        if abs(want) > abs(pos):
+            return [self._entry(direction, abs(diff))]
+        return [self._market(direction, abs(diff), f"reduce position {pos} to {want}")]
+
+    # -- steps -----------------------------------------------------------------------------
+
+    def _reversal(self, entry: OrderStep) -> List[OrderStep]:
+        return [self._liquidate(f"reverse: flatten {self.pos} first"),
+                self._marker("wait_flat", "wait until flat before the entry"), entry]
+
+    def _check_qty(self, qty: int) -> None:
+        if qty < 1:
+            raise PlanError("invalid_quantity", f"order quantity {qty} is not positive")
+        if self.a.max_qty is not None and qty > self.a.max_qty:
+            raise PlanError("exceeds_max_qty",
+                            f"order of {qty} {self.c.name} exceeds account {self.a.name}'s maximum of {self.a.max_qty}")
+
+    def _base(self, direction: int, qty: int, order_type: str) -> Dict[str, Any]:
+        self._check_qty(qty)
+        return {"accountSpec": self.a.name, "accountId": self.a.id,
+                "action": "Buy" if direction > 0 else "Sell", "symbol": self.c.name,
+                "orderQty": qty, "orderType": order_type, "isAutomated": True}
+
+    def _market(self, direction: int, qty: int, reason: str) -> OrderStep:
+        return OrderStep("placeorder", self._base(direction, qty, "Market"), reason)
+
+    def _entry(self, direction: int, qty: int) -> OrderStep:
+        s, tick = self.s, self.c.tick_size
+        body = self._base(direction, qty, s.order_type)
+        limit = round_to_tick(s.limit_price, tick) if s.limit_price is not None else None
+        stop = round_to_tick(s.stop_price, tick) if s.stop_price is not None else None
+        if s.order_type in ("Limit", "StopLimit"):
+            if limit is None:
+                raise PlanError("missing_reference_price", f"a {s.order_type} order needs a limit price")
+            body["price"] = limit
+        if s.order_type in ("Stop", "StopLimit"):
+            if stop is None:
+                raise PlanError("missing_reference_price", f"a {s.order_type} order needs a stop price")
+            body["stopPrice"] = stop
+        if s.time_in_force:
+            body["timeInForce"] = s.time_in_force
+        reason = f"{body['action'].lower()} {qty} {s.order_type}"
+        if s.take_profit is None and s.stop_loss is None:
+            return OrderStep("placeorder", body, reason)
+        ref = {"Limit": limit, "StopLimit": limit, "Stop": stop}.get(
+            s.order_type, round_to_tick(s.price, tick) if s.price is not None else None)
+        tp = self._bracket_price(s.take_profit, ref, direction, "take profit")
+        sl = self._bracket_price(s.stop_loss, ref, -direction, "stop loss")
+        if tp is not None and sl is not None and (tp - sl) * direction <= 0:
+            raise PlanError("invalid_bracket", f"take profit {tp} and stop loss {sl} are on the wrong sides")
+        exit_action = "Sell" if direction > 0 else "Buy"
+        legs = []
+        if tp is not None:
+            legs.append({"action": exit_action, "orderType": "Limit", "price": tp})
+        if sl is not None:
+            legs.append({"action": exit_action, "orderType": "Stop", "stopPrice": sl})
+        body["bracket1"] = legs[0]
+        if len(legs) > 1:
+            body["bracket2"] = legs[1]
+        return OrderStep("placeoso", body, reason + " with bracket")
+
+    def _bracket_price(self, bracket: Optional[Bracket], ref: Optional[float], away: int,
+                       what: str) -> Optional[float]:
+        """``away`` is +1 when the bracket must sit above the reference, -1 below."""
+        if bracket is None:
+            return None
+        tick = self.c.tick_size
+        if bracket.kind == "price":
+            price = round_to_tick(bracket.value, tick)
+        else:
+            if ref is None:
+                raise PlanError("missing_reference_price",
+                                f"{what} in {bracket.kind} needs a reference price (send \"price\")")
+            distance = bracket.value * tick if bracket.kind == "ticks" else bracket.value
+            price = round_to_tick(ref + away * distance, tick)
+        if ref is not None and (price - ref) * away <= 0:
+            raise PlanError("invalid_bracket",
+                            f"{what} {price} is on the wrong side of the entry price {ref}")
+        return price
+
+    def _liquidate(self, reason: str) -> OrderStep:
+        return OrderStep("liquidateposition", {"accountId": self.a.id, "contractId": self.c.id,
+                                               "admin": False, "isAutomated": True}, reason)
+
+    def _marker(self, kind: str, reason: str) -> OrderStep:
+        return OrderStep(kind, {"accountId": self.a.id, "contractId": self.c.id,
+                                "symbol": self.c.name}, reason)
