@@ -100,6 +100,7 @@ class Settings:
     reconcile_window_s: float = 10.0  # how long an unknown outcome is searched by clOrdId
     reconcile_poll_interval_s: float = 0.5
     rest_timeout_s: float = 10.0
+    penalty_max_wait_s: float = 60.0  # longest p-time waited out before resending with p-ticket
 
     # Token
     token_renew_margin_s: float = 15 * 60  # renew this long before expirationTime

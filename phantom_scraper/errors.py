@@ -7,6 +7,7 @@
     │   └── CaptchaRequiredError  penalty with p-captcha: a person must wait (~1 h)
     ├── NotSentError              the request provably never reached the broker: safe to fall back
     │   └── RateLimitedError      the broker refused to execute it (429 / penalty): back off
+    │       └── PenaltyError      a p-ticket: wait p-time, then resend with "p-ticket"
     ├── OrderRejectedError        the broker answered with failureReason: final, never retried
     ├── OutcomeUnknownError       it may or may not have executed: reconcile by clOrdId
     └── BrokerError               any other broker/HTTP error on a read or a cancel
@@ -48,6 +49,19 @@ class RateLimitedError(NotSentError):
     def __init__(self, message: str, retry_after_s: Optional[float] = None):
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class PenaltyError(RateLimitedError):
+    """A penalty ticket (``p-ticket``/``p-time``): the request was not executed.
+
+    The caller may wait ``retry_after_s`` and resend the identical body plus ``"p-ticket"``;
+    with ``captcha`` true an automated client cannot complete the call and must stop.
+    """
+
+    def __init__(self, message: str, p_ticket: str, retry_after_s: Optional[float], captcha: bool = False):
+        super().__init__(message, retry_after_s)
+        self.p_ticket = p_ticket
+        self.captcha = captcha
 
 
 class OrderRejectedError(TradovateError):

@@ -1,0 +1,265 @@
+"""Tradovate for one login: token, REST calls, socket order calls and ``place_order_smart()``.
+
+``place_order_smart`` is the only place that decides between transports::
+
+    WebSocket (if use_websocket_orders and the socket is open)
+      ├─ answered              -> acked / rejected (final)
+      ├─ NotSentError          -> REST fallback ("REST fallback" logged with the reason)
+      └─ OutcomeUnknownError   -> reconcile by clOrdId (command/list, bounded polling)
+                                    ├─ found   -> adopt it (reconciled=True)
+                                    └─ nothing -> resend ONCE over REST, same clOrdId (logged)
+
+There is no generic retry around order placement: the only resends are after a proof of
+non-execution (never sent, HTTP/socket 401, a penalty ticket) or the single logged resend after
+a reconciliation that found nothing.  ``order/liquidateposition`` has no ``clOrdId``: the intent
+id travels in ``customTag50`` and is reconciled by the command's ``customTag50``.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from typing import Any, Callable, List, Optional
+from urllib.parse import urlparse
+
+from .config import REAL_REST_URLS, Credentials, Settings, derive_ws_url
+from .errors import AuthError, BrokerError, OutcomeUnknownError, PenaltyError
+from .order_router import OrderResult, SmartOrder
+from .tradovate_auth import TokenKeeper
+from .tradovate_rest import RestClient, check_order_result, is_order_endpoint
+from .ws_client import TradovateWebSocket
+
+logger = logging.getLogger(__name__)
+
+def new_cl_ord_id() -> str:
+    return "ps-" + uuid.uuid4().hex  # 35 chars, well under the 64-char limit
+
+
+class TradovateIntegration:
+    use_websocket_orders = True  # class-wide switch; Settings(use_websocket_orders=False) turns it off per instance
+
+    MAX_PENALTY_ROUNDS = 2
+
+    def __init__(
+        self,
+        credentials: Optional[Credentials] = None,
+        rest_url: Optional[str] = None,
+        ws_url: Optional[str] = None,
+        is_demo: bool = True,
+        settings: Optional[Settings] = None,
+    ):
+        self.settings = settings or Settings()
+        creds = credentials or self.settings.credentials
+        if creds is None:
+            raise AuthError("no Tradovate credentials configured (TRADOVATE_USERNAME/TRADOVATE_PASSWORD)")
+        self.credentials = creds
+        self.rest_url = (rest_url or REAL_REST_URLS["demo" if is_demo else "live"]).rstrip("/")
+        self.ws_url = ws_url or derive_ws_url(self.rest_url)
+        self.is_demo = is_demo
+        if not self.settings.use_websocket_orders:
+            self.use_websocket_orders = False
+        self._stop = threading.Event()  # set by close(): interrupts penalty waits and polling
+        self._rest = RestClient(self.rest_url, timeout_s=self.settings.rest_timeout_s,
+                                connect_timeout_s=min(5.0, self.settings.rest_timeout_s))
+        self._auth = TokenKeeper(creds, self._rest, self.settings, self._stop)
+
+    # ------------------------------------------------------------------ token
+    def authenticate(self) -> str:
+        return self._auth.login()
+
+    def ensure_token(self) -> str:
+        return self._auth.ensure_token()
+
+    @property
+    def access_token(self) -> Optional[str]:
+        tok = self._auth.token
+        return tok.access_token if tok else None
+
+    @property
+    def token_expires_at(self) -> Optional[float]:
+        tok = self._auth.token
+        return tok.expires_at if tok else None
+
+    @property
+    def user_id(self) -> Optional[int]:
+        tok = self._auth.token
+        return tok.user_id if tok else None
+
+    def add_token_listener(self, fn: Callable[[str], None]) -> None:
+        self._auth.add_listener(fn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._rest.close()
+
+    # ------------------------------------------------------------------ REST core
+    def _with_penalty(self, send: Callable[[Optional[str]], Any], what: str) -> Any:
+        """Run ``send(p_ticket)``; a penalty (not executed) is waited out and resent with its ticket."""
+        ticket: Optional[str] = None
+        for round_no in range(self.MAX_PENALTY_ROUNDS + 1):
+            try:
+                return send(ticket)
+            except PenaltyError as exc:
+                wait_s = exc.retry_after_s
+                if exc.captcha or wait_s is None or wait_s > self.settings.penalty_max_wait_s \
+                        or round_no == self.MAX_PENALTY_ROUNDS:
+                    raise
+                logger.warning("%s: penalty ticket, waiting %.1f s then resending with p-ticket", what, wait_s)
+                if self._stop.wait(wait_s):
+                    raise
+                ticket = exc.p_ticket
+        raise AssertionError("unreachable")
+
+    def _rest_call(self, method: str, path: str, params: Optional[dict] = None, body: Any = None) -> Any:
+        """One logical REST call: token, penalty handling, at most one re-login and resend on 401."""
+        timeout = self.settings.order_ack_timeout_s if is_order_endpoint(path) else self.settings.rest_timeout_s
+
+        def attempt(token: str) -> Any:
+            def send(ticket: Optional[str]) -> Any:
+                b, p = body, params
+                if ticket is not None:
+                    if method == "GET":
+                        p = dict(params or {}, **{"p-ticket": ticket})
+                    else:
+                        b = dict(body or {}, **{"p-ticket": ticket})
+                return self._rest.send(method, path, token=token, params=p, body=b, timeout_s=timeout)
+            return self._with_penalty(send, path)
+
+        token = self.ensure_token()
+        try:
+            return attempt(token)
+        except BrokerError as exc:
+            if exc.status != 401:
+                raise
+        # A 401 means the call was not executed: one re-authentication, one resend.
+        logger.warning("%s: HTTP 401, re-authenticating once and resending", path)
+        token = self._auth.reauthenticate(token)
+        try:
+            return attempt(token)
+        except BrokerError as exc:
+            if exc.status == 401:
+                raise AuthError(f"{path}: token refused again after re-authentication") from exc
+            raise
+
+    # ------------------------------------------------------------------ REST reads
+    def list_accounts(self) -> List[dict]:
+        return self._rest_call("GET", "account/list") or []
+
+    def find_contract(self, name: str) -> Optional[dict]:
+        try:
+            found = self._rest_call("GET", "contract/find", params={"name": name})
+        except BrokerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found if isinstance(found, dict) and found else None
+
+    def get_contract(self, contract_id: int) -> Optional[dict]:
+        try:
+            return self._rest_call("GET", "contract/item", params={"id": contract_id}) or None
+        except BrokerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def suggest_contracts(self, root: str, limit: int = 5) -> List[dict]:
+        return self._rest_call("GET", "contract/suggest", params={"t": root, "l": limit}) or []
+
+    def roll_contract(self, name: str, forward: bool = True, if_expired: bool = True) -> Optional[dict]:
+        data = self._rest_call("POST", "contract/rollcontract",
+                               body={"name": name, "forward": forward, "ifExpired": if_expired})
+        return data.get("contract") if isinstance(data, dict) else None
+
+    def _list(self, entity: str, master_id: Optional[int]) -> List[dict]:
+        if master_id is None:
+            return self._rest_call("GET", f"{entity}/list") or []
+        return self._rest_call("GET", f"{entity}/deps", params={"masterid": master_id}) or []
+
+    def list_positions(self, account_id: Optional[int] = None) -> List[dict]:
+        return self._list("position", account_id)
+
+    def list_orders(self, account_id: Optional[int] = None) -> List[dict]:
+        return self._list("order", account_id)
+
+    def list_commands(self, order_id: Optional[int] = None) -> List[dict]:
+        return self._list("command", order_id)
+
+    # ------------------------------------------------------------------ REST orders
+    def _rest_order(self, endpoint: str, body: dict) -> dict:
+        return check_order_result(endpoint, self._rest_call("POST", endpoint, body=body))
+
+    def place_order_rest(self, body: dict) -> dict:
+        return self._rest_order("order/placeorder", body)
+
+    def place_oso_rest(self, body: dict) -> dict:
+        return self._rest_order("order/placeoso", body)
+
+    def liquidate_position_rest(self, body: dict) -> dict:
+        return self._rest_order("order/liquidateposition", body)
+
+    def cancel_order_rest(self, body: dict) -> dict:
+        return self._rest_order("order/cancelorder", body)
+
+    def modify_order_rest(self, body: dict) -> dict:
+        return self._rest_order("order/modifyorder", body)
+
+    # ------------------------------------------------------------------ WebSocket
+    def open_websocket(self, name: Optional[str] = None) -> TradovateWebSocket:
+        """A connected socket authorized with the current token (one re-login if it is refused)."""
+        token = self.ensure_token()
+        try:
+            return self._new_socket(token, name).connect()
+        except AuthError:
+            logger.warning("socket authorize refused; re-authenticating once")
+            token = self._auth.reauthenticate(token)
+            return self._new_socket(token, name).connect()
+
+    def _new_socket(self, token: str, name: Optional[str]) -> TradovateWebSocket:
+        s = self.settings
+        return TradovateWebSocket(
+            self.ws_url, token,
+            name=name or f"{self.credentials.username}@{urlparse(self.ws_url).netloc}",
+            heartbeat_interval_s=s.heartbeat_interval_s,
+            connect_timeout_s=s.ws_connect_timeout_s,
+            max_message_bytes=s.ws_max_message_bytes,
+            idle_probe_after_s=s.ws_idle_probe_after_s,
+            probe_timeout_s=s.ws_probe_timeout_s,
+        )
+
+    def _ws_order(self, ws: TradovateWebSocket, endpoint: str, body: dict) -> dict:
+        def send(ticket: Optional[str]) -> Any:
+            b = body if ticket is None else dict(body, **{"p-ticket": ticket})
+            return ws.request(endpoint, b, timeout=self.settings.order_ack_timeout_s)
+        try:
+            d = self._with_penalty(send, endpoint)
+        except BrokerError as exc:
+            if exc.status is not None and exc.status >= 500:
+                raise OutcomeUnknownError(f"{endpoint}: s={exc.status} on the socket") from exc
+            raise
+        return check_order_result(endpoint, d)
+
+    def place_order_ws(self, ws: TradovateWebSocket, body: dict) -> dict:
+        return self._ws_order(ws, "order/placeorder", body)
+
+    def place_oso_ws(self, ws: TradovateWebSocket, body: dict) -> dict:
+        return self._ws_order(ws, "order/placeoso", body)
+
+    def liquidate_position_ws(self, ws: TradovateWebSocket, body: dict) -> dict:
+        return self._ws_order(ws, "order/liquidateposition", body)
+
+    def cancel_order_ws(self, ws: TradovateWebSocket, body: dict) -> dict:
+        return self._ws_order(ws, "order/cancelorder", body)
+
+    def modify_order_ws(self, ws: TradovateWebSocket, body: dict) -> dict:
+        return self._ws_order(ws, "order/modifyorder", body)
+
+    # ------------------------------------------------------------------ smart placement
+    def place_order_smart(
+        self,
+        body: dict,
+        ws: Optional[TradovateWebSocket] = None,
+        endpoint: str = "order/placeorder",
+        cl_ord_id: Optional[str] = None,
+    ) -> OrderResult:
+        """Place one order intent; see ``order_router`` for the transport rules."""
+        return SmartOrder(self, body, ws, endpoint, cl_ord_id, new_cl_ord_id).run()
