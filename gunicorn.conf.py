@@ -5,7 +5,7 @@ import os
 
 from gunicorn import glogging
 
-from phantom_scraper.redact import redact
+from phantom_scraper.redact import RedactingFilter, redact
 
 workers = 1  # explicit: WEB_CONCURRENCY must not multiply the pool
 worker_class = "gthread"
@@ -21,11 +21,18 @@ errorlog = "-"
 class RedactingLogger(glogging.Logger):
     """Access log lines never carry the token of /webhook/<token>."""
 
+    def setup(self, cfg):
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):  # error lines can quote a request path too
+            for handler in log.handlers:
+                if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                    handler.addFilter(RedactingFilter())
+
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
-        for key in ("r", "U", "q", "{raw_uri}e"):
-            if key in atoms and isinstance(atoms[key], str):
-                atoms[key] = redact(atoms[key])
+        for key, value in list(atoms.items()):  # request line, path, query, referer, raw_uri...
+            if isinstance(value, str):
+                atoms[key] = redact(value)
         return atoms
 
 

@@ -1,18 +1,22 @@
-"""The WebSocket connection pool, the keep-alive daemon, and signal execution.
+"""The WebSocket connection pool and the keep-alive daemon (signal execution: ``phantom_scraper.execution``).
 
 Pool rules (LESSONS.md §1–§5):
 
 * ``_WS_POOL`` maps a sub-account id to its login's :class:`PooledConnection`.  Sub-accounts of one
   login share one authorized socket, so the project never opens more sockets than logins.
 * ``_WS_POOL_LOCK`` guards the two dicts below and nothing else: no connect, send, close or wait
-  ever happens while it is held.
+  ever happens while it is held (nor while a connection's own ``_lock`` is held).
 * Each connection connects single-flight: concurrent callers share one attempt (a Future), waited on
-  *outside* every lock, so a hung connect on one login never delays another login's orders.
-* Connects are bounded (``max_concurrent_connects``), backed off exponentially with jitter after a
-  failure, and an order never waits for a connect: with no live socket it goes over REST at once
-  (the request provably never left the socket) while the connect runs in the background.
+  *outside* every lock, in the caller's thread; the connect itself runs in its own thread.  A hung
+  connect on one login therefore never delays another login's orders.
+* Connects are bounded (``_CONNECT_SLOTS``, two by default), a reconnect starts after a random
+  stagger, and a failed connect is backed off exponentially with jitter (at least the broker's
+  ``retry_after_s``).  An order never waits for a connect: with no live socket it goes over REST at
+  once (the request provably never left the socket) while the connect runs in the background.
 * A renewed token replaces the socket: the new one is authorized first, swapped in, and the old one
-  closed only after its in-flight requests finished.
+  closed only once its in-flight requests have been answered (bounded by a grace period).
+
+Nothing here runs at import: the daemon starts with :func:`start_websocket_keepalive_daemon`.
 """
 from __future__ import annotations
 
@@ -24,7 +28,16 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional
 
-from phantom_scraper.errors import AuthError, TradovateError
+from phantom_scraper.errors import TradovateError
+from phantom_scraper.execution import (  # noqa: F401  (re-exported: the documented names live here)
+    AccountOutcome,
+    _executor,
+    describe as _describe,
+    execute_trade_simple,
+    find_order_id,
+    reconcile_pending,
+    shutdown_executor,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +48,9 @@ _WS_POOL: Dict[int, "PooledConnection"] = {}  # sub-account id -> its login's sh
 _LOGINS: Dict[tuple, "PooledConnection"] = {}  # (is_demo, login key) -> connection
 _WS_POOL_LOCK = threading.Lock()  # serialises reads/writes of _WS_POOL and _LOGINS only
 
-_CONNECT_SLOTS = threading.BoundedSemaphore(2)  # bounds concurrent connects across all logins
+# Bounds concurrent connects across all logins (LESSONS §2).  Replaced only by
+# set_max_concurrent_connects() before traffic starts; a plain assignment, so no lock.
+_CONNECT_SLOTS = threading.BoundedSemaphore(2)
 
 
 def set_max_concurrent_connects(n: int) -> None:
@@ -45,27 +60,35 @@ def set_max_concurrent_connects(n: int) -> None:
 
 
 class PoolError(TradovateError):
-    """The pool cannot provide a connection (unknown sub-account, or backing off)."""
+    """The pool cannot provide a connection (unknown sub-account, closed, or backing off)."""
+
+
+def backoff_delay_s(failures: int, initial_s: float, max_s: float, rng: Callable[[], float] = random.random) -> float:
+    """Capped exponential back-off with jitter: ``initial * 2**(failures-1)`` times 0.5–1.5, <= ``max_s``."""
+    base = min(max_s, initial_s * (2 ** max(0, failures - 1)))
+    return min(max_s, base * (0.5 + rng()))
 
 
 class PooledConnection:
     """One login's authorized WebSocket, shared by all of its sub-accounts.
 
-    ``integration`` is that login's :class:`TradovateIntegration`; it owns the token.  The
-    connection's own ``_lock`` guards its fields (client, pending connect, counters) and is only
-    ever held for bookkeeping.
+    ``integration`` is that login's :class:`TradovateIntegration`; it owns the token.
     """
 
     def __init__(self, integration, *, is_demo: bool, login_key: str,
                  backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0,
-                 connect_timeout_s: float = 15.0):
+                 connect_timeout_s: float = 15.0, reconnect_jitter_s: float = 1.0,
+                 retire_grace_s: float = 10.0):
         self.integration = integration
         self.is_demo = is_demo
         self.login_key = login_key
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.connect_timeout_s = connect_timeout_s
-        self._lock = threading.Lock()  # guards every attribute below
+        self.reconnect_jitter_s = reconnect_jitter_s  # a reconnect waits uniform(0, this) first
+        self.retire_grace_s = retire_grace_s  # longest wait for a replaced socket's requests
+        self._closed_event = threading.Event()  # set by close(): interrupts a reconnect stagger
+        self._lock = threading.Lock()  # serialises reads/writes of every attribute below; no I/O under it
         self._client = None
         self._client_token: Optional[str] = None
         self._connecting: Optional[concurrent.futures.Future] = None
@@ -80,12 +103,13 @@ class PooledConnection:
         self.orders_rest = 0
         self.last_order_latency_ms: Optional[float] = None
         self.last_error: Optional[str] = None
+        self.last_stagger_s: Optional[float] = None
         self.on_reconnected: Optional[Callable[["PooledConnection"], None]] = None
         integration.add_token_listener(self._on_token_renewed)
 
-    # -- reading state -----------------------------------------------------------------------
+    # -- reading state (never blocks on I/O) ---------------------------------------------------
     def live_client(self):
-        """The open client, or None.  Never blocks on I/O."""
+        """The open client, or None."""
         with self._lock:
             client = self._client
         return client if client is not None and client.is_open else None
@@ -95,54 +119,65 @@ class PooledConnection:
         with self._lock:
             return self._connecting is not None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed_event.is_set()
+
     def backoff_remaining_s(self) -> float:
         with self._lock:
             return max(0.0, self._next_attempt_at - time.monotonic())
 
-    # -- connecting ----------------------------------------------------------------------------
-    def ensure_connecting(self, *, ignore_backoff: bool = False) -> concurrent.futures.Future:
-        """Start a connect unless one is running (single-flight); return its Future.
+    def token_is_stale(self) -> bool:
+        """The live socket was authorized with a token the login has since replaced."""
+        with self._lock:
+            token = self._client_token
+        return token is not None and token != self.integration.access_token
 
-        The caller that starts it runs it in a new background thread, so this never blocks.
+    # -- connecting ----------------------------------------------------------------------------
+    def ensure_connecting(self, *, ignore_backoff: bool = False, reason: str = "") -> concurrent.futures.Future:
+        """Start a connect unless one is running (single-flight); return its Future.  Never blocks.
+
+        ``reason`` is ``"reconnect"`` (staggered by up to ``reconnect_jitter_s``), ``"token"`` (a
+        replacement for a renewed token) or empty (a first connect or an order found no socket).
         """
         start = False
         with self._lock:
-            client = self._client
-            if self._closed:
-                fut = concurrent.futures.Future()
-                fut.set_exception(PoolError(f"connection {self.login_key} is closed"))
-                return fut
-            if client is not None and client.is_open and self._client_token == self.integration.access_token:
-                fut = concurrent.futures.Future()
-                fut.set_result(client)
-                return fut
             fut = self._connecting
             if fut is None:
-                wait_s = self._next_attempt_at - time.monotonic()
-                if wait_s > 0 and not ignore_backoff:
-                    fut = concurrent.futures.Future()
-                    fut.set_exception(PoolError(f"connect for {self.login_key} backing off {wait_s:.1f}s"))
-                    return fut
                 fut = concurrent.futures.Future()
-                self._connecting = fut
-                start = True
-        if start:
-            threading.Thread(target=self._connect, args=(fut,), daemon=True,
+                client = self._client
+                wait_s = self._next_attempt_at - time.monotonic()
+                if self._closed:
+                    fut.set_exception(PoolError(f"connection {self.login_key} is closed"))
+                elif client is not None and client.is_open and self._client_token == self.integration.access_token:
+                    fut.set_result(client)
+                elif wait_s > 0 and not ignore_backoff:
+                    fut.set_exception(PoolError(f"connect for {self.login_key} backing off {wait_s:.1f}s"))
+                else:
+                    self._connecting, start = fut, True
+        if start:  # only the caller that created the attempt starts its thread
+            stagger_s = random.uniform(0, self.reconnect_jitter_s) if reason == "reconnect" else 0.0
+            threading.Thread(target=self._connect, args=(fut, stagger_s), daemon=True,
                              name=f"ws-connect-{self.login_key}").start()
         return fut
 
     def connect_blocking(self, timeout_s: Optional[float] = None):
         """Connect (or join the running connect) and wait for it, outside every lock."""
-        fut = self.ensure_connecting(ignore_backoff=True)
-        return fut.result(timeout=timeout_s if timeout_s is not None else self.connect_timeout_s + 5)
-
-    def _connect(self, fut: concurrent.futures.Future) -> None:
-        client = None
-        error: Optional[BaseException] = None
+        fut = self.ensure_connecting()
         try:
-            with _CONNECT_SLOTS:  # bounded concurrent connects (LESSONS §2)
-                self.integration.ensure_token()
-                token = self.integration.access_token
+            return fut.result(timeout=timeout_s if timeout_s is not None else self.connect_timeout_s + 5)
+        except concurrent.futures.TimeoutError as exc:
+            raise PoolError(f"connect for {self.login_key} still running after {timeout_s}s") from exc
+
+    def _connect(self, fut: concurrent.futures.Future, stagger_s: float) -> None:
+        """The connect thread: stagger, take a slot, authorize, swap in, resolve the Future."""
+        client, token, error = None, None, None
+        self.last_stagger_s = stagger_s
+        try:
+            if stagger_s > 0 and self._closed_event.wait(stagger_s):
+                raise PoolError(f"connection {self.login_key} closed before reconnecting")
+            with _CONNECT_SLOTS:  # waits for a slot in this thread only, holding no lock
+                token = self.integration.ensure_token()
                 client = self.integration.open_websocket()
         except BaseException as exc:  # noqa: BLE001 - handed to every waiter through the Future
             error = exc
@@ -153,18 +188,15 @@ class PooledConnection:
                 error = PoolError(f"connection {self.login_key} closed while connecting")
             if error is None:
                 old, self._client, self._client_token = self._client, client, token
-                was_connected_before = self.connect_count > 0
+                reconnect = self.connect_count > 0
                 self.connect_count += 1
-                if was_connected_before:
-                    self.reconnect_count += 1
+                self.reconnect_count += int(reconnect)
                 self.connected_since = time.time()
-                self._failures = 0
-                self._next_attempt_at = 0.0
-                self.last_error = None
+                self._failures, self._next_attempt_at, self.last_error = 0, 0.0, None
             else:
                 self._failures += 1
-                delay = min(self.backoff_max_s, self.backoff_initial_s * (2 ** (self._failures - 1)))
-                delay *= random.uniform(0.5, 1.5)  # jitter: sockets dropped together reconnect apart
+                delay = backoff_delay_s(self._failures, self.backoff_initial_s, self.backoff_max_s)
+                delay = max(delay, getattr(error, "retry_after_s", None) or 0.0)  # honour 429/p-time
                 self._next_attempt_at = time.monotonic() + delay
                 self.last_error = _describe(error)
         if error is not None:
@@ -175,33 +207,43 @@ class PooledConnection:
             return
         client.add_close_listener(self._on_client_closed)
         if old is not None:
-            _close_when_idle(old)
-        if was_connected_before:
+            _close_when_idle(old, self.retire_grace_s)
+        if reconnect:
             logger.info("WebSocket reconnected for %s (reconnect #%d)", self.login_key, self.reconnect_count)
-            callback = self.on_reconnected
-            if callback is not None:
-                callback(self)
         else:
             logger.info("WebSocket connected for %s", self.login_key)
         fut.set_result(client)
+        callback = self.on_reconnected
+        if reconnect and callback is not None:
+            try:
+                callback(self)
+            except Exception:  # noqa: BLE001 - a hook must not break the pool
+                logger.exception("on_reconnected hook failed for %s", self.login_key)
+        if token != self.integration.access_token:  # renewed while connecting: replace again
+            self.ensure_connecting(ignore_backoff=True, reason="token")
 
     def _on_client_closed(self, client) -> None:
+        """Close listener (socket thread): wake the daemon if the current socket died."""
         with self._lock:
-            current = client is self._client
-        if current and not self._closed:
-            logger.warning("WebSocket closed for %s; the keep-alive daemon will reconnect", self.login_key)
+            current = client is self._client and not self._closed
+        if current:
+            logger.warning("WebSocket closed for %s (%s); the keep-alive daemon will reconnect",
+                           self.login_key, client.close_reason)
             daemon = _DAEMON
             if daemon is not None:
                 daemon.wake()
 
     def _on_token_renewed(self, _new_token: str) -> None:
-        """A renewed token: authorize a replacement socket in the background, then swap."""
-        if self._closed:
+        """Token listener: authorize a replacement socket in the background, then swap."""
+        if self.closed:
             return
-        logger.info("Token renewed for %s; replacing its WebSocket", self.login_key)
-        self.ensure_connecting(ignore_backoff=True)
+        with self._lock:
+            had_socket = self._client is not None
+        if had_socket:
+            logger.info("Token renewed for %s; replacing its WebSocket", self.login_key)
+            self.ensure_connecting(ignore_backoff=True, reason="token")
 
-    # -- orders ------------------------------------------------------------------------------
+    # -- orders and health ---------------------------------------------------------------------
     def record_order(self, transport: str, latency_ms: Optional[float]) -> None:
         with self._lock:
             if transport == "websocket":
@@ -211,20 +253,17 @@ class PooledConnection:
             if latency_ms is not None:
                 self.last_order_latency_ms = latency_ms
 
-    # -- health --------------------------------------------------------------------------------
     def check(self, timeout_s: float = 5.0) -> bool:
-        """A cheap request over the socket (not just a ping); False if the socket is unusable."""
+        """A cheap request over the socket (not just a ping); an unusable socket is closed."""
         client = self.live_client()
         if client is None:
             return False
         try:
             client.request("account/list", timeout=timeout_s)
             return True
-        except AuthError:
-            raise
         except TradovateError as exc:
             logger.warning("Health check failed for %s: %s", self.login_key, _describe(exc))
-            client.close()
+            client.close("health check failed")
             return False
 
     def status(self) -> dict:
@@ -246,6 +285,7 @@ class PooledConnection:
         info["ws_connected"] = bool(client is not None and client.is_open)
         info["has_websocket"] = client is not None
         info["state"] = stats.get("state", "closed")
+        info["pending_requests"] = stats.get("pending_requests", 0)
         last_hb = stats.get("last_heartbeat_sent_at")
         info["seconds_since_heartbeat"] = round(time.time() - last_hb, 3) if last_hb else None
         last_frame = stats.get("last_server_frame_at")
@@ -255,6 +295,8 @@ class PooledConnection:
         return info
 
     def close(self) -> None:
+        """Idempotent.  A connect still running closes its socket when it finishes."""
+        self._closed_event.set()
         with self._lock:
             self._closed = True
             client, self._client = self._client, None
@@ -262,59 +304,67 @@ class PooledConnection:
             client.close()
 
 
-def _close_when_idle(client, grace_s: float = 10.0) -> None:
-    """Close a replaced client once its in-flight requests finished (or after ``grace_s``)."""
+def _pending_requests(client) -> int:
+    counter = getattr(client, "pending_count", None)
+    return int(counter()) if callable(counter) else int(client.stats().get("pending_requests") or 0)
+
+
+def _close_when_idle(client, grace_s: float) -> None:
+    """Close a replaced client once its in-flight requests are answered (or after ``grace_s``)."""
 
     def run() -> None:
         deadline = time.monotonic() + grace_s
-        pending = getattr(client, "pending_count", lambda: 0)
-        while pending() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        client.close()
+        idle = threading.Event()  # never set: a sleep that reads as one
+        while client.is_open and _pending_requests(client) and time.monotonic() < deadline:
+            idle.wait(0.02)
+        client.close("replaced by a socket with a renewed token")
 
     threading.Thread(target=run, daemon=True, name="ws-retire").start()
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
-
-
 def register_login(integration, subaccount_ids, *, is_demo: bool, login_key: Optional[str] = None,
                    settings=None) -> PooledConnection:
-    """Map ``subaccount_ids`` to the login's shared connection (created if new). No I/O."""
+    """Map ``subaccount_ids`` to the login's shared connection (created if new).  No I/O."""
     key = login_key or getattr(integration, "login_key", None) or str(id(integration))
     kwargs = {}
     if settings is not None:
         kwargs = dict(backoff_initial_s=settings.reconnect_backoff_initial_s,
                       backoff_max_s=settings.reconnect_backoff_max_s,
-                      connect_timeout_s=settings.ws_connect_timeout_s)
-    created = None
+                      connect_timeout_s=settings.ws_connect_timeout_s,
+                      reconnect_jitter_s=min(1.0, settings.reconnect_backoff_initial_s),
+                      retire_grace_s=settings.order_ack_timeout_s + settings.reconcile_window_s)
     with _WS_POOL_LOCK:
+        existing = _LOGINS.get((is_demo, key))
+    fresh = None
+    if existing is None or existing.integration is not integration:
+        fresh = PooledConnection(integration, is_demo=is_demo, login_key=key, **kwargs)
+    with _WS_POOL_LOCK:
+        replaced = None
         conn = _LOGINS.get((is_demo, key))
-        if conn is None or conn.integration is not integration:
-            created = conn = PooledConnection(integration, is_demo=is_demo, login_key=key, **kwargs)
-            replaced = _LOGINS.get((is_demo, key))
+        if fresh is not None and (conn is None or conn.integration is not integration):
+            replaced, conn = conn, fresh
             _LOGINS[(is_demo, key)] = conn
-        else:
-            replaced = None
+            if replaced is not None:  # the old login's sub-accounts now belong to the new one
+                for sub_id in replaced.subaccount_ids:
+                    _WS_POOL[sub_id] = conn
+                conn.subaccount_ids |= replaced.subaccount_ids
         for sub_id in subaccount_ids:
             _WS_POOL[int(sub_id)] = conn
             conn.subaccount_ids.add(int(sub_id))
-    if replaced is not None and replaced is not created:
-        replaced.close()
+    if fresh is not None and fresh is not conn:
+        fresh.close()  # lost a race with another register_login: drop it (and its token listener's effect)
+    if replaced is not None:
+        replaced.close()  # outside the lock
     return conn
 
 
 def _lookup(subaccount_id: int, is_demo: bool, access_token: Optional[str]) -> PooledConnection:
     with _WS_POOL_LOCK:
         conn = _WS_POOL.get(int(subaccount_id))
-        if conn is None and access_token:
-            # A caller that only knows the token: the login whose integration holds it.
-            for candidate in _LOGINS.values():
-                if candidate.is_demo == is_demo and candidate.integration.access_token == access_token:
-                    conn = candidate
-                    break
+        candidates = list(_LOGINS.values()) if conn is None and access_token else []
+    for candidate in candidates:  # a caller that only knows the token: the login holding it
+        if candidate.is_demo == is_demo and candidate.integration.access_token == access_token:
+            return candidate
     if conn is None:
         raise PoolError(f"sub-account {subaccount_id} is not registered with the pool")
     return conn
@@ -322,7 +372,11 @@ def _lookup(subaccount_id: int, is_demo: bool, access_token: Optional[str]) -> P
 
 def get_pooled_connection_sync(subaccount_id: int, is_demo: bool, access_token: Optional[str] = None,
                                *, timeout_s: Optional[float] = None):
-    """Return the live client for ``subaccount_id``, connecting (single-flight) if needed."""
+    """The live client for ``subaccount_id``, connecting (single-flight) if needed.
+
+    Raises :class:`PoolError` (unknown sub-account, closed, backing off after a failed connect,
+    or still connecting after ``timeout_s``) or the connect's own error.
+    """
     conn = _lookup(subaccount_id, is_demo, access_token)
     client = conn.live_client()
     if client is not None:
@@ -355,19 +409,18 @@ def logins_snapshot() -> List[PooledConnection]:
 
 
 def pool_status() -> dict:
-    connections = {}
     per_login = {id(c): c.status() for c in logins_snapshot()}
-    for sub_id, conn in sorted(pool_snapshot().items()):
-        info = dict(per_login.get(id(conn)) or conn.status())
-        connections[str(sub_id)] = info
+    connections = {str(sub_id): dict(per_login.get(id(conn)) or conn.status())
+                   for sub_id, conn in sorted(pool_snapshot().items())}
     return {"size": len(connections), "sockets": len(per_login), "connections": connections}
 
 
 def warm_up(stagger_s: float = 0.25) -> None:
     """Start every login's connect in the background, staggered (no burst of connects)."""
+    pause = threading.Event()  # never set: an interruptible-looking sleep, no lock held
     for i, conn in enumerate(logins_snapshot()):
         if i and stagger_s:
-            time.sleep(random.uniform(0, stagger_s))
+            pause.wait(random.uniform(0, stagger_s))
         conn.ensure_connecting(ignore_backoff=True)
 
 
@@ -377,7 +430,7 @@ def reset_pool() -> None:
         conns = list(_LOGINS.values())
         _LOGINS.clear()
         _WS_POOL.clear()
-    for conn in conns:
+    for conn in conns:  # closed outside the lock
         conn.close()
 
 
@@ -386,48 +439,57 @@ def reset_pool() -> None:
 
 class KeepAliveDaemon:
     """Every ``interval_s``: renew tokens that are due, check each socket with a cheap request,
-    and reconnect the dropped ones (bounded, backed off).  Woken early when a socket closes."""
+    and start reconnects for the dropped ones (bounded and staggered by the pool, backed off).
+    Woken early when a socket closes.  It never waits for a connect."""
+
+    THREAD_NAME = "ws-keepalive"
 
     def __init__(self, interval_s: float = 30.0, check_timeout_s: float = 5.0):
         self.interval_s = interval_s
         self.check_timeout_s = check_timeout_s
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._start_lock = threading.Lock()  # serialises start() so one thread is ever started
         self._thread: Optional[threading.Thread] = None
         self.cycles = 0
         self.last_cycle_at: Optional[float] = None
         self.last_error: Optional[str] = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="ws-keepalive", daemon=True)
-        self._thread.start()
+    def start(self) -> bool:
+        """Start the thread (idempotent); True if this call started it."""
+        with self._start_lock:
+            if self._thread is not None:
+                return False
+            self._thread = threading.Thread(target=self._run, name=self.THREAD_NAME, daemon=True)
+            self._thread.start()
         logger.info("WebSocket keep-alive daemon started (every %.1fs)", self.interval_s)
+        return True
 
     @property
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def wake(self) -> None:
         self._wake.set()
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop and join (idempotent).  A cycle in progress finishes its current connection."""
         self._stop.set()
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
+            if thread.is_alive():
+                logger.error("WebSocket keep-alive daemon did not stop within %.1fs", timeout_s)
 
     def status(self) -> dict:
-        return {
-            "running": self.alive,
-            "interval_s": self.interval_s,
-            "cycles": self.cycles,
-            "last_cycle_at": self.last_cycle_at,
-            "last_error": self.last_error,
-        }
+        return {"running": self.alive, "interval_s": self.interval_s, "cycles": self.cycles,
+                "last_cycle_at": self.last_cycle_at, "last_error": self.last_error}
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # a wake during the cycle triggers one more cycle at once
             try:
                 self.run_cycle()
                 self.last_error = None
@@ -435,295 +497,63 @@ class KeepAliveDaemon:
                 self.last_error = _describe(exc)
                 logger.exception("WebSocket keep-alive cycle failed")
             self._wake.wait(self.interval_s)
-            self._wake.clear()
+        logger.info("WebSocket keep-alive daemon stopped")
 
     def run_cycle(self) -> None:
         self.cycles += 1
         self.last_cycle_at = time.time()
-        waits = []
         for conn in logins_snapshot():
             if self._stop.is_set():
                 return
             try:
-                conn.integration.ensure_token()  # renews ahead of expiry; listeners swap the socket
-            except TradovateError as exc:
-                logger.warning("Token renewal failed for %s: %s", conn.login_key, _describe(exc))
-                continue
-            if conn.connecting:
-                continue
-            if conn.live_client() is not None and conn.check(self.check_timeout_s):
-                continue
-            if conn.backoff_remaining_s() > 0:
-                continue
-            waits.append(conn.ensure_connecting())
-        for fut in waits:  # connects run in their own threads, bounded by _CONNECT_SLOTS
-            try:
-                fut.result(timeout=60)
-            except Exception:  # already logged by the connect
-                pass
+                self._tend(conn)
+            except Exception:  # one login's problem never starves the others
+                logger.exception("WebSocket keep-alive failed for %s", conn.login_key)
+
+    def _tend(self, conn: PooledConnection) -> None:
+        if conn.closed:
+            return
+        try:
+            conn.integration.ensure_token()  # renews ahead of expiry; the listener swaps the socket
+        except TradovateError as exc:
+            logger.warning("Token renewal failed for %s: %s", conn.login_key, _describe(exc))
+            return
+        if conn.connecting:
+            return
+        if conn.live_client() is not None:
+            if conn.token_is_stale():
+                conn.ensure_connecting(ignore_backoff=True, reason="token")
+                return
+            if conn.check(self.check_timeout_s):
+                return
+        if conn.backoff_remaining_s() > 0:
+            return
+        conn.ensure_connecting(reason="reconnect")  # runs in its own thread; not waited for
 
 
 _DAEMON: Optional[KeepAliveDaemon] = None
-_DAEMON_LOCK = threading.Lock()  # serialises start/stop of the single daemon
+_DAEMON_LOCK = threading.Lock()  # serialises start/stop of the single daemon (thread start only, no joins)
 
 
-def start_websocket_keepalive_daemon(interval_s: Optional[float] = None) -> KeepAliveDaemon:
+def start_websocket_keepalive_daemon(interval_s: Optional[float] = None, *,
+                                     check_timeout_s: float = 5.0) -> KeepAliveDaemon:
     """Start the one keep-alive daemon (idempotent: a running daemon is returned as is)."""
     global _DAEMON
     with _DAEMON_LOCK:
-        if _DAEMON is not None and _DAEMON.alive:
-            return _DAEMON
-        _DAEMON = KeepAliveDaemon(interval_s if interval_s is not None else 30.0)
-        daemon = _DAEMON
-    daemon.start()
-    return daemon
+        if _DAEMON is None or not _DAEMON.alive:
+            _DAEMON = KeepAliveDaemon(interval_s if interval_s is not None else 30.0, check_timeout_s)
+            _DAEMON.start()
+        return _DAEMON
 
 
-def stop_websocket_keepalive_daemon() -> None:
+def stop_websocket_keepalive_daemon(timeout_s: float = 10.0) -> None:
+    """Stop and join the daemon (idempotent); the join happens outside the lock."""
     global _DAEMON
     with _DAEMON_LOCK:
         daemon, _DAEMON = _DAEMON, None
     if daemon is not None:
-        daemon.stop()
+        daemon.stop(timeout_s)
 
 
 def keepalive_daemon() -> Optional[KeepAliveDaemon]:
     return _DAEMON
-
-
-# ---------------------------------------------------------------------------------------------
-# Signal execution
-
-from dataclasses import asdict, dataclass, field  # noqa: E402  (kept next to their only users)
-
-from phantom_scraper.errors import (  # noqa: E402
-    NotSentError,
-    OrderRejectedError,
-    OutcomeUnknownError,
-)
-
-_WORKING_STATES = {"Working", "Suspended", "PendingNew", "PendingReplace"}
-_PLACEMENT_KINDS = {"placeorder", "placeoso", "liquidateposition"}
-
-
-@dataclass
-class AccountOutcome:
-    """What happened on one account for one signal (returned to the webhook and journaled)."""
-
-    account_id: int
-    account_name: str
-    status: str  # acked | rejected | unknown | error | skipped | validated
-    order_ids: List[int] = field(default_factory=list)
-    cl_ord_ids: List[str] = field(default_factory=list)
-    transport: Optional[str] = None
-    latency_ms: Optional[float] = None
-    reconciled: bool = False
-    error: Optional[str] = None
-    planned: List[dict] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-_EXECUTOR: Optional[concurrent.futures.ThreadPoolExecutor] = None
-_EXECUTOR_LOCK = threading.Lock()  # serialises creation of the shared executor
-
-
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _EXECUTOR
-    with _EXECUTOR_LOCK:
-        if _EXECUTOR is None:
-            _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="order")
-        return _EXECUTOR
-
-
-def shutdown_executor(wait: bool = True) -> None:
-    global _EXECUTOR
-    with _EXECUTOR_LOCK:
-        ex, _EXECUTOR = _EXECUTOR, None
-    if ex is not None:
-        ex.shutdown(wait=wait)
-
-
-def _read(conn: PooledConnection, endpoint: str, rest_fn: Callable[[], list], timeout_s: float) -> list:
-    """A read over the warm socket when there is one (reads may fall back freely), else REST."""
-    client = conn.live_client()
-    if client is not None:
-        try:
-            result = client.request(endpoint, timeout=timeout_s)
-            return result if isinstance(result, list) else ([] if result is None else [result])
-        except TradovateError as exc:
-            logger.debug("read %s over WebSocket failed (%s); using REST", endpoint, exc)
-    return rest_fn()
-
-
-def _net_position(conn: PooledConnection, account_id: int, contract_id: int, timeout_s: float) -> int:
-    positions = _read(conn, "position/list", conn.integration.list_positions, timeout_s)
-    return sum(int(p.get("netPos") or 0) for p in positions
-               if p.get("accountId") == account_id and p.get("contractId") == contract_id)
-
-
-def _working_orders(conn: PooledConnection, account_id: int, contract_id: int, timeout_s: float) -> list:
-    orders = _read(conn, "order/list", conn.integration.list_orders, timeout_s)
-    return [o for o in orders if o.get("accountId") == account_id and o.get("contractId") == contract_id
-            and o.get("ordStatus") in _WORKING_STATES]
-
-
-def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, settings,
-                         planner=None, needs_position=None) -> List[AccountOutcome]:
-    """Run one validated signal on every targeted account, in parallel.
-
-    ``targets`` is a list of ``(AccountTarget, PooledConnection)``.  Each account goes through
-    ``place_order_smart()`` with a warm socket from the pool when there is one.  Returns one
-    :class:`AccountOutcome` per target, in the order given.
-    """
-    if planner is None or needs_position is None:
-        from phantom_scraper.signals import needs_position as _needs, plan_orders as _plan
-        planner = planner or _plan
-        needs_position = needs_position or _needs
-    if len(targets) == 1:  # no hand-off for a single account: the order leaves from this thread
-        target, conn = targets[0]
-        return [_run_account(signal, contract, target, conn, journal, signal_id, settings, planner, needs_position)]
-    futures = [
-        _executor().submit(_run_account, signal, contract, target, conn, journal, signal_id, settings,
-                           planner, needs_position)
-        for target, conn in targets
-    ]
-    return [f.result() for f in futures]
-
-
-def _run_account(signal, contract, target, conn, journal, signal_id, settings, planner, needs_position) -> AccountOutcome:
-    from phantom_scraper.signals import PlanError
-
-    outcome = AccountOutcome(target.id, target.name, "acked")
-    started = time.perf_counter()
-    try:
-        net_pos, has_working = 0, False
-        if needs_position(signal):
-            net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
-            if net_pos == 0 and signal.action == "close":
-                has_working = bool(_working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
-        try:
-            steps = planner(signal, contract, target, net_pos, has_working)
-        except PlanError as exc:
-            outcome.status = "skipped" if exc.code == "nothing_to_do" else "rejected"
-            outcome.error = f"{exc.code}: {exc.message}" if hasattr(exc, "message") else str(exc)
-            logger.info("Signal %s account %s: %s", signal_id, target.name, outcome.error)
-            return outcome
-        outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
-        if not steps:
-            outcome.status = "skipped"
-            outcome.error = "nothing to do"
-            return outcome
-        if signal.test:
-            outcome.status = "validated"
-            return outcome
-        for index, step in enumerate(steps):
-            if not _run_step(signal, contract, target, conn, journal, signal_id, settings, index, step, outcome):
-                break
-    except TradovateError as exc:
-        outcome.status = "error"
-        outcome.error = _describe(exc)
-        logger.warning("Signal %s account %s failed: %s", signal_id, target.name, outcome.error)
-    except Exception as exc:  # a bug must not take the other accounts down with it
-        outcome.status = "error"
-        outcome.error = _describe(exc)
-        logger.exception("Signal %s account %s crashed", signal_id, target.name)
-    if outcome.latency_ms is None:
-        outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    return outcome
-
-
-def _run_step(signal, contract, target, conn, journal, signal_id, settings, index, step, outcome) -> bool:
-    """Execute one planned step; False stops the account's remaining steps."""
-    from phantom_scraper.journal import make_cl_ord_id
-
-    ti = conn.integration
-    if step.kind == "wait_flat":
-        deadline = time.monotonic() + settings.reconcile_window_s
-        while True:
-            if _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s) == 0:
-                return True
-            if time.monotonic() >= deadline:
-                outcome.status = "error"
-                outcome.error = "position not flat in time after liquidation; the entry was not sent"
-                logger.warning("Signal %s account %s: %s", signal_id, target.name, outcome.error)
-                return False
-            time.sleep(settings.reconcile_poll_interval_s / 5)
-    if step.kind == "cancel_working":
-        for order in _working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s):
-            ti.cancel_order_rest({"orderId": order["id"], "isAutomated": True})
-            outcome.order_ids.append(order["id"])
-        return True
-    if step.kind not in _PLACEMENT_KINDS:
-        raise ValueError(f"unknown step kind {step.kind!r}")
-
-    cl_ord_id = make_cl_ord_id(signal_id, target.id, index)
-    journal.create_intent(signal_id, target.id, target.name, index, step.kind, step.body, cl_ord_id)
-    journal.set_intent_state(cl_ord_id, "sending")  # committed before the frame is written
-    outcome.cl_ord_ids.append(cl_ord_id)
-    client = conn.live_client() if settings.use_websocket_orders and ti.use_websocket_orders else None
-    if client is None and settings.use_websocket_orders:
-        conn.ensure_connecting()  # repaired in the background; this order goes over REST now
-    try:
-        result = ti.place_order_smart(dict(step.body), ws=client, endpoint=f"order/{step.kind}", cl_ord_id=cl_ord_id)
-    except OrderRejectedError as exc:
-        journal.set_intent_state(cl_ord_id, "rejected", error=_describe(exc))
-        outcome.status, outcome.error = "rejected", f"{exc.failure_reason}: {exc.failure_text}".rstrip(": ")
-        logger.info("Order %s account %s rejected: %s", cl_ord_id, target.name, outcome.error)
-        return False
-    except NotSentError as exc:
-        journal.set_intent_state(cl_ord_id, "rejected", error="not sent: " + _describe(exc))
-        outcome.status, outcome.error = "error", "not sent: " + _describe(exc)
-        logger.warning("Order %s account %s not sent: %s", cl_ord_id, target.name, _describe(exc))
-        return False
-    except (OutcomeUnknownError, TradovateError) as exc:
-        journal.set_intent_state(cl_ord_id, "unknown", error=_describe(exc))
-        outcome.status, outcome.error = "unknown", _describe(exc)
-        logger.error("Order %s account %s outcome UNKNOWN: %s", cl_ord_id, target.name, _describe(exc))
-        return False
-    if result.status != "acked":
-        journal.set_intent_state(cl_ord_id, "rejected", error=f"{result.failure_reason}: {result.failure_text}")
-        outcome.status, outcome.error = "rejected", f"{result.failure_reason}: {result.failure_text}"
-        return False
-    journal.set_intent_state(cl_ord_id, "acked", broker_order_id=result.order_id, transport=result.transport,
-                             latency_ms=result.latency_ms, reconciled=bool(result.reconciled))
-    conn.record_order(result.transport, result.latency_ms)
-    outcome.order_ids.append(result.order_id)
-    outcome.transport = result.transport
-    outcome.latency_ms = result.latency_ms
-    outcome.reconciled = outcome.reconciled or bool(result.reconciled)
-    logger.info("Order signal=%s account=%s clOrdId=%s transport=%s latency_ms=%.1f outcome=acked orderId=%s",
-                signal_id, target.name, cl_ord_id, result.transport, result.latency_ms or 0.0, result.order_id)
-    return True
-
-
-def reconcile_pending(journal, integration_for_account: Callable[[int], object]) -> List[dict]:
-    """Start-up: settle intents left ``sending``/``unknown`` by looking them up by clOrdId.
-
-    Found at the broker -> ``reconciled`` with its order id.  Not found -> ``rejected`` with the
-    reason; it is NOT resent (a signal from before a restart is stale).
-    """
-    settled = []
-    for intent in journal.pending_intents():
-        cl_ord_id = intent["cl_ord_id"]
-        ti = integration_for_account(intent["account_id"])
-        if ti is None:
-            logger.error("Cannot reconcile %s: account %s has no login", cl_ord_id, intent["account_id"])
-            continue
-        try:
-            order_id = ti.find_order_id_by_cl_ord_id(cl_ord_id)
-        except TradovateError as exc:
-            logger.error("Cannot reconcile %s yet: %s", cl_ord_id, _describe(exc))
-            continue
-        if intent["state"] == "sending":
-            journal.set_intent_state(cl_ord_id, "unknown", error="in flight at restart")
-        if order_id is not None:
-            journal.set_intent_state(cl_ord_id, "reconciled", broker_order_id=order_id, reconciled=True)
-            logger.warning("Reconciled %s after restart: found at the broker as order %s", cl_ord_id, order_id)
-        else:
-            journal.set_intent_state(cl_ord_id, "rejected",
-                                     error="not found at the broker after restart; not resent")
-            logger.warning("Reconciled %s after restart: not at the broker; not resent", cl_ord_id)
-        settled.append({"cl_ord_id": cl_ord_id, "order_id": order_id})
-    return settled

@@ -27,7 +27,7 @@ from phantom_scraper.service import ServiceUnavailable, TradingService, WebhookR
 logger = logging.getLogger(__name__)
 
 _TEXT_TYPES = re.compile(r"^(text/[\w.+-]+|application/(json|[\w.+-]+\+json|x-www-form-urlencoded))$", re.I)
-_SECRET_IN_TEXT = re.compile(r'"(?:secret|passphrase)"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_SECRET_IN_TEXT = re.compile(r'"(?:secret|passphrase)"\s*:\s*"((?:[^"\\]|\\.)*)"', re.I)
 
 
 class Runtime:
@@ -94,10 +94,26 @@ def load_settings(env=None) -> Settings:
         missing = settings.missing_for_broker()
         if missing:
             raise ConfigError(f"TRADOVATE_ENV={settings.tradovate_env} needs: {', '.join(missing)}")
+    _register_secrets(settings)
+    return settings
+
+
+def _register_secrets(settings: Settings) -> None:
     creds = settings.credentials
     redact.register_secret(settings.webhook_secret or "", settings.admin_token or "",
                            creds.password if creds else "", creds.sec if creds else "")
-    return settings
+
+
+def _read_capped(stream, limit: int) -> bytes:
+    """Up to ``limit`` bytes of ``stream`` (a WSGI input that ends at the end of the body)."""
+    parts, size = [], 0
+    while size < limit:
+        chunk = stream.read(min(65536, limit - size))
+        if not chunk:
+            break
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)
 
 
 def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bool = True) -> Flask:
@@ -110,6 +126,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         except ImportError:  # python-dotenv is in requirements.txt; tolerate its absence
             pass
         settings = load_settings()
+    _register_secrets(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
@@ -161,9 +178,11 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
     # -- webhook -----------------------------------------------------------------------------------
     def client_ip() -> str:
         if settings.trust_proxy_headers:
+            # The right-most entry is the one our proxy added; entries to its left came from the
+            # client and can be forged.
             forwarded = request.headers.get("X-Forwarded-For", "")
-            if forwarded:
-                return forwarded.split(",")[0].strip()
+            if forwarded.strip():
+                return forwarded.split(",")[-1].strip()
         return request.remote_addr or ""
 
     def read_body():
@@ -171,7 +190,12 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         ctype = (request.mimetype or "").strip()
         if ctype and not _TEXT_TYPES.match(ctype):
             return None, error(415, "unsupported_media_type", f"the body must be text or JSON, not {ctype}")
-        raw = request.get_data(cache=False)  # 413 above MAX_CONTENT_LENGTH
+        if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+            # Chunked, no Content-Length: werkzeug would silently cut the body at the limit;
+            # read one byte past it ourselves so an oversize body is a 413, never truncated.
+            raw = _read_capped(request.environ["wsgi.input"], settings.max_body_bytes + 1)
+        else:
+            raw = request.get_data(cache=False)  # 413 above MAX_CONTENT_LENGTH
         if len(raw) > settings.max_body_bytes:
             return None, error(413, "body_too_large", f"the body exceeds {settings.max_body_bytes} bytes")
         try:
@@ -180,9 +204,13 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
             return None, error(415, "unsupported_media_type", "the body is not UTF-8 text")
         return raw, None
 
-    def webhook_common(token: Optional[str], raw: bytes) -> Response:
+    def source_refused() -> Optional[Response]:
         if settings.ip_allowlist_enabled and client_ip() not in settings.ip_allowlist:
-            return error(403, "forbidden_source", "source address not in the allow-list")
+            logger.warning("Webhook refused: source %s not in the allow-list", client_ip())
+            return error(403, "forbidden_source", "source address not in the allow-list; nothing was placed")
+        return None
+
+    def webhook_common(token: Optional[str], raw: bytes) -> Response:
         recorder = service().recorder_for_token(token)
         if recorder is None:
             return error(401, "unauthorized", "missing or wrong webhook secret; nothing was placed")
@@ -190,6 +218,11 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
 
     @app.post("/webhook/<path:token>")
     def webhook_with_token(token: str):
+        refused = source_refused()
+        if refused is not None:
+            return refused
+        if service().recorder_for_token(token) is None:  # before reading a byte of the body
+            return error(401, "unauthorized", "missing or wrong webhook secret; nothing was placed")
         raw, err = read_body()
         if err is not None:
             return err
@@ -197,6 +230,9 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
 
     @app.post("/webhook")
     def webhook_with_body_secret():
+        refused = source_refused()
+        if refused is not None:
+            return refused
         raw, err = read_body()
         if err is not None:
             return err
@@ -212,7 +248,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
     # -- status and admin ----------------------------------------------------------------------------
     @app.get("/api/websocket-status")
     def websocket_status():
-        body = service().status()
+        body = redact.scrub_values(service().status())  # defence in depth: it never holds one
         return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
 
     def admin_ok() -> bool:
@@ -262,7 +298,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         svc = service()
         journal = svc.journal
         recent = journal.recent_signals(20) if journal is not None and svc.state == "ready" else []
-        return Response(render(svc.status(), recent), mimetype="text/html")
+        return Response(render(redact.scrub_values(svc.status()), redact.scrub_values(recent)), mimetype="text/html")
 
     return app
 
@@ -272,11 +308,32 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
 def configure_logging(level: str = None) -> None:
     logging.basicConfig(level=(level or os.environ.get("LOG_LEVEL", "INFO")).upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    redact.install()
+    redact.install()  # every root handler: registered secrets and /webhook/<token> become ***
+    install_log_redaction()
+
+
+_ACCESS_FILTER = redact.RedactingFilter()
+
+
+def install_log_redaction() -> None:
+    """Logger-level protection that does not depend on which handlers exist (idempotent).
+
+    * the werkzeug and gunicorn access/error loggers get the redacting filter (request lines
+      carry ``/webhook/<token>``);
+    * the ``websockets`` library logs every frame at DEBUG, the authorize frame (with the access
+      token) included: it is held at INFO unless ``LOG_WEBSOCKET_FRAMES=1``.
+    """
     for name in ("werkzeug", "gunicorn.access", "gunicorn.error"):
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(redact.RedactingFilter())
-    logging.getLogger("werkzeug").addFilter(redact.RedactingFilter())
+        log = logging.getLogger(name)
+        if _ACCESS_FILTER not in log.filters:
+            log.addFilter(_ACCESS_FILTER)
+        for handler in log.handlers:
+            if not any(isinstance(f, redact.RedactingFilter) for f in handler.filters):
+                handler.addFilter(redact.RedactingFilter())
+    if os.environ.get("LOG_WEBSOCKET_FRAMES") != "1":
+        ws_log = logging.getLogger("websockets")
+        if ws_log.getEffectiveLevel() < logging.INFO:
+            ws_log.setLevel(logging.INFO)
 
 
 def main(argv=None) -> int:

@@ -23,7 +23,8 @@ def register_secret(*values: str) -> None:
                 _SECRETS.add(value)
 
 
-def redact(text: str) -> str:
+def scrub(text: str) -> str:
+    """Replace every registered secret (only those) with ``***``; safe on JSON."""
     if not text:
         return text
     with _SECRETS_LOCK:
@@ -31,6 +32,26 @@ def redact(text: str) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, "***")
+    return text
+
+
+def scrub_values(obj):
+    """A copy of a JSON-like structure with registered secrets removed from string values
+    (keys are left alone, so a short secret cannot mangle the structure)."""
+    if isinstance(obj, str):
+        return scrub(obj)
+    if isinstance(obj, dict):
+        return {k: scrub_values(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [scrub_values(v) for v in obj]
+    return obj
+
+
+def redact(text: str) -> str:
+    """For log lines: registered secrets, ``/webhook/<token>`` and ``key=value`` secrets."""
+    if not text:
+        return text
+    text = scrub(text)
     text = _WEBHOOK_PATH.sub(r"\1***", text)
     return _KEY_VALUE.sub(r"\1***", text)
 

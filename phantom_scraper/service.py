@@ -20,6 +20,7 @@ from typing import Dict, List, Optional, Tuple
 
 import recorder_service
 from phantom_scraper import recorders as recorders_mod
+from phantom_scraper import redact
 from phantom_scraper.config import Settings
 from phantom_scraper.errors import AuthError, TradovateError
 from phantom_scraper.journal import Journal
@@ -27,6 +28,9 @@ from phantom_scraper.signals import AccountTarget, SignalError, SymbolResolver, 
 from phantom_scraper.tradovate_integration import TradovateIntegration
 
 logger = logging.getLogger(__name__)
+
+
+MANUAL_RECORDER = "manual"
 
 
 class ServiceUnavailable(Exception):
@@ -117,11 +121,17 @@ class TradingService:
         if self.journal is None:
             self.journal = Journal(s.database_path)
         login_configs, self.recorders = recorders_mod.load(s)
+        redact.register_secret(*(r.token for r in self.recorders))
+        redact.register_secret(*(c.credentials.password for c in login_configs.values()
+                                 if c.credentials.password != c.credentials.username))  # sim's demo/demo is no secret
+        redact.register_secret(*(c.credentials.sec for c in login_configs.values()))
         recorder_service.set_max_concurrent_connects(s.max_concurrent_connects)
         for name, cfg in login_configs.items():
             ti = TradovateIntegration(cfg.credentials, cfg.rest_url, cfg.ws_url, is_demo=cfg.is_demo, settings=s)
             ti.use_websocket_orders = s.use_websocket_orders
             ti.authenticate()
+            redact.register_secret(ti.access_token or "")
+            ti.add_token_listener(lambda token: redact.register_secret(token or ""))
             accounts = {a["name"]: a for a in ti.list_accounts() if _active(a)}
             login = Login(cfg, ti, accounts)
             self.logins[name] = login
@@ -153,8 +163,11 @@ class TradingService:
         with self._state_lock:
             if self._state in ("stopping", "stopped"):
                 return
-            self._state = "stopping"
+            never_started = self._state == "new"
+            self._state = "stopped" if never_started else "stopping"
             in_flight = self._in_flight
+        if never_started:
+            return
         logger.info("Stopping: intake closed, %d signal(s) in flight", in_flight)
         if not self._idle.wait(timeout_s):
             logger.error("Stopping with signals still in flight; their intents stay in the journal "
@@ -174,6 +187,10 @@ class TradingService:
         """Constant-time comparison against every recorder's token."""
         if not token:
             return None
+        if self.state in ("new", "starting"):
+            self.wait_ready(min(1.0, self.settings.webhook_budget_s / 2))
+        if self.state != "ready":
+            raise ServiceUnavailable(self._unavailable_reason())
         found = None
         given = token.encode("utf-8", "surrogatepass")
         for rec in self.recorders:
@@ -201,6 +218,12 @@ class TradingService:
 
     # -- signals -------------------------------------------------------------------------------
     def handle_signal(self, recorder: recorders_mod.Recorder, raw: bytes) -> WebhookResult:
+        """Parse, persist, then execute; answer within ``webhook_budget_s``.
+
+        Only parsing (pure) and the journal write (local SQLite) happen before the budget starts
+        to matter; symbol resolution and the orders run in the executor, so a slow broker turns
+        into a 202 rather than a webhook TradingView cancels after 3 s.
+        """
         received = time.perf_counter()
         try:
             signal = parse_signal(raw)
@@ -208,58 +231,74 @@ class TradingService:
             return WebhookResult(400, _signal_error(exc))
         if not self._enter():
             raise ServiceUnavailable(self._unavailable_reason())
+        submitted = False
         try:
-            try:
-                contract = self.resolver.resolve(signal.symbol)
-            except SignalError as exc:
-                return WebhookResult(400, _signal_error(exc))
             signal_id, duplicate, existing = self.journal.record_signal(
                 recorder.name, signal.payload, signal.signal_id, payload_hash(signal.payload),
                 self.settings.dedupe_window_s)
             if duplicate:
-                logger.info("Signal duplicate of %s ignored (recorder %s)", existing, recorder.name)
+                logger.info("Signal %s is a duplicate of %s: nothing placed (recorder %s)",
+                            signal_id, existing, recorder.name)
                 return WebhookResult(200, {"success": True, "duplicate": True, "signal_id": existing,
                                            "message": "duplicate signal: already received, nothing placed"})
             targets = self.targets_for(recorder)
-            logger.info("Signal %s recorder=%s action=%s symbol=%s contract=%s qty=%s accounts=%d%s",
-                        signal_id, recorder.name, signal.action, signal.symbol, contract.name,
-                        signal.quantity, len(targets), " TEST" if signal.test else "")
-            if not targets:
-                self.journal.set_signal_status(signal_id, "skipped", "no enabled account")
-                return WebhookResult(200, {"success": True, "signal_id": signal_id, "accounts": [],
-                                           "message": "no enabled account to trade"})
-            future = recorder_service._executor().submit(
-                recorder_service.execute_trade_simple, signal, contract, targets,
-                journal=self.journal, signal_id=signal_id, settings=self.settings)
-        except BaseException:
-            self._leave()
-            raise
+            logger.info("Signal %s received: recorder=%s action=%s symbol=%s qty=%s accounts=%d%s",
+                        signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
+                        len(targets), " TEST" if signal.test else "")
+            future = recorder_service._executor().submit(self._process, signal, targets, signal_id)
+            submitted = True
+        finally:
+            if not submitted:
+                self._leave()
         future.add_done_callback(lambda f: self._finished(signal_id, f))
         budget = max(0.0, self.settings.webhook_budget_s - (time.perf_counter() - received))
         try:
-            outcomes = future.result(timeout=budget)
+            contract, outcomes = future.result(timeout=budget)
         except concurrent.futures.TimeoutError:
+            logger.info("Signal %s still executing after the %.1f s budget: answered 202",
+                        signal_id, self.settings.webhook_budget_s)
             return WebhookResult(202, {"success": True, "signal_id": signal_id, "status": "executing",
-                                       "contract": contract.name,
                                        "message": "accepted; execution continues (see /api/signals)"})
+        except SignalError as exc:  # unknown symbol: bad input, nothing executed
+            body = _signal_error(exc, signal)
+            body["signal_id"] = signal_id
+            return WebhookResult(400, body)
         except Exception as exc:  # a bug: reported, never a 5xx that would make TradingView re-send
             return WebhookResult(200, {"success": False, "signal_id": signal_id,
-                                       "error": {"code": "internal_error", "message": str(exc)}})
+                                       "error": {"code": "internal_error", "message": _describe(exc)}})
+        if contract is None:
+            return WebhookResult(200, {"success": True, "signal_id": signal_id, "status": "skipped",
+                                       "accounts": [], "message": "no enabled account to trade"})
         return WebhookResult(200, _outcomes_body(signal_id, contract, signal, outcomes))
+
+    def _process(self, signal, targets, signal_id: str):
+        """In the executor: resolve the symbol, then run every account.  -> (contract, outcomes)."""
+        contract = self.resolver.resolve(signal.symbol)  # SignalError: unknown symbol
+        if not targets:
+            return None, []
+        outcomes = recorder_service.execute_trade_simple(
+            signal, contract, targets, journal=self.journal, signal_id=signal_id, settings=self.settings)
+        return contract, outcomes
 
     def _finished(self, signal_id: str, future: concurrent.futures.Future) -> None:
         try:
-            outcomes = future.result()
-            status = _summary_status(outcomes)
-            summary = json.dumps([o.to_dict() for o in outcomes], default=str)
-        except Exception as exc:
-            status, summary = "error", json.dumps({"error": str(exc)})
-        try:
-            self.journal.set_signal_status(signal_id, status, summary)
-        except Exception:
-            logger.exception("Could not record the outcome of signal %s", signal_id)
-        logger.info("Signal %s done: %s", signal_id, status)
-        self._leave()
+            try:
+                contract, outcomes = future.result()
+                status = _summary_status(outcomes) if contract is not None else "skipped"
+                summary = json.dumps([o.to_dict() for o in outcomes], default=str) if contract is not None \
+                    else json.dumps({"message": "no enabled account"})
+            except SignalError as exc:
+                status, summary = "rejected", json.dumps({"error": exc.to_dict()}, default=str)
+            except Exception as exc:
+                status, summary = "error", json.dumps({"error": _describe(exc)})
+                logger.error("Signal %s failed: %s", signal_id, _describe(exc))
+            try:
+                self.journal.set_signal_status(signal_id, status, summary)
+            except Exception:
+                logger.exception("Could not record the outcome of signal %s", signal_id)
+            logger.info("Signal %s done: %s", signal_id, status)
+        finally:
+            self._leave()
 
     def _enter(self) -> bool:
         with self._state_lock:
@@ -284,48 +323,61 @@ class TradingService:
 
     # -- manual trades ---------------------------------------------------------------------------
     def manual_trade(self, raw: bytes) -> WebhookResult:
-        """A manual order over REST (no pool), same payload format as the webhook."""
+        """A manual order over REST (the pool is not used), same payload format as the webhook,
+        plus an optional ``"account"`` (name; default: the first account of the first login).
+
+        Journaled like a signal (recorder ``manual``, explicit ids deduplicated), so it shows in
+        ``/api/signals`` and its intents are reconciled after a crash.  ``"test": true`` places
+        nothing.
+        """
         try:
             signal = parse_signal(raw)
         except SignalError as exc:
             return WebhookResult(400, _signal_error(exc))
-        if self.state != "ready":
+        account_name = signal.payload.get("account") if isinstance(signal.payload, dict) else None
+        if account_name is not None and not isinstance(account_name, str):
+            return WebhookResult(400, {"success": False, "error": {
+                "code": "invalid_field", "field": "account", "message": "account must be an account name"}})
+        if not self._enter():
             raise ServiceUnavailable(self._unavailable_reason())
         try:
-            contract = self.resolver.resolve(signal.symbol)
-        except SignalError as exc:
-            return WebhookResult(400, _signal_error(exc))
-        payload = json.loads(raw.decode("utf-8", "replace")) if raw else {}
-        account_name = payload.get("account") if isinstance(payload, dict) else None
-        from phantom_scraper.signals import PlanError, plan_orders
-        results = []
-        for name, login in self.logins.items():
-            for acct_name, acct in login.accounts.items():
-                if account_name and acct_name != account_name:
-                    continue
-                target = AccountTarget(id=int(acct["id"]), name=acct_name)
-                try:
-                    steps = plan_orders(signal, contract, target, 0, False)
-                except PlanError as exc:
-                    results.append({"account": acct_name, "status": "rejected", "error": str(exc)})
-                    continue
-                for step in steps:
-                    if step.kind not in ("placeorder", "placeoso"):
-                        continue
-                    try:
-                        r = login.integration.place_order_smart(dict(step.body), ws=None, endpoint=f"order/{step.kind}")
-                        results.append({"account": acct_name, "status": r.status, "order_id": r.order_id,
-                                        "transport": r.transport, "latency_ms": r.latency_ms})
-                    except TradovateError as exc:
-                        results.append({"account": acct_name, "status": "error", "error": str(exc)})
-                if account_name is None:
-                    break  # without an account: the first account of the first login
-            if results and account_name is None:
-                break
-        if not results:
-            return WebhookResult(400, {"success": False, "error": {"code": "unknown_account",
-                                                                  "message": f"no account named {account_name!r}"}})
-        return WebhookResult(200, {"success": True, "contract": contract.name, "results": results})
+            target = None
+            for login in self.logins.values():
+                for acct_name, acct in sorted(login.accounts.items()):
+                    if account_name is None or acct_name == account_name:
+                        target = (AccountTarget(id=int(acct["id"]), name=acct_name), _RestOnly(login.connection))
+                        break
+                if target is not None:
+                    break
+            if target is None:
+                return WebhookResult(400, {"success": False, "error": {
+                    "code": "unknown_account", "field": "account",
+                    "message": f"no account named {account_name!r}; nothing was placed"}})
+            try:
+                contract = self.resolver.resolve(signal.symbol)
+            except SignalError as exc:
+                return WebhookResult(400, _signal_error(exc, signal))
+            signal_id, duplicate, existing = self.journal.record_signal(
+                MANUAL_RECORDER, signal.payload, signal.signal_id, payload_hash(signal.payload), 0)
+            if duplicate:
+                return WebhookResult(200, {"success": True, "duplicate": True, "signal_id": existing,
+                                           "message": "duplicate id: already received, nothing placed"})
+            logger.info("Manual trade %s: action=%s symbol=%s qty=%s account=%s%s", signal_id, signal.action,
+                        contract.name, signal.quantity, target[0].name, " TEST" if signal.test else "")
+            outcomes = []
+            try:
+                outcomes = recorder_service.execute_trade_simple(
+                    signal, contract, [target], journal=self.journal, signal_id=signal_id,
+                    settings=self.settings.replace(use_websocket_orders=False))
+            finally:
+                status = _summary_status(outcomes) if outcomes else "error"
+                self.journal.set_signal_status(signal_id, status,
+                                               json.dumps([o.to_dict() for o in outcomes], default=str))
+            body = _outcomes_body(signal_id, contract, signal, outcomes)
+            body["results"] = body["accounts"]  # the name this route used first
+            return WebhookResult(200, body)
+        finally:
+            self._leave()
 
     # -- status ------------------------------------------------------------------------------------
     def status(self) -> dict:
@@ -335,7 +387,7 @@ class TradingService:
             "websocket_orders_enabled": bool(self.settings.use_websocket_orders),
             "service_state": self.state,
             "environment": self.settings.tradovate_env,
-            "connection_pool": recorder_service.pool_status(),
+            "connection_pool": _pool_status(),
             "keepalive_daemon": daemon.status() if daemon else {"running": False},
         }
 
@@ -373,8 +425,12 @@ def _active(account: dict) -> bool:
     return not account.get("closed") and account.get("active", True) is not False and not account.get("archived")
 
 
-def _signal_error(exc: SignalError) -> dict:
-    return {"success": False, "error": {"code": exc.code, "field": exc.field, "message": exc.message}}
+def _signal_error(exc: SignalError, signal=None) -> dict:
+    field = exc.field
+    if signal is not None and field == "symbol" and isinstance(signal.payload, dict):
+        # the resolver does not know how the sender spelled the field: ticker or symbol
+        field = next((k for k in signal.payload if k.lower() in ("ticker", "symbol")), field)
+    return {"success": False, "error": {"code": exc.code, "field": field, "message": exc.message}}
 
 
 def _summary_status(outcomes) -> str:
@@ -404,3 +460,40 @@ def _outcomes_body(signal_id, contract, signal, outcomes) -> dict:
         "contract": contract.name,
         "accounts": [o.to_dict() for o in outcomes],
     }
+
+
+class _RestOnly:
+    """A pooled connection seen without its socket: every order and read goes over REST
+    (manual trades do not use the pool).  Orders still count in the connection's REST total."""
+
+    def __init__(self, conn):
+        self._conn = conn
+        self.integration = conn.integration
+
+    def live_client(self):
+        return None
+
+    def ensure_connecting(self, **_kwargs):
+        return None
+
+    def record_order(self, transport, latency_ms):
+        self._conn.record_order(transport, latency_ms)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def _pool_status() -> dict:
+    """The pool as recorder_service reports it, with the heartbeat age filled in before the
+    first heartbeat (the heartbeat clock starts when the socket is authorized)."""
+    pool = recorder_service.pool_status()
+    now = time.time()
+    for info in pool.get("connections", {}).values():
+        if info.get("seconds_since_heartbeat") is None and info.get("ws_connected") and info.get("connected_since"):
+            info["seconds_since_heartbeat"] = round(max(0.0, now - float(info["connected_since"])), 3)
+        for key in ("connected_since",):
+            if info.get(key):
+                info[key + "_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(info[key])))
+    return pool

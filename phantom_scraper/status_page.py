@@ -18,7 +18,8 @@ def _when(epoch: Optional[float]) -> str:
     return _dt.datetime.fromtimestamp(float(epoch), _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _summary(signal: dict) -> List[dict]:
+def _summary(signal: dict):
+    """The stored outcome: a list of account outcomes, or a dict with an error/message."""
     raw = signal.get("summary")
     if not raw:
         return []
@@ -26,7 +27,31 @@ def _summary(signal: dict) -> List[dict]:
         data = json.loads(raw)
     except (TypeError, ValueError):
         return []
-    return data if isinstance(data, list) else []
+    return data if isinstance(data, (list, dict)) else []
+
+
+def _outcome_text(o: dict) -> str:
+    return (f"{_e(o.get('account_name'))}: {_e(o.get('status') or o.get('state'))}"
+            + (f" via {_e(o.get('transport'))}" if o.get("transport") else "")
+            + (f" in {float(o['latency_ms']):.1f} ms" if o.get("latency_ms") is not None else "")
+            + (f" — {_e(o.get('error'))}" if o.get("error") else ""))
+
+
+def _signal_detail(signal: dict) -> str:
+    summary = _summary(signal)
+    if isinstance(summary, dict):
+        err = summary.get("error")
+        if isinstance(err, dict):
+            return f"<span class='bad'>{_e(err.get('code'))}</span>: {_e(err.get('message'))}"
+        return _e(err or summary.get("message") or "")
+    if summary:
+        return "; ".join(_outcome_text(o) for o in summary if isinstance(o, dict))
+    intents = signal.get("intents") or []  # still executing: what the journal knows so far
+    if intents:
+        return "; ".join(_outcome_text(i) for i in intents)
+    if signal.get("duplicate_of"):
+        return f"duplicate of {_e(str(signal['duplicate_of'])[:8])}…, nothing placed"
+    return "—"
 
 
 def render(status: dict, signals: Iterable[dict]) -> str:
@@ -50,22 +75,23 @@ def render(status: dict, signals: Iterable[dict]) -> str:
     sig_rows = []
     for s in signals:
         payload = s.get("payload") or {}
-        outcomes = _summary(s)
-        detail = "; ".join(
-            f"{_e(o.get('account_name'))}: {_e(o.get('status'))}"
-            + (f" via {_e(o.get('transport'))}" if o.get("transport") else "")
-            + (f" in {float(o['latency_ms']):.1f} ms" if o.get("latency_ms") is not None else "")
-            + (f" — {_e(o.get('error'))}" if o.get("error") else "")
-            for o in outcomes) or "—"
-        status_class = "ok" if s.get("status") in ("acked", "validated") else ("bad" if s.get("status") in ("failed", "unknown", "error") else "")
+        status_class = "ok" if s.get("status") in ("acked", "validated") else (
+            "bad" if s.get("status") in ("failed", "unknown", "error", "rejected", "partial") else "")
+        qty = payload.get("quantity", payload.get("qty", payload.get("contracts")))
         sig_rows.append(
             f"<tr><td>{_when(s.get('received_at'))}</td><td>{_e(s.get('recorder'))}</td>"
-            f"<td>{_e(payload.get('action'))}</td><td>{_e(payload.get('ticker') or payload.get('symbol'))}</td>"
-            f"<td class='{status_class}'>{_e(s.get('status'))}</td><td>{detail}</td></tr>")
+            f"<td>{_e(payload.get('action') or payload.get('order'))}</td>"
+            f"<td>{_e(payload.get('ticker') or payload.get('symbol'))}</td><td>{_e(qty)}</td>"
+            f"<td class='{status_class}'>{_e(s.get('status'))}</td><td>{_signal_detail(s)}</td></tr>")
     signals_html = (
-        "<table class='signals'><tr><th>received</th><th>recorder</th><th>action</th><th>symbol</th><th>status</th>"
-        "<th>accounts (transport, latency, errors)</th></tr>" + "".join(sig_rows) + "</table>"
+        "<table class='signals'><tr><th>received</th><th>recorder</th><th>action</th><th>symbol</th><th>qty</th>"
+        "<th>status</th><th>accounts (transport, latency) or error</th></tr>" + "".join(sig_rows) + "</table>"
         if sig_rows else "<p class='empty' id='no-signals'>No signals yet. Send a webhook and it appears here.</p>")
+    errors = [f"<li>{_e(sub_id)} ({_e(c.get('login'))}): {_e(c.get('last_error'))}</li>"
+              for sub_id, c in sorted(pool.get("connections", {}).items()) if c.get("last_error")]
+    if daemon.get("last_error"):
+        errors.append(f"<li>keep-alive daemon: {_e(daemon.get('last_error'))}</li>")
+    errors_html = ("<h2>Errors</h2><ul class='bad'>" + "".join(errors) + "</ul>") if errors else ""
     daemon_state = "running" if daemon.get("running") else "stopped"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
@@ -82,6 +108,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left}} 
  (cycles {_e(daemon.get('cycles'))})</p>
 <h2>Connection pool ({_e(pool.get('sockets', 0))} socket(s) for {_e(pool.get('size', 0))} account(s))</h2>
 {pool_html}
+{errors_html}
 <h2>Recent signals</h2>
 {signals_html}
 <p class="empty">Refreshes every 5 s. JSON: <a href="/api/websocket-status">/api/websocket-status</a> · <a href="/health">/health</a></p>

@@ -170,11 +170,11 @@ class TradovateWebSocket:
             raise NotSentError(f"{self.name}: request() from the socket thread would deadlock; {endpoint} not sent")
         body_text = encode_body(body)  # a bad body fails here, in the caller, before anything is sent
         attempt = _Attempt()
+        coro = self._send_request(attempt, endpoint, query, body_text, timeout)
         try:
-            fut = asyncio.run_coroutine_threadsafe(
-                self._send_request(attempt, endpoint, query, body_text, timeout), loop
-            )
+            fut = asyncio.run_coroutine_threadsafe(coro, loop)
         except RuntimeError as exc:  # loop closed between the check and the call
+            coro.close()  # never started: close it so it is not reported as "never awaited"
             raise NotSentError(f"{self.name}: socket loop is gone; {endpoint} not sent") from exc
         try:
             return fut.result(timeout=timeout + 1.0)

@@ -1,0 +1,1 @@
+"""Benchmarks (``python -m bench.latency``).  Nothing here is imported by the product."""

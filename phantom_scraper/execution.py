@@ -1,0 +1,317 @@
+"""Signal execution: one validated signal on every targeted account, journaled at every step.
+
+``execute_trade_simple`` (re-exported by ``recorder_service``) runs each account in parallel.  Per
+account: read the position if the plan needs it, plan the orders, then for each placement::
+
+    create intent (received) -> sending (committed) -> place_order_smart(clOrdId)
+        answered              -> acked (order id, transport, latency) | rejected (final)
+        NotSentError          -> rejected "not sent"   (provably never executed: nothing at the broker)
+        OutcomeUnknownError   -> unknown               (settled later by clOrdId, never resent here)
+
+An order never waits for a socket connect: with no live socket it goes over REST at once and the
+connect runs in the background (``PooledConnection.ensure_connecting``).  There is no retry around
+placement; the only resends are the ones ``place_order_smart`` makes after a proof of non-execution.
+
+``reconcile_pending`` settles, at start-up, the intents a previous process left ``sending`` or
+``unknown``: found at the broker by ``clOrdId`` -> ``reconciled``; not found -> ``rejected`` and
+NOT resent (a signal from before a restart is stale).
+
+A connection (``conn``) here is anything with ``integration``, ``live_client()``,
+``ensure_connecting()`` and ``record_order()`` (``recorder_service.PooledConnection``).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, List, Optional
+
+from .errors import AuthError, BrokerError, NotSentError, OrderRejectedError, OutcomeUnknownError, TradovateError
+from .journal import JournalError, make_cl_ord_id
+
+logger = logging.getLogger(__name__)
+
+_WORKING_STATES = {"Working", "Suspended", "PendingNew", "PendingReplace"}
+_PLACEMENT_KINDS = {"placeorder", "placeoso", "liquidateposition"}
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for logs and outcomes (messages never hold secrets: see errors.py)."""
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+@dataclass
+class AccountOutcome:
+    """What happened on one account for one signal (returned to the webhook and journaled)."""
+
+    account_id: int
+    account_name: str
+    status: str  # acked | rejected | not_sent | unknown | error | skipped | validated
+    order_id: Optional[int] = None  # the last order placed (the entry of a reverse)
+    order_ids: List[int] = field(default_factory=list)
+    cl_ord_ids: List[str] = field(default_factory=list)
+    transport: Optional[str] = None
+    latency_ms: Optional[float] = None
+    reconciled: bool = False
+    error: Optional[str] = None
+    planned: List[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# Two executors so a signal task never waits on account tasks queued behind other signal tasks
+# in the same bounded pool (that nesting deadlocks once the pool is full).
+_EXECUTOR: Optional[concurrent.futures.ThreadPoolExecutor] = None  # signal-level (TradingService)
+_ACCOUNT_EXECUTOR: Optional[concurrent.futures.ThreadPoolExecutor] = None  # one task per account
+_EXECUTOR_LOCK = threading.Lock()  # serialises creation/shutdown of both executors
+
+
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    """The pool TradingService submits whole signals to."""
+    global _EXECUTOR
+    with _EXECUTOR_LOCK:
+        if _EXECUTOR is None:
+            _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="signal")
+        return _EXECUTOR
+
+
+def _account_executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _ACCOUNT_EXECUTOR
+    with _EXECUTOR_LOCK:
+        if _ACCOUNT_EXECUTOR is None:
+            _ACCOUNT_EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="order")
+        return _ACCOUNT_EXECUTOR
+
+
+def shutdown_executor(wait: bool = True) -> None:
+    global _EXECUTOR, _ACCOUNT_EXECUTOR
+    with _EXECUTOR_LOCK:
+        pools, _EXECUTOR, _ACCOUNT_EXECUTOR = (_EXECUTOR, _ACCOUNT_EXECUTOR), None, None
+    for pool in pools:  # joined outside the lock
+        if pool is not None:
+            pool.shutdown(wait=wait)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reads (may fall back freely: a read is never an order)
+
+def _read(conn, endpoint: str, rest_fn: Callable[[], list], timeout_s: float) -> list:
+    client = conn.live_client()
+    if client is not None:
+        try:
+            result = client.request(endpoint, timeout=timeout_s)
+            return result if isinstance(result, list) else ([] if result is None else [result])
+        except TradovateError as exc:
+            logger.debug("read %s over WebSocket failed (%s); using REST", endpoint, exc)
+    return rest_fn()
+
+
+def _net_position(conn, account_id: int, contract_id: int, timeout_s: float) -> int:
+    positions = _read(conn, "position/list", conn.integration.list_positions, timeout_s)
+    return sum(int(p.get("netPos") or 0) for p in positions
+               if p.get("accountId") == account_id and p.get("contractId") == contract_id)
+
+
+def _working_orders(conn, account_id: int, contract_id: int, timeout_s: float) -> list:
+    orders = _read(conn, "order/list", conn.integration.list_orders, timeout_s)
+    return [o for o in orders if o.get("accountId") == account_id and o.get("contractId") == contract_id
+            and o.get("ordStatus") in _WORKING_STATES]
+
+
+# ---------------------------------------------------------------------------------------------
+# Execution
+
+def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, settings,
+                         planner=None, needs_position=None) -> List[AccountOutcome]:
+    """Run one validated signal on every targeted account, in parallel.
+
+    ``targets`` is a list of ``(AccountTarget, PooledConnection)``.  Returns one
+    :class:`AccountOutcome` per target, in the order given; an account's failure never affects
+    another account.
+    """
+    if planner is None or needs_position is None:
+        from .signals import needs_position as _needs, plan_orders as _plan
+        planner = planner or _plan
+        needs_position = needs_position or _needs
+    args = (signal, contract, journal, signal_id, settings, planner, needs_position)
+    if len(targets) == 1:  # no hand-off for a single account: the order leaves from this thread
+        target, conn = targets[0]
+        return [_run_account(target, conn, *args)]
+    pool = _account_executor()
+    futures = [pool.submit(_run_account, target, conn, *args) for target, conn in targets]
+    return [f.result() for f in futures]
+
+
+def _run_account(target, conn, signal, contract, journal, signal_id, settings, planner,
+                 needs_position) -> AccountOutcome:
+    from .signals import PlanError
+
+    outcome = AccountOutcome(target.id, target.name, "acked")
+    started = time.perf_counter()
+    try:
+        net_pos, has_working = 0, False
+        if needs_position(signal):
+            net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
+            if net_pos == 0 and signal.action == "close":
+                has_working = bool(_working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
+        try:
+            steps = planner(signal, contract, target, net_pos, has_working)
+        except PlanError as exc:
+            outcome.status = "skipped" if exc.code == "nothing_to_do" else "rejected"
+            outcome.error = f"{exc.code}: {exc.message}" if hasattr(exc, "message") else str(exc)
+            logger.info("Signal %s account %s: %s", signal_id, target.name, outcome.error)
+            return outcome
+        outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
+        if not steps:
+            outcome.status, outcome.error = "skipped", "nothing to do"
+            return outcome
+        if signal.test:
+            outcome.status = "validated"
+            return outcome
+        for index, step in enumerate(steps):
+            if not _run_step(signal, contract, target, conn, journal, signal_id, settings, index, step, outcome):
+                break
+    except JournalError as exc:  # nothing recorded for the next order, so it was not sent
+        outcome.status, outcome.error = "error", "journal unavailable, not sent: " + describe(exc)
+        logger.error("Signal %s account %s: %s", signal_id, target.name, outcome.error)
+    except TradovateError as exc:  # a read or a cancel failed; no placement is pending here
+        outcome.status, outcome.error = "error", describe(exc)
+        logger.warning("Signal %s account %s failed: %s", signal_id, target.name, outcome.error)
+    except Exception as exc:  # a bug must not take the other accounts down with it
+        outcome.status, outcome.error = "error", describe(exc)
+        logger.exception("Signal %s account %s crashed", signal_id, target.name)
+    if outcome.latency_ms is None:
+        outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    return outcome
+
+
+def _run_step(signal, contract, target, conn, journal, signal_id, settings, index, step, outcome) -> bool:
+    """Execute one planned step; False stops the account's remaining steps."""
+    ti = conn.integration
+    if step.kind == "wait_flat":
+        deadline = time.monotonic() + settings.reconcile_window_s
+        while _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s) != 0:
+            if time.monotonic() >= deadline:
+                outcome.status = "error"
+                outcome.error = "position not flat in time after liquidation; the entry was not sent"
+                logger.warning("Signal %s account %s: %s", signal_id, target.name, outcome.error)
+                return False
+            time.sleep(settings.reconcile_poll_interval_s / 5)
+        return True
+    if step.kind == "cancel_working":  # cancels may be retried; not journaled as intents
+        for order in _working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s):
+            ti.cancel_order_rest({"orderId": order["id"], "isAutomated": True})
+            outcome.order_ids.append(order["id"])
+        return True
+    if step.kind not in _PLACEMENT_KINDS:
+        raise ValueError(f"unknown step kind {step.kind!r}")
+
+    cl_ord_id = make_cl_ord_id(signal_id, target.id, index)
+    journal.create_intent(signal_id, target.id, target.name, index, step.kind, step.body, cl_ord_id)
+    journal.set_intent_state(cl_ord_id, "sending")  # committed before the frame is written
+    outcome.cl_ord_ids.append(cl_ord_id)
+    use_ws = settings.use_websocket_orders and ti.use_websocket_orders
+    client = conn.live_client() if use_ws else None
+    if client is None and use_ws:
+        conn.ensure_connecting()  # repaired in the background; this order goes over REST now
+    try:
+        result = ti.place_order_smart(dict(step.body), ws=client, endpoint=f"order/{step.kind}", cl_ord_id=cl_ord_id)
+    except OrderRejectedError as exc:
+        return _fail(journal, cl_ord_id, "rejected", "rejected", describe(exc), outcome, target)
+    except NotSentError as exc:  # includes 429/penalty: the broker did not execute it
+        return _fail(journal, cl_ord_id, "rejected", "not_sent", "not sent: " + describe(exc), outcome, target)
+    except (AuthError, BrokerError) as exc:
+        status = getattr(exc, "status", None)
+        if isinstance(exc, AuthError) or (status is not None and status < 500):  # 4xx: not executed
+            return _fail(journal, cl_ord_id, "rejected", "rejected", describe(exc), outcome, target)
+        return _fail(journal, cl_ord_id, "unknown", "unknown", describe(exc), outcome, target)
+    except Exception as exc:  # OutcomeUnknownError, or a bug after the frame may have left
+        if not isinstance(exc, OutcomeUnknownError):
+            logger.exception("Order %s: unexpected error while placing", cl_ord_id)
+        return _fail(journal, cl_ord_id, "unknown", "unknown", describe(exc), outcome, target)
+    if result.status != "acked":
+        text = f"{result.failure_reason}: {result.failure_text}".rstrip(": ")
+        return _fail(journal, cl_ord_id, "rejected", "rejected", text, outcome, target)
+    conn.record_order(result.transport, result.latency_ms)
+    outcome.order_id = result.order_id
+    outcome.order_ids.append(result.order_id)
+    outcome.transport = result.transport
+    outcome.latency_ms = result.latency_ms
+    outcome.reconciled = outcome.reconciled or bool(result.reconciled)
+    logger.info("Order signal=%s account=%s clOrdId=%s transport=%s latency_ms=%.1f outcome=acked orderId=%s",
+                signal_id, target.name, cl_ord_id, result.transport, result.latency_ms or 0.0, result.order_id)
+    try:
+        journal.set_intent_state(cl_ord_id, "acked", broker_order_id=result.order_id, transport=result.transport,
+                                 latency_ms=result.latency_ms, reconciled=bool(result.reconciled))
+    except JournalError as exc:  # the order exists; the intent stays 'sending' and is reconciled at start
+        outcome.error = "placed, but the journal could not record it: " + describe(exc)
+        logger.error("Order %s placed as %s but not journaled: %s", cl_ord_id, result.order_id, describe(exc))
+    return True
+
+
+def _fail(journal, cl_ord_id, state, status, error, outcome, target) -> bool:
+    """Record a failed placement (journal ``state``, outcome ``status``); stops the account."""
+    outcome.status, outcome.error = status, error
+    log = logger.error if state == "unknown" else logger.warning
+    log("Order %s account %s %s: %s", cl_ord_id, target.name, "outcome UNKNOWN" if state == "unknown" else status,
+        error)
+    try:
+        journal.set_intent_state(cl_ord_id, state, error=error)
+    except JournalError as exc:
+        logger.error("Order %s: could not journal %s: %s", cl_ord_id, state, describe(exc))
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Start-up reconciliation
+
+def find_order_id(ti, cl_ord_id: str, kind: str = "placeorder") -> Optional[int]:
+    """The broker order id of the command carrying ``cl_ord_id`` (``customTag50`` for a
+    liquidation), or None.  Raises ``TradovateError`` when the book cannot be read."""
+    finder = getattr(ti, "find_order_id_by_cl_ord_id", None)
+    if finder is not None:
+        return finder(cl_ord_id)
+    key = "customTag50" if kind == "liquidateposition" else "clOrdId"
+    ids = sorted({c["orderId"] for c in ti.list_commands() or []
+                  if isinstance(c, dict) and c.get(key) == cl_ord_id and c.get("orderId") is not None})
+    if len(ids) > 1:
+        logger.error("DUPLICATE: %s=%s matches orders %s", key, cl_ord_id, ids)
+    return ids[0] if ids else None
+
+
+def reconcile_pending(journal, integration_for_account: Callable[[int], object]) -> List[dict]:
+    """Settle intents left ``sending``/``unknown`` by looking them up by clOrdId (no resend).
+
+    Returns one dict per pending intent: ``cl_ord_id``, ``order_id`` and ``state`` (the new state,
+    or the old one when it could not be settled: no login for the account, book unreadable).
+    """
+    settled = []
+    for intent in journal.pending_intents():
+        cl_ord_id, state = intent["cl_ord_id"], intent["state"]
+        ti = integration_for_account(intent["account_id"])
+        order_id = None
+        if ti is None:
+            logger.error("Cannot reconcile %s: account %s has no login", cl_ord_id, intent["account_id"])
+        else:
+            try:
+                order_id = find_order_id(ti, cl_ord_id, intent.get("kind") or "placeorder")
+            except TradovateError as exc:
+                ti = None
+                logger.error("Cannot reconcile %s yet: %s", cl_ord_id, describe(exc))
+        if ti is not None:
+            if state == "sending":
+                journal.set_intent_state(cl_ord_id, "unknown", error="in flight at restart")
+            if order_id is not None:
+                state = "reconciled"
+                journal.set_intent_state(cl_ord_id, state, broker_order_id=order_id, reconciled=True)
+                logger.warning("Reconciled %s after restart: found at the broker as order %s", cl_ord_id, order_id)
+            else:
+                state = "rejected"
+                journal.set_intent_state(cl_ord_id, state, error="not found at the broker after restart; not resent")
+                logger.warning("Reconciled %s after restart: not at the broker; not resent", cl_ord_id)
+        settled.append({"cl_ord_id": cl_ord_id, "order_id": order_id, "state": state})
+    return settled

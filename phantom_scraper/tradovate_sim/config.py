@@ -1,0 +1,75 @@
+"""Simulator configuration: users, accounts and every behaviour PROTOCOL.md lists as uncertain.
+
+Defaults follow the strictest reading of PROTOCOL.md ("Uncertain" list); each such item is a field
+here so a test can select the other reading.  Time constants carry their unit in their name.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    """One login and the accounts it owns."""
+
+    name: str = "demo"
+    password: str = field(default="demo", repr=False)
+    accounts: Tuple[str, ...] = ("DEMO0001", "DEMO0002")
+    # If set, accesstokenrequest must carry this appId / cid / sec ("The app is not registered" otherwise).
+    app_id: Optional[str] = None
+    cid: Optional[str] = None
+    sec: Optional[str] = field(default=None, repr=False)
+    max_order_qty: Optional[int] = None  # per-account risk limit -> MaxOrderQtyLimitReached
+
+    @classmethod
+    def with_accounts(cls, name: str, password: str, count: int, prefix: str = "") -> "UserSpec":
+        """A user with ``count`` accounts named ``<PREFIX>0001`` ... (e.g. a 50-account fan-out)."""
+        prefix = prefix or name.upper()[:8]
+        return cls(name=name, password=password,
+                   accounts=tuple(f"{prefix}{i:04d}" for i in range(1, count + 1)))
+
+
+# The "retail" reading of Uncertain 11: a syncrequest without entityTypes receives everything.
+RETAIL_SYNC_ENTITY_TYPES = ("user", "account", "position", "order", "orderVersion", "command",
+                            "commandReport", "executionReport", "fill", "cashBalance", "contract")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    host: str = "127.0.0.1"
+    port: int = 0  # REST + control; 0 = any free port
+    ws_port: int = 0  # WebSocket; 0 = any free port
+    users: Tuple[UserSpec, ...] = (UserSpec(),)
+    today: Optional[dt.date] = None  # contract maturities are generated relative to this (None: today, UTC)
+
+    # Tokens (PROTOCOL §2.3; Uncertain 1: 80 vs 90 min -> 80 min)
+    token_lifetime_s: float = 4800.0
+    max_sessions_per_user: int = 0  # >0: the old "2 sessions" rule, a new login revokes the oldest token
+    renew_revokes_old_token: bool = False
+    close_ws_on_token_expiry: bool = True  # Uncertain 2: socket lives only for its token's lifetime
+    bad_credentials_status: int = 200  # Uncertain 8: 200 + errorText (samples); 401 = conformance page
+
+    # WebSocket (PROTOCOL §3; Uncertain 3-6)
+    authorize_timeout_s: float = 5.0  # close a socket not authorized this long after 'o'
+    ws_idle_timeout_s: float = 10.0  # close a socket with no client text frame (incl. []) for this long
+    server_heartbeat_interval_s: float = 2.5  # 'h' when nothing else was sent for this long
+    drop_mode: str = "abort"  # how idle/auth/expiry closes happen: "abort" (TCP drop, 1006) or "close" (1000)
+    accept_quoted_token: bool = True  # Uncertain 6: accept '"<token>"' in authorize as well as the raw token
+    max_ws_per_user: int = 50  # past this the OLDEST socket is closed and its token revoked (§7)
+    ws_max_message_bytes: int = 16 * 1024 * 1024
+    sync_default_entity_types: Tuple[str, ...] = ()  # Uncertain 11: entityTypes omitted -> empty subscription
+
+    # REST / orders (Uncertain 9, 13)
+    include_success_reason: bool = False  # Uncertain 9: success results carry "failureReason":"Success"
+    unknown_contract_find_status: int = 404  # Uncertain 13: contract/find of an unknown name -> 404 (or 200 null)
+    unknown_symbol_reason: str = "InvalidContract"  # ISS-45 saw ("UnknownReason", "Access is denied")
+    risk_reject_async: bool = True  # max-qty breach: orderId returned, then Rejected via events/order/item
+    rest_no_answer_hold_s: float = 30.0  # REST no_answer fault: hold the connection this long, then drop it
+    http_500_after_execute: bool = False  # http_500_next: False = not executed, True = executed then 500
+    enforce_penalty_time: bool = True  # a p-ticket resent before p-time elapsed earns a new penalty
+
+    def replace(self, **changes) -> "SimConfig":
+        return dataclasses.replace(self, **changes)

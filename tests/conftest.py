@@ -1,0 +1,134 @@
+"""Shared pytest fixtures."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, settings as hypothesis_settings
+
+# CI machines are small and shared: no per-example deadline, no "too slow" health check.
+hypothesis_settings.register_profile(
+    "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+hypothesis_settings.load_profile("ci")
+
+from phantom_scraper.tradovate_sim import SimConfig, Simulator
+
+# Time constants for tests: scaled down so failure paths take well under a second.
+SIM_TEST_CONFIG = SimConfig(
+    host="127.0.0.1", port=0, ws_port=0,
+    ws_idle_timeout_s=0.8, authorize_timeout_s=0.5, server_heartbeat_interval_s=0.25,
+    rest_no_answer_hold_s=2.0,
+)
+
+
+@pytest.fixture
+def sim():
+    """A running Tradovate simulator on 127.0.0.1 (both ports ephemeral), stopped after the test."""
+    simulator = Simulator(SIM_TEST_CONFIG).start()
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
+
+
+# -- the server (ultra_simple_server) against the simulator -------------------------------------
+
+SERVER_WEBHOOK_SECRET = "whsec-Test-0123456789abcdef"
+SERVER_ADMIN_TOKEN = "admin-Test-fedcba9876543210"
+
+
+def server_settings(sim, tmp_path, **overrides):
+    """Settings for a server app on the ``sim`` fixture, time constants scaled for tests."""
+    from phantom_scraper.config import Settings
+
+    values = dict(
+        tradovate_env="sim", rest_url=sim.rest_url, ws_url=sim.ws_url,
+        webhook_secret=SERVER_WEBHOOK_SECRET, admin_token=SERVER_ADMIN_TOKEN,
+        database_path=str(tmp_path / "journal.sqlite3"),
+        heartbeat_interval_s=0.2,  # the test simulator drops a socket idle for 0.8 s
+        keepalive_interval_s=0.5, ws_connect_timeout_s=3.0, order_ack_timeout_s=3.0,
+        reconcile_window_s=1.0, reconcile_poll_interval_s=0.05, rest_timeout_s=3.0,
+        reconnect_backoff_initial_s=0.05, reconnect_backoff_max_s=0.5,
+    )
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def make_server_app(sim, tmp_path):
+    """``make_server_app(boot=True, **settings_overrides) -> Flask app`` on the ``sim`` fixture;
+    every app made is shut down (service, pool, daemon) after the test."""
+    from ultra_simple_server import create_app
+
+    apps = []
+
+    def make(boot=True, **overrides):
+        overrides.setdefault("database_path", str(tmp_path / f"journal{len(apps)}.sqlite3"))
+        app = create_app(server_settings(sim, tmp_path, **overrides), boot_on_first_request=boot)
+        apps.append(app)
+        if boot:
+            app.extensions["runtime"].boot(wait=True)
+            assert app.extensions["runtime"].service.state == "ready", app.extensions["runtime"].service.start_error
+        return app
+
+    try:
+        yield make
+    finally:
+        for app in reversed(apps):
+            app.extensions["runtime"].shutdown(timeout_s=5.0)
+
+
+# -- pool / pipeline fixtures (tests/test_pool.py, test_pipeline.py, test_recovery.py) ------------
+
+@pytest.fixture
+def clean_pool():
+    """Leaves recorder_service as found: daemon stopped, pool emptied, connect bound back to 2."""
+    import recorder_service
+
+    recorder_service.stop_websocket_keepalive_daemon()
+    recorder_service.reset_pool()
+    try:
+        yield recorder_service
+    finally:
+        recorder_service.stop_websocket_keepalive_daemon()
+        recorder_service.reset_pool()
+        recorder_service.set_max_concurrent_connects(2)
+
+
+@pytest.fixture
+def make_multi_sim():
+    """``make_multi_sim(users, **cfg)``: a simulator with the given ``UserSpec``s, stopped after."""
+    sims = []
+
+    def _make(users, **cfg):
+        simulator = Simulator(SIM_TEST_CONFIG.replace(users=tuple(users), **cfg)).start()
+        sims.append(simulator)
+        return simulator
+
+    yield _make
+    for simulator in sims:
+        simulator.stop()
+
+
+@pytest.fixture
+def serve_app():
+    """``serve_app(app) -> base URL``: the app on a real werkzeug server on 127.0.0.1 (free port),
+    in a thread; shut down after the test."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    servers = []
+
+    def serve(app):
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, name="test-http", daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{server.server_port}"
+
+    try:
+        yield serve
+    finally:
+        for server, thread in servers:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)

@@ -1,0 +1,161 @@
+"""The Procfile's own command: gunicorn on 127.0.0.1 against the simulator, a real webhook,
+the status JSON and the signal list, a redacted access log, and a clean SIGTERM."""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from tests.conftest import SERVER_ADMIN_TOKEN as ADMIN
+from tests.conftest import SERVER_WEBHOOK_SECRET as SECRET
+from tests.test_server import BUY, wait_for
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def procfile_command(port: int) -> list:
+    lines = [ln for ln in (REPO / "Procfile").read_text().splitlines() if ln.startswith("web:")]
+    assert len(lines) == 1, "the Procfile needs exactly one web: line"
+    command = lines[0][len("web:"):].strip()
+    args = shlex.split(command.replace("$PORT", str(port)).replace("${PORT}", str(port)))
+    # what the deploy needs, said explicitly on the command line
+    assert args[0] == "gunicorn"
+    assert "--preload" not in args
+    assert args[args.index("--workers") + 1] == "1"
+    assert args[args.index("--worker-class") + 1] == "gthread"
+    assert int(args[args.index("--threads") + 1]) >= 8
+    assert args[args.index("--bind") + 1] == f"0.0.0.0:{port}"
+    args[args.index("--bind") + 1] = f"127.0.0.1:{port}"  # tests bind loopback only
+    args[0] = str(Path(sys.executable).parent / "gunicorn")
+    return args
+
+
+class _Reader:
+    """Collects a pipe's lines in a thread (so the child never blocks on a full pipe)."""
+
+    def __init__(self, stream):
+        self.lines = []
+        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _run(self, stream):
+        for line in iter(stream.readline, ""):
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def join(self, timeout):
+        self._thread.join(timeout)
+
+
+def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADOVATE_", "WEBHOOK_", "ADMIN_"))}
+    env.update(
+        TRADOVATE_ENV="sim", TRADOVATE_REST_URL=sim.rest_url, TRADOVATE_WS_URL=sim.ws_url,
+        WEBHOOK_SECRET=SECRET, ADMIN_TOKEN=ADMIN, DATABASE_PATH=str(tmp_path / "journal.sqlite3"),
+        WS_HEARTBEAT_INTERVAL_S="0.2", KEEPALIVE_INTERVAL_S="0.5", GRACEFUL_TIMEOUT_S="5", WEBHOOK_BUDGET_S="0.3",
+        WEB_CONCURRENCY="4",  # a platform's default must not multiply the pool
+        PYTHONUNBUFFERED="1",
+    )
+    proc = subprocess.Popen(procfile_command(port), cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = _Reader(proc.stdout), _Reader(proc.stderr)
+    try:
+        def ready():
+            assert proc.poll() is None, f"gunicorn exited:\n{err.text()}"
+            try:
+                return requests.get(base + "/health", timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+        wait_for(ready, timeout_s=20, interval_s=0.05)
+
+        def ws_open():
+            conns = requests.get(base + "/api/websocket-status", timeout=2).json()["connection_pool"]["connections"]
+            return conns and all(c["ws_connected"] for c in conns.values())
+        wait_for(ws_open, timeout_s=5)
+
+        r = requests.post(f"{base}/webhook/{SECRET}", data=BUY, headers={"Content-Type": "text/plain"}, timeout=5)
+        assert r.status_code == 200, r.text
+        data = r.json()
+        assert data["status"] == "acked"
+        assert {a["transport"] for a in data["accounts"]} == {"websocket"}
+        assert len(sim.orders()) == 2 and {o["transport"] for o in sim.orders()} == {"websocket"}
+
+        status = requests.get(base + "/api/websocket-status", timeout=5).json()
+        assert status["success"] is True and status["websocket_orders_enabled"] is True
+        conns = status["connection_pool"]["connections"]
+        assert set(conns) == {"10001", "10002"}
+        assert all(c["orders_via_websocket"] >= 1 and c["ws_connected"] for c in conns.values())
+        assert status["keepalive_daemon"]["running"] is True
+
+        signals = requests.get(base + "/api/signals", headers={"Authorization": f"Bearer {ADMIN}"},
+                               timeout=5).json()["signals"]
+        assert signals[0]["id"] == data["signal_id"] and signals[0]["status"] == "acked"
+        assert {i["transport"] for i in signals[0]["intents"]} == {"websocket"}
+        assert requests.get(base + "/api/signals", timeout=5).status_code == 401
+
+        # one worker, whatever WEB_CONCURRENCY says
+        workers = [ln for ln in err.text().splitlines() if "Booting worker" in ln]
+        assert len(workers) == 1, err.text()
+
+        # a signal still executing when SIGTERM arrives is finished (and recorded) before exit
+        sim.faults.response_latency_ms = 400
+        r = requests.post(f"{base}/webhook/{SECRET}", data='{"action":"sell","ticker":"MES1!","quantity":1}',
+                          timeout=5)
+        assert r.status_code == 202, r.text
+        in_flight = r.json()["signal_id"]
+
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=15)
+        elapsed = time.monotonic() - started
+        assert rc == 0, err.text()
+        assert elapsed < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        out.join(5)
+        err.join(5)
+    logs = out.text() + err.text()
+    # intake stopped, sockets closed
+    try:
+        requests.get(base + "/health", timeout=1)
+        raise AssertionError("still answering after SIGTERM")
+    except requests.ConnectionError:
+        pass
+    wait_for(lambda: sim.ws_session_count() == 0, timeout_s=3)
+    assert "Stopped" in logs
+    from phantom_scraper.journal import Journal
+
+    journal = Journal(str(tmp_path / "journal.sqlite3"))
+    try:
+        finished = journal.get_signal(in_flight)
+        assert finished["status"] == "acked", finished
+        assert {i["state"] for i in finished["intents"]} == {"acked"}
+    finally:
+        journal.close()
+    assert len([o for o in sim.orders() if o["symbol"].startswith("MES")]) == 2
+    # the access log is there and redacted
+    assert f"POST /webhook/*** HTTP/1.1\" 200" in logs, logs
+    tokens = list(sim.exchange._tokens)  # every token the broker issued
+    assert tokens
+    for secret in [SECRET, ADMIN, *tokens]:
+        assert secret not in logs

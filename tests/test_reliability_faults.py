@@ -1,0 +1,203 @@
+"""Fault injection end to end: webhook -> service -> pool -> simulator, one fault at a time.
+
+After each fault the invariant is checked against the simulator's book of record: every
+(signal, account) has exactly one broker order, or none with a recorded, reported reason
+(journal intent state + error, visible in /api/signals).  Time constants are scaled down.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+import recorder_service
+from phantom_scraper.tradovate_sim import Simulator, UserSpec
+from tests.conftest import SERVER_WEBHOOK_SECRET, SIM_TEST_CONFIG
+from tests.test_reliability_support import (
+    admin_headers,
+    book_orders,
+    check_invariant,
+    orders_per_signal_account,
+    post_webhook,
+    settle,
+    wait_signal_final,
+)
+from tests.test_ws_client import FreezableProxy
+
+# keep-alive checks are requests too: a long interval keeps the "next request" faults aimed at the
+# order (the daemon is still woken at once when a socket closes).
+FAULT_SETTINGS = dict(keepalive_interval_s=30.0, order_ack_timeout_s=0.6, reconcile_window_s=0.5,
+                      reconcile_poll_interval_s=0.05, rest_timeout_s=1.5, penalty_max_wait_s=1.0)
+
+
+def _pool_live(timeout_s=5.0) -> bool:
+    def live():
+        conns = recorder_service.logins_snapshot()
+        return bool(conns) and all(c.live_client() is not None for c in conns)
+    return settle(live, timeout_s)
+
+
+def _set(**values):
+    def apply(sim):
+        for key, value in values.items():
+            setattr(sim.faults, key, value)
+    return apply
+
+
+def _refuse_and_drop(sim):
+    sim.faults.refuse_ws_connects = True
+    sim.faults.close_all_sockets()
+
+
+FAULTS = {
+    # name: (inject(sim), accounts that may end with no order because the broker refused it)
+    "socket_closed_after_order_frame": (_set(close_after_next_orders=1), 0),
+    "answer_never_sent": (_set(no_answer_next_orders=1), 0),
+    "response_black_holed": (_set(blackhole_next_responses=1), 0),
+    "ws_connects_refused": (_refuse_and_drop, 0),
+    "http_500": (_set(http_500_next=1), 0),
+    "http_429": (_set(http_429_next=1), 1),
+    "penalty_ticket": (_set(penalty_next=1, penalty_time_s=0.2), 0),
+    "tokens_expired_mid_stream": (lambda sim: sim.faults.expire_all_tokens(), 0),
+    "shutdown_event": (lambda sim: sim.faults.send_shutdown("Maintenance"), 0),
+    "every_socket_dropped": (lambda sim: sim.faults.close_all_sockets(), 0),
+}
+
+
+def test_fault_on_symbol_lookup_is_reported_not_lost(sim, make_server_app):
+    """A 429 on the first read (contract lookup): no order, and the reason is reported and recorded."""
+    app = make_server_app(**FAULT_SETTINGS)
+    client = app.test_client()
+    sim.faults.http_429_next = 1
+    status, body = post_webhook(client, {"action": "buy", "ticker": "NQ1!", "quantity": 1, "id": "s429"})
+    assert status == 200 and body["success"] is False, body
+    assert "429" in json.dumps(body)
+    journal = app.extensions["runtime"].service.journal
+    assert wait_signal_final(journal, body["signal_id"]) == "error"
+    outcome = check_invariant(sim, journal, body["signal_id"], [sim.account_id("DEMO0001"), sim.account_id("DEMO0002")])
+    assert all("429" in reason for reason in outcome.values()), outcome
+    assert book_orders(sim) == []
+    # the next signal trades normally
+    status, body = post_webhook(client, {"action": "buy", "ticker": "NQ1!", "quantity": 1, "id": "after429"})
+    assert status == 200 and body["status"] == "acked", body
+    assert len(book_orders(sim)) == 2
+
+
+@pytest.mark.parametrize("ws_orders", [True, False], ids=["ws-first", "rest-only"])
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_fault_then_signals_exactly_once(fault, ws_orders, sim, make_server_app):
+    """Inject the fault, send three signals to both accounts, check the book and the journal."""
+    inject, max_refused = FAULTS[fault]
+    app = make_server_app(use_websocket_orders=ws_orders, **FAULT_SETTINGS)
+    journal = app.extensions["runtime"].service.journal
+    client = app.test_client()
+    if ws_orders:
+        assert _pool_live(), "the pool never connected"
+    accounts = [sim.account_id("DEMO0001"), sim.account_id("DEMO0002")]
+    # resolve the symbol first (test mode places nothing) so the fault hits an order request
+    status, body = post_webhook(client, {"action": "buy", "ticker": "NQ1!", "test": True, "id": "warm"})
+    assert status == 200 and body["status"] == "validated", body
+    inject(sim)
+    sent = []
+    for n in range(3):
+        status, body = post_webhook(client, {"action": "buy", "ticker": "NQ1!", "quantity": 1,
+                                             "id": f"{fault}-{ws_orders}-{n}"})
+        assert status in (200, 202), body
+        assert "signal_id" in body, body
+        sent.append(body["signal_id"])
+    refused = 0
+    for signal_id in sent:
+        wait_signal_final(journal, signal_id, timeout_s=10)
+        outcome = check_invariant(sim, journal, signal_id, accounts)
+        refused += sum(1 for v in outcome.values() if v != "order")
+    assert refused <= max_refused, f"{fault}: {refused} account(s) without an order"
+    if max_refused:  # the broker refused exactly one request: that account has a reason recorded
+        assert refused == max_refused
+    # reported: /api/signals shows each signal with its intents and their states
+    listed = json.loads(client.get("/api/signals?limit=20", headers=admin_headers()).get_data(as_text=True))
+    by_id = {s["id"]: s for s in listed["signals"]}
+    for signal_id in sent:
+        assert signal_id in by_id
+        states = {i["state"] for i in by_id[signal_id]["intents"]}
+        assert states <= {"acked", "reconciled", "rejected"}, states
+    assert len(book_orders(sim)) == 2 * len(sent) - refused
+    sim.faults.reset()
+
+
+def test_duplicate_webhook_under_fault_places_nothing(sim, make_server_app):
+    app = make_server_app(**FAULT_SETTINGS)
+    client = app.test_client()
+    assert _pool_live()
+    sim.faults.close_after_next_orders = 1
+    payload = {"action": "sell", "ticker": "ES1!", "quantity": 2, "id": "dup-under-fault"}
+    status, first = post_webhook(client, payload)
+    assert status in (200, 202)
+    for _ in range(3):  # TradingView re-sends after a slow answer
+        status, again = post_webhook(client, payload)
+        assert status == 200 and again["duplicate"] is True and again["signal_id"] == first["signal_id"]
+    journal = app.extensions["runtime"].service.journal
+    wait_signal_final(journal, first["signal_id"])
+    check_invariant(sim, journal, first["signal_id"], [sim.account_id("DEMO0001"), sim.account_id("DEMO0002")])
+    assert len(book_orders(sim)) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# One login's hung connection never delays another login's order.
+
+@pytest.fixture
+def two_user_sim():
+    cfg = SIM_TEST_CONFIG.replace(
+        users=(UserSpec(), UserSpec(name="alice", password="alice-pw", accounts=("ALICE001",))),
+        ws_idle_timeout_s=10.0)  # the frozen socket must stay hung, not be dropped by the server
+    sim = Simulator(cfg).start()
+    yield sim
+    sim.stop()
+
+
+def test_hung_connection_never_delays_another_login(two_user_sim, make_server_app, tmp_path, monkeypatch):
+    sim = two_user_sim
+    proxy = FreezableProxy(sim.ws_port).start()
+    try:
+        monkeypatch.setenv("REL_PASS_A", "demo")
+        monkeypatch.setenv("REL_PASS_B", "alice-pw")
+        monkeypatch.setenv("REL_TOKEN", SERVER_WEBHOOK_SECRET)
+        doc = {
+            "logins": {
+                "a": {"env": "sim", "username": "demo", "password_env": "REL_PASS_A",
+                      "rest_url": sim.rest_url, "ws_url": sim.ws_url},
+                "b": {"env": "sim", "username": "alice", "password_env": "REL_PASS_B",
+                      "rest_url": sim.rest_url, "ws_url": f"ws://127.0.0.1:{proxy.port}/v1/websocket"},
+            },
+            "recorders": [{"name": "both", "webhook_token_env": "REL_TOKEN",
+                           "accounts": [{"login": "a", "account": "DEMO0001"},
+                                        {"login": "b", "account": "ALICE001"}]}],
+        }
+        path = tmp_path / "recorders.json"
+        path.write_text(json.dumps(doc))
+        app = make_server_app(recorders_file=str(path), keepalive_interval_s=30.0, order_ack_timeout_s=1.0,
+                              reconcile_window_s=0.3, webhook_budget_s=5.0)
+        assert _pool_live(), "both logins should be connected before the freeze"
+        proxy.freeze()  # login b's socket: bytes go nowhere, no close, no error
+        acct_a, acct_b = sim.account_id("DEMO0001"), sim.account_id("ALICE001")
+        t0 = time.time()
+        status, body = post_webhook(app.test_client(), {"action": "buy", "ticker": "MNQ1!", "quantity": 1,
+                                                        "id": "hung-b"})
+        assert status == 200, body
+        events = {o["accountId"]: o for o in book_orders(sim)}
+        outcomes = {o["account_id"]: o for o in body["accounts"]}
+        a_delay_s = events[acct_a]["time"] - t0
+        b_delay_s = events[acct_b]["time"] - t0
+        print(f"\nhung-connection: login a order at +{a_delay_s * 1000:.0f} ms ({outcomes[acct_a]['transport']}), "
+              f"login b order at +{b_delay_s * 1000:.0f} ms ({outcomes[acct_b]['transport']}, "
+              f"reconciled={outcomes[acct_b]['reconciled']})")
+        assert outcomes[acct_a]["transport"] == "websocket" and outcomes[acct_a]["status"] == "acked"
+        assert a_delay_s < 0.5, "login a's order waited on login b's hung socket"
+        assert b_delay_s >= 1.0, "login b's order should have waited for its ack timeout"
+        assert outcomes[acct_b]["status"] == "acked" and outcomes[acct_b]["transport"] == "rest"
+        journal = app.extensions["runtime"].service.journal
+        wait_signal_final(journal, body["signal_id"])
+        check_invariant(sim, journal, body["signal_id"], [acct_a, acct_b])
+        assert len(orders_per_signal_account(sim)) == 2
+    finally:
+        proxy.stop()
