@@ -374,3 +374,39 @@ def test_full_synchronous_is_an_option(tmp_path):
         assert j._read("PRAGMA synchronous")[0][0] == 2
     with pytest.raises(ValueError):
         Journal(str(tmp_path / "k.db"), synchronous="OFF")
+
+
+def test_intent_can_start_as_sending_in_one_commit(journal):
+    sid, _, _ = _signal(journal, explicit_id="start-sending")
+    cl = make_cl_ord_id(sid, 1001, 0)
+    journal.create_intent(sid, 1001, "DEMO0001", 0, "placeorder", {"orderQty": 1}, cl, state="sending")
+    assert journal.get_intent(cl)["state"] == "sending"
+    assert [i["cl_ord_id"] for i in journal.pending_intents()] == [cl]
+    with pytest.raises(ValueError):
+        journal.create_intent(sid, 1001, "DEMO0001", 1, "placeorder", {}, make_cl_ord_id(sid, 1001, 1),
+                              state="acked")
+
+
+def test_background_checkpointer_keeps_the_wal_small_and_stops_on_close(db_path):
+    j = Journal(db_path, checkpoint_interval_s=0.05)
+    assert any(t.name == "journal-checkpoint" for t in threading.enumerate())
+    for n in range(300):
+        _signal(j, explicit_id=f"cp-{n}", h=f"h{n}")
+    wal = db_path + "-wal"
+    deadline = __import__("time").monotonic() + 5
+    # After a checkpoint the WAL is reused from its start; every row must be in the main file.
+    while __import__("time").monotonic() < deadline:
+        conn = sqlite3.connect(db_path)
+        try:
+            busy, log_frames, ckpt = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        finally:
+            conn.close()
+        if log_frames == ckpt:
+            break
+    j.close()
+    assert not any(t.name == "journal-checkpoint" and t.is_alive() for t in threading.enumerate())
+    reopened = Journal(db_path)
+    try:
+        assert reopened.counts()["signals"] == 300
+    finally:
+        reopened.close()
