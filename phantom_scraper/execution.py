@@ -3,7 +3,7 @@
 ``execute_trade_simple`` (re-exported by ``recorder_service``) runs each account in parallel.  Per
 account: read the position if the plan needs it, plan the orders, then for each placement::
 
-    create intent (received) -> sending (committed) -> place_order_smart(clOrdId)
+    create intent as 'sending' (one commit) -> place_order_smart(clOrdId)
         answered              -> acked (order id, transport, latency) | rejected (final)
         NotSentError          -> rejected "not sent"   (provably never executed: nothing at the broker)
         OutcomeUnknownError   -> unknown               (settled later by clOrdId, never resent here)
@@ -211,8 +211,9 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
         raise ValueError(f"unknown step kind {step.kind!r}")
 
     cl_ord_id = make_cl_ord_id(signal_id, target.id, index)
-    journal.create_intent(signal_id, target.id, target.name, index, step.kind, step.body, cl_ord_id)
-    journal.set_intent_state(cl_ord_id, "sending")  # committed before the frame is written
+    # The intent and the decision to send, in one commit, before the frame is written.
+    journal.create_intent(signal_id, target.id, target.name, index, step.kind, step.body, cl_ord_id,
+                          state="sending")
     outcome.cl_ord_ids.append(cl_ord_id)
     use_ws = settings.use_websocket_orders and ti.use_websocket_orders
     client = conn.live_client() if use_ws else None

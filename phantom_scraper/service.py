@@ -108,13 +108,19 @@ class TradingService:
             self._ready.set()
             return
         with self._state_lock:
-            if self._state == "starting":
+            became_ready = self._state == "starting"
+            if became_ready:
                 self._state = "ready"
-        self._ready.set()
+        if not became_ready:  # stop() came during the start: start no background work
+            self._ready.set()
+            return
         logger.info("Ready: %d login(s), %d account(s), %d recorder(s)", len(self.logins),
                     len(self._account_login), len(self.recorders))
-        recorder_service.warm_up()
-        recorder_service.start_websocket_keepalive_daemon(self.settings.keepalive_interval_s)
+        try:
+            recorder_service.warm_up()
+            recorder_service.start_websocket_keepalive_daemon(self.settings.keepalive_interval_s)
+        finally:
+            self._ready.set()  # after the background work exists: stop() waits for this
 
     def _start_inner(self) -> None:
         s = self.settings
@@ -164,10 +170,13 @@ class TradingService:
             if self._state in ("stopping", "stopped"):
                 return
             never_started = self._state == "new"
+            was_starting = self._state == "starting"
             self._state = "stopped" if never_started else "stopping"
             in_flight = self._in_flight
         if never_started:
             return
+        if was_starting or not self._ready.is_set():  # let the start-up finish before tearing it down
+            self._ready.wait(timeout_s)
         logger.info("Stopping: intake closed, %d signal(s) in flight", in_flight)
         if not self._idle.wait(timeout_s):
             logger.error("Stopping with signals still in flight; their intents stay in the journal "

@@ -23,7 +23,7 @@ from typing import Any, Callable, List, Optional
 from urllib.parse import urlparse
 
 from .config import REAL_REST_URLS, Credentials, Settings, derive_ws_url
-from .errors import AuthError, BrokerError, OutcomeUnknownError, PenaltyError
+from .errors import AuthError, BrokerError, NotSentError, OutcomeUnknownError, PenaltyError, TradovateError
 from .order_router import OrderResult, SmartOrder
 from .tradovate_auth import TokenKeeper
 from .tradovate_rest import RestClient, check_order_result, is_order_endpoint
@@ -125,7 +125,7 @@ class TradovateIntegration:
                 return self._rest.send(method, path, token=token, params=p, body=b, timeout_s=timeout)
             return self._with_penalty(send, path)
 
-        token = self.ensure_token()
+        token = self._token_before_send(path, self.ensure_token)
         try:
             return attempt(token)
         except BrokerError as exc:
@@ -133,12 +133,27 @@ class TradovateIntegration:
                 raise
         # A 401 means the call was not executed: one re-authentication, one resend.
         logger.warning("%s: HTTP 401, re-authenticating once and resending", path)
-        token = self._auth.reauthenticate(token)
+        stale = token
+        token = self._token_before_send(path, lambda: self._auth.reauthenticate(stale))
         try:
             return attempt(token)
         except BrokerError as exc:
             if exc.status == 401:
                 raise AuthError(f"{path}: token refused again after re-authentication") from exc
+            raise
+
+    @staticmethod
+    def _token_before_send(path: str, get_token: Callable[[], str]) -> str:
+        """The token for a call about to be sent.  For an order, a failure here (login or renewal
+        timed out, HTTP 5xx, connection lost) means the order itself never left: ``NotSentError``,
+        never an ambiguous ``BrokerError`` that would be journaled as an unknown outcome."""
+        try:
+            return get_token()
+        except (AuthError, NotSentError):
+            raise  # already say "not executed"
+        except TradovateError as exc:
+            if is_order_endpoint(path):
+                raise NotSentError(f"{path}: no access token ({exc}); the order was not sent") from exc
             raise
 
     # ------------------------------------------------------------------ REST reads

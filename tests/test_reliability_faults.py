@@ -201,3 +201,211 @@ def test_hung_connection_never_delays_another_login(two_user_sim, make_server_ap
         assert len(orders_per_signal_account(sim)) == 2
     finally:
         proxy.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults firing while signals stream in from several clients at once.
+
+CHAOS = [
+    lambda sim: sim.faults.close_all_sockets(),
+    lambda sim: setattr(sim.faults, "close_after_next_orders", 1),
+    lambda sim: setattr(sim.faults, "no_answer_next_orders", 1),
+    lambda sim: sim.faults.expire_all_tokens(),
+    lambda sim: sim.faults.send_shutdown("Maintenance"),
+    lambda sim: setattr(sim.faults, "http_500_next", 1),
+    lambda sim: setattr(sim.faults, "penalty_next", 1),
+    lambda sim: setattr(sim.faults, "blackhole_next_responses", 1),
+]
+
+
+def test_chaos_while_signals_stream_in(sim, make_server_app):
+    import random
+    import threading
+
+    app = make_server_app(webhook_budget_s=1.0, **FAULT_SETTINGS)
+    journal = app.extensions["runtime"].service.journal
+    sim.faults.penalty_time_s = 0.1
+    assert _pool_live()
+    warm = post_webhook(app.test_client(), {"action": "buy", "ticker": "MES1!", "test": True})
+    assert warm[0] == 200, warm
+    sent, errors = [], []
+    lock = threading.Lock()  # guards sent/errors
+    stop = threading.Event()
+
+    def sender(worker):
+        client = app.test_client()
+        for n in range(10):
+            status, body = post_webhook(client, {"action": "buy" if n % 2 else "sell", "ticker": "MES1!",
+                                                 "quantity": 1 + n % 3, "id": f"chaos-{worker}-{n}"})
+            with lock:
+                if status in (200, 202) and "signal_id" in body:
+                    sent.append(body["signal_id"])
+                else:
+                    errors.append((status, body))
+
+    def chaos():
+        rng = random.Random(8)
+        fired = 0
+        while not stop.wait(0.05):
+            rng.choice(CHAOS)(sim)
+            fired += 1
+        chaos.fired = fired
+
+    chaos_thread = threading.Thread(target=chaos, name="chaos")
+    chaos_thread.start()
+    senders = [threading.Thread(target=sender, args=(w,), name=f"sender-{w}") for w in range(4)]
+    for th in senders:
+        th.start()
+    for th in senders:
+        th.join(60)
+    stop.set()
+    chaos_thread.join(5)
+    sim.faults.reset()
+    assert not errors, errors[:5]
+    assert len(sent) == 40
+    accounts = [sim.account_id("DEMO0001"), sim.account_id("DEMO0002")]
+    outcomes, reasons = {}, []
+    for signal_id in sent:
+        wait_signal_final(journal, signal_id, timeout_s=20)
+        for account, outcome in check_invariant(sim, journal, signal_id, accounts).items():
+            key = "order" if outcome == "order" else outcome.split(":")[0]
+            outcomes[key] = outcomes.get(key, 0) + 1
+            if outcome != "order":
+                reasons.append(outcome)
+    print(f"\nchaos: {chaos.fired} faults fired during 40 signals x 2 accounts -> {outcomes} {reasons}")
+    assert outcomes.get("order", 0) >= 40  # most accounts got their order; none got two
+
+
+@pytest.mark.xfail(strict=True, reason="an intent left 'unknown' at runtime (order sent, answer lost, order book "
+                                       "unreadable during the reconcile window) is only settled at the next "
+                                       "restart: no runtime reconciler in recorder_service/execution.py "
+                                       "(KeepAliveDaemon could run reconcile_pending for old 'unknown' intents)")
+def test_unknown_intent_is_settled_at_runtime_once_the_book_is_readable(sim, make_server_app):
+    app = make_server_app(**FAULT_SETTINGS)
+    client = app.test_client()
+    journal = app.extensions["runtime"].service.journal
+    assert _pool_live()
+    post_webhook(client, {"action": "buy", "ticker": "NQ1!", "test": True})
+    sim.faults.close_after_next_orders = 2  # both orders executed, both sockets answers lost
+    sim.faults.http_500_next = 1000  # ...and the order book unreadable during the reconcile window
+    status, body = post_webhook(client, {"action": "buy", "ticker": "NQ1!", "quantity": 1, "id": "unk"})
+    assert status in (200, 202)
+    wait_signal_final(journal, body["signal_id"])
+    assert {i["state"] for i in journal.intents_for_signal(body["signal_id"])} == {"unknown"}
+    sim.faults.reset()  # the broker is readable again
+    assert len(book_orders(sim)) == 2
+    assert settle(lambda: {i["state"] for i in journal.intents_for_signal(body["signal_id"])} == {"reconciled"},
+                  5.0), journal.intents_for_signal(body["signal_id"])
+
+
+def test_login_failure_before_an_order_is_not_sent_not_unknown(sim, make_server_app):
+    """The token had to be re-obtained before the order and the login failed (HTTP 500): the order
+    provably never left, so its intent is 'rejected' (not sent), not 'unknown' (found in the chaos
+    test: BrokerError from auth/accesstokenrequest used to be journaled as an unknown outcome)."""
+    from phantom_scraper.tradovate_auth import Token
+
+    app = make_server_app(use_websocket_orders=False, **FAULT_SETTINGS)
+    client = app.test_client()
+    service = app.extensions["runtime"].service
+    post_webhook(client, {"action": "buy", "ticker": "NQ1!", "test": True})
+    ti = next(iter(service.logins.values())).integration
+    now = time.time()
+    ti._auth._token = Token(access_token=ti.access_token, expires_at=now - 1, issued_at=now - 100)
+    sim.faults.http_500_next = 1  # the login that must come first fails once
+    status, body = post_webhook(client, {"action": "buy", "ticker": "NQ1!", "quantity": 1, "id": "login-500"})
+    assert status == 200, body
+    accounts = [sim.account_id("DEMO0001"), sim.account_id("DEMO0002")]
+    outcome = check_invariant(sim, service.journal, body["signal_id"], accounts)
+    assert sorted(outcome.values())[0] == "order" and list(outcome.values()).count("order") == 1, outcome
+    refused = [v for v in outcome.values() if v != "order"][0]
+    assert refused.startswith("rejected: not sent"), refused
+
+
+# ---------------------------------------------------------------------------------------------
+# Late execution: the order frame reaches the broker after the ack timeout.
+
+class DelayProxy:
+    """TCP proxy on 127.0.0.1; while ``delay_s`` > 0, client->server bytes are held that long
+    (the broker executes the order late; nothing is lost)."""
+
+    def __init__(self, target_port):
+        import asyncio
+
+        self.target_port = target_port
+        self.delay_s = 0.0
+        self.loop = asyncio.new_event_loop()
+        self.thread = __import__("threading").Thread(target=self.loop.run_forever, name="delay-proxy", daemon=True)
+
+    def start(self):
+        import asyncio
+
+        self.thread.start()
+        self.server = asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._client, "127.0.0.1", 0), self.loop).result(5)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _pipe(self, reader, writer, delayed):
+        import asyncio
+
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if delayed and self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    async def _client(self, reader, writer):
+        import asyncio
+
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        await asyncio.gather(self._pipe(reader, up_writer, True), self._pipe(up_reader, writer, False))
+
+    def stop(self):
+        import asyncio
+
+        async def _stop():
+            self.server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+def test_order_executed_after_the_ack_timeout_is_adopted_not_resent(sim):
+    """The frame reaches the broker 0.6 s late (ack timeout 0.3 s, reconcile window 1.0 s): the
+    reconciliation finds it by clOrdId and adopts it; the REST resend never happens."""
+    from phantom_scraper.config import Credentials, Settings
+    from phantom_scraper.tradovate_integration import TradovateIntegration
+
+    proxy = DelayProxy(sim.ws_port).start()
+    settings = Settings(heartbeat_interval_s=0.1, order_ack_timeout_s=0.3, reconcile_window_s=1.0,
+                        reconcile_poll_interval_s=0.05, ws_idle_probe_after_s=5.0, rest_timeout_s=2.0)
+    ti = TradovateIntegration(Credentials("demo", "demo"), sim.rest_url,
+                              f"ws://127.0.0.1:{proxy.port}/v1/websocket", settings=settings)
+    try:
+        ti.authenticate()
+        ws = ti.open_websocket()
+        proxy.delay_s = 0.6
+        body = {"accountSpec": "DEMO0001", "accountId": sim.account_id("DEMO0001"), "action": "Buy",
+                "symbol": "NQZ6", "orderQty": 1, "orderType": "Market"}
+        result = ti.place_order_smart(body, ws=ws, cl_ord_id="ps-late-1-0")
+        assert result.status == "acked" and result.reconciled is True, result
+        time.sleep(0.8)  # anything still in the proxy lands now
+        orders = [o for o in book_orders(sim) if o["clOrdId"] == "ps-late-1-0"]
+        assert len(orders) == 1 and orders[0]["orderId"] == result.order_id
+        assert orders[0]["transport"] == "websocket"
+        ws.close()
+    finally:
+        ti.close()
+        proxy.stop()

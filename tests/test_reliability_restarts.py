@@ -200,3 +200,15 @@ def test_sigterm_with_order_in_flight_drains_and_exits(sim, tmp_path, servers):
     assert not [s for s in signals if s["dedupe_key"] == "too-late"], "a signal was taken after SIGTERM"
     assert len(book_orders(sim)) == 1
     assert settle(lambda: sim.ws_session_count() == 0, 3), "the server left its socket open"
+
+
+@pytest.mark.xfail(strict=True, reason="a transient broker failure during start-up (login answered HTTP 500 once) "
+                                       "leaves the service 'failed' for good (503 until the process restarts; "
+                                       "under gunicorn the worker stays up): phantom_scraper/service.py "
+                                       "TradingService._start has no retry with back-off")
+def test_transient_broker_failure_at_start_is_retried(sim, make_server_app):
+    sim.faults.http_500_next = 1  # the first request of the start-up (the login) fails once
+    app = make_server_app(boot=False)
+    runtime = app.extensions["runtime"]
+    runtime.boot(wait=True)
+    assert settle(lambda: runtime.service.state == "ready", 5.0), runtime.service.start_error

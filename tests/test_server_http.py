@@ -141,19 +141,21 @@ def _run_server(tmp_path, **env_extra):
 def test_run_directly_without_env_places_a_paper_trade_with_the_printed_curl(tmp_path):
     proc = _run_server(tmp_path)
     try:
-        lines = []
-        deadline = time.monotonic() + 20
-        curl = None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.strip().startswith("curl "):
-                curl = line.strip()
-                break
+        from tests.test_gunicorn import _Reader
+
+        reader = _Reader(proc.stdout)  # never block on readline: a hung start fails at the deadline
+        errors = _Reader(proc.stderr)  # the log: drained so the server never blocks on a full pipe
+
+        def curl_line():
+            return next((ln.strip() for ln in list(reader.lines) if ln.strip().startswith("curl ")), None)
+        try:
+            curl = wait_for(lambda: curl_line() or proc.poll() is not None, timeout_s=20, interval_s=0.05)
+        except AssertionError:
+            curl = None
+        curl = curl if isinstance(curl, str) else None
+        lines = list(reader.lines)
         out = "".join(lines)
-        assert curl, f"no curl printed; stdout:\n{out}\nstderr:\n{proc.stderr.read() if proc.poll() is not None else ''}"
+        assert curl, f"no curl printed; stdout:\n{out}\nstderr:\n{errors.text()}"
         assert "webhook URL" in out and "secret" in out and "PAPER TRADING" in out
         secret = re.search(r"secret\s*:\s*(\S+)", out).group(1)
         args = shlex.split(curl)
@@ -180,8 +182,8 @@ def test_run_directly_without_env_places_a_paper_trade_with_the_printed_curl(tmp
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
-        proc.stdout.close()
-        proc.stderr.close()
+        reader.join(5)
+        errors.join(5)
 
 
 @pytest.mark.parametrize("env,missing", [
