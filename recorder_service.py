@@ -451,6 +451,7 @@ class KeepAliveDaemon:
         self._wake = threading.Event()
         self._start_lock = threading.Lock()  # serialises start() so one thread is ever started
         self._thread: Optional[threading.Thread] = None
+        self.cycle_hooks: List[Callable[[], None]] = []  # run after each cycle, in the daemon thread
         self.cycles = 0
         self.last_cycle_at: Optional[float] = None
         self.last_error: Optional[str] = None
@@ -509,6 +510,11 @@ class KeepAliveDaemon:
                 self._tend(conn)
             except Exception:  # one login's problem never starves the others
                 logger.exception("WebSocket keep-alive failed for %s", conn.login_key)
+        for hook in list(self.cycle_hooks):  # e.g. settling 'unknown' order intents
+            try:
+                hook()
+            except Exception:
+                logger.exception("keep-alive cycle hook failed")
 
     def _tend(self, conn: PooledConnection) -> None:
         if conn.closed:

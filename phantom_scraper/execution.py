@@ -156,7 +156,8 @@ def _run_account(target, conn, signal, contract, journal, signal_id, settings, p
         net_pos, has_working = 0, False
         if needs_position(signal):
             net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
-            if net_pos == 0 and signal.action == "close":
+            flat_target = signal.action == "close" or (signal.action == "target" and signal.target_position == 0)
+            if net_pos == 0 and flat_target:  # leftover bracket legs still need cancelling
                 has_working = bool(_working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
         try:
             steps = planner(signal, contract, target, net_pos, has_working)
@@ -284,6 +285,32 @@ def find_order_id(ti, cl_ord_id: str, kind: str = "placeorder") -> Optional[int]
     return ids[0] if ids else None
 
 
+def settle_unknown(journal, integration_for_account: Callable[[int], object]) -> List[dict]:
+    """While running: adopt ``unknown`` intents that have since appeared at the broker.
+
+    Only ever adopts (never rejects, never resends): an order that is still not found stays
+    ``unknown`` and visible on the status page until a person or the next start settles it.
+    Intents in ``sending`` are in flight in this process and are left alone.
+    """
+    adopted = []
+    for intent in journal.pending_intents():
+        if intent["state"] != "unknown":
+            continue
+        ti = integration_for_account(intent["account_id"])
+        if ti is None:
+            continue
+        try:
+            order_id = find_order_id(ti, intent["cl_ord_id"], intent.get("kind") or "placeorder")
+        except TradovateError as exc:
+            logger.debug("settle %s later: %s", intent["cl_ord_id"], describe(exc))
+            continue
+        if order_id is not None:
+            journal.set_intent_state(intent["cl_ord_id"], "reconciled", broker_order_id=order_id, reconciled=True)
+            logger.warning("Reconciled %s: found at the broker as order %s", intent["cl_ord_id"], order_id)
+            adopted.append({"cl_ord_id": intent["cl_ord_id"], "order_id": order_id})
+    return adopted
+
+
 def reconcile_pending(journal, integration_for_account: Callable[[int], object]) -> List[dict]:
     """Settle intents left ``sending``/``unknown`` by looking them up by clOrdId (no resend).
 
@@ -293,6 +320,9 @@ def reconcile_pending(journal, integration_for_account: Callable[[int], object])
     settled = []
     for intent in journal.pending_intents():
         cl_ord_id, state = intent["cl_ord_id"], intent["state"]
+        if state == "sending":  # left by a previous process: no longer in flight anywhere
+            journal.set_intent_state(cl_ord_id, "unknown", error="in flight at restart")
+            state = "unknown"
         ti = integration_for_account(intent["account_id"])
         order_id = None
         if ti is None:
@@ -304,8 +334,6 @@ def reconcile_pending(journal, integration_for_account: Callable[[int], object])
                 ti = None
                 logger.error("Cannot reconcile %s yet: %s", cl_ord_id, describe(exc))
         if ti is not None:
-            if state == "sending":
-                journal.set_intent_state(cl_ord_id, "unknown", error="in flight at restart")
             if order_id is not None:
                 state = "reconciled"
                 journal.set_intent_state(cl_ord_id, state, broker_order_id=order_id, reconciled=True)

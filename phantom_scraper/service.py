@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import recorder_service
+from phantom_scraper.execution import settle_unknown
 from phantom_scraper import recorders as recorders_mod
 from phantom_scraper import redact
 from phantom_scraper.config import Settings
@@ -118,9 +119,15 @@ class TradingService:
                     len(self._account_login), len(self.recorders))
         try:
             recorder_service.warm_up()
-            recorder_service.start_websocket_keepalive_daemon(self.settings.keepalive_interval_s)
+            daemon = recorder_service.start_websocket_keepalive_daemon(self.settings.keepalive_interval_s)
+            # Each cycle also adopts 'unknown' order intents that have since appeared at the broker.
+            daemon.cycle_hooks.append(self._settle_unknown)
         finally:
             self._ready.set()  # after the background work exists: stop() waits for this
+
+    def _settle_unknown(self) -> None:
+        if self.state == "ready" and self.journal is not None:
+            settle_unknown(self.journal, self.integration_for_account)
 
     def _start_inner(self) -> None:
         s = self.settings

@@ -9,6 +9,12 @@ hypothesis_settings.register_profile(
     "ci", deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 hypothesis_settings.load_profile("ci")
 
+import os
+
+# Pin the simulator's calendar (inherited by subprocesses too) so the dated symbols the tests
+# use (NQZ6, ESZ6, ...) never expire under the suite.
+os.environ.setdefault("TRADOVATE_SIM_TODAY", "2026-11-25")
+
 from phantom_scraper.tradovate_sim import SimConfig, Simulator
 
 # Time constants for tests: scaled down so failure paths take well under a second.

@@ -161,6 +161,35 @@ def test_unknown_outcome_is_journaled_unknown_then_reconciled_without_resend(mak
     assert journal.pending_intents() == [] and len(sim.orders()) == 1
 
 
+def test_running_service_adopts_unknown_intents_once_the_book_shows_them(make_multi_sim, logins_for, journal):
+    """settle_unknown (a keep-alive cycle hook) only adopts: never rejects, never resends, and
+    leaves intents still 'sending' (in flight in this process) alone."""
+    from phantom_scraper.execution import settle_unknown
+
+    sim = make_multi_sim([UserSpec()], **SIM_CFG)
+    ti, conn, accounts = logins_for(sim).add()
+    acct = accounts[0]
+    signal_id, _, _ = journal.record_signal("test", {"action": "buy"}, "sig-unknown", "h", 0)
+    ids = {}
+    for step, state in enumerate(("unknown", "unknown", "sending")):
+        cl = f"ps-u-{acct['id']}-{step}"
+        journal.create_intent(signal_id, acct["id"], acct["name"], step, "placeorder", {}, cl, state="sending")
+        if state == "unknown":
+            journal.set_intent_state(cl, "unknown", error="no answer")
+        ids[step] = cl
+    body = {"accountSpec": acct["name"], "accountId": acct["id"], "action": "Buy", "symbol": ti.suggest_contracts("NQ")[0]["name"],
+            "orderQty": 1, "orderType": "Market", "isAutomated": True}
+    placed = ti.place_order_rest(dict(body, clOrdId=ids[0]))  # the broker did execute step 0
+    ti.place_order_rest(dict(body, clOrdId=ids[2]))  # and the in-flight one, which must stay put
+    adopted = settle_unknown(journal, lambda account_id: ti)
+    assert adopted == [{"cl_ord_id": ids[0], "order_id": placed["orderId"]}]
+    assert journal.get_intent(ids[0])["state"] == "reconciled"
+    assert journal.get_intent(ids[1])["state"] == "unknown"  # not found: stays visible, not guessed
+    assert journal.get_intent(ids[2])["state"] == "sending"
+    assert len(sim.orders()) == 2  # nothing resent
+    assert settle_unknown(journal, lambda account_id: ti) == []
+
+
 def test_reconcile_of_an_intent_never_sent_marks_it_rejected_and_does_not_send(make_multi_sim, logins_for, journal):
     sim = make_multi_sim([UserSpec()], **SIM_CFG)
     ti, conn, accounts = logins_for(sim).add()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
+import os
 import secrets
 import threading
 import time
@@ -55,10 +56,22 @@ class _Token:
         return not self.revoked and now < self.expires_at
 
 
+def catalog_date() -> dt.date:
+    """The date contract maturities are generated from: ``TRADOVATE_SIM_TODAY`` (YYYY-MM-DD, used
+    by the test suite so dated symbols such as ``NQZ6`` stay valid forever), else today (UTC)."""
+    pinned = os.environ.get("TRADOVATE_SIM_TODAY", "").strip()
+    if pinned:
+        try:
+            return dt.date.fromisoformat(pinned)
+        except ValueError:
+            log.warning("TRADOVATE_SIM_TODAY=%r is not YYYY-MM-DD; using today", pinned)
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
 class Exchange(OrderMixin):
     def __init__(self, config: SimConfig):
         self.config = config
-        self.catalog = Catalog(config.today or dt.datetime.now(dt.timezone.utc).date())
+        self.catalog = Catalog(config.today or catalog_date())
         # Guards every attribute below (and those used by OrderMixin).  Bookkeeping only.
         self._lock = threading.Lock()
         self._listeners: List[Callable[[List[Event]], None]] = []
