@@ -172,7 +172,8 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         return error(500, "internal_error", "internal error; see the server log")
 
     def as_response(result: WebhookResult) -> Response:
-        return app.response_class(json.dumps(result.body, indent=2, default=str) + "\n",
+        # Compact: these answers go to TradingView and scripts (the status JSON stays indented).
+        return app.response_class(json.dumps(result.body, separators=(",", ":"), default=str) + "\n",
                                   status=result.http_status, mimetype="application/json")
 
     # -- webhook -----------------------------------------------------------------------------------

@@ -62,6 +62,13 @@ class AccountOutcome:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def summary(self) -> dict:
+        """The journaled form (no order bodies): what /api/signals and the status page show."""
+        return {"account_id": self.account_id, "account_name": self.account_name, "status": self.status,
+                "order_id": self.order_id, "order_ids": list(self.order_ids), "cl_ord_ids": list(self.cl_ord_ids),
+                "transport": self.transport, "latency_ms": self.latency_ms, "reconciled": self.reconciled,
+                "error": self.error}
+
 
 # Two executors so a signal task never waits on account tasks queued behind other signal tasks
 # in the same bounded pool (that nesting deadlocks once the pool is full).
@@ -138,34 +145,104 @@ def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, 
         planner = planner or _plan
         needs_position = needs_position or _needs
     args = (signal, contract, journal, signal_id, settings, planner, needs_position)
-    if len(targets) == 1:  # no hand-off for a single account: the order leaves from this thread
+    if len(targets) == 1:  # one account: no hand-off to another thread
         target, conn = targets[0]
         return [_run_account(target, conn, *args)]
+    prepared, batch = _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, needs_position)
     pool = _account_executor()
-    futures = [pool.submit(_run_account, target, conn, *args) for target, conn in targets]
-    return [f.result() for f in futures]
+    futures = []
+    for index, (target, conn) in enumerate(targets):
+        if index in prepared:
+            steps, cl_ord_id = prepared[index]
+            futures.append(pool.submit(_run_account, target, conn, signal, contract, batch, signal_id, settings,
+                                       planner, needs_position, steps=steps, precreated=cl_ord_id))
+        else:
+            futures.append(pool.submit(_run_account, target, conn, *args))
+    outcomes = [f.result() for f in futures]
+    batch.flush()
+    return outcomes
+
+
+class _BatchedStates:
+    """Collects the final state of single-step intents and commits them in one transaction.
+
+    Used only for orders that are the last external action of their account for this signal, so
+    "each state is committed before the next external action" still holds; if the process dies
+    before the flush, those intents are still ``sending`` and start-up reconciles them by clOrdId.
+    """
+
+    def __init__(self, journal):
+        self.journal = journal
+        self._lock = threading.Lock()  # serialises appends from the account threads
+        self._updates: List[tuple] = []
+
+    def set_intent_state(self, cl_ord_id, state, **fields) -> None:
+        with self._lock:
+            self._updates.append((cl_ord_id, state, fields))
+
+    def flush(self) -> None:
+        with self._lock:
+            updates, self._updates = self._updates, []
+        if updates:
+            try:
+                self.journal.set_intent_states(updates)
+            except JournalError as exc:
+                logger.error("Could not journal %d order outcome(s): %s (start-up reconciles them)",
+                             len(updates), describe(exc))
+
+
+def _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, needs_position):
+    """Plan every account that needs no position read and journal all of their orders as
+    ``sending`` in ONE transaction, so N accounts cost one commit before their frames leave.
+
+    Returns ``({target index: (steps, clOrdId)}, batch)``; other accounts take the general path.
+    """
+    from .signals import PlanError
+
+    batch = _BatchedStates(journal)
+    if signal.test or needs_position(signal):
+        return {}, batch
+    prepared, rows = {}, []
+    for index, (target, _conn) in enumerate(targets):
+        try:
+            steps = planner(signal, contract, target, 0, False)
+        except PlanError:
+            continue  # the general path plans again and reports the reason
+        if len(steps) != 1 or steps[0].kind not in _PLACEMENT_KINDS:
+            continue
+        cl_ord_id = make_cl_ord_id(signal_id, target.id, 0)
+        rows.append((target.id, target.name, 0, steps[0].kind, steps[0].body, cl_ord_id))
+        prepared[index] = (steps, cl_ord_id)
+    if rows:
+        try:
+            journal.create_intents(signal_id, rows, state="sending")
+        except JournalError as exc:  # nothing recorded, so nothing may be sent: report per account
+            logger.error("Signal %s: journal unavailable, fan-out not sent: %s", signal_id, describe(exc))
+            return {}, batch
+    return prepared, batch
 
 
 def _run_account(target, conn, signal, contract, journal, signal_id, settings, planner,
-                 needs_position) -> AccountOutcome:
+                 needs_position, steps=None, precreated=None) -> AccountOutcome:
     from .signals import PlanError
 
     outcome = AccountOutcome(target.id, target.name, "acked")
     started = time.perf_counter()
     try:
-        net_pos, has_working = 0, False
-        if needs_position(signal):
-            net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
-            flat_target = signal.action == "close" or (signal.action == "target" and signal.target_position == 0)
-            if net_pos == 0 and flat_target:  # leftover bracket legs still need cancelling
-                has_working = bool(_working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
-        try:
-            steps = planner(signal, contract, target, net_pos, has_working)
-        except PlanError as exc:
-            outcome.status = "skipped" if exc.code == "nothing_to_do" else "rejected"
-            outcome.error = f"{exc.code}: {exc.message}" if hasattr(exc, "message") else str(exc)
-            logger.info("Signal %s account %s: %s", signal_id, target.name, outcome.error)
-            return outcome
+        if steps is None:  # (a fan-out account may arrive planned and journaled: _prepare_fan_out)
+            net_pos, has_working = 0, False
+            if needs_position(signal):
+                net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
+                flat_target = signal.action == "close" or (signal.action == "target" and signal.target_position == 0)
+                if net_pos == 0 and flat_target:  # leftover bracket legs still need cancelling
+                    has_working = bool(_working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
+            try:
+                steps = planner(signal, contract, target, net_pos, has_working)
+            except PlanError as exc:
+                outcome.status = "skipped" if exc.code == "nothing_to_do" else "rejected"
+                outcome.error = f"{exc.code}: {exc.message}" if hasattr(exc, "message") else str(exc)
+                logger.info("Signal %s account %s: %s", signal_id, target.name, outcome.error)
+                return outcome
         outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
         if not steps:
             outcome.status, outcome.error = "skipped", "nothing to do"
@@ -174,7 +251,8 @@ def _run_account(target, conn, signal, contract, journal, signal_id, settings, p
             outcome.status = "validated"
             return outcome
         for index, step in enumerate(steps):
-            if not _run_step(signal, contract, target, conn, journal, signal_id, settings, index, step, outcome):
+            if not _run_step(signal, contract, target, conn, journal, signal_id, settings, index, step, outcome,
+                             precreated if index == 0 else None):
                 break
     except JournalError as exc:  # nothing recorded for the next order, so it was not sent
         outcome.status, outcome.error = "error", "journal unavailable, not sent: " + describe(exc)
@@ -190,7 +268,8 @@ def _run_account(target, conn, signal, contract, journal, signal_id, settings, p
     return outcome
 
 
-def _run_step(signal, contract, target, conn, journal, signal_id, settings, index, step, outcome) -> bool:
+def _run_step(signal, contract, target, conn, journal, signal_id, settings, index, step, outcome,
+              precreated=None) -> bool:
     """Execute one planned step; False stops the account's remaining steps."""
     ti = conn.integration
     if step.kind == "wait_flat":
@@ -211,10 +290,10 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
     if step.kind not in _PLACEMENT_KINDS:
         raise ValueError(f"unknown step kind {step.kind!r}")
 
-    cl_ord_id = make_cl_ord_id(signal_id, target.id, index)
-    # The intent and the decision to send, in one commit, before the frame is written.
-    journal.create_intent(signal_id, target.id, target.name, index, step.kind, step.body, cl_ord_id,
-                          state="sending")
+    cl_ord_id = precreated or make_cl_ord_id(signal_id, target.id, index)
+    if precreated is None:  # the intent and the decision to send, in one commit, before the frame
+        journal.create_intent(signal_id, target.id, target.name, index, step.kind, step.body, cl_ord_id,
+                              state="sending")
     outcome.cl_ord_ids.append(cl_ord_id)
     use_ws = settings.use_websocket_orders and ti.use_websocket_orders
     client = conn.live_client() if use_ws else None

@@ -51,7 +51,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -499,30 +499,42 @@ class Journal:
         signal or a malformed ``cl_ord_id``, :class:`DuplicateIntentError` if the ``cl_ord_id``
         is already journalled.
         """
-        if not isinstance(cl_ord_id, str) or not _CL_ORD_ID_RE.match(cl_ord_id):
-            raise ValueError(f"invalid clOrdId {cl_ord_id!r}")
+        return self.create_intents(
+            signal_id, [(account_id, account_name, step, kind, request, cl_ord_id)], now=now, state=state)[0]
+
+    def create_intents(self, signal_id: str, rows: Sequence[Tuple[int, Optional[str], int, str, Dict[str, Any], str]],
+                       *, now: Optional[float] = None, state: str = "received") -> List[int]:
+        """Journal several intents of one signal in ONE transaction (a fan-out to N accounts is one
+        commit, not N).  ``rows``: ``(account_id, account_name, step, kind, request, cl_ord_id)``.
+        All or nothing; same errors as :meth:`create_intent`."""
         if state not in (RECEIVED, SENDING):
             raise InvalidTransitionError(f"a new intent starts as received or sending, not {state!r}")
         now = time.time() if now is None else float(now)
-        request_json = _dumps(request)
+        prepared = []
+        for account_id, account_name, step, kind, request, cl_ord_id in rows:
+            if not isinstance(cl_ord_id, str) or not _CL_ORD_ID_RE.match(cl_ord_id):
+                raise ValueError(f"invalid clOrdId {cl_ord_id!r}")
+            prepared.append((signal_id, int(account_id), account_name, int(step), kind, cl_ord_id,
+                             _dumps(request), state, now, now))
 
-        def txn(conn: sqlite3.Connection) -> int:
+        def txn(conn: sqlite3.Connection) -> List[int]:
             row = conn.execute("SELECT duplicate_of FROM signals WHERE id = ?",
                                (signal_id,)).fetchone()
             if row is None:
                 raise UnknownRecordError(f"no signal {signal_id}")
             if row[0] is not None:
                 raise ValueError(f"signal {signal_id} is a duplicate; it must not be executed")
-            try:
-                cur = conn.execute(
-                    "INSERT INTO order_intents (signal_id, account_id, account_name, step, kind, "
-                    "cl_ord_id, request_json, state, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (signal_id, int(account_id), account_name, int(step), kind, cl_ord_id,
-                     request_json, state, now, now))
-            except sqlite3.IntegrityError as exc:
-                raise DuplicateIntentError(f"clOrdId {cl_ord_id} is already journalled") from exc
-            return int(cur.lastrowid)
+            ids = []
+            for values in prepared:
+                try:
+                    cur = conn.execute(
+                        "INSERT INTO order_intents (signal_id, account_id, account_name, step, kind, "
+                        "cl_ord_id, request_json, state, created_at, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+                except sqlite3.IntegrityError as exc:
+                    raise DuplicateIntentError(f"clOrdId {values[5]} is already journalled") from exc
+                ids.append(int(cur.lastrowid))
+            return ids
 
         return self._write(txn)
 
@@ -568,6 +580,38 @@ class Journal:
         if row is None:
             raise UnknownRecordError(f"no order intent {cl_ord_id}")
         raise InvalidTransitionError(f"intent {cl_ord_id}: {row[0]} -> {state} is not allowed")
+
+    def set_intent_states(self, updates: Sequence[Tuple[str, str, Dict[str, Any]]],
+                          now: Optional[float] = None) -> List[str]:
+        """Apply several ``(cl_ord_id, state, fields)`` changes in ONE transaction.
+
+        Same transition rules as :meth:`set_intent_state`; an update whose transition is not
+        allowed (or whose intent is unknown) is skipped and its ``cl_ord_id`` returned, the others
+        are committed."""
+        now = time.time() if now is None else float(now)
+        statements = []
+        for cl_ord_id, state, fields in updates:
+            allowed_from = _ALLOWED_FROM.get(state)
+            if allowed_from is None:
+                raise InvalidTransitionError(f"unknown intent state {state!r}")
+            reconciled = True if state == RECONCILED else fields.get("reconciled")
+            marks = ",".join("?" * len(allowed_from))
+            statements.append((cl_ord_id, (
+                "UPDATE order_intents SET state = ?, broker_order_id = COALESCE(?, broker_order_id), "
+                "transport = COALESCE(?, transport), latency_ms = COALESCE(?, latency_ms), "
+                "error = COALESCE(?, error), reconciled = COALESCE(?, reconciled), "
+                f"updated_at = ? WHERE cl_ord_id = ? AND state IN ({marks})"),
+                (state, fields.get("broker_order_id"), fields.get("transport"), fields.get("latency_ms"),
+                 fields.get("error"), None if reconciled is None else int(bool(reconciled)), now, cl_ord_id,
+                 *allowed_from)))
+
+        def txn(conn: sqlite3.Connection) -> List[str]:
+            return [cl for cl, sql, params in statements if conn.execute(sql, params).rowcount != 1]
+
+        skipped = self._write(txn)
+        for cl in skipped:
+            log.error("Intent %s: batched state change not applied (transition not allowed)", cl)
+        return skipped
 
     def get_intent(self, cl_ord_id: str) -> Optional[Dict[str, Any]]:
         rows = self._read("SELECT * FROM order_intents WHERE cl_ord_id = ?", (cl_ord_id,))

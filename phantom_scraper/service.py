@@ -301,7 +301,7 @@ class TradingService:
             try:
                 contract, outcomes = future.result()
                 status = _summary_status(outcomes) if contract is not None else "skipped"
-                summary = json.dumps([o.to_dict() for o in outcomes], default=str) if contract is not None \
+                summary = json.dumps([o.summary() for o in outcomes], default=str) if contract is not None \
                     else json.dumps({"message": "no enabled account"})
             except SignalError as exc:
                 status, summary = "rejected", json.dumps({"error": exc.to_dict()}, default=str)
@@ -474,7 +474,8 @@ def _outcomes_body(signal_id, contract, signal, outcomes) -> dict:
         "status": status,
         "test": bool(signal.test),
         "contract": contract.name,
-        "accounts": [o.to_dict() for o in outcomes],
+        # The planned order bodies only in test mode (that is what a test is for); else the outcome.
+        "accounts": [o.to_dict() if signal.test else o.summary() for o in outcomes],
     }
 
 
