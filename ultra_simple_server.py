@@ -128,6 +128,8 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         settings = load_settings()
     _register_secrets(settings)
     app = Flask(__name__)
+    # Never answer /webhook//<token> with a redirect: its Location would echo the token.
+    app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     runtime = Runtime(settings)
@@ -383,6 +385,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        server.server_close()  # refuse new connections at once while in-flight work drains
         runtime.shutdown()
     return 0
 

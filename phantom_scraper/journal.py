@@ -622,6 +622,11 @@ class Journal:
                           "ORDER BY step, account_id, id", (signal_id,))
         return [_intent_dict(r) for r in rows]
 
+    def signal_ids_with_status(self, status: str) -> List[str]:
+        """Ids of the signals whose status is ``status`` (oldest first)."""
+        rows = self._read("SELECT id FROM signals WHERE status = ? ORDER BY received_at", (status,))
+        return [r[0] for r in rows]
+
     def pending_intents(self) -> List[Dict[str, Any]]:
         """Intents left ``sending`` or ``unknown`` (oldest first): reconcile these by ``clOrdId``
         at start-up, before accepting new signals."""

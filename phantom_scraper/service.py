@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import random
 import threading
 import time
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ class TradingService:
         self._start_error: Optional[str] = None
         self._in_flight = 0
         self._ready = threading.Event()
+        self._stop_requested = threading.Event()  # ends start-up retries early
         self._idle = threading.Event()
         self._idle.set()
         self._account_login: Dict[int, Login] = {}
@@ -99,15 +101,39 @@ class TradingService:
         self._start()
 
     def _start(self) -> None:
-        try:
-            self._start_inner()
-        except Exception as exc:
+        delay_s = self.settings.reconnect_backoff_initial_s
+        while True:
+            try:
+                self._start_inner()
+                break
+            except TradovateError as exc:
+                # The broker unreachable or erroring (5xx, timeouts): retried with back-off.  Bad
+                # credentials (AuthError) and configuration errors are final.
+                transient = not isinstance(exc, AuthError)
+                error = exc
+            except Exception as exc:
+                transient, error = False, exc
+            self._reset_logins()
+            message = f"{type(error).__name__}: {error}"
+            if not transient or self._stop_requested.is_set():
+                with self._state_lock:
+                    self._state = "failed" if self._state == "starting" else self._state
+                    self._start_error = message
+                logger.error("Start-up failed: %s", message)
+                self._ready.set()
+                return
             with self._state_lock:
-                self._state = "failed"
-                self._start_error = f"{type(exc).__name__}: {exc}"
-            logger.error("Start-up failed: %s", self._start_error)
-            self._ready.set()
-            return
+                self._start_error = message
+            wait_s = min(self.settings.reconnect_backoff_max_s, delay_s) * random.uniform(0.8, 1.2)
+            logger.warning("Start-up failed (%s); retrying in %.1f s", message, wait_s)
+            if self._stop_requested.wait(wait_s):
+                with self._state_lock:
+                    self._state = "failed" if self._state == "starting" else self._state
+                self._ready.set()
+                return
+            delay_s = min(self.settings.reconnect_backoff_max_s, delay_s * 2)
+        with self._state_lock:
+            self._start_error = None
         with self._state_lock:
             became_ready = self._state == "starting"
             if became_ready:
@@ -124,6 +150,15 @@ class TradingService:
             daemon.cycle_hooks.append(self._settle_unknown)
         finally:
             self._ready.set()  # after the background work exists: stop() waits for this
+
+    def _reset_logins(self) -> None:
+        """Forget a half-done start-up (before a retry or after a failure)."""
+        for login in self.logins.values():
+            if login.connection is not None:
+                login.connection.close()
+            login.integration.close()
+        self.logins.clear()
+        self._account_login.clear()
 
     def _settle_unknown(self) -> None:
         if self.state == "ready" and self.journal is not None:
@@ -163,6 +198,34 @@ class TradingService:
         settled = recorder_service.reconcile_pending(self.journal, self.integration_for_account)
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
+        self._settle_interrupted_signals()
+
+    def _settle_interrupted_signals(self) -> None:
+        """Signals a previous process left ``received`` get a final status from their intents
+        (which reconcile_pending has just settled), so /api/signals says what happened."""
+        for signal_id in self.journal.signal_ids_with_status("received"):
+            intents = self.journal.intents_for_signal(signal_id)
+            if not intents:
+                status = "interrupted"
+                summary = {"message": "interrupted by a restart before any order was sent; nothing sent"}
+            else:
+                states = {i["state"] for i in intents}
+                if states <= {"acked", "reconciled"}:
+                    status = "acked"
+                elif "unknown" in states or "sending" in states:
+                    status = "unknown"
+                elif states & {"acked", "reconciled"}:
+                    status = "partial"
+                else:
+                    status = "failed"
+                summary = [{"account_id": i["account_id"], "account_name": i["account_name"],
+                            "status": {"reconciled": "acked"}.get(i["state"], i["state"]),
+                            "order_id": i["broker_order_id"], "cl_ord_ids": [i["cl_ord_id"]],
+                            "transport": i["transport"], "latency_ms": i["latency_ms"],
+                            "reconciled": bool(i["reconciled"]),
+                            "error": i["error"] or "settled at restart"} for i in intents]
+            self.journal.set_signal_status(signal_id, status, json.dumps(summary, default=str))
+            logger.warning("Signal %s interrupted by a restart: settled as %s", signal_id, status)
 
     def integration_for_account(self, account_id: int) -> Optional[TradovateIntegration]:
         login = self._account_login.get(int(account_id))
@@ -182,6 +245,7 @@ class TradingService:
             in_flight = self._in_flight
         if never_started:
             return
+        self._stop_requested.set()
         if was_starting or not self._ready.is_set():  # let the start-up finish before tearing it down
             self._ready.wait(timeout_s)
         logger.info("Stopping: intake closed, %d signal(s) in flight", in_flight)
@@ -279,6 +343,10 @@ class TradingService:
             body = _signal_error(exc, signal)
             body["signal_id"] = signal_id
             return WebhookResult(400, body)
+        except TradovateError as exc:  # the broker failed before any order was sent (symbol lookup)
+            return WebhookResult(200, {"success": False, "signal_id": signal_id,
+                                       "error": {"code": "broker_unavailable",
+                                                 "message": f"nothing was placed: {_describe(exc)}"}})
         except Exception as exc:  # a bug: reported, never a 5xx that would make TradingView re-send
             return WebhookResult(200, {"success": False, "signal_id": signal_id,
                                        "error": {"code": "internal_error", "message": _describe(exc)}})

@@ -150,9 +150,6 @@ def test_sigkill_mid_order_then_restart_reconciles_without_duplicate(sim, tmp_pa
     assert srv2.proc.wait(15) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="signal status stays 'received' after its intents were reconciled at "
-                                       "restart: phantom_scraper/execution.py reconcile_pending / "
-                                       "TradingService._start_inner never update the signal's status")
 def test_sigkill_mid_order_signal_status_is_updated_at_restart(sim, tmp_path, servers):
     db = tmp_path / "journal.sqlite3"
     srv = ServerProcess(sim, db, ORDER_ACK_TIMEOUT_S="30").start()
@@ -202,10 +199,6 @@ def test_sigterm_with_order_in_flight_drains_and_exits(sim, tmp_path, servers):
     assert settle(lambda: sim.ws_session_count() == 0, 3), "the server left its socket open"
 
 
-@pytest.mark.xfail(strict=True, reason="a transient broker failure during start-up (login answered HTTP 500 once) "
-                                       "leaves the service 'failed' for good (503 until the process restarts; "
-                                       "under gunicorn the worker stays up): phantom_scraper/service.py "
-                                       "TradingService._start has no retry with back-off")
 def test_transient_broker_failure_at_start_is_retried(sim, make_server_app):
     sim.faults.http_500_next = 1  # the first request of the start-up (the login) fails once
     app = make_server_app(boot=False)

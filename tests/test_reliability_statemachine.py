@@ -103,8 +103,8 @@ class OrderPathMachine(RuleBasedStateMachine):
     @rule()
     def restart_service(self):
         self.app.extensions["runtime"].shutdown(timeout_s=5.0)
-        # armed faults would hit the new process's login instead of an order; a failed start-up is
-        # not retried (xfail test_transient_broker_failure_at_start_is_retried), so disarm them
+        # armed faults would hit the new process's login instead of an order (start-up would retry
+        # with back-off and slow the machine down), so disarm them
         self.sim.faults.reset()
         self.restarts += 1
         self._boot()  # same journal: start-up reconciles what was in flight
@@ -123,8 +123,8 @@ class OrderPathMachine(RuleBasedStateMachine):
                 for signal_id, _payload in self.sent.values():
                     if journal.signal_status(signal_id) in FINAL_SIGNAL_STATES:
                         continue
-                    # a signal cut short by a restart keeps status 'received' (see the xfail in
-                    # test_reliability_restarts); its intents must still be final
+                    # a signal cut short by a shutdown is settled at the next start; its intents
+                    # must be final either way
                     intents = journal.intents_for_signal(signal_id)
                     if not intents or any(i["state"] not in FINAL_INTENT_STATES for i in intents):
                         return False

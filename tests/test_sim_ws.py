@@ -291,14 +291,18 @@ def test_connection_limit_closes_oldest_and_revokes_its_token():
     with Simulator(SimConfig(max_ws_per_user=2)) as sim:
         old_token, new_token = token_of(sim), token_of(sim)
         oldest = open_ws(sim, old_token)
-        open_ws(sim, new_token)
+        second = open_ws(sim, new_token)
         third = open_ws(sim, new_token)
-        event = next_message(oldest, lambda m: m.get("e") == "shutdown")
-        assert event["d"]["reasonCode"] == "ConnectionQuotaReached"
-        assert_closed_within(oldest, 1)
-        r = requests.get(f"{sim.rest_url}/account/list", headers={"Authorization": f"Bearer {old_token}"})
-        assert r.status_code == 401
-        assert request(third, "account/list", 1)["s"] == 200
+        try:
+            event = next_message(oldest, lambda m: m.get("e") == "shutdown")
+            assert event["d"]["reasonCode"] == "ConnectionQuotaReached"
+            assert_closed_within(oldest, 1)
+            r = requests.get(f"{sim.rest_url}/account/list", headers={"Authorization": f"Bearer {old_token}"})
+            assert r.status_code == 401
+            assert request(third, "account/list", 1)["s"] == 200
+        finally:  # an unclosed sync client's reader thread would keep the interpreter alive
+            for ws in (oldest, second, third):
+                ws.close()
 
 
 def test_socket_closed_when_its_token_expires():
