@@ -323,8 +323,10 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
     outcome.transport = result.transport
     outcome.latency_ms = result.latency_ms
     outcome.reconciled = outcome.reconciled or bool(result.reconciled)
-    logger.info("Order signal=%s account=%s clOrdId=%s transport=%s latency_ms=%.1f outcome=acked orderId=%s",
-                signal_id, target.name, cl_ord_id, result.transport, result.latency_ms or 0.0, result.order_id)
+    # order_router logs the one INFO line per order ("placed via WebSocket", clOrdId = ps-<signal>-<account>-<step>).
+    logger.debug("Order placed via %s: signal=%s account=%s clOrdId=%s latency_ms=%.1f orderId=%s%s",
+                "WebSocket" if result.transport == "websocket" else "REST", signal_id, target.name, cl_ord_id,
+                result.latency_ms or 0.0, result.order_id, " (reconciled)" if result.reconciled else "")
     try:
         journal.set_intent_state(cl_ord_id, "acked", broker_order_id=result.order_id, transport=result.transport,
                                  latency_ms=result.latency_ms, reconciled=bool(result.reconciled))
