@@ -194,6 +194,24 @@ def _dumps(value: Any) -> str:
     return json.dumps(strip_secrets(value), separators=(",", ":"), sort_keys=True, default=str)
 
 
+def _state_update(cl_ord_id: str, state: str, fields: Dict[str, Any], now: float) -> Tuple[str, tuple]:
+    """The guarded UPDATE moving one intent to ``state``: it changes nothing unless the intent is
+    in a state the transition is allowed from.  Fields that are None keep their stored value."""
+    allowed_from = _ALLOWED_FROM.get(state)
+    if allowed_from is None:
+        raise InvalidTransitionError(f"unknown intent state {state!r}")
+    reconciled = True if state == RECONCILED else fields.get("reconciled")
+    marks = ",".join("?" * len(allowed_from))
+    sql = ("UPDATE order_intents SET state = ?, broker_order_id = COALESCE(?, broker_order_id), "
+           "transport = COALESCE(?, transport), latency_ms = COALESCE(?, latency_ms), "
+           "error = COALESCE(?, error), reconciled = COALESCE(?, reconciled), "
+           f"updated_at = ? WHERE cl_ord_id = ? AND state IN ({marks})")
+    params = (state, fields.get("broker_order_id"), fields.get("transport"), fields.get("latency_ms"),
+              fields.get("error"), None if reconciled is None else int(bool(reconciled)), now, cl_ord_id,
+              *allowed_from)
+    return sql, params
+
+
 def _intent_dict(row: sqlite3.Row) -> Dict[str, Any]:
     d = dict(row)
     d["request"] = json.loads(d.pop("request_json"))
@@ -548,28 +566,17 @@ class Journal:
         Raises :class:`InvalidTransitionError` (a ``ValueError``) for a transition the state
         machine does not allow, :class:`UnknownRecordError` for an unknown ``cl_ord_id``.
         """
-        allowed_from = _ALLOWED_FROM.get(state)
-        if allowed_from is None:
-            raise InvalidTransitionError(f"unknown intent state {state!r}")
-        if state == RECONCILED:
-            reconciled = True
         now = time.time() if now is None else float(now)
-        marks = ",".join("?" * len(allowed_from))
-        params = (state, broker_order_id, transport, latency_ms, error,
-                  None if reconciled is None else int(bool(reconciled)), now, cl_ord_id,
-                  *allowed_from)
+        sql, params = _state_update(cl_ord_id, state, dict(
+            broker_order_id=broker_order_id, transport=transport, latency_ms=latency_ms, error=error,
+            reconciled=reconciled), now)
 
         with self._lock:
             conn = self._connection()
             try:
                 # A single UPDATE is its own atomic transaction: the state check (WHERE) and the
                 # change cannot be split by another thread or process.
-                cur = conn.execute(
-                    "UPDATE order_intents SET state = ?, "
-                    "broker_order_id = COALESCE(?, broker_order_id), "
-                    "transport = COALESCE(?, transport), latency_ms = COALESCE(?, latency_ms), "
-                    "error = COALESCE(?, error), reconciled = COALESCE(?, reconciled), "
-                    f"updated_at = ? WHERE cl_ord_id = ? AND state IN ({marks})", params)
+                cur = conn.execute(sql, params)
                 if cur.rowcount == 1:
                     log.debug("Intent %s -> %s", cl_ord_id, state)
                     return
@@ -589,21 +596,8 @@ class Journal:
         allowed (or whose intent is unknown) is skipped and its ``cl_ord_id`` returned, the others
         are committed."""
         now = time.time() if now is None else float(now)
-        statements = []
-        for cl_ord_id, state, fields in updates:
-            allowed_from = _ALLOWED_FROM.get(state)
-            if allowed_from is None:
-                raise InvalidTransitionError(f"unknown intent state {state!r}")
-            reconciled = True if state == RECONCILED else fields.get("reconciled")
-            marks = ",".join("?" * len(allowed_from))
-            statements.append((cl_ord_id, (
-                "UPDATE order_intents SET state = ?, broker_order_id = COALESCE(?, broker_order_id), "
-                "transport = COALESCE(?, transport), latency_ms = COALESCE(?, latency_ms), "
-                "error = COALESCE(?, error), reconciled = COALESCE(?, reconciled), "
-                f"updated_at = ? WHERE cl_ord_id = ? AND state IN ({marks})"),
-                (state, fields.get("broker_order_id"), fields.get("transport"), fields.get("latency_ms"),
-                 fields.get("error"), None if reconciled is None else int(bool(reconciled)), now, cl_ord_id,
-                 *allowed_from)))
+        statements = [(cl_ord_id, *_state_update(cl_ord_id, state, fields, now))
+                      for cl_ord_id, state, fields in updates]
 
         def txn(conn: sqlite3.Connection) -> List[str]:
             return [cl for cl, sql, params in statements if conn.execute(sql, params).rowcount != 1]

@@ -410,3 +410,24 @@ def test_background_checkpointer_keeps_the_wal_small_and_stops_on_close(db_path)
         assert reopened.counts()["signals"] == 300
     finally:
         reopened.close()
+
+
+def test_bulk_intents_and_states_are_one_transaction_each_with_the_same_rules(journal):
+    sid, _, _ = _signal(journal, explicit_id="bulk")
+    rows = [(1000 + n, f"ACC{n}", 0, "placeorder", {"orderQty": 1}, make_cl_ord_id(sid, 1000 + n, 0)) for n in range(3)]
+    ids = journal.create_intents(sid, rows, state="sending")
+    assert len(set(ids)) == 3
+    assert {i["state"] for i in journal.intents_for_signal(sid)} == {"sending"}
+    with pytest.raises(DuplicateIntentError):  # all or nothing
+        journal.create_intents(sid, [(2000, "NEW", 0, "placeorder", {}, make_cl_ord_id(sid, 2000, 0)), rows[0]])
+    assert journal.get_intent(make_cl_ord_id(sid, 2000, 0)) is None
+    cls = [r[5] for r in rows]
+    skipped = journal.set_intent_states([
+        (cls[0], "acked", {"broker_order_id": 1, "transport": "websocket"}),
+        (cls[1], "unknown", {"error": "no answer"}),
+        (cls[2], "reconciled", {}),  # sending -> reconciled is not allowed: skipped, not applied
+    ])
+    assert skipped == [cls[2]]
+    assert journal.get_intent(cls[0])["state"] == "acked" and journal.get_intent(cls[0])["broker_order_id"] == 1
+    assert journal.get_intent(cls[1])["state"] == "unknown"
+    assert journal.get_intent(cls[2])["state"] == "sending"
