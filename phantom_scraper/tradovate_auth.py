@@ -80,7 +80,11 @@ class TokenKeeper:
         self._token: Optional[Token] = None
         self._inflight: Optional[threading.Event] = None  # set when the running refresh ends
         self._listeners: List[Callable[[str], None]] = []
-        register_secret(credentials.password, credentials.sec)
+        # A password equal to the user name (the simulator's demo/demo) is no secret: blanking it
+        # would blank the user name in every log line.
+        if credentials.password != credentials.username:
+            register_secret(credentials.password)
+        register_secret(credentials.sec)
 
     @property
     def token(self) -> Optional[Token]:
