@@ -286,12 +286,16 @@ class PooledConnection:
         info["has_websocket"] = client is not None
         info["state"] = stats.get("state", "closed")
         info["pending_requests"] = stats.get("pending_requests", 0)
-        last_hb = stats.get("last_heartbeat_sent_at")
-        info["seconds_since_heartbeat"] = round(time.time() - last_hb, 3) if last_hb else None
+        now = time.time()
+        # Before the first heartbeat the clock starts at connect (heartbeats start after authorize).
+        last_hb = stats.get("last_heartbeat_sent_at") or (info["connected_since"] if info["ws_connected"] else None)
+        info["seconds_since_heartbeat"] = round(max(0.0, now - last_hb), 3) if last_hb else None
+        info["connected_since_utc"] = (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info["connected_since"]))
+                                       if info["connected_since"] else None)
         last_frame = stats.get("last_server_frame_at")
-        info["seconds_since_server_frame"] = round(time.time() - last_frame, 3) if last_frame else None
+        info["seconds_since_server_frame"] = round(now - last_frame, 3) if last_frame else None
         expires = getattr(self.integration, "token_expires_at", None)
-        info["token_expires_in_s"] = round(expires - time.time(), 1) if expires else None
+        info["token_expires_in_s"] = round(expires - now, 1) if expires else None
         return info
 
     def close(self) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import recorder_service
-from phantom_scraper.execution import settle_unknown
+from phantom_scraper.execution import describe as _describe, settle_unknown
 from phantom_scraper import recorders as recorders_mod
 from phantom_scraper import redact
 from phantom_scraper.config import Settings
@@ -471,7 +471,7 @@ class TradingService:
             "websocket_orders_enabled": bool(self.settings.use_websocket_orders),
             "service_state": self.state,
             "environment": self.settings.tradovate_env,
-            "connection_pool": _pool_status(),
+            "connection_pool": recorder_service.pool_status(),
             "keepalive_daemon": daemon.status() if daemon else {"running": False},
         }
 
@@ -563,22 +563,3 @@ class _RestOnly:
 
     def record_order(self, transport, latency_ms):
         self._conn.record_order(transport, latency_ms)
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
-
-
-def _pool_status() -> dict:
-    """The pool as recorder_service reports it, with the heartbeat age filled in before the
-    first heartbeat (the heartbeat clock starts when the socket is authorized)."""
-    pool = recorder_service.pool_status()
-    now = time.time()
-    for info in pool.get("connections", {}).values():
-        if info.get("seconds_since_heartbeat") is None and info.get("ws_connected") and info.get("connected_since"):
-            info["seconds_since_heartbeat"] = round(max(0.0, now - float(info["connected_since"])), 3)
-        for key in ("connected_since",):
-            if info.get(key):
-                info[key + "_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(info[key])))
-    return pool
