@@ -284,7 +284,9 @@ def test_unknown_intent_is_settled_at_runtime_once_the_book_is_readable(sim, mak
     journal = app.extensions["runtime"].service.journal
     assert _pool_live()
     post_webhook(client, {"action": "buy", "ticker": "NQ1!", "test": True})
-    sim.faults.close_after_next_orders = 2  # both orders executed, both answers lost
+    # Both orders executed, both answers never sent (the socket stays up, so both frames are
+    # written: closing it instead would race the second account's frame against the close).
+    sim.faults.no_answer_next_orders = 2
     service = app.extensions["runtime"].service
     ti = next(iter(service.logins.values())).integration
     list_commands = ti.list_commands
