@@ -21,6 +21,7 @@ from typing import Optional
 from flask import Flask, Response, jsonify, request
 
 from phantom_scraper import redact
+from phantom_scraper.admin_auth import AdminGate, FailureLimiter, admin_required
 from phantom_scraper.config import ConfigError, Settings
 from phantom_scraper.service import ServiceUnavailable, TradingService, WebhookResult
 
@@ -207,6 +208,11 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
             return None, error(415, "unsupported_media_type", "the body is not UTF-8 text")
         return raw, None
 
+    app.extensions["admin_gate"] = AdminGate(
+        settings.admin_token, sim_open=settings.tradovate_env == "sim" and settings.status_open_in_sim,
+        limiter=FailureLimiter(settings.admin_max_failures, settings.admin_failure_window_s),
+        client_ip=client_ip, error=error)
+
     def source_refused() -> Optional[Response]:
         if settings.ip_allowlist_enabled and client_ip() not in settings.ip_allowlist:
             logger.warning("Webhook refused: source %s not in the allow-list", client_ip())
@@ -250,37 +256,22 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
 
     # -- status and admin ----------------------------------------------------------------------------
     @app.get("/api/websocket-status")
+    @admin_required(open_in_sim=True)
     def websocket_status():
         body = redact.scrub_values(service().status())  # defence in depth: it never holds one
         return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
 
-    def admin_ok() -> bool:
-        import hmac
-
-        expected = settings.admin_token
-        given = request.headers.get("X-Admin-Token") or ""
-        auth = request.headers.get("Authorization", "")
-        if auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
-
     @app.post("/api/manual-trade")
+    @admin_required
     def manual_trade():
-        if not settings.admin_token:
-            return error(403, "admin_disabled", "set ADMIN_TOKEN to enable manual trades")
-        if not admin_ok():
-            return error(401, "unauthorized", "missing or wrong admin token")
         raw, err = read_body()
         if err is not None:
             return err
         return as_response(service().manual_trade(raw))
 
     @app.get("/api/signals")
+    @admin_required
     def api_signals():
-        if not settings.admin_token:
-            return error(403, "admin_disabled", "set ADMIN_TOKEN to enable this route")
-        if not admin_ok():
-            return error(401, "unauthorized", "missing or wrong admin token")
         limit = min(max(request.args.get("limit", 50, type=int) or 50, 1), 500)
         journal = service().journal
         signals = journal.recent_signals(limit) if journal is not None else []
@@ -295,6 +286,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
                                   mimetype="application/json")
 
     @app.get("/")
+    @admin_required(open_in_sim=True)
     def status_page():
         from phantom_scraper.status_page import render
 

@@ -119,6 +119,11 @@ class Settings:
     ip_allowlist: Tuple[str, ...] = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
     trust_proxy_headers: bool = False
 
+    # Admin and status routes (phantom_scraper/admin_auth.py)
+    status_open_in_sim: bool = True  # sim mode: / and the status JSON open to 127.0.0.1
+    admin_max_failures: int = 10  # wrong admin credentials per source address within the window
+    admin_failure_window_s: float = 300.0
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
@@ -189,6 +194,7 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             ip_allowlist_enabled=_bool(env, "WEBHOOK_IP_ALLOWLIST_ENABLED", False) or bool(allow),
             trust_proxy_headers=_bool(env, "TRUST_PROXY_HEADERS", False),
+            status_open_in_sim=_bool(env, "STATUS_OPEN_IN_SIM", True),
         )
         if allow:
             values["ip_allowlist"] = allow

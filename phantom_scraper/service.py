@@ -178,8 +178,6 @@ class TradingService:
             ti = TradovateIntegration(cfg.credentials, cfg.rest_url, cfg.ws_url, is_demo=cfg.is_demo, settings=s)
             ti.use_websocket_orders = s.use_websocket_orders
             ti.authenticate()
-            redact.register_secret(ti.access_token or "")
-            ti.add_token_listener(lambda token: redact.register_secret(token or ""))
             accounts = {a["name"]: a for a in ti.list_accounts() if _active(a)}
             login = Login(cfg, ti, accounts)
             self.logins[name] = login

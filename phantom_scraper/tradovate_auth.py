@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, List, Optional
 
 from .config import Credentials, Settings
-from .redact import register_secret
+from .redact import register_secret, set_live_secrets
 from .errors import AuthError, BrokerError, CaptchaRequiredError, PenaltyError, RateLimitedError, TradovateError
 from .tradovate_rest import RestClient
 
@@ -159,7 +159,7 @@ class TokenKeeper:
         return token
 
     def _set(self, token: Token) -> None:
-        register_secret(token.access_token, token.md_access_token)  # log filter blanks them
+        set_live_secrets(self, token.access_token, token.md_access_token)  # log filter blanks them
         with self._lock:  # publish the new token
             self._token = token
 

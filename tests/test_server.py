@@ -31,7 +31,7 @@ def wait_for(predicate, timeout_s=5.0, interval_s=0.02):
 def ws_ready(app):
     """Wait until every pooled connection has an open socket (warm-up runs in the background)."""
     def ok():
-        conns = app.test_client().get("/api/websocket-status").get_json()["connection_pool"]["connections"]
+        conns = app.test_client().get("/api/websocket-status", headers=ADMIN_HEADERS).get_json()["connection_pool"]["connections"]
         return conns and all(c["ws_connected"] for c in conns.values())
     wait_for(ok)
 

@@ -35,9 +35,13 @@ def visible_text(dom: str) -> str:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_status_page_in_headless_chromium(make_server_app, serve_app, sim, tmp_path):
-    app = make_server_app()
+    app = make_server_app(status_open_in_sim=False)  # behind the login, as in demo/live
     base = serve_app(app)
     ws_ready(app)
+
+    refused = visible_text(chromium(["--dump-dom", base + "/"], tmp_path))
+    assert "Connection pool" not in refused and "No signals yet" not in refused  # 401: the browser asks
+    base = base.replace("http://", f"http://trader:{ADMIN}@")  # HTTP Basic, the token as the password
 
     before = visible_text(chromium(["--dump-dom", base + "/"], tmp_path))
     assert "No signals yet" in before
