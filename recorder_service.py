@@ -28,6 +28,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional
 
+from phantom_scraper import events
 from phantom_scraper.errors import TradovateError
 from phantom_scraper.execution import (  # noqa: F401  (re-exported: the documented names live here)
     AccountOutcome,
@@ -203,6 +204,7 @@ class PooledConnection:
             if client is not None:
                 client.close()
             logger.warning("WebSocket connect failed for %s: %s", self.login_key, _describe(error))
+            events.emit("socket_down", login=self.login_key, reason=self.last_error)
             fut.set_exception(error)
             return
         client.add_close_listener(self._on_client_closed)
@@ -213,6 +215,7 @@ class PooledConnection:
         else:
             logger.info("WebSocket connected for %s", self.login_key)
         fut.set_result(client)
+        events.emit("socket_up", login=self.login_key, reconnect=reconnect)
         callback = self.on_reconnected
         if reconnect and callback is not None:
             try:
@@ -229,12 +232,14 @@ class PooledConnection:
         if current:
             logger.warning("WebSocket closed for %s (%s); the keep-alive daemon will reconnect",
                            self.login_key, client.close_reason)
+            events.emit("socket_down", login=self.login_key, reason=client.close_reason)
             daemon = _DAEMON
             if daemon is not None:
                 daemon.wake()
 
     def _on_token_renewed(self, _new_token: str) -> None:
         """Token listener: authorize a replacement socket in the background, then swap."""
+        events.emit("token_renewed", login=self.login_key)
         if self.closed:
             return
         with self._lock:

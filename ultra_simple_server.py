@@ -38,6 +38,7 @@ class Runtime:
         self.settings = settings
         self.service = TradingService(settings)
         self.simulator = None
+        self.notifier = None  # phantom_scraper.notify.Notifier when NOTIFY_URLS is set
         self._boot_lock = threading.Lock()  # serialises the one-time boot
         self._booted = False
 
@@ -54,6 +55,13 @@ class Runtime:
             logger.info("Embedded Tradovate simulator (paper trading) at %s", self.simulator.rest_url)
             self.settings = self.settings.replace(rest_url=self.simulator.rest_url, ws_url=self.simulator.ws_url)
             self.service.settings = self.settings
+        if self.settings.notify_urls:
+            from phantom_scraper.notify import Notifier
+
+            s = self.settings
+            self.notifier = Notifier(s.notify_urls, s.notify_events, disconnect_after_s=s.notify_disconnect_after_s,
+                                     coalesce_s=s.notify_coalesce_s, min_interval_s=s.notify_min_interval_s,
+                                     send_timeout_s=s.rest_timeout_s).start()
         if wait:
             self.service.start()
         else:
@@ -61,6 +69,8 @@ class Runtime:
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         self.service.stop(timeout_s)
+        if self.notifier is not None:
+            self.notifier.stop()
         if self.simulator is not None:
             self.simulator.stop()
 

@@ -61,6 +61,21 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _notify_urls(raw: Optional[str]) -> Tuple[str, ...]:
+    from .notify import split_urls
+
+    return split_urls(raw or "")
+
+
+def _notify_events(raw: Optional[str]) -> Tuple[str, ...]:
+    from .notify import parse_events
+
+    try:
+        return parse_events(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
 @dataclass(frozen=True)
 class Credentials:
     """One Tradovate login (``auth/accesstokenrequest`` body)."""
@@ -123,6 +138,13 @@ class Settings:
     status_open_in_sim: bool = True  # sim mode: / and the status JSON open to 127.0.0.1
     admin_max_failures: int = 10  # wrong admin credentials per source address within the window
     admin_failure_window_s: float = 300.0
+
+    # Notifications (phantom_scraper/notify.py); the URLs hold bot tokens/passwords
+    notify_urls: Tuple[str, ...] = field(default=(), repr=False)
+    notify_events: Tuple[str, ...] = ("rejected", "unknown", "duplicate", "disconnected", "auth", "risk", "startup")
+    notify_disconnect_after_s: float = 60.0
+    notify_coalesce_s: float = 2.0  # lines within this of the first go out as one message
+    notify_min_interval_s: float = 10.0  # per destination
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -195,6 +217,10 @@ class Settings:
             ip_allowlist_enabled=_bool(env, "WEBHOOK_IP_ALLOWLIST_ENABLED", False) or bool(allow),
             trust_proxy_headers=_bool(env, "TRUST_PROXY_HEADERS", False),
             status_open_in_sim=_bool(env, "STATUS_OPEN_IN_SIM", True),
+            notify_urls=_notify_urls(env.get("NOTIFY_URLS")),
+            notify_events=_notify_events(env.get("NOTIFY_EVENTS")),
+            notify_disconnect_after_s=_float(env, "NOTIFY_DISCONNECT_AFTER_S", cls.notify_disconnect_after_s),
+            notify_min_interval_s=_float(env, "NOTIFY_MIN_INTERVAL_S", cls.notify_min_interval_s),
         )
         if allow:
             values["ip_allowlist"] = allow

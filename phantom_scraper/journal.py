@@ -53,6 +53,8 @@ import time
 import uuid
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
+from . import events
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -401,6 +403,7 @@ class Journal:
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one BEGIN IMMEDIATE transaction, committed before returning."""
+        started = time.perf_counter()
         with self._lock:
             conn = self._connection()
             try:
@@ -414,7 +417,8 @@ class Journal:
                     raise
             except sqlite3.Error as exc:
                 raise JournalUnavailableError(f"journal write failed: {exc}") from exc
-            return result
+        events.emit("journal_write", seconds=time.perf_counter() - started)
+        return result
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> List[sqlite3.Row]:
         with self._lock:

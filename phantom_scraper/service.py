@@ -21,6 +21,7 @@ from typing import Dict, List, Optional, Tuple
 
 import recorder_service
 from phantom_scraper.execution import describe as _describe, settle_unknown
+from phantom_scraper import events
 from phantom_scraper import recorders as recorders_mod
 from phantom_scraper import redact
 from phantom_scraper.config import Settings
@@ -143,6 +144,7 @@ class TradingService:
             return
         logger.info("Ready: %d login(s), %d account(s), %d recorder(s)", len(self.logins),
                     len(self._account_login), len(self.recorders))
+        events.emit("startup", environment=self.settings.tradovate_env, accounts=len(self._account_login))
         try:
             recorder_service.warm_up()
             daemon = recorder_service.start_websocket_keepalive_daemon(self.settings.keepalive_interval_s)
@@ -247,6 +249,7 @@ class TradingService:
         if was_starting or not self._ready.is_set():  # let the start-up finish before tearing it down
             self._ready.wait(timeout_s)
         logger.info("Stopping: intake closed, %d signal(s) in flight", in_flight)
+        events.emit("shutdown", environment=self.settings.tradovate_env)
         if not self._idle.wait(timeout_s):
             logger.error("Stopping with signals still in flight; their intents stay in the journal "
                          "and are reconciled at the next start")
@@ -317,12 +320,14 @@ class TradingService:
             if duplicate:
                 logger.info("Signal %s is a duplicate of %s: nothing placed (recorder %s)",
                             signal_id, existing, recorder.name)
+                events.emit("duplicate_signal", signal_id=signal_id, duplicate_of=existing)
                 return WebhookResult(200, {"success": True, "duplicate": True, "signal_id": existing,
                                            "message": "duplicate signal: already received, nothing placed"})
             targets = self.targets_for(recorder)
             logger.info("Signal %s received: recorder=%s action=%s symbol=%s qty=%s accounts=%d%s",
                         signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
                         len(targets), " TEST" if signal.test else "")
+            events.emit("signal_received", signal_id=signal_id, t=received)
             future = recorder_service._executor().submit(self._process, signal, targets, signal_id)
             submitted = True
         finally:
@@ -369,6 +374,7 @@ class TradingService:
                 status = _summary_status(outcomes) if contract is not None else "skipped"
                 summary = json.dumps([o.summary() for o in outcomes], default=str) if contract is not None \
                     else json.dumps({"message": "no enabled account"})
+                events.emit("signal", signal_id=signal_id, status=status, contract=contract, outcomes=outcomes)
             except SignalError as exc:
                 status, summary = "rejected", json.dumps({"error": exc.to_dict()}, default=str)
             except Exception as exc:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, List, Optional
 
+from . import events
 from .config import Credentials, Settings
 from .redact import register_secret, set_live_secrets
 from .errors import AuthError, BrokerError, CaptchaRequiredError, PenaltyError, RateLimitedError, TradovateError
@@ -192,6 +193,7 @@ class TokenKeeper:
             try:
                 data = self._rest.send("POST", "auth/accesstokenrequest", body=body)
             except PenaltyError as exc:
+                events.emit("penalty", what="login", wait_s=exc.retry_after_s, captcha=bool(exc.captcha))
                 if exc.captcha:
                     raise CaptchaRequiredError(
                         f"login for {user!r} needs a captcha (penalty {exc.retry_after_s} s): wait and retry later",
@@ -202,6 +204,7 @@ class TokenKeeper:
                 continue
             except BrokerError as exc:
                 if exc.status == 401:
+                    events.emit("auth", login=user, error="credentials rejected (HTTP 401)")
                     raise AuthError(f"login refused for {user!r}: credentials rejected (HTTP 401)") from exc
                 raise
             return self._token_from(data, f"login for {user!r}")
