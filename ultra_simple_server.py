@@ -25,6 +25,7 @@ from flask import Flask, Response, jsonify, request
 import recorder_service
 from phantom_scraper import redact
 from phantom_scraper.admin_auth import AdminGate, FailureLimiter, admin_required
+from phantom_scraper.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
 from phantom_scraper.config import ConfigError, Settings
 from phantom_scraper.service import ServiceUnavailable, TradingService, WebhookResult
 
@@ -42,6 +43,7 @@ class Runtime:
         self.service = service
         self.simulator = None
         self.notifier = None  # phantom_scraper.notify.Notifier when NOTIFY_URLS is set
+        self.metrics = None  # phantom_scraper.metrics.Metrics (create_app sets it)
         self._boot_lock = threading.Lock()  # serialises the one-time boot
         self._booted = False
 
@@ -58,6 +60,8 @@ class Runtime:
             logger.info("Embedded Tradovate simulator (paper trading) at %s", self.simulator.rest_url)
             self.settings = self.settings.replace(rest_url=self.simulator.rest_url, ws_url=self.simulator.ws_url)
             self.service.settings = self.settings
+        if self.metrics is not None:
+            self.metrics.start()
         if self.settings.notify_urls:
             from phantom_scraper.notify import Notifier
 
@@ -74,6 +78,15 @@ class Runtime:
         self.service.stop(timeout_s)
         if self.notifier is not None:
             self.notifier.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
+
+    def unknown_open(self) -> Optional[int]:
+        """Order intents in 'unknown' (need a person's attention), or None without a journal."""
+        journal = self.service.journal
+        if journal is None:
+            return None
+        return sum(1 for intent in journal.pending_intents() if intent["state"] == "unknown")
         if self.simulator is not None:
             self.simulator.stop()
 
@@ -147,6 +160,8 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     runtime = Runtime(settings, TradingService(settings, pool=recorder_service.WebSocketPool()))
+    runtime.metrics = Metrics(status=lambda: runtime.service.status(), unknown_open=runtime.unknown_open,
+                              notifier_status=lambda: runtime.notifier.status() if runtime.notifier else None)
     app.extensions["runtime"] = runtime
 
     @app.before_request
@@ -290,6 +305,11 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         signals = journal.recent_signals(limit) if journal is not None else []
         body = {"success": True, "signals": signals}
         return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
+
+    @app.get("/metrics")
+    @admin_required
+    def metrics():
+        return Response(runtime.metrics.render(), mimetype=None, content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/health")
     def health():
