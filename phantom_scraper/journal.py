@@ -256,7 +256,7 @@ class Journal:
         target = os.fspath(path)
         if is_database_url(target):
             from .journal_postgres import PostgresBackend
-            self._db = PostgresBackend(target, pool_max_size=pool_max_size)
+            self._db = PostgresBackend(target, SQLITE_MIGRATIONS, SCHEMA_VERSION, pool_max_size=pool_max_size)
         else:
             from .journal_sqlite import SqliteBackend
             self._db = SqliteBackend(target, SQLITE_MIGRATIONS, SCHEMA_VERSION, synchronous=synchronous,
