@@ -306,6 +306,28 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         body = {"success": True, "signals": signals}
         return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
 
+    @app.get("/api/history")
+    @admin_required
+    def api_history():
+        from phantom_scraper.history import to_csv
+        from phantom_scraper.history_source import gather, parse_time
+
+        try:
+            start = parse_time(request.args.get("from"))
+            end = parse_time(request.args.get("to"), end_of_day=True)
+        except ValueError as exc:
+            return error(400, "invalid_parameter", str(exc))
+        fmt = (request.args.get("format") or "json").lower()
+        if fmt not in ("json", "csv"):
+            return error(400, "invalid_parameter", "format must be json or csv")
+        data = gather(service(), start, end, request.args.get("account") or None)
+        if fmt == "csv":
+            view = "signals" if request.args.get("view") == "signals" else "days"
+            return Response(to_csv(data, view), mimetype="text/csv",
+                            headers={"Content-Disposition": f"attachment; filename=history-{view}.csv"})
+        body = redact.scrub_values({"success": True, **data})
+        return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
+
     @app.get("/metrics")
     @admin_required
     def metrics():

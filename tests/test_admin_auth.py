@@ -13,7 +13,7 @@ import pytest
 from phantom_scraper.admin_auth import FailureLimiter, given_token
 from tests.conftest import SERVER_ADMIN_TOKEN as ADMIN
 
-STATUS_ROUTES = ["/", "/api/websocket-status", "/api/signals", "/metrics"]
+STATUS_ROUTES = ["/", "/api/websocket-status", "/api/signals", "/api/history", "/metrics"]
 
 
 def basic(user: str, password: str) -> dict:
