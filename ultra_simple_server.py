@@ -24,6 +24,7 @@ from flask import Flask, Response, jsonify, request
 
 import recorder_service
 from phantom_scraper import redact
+from phantom_scraper.account_view import AccountView
 from phantom_scraper.admin_auth import AdminGate, FailureLimiter, admin_required
 from phantom_scraper.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
 from phantom_scraper.config import ConfigError, Settings
@@ -44,6 +45,7 @@ class Runtime:
         self.simulator = None
         self.notifier = None  # phantom_scraper.notify.Notifier when NOTIFY_URLS is set
         self.metrics = None  # phantom_scraper.metrics.Metrics (create_app sets it)
+        self.account_view = AccountView(ttl_s=settings.status_cache_s)  # the status page's broker reads
         self._boot_lock = threading.Lock()  # serialises the one-time boot
         self._booted = False
 
@@ -347,8 +349,11 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
 
         svc = service()
         journal = svc.journal
-        recent = journal.recent_signals(20) if journal is not None and svc.state == "ready" else []
-        return Response(render(redact.scrub_values(svc.status()), redact.scrub_values(recent)), mimetype="text/html")
+        ready = journal is not None and svc.state == "ready"
+        recent = journal.recent_signals(20) if ready else []
+        view = runtime.account_view.get(svc, dict(runtime.metrics.locks)) if ready else {}
+        return Response(render(redact.scrub_values(svc.status()), redact.scrub_values(recent), redact.scrub_values(view)),
+                        mimetype="text/html")
 
     return app
 

@@ -138,6 +138,7 @@ class Settings:
     status_open_in_sim: bool = True  # sim mode: / and the status JSON open to 127.0.0.1
     admin_max_failures: int = 10  # wrong admin credentials per source address within the window
     admin_failure_window_s: float = 300.0
+    status_cache_s: float = 3.0  # the status page reads positions/orders/fills at most this often
 
     # Notifications (phantom_scraper/notify.py); the URLs hold bot tokens/passwords
     notify_urls: Tuple[str, ...] = field(default=(), repr=False)

@@ -110,6 +110,7 @@ class Metrics:
         self.risk_locks = Gauge("phantom_risk_locked", "1 while an account (or 'all') is locked by a risk rule",
                                 ["account"], registry=r)
         r.register(_StateCollector(status, unknown_open, notifier_status))
+        self.locks = {}  # account (or "all") -> {"account", "reason", "at"}: what the status page shows
         self._received = OrderedDict()  # signal id -> perf_counter at receipt (bounded)
         self._received_lock = threading.Lock()  # guards _received
         self._unsubscribe: Optional[Callable[[], None]] = None
@@ -169,4 +170,10 @@ class Metrics:
                 self.latency.labels("received_to_send", transport).observe(max(0.0, total - send_to_ack))
 
     def _on_risk(self, f: dict) -> None:
-        self.risk_locks.labels(str(f.get("account") or "all")).set(1.0 if f.get("locked", True) else 0.0)
+        account = str(f.get("account") or "all")
+        locked = bool(f.get("locked", True))
+        self.risk_locks.labels(account).set(1.0 if locked else 0.0)
+        if locked:  # one dict assignment: readers take a copy
+            self.locks[account] = {"account": account, "reason": f.get("reason"), "at": time.time()}
+        else:
+            self.locks.pop(account, None)
