@@ -35,7 +35,7 @@ def visible_text(dom: str) -> str:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_status_page_in_headless_chromium(make_server_app, serve_app, sim, tmp_path):
-    app = make_server_app(status_open_in_sim=False)  # behind the login, as in demo/live
+    app = make_server_app(status_open_in_sim=False, status_cache_s=0.0)  # behind the login, as in demo/live
     base = serve_app(app)
     ws_ready(app)
 
