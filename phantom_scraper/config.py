@@ -54,6 +54,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer") from exc
 
 
+def _database_url(env: Mapping[str, str]) -> Optional[str]:
+    """DATABASE_URL when it names PostgreSQL; unset means SQLite at DATABASE_PATH."""
+    url = (env.get("DATABASE_URL") or "").strip()
+    if not url:
+        return None
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("DATABASE_URL must be a postgresql:// URL (unset it to use SQLite at DATABASE_PATH)")
+    return url
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -86,6 +96,8 @@ class Settings:
     webhook_secret: Optional[str] = field(default=None, repr=False)
     admin_token: Optional[str] = field(default=None, repr=False)
     database_path: str = "data/journal.sqlite3"
+    # DATABASE_URL: a postgresql:// URL puts the journal in PostgreSQL instead (it holds a password)
+    database_url: Optional[str] = field(default=None, repr=False)
     use_websocket_orders: bool = True
 
     # WebSocket client
@@ -126,6 +138,11 @@ class Settings:
     def is_demo(self) -> bool:
         """Simulator and demo are both paper trading."""
         return self.tradovate_env != "live"
+
+    @property
+    def journal_target(self) -> str:
+        """What the journal opens: DATABASE_URL (PostgreSQL) when set, else the SQLite file."""
+        return self.database_url or self.database_path
 
     def resolved_rest_url(self) -> Optional[str]:
         if self.rest_url:
@@ -179,6 +196,7 @@ class Settings:
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
             admin_token=env.get("ADMIN_TOKEN") or None,
             database_path=env.get("DATABASE_PATH") or cls.database_path,
+            database_url=_database_url(env),
             use_websocket_orders=_bool(env, "USE_WEBSOCKET_ORDERS", True),
             heartbeat_interval_s=_float(env, "WS_HEARTBEAT_INTERVAL_S", cls.heartbeat_interval_s),
             order_ack_timeout_s=_float(env, "ORDER_ACK_TIMEOUT_S", cls.order_ack_timeout_s),

@@ -28,6 +28,7 @@ from phantom_scraper import redact
 from phantom_scraper.config import Settings
 from phantom_scraper.errors import AuthError, TradovateError
 from phantom_scraper.journal import Journal
+from phantom_scraper.storage_check import warn_if_ephemeral
 from phantom_scraper.pool_api import Connection, ConnectionPool
 from phantom_scraper.signals import AccountTarget, SignalError, SymbolResolver, parse_signal
 from phantom_scraper.tradovate_integration import TradovateIntegration
@@ -170,7 +171,9 @@ class TradingService:
     def _start_inner(self) -> None:
         s = self.settings
         if self.journal is None:
-            self.journal = Journal(s.database_path)
+            if not s.database_url:
+                warn_if_ephemeral(s.database_path)
+            self.journal = Journal(s.journal_target)
         login_configs, self.recorders = recorders_mod.load(s)
         redact.register_secret(*(r.token for r in self.recorders))
         redact.register_secret(*(c.credentials.password for c in login_configs.values()
