@@ -125,6 +125,11 @@ class Settings:
 
     # Webhook
     webhook_budget_s: float = 2.0  # answer 200 with outcomes within this, else 202
+
+    # Several instances on one PostgreSQL journal (DATABASE_URL): see phantom_scraper/coordinator.py
+    lease_poll_interval_s: float = 1.0  # a standby tries to take the logins over this often
+    pending_signal_max_age_s: float = 30.0  # a handed-off signal no owner took by then: expired
+    handoff_poll_interval_s: float = 0.02  # a standby checks its handed-off signal's outcome
     max_body_bytes: int = 64 * 1024
     dedupe_window_s: float = 60.0
     ip_allowlist_enabled: bool = False
@@ -203,6 +208,8 @@ class Settings:
             reconcile_window_s=_float(env, "RECONCILE_WINDOW_S", cls.reconcile_window_s),
             keepalive_interval_s=_float(env, "KEEPALIVE_INTERVAL_S", cls.keepalive_interval_s),
             webhook_budget_s=_float(env, "WEBHOOK_BUDGET_S", cls.webhook_budget_s),
+            lease_poll_interval_s=_float(env, "LEASE_POLL_INTERVAL_S", cls.lease_poll_interval_s),
+            pending_signal_max_age_s=_float(env, "PENDING_SIGNAL_MAX_AGE_S", cls.pending_signal_max_age_s),
             dedupe_window_s=_float(env, "DEDUPE_WINDOW_S", cls.dedupe_window_s),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             ip_allowlist_enabled=_bool(env, "WEBHOOK_IP_ALLOWLIST_ENABLED", False) or bool(allow),
