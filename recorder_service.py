@@ -184,6 +184,8 @@ class PooledConnection:
                 client = self.integration.open_websocket()
         except BaseException as exc:  # noqa: BLE001 - handed to every waiter through the Future
             error = exc
+        if error is None:  # synced before it serves orders, so position reads can trust it at once
+            self._sync_broker_state(client)
         old = None
         with self._lock:
             self._connecting = None
@@ -216,7 +218,6 @@ class PooledConnection:
         else:
             logger.info("WebSocket connected for %s", self.login_key)
         fut.set_result(client)
-        self._sync_broker_state(client)
         callback = self.on_reconnected
         if reconnect and callback is not None:
             try:
