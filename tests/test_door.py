@@ -61,7 +61,8 @@ class Gunicorn:
             WS_HEARTBEAT_INTERVAL_S="0.2", KEEPALIVE_INTERVAL_S="0.5", GRACEFUL_TIMEOUT_S="5",
             HTTP_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S), HTTP_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
             HTTP_KEEPALIVE_IDLE_S="1", HTTP_MAX_CONNECTIONS="2000", HTTP_MAX_CONNECTIONS_PER_SOURCE="1000",
-            PYTHONUNBUFFERED="1", **extra_env)
+            PYTHONUNBUFFERED="1")
+        env.update(extra_env)
         self.proc = subprocess.Popen(procfile_command(self.port), cwd=REPO, env=env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.out, self.err = _Reader(self.proc.stdout), _Reader(self.proc.stderr)
@@ -284,3 +285,110 @@ def test_allow_list_refuses_before_a_thread(sim, tmp_path, many_fds):
     assert '"POST /webhook/*** HTTP/1.1" 403' not in logs
     assert logs.count('"POST /webhook/*** HTTP/1.1" 200') == WEBHOOKS + 1
     assert server.proc.returncode == 0
+
+
+# -- HTTP through the door: what gthread did must still work ------------------------------------
+
+PROXY, TV, OTHER = "127.0.0.1", "127.0.0.9", "127.0.0.3"
+TEST_SIGNAL = b'{"action":"buy","ticker":"MNQ1!","quantity":1,"test":true}'
+
+
+def raw_exchange(port, data: bytes, *, source, timeout=5.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0)) as sock:
+        sock.sendall(data)
+        got = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:  # closed with our request unread
+                break
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+def test_http_through_the_door(sim, tmp_path):
+    # the platform's proxy is 127.0.0.1; TradingView is 127.0.0.9 behind it
+    server = Gunicorn(sim, tmp_path, TRUST_PROXY_HEADERS="1", TRUSTED_PROXY_CIDRS="127.0.0.1/32",
+                      WEBHOOK_IP_ALLOWLIST=TV, HTTP_MAX_CONNECTIONS_PER_SOURCE="5", MAX_BODY_BYTES="2000")
+    hook = f"/webhook/{SECRET}"
+    try:
+        # keep-alive: two requests on one connection, then the idle connection is closed
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5, source_address=(OTHER, 0))
+        for _ in range(2):
+            conn.request("GET", "/health")
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.getheader("Connection", "").lower() != "close"
+            resp.read()
+        sock = conn.sock
+        started = time.monotonic()
+        assert sock.recv(1) == b""  # closed by the server after HTTP_KEEPALIVE_IDLE_S (1 s)
+        idle_closed_after = time.monotonic() - started
+        conn.close()
+
+        # pipelined: both answered, in order
+        got = raw_exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                                        b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", source=OTHER)
+        assert got.startswith(b"HTTP/1.1 200 ") and got.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 404 " in got
+
+        # chunked webhook through the proxy, from the allowed source
+        body = TEST_SIGNAL
+        chunked = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (10, body[:10], len(body) - 10, body[10:])
+        got = raw_exchange(server.port, (f"POST {hook} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {TV}\r\n"
+                                         "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode() + chunked,
+                           source=PROXY)
+        assert got.startswith(b"HTTP/1.1 200 ") and b'"validated"' in got, got
+
+        # Expect: 100-continue: the door says "continue" once, then the thread answers
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5, source_address=(PROXY, 0)) as s:
+            s.sendall((f"POST {hook} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {TV}\r\nExpect: 100-continue\r\n"
+                       f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode())
+            assert s.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            s.sendall(body)
+            got = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        assert got.startswith(b"HTTP/1.1 200 ") and b"100 Continue" not in got, got
+
+        # the allow-list behind the proxy: a forged left-most entry, or a client that is no proxy
+        for source, forwarded in ((PROXY, f"{TV}, 203.0.113.9"), (OTHER, TV)):
+            got = raw_exchange(server.port, (f"POST {hook} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {forwarded}\r\n"
+                                             f"Content-Length: {len(body)}\r\n\r\n").encode() + body, source=source)
+            assert got.startswith(b"HTTP/1.1 403 ") and b"forbidden_source" in got, (source, got)
+
+        # a body over MAX_BODY_BYTES is refused on its Content-Length, before it is sent
+        got = raw_exchange(server.port, (f"POST {hook} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {TV}\r\n"
+                                         "Content-Length: 5000\r\n\r\n").encode(), source=PROXY)
+        assert got.startswith(b"HTTP/1.1 413 ") and b"body_too_large" in got
+
+        # per-source cap: a sixth connection from one address is closed unread; others still served
+        held = [socket.create_connection(("127.0.0.1", server.port), timeout=5, source_address=(OTHER, 0))
+                for _ in range(5)]
+        try:
+            time.sleep(0.2)  # accepted by the worker
+            sixth = raw_exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", source=OTHER)
+            assert sixth == b""
+            status, _ = server.request("GET", "/health", source=HONEST)
+            assert status == 200
+        finally:
+            for s in held:
+                s.close()
+        # behind the trusted proxy, connections are not capped per source (one proxy, many clients)
+        via_proxy = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=5, source_address=(PROXY, 0))
+                     for _ in range(8)]
+        try:
+            for c in via_proxy:
+                c.request("GET", "/health")
+            assert [c.getresponse().status for c in via_proxy] == [200] * 8
+        finally:
+            for c in via_proxy:
+                c.close()
+    finally:
+        server.stop()
+    print(f"\nidle keep-alive connection closed after {idle_closed_after:.2f} s")
+    assert server.proc.returncode == 0, server.err.text()
+    assert sim.orders() == []  # only test signals were sent
