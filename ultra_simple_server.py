@@ -349,6 +349,10 @@ def main(argv=None) -> int:
     runtime: Runtime = app.extensions["runtime"]
     port = int(os.environ.get("PORT", "8080"))
     host = os.environ.get("HOST", "127.0.0.1")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("HOST=%s: this server (werkzeug) is for local use only; it has no deadlines or "
+                       "connection caps for slow clients. Anything reachable from the internet runs the "
+                       "Procfile's gunicorn command (see README, Deploying).", host)
     runtime.boot(wait=True)
     if runtime.service.state != "ready":
         sys.stderr.write(f"Cannot start: {runtime.service.start_error}\n")
