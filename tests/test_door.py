@@ -51,7 +51,7 @@ def many_fds():
 class Gunicorn:
     """The Procfile's command on 127.0.0.1 against the ``sim`` fixture."""
 
-    def __init__(self, sim, tmp_path, **extra_env):
+    def __init__(self, sim, tmp_path, *, fd_limit=None, **extra_env):
         self.port = free_port()
         self.journal = str(tmp_path / "journal.sqlite3")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADOVATE_", "WEBHOOK_", "ADMIN_", "HTTP_"))}
@@ -63,8 +63,12 @@ class Gunicorn:
             HTTP_KEEPALIVE_IDLE_S="1", HTTP_MAX_CONNECTIONS="2000", HTTP_MAX_CONNECTIONS_PER_SOURCE="1000",
             PYTHONUNBUFFERED="1")
         env.update(extra_env)
+        limit = None
+        if fd_limit is not None:
+            def limit():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
         self.proc = subprocess.Popen(procfile_command(self.port), cwd=REPO, env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limit)
         self.out, self.err = _Reader(self.proc.stdout), _Reader(self.proc.stderr)
 
         def ready():
@@ -392,3 +396,28 @@ def test_http_through_the_door(sim, tmp_path):
     print(f"\nidle keep-alive connection closed after {idle_closed_after:.2f} s")
     assert server.proc.returncode == 0, server.err.text()
     assert sim.orders() == []  # only test signals were sent
+
+
+def test_out_of_descriptors_is_survived(sim, tmp_path):
+    """Connections beyond the process's fd limit: the worker neither dies nor spins; it serves
+    again once the idle connections are closed at their deadline."""
+    server = Gunicorn(sim, tmp_path, fd_limit=48, HTTP_MAX_CONNECTIONS="1000")
+    held = []
+    try:
+        cpu0 = sum(int(x) for x in open(f"/proc/{server.worker}/stat").read().rsplit(")", 1)[1].split()[11:13])
+        for _ in range(60):
+            held.append(socket.create_connection(("127.0.0.1", server.port), timeout=5, source_address=(OTHER, 0)))
+        time.sleep(HEADER_TIMEOUT_S / 2)
+        wait_for(lambda: "out of file descriptors" in server.err.text(), timeout_s=5)
+        # the idle ones are closed at the header deadline; then the webhook is served again
+        wait_for(lambda: server.request("GET", "/health", source=HONEST)[0] == 200, timeout_s=10, interval_s=0.2)
+        status, body = server.request("POST", f"/webhook/{SECRET}", webhook(0), source=HONEST)
+        assert status == 200 and body["status"] == "acked", body
+        ticks = sum(int(x) for x in open(f"/proc/{server.worker}/stat").read().rsplit(")", 1)[1].split()[11:13]) - cpu0
+        print(f"\nworker CPU while out of descriptors and after: {ticks / os.sysconf('SC_CLK_TCK'):.2f} s")
+        assert server.proc.poll() is None
+        assert len([ln for ln in server.err.text().splitlines() if "Booting worker" in ln]) == 1  # never restarted
+    finally:
+        for s in held:
+            s.close()
+        server.stop()

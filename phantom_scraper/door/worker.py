@@ -123,6 +123,7 @@ class DoorWorker(ThreadWorker):
     # -- the poller loop ---------------------------------------------------------------------------
     def run(self):
         self._configure()
+        self._accepting_again_at: Optional[float] = None  # accepts paused after EMFILE until then
         for listener in self.sockets:
             listener.setblocking(False)
             self.poller.register(listener, selectors.EVENT_READ, partial(self.accept, listener.getsockname()))
@@ -162,8 +163,10 @@ class DoorWorker(ThreadWorker):
                 if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNABORTED):
                     return
                 if exc.errno in (errno.EMFILE, errno.ENFILE):
-                    logger.error("Front door: out of file descriptors; raise the limit or lower "
-                                 "HTTP_MAX_CONNECTIONS")
+                    # The listener stays readable: stop polling it for a moment instead of spinning.
+                    logger.error("Front door: out of file descriptors; accepting again in 0.5 s (raise "
+                                 "the limit, `ulimit -n`, or lower HTTP_MAX_CONNECTIONS)")
+                    self._pause_accepting(time.monotonic() + 0.5)
                     return
                 raise
             peer = client[0] if isinstance(client, tuple) else ""
@@ -302,11 +305,28 @@ class DoorWorker(ThreadWorker):
         except OSError:  # full (a wake-up is already pending) or closed at shutdown
             pass
 
+    def _pause_accepting(self, until: float) -> None:
+        self._accepting_again_at = until
+        with self._lock:
+            for listener in self.sockets:
+                try:
+                    self.poller.unregister(listener)
+                except (KeyError, ValueError, OSError):
+                    pass
+
+    def _resume_accepting(self) -> None:
+        self._accepting_again_at = None
+        with self._lock:
+            for listener in self.sockets:
+                self.poller.register(listener, selectors.EVENT_READ, partial(self.accept, listener.getsockname()))
+
     # -- deadlines -----------------------------------------------------------------------------------
     def _sweep(self, now: float) -> None:
         if now < self._next_sweep:
             return
         self._next_sweep = now + self.sweep_interval_s
+        if self._accepting_again_at is not None and now >= self._accepting_again_at:
+            self._resume_accepting()
         with self._lock:
             expired = [conn for conn in self._waiting if conn.deadline <= now]
         for conn in expired:
