@@ -58,6 +58,13 @@ def _trade_date(fill: dict, epoch: float) -> str:
     return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).strftime("%Y-%m-%d")
 
 
+def known_contract_name(contract_id) -> object:
+    """The contract's name if it was looked up before (no network), else its id."""
+    with _contracts_lock:
+        known = _contracts.get(contract_id)
+    return known[0] if known is not None else contract_id
+
+
 def _contract(ti, contract_id: int) -> Tuple[str, Optional[float]]:
     with _contracts_lock:
         known = _contracts.get(contract_id)
