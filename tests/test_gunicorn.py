@@ -5,26 +5,18 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import requests
 
-from tests.conftest import SERVER_ADMIN_TOKEN as ADMIN
-from tests.conftest import SERVER_WEBHOOK_SECRET as SECRET
-from tests.test_server import BUY, wait_for
+from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
+from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
+from tests.helpers import BUY, LineReader, free_port, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def procfile_command(port: int) -> list:
@@ -44,25 +36,6 @@ def procfile_command(port: int) -> list:
     return args
 
 
-class _Reader:
-    """Collects a pipe's lines in a thread (so the child never blocks on a full pipe)."""
-
-    def __init__(self, stream):
-        self.lines = []
-        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _run(self, stream):
-        for line in iter(stream.readline, ""):
-            self.lines.append(line)
-
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def join(self, timeout):
-        self._thread.join(timeout)
-
-
 def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -76,7 +49,7 @@ def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
     )
     proc = subprocess.Popen(procfile_command(port), cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = _Reader(proc.stdout), _Reader(proc.stderr)
+    out, err = LineReader(proc.stdout), LineReader(proc.stderr)
     try:
         def ready():
             assert proc.poll() is None, f"gunicorn exited:\n{err.text()}"

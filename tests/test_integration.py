@@ -21,9 +21,9 @@ from phantom_scraper.errors import (
 )
 from phantom_scraper.tradovate_integration import OrderResult, TradovateIntegration
 from phantom_scraper.tradovate_sim import Simulator
-from tests.conftest import SIM_TEST_CONFIG
+from tests.helpers import SIM_TEST_CONFIG
 from phantom_scraper.ws_client import ConnState
-from tests.test_ws_client import FreezableProxy, socket_threads
+from tests.helpers import FreezableProxy, socket_threads
 
 FAST = Settings(
     heartbeat_interval_s=0.1,

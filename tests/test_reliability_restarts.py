@@ -22,8 +22,8 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import SERVER_ADMIN_TOKEN, SERVER_WEBHOOK_SECRET
-from tests.test_reliability_support import book_orders, read_journal, settle
+from tests.helpers import SERVER_ADMIN_TOKEN, SERVER_WEBHOOK_SECRET
+from tests.helpers import book_orders, read_journal, settle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT_S = 20.0

@@ -37,3 +37,17 @@ def test_nothing_under_phantom_scraper_imports_a_top_level_module():
             if name.split(".")[0] in TOP_LEVEL_MODULES:
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert offenders == []
+
+
+def test_no_test_module_imports_another_test_module():
+    """Shared helpers live in tests/helpers.py (fixtures in tests/conftest.py): a module under
+    tests/ may import ``tests.helpers`` and nothing else of the tests package."""
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for name in imported_modules(path):
+            parts = name.split(".")
+            if parts[0] == "tests" and len(parts) > 1 and parts[1] != "helpers":
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+            elif parts[0].startswith("test_") or parts[0] == "conftest":
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert offenders == [], "move what is shared to tests/helpers.py"
