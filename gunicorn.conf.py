@@ -1,20 +1,21 @@
 """gunicorn settings for the Procfile.  One worker (the pool and its sockets live in-process),
 many threads (gthread), never --preload (threads started before the fork do not exist in the
 worker).  Background work starts per worker in post_worker_init; SIGTERM drains in worker_exit."""
-import os
-
 from gunicorn import glogging
 
+from phantom_scraper.config import Settings
 from phantom_scraper.redact import RedactingFilter, redact
+
+_SETTINGS = Settings.from_env()  # the variables below are in phantom_scraper.config.VARIABLES
 
 workers = 1  # explicit: WEB_CONCURRENCY must not multiply the pool
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+threads = _SETTINGS.gunicorn_threads
 preload_app = False
 timeout = 30
-graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT_S", "15"))
+graceful_timeout = _SETTINGS.graceful_timeout_s
 keepalive = 5
-accesslog = "-" if os.environ.get("ACCESS_LOG", "1") != "0" else None
+accesslog = "-" if _SETTINGS.access_log else None
 errorlog = "-"
 
 
@@ -42,8 +43,8 @@ logger_class = RedactingLogger
 def post_worker_init(worker):
     import ultra_simple_server
 
-    ultra_simple_server.configure_logging()
     app = worker.wsgi
+    ultra_simple_server.configure_logging(app.extensions["runtime"].settings)
     app.extensions["runtime"].boot()
 
 
@@ -51,4 +52,4 @@ def worker_exit(server, worker):
     app = getattr(worker, "wsgi", None)
     runtime = getattr(app, "extensions", {}).get("runtime") if app is not None else None
     if runtime is not None:
-        runtime.shutdown(timeout_s=float(os.environ.get("SHUTDOWN_TIMEOUT_S", "10")))
+        runtime.shutdown(timeout_s=runtime.settings.shutdown_timeout_s)
