@@ -275,6 +275,22 @@ def test_one_broken_login_does_not_stop_the_daemon_tending_the_others(make_multi
     assert "keep-alive failed for broken" in caplog.text
 
 
+def test_a_pool_reset_ends_a_staggered_warm_up_at_once(make_multi_sim, logins_for):
+    """The warm-up's stagger waits on the connections' closed event: a reset (shutdown) ends it,
+    rather than the start-up thread sleeping out a stagger nobody can interrupt."""
+    users = [UserSpec(f"warm{i}", "pw", (f"WARM{i}",)) for i in range(3)]
+    sim = make_multi_sim(users, **SIM_CFG)
+    logins = logins_for(sim)
+    for u in users:
+        logins.add(u.name, "pw")
+    warming = threading.Thread(target=rs.warm_up, kwargs={"stagger_s": 3600.0}, name="test-warm-up", daemon=True)
+    warming.start()
+    wait_for(lambda: sim.ws_session_count() >= 1, what="the first login's connect")
+    rs.reset_pool()
+    warming.join(WAIT_S)
+    assert not warming.is_alive()
+
+
 def test_mass_drop_of_20_sockets_reconnects_two_at_a_time_staggered(make_multi_sim, logins_for, probe, caplog):
     caplog.set_level(logging.INFO, logger="recorder_service")
     users = [UserSpec(f"user{i:02d}", "pw", (f"ACC{i:02d}",)) for i in range(20)]

@@ -40,14 +40,45 @@ def test_nothing_under_phantom_scraper_imports_a_top_level_module():
 
 
 def test_no_test_module_imports_another_test_module():
-    """Shared helpers live in tests/helpers.py (fixtures in tests/conftest.py): a module under
-    tests/ may import ``tests.helpers`` and nothing else of the tests package."""
+    """Shared helpers live in tests/helpers.py (fixtures in tests/conftest.py): no module under
+    tests/ imports a test module (``test_*``) or conftest."""
     offenders = []
     for path in sorted((ROOT / "tests").glob("*.py")):
         for name in imported_modules(path):
             parts = name.split(".")
-            if parts[0] == "tests" and len(parts) > 1 and parts[1] != "helpers":
-                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
-            elif parts[0].startswith("test_") or parts[0] == "conftest":
+            module = parts[1] if parts[0] == "tests" and len(parts) > 1 else parts[0]
+            if module.startswith("test_") or module == "conftest":
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert offenders == [], "move what is shared to tests/helpers.py"
+
+
+def test_every_module_docs_design_names_exists():
+    """docs/DESIGN.md matches the code: every file, folder and dotted name it mentions is there."""
+    import importlib
+    import re
+
+    text = (ROOT / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    missing = []
+    for path in sorted(set(re.findall(r"[\w./]*\w\.py\b", text))):
+        found = (ROOT / path).is_file() if "/" in path else any(ROOT.rglob(path))
+        if not found:
+            missing.append(path)
+    for folder in sorted(set(re.findall(r"\b((?:phantom_scraper|tests|bench)/[\w/]*)/(?![\w.])", text))):
+        if not (ROOT / folder).is_dir():
+            missing.append(folder + "/")
+    for dotted in sorted(set(re.findall(r"\b(?:phantom_scraper|recorder_service|ultra_simple_server)(?:\.(?!py\b)\w+)*", text))):
+        parts = dotted.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable prefix, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr, None)
+                if obj is None:
+                    missing.append(dotted)
+                    break
+            break
+        else:
+            missing.append(dotted)
+    assert missing == []
