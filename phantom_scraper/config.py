@@ -39,31 +39,27 @@ class ConfigError(ValueError):
     """The configuration is incomplete or invalid; the message names the variables."""
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _parsed(env: Mapping[str, str], name: str, default, parse: Callable[[str], object], what: str):
+    """``parse(env[name])``, or ``default`` when unset or empty; ConfigError naming ``name`` if it fails."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        return parse(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name} must be a number") from exc
+        raise ConfigError(f"{name} must be {what}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    return _parsed(env, name, default, float, "a number")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer") from exc
+    return _parsed(env, name, default, int, "an integer")
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
+    return _parsed(env, name, default, lambda raw: raw.strip().lower() in ("1", "true", "yes", "on"), "a flag")
 
 
 def _str(env: Mapping[str, str], name: str, default):

@@ -334,6 +334,11 @@ def socket_threads():
     return [t for t in threading.enumerate() if t.name.startswith("tradovate-ws-")]
 
 
+def assert_no_socket_threads(timeout_s: float = 3.0) -> None:
+    """Every socket's thread has ended (a thread ends with its socket), waiting up to ``timeout_s``."""
+    assert settle(lambda: not socket_threads(), timeout_s), socket_threads()
+
+
 class LineReader:
     """Collects a pipe's lines in a thread (so the child never blocks on a full pipe)."""
 

@@ -19,7 +19,7 @@ from phantom_scraper.errors import (
 )
 from phantom_scraper.redact import redact
 from phantom_scraper.ws_client import ConnState, TradovateWebSocket
-from tests.helpers import FreezableProxy, socket_threads
+from tests.helpers import FreezableProxy, assert_no_socket_threads, socket_threads
 
 TOKEN = "tok-secret-123"
 
@@ -125,10 +125,7 @@ def server():
 @pytest.fixture(autouse=True)
 def no_thread_left_behind():
     yield
-    deadline = time.monotonic() + 2
-    while socket_threads() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert socket_threads() == []
+    assert_no_socket_threads()
 
 
 def make(url, token=TOKEN, **kw):
