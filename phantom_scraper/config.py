@@ -1,9 +1,9 @@
 """Typed, frozen configuration read once from the environment (and ``.env``).
 
 ``VARIABLES`` is the table of every environment variable the project reads, and
-``Settings.from_env`` is the one place that reads them (the embedded simulator's calendar pin,
-``TRADOVATE_SIM_TODAY``, is read by the simulator, which is a program of its own; it is in the table
-too).  The README's table lists the same names (tests/test_config_table.py checks both).
+``Settings.from_env`` is the one place that reads them, but for two readers the table names too:
+the embedded simulator's calendar pin ``TRADOVATE_SIM_TODAY`` (the simulator is a program of its
+own) and the hosting platforms' variables ``storage_check`` looks at.  The README's table lists the same names (tests/test_config_table.py checks both).
 
 Every time constant carries its unit in its name.  Secrets are ``repr=False`` so a logged or
 printed ``Settings`` never shows them.  Tests build ``Settings`` directly (or with
@@ -15,6 +15,8 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Tuple
+
+from .storage_check import PLATFORM_VARS
 
 ENVIRONMENTS = ("sim", "demo", "live")
 
@@ -58,6 +60,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return _parsed(env, name, default, int, "an integer")
 
 
+def _database_url(env: Mapping[str, str], name: str, default: Optional[str]) -> Optional[str]:
+    """DATABASE_URL when it names PostgreSQL; unset means SQLite at DATABASE_PATH."""
+    url = (env.get(name) or "").strip()
+    if not url:
+        return default
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("DATABASE_URL must be a postgresql:// URL (unset it to use SQLite at DATABASE_PATH)")
+    return url
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return _parsed(env, name, default, lambda raw: raw.strip().lower() in ("1", "true", "yes", "on"), "a flag")
 
@@ -98,12 +110,15 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("WEBHOOK_SECRET", "webhook_secret", _str, "the webhook token (required for demo/live)"),
     Variable("ADMIN_TOKEN", "admin_token", _str, "enables the admin routes"),
     Variable("DATABASE_PATH", "database_path", _str, "the SQLite journal"),
+    Variable("DATABASE_URL", "database_url", _database_url, "a postgresql:// URL: the journal in PostgreSQL"),
     Variable("USE_WEBSOCKET_ORDERS", "use_websocket_orders", _bool, "0 sends every order over REST"),
     Variable("WS_HEARTBEAT_INTERVAL_S", "heartbeat_interval_s", _float, "client heartbeat on each socket"),
     Variable("ORDER_ACK_TIMEOUT_S", "order_ack_timeout_s", _float, "wait for an order's answer"),
     Variable("RECONCILE_WINDOW_S", "reconcile_window_s", _float, "search for an unknown outcome by clOrdId"),
     Variable("KEEPALIVE_INTERVAL_S", "keepalive_interval_s", _float, "the keep-alive daemon's cycle"),
     Variable("WEBHOOK_BUDGET_S", "webhook_budget_s", _float, "answer 200 within this, else 202"),
+    Variable("LEASE_POLL_INTERVAL_S", "lease_poll_interval_s", _float, "a standby tries to take the logins over"),
+    Variable("PENDING_SIGNAL_MAX_AGE_S", "pending_signal_max_age_s", _float, "a handed-off signal expires"),
     Variable("DEDUPE_WINDOW_S", "dedupe_window_s", _float, "an identical body within this is a duplicate"),
     Variable("MAX_BODY_BYTES", "max_body_bytes", _int, "largest webhook body (413 above)"),
     Variable("WEBHOOK_IP_ALLOWLIST_ENABLED", "ip_allowlist_enabled", _bool, "refuse sources not in the allow-list"),
@@ -118,6 +133,8 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("SHUTDOWN_TIMEOUT_S", "shutdown_timeout_s", _float, "longest wait for signals in flight at a stop"),
     Variable("ACCESS_LOG", "access_log", _bool, "0 turns gunicorn's access log off"),
     Variable("TRADOVATE_SIM_TODAY", None, _str, "pins the simulator's calendar (read by the simulator)"),
+    # Set by hosting platforms; storage_check.py reads them to warn about a disk a redeploy wipes.
+    *(Variable(name, None, _str, f"set by {platform}") for name, platform in PLATFORM_VARS),
 )
 
 
@@ -146,6 +163,8 @@ class Settings:
     webhook_secret: Optional[str] = field(default=None, repr=False)
     admin_token: Optional[str] = field(default=None, repr=False)
     database_path: str = "data/journal.sqlite3"
+    # DATABASE_URL: a postgresql:// URL puts the journal in PostgreSQL instead (it holds a password)
+    database_url: Optional[str] = field(default=None, repr=False)
     use_websocket_orders: bool = True
 
     # WebSocket client
@@ -173,6 +192,11 @@ class Settings:
 
     # Webhook
     webhook_budget_s: float = 2.0  # answer 200 with outcomes within this, else 202
+
+    # Several instances on one PostgreSQL journal (DATABASE_URL): see phantom_scraper/coordinator.py
+    lease_poll_interval_s: float = 1.0  # a standby tries to take the logins over this often
+    pending_signal_max_age_s: float = 30.0  # a handed-off signal no owner took by then: expired
+    handoff_poll_interval_s: float = 0.02  # a standby checks its handed-off signal's outcome
     max_body_bytes: int = 64 * 1024
     dedupe_window_s: float = 60.0
     ip_allowlist_enabled: bool = False
@@ -196,6 +220,11 @@ class Settings:
     def is_demo(self) -> bool:
         """Simulator and demo are both paper trading."""
         return self.tradovate_env != "live"
+
+    @property
+    def journal_target(self) -> str:
+        """What the journal opens: DATABASE_URL (PostgreSQL) when set, else the SQLite file."""
+        return self.database_url or self.database_path
 
     def resolved_rest_url(self) -> Optional[str]:
         if self.rest_url:
