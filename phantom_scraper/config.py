@@ -124,6 +124,13 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("WEBHOOK_IP_ALLOWLIST_ENABLED", "ip_allowlist_enabled", _bool, "refuse sources not in the allow-list"),
     Variable("WEBHOOK_IP_ALLOWLIST", "ip_allowlist", _csv, "comma list of allowed sources (enables the check)"),
     Variable("TRUST_PROXY_HEADERS", "trust_proxy_headers", _bool, "take the source from X-Forwarded-For"),
+    Variable("TRUSTED_PROXY_CIDRS", "trusted_proxy_cidrs", _csv, "peers whose X-Forwarded-For is believed"),
+    Variable("HTTP_HEADER_TIMEOUT_S", "http_header_timeout_s", _float, "front door: request line and headers"),
+    Variable("HTTP_BODY_TIMEOUT_S", "http_body_timeout_s", _float, "front door: the body after the headers"),
+    Variable("HTTP_KEEPALIVE_IDLE_S", "http_keepalive_idle_s", _float, "front door: idle keep-alive connection"),
+    Variable("HTTP_MAX_CONNECTIONS", "http_max_connections", _int, "front door: open client connections"),
+    Variable("HTTP_MAX_CONNECTIONS_PER_SOURCE", "http_max_connections_per_source", _int,
+             "front door: open connections from one address"),
     Variable("PORT", "port", _int, "where the server listens (the Procfile binds 0.0.0.0:$PORT)"),
     Variable("HOST", "host", _str, "where python ultra_simple_server.py listens"),
     Variable("LOG_LEVEL", "log_level", _str, "log level"),
@@ -202,6 +209,17 @@ class Settings:
     ip_allowlist_enabled: bool = False
     ip_allowlist: Tuple[str, ...] = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
     trust_proxy_headers: bool = False
+    # X-Forwarded-For is honoured (with TRUST_PROXY_HEADERS) only from these peers: the platform's
+    # proxy reaches the app from a private address; "*" = every peer (the proxy is the only way in).
+    trusted_proxy_cidrs: Tuple[str, ...] = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12",
+                                            "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+
+    # Front door (phantom_scraper/door: the gunicorn worker reads whole requests before a thread)
+    http_header_timeout_s: float = 5.0  # request line + headers within this, else closed
+    http_body_timeout_s: float = 10.0  # the body within this after the headers, else closed
+    http_keepalive_idle_s: float = 5.0  # an idle keep-alive connection is closed after this
+    http_max_connections: int = 512  # open client connections, all sources together
+    http_max_connections_per_source: int = 32  # open connections from one address
 
     # Process (the local server, gunicorn.conf.py, logging)
     port: int = 8080

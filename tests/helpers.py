@@ -12,6 +12,7 @@ import collections
 import json
 import os
 import re
+import shlex
 import socket
 import sqlite3
 import subprocess
@@ -21,6 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import pytest
@@ -342,6 +344,26 @@ def socket_threads():
 def assert_no_socket_threads(timeout_s: float = 3.0) -> None:
     """Every socket's thread has ended (a thread ends with its socket), waiting up to ``timeout_s``."""
     assert settle(lambda: not socket_threads(), timeout_s), socket_threads()
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def procfile_command(port: int) -> list:
+    lines = [ln for ln in (REPO / "Procfile").read_text().splitlines() if ln.startswith("web:")]
+    assert len(lines) == 1, "the Procfile needs exactly one web: line"
+    command = lines[0][len("web:"):].strip()
+    args = shlex.split(command.replace("$PORT", str(port)).replace("${PORT}", str(port)))
+    # what the deploy needs, said explicitly on the command line
+    assert args[0] == "gunicorn"
+    assert "--preload" not in args
+    assert args[args.index("--workers") + 1] == "1"
+    assert args[args.index("--worker-class") + 1] == "phantom_scraper.door.worker.DoorWorker"  # gthread + door
+    assert int(args[args.index("--threads") + 1]) >= 8
+    assert args[args.index("--bind") + 1] == f"0.0.0.0:{port}"
+    args[args.index("--bind") + 1] = f"127.0.0.1:{port}"  # tests bind loopback only
+    args[0] = str(Path(sys.executable).parent / "gunicorn")
+    return args
 
 
 class LineReader:

@@ -3,37 +3,15 @@ the status JSON and the signal list, a redacted access log, and a clean SIGTERM.
 from __future__ import annotations
 
 import os
-import shlex
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import requests
 
 from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
 from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
-from tests.helpers import BUY, LineReader, free_port, wait_for
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def procfile_command(port: int) -> list:
-    lines = [ln for ln in (REPO / "Procfile").read_text().splitlines() if ln.startswith("web:")]
-    assert len(lines) == 1, "the Procfile needs exactly one web: line"
-    command = lines[0][len("web:"):].strip()
-    args = shlex.split(command.replace("$PORT", str(port)).replace("${PORT}", str(port)))
-    # what the deploy needs, said explicitly on the command line
-    assert args[0] == "gunicorn"
-    assert "--preload" not in args
-    assert args[args.index("--workers") + 1] == "1"
-    assert args[args.index("--worker-class") + 1] == "gthread"
-    assert int(args[args.index("--threads") + 1]) >= 8
-    assert args[args.index("--bind") + 1] == f"0.0.0.0:{port}"
-    args[args.index("--bind") + 1] = f"127.0.0.1:{port}"  # tests bind loopback only
-    args[0] = str(Path(sys.executable).parent / "gunicorn")
-    return args
+from tests.helpers import BUY, REPO, LineReader, free_port, procfile_command, wait_for
 
 
 def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
