@@ -82,3 +82,20 @@ def test_every_module_docs_design_names_exists():
         else:
             missing.append(dotted)
     assert missing == []
+
+
+def test_the_code_points_only_at_docs_in_the_repository():
+    """Protocol facts and lessons live in docs/ (TRADOVATE.md, LESSONS.md); the code cites those,
+    never a file outside the repository."""
+    import re
+
+    cited = re.compile(r"\bPROTOCOL\b|(?<!docs/)LESSONS\.md|PROTOCOL\.md")
+    offenders = []
+    for path in sorted(ROOT.glob("*.py")) + sorted((ROOT / "phantom_scraper").rglob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if cited.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == [], "cite docs/TRADOVATE.md or docs/LESSONS.md"
+    for doc in re.findall(r"docs/(\w+\.md)", "\n".join(p.read_text(encoding="utf-8") for p in
+                                                      sorted((ROOT / "phantom_scraper").rglob("*.py")))):
+        assert (ROOT / "docs" / doc).is_file(), doc

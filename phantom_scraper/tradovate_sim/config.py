@@ -32,7 +32,7 @@ class UserSpec:
                    accounts=tuple(f"{prefix}{i:04d}" for i in range(1, count + 1)))
 
 
-# Every entityType of Tradovate's SyncMessage schema (PROTOCOL §3.6).
+# Every entityType of Tradovate's SyncMessage schema (docs/TRADOVATE.md, "WebSocket").
 ALL_SYNC_ENTITY_TYPES = ("user", "userProperty", "property", "account", "accountRiskStatus", "marginSnapshot",
                          "userAccountAutoLiq", "cashBalance", "currency", "position", "fillPair", "order",
                          "contract", "contractMaturity", "product", "exchange", "spreadDefinition", "command",
