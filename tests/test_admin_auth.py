@@ -11,7 +11,7 @@ import base64
 import pytest
 
 from phantom_scraper.admin_auth import FailureLimiter, given_token
-from tests.conftest import SERVER_ADMIN_TOKEN as ADMIN
+from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
 
 STATUS_ROUTES = ["/", "/api/websocket-status", "/api/signals", "/api/history", "/metrics"]
 

@@ -9,7 +9,7 @@ import pytest
 
 from phantom_scraper import redact
 from phantom_scraper import journal
-from tests.test_server import post
+from tests.helpers import post
 
 
 @pytest.mark.parametrize("depth", [600, 750, 900])

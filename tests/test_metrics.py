@@ -4,7 +4,7 @@ from __future__ import annotations
 from prometheus_client.parser import text_string_to_metric_families
 
 from phantom_scraper import events
-from tests.test_server import ADMIN_HEADERS, BUY, post, wait_for, ws_ready
+from tests.helpers import ADMIN_HEADERS, BUY, post, wait_for, ws_ready
 
 
 def scrape(client) -> dict:

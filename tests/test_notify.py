@@ -14,9 +14,9 @@ import pytest
 from phantom_scraper import events, redact
 from phantom_scraper.execution import AccountOutcome
 from phantom_scraper.notify import Notifier, parse_events, split_urls
-from tests.conftest import SERVER_ADMIN_TOKEN as ADMIN
-from tests.conftest import SERVER_WEBHOOK_SECRET as SECRET
-from tests.test_server import BUY, post, wait_for
+from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
+from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
+from tests.helpers import BUY, post, wait_for
 
 
 class Receiver:
@@ -207,7 +207,7 @@ def test_a_full_queue_drops_instead_of_blocking():
 
 def test_server_sends_startup_and_rejections(tmp_path, receiver):
     from phantom_scraper.tradovate_sim import SimConfig, Simulator, UserSpec
-    from tests.conftest import SIM_TEST_CONFIG, server_settings
+    from tests.helpers import SIM_TEST_CONFIG, server_settings
     from ultra_simple_server import create_app
 
     config = SimConfig(**{**SIM_TEST_CONFIG.__dict__, "risk_reject_async": False, "users": (UserSpec(max_order_qty=2),)})

@@ -11,9 +11,9 @@ import subprocess
 import pytest
 
 from phantom_scraper.status_page import render
-from tests.conftest import SERVER_ADMIN_TOKEN as ADMIN
-from tests.conftest import SERVER_WEBHOOK_SECRET as SECRET
-from tests.test_server import BUY, post, ws_ready
+from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
+from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
+from tests.helpers import BUY, post, ws_ready
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 
@@ -80,7 +80,7 @@ def test_status_page_shows_what_a_trader_needs(make_server_app, sim):
     """Attention at the top (unknown outcomes, risk locks), per account positions, working orders and
     bracket legs, realized P&L with an inline SVG curve, and the History table."""
     from phantom_scraper import events
-    from tests.test_server import ADMIN_HEADERS
+    from tests.helpers import ADMIN_HEADERS
 
     app = make_server_app(status_cache_s=0.0)
     ws_ready(app)
