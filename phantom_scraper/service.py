@@ -232,7 +232,7 @@ class TradingService:
                     raise recorders_mod.ConfigError(
                         f"recorder {rec.name!r} links account {link.account!r}, which login {link.login!r} does not have")
         first = next(iter(self.logins.values()))
-        self.resolver = SymbolResolver(first.integration)
+        self.resolver = SymbolResolver(first.integration, trading_date=self.settings.trading_date)
         settled = reconcile_pending(self.journal, self.integration_for_account)
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))

@@ -14,7 +14,6 @@ import os
 # Pin the simulator's calendar (inherited by subprocesses too) so the dated symbols the tests
 # use (NQZ6, ESZ6, ...) never expire under the suite.
 os.environ.setdefault("TRADOVATE_SIM_TODAY", "2026-11-25")
-os.environ.setdefault("TRADING_DATE", os.environ["TRADOVATE_SIM_TODAY"])  # the resolver's roll calendar too
 
 from phantom_scraper.service import TradingService  # noqa: E402  (after the calendar pin above)
 from phantom_scraper.tradovate_sim import Simulator  # noqa: E402

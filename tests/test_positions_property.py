@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import recorder_service as rs
 from phantom_scraper.tradovate_sim import Simulator, UserSpec
-from tests.conftest import SIM_TEST_CONFIG
+from tests.helpers import SIM_TEST_CONFIG
 from tests.positions_support import Desk, target
 
 BRACKETS = {"price": 21000, "tp_ticks": 40, "sl_ticks": 40}  # long: tp 21010 / sl 20990; short: mirrored

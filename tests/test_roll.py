@@ -10,9 +10,10 @@ import json
 
 from phantom_scraper.signals import SymbolResolver
 from phantom_scraper.signals.symbols import roll_date
-from tests.conftest import SERVER_ADMIN_TOKEN
-from tests.test_integration import make_ti  # noqa: F401  (fixture)
-from tests.test_reliability_support import post_webhook, wait_signal_final
+from tests.helpers import SERVER_ADMIN_TOKEN, post_webhook, wait_signal_final
+from phantom_scraper.config import Credentials
+from phantom_scraper.tradovate_integration import TradovateIntegration
+from tests.helpers import FAST
 
 
 def test_roll_date_convention():
@@ -22,17 +23,18 @@ def test_roll_date_convention():
     assert roll_date("NQ", dt.date(2026, 12, 18), days_before=2) == dt.date(2026, 12, 16)
 
 
-def test_front_by_maturity_date_and_cached_until_the_roll(sim, make_ti, monkeypatch):
-    ti = make_ti(sim)
-    resolver = SymbolResolver(ti)
-    monkeypatch.setenv("TRADING_DATE", "2026-12-09")
+def test_front_by_maturity_date_and_cached_until_the_roll(sim):
+    ti = TradovateIntegration(Credentials(username="demo", password="demo"), sim.rest_url, sim.ws_url,
+                              is_demo=True, settings=FAST)
+    resolver = SymbolResolver(ti, trading_date="2026-12-09")
     assert resolver.resolve("NQ1!").name == "NQZ6"
     assert resolver.fronts()["NQ"] == {"front": "NQZ6", "contract_id": resolver.resolve("NQ1!").id,
                                        "next_roll": "2026-12-10"}
-    monkeypatch.setenv("TRADING_DATE", "2026-12-10")  # the process keeps running over the roll date
+    resolver.trading_date = "2026-12-10"  # the process keeps running over the roll date
     assert resolver.resolve("NQ1!").name == "NQH7"
     assert resolver.fronts()["NQ"]["next_roll"] == "2027-03-11"
     assert resolver.resolve("CL1!").name == "CLF7"  # CL: its own expiry, not the equity convention
+    ti.close()
 
 
 def _status(client):
@@ -40,7 +42,7 @@ def _status(client):
     return json.loads(r.get_data(as_text=True))
 
 
-def test_signals_follow_the_roll_and_an_invalid_contract_is_resolved_again(sim, make_server_app, monkeypatch):
+def test_signals_follow_the_roll_and_an_invalid_contract_is_resolved_again(sim, make_server_app):
     app = make_server_app()
     client = app.test_client()
     journal = app.extensions["runtime"].service.journal
@@ -49,7 +51,7 @@ def test_signals_follow_the_roll_and_an_invalid_contract_is_resolved_again(sim, 
     assert {k[1] for k in sim.positions()} == {"NQZ6"}
 
     # The roll date passes while the process runs: the next alert trades the new front.
-    monkeypatch.setenv("TRADING_DATE", "2026-12-10")
+    app.extensions["runtime"].service.resolver.trading_date = "2026-12-10"
     status, body = post_webhook(client, {"ticker": "NQ1!", "action": "buy", "quantity": 1, "id": "after-roll"})
     assert status == 200 and body["status"] == "acked", body
     assert sim.positions()[(sim.account_id("DEMO0001"), "NQH7")] == 1

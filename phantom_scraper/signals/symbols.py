@@ -18,8 +18,8 @@ dated contract instead.
   roll.  Without maturity data (a client lacking those calls, a product not found) the old rule
   applies: the first ``contract/suggest`` hit named root + month code + one digit, else
   ``roll_contract(root)``.
-* "Today" is the UTC date of ``clock()``, or ``TRADING_DATE`` (YYYY-MM-DD) when that variable is
-  set (tests and replays pin the calendar with it).
+* "Today" is the UTC date of ``clock()``, or ``trading_date`` (YYYY-MM-DD, the ``TRADING_DATE``
+  setting) when set: tests and replays pin the calendar with it.
 * Dated: ``client.find_contract(name)``; cached per name for ``refresh_s``.
 * Nothing found -> ``SignalError("unknown_symbol", "symbol", ...)`` before anything is sent.
 * Broker errors (``TradovateError``) propagate -- except that a stale cached contract is served
@@ -38,7 +38,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import os
 import re
 import threading
 import time
@@ -135,12 +134,13 @@ def _maturity_date(value: Any) -> Optional[dt.date]:
 class SymbolResolver:
     def __init__(self, client: Any, *, clock: Callable[[], float] = time.time,
                  refresh_s: float = 86400.0, suggest_limit: int = 10,
-                 roll_days_before: Optional[int] = None):
+                 roll_days_before: Optional[int] = None, trading_date: Optional[str] = None):
         self._client = client
         self._clock = clock
         self._refresh_s = refresh_s
         self._suggest_limit = suggest_limit
         self._roll_days_before = roll_days_before
+        self.trading_date = trading_date  # a plain attribute: replaced whole, read once per call
         # Guards _cache (key -> (fetched_at, Contract, valid_until, rolls_on)), _rolls and _refused only;
         # never held during a client call.
         self._lock = threading.Lock()
@@ -149,12 +149,12 @@ class SymbolResolver:
         self._refused: Set[str] = set()  # contract names the broker refused (InvalidContract)
 
     def today(self) -> dt.date:
-        pinned = os.environ.get("TRADING_DATE", "").strip()
+        pinned = (self.trading_date or "").strip()
         if pinned:
             try:
                 return dt.date.fromisoformat(pinned)
             except ValueError:
-                log.warning("TRADING_DATE=%r is not YYYY-MM-DD; using the clock", pinned)
+                log.warning("trading date %r is not YYYY-MM-DD; using the clock", pinned)
         return dt.datetime.fromtimestamp(self._clock(), tz=dt.timezone.utc).date()
 
     def resolve(self, symbol: str) -> Contract:
