@@ -18,6 +18,8 @@ REAL_REST_URLS = {
     "demo": "https://demo.tradovateapi.com/v1",
     "live": "https://live.tradovateapi.com/v1",
 }
+# One market-data host serves demo and live (PROTOCOL.md §1.1).
+REAL_MD_URL = "wss://md.tradovateapi.com/v1/websocket"
 
 
 def derive_ws_url(rest_url: str) -> str:
@@ -54,6 +56,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer") from exc
 
 
+def _opt_float(env: Mapping[str, str], name: str) -> Optional[float]:
+    raw = env.get(name)
+    return None if raw is None or raw.strip() == "" else _float(env, name, 0.0)
+
+
+def _opt_int(env: Mapping[str, str], name: str) -> Optional[int]:
+    raw = env.get(name)
+    return None if raw is None or raw.strip() == "" else _int(env, name, 0)
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -75,11 +87,55 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class RiskSettings:
+    """The risk guard's account defaults (overridable per account in the recorders file) and timing.
+
+    None / empty = no limit.  Money in USD.  See ``phantom_scraper/risk/`` and README.
+    """
+
+    max_position: Optional[int] = None  # RISK_MAX_POSITION: |net position| per contract
+    max_signals_per_minute: Optional[int] = None  # RISK_MAX_SIGNALS_PER_MINUTE, per recorder (entries)
+    trading_hours: str = ""  # TRADING_HOURS, e.g. "Mon-Fri 08:30-15:00 America/Chicago"
+    flatten_at_close: bool = False  # FLATTEN_AT_CLOSE
+    daily_loss_limit: Optional[float] = None  # RISK_DAILY_LOSS_LIMIT
+    daily_profit_target: Optional[float] = None  # RISK_DAILY_PROFIT_TARGET
+    trailing_drawdown: Optional[float] = None  # RISK_TRAILING_DRAWDOWN
+    check_interval_s: float = 1.0  # RISK_CHECK_INTERVAL_S: window ends, session start, retries
+    flatten_retry_s: float = 10.0  # a locked account still holding a position is flattened again after this
+    snapshot_poll_s: float = 300.0  # RISK_SNAPSHOT_POLL_S: getcashbalancesnapshot per account while no stream data
+
+    def replace(self, **changes) -> "RiskSettings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "RiskSettings":
+        from phantom_scraper.risk.hours import TradingHours, TradingHoursError
+
+        hours = (env.get("TRADING_HOURS") or "").strip()
+        try:
+            TradingHours.parse(hours)
+        except TradingHoursError as exc:
+            raise ConfigError(f"TRADING_HOURS: {exc}") from exc
+        return cls(
+            max_position=_opt_int(env, "RISK_MAX_POSITION"),
+            max_signals_per_minute=_opt_int(env, "RISK_MAX_SIGNALS_PER_MINUTE"),
+            trading_hours=hours,
+            flatten_at_close=_bool(env, "FLATTEN_AT_CLOSE", False),
+            daily_loss_limit=_opt_float(env, "RISK_DAILY_LOSS_LIMIT"),
+            daily_profit_target=_opt_float(env, "RISK_DAILY_PROFIT_TARGET"),
+            trailing_drawdown=_opt_float(env, "RISK_TRAILING_DRAWDOWN"),
+            check_interval_s=_float(env, "RISK_CHECK_INTERVAL_S", cls.check_interval_s),
+            snapshot_poll_s=_float(env, "RISK_SNAPSHOT_POLL_S", cls.snapshot_poll_s),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     tradovate_env: str = "sim"
     credentials: Optional[Credentials] = None
     rest_url: Optional[str] = None  # None: the environment's default (sim: the embedded simulator)
     ws_url: Optional[str] = None  # None: derived from rest_url
+    md_url: Optional[str] = None  # TRADOVATE_MD_URL; None: Tradovate's md host (demo/live), the simulator's (sim)
     accounts_filter: Tuple[str, ...] = ()  # TRADOVATE_ACCOUNTS, account names
     recorders_file: Optional[str] = None  # RECORDERS_FILE
 
@@ -119,6 +175,9 @@ class Settings:
     ip_allowlist: Tuple[str, ...] = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
     trust_proxy_headers: bool = False
 
+    # Risk guard (phantom_scraper/risk)
+    risk: RiskSettings = field(default_factory=RiskSettings)
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
@@ -137,6 +196,13 @@ class Settings:
             return self.ws_url
         rest = self.resolved_rest_url()
         return derive_ws_url(rest) if rest else None
+
+    def resolved_md_url(self) -> Optional[str]:
+        """The market-data socket: TRADOVATE_MD_URL, else Tradovate's md host (None in sim mode
+        until the embedded simulator has set its own)."""
+        if self.md_url:
+            return self.md_url
+        return REAL_MD_URL if self.tradovate_env in REAL_REST_URLS else None
 
     def missing_for_broker(self) -> Tuple[str, ...]:
         """Names of the variables a demo/live start needs but does not have."""
@@ -174,6 +240,7 @@ class Settings:
             credentials=creds,
             rest_url=env.get("TRADOVATE_REST_URL") or None,
             ws_url=env.get("TRADOVATE_WS_URL") or None,
+            md_url=env.get("TRADOVATE_MD_URL") or None,
             accounts_filter=accounts,
             recorders_file=env.get("RECORDERS_FILE") or None,
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
@@ -189,6 +256,7 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             ip_allowlist_enabled=_bool(env, "WEBHOOK_IP_ALLOWLIST_ENABLED", False) or bool(allow),
             trust_proxy_headers=_bool(env, "TRUST_PROXY_HEADERS", False),
+            risk=RiskSettings.from_env(env),
         )
         if allow:
             values["ip_allowlist"] = allow
