@@ -73,10 +73,10 @@ class Window:
         return ZoneInfo(self.zone)
 
     def occurrences(self, around: dt.datetime) -> Iterator[Tuple[dt.datetime, dt.datetime]]:
-        """(start, end) of every occurrence starting from two days before to one day after ``around``."""
+        """(start, end) of every occurrence starting from eight days before to one day after ``around``."""
         tz = self.tz
         local = around.astimezone(tz).date()
-        for offset in range(-2, 2):
+        for offset in range(-8, 2):
             day = local + dt.timedelta(days=offset)
             if day.weekday() not in self.days:
                 continue
@@ -126,7 +126,7 @@ class TradingHours:
         return any(start <= now < end for start, end in self._occurrences(now))
 
     def last_end(self, now: float) -> Optional[float]:
-        """The latest window end at or before ``now`` (within the last two days), or None."""
+        """The latest window end at or before ``now`` (within the last week), or None."""
         ends = [end for start, end in self._occurrences(now) if end <= now]
         return max(ends) if ends else None
 

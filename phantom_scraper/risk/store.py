@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS risk_locks (
     message      TEXT,
     locked_at    REAL NOT NULL,     -- epoch seconds
     until        REAL,              -- epoch seconds of the next session start; NULL: until unlocked
+    flatten      INTEGER NOT NULL DEFAULT 1,  -- keep the account flat while locked
     unlocked_at  REAL,
     unlocked_by  TEXT
 );
@@ -90,9 +91,10 @@ class RiskStore:
 
     # -- locks -------------------------------------------------------------------------------
     def add_lock(self, account_id: int, account_name: str, reason: str, message: str,
-                 locked_at: float, until: Optional[float]) -> int:
-        return self._write("INSERT INTO risk_locks (account_id, account_name, reason, message, locked_at, until) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (account_id, account_name, reason, message, locked_at, until))
+                 locked_at: float, until: Optional[float], flatten: bool = True) -> int:
+        return self._write("INSERT INTO risk_locks (account_id, account_name, reason, message, locked_at, until, flatten) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (account_id, account_name, reason, message, locked_at, until, int(bool(flatten))))
 
     def active_locks(self, now: float) -> Dict[int, dict]:
         """The newest lock of every account still locked at ``now``."""
