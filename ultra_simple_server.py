@@ -54,7 +54,8 @@ class Runtime:
 
             self.simulator = Simulator().start()
             logger.info("Embedded Tradovate simulator (paper trading) at %s", self.simulator.rest_url)
-            self.settings = self.settings.replace(rest_url=self.simulator.rest_url, ws_url=self.simulator.ws_url)
+            self.settings = self.settings.replace(rest_url=self.simulator.rest_url, ws_url=self.simulator.ws_url,
+                                                  md_url=self.settings.md_url or self.simulator.md_url)
             self.service.settings = self.settings
         if wait:
             self.service.start()
@@ -277,6 +278,38 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         if err is not None:
             return err
         return as_response(service().manual_trade(raw))
+
+    def kill_switch_selector():
+        body = request.get_json(silent=True, force=True)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            return None, None, error(400, "invalid_json", "the body must be a JSON object")
+        return body.get("accounts", "all"), body, None
+
+    @app.post("/api/kill-switch")
+    def kill_switch():
+        """Lock accounts (until unlocked) and flatten them: {"accounts": "all" | [names], "flatten": true}."""
+        if not settings.admin_token:
+            return error(403, "admin_disabled", "set ADMIN_TOKEN to enable the kill switch")
+        if not admin_ok():
+            return error(401, "unauthorized", "missing or wrong admin token")
+        selector, body, err = kill_switch_selector()
+        if err is not None:
+            return err
+        return as_response(service().kill_switch(selector, flatten=body.get("flatten", True) is not False))
+
+    @app.delete("/api/kill-switch")
+    def kill_switch_release():
+        """Unlock accounts (risk locks and kill switch): {"accounts": "all" | [names]}."""
+        if not settings.admin_token:
+            return error(403, "admin_disabled", "set ADMIN_TOKEN to enable the kill switch")
+        if not admin_ok():
+            return error(401, "unauthorized", "missing or wrong admin token")
+        selector, _body, err = kill_switch_selector()
+        if err is not None:
+            return err
+        return as_response(service().unlock_accounts(selector))
 
     @app.get("/api/signals")
     def api_signals():

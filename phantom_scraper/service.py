@@ -29,7 +29,12 @@ from phantom_scraper.config import Settings
 from phantom_scraper.errors import AuthError, TradovateError
 from phantom_scraper.journal import Journal
 from phantom_scraper.pool_api import Connection, ConnectionPool
-from phantom_scraper.signals import AccountTarget, SignalError, SymbolResolver, parse_signal
+from phantom_scraper.risk.actions import ServiceRiskActions
+from phantom_scraper.risk.broker_view import BrokerStateView
+from phantom_scraper.risk.guard import RiskGuard
+from phantom_scraper.risk.marketdata import QuoteFeed
+from phantom_scraper.risk.store import RiskStore
+from phantom_scraper.signals import AccountTarget, SignalError, SymbolResolver, parse_signal, plan_orders
 from phantom_scraper.tradovate_integration import TradovateIntegration
 
 logger = logging.getLogger(__name__)
@@ -78,6 +83,8 @@ class TradingService:
         self._idle = threading.Event()
         self._idle.set()
         self._account_login: Dict[int, Login] = {}
+        self.risk: Optional[RiskGuard] = None  # built at start-up (after the logins)
+        self.risk_clock = time.time  # the risk guard's clock (tests set a simulated one before start)
 
     # -- life cycle ----------------------------------------------------------------------------
     @property
@@ -148,6 +155,8 @@ class TradingService:
         logger.info("Ready: %d login(s), %d account(s), %d recorder(s)", len(self.logins),
                     len(self._account_login), len(self.recorders))
         try:
+            if self.risk is not None:
+                self.risk.start()
             self.pool.warm_up()
             # Each cycle also adopts 'unknown' order intents that have since appeared at the broker.
             self.pool.start_daemon(self.settings.keepalive_interval_s, self._settle_unknown)
@@ -202,6 +211,38 @@ class TradingService:
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
         self._settle_interrupted_signals()
+        self._build_risk_guard()
+
+    def _build_risk_guard(self) -> None:
+        """The risk guard, wired to the logins' broker states and the market-data socket."""
+        if self.risk is not None:
+            self.risk.stop()
+        s = self.settings
+        guard = RiskGuard(s, clock=self.risk_clock)
+        names = {int(a["id"]): name for login in self.logins.values() for name, a in login.accounts.items()}
+
+        def state_of(account_id: int):
+            conn = self._account_login[account_id].connection
+            return lambda: getattr(conn, "broker_state", None)
+
+        view = BrokerStateView({a: state_of(a) for a in names})
+        first = next(iter(self.logins.values())).integration
+        actions = ServiceRiskActions(
+            journal=self.journal, settings=s,
+            integration_for=lambda a: first if a is None else self.integration_for_account(a),
+            connection_for=lambda a: self._account_login[a].connection, account_name=names.get)
+        feed = None
+        md_url = s.resolved_md_url()
+        if md_url and any(guard.limits_for(a).watches_pnl for a in names):
+            feed = QuoteFeed(md_url, lambda: first.access_token, guard.on_quote, settings=s)
+        elif not md_url and any(guard.limits_for(a).watches_pnl for a in names):
+            logger.warning("Risk: no market-data URL (TRADOVATE_MD_URL): open P&L comes from the "
+                           "cash-balance snapshot every %.0f s", s.risk.snapshot_poll_s)
+        guard.attach(store=RiskStore(s.database_path), accounts=names, broker=view, actions=actions, feed=feed)
+        view.listen(guard.on_account_change, lambda: [guard.on_account_change(a) for a in names])
+        self.risk = guard
+        if guard.enabled:
+            logger.info("Risk guard on: defaults %s", guard.defaults.to_dict())
 
     def _settle_interrupted_signals(self) -> None:
         """Signals a previous process left ``received`` get a final status from their intents
@@ -255,6 +296,8 @@ class TradingService:
         if not self._idle.wait(timeout_s):
             logger.error("Stopping with signals still in flight; their intents stay in the journal "
                          "and are reconciled at the next start")
+        if self.risk is not None:
+            self.risk.stop()
         self.pool.stop_daemon()
         self.pool.reset()
         for login in self.logins.values():
@@ -328,7 +371,7 @@ class TradingService:
             logger.info("Signal %s received: recorder=%s action=%s symbol=%s qty=%s accounts=%d%s",
                         signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
                         len(targets), " TEST" if signal.test else "")
-            future = execution.executor("signal").submit(self._process, signal, targets, signal_id)
+            future = execution.executor("signal").submit(self._process, signal, targets, signal_id, recorder.name)
             submitted = True
         finally:
             if not submitted:
@@ -358,14 +401,29 @@ class TradingService:
                                        "accounts": [], "message": "no enabled account to trade"})
         return WebhookResult(200, _outcomes_body(signal_id, contract, signal, outcomes))
 
-    def _process(self, signal, targets, signal_id: str):
+    def _process(self, signal, targets, signal_id: str, recorder: str = ""):
         """In the executor: resolve the symbol, then run every account.  -> (contract, outcomes)."""
         contract = self.resolver.resolve(signal.symbol)  # SignalError: unknown symbol
         if not targets:
             return None, []
         outcomes = execute_trade_simple(
-            signal, contract, targets, journal=self.journal, signal_id=signal_id, settings=self.settings)
+            signal, contract, targets, journal=self.journal, signal_id=signal_id, settings=self.settings,
+            planner=self._planner(recorder, signal_id))
+        self._risk_notes(signal_id, outcomes)
         return contract, outcomes
+
+    def _planner(self, recorder: str, signal_id: str, rate_limited: bool = True):
+        """The order planner with the risk guard's entry rules (decided from memory: no broker read)."""
+        if self.risk is None:
+            return plan_orders
+        return self.risk.planner(recorder, signal_id, plan_orders, rate_limited=rate_limited)
+
+    def _risk_notes(self, signal_id: str, outcomes) -> None:
+        if self.risk is None:
+            return
+        notes = self.risk.take_notes(signal_id)
+        for outcome in outcomes:
+            outcome.risk = notes.get(outcome.account_id, [])
 
     def _finished(self, signal_id: str, future: concurrent.futures.Future) -> None:
         try:
@@ -455,7 +513,9 @@ class TradingService:
             try:
                 outcomes = execute_trade_simple(
                     signal, contract, [target], journal=self.journal, signal_id=signal_id,
-                    settings=self.settings.replace(use_websocket_orders=False))
+                    settings=self.settings.replace(use_websocket_orders=False),
+                    planner=self._planner(MANUAL_RECORDER, signal_id, rate_limited=False))
+                self._risk_notes(signal_id, outcomes)
             finally:
                 status = _summary_status(outcomes) if outcomes else "error"
                 self.journal.set_signal_status(signal_id, status,
@@ -475,7 +535,42 @@ class TradingService:
             "environment": self.settings.tradovate_env,
             "connection_pool": self.pool.status(),
             "keepalive_daemon": self.pool.daemon_status(),
+            "risk": self.risk.status() if self.risk is not None else None,
         }
+
+    # -- kill switch -------------------------------------------------------------------------------
+    def _risk_accounts(self, selector) -> Tuple[Optional[List[int]], Optional[WebhookResult]]:
+        if self.state != "ready" or self.risk is None:
+            raise ServiceUnavailable(self._unavailable_reason())
+        if selector != "all" and not (isinstance(selector, list) and selector
+                                      and all(isinstance(n, str) for n in selector)):
+            return None, WebhookResult(400, {"success": False, "error": {
+                "code": "invalid_field", "field": "accounts",
+                "message": 'accounts must be "all" or a list of account names'}})
+        ids, unknown = self.risk.accounts_by_name(selector)
+        if unknown:
+            return None, WebhookResult(400, {"success": False, "error": {
+                "code": "unknown_account", "field": "accounts", "message": f"no account named {', '.join(unknown)}"}})
+        return ids, None
+
+    def kill_switch(self, selector, flatten: bool = True) -> WebhookResult:
+        """Lock the accounts (until unlocked) and, with ``flatten``, cancel their orders and flatten them."""
+        ids, error = self._risk_accounts(selector)
+        if error is not None:
+            return error
+        results = self.risk.kill(ids, flatten=flatten, wait_s=max(5.0, self.settings.order_ack_timeout_s * 2))
+        names = dict((a, self.risk._accounts.get(a)) for a in ids)
+        return WebhookResult(200, {"success": True, "locked": [names[a] for a in ids], "flatten": bool(flatten),
+                                   "accounts": [{"account_id": a, "account_name": names[a], **results[a]} for a in ids]})
+
+    def unlock_accounts(self, selector) -> WebhookResult:
+        ids, error = self._risk_accounts(selector)
+        if error is not None:
+            return error
+        results = self.risk.unlock(ids, by="operator (DELETE /api/kill-switch)")
+        return WebhookResult(200, {"success": True, "unlocked": [self.risk._accounts.get(a) for a in ids if results[a]],
+                                   "accounts": [{"account_id": a, "account_name": self.risk._accounts.get(a),
+                                                 "was_locked": results[a]} for a in ids]})
 
     def health(self) -> Tuple[bool, dict]:
         checks = {"service": self.state}

@@ -169,14 +169,16 @@ class RiskGuard:
         self._wake.set()
 
     # -- the order path ---------------------------------------------------------------------------------
-    def planner(self, recorder: str, signal_id: str, base: Callable) -> Callable:
+    def planner(self, recorder: str, signal_id: str, base: Callable, *, rate_limited: bool = True) -> Callable:
         """The order planner with the entry rules applied (same signature as ``plan_orders``)."""
         def plan(signal, contract, target, net_pos, has_working=False):
             steps = base(signal, contract, target, net_pos, has_working)
-            return self.check_steps(recorder, signal_id, contract, target, steps, net_pos)
+            return self.check_steps(recorder, signal_id, contract, target, steps, net_pos,
+                                    rate_limited=rate_limited and not getattr(signal, "test", False))
         return plan
 
-    def check_steps(self, recorder: str, signal_id: str, contract, target, steps, net_pos: int) -> list:
+    def check_steps(self, recorder: str, signal_id: str, contract, target, steps, net_pos: int, *,
+                    rate_limited: bool = True) -> list:
         now = self.clock()
         limits = self.limits_for(target.id)
         position = self._net_pos(target.id, contract.id, net_pos)
@@ -191,7 +193,7 @@ class RiskGuard:
             refusal = Refusal(rules.OUTSIDE_HOURS, f"outside trading hours ({limits.trading_hours.describe()}); "
                                                    "entries refused, exits pass")
         kept, notes = rules.apply_entry_rules(steps, position, refuse=refusal, max_position=limits.max_position)
-        if refusal is None and rules.has_entry(kept, position) and \
+        if refusal is None and rate_limited and rules.has_entry(kept, position) and \
                 not self.limiter.acquire(recorder, signal_id, self.rate_for(recorder), now):
             refusal = Refusal(rules.RATE_LIMITED, f"more than {self.rate_for(recorder)} entry signals in a minute "
                                                    f"from recorder {recorder}; entries refused, exits pass")
