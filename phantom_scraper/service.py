@@ -238,7 +238,7 @@ class TradingService:
         elif not md_url and any(guard.limits_for(a).watches_pnl for a in names):
             logger.warning("Risk: no market-data URL (TRADOVATE_MD_URL): open P&L comes from the "
                            "cash-balance snapshot every %.0f s", s.risk.snapshot_poll_s)
-        guard.attach(store=RiskStore(s.database_path), accounts=names, broker=view, actions=actions, feed=feed)
+        guard.attach(store=RiskStore(self.journal), accounts=names, broker=view, actions=actions, feed=feed)
         view.listen(guard.on_account_change, lambda: [guard.on_account_change(a) for a in names])
         self.risk = guard
         if guard.enabled:

@@ -146,8 +146,6 @@ class RiskGuard:
             self._thread = None
         if self.feed is not None:
             self.feed.stop()
-        if self.store is not None:
-            self.store.close()
 
     def limits_for(self, account_id: int) -> RiskLimits:
         return self._by_name.get(self._accounts.get(account_id, ""), self.defaults)

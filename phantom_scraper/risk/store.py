@@ -1,14 +1,13 @@
-"""Durable risk state in the journal's SQLite file: locks, the day's peak P&L, marks, events.
+"""Durable risk state in the journal's database: locks, the day's peak P&L, marks, events.
 
-Its own connection to the same database file (WAL), its own tables (``risk_*``), created if missing;
-the journal's schema version is not touched.  Every write is one short transaction committed
-before the method returns, so a lock taken before a flatten survives a crash during the flatten.
+Its own tables (``risk_*``), created if missing through the journal's backend, so they live where
+the journal lives (the SQLite file or the PostgreSQL database) and use its transactions: every write
+is one transaction committed before the method returns, so a lock taken before a flatten survives a
+crash during the flatten.  Portable SQL only (``?`` placeholders, ``RETURNING``, ``ON CONFLICT``).
 """
 from __future__ import annotations
 
 import logging
-import os
-import sqlite3
 import threading
 import time
 from typing import Dict, List, Optional
@@ -23,7 +22,7 @@ CREATE TABLE IF NOT EXISTS risk_locks (
     reason       TEXT NOT NULL,     -- daily_loss_limit | daily_profit_target | trailing_drawdown | kill_switch
     message      TEXT,
     locked_at    REAL NOT NULL,     -- epoch seconds
-    until        REAL,              -- epoch seconds of the next session start; NULL: until unlocked
+    until        REAL,              -- epoch seconds of the next session start, NULL: until unlocked
     flatten      INTEGER NOT NULL DEFAULT 1,  -- keep the account flat while locked
     unlocked_at  REAL,
     unlocked_by  TEXT
@@ -58,43 +57,44 @@ CREATE INDEX IF NOT EXISTS risk_events_at ON risk_events (at);
 
 
 class RiskStore:
-    def __init__(self, path: str, busy_timeout_ms: int = 5000):
-        self.path = path
-        self.busy_timeout_ms = busy_timeout_ms
-        self._lock = threading.Lock()  # serialises use of the one connection (SQLite, no network)
-        self._conn: Optional[sqlite3.Connection] = None
-        self._pid = None
+    def __init__(self, journal):
+        self.journal = journal
+        self._ready = False
+        self._ready_lock = threading.Lock()  # serialises the one-time table creation
 
-    def _db(self) -> sqlite3.Connection:
-        """Lock held by the caller.  Opens (again after fork) and creates the tables."""
-        if self._conn is None or self._pid != os.getpid():
-            folder = os.path.dirname(os.path.abspath(self.path))
-            os.makedirs(folder, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
-                                   check_same_thread=False)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
+    def _tables(self) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            if getattr(self.journal, "backend", "sqlite") == "postgres":
+                from phantom_scraper.journal_postgres import translate_ddl
+                statements = translate_ddl(_SCHEMA)
+            else:
+                statements = [st for st in _SCHEMA.split(";") if st.strip()]
 
-    def _write(self, sql: str, args: tuple = ()) -> int:
-        with self._lock:
-            db = self._db()
-            cur = db.execute(sql, args)
-            return cur.lastrowid if sql.lstrip().upper().startswith("INSERT") else cur.rowcount
+            def create(conn):
+                for statement in statements:
+                    conn.execute(statement)
+            self.journal._write(create)
+            self._ready = True
+
+    def _write(self, fn):
+        self._tables()
+        return self.journal._write(fn)
 
     def _read(self, sql: str, args: tuple = ()) -> List[dict]:
-        with self._lock:
-            return [dict(r) for r in self._db().execute(sql, args).fetchall()]
+        self._tables()
+        return [dict(r) for r in self.journal._read(sql, args)]
 
     # -- locks -------------------------------------------------------------------------------
     def add_lock(self, account_id: int, account_name: str, reason: str, message: str,
                  locked_at: float, until: Optional[float], flatten: bool = True) -> int:
-        return self._write("INSERT INTO risk_locks (account_id, account_name, reason, message, locked_at, until, flatten) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (account_id, account_name, reason, message, locked_at, until, int(bool(flatten))))
+        return self._write(lambda conn: conn.execute(
+            "INSERT INTO risk_locks (account_id, account_name, reason, message, locked_at, until, flatten) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (account_id, account_name, reason, message, locked_at, until, int(bool(flatten)))).fetchone()[0])
 
     def active_locks(self, now: float) -> Dict[int, dict]:
         """The newest lock of every account still locked at ``now``."""
@@ -103,8 +103,9 @@ class RiskStore:
         return {r["account_id"]: r for r in rows}
 
     def unlock(self, account_id: int, by: str, now: float) -> int:
-        return self._write("UPDATE risk_locks SET unlocked_at = ?, unlocked_by = ? "
-                           "WHERE account_id = ? AND unlocked_at IS NULL", (now, by, account_id))
+        return self._write(lambda conn: conn.execute(
+            "UPDATE risk_locks SET unlocked_at = ?, unlocked_by = ? WHERE account_id = ? AND unlocked_at IS NULL",
+            (now, by, account_id)).rowcount)
 
     # -- the day's peak ------------------------------------------------------------------------
     def peak(self, account_id: int, trading_day: str) -> Optional[float]:
@@ -113,10 +114,15 @@ class RiskStore:
         return rows[0]["peak"] if rows else None
 
     def save_day(self, account_id: int, trading_day: str, peak: float, total: float) -> None:
-        self._write("INSERT INTO risk_daily (account_id, trading_day, peak, last_total, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, trading_day) DO UPDATE SET "
-                    "peak = max(peak, excluded.peak), last_total = excluded.last_total, "
-                    "updated_at = excluded.updated_at", (account_id, trading_day, peak, total, time.time()))
+        def save(conn):
+            row = conn.execute("SELECT peak FROM risk_daily WHERE account_id = ? AND trading_day = ?",
+                               (account_id, trading_day)).fetchone()
+            best = max(peak, row[0]) if row is not None else peak
+            conn.execute("INSERT INTO risk_daily (account_id, trading_day, peak, last_total, updated_at) "
+                         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (account_id, trading_day) DO UPDATE SET "
+                         "peak = excluded.peak, last_total = excluded.last_total, updated_at = excluded.updated_at",
+                         (account_id, trading_day, best, total, time.time()))
+        self._write(save)
 
     # -- marks -----------------------------------------------------------------------------------
     def mark(self, account_id: int, name: str) -> Optional[float]:
@@ -124,22 +130,21 @@ class RiskStore:
         return rows[0]["value"] if rows else None
 
     def set_mark(self, account_id: int, name: str, value: float) -> None:
-        self._write("INSERT INTO risk_marks (account_id, name, value) VALUES (?, ?, ?) "
-                    "ON CONFLICT (account_id, name) DO UPDATE SET value = excluded.value", (account_id, name, value))
+        self._write(lambda conn: conn.execute(
+            "INSERT INTO risk_marks (account_id, name, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (account_id, name) DO UPDATE SET value = excluded.value", (account_id, name, value)))
 
     # -- events ------------------------------------------------------------------------------------
     def record_event(self, kind: str, *, account_id: Optional[int] = None, account_name: Optional[str] = None,
                      code: Optional[str] = None, message: str = "", signal_id: Optional[str] = None,
                      at: Optional[float] = None) -> None:
-        self._write("INSERT INTO risk_events (at, account_id, account_name, kind, code, message, signal_id) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (time.time() if at is None else at, account_id, account_name, kind, code, message, signal_id))
+        self._write(lambda conn: conn.execute(
+            "INSERT INTO risk_events (at, account_id, account_name, kind, code, message, signal_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (time.time() if at is None else at, account_id, account_name, kind, code, message, signal_id)))
 
     def recent_events(self, limit: int = 50) -> List[dict]:
         return self._read("SELECT * FROM risk_events ORDER BY id DESC LIMIT ?", (int(limit),))
 
     def close(self) -> None:
-        with self._lock:
-            conn, self._conn = self._conn, None
-        if conn is not None and self._pid == os.getpid():
-            conn.close()
+        """The journal's owner closes it."""
