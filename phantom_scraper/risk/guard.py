@@ -107,10 +107,13 @@ class RiskGuard:
         self._close_marks: Dict[int, float] = {}
         self._last_values: Dict[int, dict] = {}
         self._first_tick = True
+        self._force_tick = False
         self.broker_reads = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._cycles = 0  # completed watcher cycles (wait_idle)
+        self._cycle_done = threading.Condition(self._lock)
 
     # -- wiring -------------------------------------------------------------------------------------
     @property
@@ -402,11 +405,16 @@ class RiskGuard:
                 for account_id in sorted(dirty):
                     if account_id in self._accounts:
                         self._evaluate(account_id, now)
-                if time.monotonic() >= next_tick:
+                with self._lock:
+                    forced, self._force_tick = getattr(self, "_force_tick", False), False
+                if forced or time.monotonic() >= next_tick:
                     self._tick(now)
                     next_tick = time.monotonic() + self.risk.check_interval_s
             except Exception:  # one logged safety net: the watcher must never die silently
                 log.exception("risk guard cycle failed")
+            with self._lock:
+                self._cycles += 1
+                self._cycle_done.notify_all()
             self._wake.wait(max(0.01, min(self.risk.check_interval_s, next_tick - time.monotonic())))
             self._wake.clear()
 
@@ -503,6 +511,26 @@ class RiskGuard:
         if last is not None and now - last < self.risk.flatten_retry_s:
             return
         self._flatten(account_id, f"account locked ({lock['reason']}) still holds a position")
+
+    def wait_idle(self, timeout_s: float = 10.0, *, tick: bool = False) -> bool:
+        """Wait until the watcher has run a full cycle with nothing queued (``tick``: including
+        its periodic checks).  For tests and the kill switch; never called on the order path."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            target = self._cycles + 2
+            if tick:
+                self._force_tick = True
+        self._wake.set()
+        with self._lock:
+            while True:
+                if self._cycles >= target and not self._dirty and not self._requests \
+                        and not getattr(self, "_force_tick", False):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cycle_done.wait(min(remaining, 0.05))
+                self._wake.set()
 
     # -- status ----------------------------------------------------------------------------------------------
     def status(self) -> dict:
