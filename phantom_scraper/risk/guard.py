@@ -106,7 +106,6 @@ class RiskGuard:
         self._snapshots: Dict[int, Tuple[float, dict]] = {}
         self._close_marks: Dict[int, float] = {}
         self._last_values: Dict[int, dict] = {}
-        self._first_tick = True
         self._force_tick = False
         self.broker_reads = 0
         self._wake = threading.Event()
@@ -427,12 +426,16 @@ class RiskGuard:
             wanted |= open_contracts
             self._value_points(open_contracts)
             self._poll_snapshot(account_id, now)
-            self._check_close(account_id, now, open_contracts)
-            self._retry_flatten(account_id, now, open_contracts)
+            if self._fresh(account_id):  # decisions about positions wait for the sync snapshot
+                self._check_close(account_id, now, open_contracts)
+                self._retry_flatten(account_id, now, open_contracts)
             self._evaluate(account_id, now)
         if self.feed is not None:
             self.feed.want(wanted)
-        self._first_tick = False
+
+    def _fresh(self, account_id: int) -> bool:
+        fresh = getattr(self.broker, "fresh", None)
+        return True if fresh is None else bool(fresh(account_id))
 
     def _expire_locks(self, now: float) -> None:
         with self._lock:
@@ -491,7 +494,7 @@ class RiskGuard:
             return
         working = self.broker.working_orders(account_id) if self.broker is not None else []
         if (open_contracts or working) and not hours.is_open(now):
-            late = self._first_tick and now - end > max(5.0, 3 * self.risk.check_interval_s)
+            late = account_id not in self._close_marks and now - end > max(5.0, 3 * self.risk.check_interval_s)
             why = (f"trading window ended at {_iso(end)} while the process was down: flattened at start" if late
                    else f"trading window ended at {_iso(end)} (FLATTEN_AT_CLOSE)")
             log.warning("Risk flatten at close for %s: %s", self._accounts.get(account_id), why)
