@@ -159,8 +159,8 @@ class RiskGuard:
     def on_quote(self, contract_id: int, price: float, at: Optional[float] = None) -> None:
         with self._lock:
             self._prices[contract_id] = (price, at)
-            holders = {a for a, v in self._last_values.items() if contract_id in v.get("contracts", ())}
-            self._dirty |= holders or set(self._accounts)
+            # only the accounts holding it (a new position wakes its account through the broker state)
+            self._dirty |= {a for a, v in self._last_values.items() if contract_id in v.get("contracts", ())}
         self._wake.set()
 
     def on_account_change(self, account_id: int) -> None:
@@ -217,9 +217,13 @@ class RiskGuard:
     def _note(self, signal_id: str, target, notes: Iterable[Refusal]) -> None:
         items = [{"code": n.code, "message": n.message} for n in notes]
         with self._lock:
-            self._notes.setdefault(signal_id, {})[target.id] = items
+            known = self._notes.setdefault(signal_id, {})
+            repeated = known.get(target.id) == items  # planned twice (fan-out fallback): report once
+            known[target.id] = items
             while len(self._notes) > _MAX_NOTES:
                 self._notes.popitem(last=False)
+        if repeated:
+            return
         for item in items:
             kind = "clipped" if item["code"] == rules.CLIPPED else "refused"
             log.warning("Risk %s: signal %s account %s: %s: %s", kind, signal_id, target.name, item["code"], item["message"])
