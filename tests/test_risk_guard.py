@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from phantom_scraper.config import RiskSettings
-from tests.conftest import SERVER_ADMIN_TOKEN as ADMIN
-from tests.conftest import SERVER_WEBHOOK_SECRET as SECRET
+from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
+from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
 
 CT = ZoneInfo("America/Chicago")
 TUESDAY_10 = dt.datetime(2026, 11, 24, 10, 0, tzinfo=CT).timestamp()

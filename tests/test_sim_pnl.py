@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import requests
 from websockets.sync.client import connect
 
-from tests.test_sim_ws import next_message, request, token_of
+from tests.helpers import next_message, request, token_of
 
 CT = ZoneInfo("America/Chicago")
 
