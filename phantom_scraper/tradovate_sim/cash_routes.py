@@ -1,4 +1,5 @@
-"""``cashBalance/getcashbalancesnapshot`` (POST ``{accountId}``; PROTOCOL §4.8), on both transports.
+"""``cashBalance/getcashbalancesnapshot`` (POST ``{accountId}``), on both transports
+(docs/TRADOVATE.md, "Market data and cash balance").
 
 Answers ``{accountId, timestamp, tradeDate, amount, realizedPnL, weekRealizedPnL, totalCashValue,
 netLiq, openPnL, totalPnL, initialMargin, maintenanceMargin}`` (``errorText`` for a foreign account).

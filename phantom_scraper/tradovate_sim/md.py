@@ -9,7 +9,7 @@ current quote, then one quote per price change (``POST /control/price`` / ``Simu
       "entries":{"Bid":{"price":20999.75,"size":10},"Offer":{"price":21000.25,"size":10},
                  "Trade":{"price":21000.0,"size":1},"TotalTradeVolume":{"size":…}}}]}}
 
-The body's ``symbol`` may be a contract name or id (PROTOCOL §3.7).  Quote timestamps come from the
+The body's ``symbol`` may be a contract name or id (docs/TRADOVATE.md, "Market data and cash balance").  Quote timestamps come from the
 simulator clock.
 """
 from __future__ import annotations

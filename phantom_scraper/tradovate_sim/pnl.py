@@ -1,4 +1,5 @@
-"""Cash balances and P&L (mixin of :class:`.exchange.Exchange`), as Tradovate reports them (PROTOCOL §4.8).
+"""Cash balances and P&L (mixin of :class:`.exchange.Exchange`), as Tradovate reports them
+(docs/TRADOVATE.md, "Market data and cash balance").
 
 Each account has one ``cashBalance`` entity (USD).  A fill that reduces or closes a position
 realizes ``closed qty x (fill price - position's netPrice) x valuePerPoint`` (sign by side) into
