@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from phantom_scraper import events
 from phantom_scraper import execution
 from phantom_scraper.execution import describe as _describe, execute_trade_simple, reconcile_pending, settle_unknown
 from phantom_scraper import recorders as recorders_mod
@@ -171,6 +172,7 @@ class TradingService:
             return
         logger.info("Ready: %d login(s), %d account(s), %d recorder(s)", len(self.logins),
                     len(self._account_login), len(self.recorders))
+        events.emit("startup", environment=self.settings.tradovate_env, accounts=len(self._account_login))
         try:
             if self.risk is not None:
                 self.risk.start()
@@ -225,8 +227,6 @@ class TradingService:
             ti = TradovateIntegration(cfg.credentials, cfg.rest_url, cfg.ws_url, is_demo=cfg.is_demo, settings=s)
             ti.use_websocket_orders = s.use_websocket_orders
             ti.authenticate()
-            redact.register_secret(ti.access_token or "")
-            ti.add_token_listener(lambda token: redact.register_secret(token or ""))
             accounts = {a["name"]: a for a in ti.list_accounts() if _active(a)}
             login = Login(cfg, ti, accounts)
             self.logins[name] = login
@@ -241,7 +241,7 @@ class TradingService:
                     raise recorders_mod.ConfigError(
                         f"recorder {rec.name!r} links account {link.account!r}, which login {link.login!r} does not have")
         first = next(iter(self.logins.values()))
-        self.resolver = SymbolResolver(first.integration)
+        self.resolver = SymbolResolver(first.integration, trading_date=self.settings.trading_date)
         settled = reconcile_pending(self.journal, self.integration_for_account)
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
@@ -406,6 +406,7 @@ class TradingService:
             self._ready.wait(timeout_s)
 
         logger.info("Stopping: intake closed, %d signal(s) in flight", in_flight)
+        events.emit("shutdown", environment=self.settings.tradovate_env)
         if not self._idle.wait(timeout_s):
             logger.error("Stopping with signals still in flight; their intents stay in the journal "
                          "and are reconciled at the next start")
@@ -489,6 +490,7 @@ class TradingService:
                                f"repeated alerts apart)")
                 logger.info("Signal %s is a duplicate of %s by %s: nothing placed (recorder %s)",
                             signal_id, existing, "explicit id" if how == "id" else "identical body", recorder.name)
+                events.emit("duplicate_signal", signal_id=signal_id, duplicate_of=existing)
                 return WebhookResult(200, {"success": True, "duplicate": True, "deduplicated_by": how,
                                            "signal_id": existing, "message": message})
             if self.coordinator is not None and not self.coordinator.is_owner:
@@ -499,6 +501,7 @@ class TradingService:
                         signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
                         len(targets), " TEST" if signal.test else "")
             tickets = self._reserve_lanes(signal, targets)  # arrival order per (account, product)
+            events.emit("signal_received", signal_id=signal_id, t=received)
             try:
                 future = execution.executor("signal").submit(self._process, signal, targets, signal_id, tickets,
                                                               recorder.name)
@@ -556,8 +559,35 @@ class TradingService:
         outcomes = execute_trade_simple(signal, contract, targets, journal=self.journal, signal_id=signal_id,
                                         settings=self.settings, tickets=tickets,
                                         planner=self._planner(recorder, signal_id))
+        contract, outcomes = self._after_invalid_contract(signal, contract, targets, signal_id, outcomes, recorder)
         self._risk_notes(signal_id, outcomes)
         return contract, outcomes
+
+    def _after_invalid_contract(self, signal, contract, targets, signal_id: str, outcomes, recorder: str = ""):
+        """The broker refused the resolved month (``InvalidContract``: not executed).  Resolve the
+        symbol again once, skipping that month, and run the refused accounts once more on the new
+        one.  -> (contract, outcomes)."""
+        refused = [i for i, o in enumerate(outcomes)
+                   if o.status == "rejected" and "InvalidContract" in (o.error or "")]
+        if not refused:
+            return contract, outcomes
+        self.resolver.refused(signal.symbol, contract)
+        try:
+            fresh = self.resolver.resolve(signal.symbol)
+        except (SignalError, TradovateError) as exc:
+            logger.warning("Signal %s: %s refused as InvalidContract and no other month found: %s",
+                           signal_id, contract.name, _describe(exc))
+            return contract, outcomes
+        if fresh.id == contract.id:
+            return contract, outcomes
+        logger.warning("Signal %s: %s refused as InvalidContract; retrying %d account(s) on %s", signal_id,
+                       contract.name, len(refused), fresh.name)
+        again = execute_trade_simple(signal, fresh, [targets[i] for i in refused], journal=self.journal,
+                                     signal_id=signal_id, settings=self.settings, retry=True,
+                                     planner=self._planner(recorder, signal_id))
+        for i, outcome in zip(refused, again):
+            outcomes[i] = outcome
+        return fresh, outcomes
 
     def _planner(self, recorder: str, signal_id: str, rate_limited: bool = True):
         """The order planner with the risk guard's entry rules (decided from memory: no broker read)."""
@@ -579,6 +609,7 @@ class TradingService:
                 status = _summary_status(outcomes) if contract is not None else "skipped"
                 summary = json.dumps([o.summary() for o in outcomes], default=str) if contract is not None \
                     else json.dumps({"message": "no enabled account"})
+                events.emit("signal", signal_id=signal_id, status=status, contract=contract, outcomes=outcomes)
             except SignalError as exc:
                 status, summary = "rejected", json.dumps({"error": exc.to_dict()}, default=str)
             except Exception as exc:
@@ -677,6 +708,7 @@ class TradingService:
 
     # -- status ------------------------------------------------------------------------------------
     def status(self) -> dict:
+        resolver = getattr(self, "resolver", None)
         return {
             "success": True,
             "websocket_orders_enabled": bool(self.settings.use_websocket_orders),
@@ -686,6 +718,8 @@ class TradingService:
             "keepalive_daemon": self.pool.daemon_status(),
             "risk": self.risk.status() if self.risk is not None else None,
             "coordinator": self.coordinator.status() if self.coordinator is not None else None,
+            # each continuous root traded so far: its front month and the date it rolls
+            "front_months": resolver.fronts() if resolver is not None else {},
         }
 
     # -- kill switch -------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ import time
 from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Optional, Protocol, Set, Tuple
 
+from phantom_scraper import events
 from phantom_scraper.signals import PlanError
 
 from . import rules
@@ -130,6 +131,7 @@ class RiskGuard:
         with self._lock:
             self._locks = {a: row for a, row in locks.items() if a in self._accounts}
         for account_id, row in self._locks.items():
+            self._announce(row, locked=True)
             log.warning("Risk lock on %s kept from before the restart: %s (%s), until %s", row["account_name"],
                         row["reason"], row["message"], _iso(row["until"]) or "unlocked by an operator")
 
@@ -317,12 +319,20 @@ class RiskGuard:
         with self._lock:
             self._locks[account_id] = row
             self._last_flatten.pop(account_id, None)
+        self._announce(row, locked=True)
         log.warning("Risk LOCK %s (%s by %s): %s; entries refused until %s%s", name, reason, by, message,
                     _iso(until) or "an operator unlocks it", "; cancelling working orders and flattening" if flatten else "")
         self._event("lock", account_id, reason, message)
         if flatten:
             row["flatten_wait"] = self.request_flatten(account_id, f"{reason}: {message}")
         return row
+
+    @staticmethod
+    def _announce(row: dict, *, locked: bool) -> None:
+        """Tell the event bus (metrics, notifications, the status page's lock list)."""
+        kind = "kill_switch" if row.get("reason") == rules.KILL_SWITCH else "risk"
+        events.emit(kind, account=row.get("account_name"), locked=locked,
+                    reason=f"{row.get('reason')}: {row.get('message')}" if locked else row.get("reason"))
 
     def request_flatten(self, account_id: int, why: str) -> Tuple[threading.Event, dict]:
         done, result = threading.Event(), {}
@@ -371,6 +381,8 @@ class RiskGuard:
                 was = self._locks.pop(account_id, None)
                 self._last_flatten.pop(account_id, None)
             out[account_id] = bool(changed or was)
+            if was is not None:
+                self._announce(was, locked=False)
             if out[account_id]:
                 log.warning("Risk UNLOCK %s by %s", self._accounts.get(account_id), by)
                 self._event("unlock", account_id, by, f"unlocked by {by}")
@@ -447,6 +459,7 @@ class RiskGuard:
             for row in expired:
                 self._locks.pop(row["account_id"], None)
         for row in expired:
+            self._announce(row, locked=False)
             log.warning("Risk lock on %s cleared at the session start (%s)", row["account_name"], _iso(row["until"]))
             self._event("unlock", row["account_id"], "session_start", f"{row['reason']} lock cleared at the session start")
 
