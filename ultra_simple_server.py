@@ -309,24 +309,18 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         return body.get("accounts", "all"), body, None
 
     @app.post("/api/kill-switch")
+    @admin_required
     def kill_switch():
         """Lock accounts (until unlocked) and flatten them: {"accounts": "all" | [names], "flatten": true}."""
-        if not settings.admin_token:
-            return error(403, "admin_disabled", "set ADMIN_TOKEN to enable the kill switch")
-        if not admin_ok():
-            return error(401, "unauthorized", "missing or wrong admin token")
         selector, body, err = kill_switch_selector()
         if err is not None:
             return err
         return as_response(service().kill_switch(selector, flatten=body.get("flatten", True) is not False))
 
     @app.delete("/api/kill-switch")
+    @admin_required
     def kill_switch_release():
         """Unlock accounts (risk locks and kill switch): {"accounts": "all" | [names]}."""
-        if not settings.admin_token:
-            return error(403, "admin_disabled", "set ADMIN_TOKEN to enable the kill switch")
-        if not admin_ok():
-            return error(401, "unauthorized", "missing or wrong admin token")
         selector, _body, err = kill_switch_selector()
         if err is not None:
             return err

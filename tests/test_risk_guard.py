@@ -131,6 +131,7 @@ def test_loss_limit_breach_flattens_and_locks_that_account_only_within_2s_of_the
     assert any(e["kind"] == "flatten" and e["account_name"] == "DEMO0001" for e in events)
     page = app.test_client().get("/").get_data(as_text=True)
     assert "daily_loss_limit" in page and "DEMO0001" in page
+    assert "id='locks'" in page  # the lock is on the event bus too (metrics, notifications, the page's lock list)
     # the liquidations are journaled like signals (recorder "risk")
     signals = app.test_client().get("/api/signals", headers={"Authorization": f"Bearer {ADMIN}"}).get_json()["signals"]
     assert sum(1 for s in signals if s["recorder"] == "risk") == 2
