@@ -14,7 +14,7 @@ threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 preload_app = False
 timeout = 30
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT_S", "15"))
-keepalive = 5
+keepalive = 5  # non-zero: keep-alive on; the door closes idle connections after HTTP_KEEPALIVE_IDLE_S
 accesslog = "-" if os.environ.get("ACCESS_LOG", "1") != "0" else None
 errorlog = "-"
 
