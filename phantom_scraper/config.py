@@ -121,6 +121,7 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("PENDING_SIGNAL_MAX_AGE_S", "pending_signal_max_age_s", _float, "a handed-off signal expires"),
     Variable("DEDUPE_WINDOW_S", "dedupe_window_s", _float, "an identical body within this is a duplicate"),
     Variable("SUBTRACT_EXIT_QUANTITY", "subtract_exit_qty", _bool, "a reversal's entry is its size minus the exit"),
+    Variable("TRADING_DATE", "trading_date", _str, "pins the front-month roll calendar (YYYY-MM-DD)"),
     Variable("MAX_BODY_BYTES", "max_body_bytes", _int, "largest webhook body (413 above)"),
     Variable("WEBHOOK_IP_ALLOWLIST_ENABLED", "ip_allowlist_enabled", _bool, "refuse sources not in the allow-list"),
     Variable("WEBHOOK_IP_ALLOWLIST", "ip_allowlist", _csv, "comma list of allowed sources (enables the check)"),
@@ -140,10 +141,34 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("GRACEFUL_TIMEOUT_S", "graceful_timeout_s", _int, "gunicorn's graceful_timeout"),
     Variable("SHUTDOWN_TIMEOUT_S", "shutdown_timeout_s", _float, "longest wait for signals in flight at a stop"),
     Variable("ACCESS_LOG", "access_log", _bool, "0 turns gunicorn's access log off"),
+    Variable("STATUS_OPEN_IN_SIM", "status_open_in_sim", _bool,
+             "sim: / and /api/websocket-status open to 127.0.0.1 without the admin token"),
+    Variable("NOTIFY_URLS", "notify_urls", lambda env, name, default: _notify_urls(env.get(name)) or default,
+             "Apprise URLs to notify (space/comma separated)"),
+    Variable("NOTIFY_EVENTS", "notify_events", lambda env, name, default: _notify_events(env.get(name)),
+             "which events to notify (comma list)"),
+    Variable("NOTIFY_DISCONNECT_AFTER_S", "notify_disconnect_after_s", _float,
+             "a socket down this long is notified"),
+    Variable("NOTIFY_MIN_INTERVAL_S", "notify_min_interval_s", _float, "at most one message per destination this often"),
     Variable("TRADOVATE_SIM_TODAY", None, _str, "pins the simulator's calendar (read by the simulator)"),
     # Set by hosting platforms; storage_check.py reads them to warn about a disk a redeploy wipes.
     *(Variable(name, None, _str, f"set by {platform}") for name, platform in PLATFORM_VARS),
 )
+
+
+def _notify_urls(raw: Optional[str]) -> Tuple[str, ...]:
+    from .notify import split_urls
+
+    return split_urls(raw or "")
+
+
+def _notify_events(raw: Optional[str]) -> Tuple[str, ...]:
+    from .notify import parse_events
+
+    try:
+        return parse_events(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -208,6 +233,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     dedupe_window_s: float = 5.0  # identical bodies WITHOUT an id within this are dropped (ids: always)
     subtract_exit_qty: bool = True  # reversal entry = signal quantity - quantity closed (default recorder)
+    trading_date: Optional[str] = None  # YYYY-MM-DD: the roll calendar's "today" (tests, replays); None = UTC today
     ip_allowlist_enabled: bool = False
     ip_allowlist: Tuple[str, ...] = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
     trust_proxy_headers: bool = False
@@ -232,6 +258,19 @@ class Settings:
     graceful_timeout_s: int = 15
     shutdown_timeout_s: float = 10.0
     access_log: bool = True
+
+    # Admin and status routes (phantom_scraper/admin_auth.py)
+    status_open_in_sim: bool = True  # sim mode: / and the status JSON open to 127.0.0.1
+    admin_max_failures: int = 10  # wrong admin credentials per source address within the window
+    admin_failure_window_s: float = 300.0
+    status_cache_s: float = 3.0  # the status page reads positions/orders/fills at most this often
+
+    # Notifications (phantom_scraper/notify.py); the URLs hold bot tokens/passwords
+    notify_urls: Tuple[str, ...] = field(default=(), repr=False)
+    notify_events: Tuple[str, ...] = ("rejected", "unknown", "duplicate", "disconnected", "auth", "risk", "startup")
+    notify_disconnect_after_s: float = 60.0
+    notify_coalesce_s: float = 2.0  # lines within this of the first go out as one message
+    notify_min_interval_s: float = 10.0  # per destination
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)

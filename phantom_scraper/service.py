@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from phantom_scraper import events
 from phantom_scraper import execution
 from phantom_scraper.execution import describe as _describe, execute_trade_simple, reconcile_pending, settle_unknown
 from phantom_scraper import recorders as recorders_mod
@@ -164,6 +165,7 @@ class TradingService:
             return
         logger.info("Ready: %d login(s), %d account(s), %d recorder(s)", len(self.logins),
                     len(self._account_login), len(self.recorders))
+        events.emit("startup", environment=self.settings.tradovate_env, accounts=len(self._account_login))
         try:
             self.pool.warm_up()
             # Each cycle also adopts 'unknown' order intents that have since appeared at the broker.
@@ -216,8 +218,6 @@ class TradingService:
             ti = TradovateIntegration(cfg.credentials, cfg.rest_url, cfg.ws_url, is_demo=cfg.is_demo, settings=s)
             ti.use_websocket_orders = s.use_websocket_orders
             ti.authenticate()
-            redact.register_secret(ti.access_token or "")
-            ti.add_token_listener(lambda token: redact.register_secret(token or ""))
             accounts = {a["name"]: a for a in ti.list_accounts() if _active(a)}
             login = Login(cfg, ti, accounts)
             self.logins[name] = login
@@ -232,7 +232,7 @@ class TradingService:
                     raise recorders_mod.ConfigError(
                         f"recorder {rec.name!r} links account {link.account!r}, which login {link.login!r} does not have")
         first = next(iter(self.logins.values()))
-        self.resolver = SymbolResolver(first.integration)
+        self.resolver = SymbolResolver(first.integration, trading_date=self.settings.trading_date)
         settled = reconcile_pending(self.journal, self.integration_for_account)
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
@@ -359,6 +359,7 @@ class TradingService:
             self._ready.wait(timeout_s)
 
         logger.info("Stopping: intake closed, %d signal(s) in flight", in_flight)
+        events.emit("shutdown", environment=self.settings.tradovate_env)
         if not self._idle.wait(timeout_s):
             logger.error("Stopping with signals still in flight; their intents stay in the journal "
                          "and are reconciled at the next start")
@@ -440,6 +441,7 @@ class TradingService:
                                f"repeated alerts apart)")
                 logger.info("Signal %s is a duplicate of %s by %s: nothing placed (recorder %s)",
                             signal_id, existing, "explicit id" if how == "id" else "identical body", recorder.name)
+                events.emit("duplicate_signal", signal_id=signal_id, duplicate_of=existing)
                 return WebhookResult(200, {"success": True, "duplicate": True, "deduplicated_by": how,
                                            "signal_id": existing, "message": message})
             if self.coordinator is not None and not self.coordinator.is_owner:
@@ -450,6 +452,7 @@ class TradingService:
                         signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
                         len(targets), " TEST" if signal.test else "")
             tickets = self._reserve_lanes(signal, targets)  # arrival order per (account, product)
+            events.emit("signal_received", signal_id=signal_id, t=received)
             try:
                 future = execution.executor("signal").submit(self._process, signal, targets, signal_id, tickets)
             except BaseException:
@@ -505,7 +508,32 @@ class TradingService:
             return None, []
         outcomes = execute_trade_simple(signal, contract, targets, journal=self.journal, signal_id=signal_id,
                                         settings=self.settings, tickets=tickets)
-        return contract, outcomes
+        return self._after_invalid_contract(signal, contract, targets, signal_id, outcomes)
+
+    def _after_invalid_contract(self, signal, contract, targets, signal_id: str, outcomes):
+        """The broker refused the resolved month (``InvalidContract``: not executed).  Resolve the
+        symbol again once, skipping that month, and run the refused accounts once more on the new
+        one.  -> (contract, outcomes)."""
+        refused = [i for i, o in enumerate(outcomes)
+                   if o.status == "rejected" and "InvalidContract" in (o.error or "")]
+        if not refused:
+            return contract, outcomes
+        self.resolver.refused(signal.symbol, contract)
+        try:
+            fresh = self.resolver.resolve(signal.symbol)
+        except (SignalError, TradovateError) as exc:
+            logger.warning("Signal %s: %s refused as InvalidContract and no other month found: %s",
+                           signal_id, contract.name, _describe(exc))
+            return contract, outcomes
+        if fresh.id == contract.id:
+            return contract, outcomes
+        logger.warning("Signal %s: %s refused as InvalidContract; retrying %d account(s) on %s", signal_id,
+                       contract.name, len(refused), fresh.name)
+        again = execute_trade_simple(signal, fresh, [targets[i] for i in refused], journal=self.journal,
+                                     signal_id=signal_id, settings=self.settings, retry=True)
+        for i, outcome in zip(refused, again):
+            outcomes[i] = outcome
+        return fresh, outcomes
 
     def _finished(self, signal_id: str, future: concurrent.futures.Future) -> None:
         try:
@@ -514,6 +542,7 @@ class TradingService:
                 status = _summary_status(outcomes) if contract is not None else "skipped"
                 summary = json.dumps([o.summary() for o in outcomes], default=str) if contract is not None \
                     else json.dumps({"message": "no enabled account"})
+                events.emit("signal", signal_id=signal_id, status=status, contract=contract, outcomes=outcomes)
             except SignalError as exc:
                 status, summary = "rejected", json.dumps({"error": exc.to_dict()}, default=str)
             except Exception as exc:
@@ -610,6 +639,7 @@ class TradingService:
 
     # -- status ------------------------------------------------------------------------------------
     def status(self) -> dict:
+        resolver = getattr(self, "resolver", None)
         return {
             "success": True,
             "websocket_orders_enabled": bool(self.settings.use_websocket_orders),
@@ -618,6 +648,8 @@ class TradingService:
             "connection_pool": self.pool.status(),
             "keepalive_daemon": self.pool.daemon_status(),
             "coordinator": self.coordinator.status() if self.coordinator is not None else None,
+            # each continuous root traded so far: its front month and the date it rolls
+            "front_months": resolver.fronts() if resolver is not None else {},
         }
 
     def health(self) -> Tuple[bool, dict]:

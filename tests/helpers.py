@@ -106,6 +106,7 @@ def server_settings(sim, tmp_path, **overrides):
         keepalive_interval_s=0.5, ws_connect_timeout_s=3.0, order_ack_timeout_s=3.0,
         reconcile_window_s=1.0, reconcile_poll_interval_s=0.05, rest_timeout_s=3.0,
         reconnect_backoff_initial_s=0.05, reconnect_backoff_max_s=0.5,
+        trading_date=os.environ.get("TRADOVATE_SIM_TODAY"),  # the roll calendar = the simulator's
     )
     values.update(overrides)
     return Settings(**values)
@@ -118,7 +119,7 @@ ADMIN_HEADERS = {"Authorization": f"Bearer {SERVER_ADMIN_TOKEN}"}
 def ws_ready(app):
     """Wait until every pooled connection has an open socket (warm-up runs in the background)."""
     def ok():
-        conns = app.test_client().get("/api/websocket-status").get_json()["connection_pool"]["connections"]
+        conns = app.test_client().get("/api/websocket-status", headers=ADMIN_HEADERS).get_json()["connection_pool"]["connections"]
         return conns and all(c["ws_connected"] for c in conns.values())
     wait_for(ok)
 

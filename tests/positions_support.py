@@ -3,6 +3,7 @@ multipliers, and signals sent the way the service sends them (lane places taken 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from typing import Dict, List, Optional
@@ -14,22 +15,11 @@ from phantom_scraper.journal import Journal
 from phantom_scraper.signals import AccountTarget, SymbolResolver, parse_signal
 from phantom_scraper.signals.symbols import parse_symbol
 from phantom_scraper.tradovate_integration import TradovateIntegration
+from tests.helpers import WAIT_S, wait_for
 
 FAST = Settings(heartbeat_interval_s=0.2, ws_connect_timeout_s=5.0, order_ack_timeout_s=3.0,
                 reconcile_window_s=2.0, reconcile_poll_interval_s=0.05, rest_timeout_s=5.0,
                 reconnect_backoff_initial_s=0.05, reconnect_backoff_max_s=0.5, keepalive_interval_s=0.2)
-WAIT_S = 20.0
-
-
-def settle(predicate, timeout_s: float = WAIT_S, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class Desk:
@@ -46,7 +36,7 @@ class Desk:
         self.targets = [(AccountTarget(id=int(a["id"]), name=a["name"], multiplier=m, **target_options), self.conn)
                         for a, m in zip(accounts, multipliers)]
         self.journal = Journal(str(tmp_path / f"positions-{id(self)}.sqlite3"))
-        self.resolver = SymbolResolver(self.ti)
+        self.resolver = SymbolResolver(self.ti, trading_date=os.environ.get("TRADOVATE_SIM_TODAY"))
         self._threads: List[threading.Thread] = []
         self.outcomes: Dict[str, list] = {}
         self._n = 0
@@ -102,7 +92,7 @@ class Desk:
                 last[0], stable_since[0] = snap, now
                 return False
             return not snap[3] and now - stable_since[0] >= hold_s
-        settle(still, what="a quiet broker")
+        wait_for(still, what="a quiet broker")
 
     # ------------------------------------------------------------------ the broker's truth
     def contract_id(self, symbol: str = "NQZ6") -> int:
