@@ -99,6 +99,7 @@ class Settings:
     order_ack_timeout_s: float = 5.0  # wait for an order answer on the socket / over REST
     reconcile_window_s: float = 10.0  # how long an unknown outcome is searched by clOrdId
     reconcile_poll_interval_s: float = 0.5
+    unknown_settle_period_s: float = 300.0  # an unknown order not found for this long -> not_placed
     rest_timeout_s: float = 10.0
     penalty_max_wait_s: float = 60.0  # longest p-time waited out before resending with p-ticket
 
@@ -183,6 +184,7 @@ class Settings:
             heartbeat_interval_s=_float(env, "WS_HEARTBEAT_INTERVAL_S", cls.heartbeat_interval_s),
             order_ack_timeout_s=_float(env, "ORDER_ACK_TIMEOUT_S", cls.order_ack_timeout_s),
             reconcile_window_s=_float(env, "RECONCILE_WINDOW_S", cls.reconcile_window_s),
+            unknown_settle_period_s=_float(env, "UNKNOWN_SETTLE_PERIOD_S", cls.unknown_settle_period_s),
             keepalive_interval_s=_float(env, "KEEPALIVE_INTERVAL_S", cls.keepalive_interval_s),
             webhook_budget_s=_float(env, "WEBHOOK_BUDGET_S", cls.webhook_budget_s),
             dedupe_window_s=_float(env, "DEDUPE_WINDOW_S", cls.dedupe_window_s),

@@ -14,17 +14,25 @@ at checkpoints, not at every commit).  Pass ``synchronous="FULL"`` to fsync on e
 Order intent states (enforced; anything else raises :class:`InvalidTransitionError`)::
 
     received ──► sending ──► acked                     (final)
-       │            ├──────► rejected                  (final)
+       │            ├──────► rejected                  (final: the broker refused, or provably
+       │            │                                   not sent: nothing at the broker)
        │            └──────► unknown ──► reconciled    (final: found at the broker by clOrdId)
        │                        ├──────► acked         (final: the late answer arrived)
-       │                        └──────► rejected      (final: broker refused, or a bounded
-       │                                                search found no such order)
+       │                        └──────► not_placed ──► reconciled   (nothing found within the
+       │                                                settle period; still adopted if it
+       │                                                turns up later)
        ├──► rejected   (refused before sending: plan or validation error)
        └──► skipped    (deliberately not sent: test mode, nothing to do)     (final)
 
-There is no way back to ``sending``: a resend after an unknown outcome happens inside
-``place_order_smart`` (same ``clOrdId``, while the intent is still ``sending``), never from the
-journal.  A start-up reconciler moves a ``sending`` intent to ``unknown`` first, then on.
+Once an intent may have executed (``unknown``) it can never become ``rejected``, and there is no
+way back to ``sending``: nothing is ever resent.  A start-up reconciler moves a ``sending`` intent
+whose owner is gone to ``unknown`` first, then on.
+
+Owners (overlapping processes): each ``Journal`` holds a process lease (a row in ``owners`` with
+a heartbeat every ``lease_ttl_s / 3``) and stamps it on the intents it creates.  Start-up
+reconciliation and background settlement touch only intents whose owner is this process or gone
+(released, or no heartbeat for ``lease_ttl_s``), so a new gunicorn worker never settles an old
+worker's live intent.
 
 Exceptions::
 
@@ -47,6 +55,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sqlite3
 import threading
 import time
@@ -55,7 +64,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # -- intent states -------------------------------------------------------------------------------
 RECEIVED = "received"
@@ -64,18 +73,20 @@ ACKED = "acked"
 REJECTED = "rejected"
 UNKNOWN = "unknown"
 RECONCILED = "reconciled"
+NOT_PLACED = "not_placed"
 SKIPPED = "skipped"
 
 # new state -> the states it may be reached from
 _ALLOWED_FROM: Dict[str, Tuple[str, ...]] = {
     SENDING: (RECEIVED,),
     ACKED: (SENDING, UNKNOWN),
-    REJECTED: (RECEIVED, SENDING, UNKNOWN),
+    REJECTED: (RECEIVED, SENDING),  # never from UNKNOWN: it may have executed
     UNKNOWN: (SENDING,),
-    RECONCILED: (UNKNOWN,),
+    RECONCILED: (UNKNOWN, NOT_PLACED),
+    NOT_PLACED: (UNKNOWN,),
     SKIPPED: (RECEIVED,),
 }
-INTENT_STATES = (RECEIVED, SENDING, ACKED, REJECTED, UNKNOWN, RECONCILED, SKIPPED)
+INTENT_STATES = (RECEIVED, SENDING, ACKED, REJECTED, UNKNOWN, RECONCILED, NOT_PLACED, SKIPPED)
 FINAL_STATES = frozenset({ACKED, REJECTED, RECONCILED, SKIPPED})
 PENDING_STATES = (SENDING, UNKNOWN)
 
@@ -128,6 +139,30 @@ CREATE TABLE IF NOT EXISTS order_intents (
 CREATE INDEX IF NOT EXISTS order_intents_signal ON order_intents (signal_id, step);
 CREATE INDEX IF NOT EXISTS order_intents_state ON order_intents (state);
 """
+
+_SCHEMA_V2 = """
+ALTER TABLE order_intents ADD COLUMN owner TEXT;
+CREATE TABLE IF NOT EXISTS owners (
+    id            TEXT PRIMARY KEY,
+    pid           INTEGER,
+    host          TEXT,
+    started_at    REAL NOT NULL,
+    heartbeat_at  REAL NOT NULL,
+    released      INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+def _pid_running(pid: Optional[int]) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists, not ours to signal
+    return True
 
 
 class JournalError(Exception):
@@ -232,7 +267,7 @@ class Journal:
     """Signals and order intents in one SQLite file.  See the module docstring."""
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
-                 checkpoint_interval_s: float = 1.0):
+                 checkpoint_interval_s: float = 1.0, lease_ttl_s: float = 30.0):
         sync = str(synchronous).upper()
         if sync not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
@@ -248,7 +283,10 @@ class Journal:
         if parent:
             os.makedirs(parent, exist_ok=True)
         self._pid = os.getpid()
+        self.lease_ttl_s = float(lease_ttl_s)
+        self.owner_id = uuid.uuid4().hex  # this process's lease (a new one after fork())
         self._conn: Optional[sqlite3.Connection] = self._open()
+        self._register_owner(self._conn)
         # SQLite's automatic WAL checkpoint runs inside whichever commit crosses the threshold,
         # fsyncing the database while that commit (and so an order) waits ~20 ms.  It is turned
         # off on the writer; a background thread checkpoints on its own connection instead.
@@ -257,9 +295,9 @@ class Journal:
         self._checkpointer: Optional[threading.Thread] = None
         if self._checkpoint_interval_s > 0:
             self._conn.execute("PRAGMA wal_autocheckpoint = 0")
-            self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
-                                                  name="journal-checkpoint")
-            self._checkpointer.start()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
+                                              name="journal-checkpoint")
+        self._checkpointer.start()
         log.info("Journal opened at %s (WAL, synchronous=%s, schema v%d)",
                  self.path, self._synchronous, SCHEMA_VERSION)
 
@@ -297,10 +335,12 @@ class Journal:
             if version > SCHEMA_VERSION:
                 raise JournalError(f"journal schema v{version} is newer than this code "
                                    f"(v{SCHEMA_VERSION})")
-            if version < 1:
-                for statement in _SCHEMA_V1.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+            for target, script in ((1, _SCHEMA_V1), (2, _SCHEMA_V2)):
+                if version < target:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+            if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
@@ -312,22 +352,48 @@ class Journal:
         if self._closed or self._conn is None:
             raise JournalClosedError("journal is closed")
         if os.getpid() != self._pid:
-            # Forked (e.g. gunicorn --preload): never use the parent's handle; abandon it.
+            # Forked (e.g. gunicorn --preload): never use the parent's handle; abandon it.  The
+            # child is another process: it takes a lease of its own.
             self._pid = os.getpid()
+            self.owner_id = uuid.uuid4().hex
             self._conn = self._open()
+            self._register_owner(self._conn)
         return self._conn
+
+    def _register_owner(self, conn: sqlite3.Connection) -> None:
+        now = time.time()
+        try:
+            conn.execute("INSERT OR REPLACE INTO owners (id, pid, host, started_at, heartbeat_at, released) "
+                         "VALUES (?, ?, ?, ?, ?, 0)", (self.owner_id, os.getpid(), socket.gethostname(), now, now))
+        except sqlite3.Error as exc:
+            raise JournalUnavailableError(f"cannot take the journal lease: {exc}") from exc
 
     def _checkpoint_loop(self) -> None:
         """Copy the WAL into the database every ``checkpoint_interval_s`` (PASSIVE: never blocks
-        a writer), on a connection of its own so the journal lock is never held for it."""
+        a writer) and renew this process's lease every ``lease_ttl_s / 3``, on a connection of
+        its own so the journal lock is never held for either."""
         try:
             conn = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000.0,
                                    isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             log.error("Journal checkpointer cannot open %s: %s", self.path, exc)
             return
+        heartbeat_s = max(0.05, self.lease_ttl_s / 3.0)
+        tick = min(self._checkpoint_interval_s, heartbeat_s) if self._checkpoint_interval_s > 0 else heartbeat_s
+        next_checkpoint = next_heartbeat = time.monotonic()
         try:
-            while not self._stop_checkpoints.wait(self._checkpoint_interval_s):
+            while not self._stop_checkpoints.wait(tick):
+                now = time.monotonic()
+                if now >= next_heartbeat:
+                    next_heartbeat = now + heartbeat_s
+                    try:
+                        conn.execute("UPDATE owners SET heartbeat_at = ? WHERE id = ? AND released = 0",
+                                     (time.time(), self.owner_id))
+                    except sqlite3.Error as exc:
+                        log.warning("Journal lease heartbeat failed: %s", exc)
+                if self._checkpoint_interval_s <= 0 or now < next_checkpoint:
+                    continue
+                next_checkpoint = now + self._checkpoint_interval_s
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 except sqlite3.Error as exc:  # busy or transient: the next round tries again
@@ -351,6 +417,10 @@ class Journal:
             self._closed = True
             conn, self._conn = self._conn, None
         if conn is not None and os.getpid() == self._pid:
+            try:  # the lease ends with a clean close: the next start may settle what is left
+                conn.execute("UPDATE owners SET released = 1 WHERE id = ?", (self.owner_id,))
+            except sqlite3.Error as exc:
+                log.warning("Journal lease not released: %s", exc)
             conn.close()
             log.info("Journal closed (%s)", self.path)
 
@@ -533,7 +603,7 @@ class Journal:
             if not isinstance(cl_ord_id, str) or not _CL_ORD_ID_RE.match(cl_ord_id):
                 raise ValueError(f"invalid clOrdId {cl_ord_id!r}")
             prepared.append((signal_id, int(account_id), account_name, int(step), kind, cl_ord_id,
-                             _dumps(request), state, now, now))
+                             _dumps(request), state, now, now, self.owner_id))
 
         def txn(conn: sqlite3.Connection) -> List[int]:
             row = conn.execute("SELECT duplicate_of FROM signals WHERE id = ?",
@@ -547,8 +617,8 @@ class Journal:
                 try:
                     cur = conn.execute(
                         "INSERT INTO order_intents (signal_id, account_id, account_name, step, kind, "
-                        "cl_ord_id, request_json, state, created_at, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+                        "cl_ord_id, request_json, state, created_at, updated_at, owner) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
                 except sqlite3.IntegrityError as exc:
                     raise DuplicateIntentError(f"clOrdId {values[5]} is already journalled") from exc
                 ids.append(int(cur.lastrowid))
@@ -621,12 +691,59 @@ class Journal:
         rows = self._read("SELECT id FROM signals WHERE status = ? ORDER BY received_at", (status,))
         return [r[0] for r in rows]
 
-    def pending_intents(self) -> List[Dict[str, Any]]:
-        """Intents left ``sending`` or ``unknown`` (oldest first): reconcile these by ``clOrdId``
-        at start-up, before accepting new signals."""
-        rows = self._read("SELECT * FROM order_intents WHERE state IN (?, ?) ORDER BY id",
-                          PENDING_STATES)
-        return [_intent_dict(r) for r in rows]
+    def pending_intents(self, *, orphaned_only: bool = False) -> List[Dict[str, Any]]:
+        """Intents left ``sending`` or ``unknown`` (oldest first).  With ``orphaned_only``, only
+        those whose owner is gone (released, lease expired, or none recorded): what start-up
+        reconciles by ``clOrdId`` before accepting new signals."""
+        rows = self._read("SELECT * FROM order_intents WHERE state IN (?, ?) ORDER BY id", PENDING_STATES)
+        intents = [_intent_dict(r) for r in rows]
+        if orphaned_only:
+            live = self.live_owners()
+            intents = [i for i in intents if i.get("owner") not in live]
+        return intents
+
+    def live_owners(self) -> set:
+        """Owner ids whose process still runs: not released, heartbeat within ``lease_ttl_s``,
+        and (on this host) a process with that pid exists.  Includes this process."""
+        rows = self._read("SELECT id, pid, host FROM owners WHERE released = 0 AND heartbeat_at > ?",
+                          (time.time() - self.lease_ttl_s,))
+        here = socket.gethostname()
+        live = {r["id"] for r in rows if r["host"] != here or _pid_running(r["pid"])}
+        return live | {self.owner_id}
+
+    def unsettled_intents(self, watch_not_placed_s: float = 86400.0) -> List[Dict[str, Any]]:
+        """What background settlement searches for (oldest first): ``unknown`` intents, and
+        ``not_placed`` ones younger than ``watch_not_placed_s`` (adopted if they turn up), owned
+        by this process or by an owner that is gone, never by another live process."""
+        rows = self._read(
+            "SELECT * FROM order_intents WHERE state = ? OR (state = ? AND created_at > ?) ORDER BY id",
+            (UNKNOWN, NOT_PLACED, time.time() - watch_not_placed_s))
+        others = self.live_owners() - {self.owner_id}
+        return [i for i in (_intent_dict(r) for r in rows) if i.get("owner") not in others]
+
+    def intents_by_cl_ord_id(self, cl_ord_ids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
+        """``{clOrdId: intent}`` for the given ids that are journaled (for the DUPLICATE check)."""
+        ids = sorted(set(cl_ord_ids))
+        out: Dict[str, Dict[str, Any]] = {}
+        for i in range(0, len(ids), 500):  # SQLite's parameter limit
+            chunk = ids[i:i + 500]
+            rows = self._read(f"SELECT * FROM order_intents WHERE cl_ord_id IN ({','.join('?' * len(chunk))})", chunk)
+            out.update({r["cl_ord_id"]: _intent_dict(r) for r in rows})
+        return out
+
+    def mark_in_flight_unknown(self, error: str) -> List[str]:
+        """Shutdown: this process's intents still ``sending`` become ``unknown`` (one commit);
+        returns their clOrdIds.  The next start reconciles them; nothing is resent."""
+        now = time.time()
+
+        def txn(conn: sqlite3.Connection) -> List[str]:
+            rows = conn.execute("SELECT cl_ord_id FROM order_intents WHERE state = ? AND owner = ?",
+                                (SENDING, self.owner_id)).fetchall()
+            conn.execute("UPDATE order_intents SET state = ?, error = COALESCE(error, ?), updated_at = ? "
+                         "WHERE state = ? AND owner = ?", (UNKNOWN, error, now, SENDING, self.owner_id))
+            return [r[0] for r in rows]
+
+        return self._write(txn)
 
     def counts(self) -> Dict[str, Any]:
         """For the health endpoint: ``{"signals": n, "signals_by_status": {...},

@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import recorder_service
-from phantom_scraper.execution import describe as _describe, settle_unknown
+from phantom_scraper.execution import describe as _describe
+from phantom_scraper.order_search import recent_duplicates
+from phantom_scraper.settlement import Settler
 from phantom_scraper import recorders as recorders_mod
 from phantom_scraper import redact
 from phantom_scraper.config import Settings
-from phantom_scraper.errors import AuthError, TradovateError
+from phantom_scraper.errors import AuthError, CaptchaRequiredError, TradovateError
 from phantom_scraper.journal import Journal
 from phantom_scraper.signals import AccountTarget, SignalError, SymbolResolver, parse_signal
 from phantom_scraper.tradovate_integration import TradovateIntegration
@@ -74,6 +76,7 @@ class TradingService:
         self._idle = threading.Event()
         self._idle.set()
         self._account_login: Dict[int, Login] = {}
+        self._settler: Optional[Settler] = None  # built at start; run by the keep-alive daemon
 
     # -- life cycle ----------------------------------------------------------------------------
     @property
@@ -107,9 +110,10 @@ class TradingService:
                 self._start_inner()
                 break
             except TradovateError as exc:
-                # The broker unreachable or erroring (5xx, timeouts): retried with back-off.  Bad
-                # credentials (AuthError) and configuration errors are final.
-                transient = not isinstance(exc, AuthError)
+                # The broker unreachable or erroring (5xx, timeouts) or a captcha penalty: retried
+                # with back-off (the status page shows the error).  Bad credentials and
+                # configuration errors are final.
+                transient = not isinstance(exc, AuthError) or isinstance(exc, CaptchaRequiredError)
                 error = exc
             except Exception as exc:
                 transient, error = False, exc
@@ -125,6 +129,8 @@ class TradingService:
             with self._state_lock:
                 self._start_error = message
             wait_s = min(self.settings.reconnect_backoff_max_s, delay_s) * random.uniform(0.8, 1.2)
+            if isinstance(error, CaptchaRequiredError) and error.p_time_s:
+                wait_s = max(wait_s, float(error.p_time_s))  # the broker said how long
             logger.warning("Start-up failed (%s); retrying in %.1f s", message, wait_s)
             if self._stop_requested.wait(wait_s):
                 with self._state_lock:
@@ -161,8 +167,9 @@ class TradingService:
         self._account_login.clear()
 
     def _settle_unknown(self) -> None:
-        if self.state == "ready" and self.journal is not None:
-            settle_unknown(self.journal, self.integration_for_account)
+        """Keep-alive cycle hook: one command/list per login settles its unknown intents."""
+        if self.state == "ready" and self._settler is not None:
+            self._settler.run_once()
 
     def _start_inner(self) -> None:
         s = self.settings
@@ -176,7 +183,6 @@ class TradingService:
         recorder_service.set_max_concurrent_connects(s.max_concurrent_connects)
         for name, cfg in login_configs.items():
             ti = TradovateIntegration(cfg.credentials, cfg.rest_url, cfg.ws_url, is_demo=cfg.is_demo, settings=s)
-            ti.use_websocket_orders = s.use_websocket_orders
             ti.authenticate()
             redact.register_secret(ti.access_token or "")
             ti.add_token_listener(lambda token: redact.register_secret(token or ""))
@@ -196,6 +202,7 @@ class TradingService:
         first = next(iter(self.logins.values()))
         self.resolver = SymbolResolver(first.integration)
         settled = recorder_service.reconcile_pending(self.journal, self.integration_for_account)
+        self._settler = Settler(self.journal, self.integration_for_account, s.unknown_settle_period_s)
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
         self._settle_interrupted_signals()
@@ -249,11 +256,27 @@ class TradingService:
         if was_starting or not self._ready.is_set():  # let the start-up finish before tearing it down
             self._ready.wait(timeout_s)
         logger.info("Stopping: intake closed, %d signal(s) in flight", in_flight)
+        # Shutdown settles, it never sends: let in-flight orders finish (sockets with requests in
+        # flight drain) up to timeout_s; then stop every login (no attempt starts after this and
+        # searches end), close the sockets (what is still pending becomes 'unknown') and journal
+        # whatever is still open as 'unknown' for the next start to reconcile.
         if not self._idle.wait(timeout_s):
-            logger.error("Stopping with signals still in flight; their intents stay in the journal "
-                         "and are reconciled at the next start")
+            logger.error("Stopping with signals still in flight; their orders are journaled 'unknown' "
+                         "and reconciled at the next start (never resent)")
         recorder_service.stop_websocket_keepalive_daemon()
+        for login in self.logins.values():
+            login.integration.stop_event.set()
         recorder_service.reset_pool()
+        if not self._idle.is_set():
+            self._idle.wait(min(2.0, timeout_s))  # the account threads journal their outcomes
+        if self.journal is not None:
+            try:
+                left = self.journal.mark_in_flight_unknown("in flight at shutdown; reconciled at the next start")
+                if left:
+                    logger.error("Shutdown: %d order(s) in flight journaled as unknown: %s", len(left),
+                                 ", ".join(left))
+            except Exception as exc:  # noqa: BLE001 - the next start treats 'sending' the same way
+                logger.error("Shutdown: could not journal in-flight orders: %s", _describe(exc))
         for login in self.logins.values():
             login.integration.close()
         if self.journal is not None:
@@ -407,7 +430,8 @@ class TradingService:
 
     # -- manual trades ---------------------------------------------------------------------------
     def manual_trade(self, raw: bytes) -> WebhookResult:
-        """A manual order over REST (the pool is not used), same payload format as the webhook,
+        """A manual order on the same fast path as a webhook (pooled socket, REST fallback), same
+        payload format as the webhook,
         plus an optional ``"account"`` (name; default: the first account of the first login).
 
         Journaled like a signal (recorder ``manual``, explicit ids deduplicated), so it shows in
@@ -429,7 +453,7 @@ class TradingService:
             for login in self.logins.values():
                 for acct_name, acct in sorted(login.accounts.items()):
                     if account_name is None or acct_name == account_name:
-                        target = (AccountTarget(id=int(acct["id"]), name=acct_name), _RestOnly(login.connection))
+                        target = (AccountTarget(id=int(acct["id"]), name=acct_name), login.connection)
                         break
                 if target is not None:
                     break
@@ -452,7 +476,7 @@ class TradingService:
             try:
                 outcomes = recorder_service.execute_trade_simple(
                     signal, contract, [target], journal=self.journal, signal_id=signal_id,
-                    settings=self.settings.replace(use_websocket_orders=False))
+                    settings=self.settings)
             finally:
                 status = _summary_status(outcomes) if outcomes else "error"
                 self.journal.set_signal_status(signal_id, status,
@@ -470,10 +494,27 @@ class TradingService:
             "success": True,
             "websocket_orders_enabled": bool(self.settings.use_websocket_orders),
             "service_state": self.state,
+            "start_error": self.start_error,
             "environment": self.settings.tradovate_env,
             "connection_pool": recorder_service.pool_status(),
             "keepalive_daemon": daemon.status() if daemon else {"running": False},
+            "orders_needing_attention": self.orders_needing_attention(),
         }
+
+    def orders_needing_attention(self) -> dict:
+        """Unknown order outcomes (never resent; settled in the background), recent not_placed
+        ones, and DUPLICATE alarms, for the status page and /api/websocket-status."""
+        unknown, not_placed = [], []
+        if self.journal is not None and not self.journal.closed:
+            try:
+                for i in self.journal.unsettled_intents():
+                    row = {"cl_ord_id": i["cl_ord_id"], "account_id": i["account_id"],
+                           "account_name": i["account_name"], "signal_id": i["signal_id"], "state": i["state"],
+                           "error": i["error"], "since": i["created_at"]}
+                    (unknown if i["state"] == "unknown" else not_placed).append(row)
+            except Exception as exc:  # noqa: BLE001 - the status must render without the journal
+                return {"error": _describe(exc), "unknown": [], "not_placed": [], "duplicates": recent_duplicates()}
+        return {"unknown": unknown, "not_placed": not_placed, "duplicates": recent_duplicates()}
 
     def health(self) -> Tuple[bool, dict]:
         checks = {"service": self.state}
@@ -545,21 +586,3 @@ def _outcomes_body(signal_id, contract, signal, outcomes) -> dict:
         # The planned order bodies only in test mode (that is what a test is for); else the outcome.
         "accounts": [o.to_dict() if signal.test else o.summary() for o in outcomes],
     }
-
-
-class _RestOnly:
-    """A pooled connection seen without its socket: every order and read goes over REST
-    (manual trades do not use the pool).  Orders still count in the connection's REST total."""
-
-    def __init__(self, conn):
-        self._conn = conn
-        self.integration = conn.integration
-
-    def live_client(self):
-        return None
-
-    def ensure_connecting(self, **_kwargs):
-        return None
-
-    def record_order(self, transport, latency_ms):
-        self._conn.record_order(transport, latency_ms)

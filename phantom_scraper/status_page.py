@@ -54,6 +54,21 @@ def _signal_detail(signal: dict) -> str:
     return "—"
 
 
+def _attention_html(att: dict) -> str:
+    """Unknown outcomes (never resent; settled in the background), not_placed ones, DUPLICATEs."""
+    items = [f"<li class='bad'>DUPLICATE: intent {_e(d.get('intent_id'))} has broker orders "
+             f"{_e(', '.join(str(i) for i in d.get('order_ids') or []))} ({_e(d.get('why'))})</li>"
+             for d in att.get("duplicates") or []]
+    items += [f"<li class='bad'>UNKNOWN since {_when(i.get('since'))}: {_e(i.get('cl_ord_id'))} on "
+              f"{_e(i.get('account_name'))}: {_e(i.get('error'))}</li>" for i in att.get("unknown") or []]
+    items += [f"<li>not placed: {_e(i.get('cl_ord_id'))} on {_e(i.get('account_name'))}: {_e(i.get('error'))}</li>"
+              for i in att.get("not_placed") or []]
+    if not items:
+        return ""
+    return ("<h2 id='attention'>Orders needing attention</h2><p>An unknown order was never resent: check the "
+            "account at the broker; it is searched by clOrdId every keep-alive cycle.</p><ul>" + "".join(items) + "</ul>")
+
+
 def render(status: dict, signals: Iterable[dict]) -> str:
     pool = status.get("connection_pool", {})
     daemon = status.get("keepalive_daemon", {})
@@ -91,7 +106,10 @@ def render(status: dict, signals: Iterable[dict]) -> str:
               for sub_id, c in sorted(pool.get("connections", {}).items()) if c.get("last_error")]
     if daemon.get("last_error"):
         errors.append(f"<li>keep-alive daemon: {_e(daemon.get('last_error'))}</li>")
+    if status.get("start_error"):
+        errors.append(f"<li id='start-error'>start-up (retrying with back-off): {_e(status.get('start_error'))}</li>")
     errors_html = ("<h2>Errors</h2><ul class='bad'>" + "".join(errors) + "</ul>") if errors else ""
+    errors_html += _attention_html(status.get("orders_needing_attention") or {})
     daemon_state = "running" if daemon.get("running") else "stopped"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
