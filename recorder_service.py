@@ -28,7 +28,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional
 
-from phantom_scraper.errors import TradovateError
+from phantom_scraper.errors import BrokerError, NotSentError, RateLimitedError, TradovateError
 from phantom_scraper.execution import (  # noqa: F401  (re-exported: the documented names live here)
     AccountOutcome,
     _executor,
@@ -254,16 +254,28 @@ class PooledConnection:
                 self.last_order_latency_ms = latency_ms
 
     def check(self, timeout_s: float = 5.0) -> bool:
-        """A cheap request over the socket (not just a ping); an unusable socket is closed."""
+        """A cheap request over the socket (not just a ping).  Health checks never create unknown
+        order outcomes: an answer of any kind (429, a penalty, an error status) proves the socket
+        alive; only a probe that times out or dies replaces the socket, and then only once its
+        pending requests (orders in flight) are answered or timed out."""
         client = self.live_client()
         if client is None:
             return False
         try:
             client.request("account/list", timeout=timeout_s)
             return True
-        except TradovateError as exc:
+        except (RateLimitedError, BrokerError) as exc:  # answered: the socket works
+            logger.info("Health check for %s answered %s; socket kept", self.login_key, _describe(exc))
+            return True
+        except NotSentError as exc:  # not open any more: the close listener already woke the daemon
             logger.warning("Health check failed for %s: %s", self.login_key, _describe(exc))
-            client.close("health check failed")
+            return False
+        except TradovateError as exc:  # no answer in time, or lost while waiting
+            logger.warning("Health check failed for %s: %s", self.login_key, _describe(exc))
+            if client.pending_count():
+                _close_when_idle(client, self.retire_grace_s, "health check failed")
+            else:
+                client.close("health check failed")
             return False
 
     def status(self) -> dict:
@@ -294,7 +306,7 @@ class PooledConnection:
                                        if info["connected_since"] else None)
         last_frame = stats.get("last_server_frame_at")
         info["seconds_since_server_frame"] = round(now - last_frame, 3) if last_frame else None
-        expires = getattr(self.integration, "token_expires_at", None)
+        expires = self.integration.token_expires_at
         info["token_expires_in_s"] = round(expires - now, 1) if expires else None
         return info
 
@@ -308,20 +320,16 @@ class PooledConnection:
             client.close()
 
 
-def _pending_requests(client) -> int:
-    counter = getattr(client, "pending_count", None)
-    return int(counter()) if callable(counter) else int(client.stats().get("pending_requests") or 0)
-
-
-def _close_when_idle(client, grace_s: float) -> None:
-    """Close a replaced client once its in-flight requests are answered (or after ``grace_s``)."""
+def _close_when_idle(client, grace_s: float, reason: str = "replaced by a socket with a renewed token") -> None:
+    """Close a client once its in-flight requests are answered or timed out (or after ``grace_s``):
+    closing it earlier would turn their outcome into 'unknown'."""
 
     def run() -> None:
         deadline = time.monotonic() + grace_s
         idle = threading.Event()  # never set: a sleep that reads as one
-        while client.is_open and _pending_requests(client) and time.monotonic() < deadline:
+        while client.is_open and client.pending_count() and time.monotonic() < deadline:
             idle.wait(0.02)
-        client.close("replaced by a socket with a renewed token")
+        client.close(reason)
 
     threading.Thread(target=run, daemon=True, name="ws-retire").start()
 
@@ -329,7 +337,7 @@ def _close_when_idle(client, grace_s: float) -> None:
 def register_login(integration, subaccount_ids, *, is_demo: bool, login_key: Optional[str] = None,
                    settings=None) -> PooledConnection:
     """Map ``subaccount_ids`` to the login's shared connection (created if new).  No I/O."""
-    key = login_key or getattr(integration, "login_key", None) or str(id(integration))
+    key = login_key or str(id(integration))
     kwargs = {}
     if settings is not None:
         kwargs = dict(backoff_initial_s=settings.reconnect_backoff_initial_s,

@@ -17,6 +17,7 @@ transports.
 """
 from __future__ import annotations
 
+import email.utils
 import logging
 import time
 from typing import Any, Mapping, Optional
@@ -61,6 +62,9 @@ class RestClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"Accept": "application/json"})
+        # Server clock minus local clock, from the last answer's Date header (None before one):
+        # token expiry is measured on the server's clock.  A float written whole (GIL-atomic).
+        self.server_clock_offset_s: Optional[float] = None
 
     def close(self) -> None:
         self.session.close()
@@ -92,7 +96,18 @@ class RestClient:
             raise self._after_send(path, order, f"{type(exc).__name__} after sending") from exc
         elapsed_ms = (time.monotonic() - started) * 1000.0
         logger.debug("%s %s -> %s in %.0f ms", method, path, resp.status_code, elapsed_ms)
+        self._note_server_clock(resp.headers.get("Date"), elapsed_ms / 1000.0)
         return self._translate(path, order, resp)
+
+    def _note_server_clock(self, date: Optional[str], rtt_s: float) -> None:
+        if not date:
+            return
+        try:
+            server = email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return
+        # Date has a 1 s resolution and is stamped mid-flight: compare with the request's midpoint.
+        self.server_clock_offset_s = server + 0.5 - (time.time() - rtt_s / 2.0)
 
     @staticmethod
     def _after_send(path: str, order: bool, what: str) -> Exception:

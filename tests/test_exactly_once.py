@@ -274,3 +274,122 @@ def test_an_expired_lease_counts_as_gone(tmp_path):
     finally:
         observer.close()
         stale.close()
+
+
+# -- health checks never create unknowns ----------------------------------------------------------
+
+def _order_in_flight(app, sim, hold_ms):
+    """Start one order over the pooled socket whose frame the broker holds ``hold_ms``; returns
+    (connection, thread, result holder)."""
+    service = app.extensions["runtime"].service
+    conn = recorder_service.logins_snapshot()[0]
+    ti = conn.integration
+    acct = next(iter(service.logins.values())).accounts["DEMO0001"]
+    body = {"accountSpec": "DEMO0001", "accountId": acct["id"], "action": "Buy",
+            "symbol": ti.suggest_contracts("MNQ")[0]["name"], "orderQty": 1, "orderType": "Market"}
+    sim.faults.hold_orders_ms = hold_ms
+    sim.faults.hold_next_orders = 1
+    result = {}
+    thread = threading.Thread(target=lambda: result.update(r=ti.place_order_smart(body, ws=conn.live_client(),
+                                                                                  cl_ord_id="ps-health-1-0")))
+    thread.start()
+    assert settle(lambda: sim.faults.hold_next_orders == 0, 2.0)
+    return conn, thread, result
+
+
+@pytest.mark.parametrize("fault", ["http_429_next", "penalty_next", "http_500_next"])
+def test_a_health_check_answered_with_an_error_keeps_the_socket_and_the_order(sim, tmp_path, apps, fault):
+    app = boot(sim, tmp_path, apps, keepalive_interval_s=30.0, order_ack_timeout_s=3.0)
+    conn, thread, result = _order_in_flight(app, sim, 600)
+    client = conn.live_client()
+    setattr(sim.faults, fault, 1)  # the probe's account/list is answered 429 / penalty / 500
+    assert conn.check(1.0) is True
+    assert client.is_open and conn.live_client() is client
+    thread.join(5.0)
+    assert (result["r"].status, result["r"].transport, result["r"].reconciled) == ("acked", "websocket", False)
+
+
+def test_a_health_check_that_times_out_waits_for_orders_in_flight_before_closing(sim, tmp_path, apps):
+    app = boot(sim, tmp_path, apps, keepalive_interval_s=30.0, order_ack_timeout_s=3.0)
+    conn, thread, result = _order_in_flight(app, sim, 800)
+    client = conn.live_client()
+    sim.faults.blackhole_next_responses = 1  # the probe goes unanswered
+    assert conn.check(0.2) is False
+    assert client.is_open  # the order's answer is still on its way
+    thread.join(5.0)
+    assert (result["r"].status, result["r"].transport, result["r"].reconciled) == ("acked", "websocket", False)
+    assert settle(lambda: not client.is_open, 3.0)  # then the failed socket is replaced
+
+
+# -- token expiry on the server's clock -----------------------------------------------------------
+
+class _SkewedTime:
+    """The ``time`` module as seen by a machine whose clock is ``skew_s`` ahead."""
+
+    def __init__(self, skew_s):
+        self.skew_s = skew_s
+
+    def time(self):
+        return time.time() + self.skew_s
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+@pytest.mark.parametrize("skew_s", [600.0, -600.0])
+def test_a_skewed_local_clock_neither_renews_on_every_call_nor_after_expiry(monkeypatch, skew_s):
+    from phantom_scraper import tradovate_auth, tradovate_rest
+    from phantom_scraper.config import Credentials, Settings
+    from phantom_scraper.tradovate_integration import TradovateIntegration
+
+    simulator = Simulator(SIM_TEST_CONFIG.replace(token_lifetime_s=1200.0)).start()
+    try:
+        calls = collections.Counter()
+        dispatch = simulator.api.dispatch
+
+        def counting(req):
+            calls[req.endpoint.strip("/").lower()] += 1
+            return dispatch(req)
+
+        simulator.api.dispatch = counting
+        monkeypatch.setattr(tradovate_auth, "time", _SkewedTime(skew_s))
+        monkeypatch.setattr(tradovate_rest, "time", _SkewedTime(skew_s))
+        ti = TradovateIntegration(Credentials("demo", "demo"), simulator.rest_url, simulator.ws_url,
+                                  settings=Settings(token_renew_margin_s=300.0))
+        try:
+            ti.authenticate()
+            for _ in range(3):
+                ti.ensure_token()
+            assert calls["auth/accesstokenrequest"] == 1
+            assert calls["auth/renewaccesstoken"] == 0
+            lifetime_left = ti.token_expires_at - (time.time() + skew_s)  # on the local (skewed) clock
+            assert 1100 < lifetime_left <= 1201, lifetime_left
+        finally:
+            ti.close()
+    finally:
+        simulator.stop()
+
+
+# -- a captcha penalty at start-up is waited out, not final ------------------------------------------
+
+def test_a_captcha_penalty_at_start_up_is_retried_with_back_off(sim, tmp_path, apps):
+    from ultra_simple_server import create_app
+
+    sim.faults.penalty_time_s = 0.2
+    sim.faults.penalty_captcha = True
+    sim.faults.penalty_next = 1  # the first login answers a captcha penalty
+    app = create_app(server_settings(sim, tmp_path, database_path=str(tmp_path / "j.sqlite3")),
+                     boot_on_first_request=False)
+    apps.append(app)
+    runtime = app.extensions["runtime"]
+    runtime.boot(wait=False)
+    seen_error = []
+
+    def ready():
+        service = runtime.service
+        if service.start_error:
+            seen_error.append(service.status()["start_error"])
+        return service.state == "ready"
+
+    assert settle(ready, 5.0), runtime.service.start_error
+    assert any("captcha" in e for e in seen_error), seen_error  # shown while retrying
