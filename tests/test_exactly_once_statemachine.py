@@ -171,4 +171,4 @@ class NoSecondOrderMachine(RuleBasedStateMachine):
 
 TestNoSecondOrder = NoSecondOrderMachine.TestCase
 TestNoSecondOrder.settings = settings(
-    max_examples=int(os.environ.get("EO_SM_EXAMPLES", "10")), stateful_step_count=10, deadline=None)
+    max_examples=int(os.environ.get("EO_SM_EXAMPLES", "15")), stateful_step_count=10, deadline=None)
