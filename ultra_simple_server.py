@@ -1,6 +1,8 @@
 """Flask routes: the webhook, the WebSocket status JSON, manual trades, health, a status page.
 
-``create_app()`` builds everything and starts nothing.  Background work (embedded simulator in
+``create_app()`` is the composition root: it builds the connection pool (``recorder_service``) and
+the service, and hands the one to the other (nothing under ``phantom_scraper/`` imports a module
+from this directory).  It starts nothing.  Background work (embedded simulator in
 ``sim`` mode, logins, journal recovery, pool warm-up, keep-alive daemon) starts per worker
 process: from gunicorn's ``post_worker_init`` hook (gunicorn.conf.py), on the first request, or in
 ``main()`` when run directly (``python ultra_simple_server.py``).
@@ -20,8 +22,10 @@ from typing import Optional
 
 from flask import Flask, Response, jsonify, request
 
+import recorder_service
 from phantom_scraper import redact
 from phantom_scraper.config import ConfigError, Settings
+from phantom_scraper.door.policy import SourcePolicy
 from phantom_scraper.service import ServiceUnavailable, TradingService, WebhookResult
 
 logger = logging.getLogger(__name__)
@@ -33,9 +37,9 @@ _SECRET_IN_TEXT = re.compile(r'"(?:secret|passphrase)"\s*:\s*"((?:[^"\\]|\\.)*)"
 class Runtime:
     """Per-process state hung on the app: settings, the service, the embedded simulator."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, service: TradingService):
         self.settings = settings
-        self.service = TradingService(settings)
+        self.service = service
         self.simulator = None
         self._boot_lock = threading.Lock()  # serialises the one-time boot
         self._booted = False
@@ -132,7 +136,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, TradingService(settings, pool=recorder_service.WebSocketPool()))
     app.extensions["runtime"] = runtime
 
     @app.before_request
@@ -179,14 +183,11 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
                                   status=result.http_status, mimetype="application/json")
 
     # -- webhook -----------------------------------------------------------------------------------
+    sources = SourcePolicy(settings)
+
     def client_ip() -> str:
-        if settings.trust_proxy_headers:
-            # The right-most entry is the one our proxy added; entries to its left came from the
-            # client and can be forged.
-            forwarded = request.headers.get("X-Forwarded-For", "")
-            if forwarded.strip():
-                return forwarded.split(",")[-1].strip()
-        return request.remote_addr or ""
+        # X-Forwarded-For's right-most entry, only from a trusted proxy (phantom_scraper/door/policy.py).
+        return sources.source(request.remote_addr or "", request.headers.get("X-Forwarded-For"))
 
     def read_body():
         """(raw bytes, error response or None)."""
@@ -208,7 +209,9 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         return raw, None
 
     def source_refused() -> Optional[Response]:
-        if settings.ip_allowlist_enabled and client_ip() not in settings.ip_allowlist:
+        # Under gunicorn the door (phantom_scraper/door) refuses these before a thread; this is the
+        # check for `python ultra_simple_server.py` and defence in depth.
+        if not sources.webhook_allowed(client_ip()):
             logger.warning("Webhook refused: source %s not in the allow-list", client_ip())
             return error(403, "forbidden_source", "source address not in the allow-list; nothing was placed")
         return None
@@ -349,6 +352,10 @@ def main(argv=None) -> int:
     runtime: Runtime = app.extensions["runtime"]
     port = int(os.environ.get("PORT", "8080"))
     host = os.environ.get("HOST", "127.0.0.1")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("HOST=%s: this server (werkzeug) is for local use only; it has no deadlines or "
+                       "connection caps for slow clients. Anything reachable from the internet runs the "
+                       "Procfile's gunicorn command (see README, Deploying).", host)
     runtime.boot(wait=True)
     if runtime.service.state != "ready":
         sys.stderr.write(f"Cannot start: {runtime.service.start_error}\n")

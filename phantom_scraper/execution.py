@@ -1,7 +1,7 @@
 """Signal execution: one validated signal on every targeted account, journaled at every step.
 
-``execute_trade_simple`` (re-exported by ``recorder_service``) runs each account in parallel.  Per
-account: read the position if the plan needs it, plan the orders, then for each placement::
+``execute_trade_simple`` (also ``recorder_service``'s documented entry point) runs each account in
+parallel.  Per account: read the position if the plan needs it, plan the orders, then for each placement::
 
     create intent as 'sending' (one commit) -> place_order_smart(clOrdId) -> OrderResult.status
         acked      -> acked (order id, transport, latency)
@@ -21,8 +21,8 @@ proof of non-execution (penalty, 401), inside one attempt.
 ``sending`` or ``unknown``: found at the broker by ``clOrdId`` -> ``reconciled``; not found ->
 stays ``unknown`` for background settlement, NOT resent (a signal from before a restart is stale).
 
-A connection (``conn``) here is anything with ``integration``, ``live_client()``,
-``ensure_connecting()`` and ``record_order()`` (``recorder_service.PooledConnection``).
+A connection (``conn``) here is a ``phantom_scraper.pool_api.Connection``: ``integration``,
+``live_client()``, ``ensure_connecting()`` and ``record_order()``.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .errors import TradovateError
 from .journal import JournalError, make_cl_ord_id
@@ -75,34 +75,27 @@ class AccountOutcome:
                 "error": self.error}
 
 
-# Two executors so a signal task never waits on account tasks queued behind other signal tasks
-# in the same bounded pool (that nesting deadlocks once the pool is full).
-_EXECUTOR: Optional[concurrent.futures.ThreadPoolExecutor] = None  # signal-level (TradingService)
-_ACCOUNT_EXECUTOR: Optional[concurrent.futures.ThreadPoolExecutor] = None  # one task per account
-_EXECUTOR_LOCK = threading.Lock()  # serialises creation/shutdown of both executors
+# The one owner of the worker threads.  Two pools so a signal task never waits on account tasks
+# queued behind other signal tasks in the same bounded pool (that nesting deadlocks once it is full).
+EXECUTOR_SIZES = {"signal": 32, "order": 64}  # signal: whole signals (TradingService); order: one task per account
+_EXECUTORS: Dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+_EXECUTOR_LOCK = threading.Lock()  # serialises creation/shutdown of the executors
 
 
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
-    """The pool TradingService submits whole signals to."""
-    global _EXECUTOR
+def executor(kind: str) -> concurrent.futures.ThreadPoolExecutor:
+    """The ``"signal"`` or ``"order"`` executor, created on first use."""
     with _EXECUTOR_LOCK:
-        if _EXECUTOR is None:
-            _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="signal")
-        return _EXECUTOR
+        pool = _EXECUTORS.get(kind)
+        if pool is None:
+            pool = _EXECUTORS[kind] = concurrent.futures.ThreadPoolExecutor(
+                max_workers=EXECUTOR_SIZES[kind], thread_name_prefix=kind)
+        return pool
 
 
-def _account_executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _ACCOUNT_EXECUTOR
+def shutdown_executors(wait: bool = True) -> None:
     with _EXECUTOR_LOCK:
-        if _ACCOUNT_EXECUTOR is None:
-            _ACCOUNT_EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="order")
-        return _ACCOUNT_EXECUTOR
-
-
-def shutdown_executor(wait: bool = True) -> None:
-    global _EXECUTOR, _ACCOUNT_EXECUTOR
-    with _EXECUTOR_LOCK:
-        pools, _EXECUTOR, _ACCOUNT_EXECUTOR = (_EXECUTOR, _ACCOUNT_EXECUTOR), None, None
+        pools = list(_EXECUTORS.values())
+        _EXECUTORS.clear()
     for pool in pools:  # joined outside the lock
         if pool is not None:
             pool.shutdown(wait=wait)
@@ -122,13 +115,25 @@ def _read(conn, endpoint: str, rest_fn: Callable[[], list], timeout_s: float) ->
     return rest_fn()
 
 
+def _fresh_state(conn):
+    """The login's socket-fed ``BrokerState`` when it can be trusted (synced on the live socket)."""
+    state = getattr(conn, "broker_state", None)
+    return state if state is not None and state.fresh else None
+
+
 def _net_position(conn, account_id: int, contract_id: int, timeout_s: float) -> int:
+    state = _fresh_state(conn)
+    if state is not None:  # kept current by props events: no round trip
+        return state.net_pos(account_id, contract_id)
     positions = _read(conn, "position/list", conn.integration.list_positions, timeout_s)
     return sum(int(p.get("netPos") or 0) for p in positions
                if p.get("accountId") == account_id and p.get("contractId") == contract_id)
 
 
 def _working_orders(conn, account_id: int, contract_id: int, timeout_s: float) -> list:
+    state = _fresh_state(conn)
+    if state is not None:
+        return state.working_orders(account_id, contract_id)
     orders = _read(conn, "order/list", conn.integration.list_orders, timeout_s)
     return [o for o in orders if o.get("accountId") == account_id and o.get("contractId") == contract_id
             and o.get("ordStatus") in _WORKING_STATES]
@@ -154,7 +159,7 @@ def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, 
         target, conn = targets[0]
         return [_run_account(target, conn, *args)]
     prepared, batch = _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, needs_position)
-    pool = _account_executor()
+    pool = executor("order")
     futures = []
     for index, (target, conn) in enumerate(targets):
         if index in prepared:

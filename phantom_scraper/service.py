@@ -1,4 +1,6 @@
-"""TradingService: what the Flask routes call.  It owns the journal, the logins and the pool.
+"""TradingService: what the Flask routes call.  It owns the journal and the logins, and drives the
+pool it is given (a ``pool_api.ConnectionPool``: ``ultra_simple_server.create_app()`` hands it
+``recorder_service.WebSocketPool()``).
 
 Life cycle (per worker process, never at import): ``start()`` logs in to every login, lists its
 accounts, registers them with the pool, reconciles order intents left in flight by a previous
@@ -19,15 +21,18 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-import recorder_service
-from phantom_scraper.execution import describe as _describe
+from phantom_scraper import execution
+from phantom_scraper.execution import describe as _describe, execute_trade_simple, reconcile_pending
 from phantom_scraper.order_search import recent_duplicates
 from phantom_scraper.settlement import Settler
 from phantom_scraper import recorders as recorders_mod
 from phantom_scraper import redact
 from phantom_scraper.config import Settings
+from phantom_scraper.coordinator import Coordinator
 from phantom_scraper.errors import AuthError, CaptchaRequiredError, TradovateError
 from phantom_scraper.journal import Journal
+from phantom_scraper.storage_check import warn_if_ephemeral
+from phantom_scraper.pool_api import Connection, ConnectionPool
 from phantom_scraper.signals import AccountTarget, SignalError, SymbolResolver, parse_signal
 from phantom_scraper.tradovate_integration import TradovateIntegration
 
@@ -46,7 +51,7 @@ class Login:
     config: recorders_mod.LoginConfig
     integration: TradovateIntegration
     accounts: Dict[str, dict]  # account name -> Tradovate account dict
-    connection: Optional[recorder_service.PooledConnection] = None
+    connection: Optional[Connection] = None
 
 
 @dataclass
@@ -61,8 +66,9 @@ def payload_hash(payload: dict) -> str:
 
 
 class TradingService:
-    def __init__(self, settings: Settings, *, journal: Optional[Journal] = None):
+    def __init__(self, settings: Settings, *, pool: ConnectionPool, journal: Optional[Journal] = None):
         self.settings = settings
+        self.pool = pool
         self.journal = journal
         self.logins: Dict[str, Login] = {}
         self.recorders: Tuple[recorders_mod.Recorder, ...] = ()
@@ -77,6 +83,9 @@ class TradingService:
         self._idle.set()
         self._account_login: Dict[int, Login] = {}
         self._settler: Optional[Settler] = None  # built at start; run by the keep-alive daemon
+        # With the PostgreSQL journal: the login lease and hand-off between instances (None on SQLite).
+        self.coordinator: Optional[Coordinator] = None
+        self._login_configs: Dict[str, recorders_mod.LoginConfig] = {}
 
     # -- life cycle ----------------------------------------------------------------------------
     @property
@@ -147,13 +156,23 @@ class TradingService:
         if not became_ready:  # stop() came during the start: start no background work
             self._ready.set()
             return
+        if self.coordinator is not None:
+            try:
+                # The first lease attempt is made before this returns: a lone instance is the
+                # owner (logins open, intents reconciled) by the time it is ready.
+                self.coordinator.start(first_try_timeout_s=self.settings.ws_connect_timeout_s + 30)
+                logger.info("Ready as the %s of %d login(s), %d recorder(s)",
+                            "owner" if self.coordinator.is_owner else "standby",
+                            len(self._login_configs), len(self.recorders))
+            finally:
+                self._ready.set()
+            return
         logger.info("Ready: %d login(s), %d account(s), %d recorder(s)", len(self.logins),
                     len(self._account_login), len(self.recorders))
         try:
-            recorder_service.warm_up()
-            daemon = recorder_service.start_websocket_keepalive_daemon(self.settings.keepalive_interval_s)
+            self.pool.warm_up()
             # Each cycle also adopts 'unknown' order intents that have since appeared at the broker.
-            daemon.cycle_hooks.append(self._settle_unknown)
+            self.pool.start_daemon(self.settings.keepalive_interval_s, self._settle_unknown)
         finally:
             self._ready.set()  # after the background work exists: stop() waits for this
 
@@ -174,13 +193,31 @@ class TradingService:
     def _start_inner(self) -> None:
         s = self.settings
         if self.journal is None:
-            self.journal = Journal(s.database_path)
+            if not s.database_url:
+                warn_if_ephemeral(s.database_path)
+            self.journal = Journal(s.journal_target)
         login_configs, self.recorders = recorders_mod.load(s)
+        self._login_configs = login_configs
+        if self.journal.backend == "postgres" and self.coordinator is None:
+            # Several instances may share this journal: the logins are opened only by the process
+            # holding their lease (coordinator thread, _become_owner).
+            self.coordinator = Coordinator(
+                self.journal, [f"{c.credentials.username}@{c.env}" for c in login_configs.values()],
+                on_acquired=self._become_owner, on_lost=self._lose_logins,
+                on_pending=self._execute_handed_off, lease_poll_interval_s=s.lease_poll_interval_s,
+                pending_signal_max_age_s=s.pending_signal_max_age_s)
+            return
+        self._open_logins(login_configs)
+
+    def _open_logins(self, login_configs) -> None:
+        """Authenticate every login, register its connection, reconcile what a previous process
+        left in flight (by clOrdId), settle its interrupted signals."""
+        s = self.settings
         redact.register_secret(*(r.token for r in self.recorders))
         redact.register_secret(*(c.credentials.password for c in login_configs.values()
                                  if c.credentials.password != c.credentials.username))  # sim's demo/demo is no secret
         redact.register_secret(*(c.credentials.sec for c in login_configs.values()))
-        recorder_service.set_max_concurrent_connects(s.max_concurrent_connects)
+        self.pool.configure(s)
         for name, cfg in login_configs.items():
             ti = TradovateIntegration(cfg.credentials, cfg.rest_url, cfg.ws_url, is_demo=cfg.is_demo, settings=s)
             ti.authenticate()
@@ -191,7 +228,7 @@ class TradingService:
             self.logins[name] = login
             for acct in accounts.values():
                 self._account_login[int(acct["id"])] = login
-            login.connection = recorder_service.register_login(
+            login.connection = self.pool.register_login(
                 ti, [a["id"] for a in accounts.values()], is_demo=cfg.is_demo,
                 login_key=f"{cfg.credentials.username}@{cfg.env}", settings=s)
         for rec in self.recorders:  # every linked account must exist: fail loudly at start
@@ -201,11 +238,77 @@ class TradingService:
                         f"recorder {rec.name!r} links account {link.account!r}, which login {link.login!r} does not have")
         first = next(iter(self.logins.values()))
         self.resolver = SymbolResolver(first.integration)
-        settled = recorder_service.reconcile_pending(self.journal, self.integration_for_account)
+        settled = reconcile_pending(self.journal, self.integration_for_account)
         self._settler = Settler(self.journal, self.integration_for_account, s.unknown_settle_period_s)
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
         self._settle_interrupted_signals()
+
+    # -- several instances (PostgreSQL journal) ----------------------------------------------------
+    def _become_owner(self) -> bool:
+        """The coordinator holds the lease: open the logins (reconciling first), start the pool."""
+        if self._stop_requested.is_set():
+            return False
+        try:
+            self._open_logins(self._login_configs)
+        except Exception as exc:
+            logger.error("Taking the logins over failed: %s", _describe(exc))
+            self._reset_logins()
+            return False
+        self.pool.warm_up()
+        self.pool.start_daemon(self.settings.keepalive_interval_s, self._settle_unknown)
+        logger.info("Owner: %d login(s), %d account(s)", len(self.logins), len(self._account_login))
+        return True
+
+    def _lose_logins(self) -> None:
+        """The lease is gone (database session lost): stop using the logins at once."""
+        self.pool.stop_daemon()
+        self.pool.reset()
+        self._reset_logins()
+
+    def _execute_handed_off(self, signal_id: str, recorder_name: str, payload: dict) -> None:
+        """A signal another instance received and handed over: execute it here (the owner)."""
+        recorder = next((r for r in self.recorders if r.name == recorder_name), None)
+        if recorder is None:
+            self.journal.set_signal_status(signal_id, "rejected",
+                                           json.dumps({"error": f"unknown recorder {recorder_name!r}"}))
+            return
+        try:
+            signal = parse_signal(json.dumps(payload).encode("utf-8"))
+        except SignalError as exc:
+            self.journal.set_signal_status(signal_id, "rejected", json.dumps(_signal_error(exc)))
+            return
+        if not self._enter():  # stopping: leave it pending for the next owner
+            self.coordinator.hand_off(signal_id)
+            return
+        try:
+            targets = self.targets_for(recorder)
+            logger.info("Signal %s taken over from a standby: recorder=%s action=%s symbol=%s qty=%s accounts=%d",
+                        signal_id, recorder.name, signal.action, signal.symbol, signal.quantity, len(targets))
+            future = execution.executor("signal").submit(self._process, signal, targets, signal_id)
+        except BaseException:
+            self._leave()
+            raise
+        future.add_done_callback(lambda f: self._finished(signal_id, f))
+
+    def _await_handed_off(self, signal_id: str, received: float) -> WebhookResult:
+        """A standby's answer: the owner's outcome if the journal shows it within the budget."""
+        deadline = received + self.settings.webhook_budget_s
+        while True:
+            signal = self.journal.get_signal(signal_id)
+            status = signal["status"] if signal else None
+            if status not in ("pending", "received"):
+                try:
+                    summary = json.loads(signal["summary"]) if signal and signal["summary"] else None
+                except ValueError:
+                    summary = signal["summary"]
+                return WebhookResult(200, {"success": status not in ("failed", "error", "rejected", "expired"),
+                                           "signal_id": signal_id, "status": status, "executed_by": "owner",
+                                           "accounts": summary})
+            if time.perf_counter() >= deadline:
+                return WebhookResult(202, {"success": True, "signal_id": signal_id, "status": "executing",
+                                           "message": "accepted; the login owner executes it (see /api/signals)"})
+            time.sleep(self.settings.handoff_poll_interval_s)
 
     def _settle_interrupted_signals(self) -> None:
         """Signals a previous process left ``received`` get a final status from their intents
@@ -255,6 +358,7 @@ class TradingService:
         self._stop_requested.set()
         if was_starting or not self._ready.is_set():  # let the start-up finish before tearing it down
             self._ready.wait(timeout_s)
+
         logger.info("Stopping: intake closed, %d signal(s) in flight", in_flight)
         # Shutdown settles, it never sends: let in-flight orders finish (sockets with requests in
         # flight drain) up to timeout_s; then stop every login (no attempt starts after this and
@@ -263,10 +367,12 @@ class TradingService:
         if not self._idle.wait(timeout_s):
             logger.error("Stopping with signals still in flight; their orders are journaled 'unknown' "
                          "and reconciled at the next start (never resent)")
-        recorder_service.stop_websocket_keepalive_daemon()
+        if self.coordinator is not None:  # after the drain: the lease (and the logins) pass on now
+            self.coordinator.stop(timeout_s)
+        self.pool.stop_daemon()
         for login in self.logins.values():
             login.integration.stop_event.set()
-        recorder_service.reset_pool()
+        self.pool.reset()
         if not self._idle.is_set():
             self._idle.wait(min(2.0, timeout_s))  # the account threads journal their outcomes
         if self.journal is not None:
@@ -344,11 +450,14 @@ class TradingService:
                             signal_id, existing, recorder.name)
                 return WebhookResult(200, {"success": True, "duplicate": True, "signal_id": existing,
                                            "message": "duplicate signal: already received, nothing placed"})
+            if self.coordinator is not None and not self.coordinator.is_owner:
+                self.coordinator.hand_off(signal_id)
+                return self._await_handed_off(signal_id, received)
             targets = self.targets_for(recorder)
             logger.info("Signal %s received: recorder=%s action=%s symbol=%s qty=%s accounts=%d%s",
                         signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
                         len(targets), " TEST" if signal.test else "")
-            future = recorder_service._executor().submit(self._process, signal, targets, signal_id)
+            future = execution.executor("signal").submit(self._process, signal, targets, signal_id)
             submitted = True
         finally:
             if not submitted:
@@ -383,7 +492,7 @@ class TradingService:
         contract = self.resolver.resolve(signal.symbol)  # SignalError: unknown symbol
         if not targets:
             return None, []
-        outcomes = recorder_service.execute_trade_simple(
+        outcomes = execute_trade_simple(
             signal, contract, targets, journal=self.journal, signal_id=signal_id, settings=self.settings)
         return contract, outcomes
 
@@ -474,7 +583,7 @@ class TradingService:
                         contract.name, signal.quantity, target[0].name, " TEST" if signal.test else "")
             outcomes = []
             try:
-                outcomes = recorder_service.execute_trade_simple(
+                outcomes = execute_trade_simple(
                     signal, contract, [target], journal=self.journal, signal_id=signal_id,
                     settings=self.settings)
             finally:
@@ -489,15 +598,15 @@ class TradingService:
 
     # -- status ------------------------------------------------------------------------------------
     def status(self) -> dict:
-        daemon = recorder_service.keepalive_daemon()
         return {
             "success": True,
             "websocket_orders_enabled": bool(self.settings.use_websocket_orders),
             "service_state": self.state,
             "start_error": self.start_error,
             "environment": self.settings.tradovate_env,
-            "connection_pool": recorder_service.pool_status(),
-            "keepalive_daemon": daemon.status() if daemon else {"running": False},
+            "connection_pool": self.pool.status(),
+            "keepalive_daemon": self.pool.daemon_status(),
+            "coordinator": self.coordinator.status() if self.coordinator is not None else None,
             "orders_needing_attention": self.orders_needing_attention(),
         }
 
@@ -526,14 +635,17 @@ class TradingService:
             except Exception as exc:
                 checks["journal_error"] = str(exc)
         checks["journal"] = journal_ok
-        daemon = recorder_service.keepalive_daemon()
-        checks["daemon_alive"] = bool(daemon and daemon.alive)
+        checks["daemon_alive"] = bool(self.pool.daemon_status().get("running"))
         broker_ok = False
         for login in self.logins.values():
-            broker_ok = any(c.live_client() is not None for c in recorder_service.logins_snapshot()) or \
+            broker_ok = self.pool.has_live_socket() or \
                 _rest_reachable(login.integration)
             break
         checks["broker_reachable"] = broker_ok
+        if self.coordinator is not None and not self.coordinator.is_owner:
+            # A standby has no socket and no daemon by design; it is healthy when it can journal.
+            checks["role"] = "standby"
+            return self.state == "ready" and journal_ok, checks
         ready = self.state == "ready" and journal_ok and checks["daemon_alive"] and broker_ok
         return ready, checks
 

@@ -5,8 +5,9 @@ Two entry points, both read-only at the broker (``command/list``) and both one l
 * :func:`reconcile_pending` (start-up, before signals are accepted): intents left ``sending`` or
   ``unknown`` by a process that is gone (see the journal's owner lease) become ``unknown``, then
   ``reconciled`` when the broker has their order.  Not found: they stay ``unknown``.
-* :class:`Settler` (every keep-alive cycle): every ``unknown`` intent of this process or of a gone
-  owner, and every recent ``not_placed`` one, is looked up; found -> ``reconciled`` (WARNING);
+* :class:`Settler` (every keep-alive cycle): intents a gone owner left ``sending`` become
+  ``unknown``; every ``unknown`` intent of this process or of a gone owner, and every recent
+  ``not_placed`` one, is looked up; found -> ``reconciled`` (WARNING);
   still nothing after ``unknown_settle_period_s`` -> ``not_placed`` (WARNING).  A login whose
   list answers 429 or a penalty is skipped for 1, 2, 4 ... cycles (capped), so settlement never
   competes with orders for the login's rate budget.
@@ -127,6 +128,9 @@ class Settler:
     def run_once(self) -> List[dict]:
         """One pass; returns the intents it changed (``cl_ord_id``, ``state``, ``order_id``)."""
         self._cycle += 1
+        for intent in self.journal.pending_intents(orphaned_only=True):
+            if intent["state"] == "sending":  # its process went away after start-up (lease expired)
+                self.journal.set_intent_state(intent["cl_ord_id"], "unknown", error="owner gone while in flight")
         intents = self.journal.unsettled_intents()
         changed: List[dict] = []
         for ti, group in _by_login(intents, self.integration_for_account):

@@ -265,8 +265,8 @@ def test_an_expired_lease_counts_as_gone(tmp_path):
     stale = Journal(path, lease_ttl_s=0.2)
     sid = stale.record_signal("t", {"a": 1}, "lease2", "h", 0)[0]
     stale.create_intent(sid, 1, "A", 0, "placeorder", {}, "ps-stale-1-0", state="sending")
-    stale._stop_checkpoints.set()  # its heartbeat stops, as in a frozen process
-    stale._checkpointer.join(2.0)
+    stale._stop_lease.set()  # its heartbeat stops, as in a frozen process
+    stale._lease_thread.join(2.0)
     observer = Journal(path, lease_ttl_s=0.2)
     try:
         assert settle(lambda: [i["cl_ord_id"] for i in observer.pending_intents(orphaned_only=True)]
