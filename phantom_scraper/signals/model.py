@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 ACTIONS = ("buy", "sell", "close", "close_long", "close_short", "reverse", "cancel", "target")
 ORDER_TYPES = ("Market", "Limit", "Stop", "StopLimit")
 BRACKET_KINDS = ("price", "ticks", "points")
-STEP_KINDS = ("placeorder", "placeoso", "liquidateposition", "cancel_working", "wait_flat")
+STEP_KINDS = ("placeorder", "placeoso", "liquidateposition", "cancel_working", "wait_flat", "trim_legs")
 
 
 class SignalError(ValueError):
@@ -106,13 +106,18 @@ class AccountTarget:
     multiplier: int = 1
     max_qty: Optional[int] = None
     enabled: bool = True
+    # TradersPost's "subtract exit quantity": on a reversal TradingView's order size is close +
+    # open, so the entry is the signal quantity minus the quantity closed.  False: the signal
+    # quantity is the entry size.
+    subtract_exit_qty: bool = True
 
 
 @dataclass(frozen=True)
 class OrderStep:
     """One request for the executor, in order.  ``body`` is a Tradovate request body without
-    ``clOrdId`` (the executor assigns one per step).  ``cancel_working`` and ``wait_flat`` are
-    executor instructions whose body is ``{accountId, contractId, symbol}``."""
+    ``clOrdId`` (the executor assigns one per step).  ``cancel_working``, ``wait_flat`` and
+    ``trim_legs`` are executor instructions whose body is ``{accountId, contractId, symbol}``
+    (``trim_legs`` also ``cover``: the working exit legs are cut to cover at most that many)."""
 
     kind: str  # one of STEP_KINDS
     body: Dict[str, Any] = field(hash=False)

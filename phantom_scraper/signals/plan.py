@@ -13,7 +13,14 @@ Rules
 * buy/sell: one ``placeorder``, or one ``placeoso`` when a take-profit / stop-loss is set
   (``bracket1`` = take profit, a Limit at ``price``; ``bracket2`` = stop loss, a Stop at
   ``stopPrice``; a lone stop loss goes in ``bracket1``).  With a same-side sentiment while the
-  account holds the other side: ``[liquidateposition, wait_flat, entry]``.
+  account holds the other side: ``[liquidateposition, wait_flat, entry]``, the entry sized by
+  "subtract exit quantity" (TradingView's ``{{strategy.order.contracts}}`` on a reversal is
+  close + open): signal quantity minus the position closed, in signal units (position /
+  multiplier), then x multiplier; nothing left to open -> just the flatten.  An account with
+  ``subtract_exit_qty=False`` enters with the full signal quantity.
+* Reductions (target, close with a quantity, sentiment-aware partial exits) are
+  ``[trim_legs, placeorder Market]``: the working exit legs are cut to the position that will
+  remain *before* the reducing order is sent, so a bracket leg can never flip the position.
 * Bracket distances are measured from the entry's reference price (limit price; stop price of a
   Stop; the signal ``price`` of a Market order).  All prices -- entry and brackets -- are rounded
   to the *nearest* tick (half a tick rounds away from zero), so any price moves by at most half a
@@ -110,15 +117,19 @@ class _Planner:
         if self.s.quantity is not None:
             qty = self.s.quantity * self.a.multiplier
             if qty < abs(pos):
-                return [self._market(-1 if pos > 0 else 1, qty, f"reduce position {pos} by {qty}")]
+                return self._reduce(-1 if pos > 0 else 1, qty, f"reduce position {pos} by {qty}")
         return [self._liquidate(f"close position {pos}")]
 
     def _buy_sell(self, direction: int) -> List[OrderStep]:
-        qty = (self.s.quantity if self.s.quantity is not None else 1) * self.a.multiplier
-        entry = self._entry(direction, qty)
+        units = self.s.quantity if self.s.quantity is not None else 1
         if self.s.sentiment is not None and self.pos * direction < 0:
-            return self._reversal(entry)
-        return [entry]
+            closed_units = -(-abs(self.pos) // self.a.multiplier)  # position in signal units (ceil)
+            if self.a.subtract_exit_qty and self.s.quantity is not None:
+                units = self.s.quantity - closed_units
+            if units <= 0:
+                return [self._liquidate(f"reverse to flat: close {self.pos}")]
+            return self._reversal(self._entry(direction, units * self.a.multiplier))
+        return [self._entry(direction, units * self.a.multiplier)]
 
     def _reverse(self) -> List[OrderStep]:
         pos = self.pos
@@ -154,13 +165,20 @@ class _Planner:
         direction = 1 if diff > 0 else -1
         if abs(want) > abs(pos):
             return [self._entry(direction, abs(diff))]
-        return [self._market(direction, abs(diff), f"reduce position {pos} to {want}")]
+        return self._reduce(direction, abs(diff), f"reduce position {pos} to {want}")
 
     # -- steps -----------------------------------------------------------------------------
 
     def _reversal(self, entry: OrderStep) -> List[OrderStep]:
         return [self._liquidate(f"reverse: flatten {self.pos} first"),
                 self._marker("wait_flat", "wait until flat before the entry"), entry]
+
+    def _reduce(self, direction: int, qty: int, reason: str) -> List[OrderStep]:
+        """Cut the exit legs to what will remain, then reduce with a Market order."""
+        market = self._market(direction, qty, reason)
+        trim = self._marker("trim_legs", f"exit legs to cover {abs(self.pos) - qty}")
+        trim.body["cover"] = abs(self.pos) - qty
+        return [trim, market]
 
     def _check_qty(self, qty: int) -> None:
         if qty < 1:
