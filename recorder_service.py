@@ -300,7 +300,10 @@ class PooledConnection:
             return False
         except TradovateError as exc:  # no answer in time, or lost while waiting
             logger.warning("Health check failed for %s: %s", self.login_key, _describe(exc))
-            if client.pending_count():
+            if client.pending_count():  # new orders stop using it now; its orders in flight may finish
+                with self._lock:
+                    if self._client is client:
+                        self._client = None
                 _close_when_idle(client, self.retire_grace_s, "health check failed")
             else:
                 client.close("health check failed")

@@ -316,6 +316,7 @@ def test_a_health_check_that_times_out_waits_for_orders_in_flight_before_closing
     sim.faults.blackhole_next_responses = 1  # the probe goes unanswered
     assert conn.check(0.2) is False
     assert client.is_open  # the order's answer is still on its way
+    assert conn.live_client() is not client  # but new orders no longer use the failed socket
     thread.join(5.0)
     assert (result["r"].status, result["r"].transport, result["r"].reconciled) == ("acked", "websocket", False)
     assert settle(lambda: not client.is_open, 3.0)  # then the failed socket is replaced
