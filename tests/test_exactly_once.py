@@ -22,8 +22,7 @@ from phantom_scraper.outcome import Outcome, attempt_of
 from phantom_scraper.tradovate_rest import RestClient
 from phantom_scraper.tradovate_sim import Simulator, UserSpec
 from phantom_scraper.tradovate_sim.handlers import Reply
-from tests.conftest import SIM_TEST_CONFIG, server_settings
-from tests.test_reliability_support import book_orders, post_webhook, settle
+from tests.helpers import SIM_TEST_CONFIG, book_orders, post_webhook, server_settings, settle
 
 THREE = ("DEMO0001", "DEMO0002", "DEMO0003")
 PLACE = ("order/placeorder", "order/placeoso", "order/liquidateposition")

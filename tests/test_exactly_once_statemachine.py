@@ -25,8 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import recorder_service
 from phantom_scraper.tradovate_sim import Simulator
-from tests.conftest import SIM_TEST_CONFIG, server_settings
-from tests.test_reliability_support import assert_at_most_one, post_webhook, settle
+from tests.helpers import SIM_TEST_CONFIG, assert_at_most_one, post_webhook, server_settings, settle
 
 PLACE = ("order/placeorder", "order/placeoso", "order/liquidateposition")
 SETTLED = {"acked", "rejected", "reconciled", "skipped", "unknown", "not_placed"}
