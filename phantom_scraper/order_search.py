@@ -19,6 +19,8 @@ import threading
 import time
 from typing import Any, Deque, Dict, Iterable, List, Optional
 
+from . import events
+
 logger = logging.getLogger(__name__)
 
 INTENT_FIELDS = ("clOrdId", "customTag50")
@@ -60,6 +62,7 @@ def alarm_duplicate(intent_id: str, order_ids: Iterable[int], why: str) -> bool:
         _SEEN.add(key)
         _DUPLICATES.append({"intent_id": intent_id, "order_ids": ids, "why": why, "at": time.time()})
     logger.error("DUPLICATE: intent %s has broker orders %s (%s)", intent_id, ids, why)
+    events.emit("duplicate", cl_ord_id=intent_id, order_ids=ids)
     return True
 
 

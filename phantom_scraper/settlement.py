@@ -21,6 +21,7 @@ import logging
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
+from . import events
 from .errors import RateLimitedError, TradovateError
 from .order_search import check_found, orders_by_intent
 
@@ -108,6 +109,7 @@ def reconcile_pending(journal, integration_for_account: IntegrationFor) -> List[
         order_id = results[intent["cl_ord_id"]]
         settled.append({"cl_ord_id": intent["cl_ord_id"], "order_id": order_id,
                         "state": "reconciled" if order_id is not None else "unknown"})
+        events.emit("settled", **settled[-1])
     return settled
 
 
@@ -160,12 +162,14 @@ class Settler:
         if ids:
             self.journal.set_intent_state(cl, "reconciled", broker_order_id=ids[0], reconciled=True)
             logger.warning("Reconciled %s: found at the broker as order %s (was %s)", cl, ids[0], intent["state"])
+            events.emit("settled", cl_ord_id=cl, order_id=ids[0], state="reconciled")
             return [{"cl_ord_id": cl, "state": "reconciled", "order_id": ids[0]}]
         if intent["state"] == "unknown" and now - float(intent["created_at"]) >= self.settle_period_s:
             self.journal.set_intent_state(cl, "not_placed",
                                           error=f"not at the broker {self.settle_period_s:.0f} s later; not placed")
             logger.warning("Order %s settled as NOT PLACED: no order at the broker after %.0f s (never resent; "
                            "adopted if it still turns up)", cl, self.settle_period_s)
+            events.emit("settled", cl_ord_id=cl, order_id=None, state="not_placed")
             return [{"cl_ord_id": cl, "state": "not_placed", "order_id": None}]
         return []
 
