@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 from .catalog import Catalog, Contract
 from .config import SimConfig
 from .orders import OrderMixin
+from .strategies import StrategyMixin
 from .timefmt import iso_z, trade_date
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ MASTER_FIELD = {
     "account": "userId", "order": "accountId", "orderVersion": "orderId", "command": "orderId",
     "commandReport": "commandId", "executionReport": "commandId", "fill": "orderId",
     "position": "accountId", "cashBalance": "accountId",
+    "orderStrategy": "accountId", "orderStrategyLink": "orderStrategyId",
 }
 ENTITY_TYPES = tuple(MASTER_FIELD)
 # syncrequest snapshot collection names
@@ -38,7 +40,8 @@ PLURALS = {
     "user": "users", "account": "accounts", "position": "positions", "order": "orders",
     "orderVersion": "orderVersions", "command": "commands", "commandReport": "commandReports",
     "executionReport": "executionReports", "fill": "fills", "cashBalance": "cashBalances",
-    "contract": "contracts", "product": "products", "contractMaturity": "contractMaturities",
+    "contract": "contracts", "orderStrategy": "orderStrategies",
+    "orderStrategyLink": "orderStrategyLinks", "product": "products", "contractMaturity": "contractMaturities",
 }
 
 BAD_CREDENTIALS = ("Incorrect username or password. Please try again, noting that passwords "
@@ -68,7 +71,7 @@ def catalog_date() -> dt.date:
     return dt.datetime.now(dt.timezone.utc).date()
 
 
-class Exchange(OrderMixin):
+class Exchange(StrategyMixin, OrderMixin):
     def __init__(self, config: SimConfig):
         self.config = config
         self.catalog = Catalog(config.today or catalog_date())
@@ -110,6 +113,9 @@ class Exchange(OrderMixin):
         self._working: Dict[int, Set[int]] = {}  # contract id -> ids of Working orders
         self._positions: Dict[Tuple[int, int], int] = {}  # (account, contract) -> position id
         self._book: List[dict] = []
+        self._strategies: Dict[int, Any] = {}  # orderStrategy id -> _Strategy (strategies.py)
+        self._strategy_of: Dict[int, int] = {}  # order id -> orderStrategy id
+        self._trails: Dict[int, Any] = {}  # order id -> _Trail of a trailing stop
         for acct_id in self._accounts:
             cb_id = next(self._ids)
             self._owner[cb_id] = acct_id
