@@ -1,6 +1,11 @@
 """The WebSocket connection pool and the keep-alive daemon (signal execution: ``phantom_scraper.execution``).
 
-Pool rules (LESSONS.md §1–§5):
+The package never imports this module: ``ultra_simple_server.create_app()`` hands a
+:class:`WebSocketPool` to the service (it implements ``phantom_scraper.pool_api.ConnectionPool``).
+The seed's documented names stay here: ``_WS_POOL``, ``_WS_POOL_LOCK``, ``get_pooled_connection``,
+``start_websocket_keepalive_daemon`` and ``execute_trade_simple``.
+
+Pool rules (docs/LESSONS.md §1–§5):
 
 * ``_WS_POOL`` maps a sub-account id to its login's :class:`PooledConnection`.  Sub-accounts of one
   login share one authorized socket, so the project never opens more sockets than logins.
@@ -28,16 +33,9 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional
 
+from phantom_scraper import execution
 from phantom_scraper.errors import TradovateError
-from phantom_scraper.execution import (  # noqa: F401  (re-exported: the documented names live here)
-    AccountOutcome,
-    _executor,
-    describe as _describe,
-    execute_trade_simple,
-    find_order_id,
-    reconcile_pending,
-    shutdown_executor,
-)
+from phantom_scraper.execution import describe as _describe
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ _WS_POOL: Dict[int, "PooledConnection"] = {}  # sub-account id -> its login's sh
 _LOGINS: Dict[tuple, "PooledConnection"] = {}  # (is_demo, login key) -> connection
 _WS_POOL_LOCK = threading.Lock()  # serialises reads/writes of _WS_POOL and _LOGINS only
 
-# Bounds concurrent connects across all logins (LESSONS §2).  Replaced only by
+# Bounds concurrent connects across all logins (docs/LESSONS.md §2).  Replaced only by
 # set_max_concurrent_connects() before traffic starts; a plain assignment, so no lock.
 _CONNECT_SLOTS = threading.BoundedSemaphore(2)
 
@@ -57,6 +55,16 @@ def set_max_concurrent_connects(n: int) -> None:
     """Replace the connect bound (configuration; call before traffic starts)."""
     global _CONNECT_SLOTS
     _CONNECT_SLOTS = threading.BoundedSemaphore(max(1, int(n)))
+
+
+def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, settings, **options):
+    """Execute one validated signal on every targeted account, in parallel (the documented entry point).
+
+    ``targets`` are ``(AccountTarget, PooledConnection)`` pairs; returns one ``AccountOutcome`` per
+    target, in order.  The work is :func:`phantom_scraper.execution.execute_trade_simple`.
+    """
+    return execution.execute_trade_simple(signal, contract, targets, journal=journal, signal_id=signal_id,
+                                          settings=settings, **options)
 
 
 class PoolError(TradovateError):
@@ -73,13 +81,15 @@ class PooledConnection:
     """One login's authorized WebSocket, shared by all of its sub-accounts.
 
     ``integration`` is that login's :class:`TradovateIntegration`; it owns the token.
+    ``on_dropped`` is called (in the socket's thread) when the current socket closes.
     """
 
     def __init__(self, integration, *, is_demo: bool, login_key: str,
                  backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0,
                  connect_timeout_s: float = 15.0, reconnect_jitter_s: float = 1.0,
-                 retire_grace_s: float = 10.0):
+                 retire_grace_s: float = 10.0, on_dropped: Optional[Callable[[], None]] = None):
         self.integration = integration
+        self.on_dropped = on_dropped
         self.is_demo = is_demo
         self.login_key = login_key
         self.backoff_initial_s = backoff_initial_s
@@ -88,6 +98,7 @@ class PooledConnection:
         self.reconnect_jitter_s = reconnect_jitter_s  # a reconnect waits uniform(0, this) first
         self.retire_grace_s = retire_grace_s  # longest wait for a replaced socket's requests
         self._closed_event = threading.Event()  # set by close(): interrupts a reconnect stagger
+        self.subaccount_ids: set = set()  # read and written under _WS_POOL_LOCK (register_login)
         self._lock = threading.Lock()  # serialises reads/writes of every attribute below; no I/O under it
         self._client = None
         self._client_token: Optional[str] = None
@@ -95,7 +106,6 @@ class PooledConnection:
         self._failures = 0
         self._next_attempt_at = 0.0
         self._closed = False
-        self.subaccount_ids: set = set()
         self.connected_since: Optional[float] = None
         self.reconnect_count = 0
         self.connect_count = 0
@@ -172,7 +182,8 @@ class PooledConnection:
     def _connect(self, fut: concurrent.futures.Future, stagger_s: float) -> None:
         """The connect thread: stagger, take a slot, authorize, swap in, resolve the Future."""
         client, token, error = None, None, None
-        self.last_stagger_s = stagger_s
+        with self._lock:
+            self.last_stagger_s = stagger_s
         try:
             if stagger_s > 0 and self._closed_event.wait(stagger_s):
                 raise PoolError(f"connection {self.login_key} closed before reconnecting")
@@ -229,9 +240,8 @@ class PooledConnection:
         if current:
             logger.warning("WebSocket closed for %s (%s); the keep-alive daemon will reconnect",
                            self.login_key, client.close_reason)
-            daemon = _DAEMON
-            if daemon is not None:
-                daemon.wake()
+            if self.on_dropped is not None:
+                self.on_dropped()
 
     def _on_token_renewed(self, _new_token: str) -> None:
         """Token listener: authorize a replacement socket in the background, then swap."""
@@ -318,9 +328,8 @@ def _close_when_idle(client, grace_s: float) -> None:
 
     def run() -> None:
         deadline = time.monotonic() + grace_s
-        idle = threading.Event()  # never set: a sleep that reads as one
         while client.is_open and _pending_requests(client) and time.monotonic() < deadline:
-            idle.wait(0.02)
+            time.sleep(0.02)  # no lock held; this thread only retires the old socket
         client.close("replaced by a socket with a renewed token")
 
     threading.Thread(target=run, daemon=True, name="ws-retire").start()
@@ -341,7 +350,7 @@ def register_login(integration, subaccount_ids, *, is_demo: bool, login_key: Opt
         existing = _LOGINS.get((is_demo, key))
     fresh = None
     if existing is None or existing.integration is not integration:
-        fresh = PooledConnection(integration, is_demo=is_demo, login_key=key, **kwargs)
+        fresh = PooledConnection(integration, is_demo=is_demo, login_key=key, on_dropped=_wake_daemon, **kwargs)
     with _WS_POOL_LOCK:
         replaced = None
         conn = _LOGINS.get((is_demo, key))
@@ -421,10 +430,9 @@ def pool_status() -> dict:
 
 def warm_up(stagger_s: float = 0.25) -> None:
     """Start every login's connect in the background, staggered (no burst of connects)."""
-    pause = threading.Event()  # never set: an interruptible-looking sleep, no lock held
     for i, conn in enumerate(logins_snapshot()):
         if i and stagger_s:
-            pause.wait(random.uniform(0, stagger_s))
+            time.sleep(random.uniform(0, stagger_s))  # no lock held; the connects run in their own threads
         conn.ensure_connecting(ignore_backoff=True)
 
 
@@ -567,3 +575,50 @@ def stop_websocket_keepalive_daemon(timeout_s: float = 10.0) -> None:
 
 def keepalive_daemon() -> Optional[KeepAliveDaemon]:
     return _DAEMON
+
+
+def _wake_daemon() -> None:
+    """A connection's socket dropped: the daemon (if any) runs a cycle now."""
+    daemon = _DAEMON
+    if daemon is not None:
+        daemon.wake()
+
+
+# ---------------------------------------------------------------------------------------------
+# The pool as the service sees it
+
+class WebSocketPool:
+    """This module's pool behind ``phantom_scraper.pool_api.ConnectionPool`` (what create_app hands
+    to TradingService).  It holds no state: the pool is the module's ``_WS_POOL``."""
+
+    def configure(self, settings) -> None:
+        set_max_concurrent_connects(settings.max_concurrent_connects)
+
+    def register_login(self, integration, subaccount_ids, *, is_demo: bool, login_key: str,
+                       settings) -> PooledConnection:
+        return register_login(integration, subaccount_ids, is_demo=is_demo, login_key=login_key, settings=settings)
+
+    def connection_for(self, account_id: int) -> Optional[PooledConnection]:
+        return connection_for(account_id)
+
+    def warm_up(self) -> None:
+        warm_up()
+
+    def start_daemon(self, interval_s: float, settle_hook: Callable[[], None]) -> None:
+        start_websocket_keepalive_daemon(interval_s).cycle_hooks.append(settle_hook)
+
+    def stop_daemon(self) -> None:
+        stop_websocket_keepalive_daemon()
+
+    def reset(self) -> None:
+        reset_pool()
+
+    def status(self) -> dict:
+        return pool_status()
+
+    def daemon_status(self) -> dict:
+        daemon = _DAEMON
+        return daemon.status() if daemon is not None else {"running": False}
+
+    def has_live_socket(self) -> bool:
+        return any(c.live_client() is not None for c in logins_snapshot())

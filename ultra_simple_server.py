@@ -1,6 +1,8 @@
 """Flask routes: the webhook, the WebSocket status JSON, manual trades, health, a status page.
 
-``create_app()`` builds everything and starts nothing.  Background work (embedded simulator in
+``create_app()`` is the composition root: it builds the connection pool (``recorder_service``) and
+the service, and hands the one to the other (nothing under ``phantom_scraper/`` imports a module
+from this directory).  It starts nothing.  Background work (embedded simulator in
 ``sim`` mode, logins, journal recovery, pool warm-up, keep-alive daemon) starts per worker
 process: from gunicorn's ``post_worker_init`` hook (gunicorn.conf.py), on the first request, or in
 ``main()`` when run directly (``python ultra_simple_server.py``).
@@ -20,6 +22,7 @@ from typing import Optional
 
 from flask import Flask, Response, jsonify, request
 
+import recorder_service
 from phantom_scraper import redact
 from phantom_scraper.config import ConfigError, Settings
 from phantom_scraper.service import ServiceUnavailable, TradingService, WebhookResult
@@ -33,9 +36,9 @@ _SECRET_IN_TEXT = re.compile(r'"(?:secret|passphrase)"\s*:\s*"((?:[^"\\]|\\.)*)"
 class Runtime:
     """Per-process state hung on the app: settings, the service, the embedded simulator."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, service: TradingService):
         self.settings = settings
-        self.service = TradingService(settings)
+        self.service = service
         self.simulator = None
         self._boot_lock = threading.Lock()  # serialises the one-time boot
         self._booted = False
@@ -132,7 +135,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
     app.url_map.merge_slashes = False
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
-    runtime = Runtime(settings)
+    runtime = Runtime(settings, TradingService(settings, pool=recorder_service.WebSocketPool()))
     app.extensions["runtime"] = runtime
 
     @app.before_request

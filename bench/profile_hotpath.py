@@ -57,8 +57,7 @@ def timed(owner, name: str, label: str) -> None:
 
 
 def install() -> None:
-    import recorder_service
-    from phantom_scraper import journal, service, signals, tradovate_integration, ws_client
+    from phantom_scraper import execution, journal, service, signals, tradovate_integration, ws_client
     from phantom_scraper.signals import SymbolResolver
 
     timed(service, "parse_signal", "parse_signal")
@@ -70,14 +69,9 @@ def install() -> None:
     timed(service.TradingService, "targets_for", "service.targets_for")
     timed(service.TradingService, "handle_signal", "service.handle_signal (whole)")
     timed(service, "_outcomes_body", "service._outcomes_body")
-    timed(recorder_service, "execute_trade_simple", "recorder_service.execute_trade_simple")
-    timed(recorder_service, "_run_step", "recorder_service._run_step")
-    try:
-        from phantom_scraper import execution
-        timed(execution, "_run_step", "recorder_service._run_step")
-        timed(execution, "_run_account", "execution._run_account")
-    except ImportError:
-        pass
+    timed(service, "execute_trade_simple", "execution.execute_trade_simple")
+    timed(execution, "_run_step", "execution._run_step")
+    timed(execution, "_run_account", "execution._run_account")
     timed(service.TradingService, "_process", "service._process (executor thread)")
     timed(tradovate_integration.TradovateIntegration, "place_order_smart", "place_order_smart")
     timed(ws_client.TradovateWebSocket, "request", "ws.request (caller thread)")
@@ -85,13 +79,13 @@ def install() -> None:
     timed(signals, "plan_orders", "signals.plan_orders") if hasattr(signals, "plan_orders") else None
     timed(logging.FileHandler, "emit", "logging FileHandler.emit")
 
-    orig_submit = recorder_service._executor().submit
+    orig_submit = execution.executor("signal").submit
 
     def submit(fn, *a, **k):
         MARKS["submit"] = time.perf_counter()
         return orig_submit(fn, *a, **k)
 
-    recorder_service._executor().submit = submit
+    execution.executor("signal").submit = submit
 
 
 def main(argv=None) -> int:
@@ -160,8 +154,8 @@ def main(argv=None) -> int:
                     per_signal.setdefault(name, []).append(v * 1000)
                 add("client POST -> WSGI entry (HTTP server)", rec["t_in"] - t0)
                 add("WSGI exit -> client has response", t1 - rec["t_out"])
-                if "submit" in MARKS and "recorder_service.execute_trade_simple" in ev:
-                    add("HAND-OFF submit -> executor thread starts", ev["recorder_service.execute_trade_simple"][0] - MARKS["submit"])
+                if "submit" in MARKS and "execution.execute_trade_simple" in ev:
+                    add("HAND-OFF submit -> executor thread starts", ev["execution.execute_trade_simple"][0] - MARKS["submit"])
                 if "ws.request (caller thread)" in ev and "ws._send_request (loop thread)" in ev:
                     add("HAND-OFF ws.request -> loop thread runs _send_request",
                         ev["ws._send_request (loop thread)"][0] - ev["ws.request (caller thread)"][0])
@@ -171,9 +165,9 @@ def main(argv=None) -> int:
                     add("_send_request start -> frame written", rec["frames"][0] - ev["ws._send_request (loop thread)"][0])
                 if rec["frames"] and rec["acks"]:
                     add("frame written -> answer resolved (network + simulator + RTT)", rec["acks"][-1] - rec["frames"][0])
-                if "recorder_service.execute_trade_simple" in ev and "service._outcomes_body" in ev:
+                if "execution.execute_trade_simple" in ev and "service._outcomes_body" in ev:
                     add("HAND-OFF executor returns -> request thread resumes",
-                        ev["service._outcomes_body"][0] - ev["recorder_service.execute_trade_simple"][1])
+                        ev["service._outcomes_body"][0] - ev["execution.execute_trade_simple"][1])
                 if "service.handle_signal (whole)" in ev:
                     add("handle_signal return -> WSGI exit (Flask, json.dumps indent=2)", rec["t_out"] - ev["service.handle_signal (whole)"][1])
                     add("WSGI entry -> handle_signal entry (Flask routing, body read)", ev["service.handle_signal (whole)"][0] - rec["t_in"])

@@ -1,7 +1,7 @@
 """Signal execution: one validated signal on every targeted account, journaled at every step.
 
-``execute_trade_simple`` (re-exported by ``recorder_service``) runs each account in parallel.  Per
-account: read the position if the plan needs it, plan the orders, then for each placement::
+``execute_trade_simple`` (also ``recorder_service``'s documented entry point) runs each account in
+parallel.  Per account: read the position if the plan needs it, plan the orders, then for each placement::
 
     create intent as 'sending' (one commit) -> place_order_smart(clOrdId)
         answered              -> acked (order id, transport, latency) | rejected (final)
@@ -16,8 +16,8 @@ placement; the only resends are the ones ``place_order_smart`` makes after a pro
 ``unknown``: found at the broker by ``clOrdId`` -> ``reconciled``; not found -> ``rejected`` and
 NOT resent (a signal from before a restart is stale).
 
-A connection (``conn``) here is anything with ``integration``, ``live_client()``,
-``ensure_connecting()`` and ``record_order()`` (``recorder_service.PooledConnection``).
+A connection (``conn``) here is a ``phantom_scraper.pool_api.Connection``: ``integration``,
+``live_client()``, ``ensure_connecting()`` and ``record_order()``.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .errors import AuthError, BrokerError, NotSentError, OrderRejectedError, OutcomeUnknownError, TradovateError
 from .journal import JournalError, make_cl_ord_id
@@ -70,34 +70,27 @@ class AccountOutcome:
                 "error": self.error}
 
 
-# Two executors so a signal task never waits on account tasks queued behind other signal tasks
-# in the same bounded pool (that nesting deadlocks once the pool is full).
-_EXECUTOR: Optional[concurrent.futures.ThreadPoolExecutor] = None  # signal-level (TradingService)
-_ACCOUNT_EXECUTOR: Optional[concurrent.futures.ThreadPoolExecutor] = None  # one task per account
-_EXECUTOR_LOCK = threading.Lock()  # serialises creation/shutdown of both executors
+# The one owner of the worker threads.  Two pools so a signal task never waits on account tasks
+# queued behind other signal tasks in the same bounded pool (that nesting deadlocks once it is full).
+EXECUTOR_SIZES = {"signal": 32, "order": 64}  # signal: whole signals (TradingService); order: one task per account
+_EXECUTORS: Dict[str, concurrent.futures.ThreadPoolExecutor] = {}
+_EXECUTOR_LOCK = threading.Lock()  # serialises creation/shutdown of the executors
 
 
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
-    """The pool TradingService submits whole signals to."""
-    global _EXECUTOR
+def executor(kind: str) -> concurrent.futures.ThreadPoolExecutor:
+    """The ``"signal"`` or ``"order"`` executor, created on first use."""
     with _EXECUTOR_LOCK:
-        if _EXECUTOR is None:
-            _EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="signal")
-        return _EXECUTOR
+        pool = _EXECUTORS.get(kind)
+        if pool is None:
+            pool = _EXECUTORS[kind] = concurrent.futures.ThreadPoolExecutor(
+                max_workers=EXECUTOR_SIZES[kind], thread_name_prefix=kind)
+        return pool
 
 
-def _account_executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _ACCOUNT_EXECUTOR
+def shutdown_executors(wait: bool = True) -> None:
     with _EXECUTOR_LOCK:
-        if _ACCOUNT_EXECUTOR is None:
-            _ACCOUNT_EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="order")
-        return _ACCOUNT_EXECUTOR
-
-
-def shutdown_executor(wait: bool = True) -> None:
-    global _EXECUTOR, _ACCOUNT_EXECUTOR
-    with _EXECUTOR_LOCK:
-        pools, _EXECUTOR, _ACCOUNT_EXECUTOR = (_EXECUTOR, _ACCOUNT_EXECUTOR), None, None
+        pools = list(_EXECUTORS.values())
+        _EXECUTORS.clear()
     for pool in pools:  # joined outside the lock
         if pool is not None:
             pool.shutdown(wait=wait)
@@ -149,7 +142,7 @@ def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, 
         target, conn = targets[0]
         return [_run_account(target, conn, *args)]
     prepared, batch = _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, needs_position)
-    pool = _account_executor()
+    pool = executor("order")
     futures = []
     for index, (target, conn) in enumerate(targets):
         if index in prepared:

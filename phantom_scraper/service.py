@@ -1,4 +1,6 @@
-"""TradingService: what the Flask routes call.  It owns the journal, the logins and the pool.
+"""TradingService: what the Flask routes call.  It owns the journal and the logins, and drives the
+pool it is given (a ``pool_api.ConnectionPool``: ``ultra_simple_server.create_app()`` hands it
+``recorder_service.WebSocketPool()``).
 
 Life cycle (per worker process, never at import): ``start()`` logs in to every login, lists its
 accounts, registers them with the pool, reconciles order intents left in flight by a previous
@@ -19,13 +21,14 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-import recorder_service
-from phantom_scraper.execution import describe as _describe, settle_unknown
+from phantom_scraper import execution
+from phantom_scraper.execution import describe as _describe, execute_trade_simple, reconcile_pending, settle_unknown
 from phantom_scraper import recorders as recorders_mod
 from phantom_scraper import redact
 from phantom_scraper.config import Settings
 from phantom_scraper.errors import AuthError, TradovateError
 from phantom_scraper.journal import Journal
+from phantom_scraper.pool_api import Connection, ConnectionPool
 from phantom_scraper.signals import AccountTarget, SignalError, SymbolResolver, parse_signal
 from phantom_scraper.tradovate_integration import TradovateIntegration
 
@@ -44,7 +47,7 @@ class Login:
     config: recorders_mod.LoginConfig
     integration: TradovateIntegration
     accounts: Dict[str, dict]  # account name -> Tradovate account dict
-    connection: Optional[recorder_service.PooledConnection] = None
+    connection: Optional[Connection] = None
 
 
 @dataclass
@@ -59,8 +62,9 @@ def payload_hash(payload: dict) -> str:
 
 
 class TradingService:
-    def __init__(self, settings: Settings, *, journal: Optional[Journal] = None):
+    def __init__(self, settings: Settings, *, pool: ConnectionPool, journal: Optional[Journal] = None):
         self.settings = settings
+        self.pool = pool
         self.journal = journal
         self.logins: Dict[str, Login] = {}
         self.recorders: Tuple[recorders_mod.Recorder, ...] = ()
@@ -144,10 +148,9 @@ class TradingService:
         logger.info("Ready: %d login(s), %d account(s), %d recorder(s)", len(self.logins),
                     len(self._account_login), len(self.recorders))
         try:
-            recorder_service.warm_up()
-            daemon = recorder_service.start_websocket_keepalive_daemon(self.settings.keepalive_interval_s)
+            self.pool.warm_up()
             # Each cycle also adopts 'unknown' order intents that have since appeared at the broker.
-            daemon.cycle_hooks.append(self._settle_unknown)
+            self.pool.start_daemon(self.settings.keepalive_interval_s, self._settle_unknown)
         finally:
             self._ready.set()  # after the background work exists: stop() waits for this
 
@@ -173,7 +176,7 @@ class TradingService:
         redact.register_secret(*(c.credentials.password for c in login_configs.values()
                                  if c.credentials.password != c.credentials.username))  # sim's demo/demo is no secret
         redact.register_secret(*(c.credentials.sec for c in login_configs.values()))
-        recorder_service.set_max_concurrent_connects(s.max_concurrent_connects)
+        self.pool.configure(s)
         for name, cfg in login_configs.items():
             ti = TradovateIntegration(cfg.credentials, cfg.rest_url, cfg.ws_url, is_demo=cfg.is_demo, settings=s)
             ti.use_websocket_orders = s.use_websocket_orders
@@ -185,7 +188,7 @@ class TradingService:
             self.logins[name] = login
             for acct in accounts.values():
                 self._account_login[int(acct["id"])] = login
-            login.connection = recorder_service.register_login(
+            login.connection = self.pool.register_login(
                 ti, [a["id"] for a in accounts.values()], is_demo=cfg.is_demo,
                 login_key=f"{cfg.credentials.username}@{cfg.env}", settings=s)
         for rec in self.recorders:  # every linked account must exist: fail loudly at start
@@ -195,7 +198,7 @@ class TradingService:
                         f"recorder {rec.name!r} links account {link.account!r}, which login {link.login!r} does not have")
         first = next(iter(self.logins.values()))
         self.resolver = SymbolResolver(first.integration)
-        settled = recorder_service.reconcile_pending(self.journal, self.integration_for_account)
+        settled = reconcile_pending(self.journal, self.integration_for_account)
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
         self._settle_interrupted_signals()
@@ -252,8 +255,8 @@ class TradingService:
         if not self._idle.wait(timeout_s):
             logger.error("Stopping with signals still in flight; their intents stay in the journal "
                          "and are reconciled at the next start")
-        recorder_service.stop_websocket_keepalive_daemon()
-        recorder_service.reset_pool()
+        self.pool.stop_daemon()
+        self.pool.reset()
         for login in self.logins.values():
             login.integration.close()
         if self.journal is not None:
@@ -325,7 +328,7 @@ class TradingService:
             logger.info("Signal %s received: recorder=%s action=%s symbol=%s qty=%s accounts=%d%s",
                         signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
                         len(targets), " TEST" if signal.test else "")
-            future = recorder_service._executor().submit(self._process, signal, targets, signal_id)
+            future = execution.executor("signal").submit(self._process, signal, targets, signal_id)
             submitted = True
         finally:
             if not submitted:
@@ -360,7 +363,7 @@ class TradingService:
         contract = self.resolver.resolve(signal.symbol)  # SignalError: unknown symbol
         if not targets:
             return None, []
-        outcomes = recorder_service.execute_trade_simple(
+        outcomes = execute_trade_simple(
             signal, contract, targets, journal=self.journal, signal_id=signal_id, settings=self.settings)
         return contract, outcomes
 
@@ -450,7 +453,7 @@ class TradingService:
                         contract.name, signal.quantity, target[0].name, " TEST" if signal.test else "")
             outcomes = []
             try:
-                outcomes = recorder_service.execute_trade_simple(
+                outcomes = execute_trade_simple(
                     signal, contract, [target], journal=self.journal, signal_id=signal_id,
                     settings=self.settings.replace(use_websocket_orders=False))
             finally:
@@ -465,14 +468,13 @@ class TradingService:
 
     # -- status ------------------------------------------------------------------------------------
     def status(self) -> dict:
-        daemon = recorder_service.keepalive_daemon()
         return {
             "success": True,
             "websocket_orders_enabled": bool(self.settings.use_websocket_orders),
             "service_state": self.state,
             "environment": self.settings.tradovate_env,
-            "connection_pool": recorder_service.pool_status(),
-            "keepalive_daemon": daemon.status() if daemon else {"running": False},
+            "connection_pool": self.pool.status(),
+            "keepalive_daemon": self.pool.daemon_status(),
         }
 
     def health(self) -> Tuple[bool, dict]:
@@ -485,11 +487,10 @@ class TradingService:
             except Exception as exc:
                 checks["journal_error"] = str(exc)
         checks["journal"] = journal_ok
-        daemon = recorder_service.keepalive_daemon()
-        checks["daemon_alive"] = bool(daemon and daemon.alive)
+        checks["daemon_alive"] = bool(self.pool.daemon_status().get("running"))
         broker_ok = False
         for login in self.logins.values():
-            broker_ok = any(c.live_client() is not None for c in recorder_service.logins_snapshot()) or \
+            broker_ok = self.pool.has_live_socket() or \
                 _rest_reachable(login.integration)
             break
         checks["broker_reachable"] = broker_ok

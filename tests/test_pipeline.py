@@ -11,6 +11,7 @@ import pytest
 
 import recorder_service as rs
 from phantom_scraper.config import Credentials
+from phantom_scraper.execution import reconcile_pending
 from phantom_scraper.errors import BrokerError
 from phantom_scraper.journal import Journal
 from phantom_scraper.service import TradingService
@@ -150,11 +151,11 @@ def test_unknown_outcome_is_journaled_unknown_then_reconciled_without_resend(mak
     assert journal.get_intent(cl_ord_id)["state"] == "unknown"
     assert [p["cl_ord_id"] for p in journal.pending_intents()] == [cl_ord_id]
     # Book still unreadable: reconciliation leaves it pending rather than guessing.
-    assert rs.reconcile_pending(journal, lambda account_id: ti) == [
+    assert reconcile_pending(journal, lambda account_id: ti) == [
         {"cl_ord_id": cl_ord_id, "order_id": None, "state": "unknown"}]
     ti.list_commands = list_commands
     [order] = book_for(sim, cl_ord_id)
-    settled = rs.reconcile_pending(journal, lambda account_id: ti)
+    settled = reconcile_pending(journal, lambda account_id: ti)
     assert settled == [{"cl_ord_id": cl_ord_id, "order_id": order["orderId"], "state": "reconciled"}]
     intent = journal.get_intent(cl_ord_id)
     assert intent["state"] == "reconciled" and intent["broker_order_id"] == order["orderId"] and intent["reconciled"]
@@ -196,7 +197,7 @@ def test_reconcile_of_an_intent_never_sent_marks_it_rejected_and_does_not_send(m
     signal_id, _, _ = journal.record_signal("test", {"action": "buy"}, "sig-1", "h", 0)
     journal.create_intent(signal_id, accounts[0]["id"], accounts[0]["name"], 0, "placeorder", {}, "ps-x-1-0")
     journal.set_intent_state("ps-x-1-0", "sending")  # the process died before the frame left
-    assert rs.reconcile_pending(journal, lambda a: ti) == [{"cl_ord_id": "ps-x-1-0", "order_id": None, "state": "rejected"}]
+    assert reconcile_pending(journal, lambda a: ti) == [{"cl_ord_id": "ps-x-1-0", "order_id": None, "state": "rejected"}]
     assert journal.get_intent("ps-x-1-0")["state"] == "rejected" and sim.orders() == []
 
 
@@ -215,7 +216,7 @@ def services(clean_pool):
     made = []
 
     def _make(settings):
-        svc = TradingService(settings)
+        svc = TradingService(settings, pool=rs.WebSocketPool())
         made.append(svc)
         svc.start()
         assert svc.state == "ready", svc.start_error

@@ -26,12 +26,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD = textwrap.dedent("""
     import json, logging, sys
     from phantom_scraper.config import Credentials, Settings
+    import recorder_service
     from phantom_scraper.service import TradingService
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     cfg = json.loads(sys.argv[1])
     settings = Settings(credentials=Credentials(username="demo", password="demo"), **cfg)
-    svc = TradingService(settings)
+    svc = TradingService(settings, pool=recorder_service.WebSocketPool())
     svc.start()
     print("READY", svc.state, flush=True)
     result = svc.handle_signal(svc.recorder_for_token(cfg["webhook_secret"]), sys.argv[2].encode())
