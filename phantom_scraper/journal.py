@@ -1,4 +1,5 @@
-"""The durable journal: every signal and every order intent, in SQLite (stdlib ``sqlite3``, WAL).
+"""The durable journal: every signal and every order intent, in SQLite (stdlib ``sqlite3``, WAL)
+or, when given a ``postgresql://`` URL, in PostgreSQL (psycopg 3).
 
 Why it exists: orders must never be duplicated or lost.  A signal is recorded (and deduplicated)
 before anything is executed; an order intent with its ``clOrdId`` is recorded before its frame is
@@ -36,9 +37,15 @@ Exceptions::
     ├── InvalidTransitionError    (also ValueError) a programming error
     └── DuplicateIntentError      (also ValueError) the clOrdId is already journalled
 
-Threads: one connection shared by all threads, serialised by a lock (see ``Journal._lock``);
-every write is one short ``BEGIN IMMEDIATE`` transaction, which also makes the duplicate check
-atomic across processes.  After ``fork()`` the child opens its own connection on first use.
+Backends: this module holds the journal's logic and its SQL, written once for both databases
+(``?`` placeholders, no dialect-specific syntax); a backend runs it.  ``journal_sqlite`` (the
+default) and ``journal_postgres`` each own connecting, their schema migrations and the three
+transaction runners the journal uses: ``write`` (one transaction, writers serialised like SQLite's
+``BEGIN IMMEDIATE``), ``read`` (one snapshot) and ``run`` (each statement its own transaction).
+
+Threads (SQLite): one connection shared by all threads, serialised by a lock; every write is one
+short ``BEGIN IMMEDIATE`` transaction, which also makes the duplicate check atomic across
+processes.  After ``fork()`` the child opens its own connection on first use.
 """
 from __future__ import annotations
 
@@ -47,8 +54,6 @@ import json
 import logging
 import os
 import re
-import sqlite3
-import threading
 import time
 import uuid
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
@@ -88,6 +93,8 @@ _SECRET_WORDS = ("secret", "token", "password", "passphrase", "apikey")
 _CL_ORD_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SAFE_CHARS_RE = re.compile(r"[^A-Za-z0-9_-]")
 
+# SQLite schema, one entry per version (applied in order by journal_sqlite; Postgres's own DDL
+# for the same versions is in journal_postgres).
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS signals (
     id            TEXT PRIMARY KEY,
@@ -128,6 +135,7 @@ CREATE TABLE IF NOT EXISTS order_intents (
 CREATE INDEX IF NOT EXISTS order_intents_signal ON order_intents (signal_id, step);
 CREATE INDEX IF NOT EXISTS order_intents_state ON order_intents (state);
 """
+SQLITE_MIGRATIONS: Dict[int, str] = {1: _SCHEMA_V1}
 
 
 class JournalError(Exception):
@@ -212,15 +220,21 @@ def _state_update(cl_ord_id: str, state: str, fields: Dict[str, Any], now: float
     return sql, params
 
 
-def _intent_dict(row: sqlite3.Row) -> Dict[str, Any]:
+def is_database_url(target: Any) -> bool:
+    """True when ``target`` names a PostgreSQL database (``postgres://`` or ``postgresql://``)."""
+    return str(target).startswith(("postgres://", "postgresql://"))
+
+
+def _intent_dict(row: Any) -> Dict[str, Any]:
     d = dict(row)
     d["request"] = json.loads(d.pop("request_json"))
     d["reconciled"] = bool(d["reconciled"])
     return d
 
 
-def _signal_dict(row: sqlite3.Row) -> Dict[str, Any]:
+def _signal_dict(row: Any) -> Dict[str, Any]:
     d = dict(row)
+    d.pop("rowid", None)  # Postgres's insertion-order column (SQLite's is implicit)
     d["payload"] = json.loads(d.pop("payload_json"))
     return d
 
@@ -229,134 +243,38 @@ T = TypeVar("T")
 
 
 class Journal:
-    """Signals and order intents in one SQLite file.  See the module docstring."""
+    """Signals and order intents in one SQLite file or one PostgreSQL database.  See the module
+    docstring.
+
+    ``Journal(path)`` opens (and creates) an SQLite file; ``Journal("postgresql://...")`` a
+    PostgreSQL database.  ``synchronous``, ``busy_timeout_ms`` and ``checkpoint_interval_s`` are
+    SQLite's; ``pool_max_size`` is Postgres's.
+    """
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
-                 checkpoint_interval_s: float = 1.0):
-        sync = str(synchronous).upper()
-        if sync not in ("NORMAL", "FULL", "EXTRA"):
-            raise ValueError("synchronous must be NORMAL, FULL or EXTRA")
-        self.path = os.path.abspath(os.fspath(path))
-        self._synchronous = sync
-        self._busy_timeout_ms = int(busy_timeout_ms)
-        # Serialises every use of self._conn (and its replacement after a fork): a sqlite3
-        # connection must not run statements from two threads at once, and one thread's
-        # transaction must not interleave with another's.  Held for one short transaction only.
-        self._lock = threading.Lock()
-        self._closed = False
-        parent = os.path.dirname(self.path)
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        self._pid = os.getpid()
-        self._conn: Optional[sqlite3.Connection] = self._open()
-        # SQLite's automatic WAL checkpoint runs inside whichever commit crosses the threshold,
-        # fsyncing the database while that commit (and so an order) waits ~20 ms.  It is turned
-        # off on the writer; a background thread checkpoints on its own connection instead.
-        self._checkpoint_interval_s = float(checkpoint_interval_s)
-        self._stop_checkpoints = threading.Event()
-        self._checkpointer: Optional[threading.Thread] = None
-        if self._checkpoint_interval_s > 0:
-            self._conn.execute("PRAGMA wal_autocheckpoint = 0")
-            self._checkpointer = threading.Thread(target=self._checkpoint_loop, daemon=True,
-                                                  name="journal-checkpoint")
-            self._checkpointer.start()
-        log.info("Journal opened at %s (WAL, synchronous=%s, schema v%d)",
-                 self.path, self._synchronous, SCHEMA_VERSION)
+                 checkpoint_interval_s: float = 1.0, pool_max_size: int = 8):
+        target = os.fspath(path)
+        if is_database_url(target):
+            from .journal_postgres import PostgresBackend
+            self._db = PostgresBackend(target, SQLITE_MIGRATIONS, SCHEMA_VERSION, pool_max_size=pool_max_size)
+        else:
+            from .journal_sqlite import SqliteBackend
+            self._db = SqliteBackend(target, SQLITE_MIGRATIONS, SCHEMA_VERSION, synchronous=synchronous,
+                                     busy_timeout_ms=busy_timeout_ms,
+                                     checkpoint_interval_s=checkpoint_interval_s)
+        # The file's path (SQLite) or the URL without its password (Postgres), for log lines.
+        self.path = self._db.describe()
+        self.backend = self._db.name
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def _open(self) -> sqlite3.Connection:
-        try:
-            # isolation_level=None: no implicit transactions; every write below opens its own
-            # BEGIN IMMEDIATE and commits it before returning.
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000.0,
-                                   isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise JournalUnavailableError(f"cannot open journal {self.path}: {exc}") from exc
-        try:
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise JournalUnavailableError(f"journal {self.path} cannot use WAL (got {mode})")
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._migrate(conn)
-        except BaseException as exc:
-            conn.close()
-            if isinstance(exc, sqlite3.Error):
-                raise JournalUnavailableError(f"cannot open journal {self.path}: {exc}") from exc
-            raise
-        return conn
-
-    @staticmethod
-    def _migrate(conn: sqlite3.Connection) -> None:
-        conn.execute("BEGIN IMMEDIATE")  # two processes starting together: one creates
-        try:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise JournalError(f"journal schema v{version} is newer than this code "
-                                   f"(v{SCHEMA_VERSION})")
-            if version < 1:
-                for statement in _SCHEMA_V1.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-    def _connection(self) -> sqlite3.Connection:
-        # Caller holds self._lock.
-        if self._closed or self._conn is None:
-            raise JournalClosedError("journal is closed")
-        if os.getpid() != self._pid:
-            # Forked (e.g. gunicorn --preload): never use the parent's handle; abandon it.
-            self._pid = os.getpid()
-            self._conn = self._open()
-        return self._conn
-
-    def _checkpoint_loop(self) -> None:
-        """Copy the WAL into the database every ``checkpoint_interval_s`` (PASSIVE: never blocks
-        a writer), on a connection of its own so the journal lock is never held for it."""
-        try:
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000.0,
-                                   isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            log.error("Journal checkpointer cannot open %s: %s", self.path, exc)
-            return
-        try:
-            while not self._stop_checkpoints.wait(self._checkpoint_interval_s):
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                except sqlite3.Error as exc:  # busy or transient: the next round tries again
-                    log.debug("Journal checkpoint skipped: %s", exc)
-            try:
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            except sqlite3.Error:
-                pass
-        finally:
-            conn.close()
-
     def close(self) -> None:
-        """Close the connection; idempotent.  Later calls raise :class:`JournalClosedError`."""
-        self._stop_checkpoints.set()
-        checkpointer = self._checkpointer
-        if checkpointer is not None and checkpointer is not threading.current_thread():
-            checkpointer.join(5.0)
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            conn, self._conn = self._conn, None
-        if conn is not None and os.getpid() == self._pid:
-            conn.close()
-            log.info("Journal closed (%s)", self.path)
+        """Close the connection(s); idempotent.  Later calls raise :class:`JournalClosedError`."""
+        self._db.close()
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._db.closed
 
     def __enter__(self) -> "Journal":
         return self
@@ -366,30 +284,14 @@ class Journal:
 
     # -- transaction helpers ---------------------------------------------------------------------
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one BEGIN IMMEDIATE transaction, committed before returning."""
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise JournalUnavailableError(f"journal write failed: {exc}") from exc
-            return result
+    def _write(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(conn)`` in one write transaction, committed before returning (writers are
+        serialised, so a read-then-insert inside ``fn`` is atomic across threads and processes)."""
+        return self._db.write(fn)
 
-    def _read(self, sql: str, params: Iterable[Any] = ()) -> List[sqlite3.Row]:
-        with self._lock:
-            conn = self._connection()
-            try:
-                return conn.execute(sql, tuple(params)).fetchall()
-            except sqlite3.Error as exc:
-                raise JournalUnavailableError(f"journal read failed: {exc}") from exc
+    def _read(self, sql: str, params: Iterable[Any] = ()) -> List[Any]:
+        """One SELECT, its rows (index- and name-addressable)."""
+        return self._db.run(lambda conn: conn.execute(sql, tuple(params)).fetchall())
 
     # -- signals ---------------------------------------------------------------------------------
 
@@ -414,7 +316,7 @@ class Journal:
         payload_json = _dumps(payload)
         signal_id = uuid.uuid4().hex
 
-        def txn(conn: sqlite3.Connection) -> Optional[str]:
+        def txn(conn: Any) -> Optional[str]:
             if key is not None:
                 row = conn.execute(
                     "SELECT id FROM signals WHERE recorder = ? AND dedupe_key = ? "
@@ -447,7 +349,7 @@ class Journal:
         if not status or status == SIGNAL_DUPLICATE:
             raise ValueError(f"cannot set signal status to {status!r}")
 
-        def txn(conn: sqlite3.Connection) -> None:
+        def txn(conn: Any) -> None:
             row = conn.execute("SELECT duplicate_of FROM signals WHERE id = ?",
                                (signal_id,)).fetchone()
             if row is None:
@@ -476,25 +378,22 @@ class Journal:
     def recent_signals(self, limit: int = 50) -> List[Dict[str, Any]]:
         """The newest signals first (duplicates included), each with its ``intents`` list."""
         limit = max(0, int(limit))
-        with self._lock:
-            conn = self._connection()
-            try:
-                # One read transaction: signals and their intents from the same snapshot.
-                conn.execute("BEGIN")
-                try:
-                    srows = conn.execute("SELECT * FROM signals ORDER BY received_at DESC, rowid DESC "
-                                         "LIMIT ?", (limit,)).fetchall()
-                    ids = [r["id"] for r in srows]
-                    irows: List[sqlite3.Row] = []
-                    if ids:
-                        marks = ",".join("?" * len(ids))
-                        irows = conn.execute(
-                            f"SELECT * FROM order_intents WHERE signal_id IN ({marks}) "
-                            "ORDER BY step, account_id, id", ids).fetchall()
-                finally:
-                    conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise JournalUnavailableError(f"journal read failed: {exc}") from exc
+
+        def txn(conn: Any) -> Tuple[List[Any], List[Any]]:
+            # One read transaction: signals and their intents from the same snapshot.
+            srows = conn.execute("SELECT * FROM signals ORDER BY received_at DESC, rowid DESC "
+                                 "LIMIT ?", (limit,)).fetchall()
+            ids = [r["id"] for r in srows]
+            irows: List[Any] = []
+            if ids:
+                marks = ",".join("?" * len(ids))
+                irows = conn.execute(
+                    f"SELECT * FROM order_intents WHERE signal_id IN ({marks}) "
+                    "ORDER BY step, account_id, id", ids).fetchall()
+            return srows, irows
+
+        srows, irows = self._db.read(txn)
+        ids = [r["id"] for r in srows]
         by_signal: Dict[str, List[Dict[str, Any]]] = {i: [] for i in ids}
         for row in irows:
             by_signal[row["signal_id"]].append(_intent_dict(row))
@@ -534,8 +433,9 @@ class Journal:
                 raise ValueError(f"invalid clOrdId {cl_ord_id!r}")
             prepared.append((signal_id, int(account_id), account_name, int(step), kind, cl_ord_id,
                              _dumps(request), state, now, now))
+        db = self._db
 
-        def txn(conn: sqlite3.Connection) -> List[int]:
+        def txn(conn: Any) -> List[int]:
             row = conn.execute("SELECT duplicate_of FROM signals WHERE id = ?",
                                (signal_id,)).fetchone()
             if row is None:
@@ -545,13 +445,13 @@ class Journal:
             ids = []
             for values in prepared:
                 try:
-                    cur = conn.execute(
+                    [(intent_id,)] = conn.execute(
                         "INSERT INTO order_intents (signal_id, account_id, account_name, step, kind, "
                         "cl_ord_id, request_json, state, created_at, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
-                except sqlite3.IntegrityError as exc:
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id", values).fetchall()
+                except db.IntegrityError as exc:
                     raise DuplicateIntentError(f"clOrdId {values[5]} is already journalled") from exc
-                ids.append(int(cur.lastrowid))
+                ids.append(int(intent_id))
             return ids
 
         return self._write(txn)
@@ -571,20 +471,19 @@ class Journal:
             broker_order_id=broker_order_id, transport=transport, latency_ms=latency_ms, error=error,
             reconciled=reconciled), now)
 
-        with self._lock:
-            conn = self._connection()
-            try:
-                # A single UPDATE is its own atomic transaction: the state check (WHERE) and the
-                # change cannot be split by another thread or process.
-                cur = conn.execute(sql, params)
-                if cur.rowcount == 1:
-                    log.debug("Intent %s -> %s", cl_ord_id, state)
-                    return
-                row = conn.execute("SELECT state FROM order_intents WHERE cl_ord_id = ?",
-                                   (cl_ord_id,)).fetchone()
-            except sqlite3.Error as exc:
-                raise JournalUnavailableError(f"journal write failed: {exc}") from exc
+        def apply(conn: Any) -> Optional[Any]:
+            # A single UPDATE is its own atomic transaction: the state check (WHERE) and the
+            # change cannot be split by another thread or process.
+            if conn.execute(sql, params).rowcount == 1:
+                return None
+            return conn.execute("SELECT state FROM order_intents WHERE cl_ord_id = ?",
+                                (cl_ord_id,)).fetchone() or ()
+
+        row = self._db.run(apply)
         if row is None:
+            log.debug("Intent %s -> %s", cl_ord_id, state)
+            return
+        if not row:
             raise UnknownRecordError(f"no order intent {cl_ord_id}")
         raise InvalidTransitionError(f"intent {cl_ord_id}: {row[0]} -> {state} is not allowed")
 
@@ -599,7 +498,7 @@ class Journal:
         statements = [(cl_ord_id, *_state_update(cl_ord_id, state, fields, now))
                       for cl_ord_id, state, fields in updates]
 
-        def txn(conn: sqlite3.Connection) -> List[str]:
+        def txn(conn: Any) -> List[str]:
             return [cl for cl, sql, params in statements if conn.execute(sql, params).rowcount != 1]
 
         skipped = self._write(txn)
@@ -631,19 +530,11 @@ class Journal:
     def counts(self) -> Dict[str, Any]:
         """For the health endpoint: ``{"signals": n, "signals_by_status": {...},
         "intents_by_state": {...}, "pending_intents": n}``."""
-        with self._lock:
-            conn = self._connection()
-            try:
-                conn.execute("BEGIN")
-                try:
-                    sig = conn.execute("SELECT status, COUNT(*) FROM signals "
-                                       "GROUP BY status").fetchall()
-                    ints = conn.execute("SELECT state, COUNT(*) FROM order_intents "
-                                        "GROUP BY state").fetchall()
-                finally:
-                    conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise JournalUnavailableError(f"journal read failed: {exc}") from exc
+        def txn(conn: Any) -> Tuple[List[Any], List[Any]]:
+            return (conn.execute("SELECT status, COUNT(*) FROM signals GROUP BY status").fetchall(),
+                    conn.execute("SELECT state, COUNT(*) FROM order_intents GROUP BY state").fetchall())
+
+        sig, ints = self._db.read(txn)
         by_status = {r[0]: r[1] for r in sig}
         by_state = {r[0]: r[1] for r in ints}
         return {

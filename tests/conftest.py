@@ -138,3 +138,18 @@ def serve_app():
             server.shutdown()
             server.server_close()
             thread.join(5)
+
+
+# -- journal backends (tests/test_journal.py and everything that takes ``journal_target``) --------
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal_target(request, tmp_path):
+    """What ``Journal(...)`` opens, once per backend: an SQLite path in a fresh directory, or a
+    private schema on the ``TEST_DATABASE_URL`` server (skipped, with the reason, when unset)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "sub" / "dir" / "journal.sqlite3")
+        return
+    from tests.pg_support import database_url, private_schema
+
+    with private_schema(database_url()) as url:
+        yield url

@@ -1,5 +1,9 @@
 """The durable journal: schema, restart, dedupe (threads and processes), intent state machine,
-clOrdId format, crash recovery, secrets."""
+clOrdId format, crash recovery, secrets.
+
+Tests taking ``target`` or ``journal`` run once per backend: SQLite, and Postgres when
+``TEST_DATABASE_URL`` is set (skipped with the reason otherwise).  Tests taking ``db_path`` check
+SQLite's file format itself."""
 from __future__ import annotations
 
 import json
@@ -36,10 +40,42 @@ def db_path(tmp_path):
 
 
 @pytest.fixture
-def journal(db_path):
-    j = Journal(db_path)
+def target(journal_target):
+    """An SQLite path or a Postgres URL (see conftest.journal_target)."""
+    return journal_target
+
+
+@pytest.fixture
+def journal(target):
+    j = Journal(target)
     yield j
     j.close()
+
+
+def _set_schema_version(target, version):
+    if target.startswith("postgresql://"):
+        import psycopg
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute("INSERT INTO journal_migrations (version, applied_at) VALUES (%s, 0)", (version,))
+    else:
+        conn = sqlite3.connect(target)
+        conn.execute(f"PRAGMA user_version = {version}")
+        conn.close()
+
+
+def _stored_text(target):
+    """Everything the journal stored, as text (the file's bytes, or every row of every table)."""
+    if target.startswith("postgresql://"):
+        import psycopg
+        with psycopg.connect(target, autocommit=True) as conn:
+            return "".join(str(conn.execute(f"SELECT array_agg(t::text) FROM {table} t").fetchone()[0])
+                           for table in ("signals", "order_intents")).encode()
+    folder = os.path.dirname(target)
+    out = b""
+    for name in os.listdir(folder):
+        with open(os.path.join(folder, name), "rb") as f:
+            out += f.read()
+    return out
 
 
 def _signal(j, explicit_id=None, payload=None, h="hash-1", now=T0, window_s=60.0, recorder="rec"):
@@ -56,7 +92,8 @@ def _intent(j, signal_id, account_id=1001, step=0):
 
 # -- schema and restart --------------------------------------------------------------------------
 
-def test_creates_parent_dirs_wal_and_versioned_schema(db_path, journal):
+def test_creates_parent_dirs_wal_and_versioned_schema(db_path):
+    Journal(db_path).close()
     assert os.path.exists(db_path)
     conn = sqlite3.connect(db_path)
     try:
@@ -68,8 +105,8 @@ def test_creates_parent_dirs_wal_and_versioned_schema(db_path, journal):
     assert {"signals", "order_intents"} <= tables
 
 
-def test_reopen_keeps_data(db_path):
-    j = Journal(db_path)
+def test_reopen_keeps_data(target):
+    j = Journal(target)
     sid, dup, existing = _signal(j, explicit_id="tv-1")
     assert (dup, existing) == (False, None)
     cl = _intent(j, sid)
@@ -78,7 +115,7 @@ def test_reopen_keeps_data(db_path):
     j.set_signal_status(sid, "done", "1/1 acked")
     j.close()
 
-    j2 = Journal(db_path)
+    j2 = Journal(target)
     try:
         sig = j2.get_signal(sid)
         assert sig["status"] == "done" and sig["summary"] == "1/1 acked"
@@ -93,8 +130,8 @@ def test_reopen_keeps_data(db_path):
         j2.close()
 
 
-def test_close_is_idempotent_and_later_use_raises(db_path):
-    j = Journal(db_path)
+def test_close_is_idempotent_and_later_use_raises(target):
+    j = Journal(target)
     j.close()
     j.close()
     assert j.closed
@@ -102,24 +139,22 @@ def test_close_is_idempotent_and_later_use_raises(db_path):
         _signal(j)
 
 
-def test_refuses_a_newer_schema(db_path):
-    Journal(db_path).close()
-    conn = sqlite3.connect(db_path)
-    conn.execute("PRAGMA user_version = 99")
-    conn.close()
+def test_refuses_a_newer_schema(target):
+    Journal(target).close()
+    _set_schema_version(target, 99)
     with pytest.raises(Exception, match="newer"):
-        Journal(db_path)
+        Journal(target)
 
 
 # -- dedupe --------------------------------------------------------------------------------------
 
-def test_explicit_id_is_a_duplicate_forever_and_across_reopen(db_path):
-    j = Journal(db_path)
+def test_explicit_id_is_a_duplicate_forever_and_across_reopen(target):
+    j = Journal(target)
     sid, dup, _ = _signal(j, explicit_id="tv-42", h="a")
     assert not dup
     j.close()
 
-    j = Journal(db_path)
+    j = Journal(target)
     try:
         # Hours later, different payload hash: still the same explicit id.
         sid2, dup2, existing = _signal(j, explicit_id="tv-42", h="b", now=T0 + 86_400)
@@ -197,13 +232,13 @@ def _race_worker(path, barrier, queue):
         j.close()
 
 
-def test_processes_racing_on_one_explicit_id_exactly_one_wins(db_path):
-    Journal(db_path).close()
+def test_processes_racing_on_one_explicit_id_exactly_one_wins(target):
+    Journal(target).close()
     ctx = multiprocessing.get_context("spawn")
     n = 6
     barrier = ctx.Barrier(n)
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_race_worker, args=(db_path, barrier, queue)) for _ in range(n)]
+    procs = [ctx.Process(target=_race_worker, args=(target, barrier, queue)) for _ in range(n)]
     for p in procs:
         p.start()
     results = [queue.get(timeout=60) for _ in range(n)]
@@ -213,7 +248,7 @@ def test_processes_racing_on_one_explicit_id_exactly_one_wins(db_path):
     winners = [r for r in results if not r[1]]
     assert len(winners) == 1
     assert all(r[2] == winners[0][0] for r in results if r[1])
-    with Journal(db_path) as j:
+    with Journal(target) as j:
         assert j.counts()["signals_by_status"] == {"received": 1, "duplicate": n - 1}
 
 
@@ -295,12 +330,12 @@ def test_cl_ord_id_format_determinism_and_uniqueness(journal):
     assert [i["cl_ord_id"] for i in journal.intents_for_signal(sid)] == [cl]
 
 
-def test_pending_intents_after_sigkill(db_path):
+def test_pending_intents_after_sigkill(target):
     """A process journals an intent as 'sending' and is SIGKILLed: a restart finds it pending."""
     script = textwrap.dedent(f"""
         import os, signal
         from phantom_scraper.journal import Journal, make_cl_ord_id
-        j = Journal({db_path!r})
+        j = Journal({target!r})
         sid, _, _ = j.record_signal("rec", {{"action": "buy"}}, "crash-1", "h", 60.0)
         for acct, state in ((1, "sending"), (2, "acked"), (3, "unknown")):
             cl = make_cl_ord_id(sid, acct, 0)
@@ -316,7 +351,7 @@ def test_pending_intents_after_sigkill(db_path):
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     sid = proc.stdout.strip()
 
-    with Journal(db_path) as j:
+    with Journal(target) as j:
         pending = j.pending_intents()
         assert [(p["account_id"], p["state"]) for p in pending] == [(1, "sending"), (3, "unknown")]
         assert all(p["signal_id"] == sid for p in pending)
@@ -333,7 +368,7 @@ def test_pending_intents_after_sigkill(db_path):
 
 # -- secrets, listing ----------------------------------------------------------------------------
 
-def test_secrets_never_stored(db_path, journal):
+def test_secrets_never_stored(target, journal):
     payload = {"action": "buy", "secret": "S3CRET-A", "Token": "S3CRET-B",
                "nested": {"password": "S3CRET-C", "webhook_passphrase": "S3CRET-D", "qty": 1},
                "list": [{"access_token": "S3CRET-E", "keep": True}]}
@@ -345,9 +380,8 @@ def test_secrets_never_stored(db_path, journal):
     assert stored["intents"][0]["request"] == {"accountId": 1}
     assert payload["secret"] == "S3CRET-A"  # the caller's dict is not modified
     journal.close()
-    for name in os.listdir(os.path.dirname(db_path)):
-        with open(os.path.join(os.path.dirname(db_path), name), "rb") as f:
-            assert b"S3CRET" not in f.read()
+    stored_text = _stored_text(target)
+    assert b"S3CRET" not in stored_text and b"nested" in stored_text
 
 
 def test_recent_signals_and_counts(journal):
