@@ -117,7 +117,7 @@ def strategy_step(exits: Exits, contract: Contract, account: AccountTarget, dire
             "action": entry["action"], "orderStrategyTypeId": 2,
             "params": json.dumps({"entryVersion": version, "brackets": brackets}, separators=(",", ":")),
             "isAutomated": True}
-    meta: Dict[str, Any] = {"direction": direction, "brackets": brackets}
+    meta: Dict[str, Any] = {"direction": direction, "brackets": brackets, "tick": tick}
     if exits.breakeven is not None:
         be = exits.breakeven
         trigger = distance_points(be.trigger, ref, direction, tick, pv, qty, "breakeven trigger")
