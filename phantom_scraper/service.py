@@ -475,7 +475,17 @@ class TradingService:
             "environment": self.settings.tradovate_env,
             "connection_pool": self.pool.status(),
             "keepalive_daemon": self.pool.daemon_status(),
+            "order_strategies": self._open_strategies(),
         }
+
+    def _open_strategies(self) -> dict:
+        """Open order strategies per account name (the journal's record; see strategy_exec)."""
+        from . import strategy_exec
+        try:
+            return strategy_exec.open_by_account(self.journal)
+        except Exception as exc:  # the status page must render even if this read fails
+            logger.warning("open order strategies unreadable: %s", exc)
+            return {}
 
     def health(self) -> Tuple[bool, dict]:
         checks = {"service": self.state}

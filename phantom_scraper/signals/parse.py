@@ -13,11 +13,12 @@ quantity           ``quantity``, ``qty``, ``contracts`` -- a whole number (``3``
 order type         ``orderType``: market/limit/stop/stop_limit (+ ``mkt``, ``lmt``, ``stp``,
                    ``StopLimit``...); trailing stops, MIT, QTS -> ``unsupported``
 prices             ``limitPrice``, ``stopPrice``, ``price``/``signalPrice`` (the signal price)
-brackets           ``takeProfit``/``stopLoss`` as a number (absolute price) or an object
-                   ``{limitPrice|stopPrice|price}``, ``{ticks}``, ``{points}`` or ``{amount}``
-                   (= points, a price distance); flat forms ``take_profit_ticks``,
+brackets           ``takeProfit``/``stopLoss``: see ``exits.py`` (one or several targets, percent,
+                   trailing stops, breakeven); flat forms ``take_profit_ticks``,
                    ``take_profit_points``, ``take_profit_price``, ``tp``, ``tp_ticks``...
-                   (``stop_loss_*``/``sl*`` likewise).  ``percent`` -> ``unsupported``.
+                   (``stop_loss_*``/``sl*`` likewise)
+exits              ``percent``/``quantityType: percent_of_position``: part of the position
+formats            PickMyTrade bodies (``data``, no ``action``) are rewritten by ``pickmytrade.py``
 sentiment          ``sentiment``, ``position``, ``market_position``: long/bullish,
                    short/bearish, flat
 position size      ``position_size``, ``market_position_size``
