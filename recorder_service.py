@@ -34,6 +34,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from phantom_scraper import execution
+from phantom_scraper.broker_state import BrokerState
 from phantom_scraper.errors import TradovateError
 from phantom_scraper.execution import describe as _describe
 
@@ -115,6 +116,8 @@ class PooledConnection:
         self.last_error: Optional[str] = None
         self.last_stagger_s: Optional[float] = None
         self.on_reconnected: Optional[Callable[["PooledConnection"], None]] = None
+        # Positions/orders/fills of this login, fed by each new socket's user/syncrequest stream.
+        self.broker_state = BrokerState(f"broker-state {login_key}")
         integration.add_token_listener(self._on_token_renewed)
 
     # -- reading state (never blocks on I/O) ---------------------------------------------------
@@ -192,6 +195,8 @@ class PooledConnection:
                 client = self.integration.open_websocket()
         except BaseException as exc:  # noqa: BLE001 - handed to every waiter through the Future
             error = exc
+        if error is None:  # synced before it serves orders, so position reads can trust it at once
+            self._sync_broker_state(client)
         old = None
         with self._lock:
             self._connecting = None
@@ -232,6 +237,19 @@ class PooledConnection:
                 logger.exception("on_reconnected hook failed for %s", self.login_key)
         if token != self.integration.access_token:  # renewed while connecting: replace again
             self.ensure_connecting(ignore_backoff=True, reason="token")
+
+    def _sync_broker_state(self, client) -> None:
+        """Subscribe the login's broker state to the new socket (connect thread, no lock held)."""
+        settings = getattr(self.integration, "settings", None)
+        try:
+            with _WS_POOL_LOCK:  # register_login adds sub-accounts under it
+                account_ids = set(self.subaccount_ids)
+            self.broker_state.attach(client, account_ids=account_ids,
+                                     user_id=getattr(self.integration, "user_id", None),
+                                     timeout_s=getattr(settings, "rest_timeout_s", 10.0))
+        except Exception as exc:  # noqa: BLE001 - positions then come from REST; never break the pool
+            self.broker_state.mark_stale(f"sync failed: {_describe(exc)}")
+            logger.warning("Broker-state sync failed for %s: %s", self.login_key, _describe(exc))
 
     def _on_client_closed(self, client) -> None:
         """Close listener (socket thread): wake the daemon if the current socket died."""
@@ -296,6 +314,7 @@ class PooledConnection:
         info["has_websocket"] = client is not None
         info["state"] = stats.get("state", "closed")
         info["pending_requests"] = stats.get("pending_requests", 0)
+        info["broker_state"] = self.broker_state.status()
         now = time.time()
         # Before the first heartbeat the clock starts at connect (heartbeats start after authorize).
         last_hb = stats.get("last_heartbeat_sent_at") or (info["connected_since"] if info["ws_connected"] else None)

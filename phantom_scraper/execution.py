@@ -110,13 +110,25 @@ def _read(conn, endpoint: str, rest_fn: Callable[[], list], timeout_s: float) ->
     return rest_fn()
 
 
+def _fresh_state(conn):
+    """The login's socket-fed ``BrokerState`` when it can be trusted (synced on the live socket)."""
+    state = getattr(conn, "broker_state", None)
+    return state if state is not None and state.fresh else None
+
+
 def _net_position(conn, account_id: int, contract_id: int, timeout_s: float) -> int:
+    state = _fresh_state(conn)
+    if state is not None:  # kept current by props events: no round trip
+        return state.net_pos(account_id, contract_id)
     positions = _read(conn, "position/list", conn.integration.list_positions, timeout_s)
     return sum(int(p.get("netPos") or 0) for p in positions
                if p.get("accountId") == account_id and p.get("contractId") == contract_id)
 
 
 def _working_orders(conn, account_id: int, contract_id: int, timeout_s: float) -> list:
+    state = _fresh_state(conn)
+    if state is not None:
+        return state.working_orders(account_id, contract_id)
     orders = _read(conn, "order/list", conn.integration.list_orders, timeout_s)
     return [o for o in orders if o.get("accountId") == account_id and o.get("contractId") == contract_id
             and o.get("ordStatus") in _WORKING_STATES]

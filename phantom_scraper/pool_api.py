@@ -14,6 +14,8 @@ class Connection(Protocol):
     """One login's shared socket, as ``execution`` uses it to place orders and read the book."""
 
     integration: object  # the login's TradovateIntegration (token, REST calls, place_order_smart)
+    # broker_state: optional BrokerState fed by the socket's sync stream (execution reads positions
+    # from it while it is fresh, else over REST); a connection without one always reads over REST.
 
     def live_client(self):
         """The open WebSocket client, or None (then the order goes over REST at once)."""

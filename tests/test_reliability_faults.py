@@ -70,6 +70,7 @@ def test_fault_on_symbol_lookup_is_reported_not_lost(sim, make_server_app):
     """A 429 on the first read (contract lookup): no order, and the reason is reported and recorded."""
     app = make_server_app(**FAULT_SETTINGS)
     client = app.test_client()
+    assert _pool_live(), "the pool never connected (its syncrequest must not take the fault)"
     sim.faults.http_429_next = 1
     status, body = post_webhook(client, {"action": "buy", "ticker": "NQ1!", "quantity": 1, "id": "s429"})
     assert status == 200 and body["success"] is False, body
@@ -93,8 +94,9 @@ def test_fault_then_signals_exactly_once(fault, ws_orders, sim, make_server_app)
     app = make_server_app(use_websocket_orders=ws_orders, **FAULT_SETTINGS)
     journal = app.extensions["runtime"].service.journal
     client = app.test_client()
-    if ws_orders:
-        assert _pool_live(), "the pool never connected"
+    # (REST-only too: the pool's socket still carries the sync stream, and its syncrequest must be
+    # answered before a fault is injected, or the fault hits the syncrequest instead of an order)
+    assert _pool_live(), "the pool never connected"
     accounts = [sim.account_id("DEMO0001"), sim.account_id("DEMO0002")]
     # resolve the symbol first (test mode places nothing) so the fault hits an order request
     status, body = post_webhook(client, {"action": "buy", "ticker": "NQ1!", "test": True, "id": "warm"})
@@ -319,6 +321,7 @@ def test_login_failure_before_an_order_is_not_sent_not_unknown(sim, make_server_
     post_webhook(client, {"action": "buy", "ticker": "NQ1!", "test": True})
     ti = next(iter(service.logins.values())).integration
     now = time.time()
+    assert _pool_live(), "the pool never connected (its syncrequest must not take the fault)"
     ti._auth._token = Token(access_token=ti.access_token, expires_at=now - 1, issued_at=now - 100)
     sim.faults.http_500_next = 1  # the login that must come first fails once
     status, body = post_webhook(client, {"action": "buy", "ticker": "NQ1!", "quantity": 1, "id": "login-500"})

@@ -250,23 +250,39 @@ def test_events_from_rest_orders_and_several_messages_per_frame(sim):
     ws.close()
 
 
-def test_syncrequest_without_entity_types_is_empty_by_default(sim):
+def test_syncrequest_without_entity_types_is_everything_by_default(sim):
+    """Tradovate's official example clients send only {users: [id]} and destructure the full
+    initial response (example-api-faq user-sync-request), then handle props events."""
     ws = open_ws(sim)
-    snap = request(ws, "user/syncrequest", 1, "", {"users": [1]})
-    assert set(snap["d"]) == {"users", "contractGroups"}
-    request(ws, "order/placeorder", 2, "", order())
-    with pytest.raises(TimeoutError):
-        next_message(ws, lambda m: m.get("e") == "props", timeout=0.3)
+    request(ws, "order/placeorder", 1, "", order())
+    snap = request(ws, "user/syncrequest", 2, "", {"users": [1]})["d"]
+    for key in ("users", "accounts", "cashBalances", "positions", "orders", "fills", "commands",
+                "executionReports", "orderVersions", "contracts", "contractMaturities", "products",
+                "contractGroups", "orderStrategies", "fillPairs", "marginSnapshots", "userProperties"):
+        assert isinstance(snap.get(key), list), key
+    assert len(snap["orders"]) == 1 and len(snap["positions"]) == 1 and len(snap["accounts"]) == 2
+    contract_id = snap["positions"][0]["contractId"]
+    assert [c["id"] for c in snap["contracts"]] == [contract_id]
+    maturity = snap["contractMaturities"][0]
+    assert maturity["id"] == snap["contracts"][0]["contractMaturityId"] and maturity["expirationDate"]
+    assert snap["products"][0]["id"] == maturity["productId"]
+    request(ws, "order/placeorder", 3, "", order(action="Sell"))
+    kinds = set()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and not {"order", "fill", "position"} <= kinds:
+        kinds |= {m["d"]["entityType"] for m in frames(ws)[1] or [] if m.get("e") == "props"}
+    assert {"order", "fill", "position"} <= kinds
     ws.close()
 
 
-def test_syncrequest_retail_default_when_configured():
-    with Simulator(SimConfig(sync_default_entity_types=RETAIL_SYNC_ENTITY_TYPES)) as sim:
+def test_syncrequest_strict_reading_when_configured():
+    with Simulator(SimConfig(sync_default_entity_types=())) as sim:
         ws = open_ws(sim)
         snap = request(ws, "user/syncrequest", 1, "", {"users": [1]})
-        assert "orders" in snap["d"] and "accounts" in snap["d"]
+        assert set(snap["d"]) == {"users", "contractGroups"}
         request(ws, "order/placeorder", 2, "", order())
-        assert next_message(ws, lambda m: m.get("e") == "props")["d"]["entityType"]
+        with pytest.raises(TimeoutError):
+            next_message(ws, lambda m: m.get("e") == "props", timeout=0.3)
         ws.close()
 
 

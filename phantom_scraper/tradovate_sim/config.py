@@ -32,9 +32,16 @@ class UserSpec:
                    accounts=tuple(f"{prefix}{i:04d}" for i in range(1, count + 1)))
 
 
-# The "retail" reading of Uncertain 11: a syncrequest without entityTypes receives everything.
-RETAIL_SYNC_ENTITY_TYPES = ("user", "account", "position", "order", "orderVersion", "command",
-                            "commandReport", "executionReport", "fill", "cashBalance", "contract")
+# Every entityType of Tradovate's SyncMessage schema (PROTOCOL §3.6).
+ALL_SYNC_ENTITY_TYPES = ("user", "userProperty", "property", "account", "accountRiskStatus", "marginSnapshot",
+                         "userAccountAutoLiq", "cashBalance", "currency", "position", "fillPair", "order",
+                         "contract", "contractMaturity", "product", "exchange", "spreadDefinition", "command",
+                         "commandReport", "executionReport", "orderVersion", "fill", "fillFee", "orderStrategy",
+                         "orderStrategyLink", "userPlugin", "annualReview", "userReadStatus", "userPromoCode",
+                         "contractGroup", "orderStrategyType")
+# The "retail" reading of Uncertain 11 (the default): a syncrequest without entityTypes receives
+# everything, as every official Tradovate example client expects.
+RETAIL_SYNC_ENTITY_TYPES = ALL_SYNC_ENTITY_TYPES
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,9 @@ class SimConfig:
     accept_quoted_token: bool = True  # Uncertain 6: accept '"<token>"' in authorize as well as the raw token
     max_ws_per_user: int = 50  # past this the OLDEST socket is closed and its token revoked (§7)
     ws_max_message_bytes: int = 16 * 1024 * 1024
-    sync_default_entity_types: Tuple[str, ...] = ()  # Uncertain 11: entityTypes omitted -> empty subscription
+    # Uncertain 11: entityTypes omitted -> everything (the official examples' reading); () selects the
+    # Partner docs' strict reading (an empty subscription).
+    sync_default_entity_types: Tuple[str, ...] = ALL_SYNC_ENTITY_TYPES
 
     # REST / orders (Uncertain 9, 13)
     include_success_reason: bool = False  # Uncertain 9: success results carry "failureReason":"Success"

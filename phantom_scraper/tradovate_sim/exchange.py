@@ -40,8 +40,13 @@ PLURALS = {
     "user": "users", "account": "accounts", "position": "positions", "order": "orders",
     "orderVersion": "orderVersions", "command": "commands", "commandReport": "commandReports",
     "executionReport": "executionReports", "fill": "fills", "cashBalance": "cashBalances",
-    "contract": "contracts", "orderStrategy": "orderStrategies",
-    "orderStrategyLink": "orderStrategyLinks", "product": "products", "contractMaturity": "contractMaturities",
+    "contract": "contracts", "product": "products", "contractMaturity": "contractMaturities",
+    "userProperty": "userProperties", "property": "properties", "accountRiskStatus": "accountRiskStatuses",
+    "marginSnapshot": "marginSnapshots", "userAccountAutoLiq": "userAccountAutoLiqs", "currency": "currencies",
+    "fillPair": "fillPairs", "exchange": "exchanges", "spreadDefinition": "spreadDefinitions",
+    "fillFee": "fillFees", "orderStrategy": "orderStrategies", "orderStrategyLink": "orderStrategyLinks",
+    "userPlugin": "userPlugins", "annualReview": "annualReviews", "userReadStatus": "userReadStatuses",
+    "userPromoCode": "userPromoCodes", "contractGroup": "contractGroups", "orderStrategyType": "orderStrategyTypes",
 }
 
 BAD_CREDENTIALS = ("Incorrect username or password. Please try again, noting that passwords "
@@ -254,20 +259,34 @@ class Exchange(StrategyMixin, OrderMixin):
             return None
 
     def sync_snapshot(self, user_id: int, account_ids: Set[int], entity_types: Set[str]) -> dict:
-        """A SyncMessage-shaped snapshot restricted to ``account_ids`` and ``entity_types``."""
+        """A SyncMessage-shaped snapshot restricted to ``account_ids`` and ``entity_types``.
+
+        Every subscribed collection is present (an empty list when there is nothing), as the
+        official example clients destructure them all; ``contracts``, ``contractMaturities`` and
+        ``products`` describe the contracts the account entities refer to."""
         snap: Dict[str, Any] = {"users": [self.user_entity(user_id)], "contractGroups": []}
+        for etype in entity_types:
+            plural = PLURALS.get(etype)
+            if plural is not None and plural not in snap:
+                snap[plural] = []
         with self._lock:
             if "account" in entity_types:
                 snap["accounts"] = [dict(self._accounts[a]) for a in sorted(account_ids)]
             contract_ids = set()
             for etype, store in self._entities.items():
-                if etype not in entity_types:
-                    continue
                 rows = [dict(e) for e in store.values() if self._owner.get(e["id"]) in account_ids]
                 contract_ids.update(r["contractId"] for r in rows if "contractId" in r)
-                snap[PLURALS[etype]] = rows
+                if etype in entity_types:
+                    snap[PLURALS[etype]] = rows
+        contracts = [self.catalog.contracts[c] for c in sorted(contract_ids)]
         if "contract" in entity_types:
-            snap["contracts"] = [self.catalog.contracts[c].entity() for c in sorted(contract_ids)]
+            snap["contracts"] = [c.entity() for c in contracts]
+        if "contractMaturity" in entity_types:
+            snap["contractMaturities"] = [c.maturity_entity(self.catalog.products[c.product.name][0])
+                                          for c in contracts]
+        if "product" in entity_types:
+            names = sorted({c.product.name for c in contracts})
+            snap["products"] = [self.catalog.product_entity(n) for n in names]
         return snap
 
     # ---- control / book of record ---------------------------------------------------------------
