@@ -30,11 +30,12 @@ from typing import Callable, Dict, List, Optional
 
 from .errors import AuthError, BrokerError, NotSentError, OrderRejectedError, OutcomeUnknownError, TradovateError
 from .journal import JournalError, make_cl_ord_id
+from . import strategy_exec
 
 logger = logging.getLogger(__name__)
 
 _WORKING_STATES = {"Working", "Suspended", "PendingNew", "PendingReplace"}
-_PLACEMENT_KINDS = {"placeorder", "placeoso", "liquidateposition"}
+_PLACEMENT_KINDS = {"placeorder", "placeoso", "liquidateposition", "startorderstrategy"}
 
 
 def describe(exc: BaseException) -> str:
@@ -241,8 +242,11 @@ def _run_account(target, conn, signal, contract, journal, signal_id, settings, p
                 flat_target = signal.action == "close" or (signal.action == "target" and signal.target_position == 0)
                 if net_pos == 0 and flat_target:  # leftover bracket legs still need cancelling
                     has_working = bool(_working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
+            extra = {}
+            if needs_position(signal) and strategy_exec.has_open(journal, target.id, contract.id):
+                extra["open_strategies"] = True  # interrupt them before any liquidation
             try:
-                steps = planner(signal, contract, target, net_pos, has_working)
+                steps = planner(signal, contract, target, net_pos, has_working, **extra)
             except PlanError as exc:
                 outcome.status = "skipped" if exc.code == "nothing_to_do" else "rejected"
                 outcome.error = f"{exc.code}: {exc.message}" if hasattr(exc, "message") else str(exc)
@@ -292,6 +296,9 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
             ti.cancel_order_rest({"orderId": order["id"], "isAutomated": True})
             outcome.order_ids.append(order["id"])
         return True
+    if step.kind == "interrupt_strategies":  # like cancels: may be repeated; not an order intent
+        strategy_exec.interrupt_open(journal, ti, target.id, contract.id)
+        return True
     if step.kind not in _PLACEMENT_KINDS:
         raise ValueError(f"unknown step kind {step.kind!r}")
 
@@ -300,12 +307,16 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
         journal.create_intent(signal_id, target.id, target.name, index, step.kind, step.body, cl_ord_id,
                               state="sending")
     outcome.cl_ord_ids.append(cl_ord_id)
+    endpoint = f"order/{step.kind}"
+    if step.kind == "startorderstrategy":  # its own record (params, breakeven) before the frame leaves
+        endpoint = strategy_exec.ENDPOINT
+        strategy_exec.before_start(journal, signal_id, target, contract, step, cl_ord_id)
     use_ws = settings.use_websocket_orders and ti.use_websocket_orders
     client = conn.live_client() if use_ws else None
     if client is None and use_ws:
         conn.ensure_connecting()  # repaired in the background; this order goes over REST now
     try:
-        result = ti.place_order_smart(dict(step.body), ws=client, endpoint=f"order/{step.kind}", cl_ord_id=cl_ord_id)
+        result = ti.place_order_smart(dict(step.body), ws=client, endpoint=endpoint, cl_ord_id=cl_ord_id)
     except OrderRejectedError as exc:
         return _fail(journal, cl_ord_id, "rejected", "rejected", describe(exc), outcome, target)
     except NotSentError as exc:  # includes 429/penalty: the broker did not execute it
@@ -319,6 +330,8 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
         if not isinstance(exc, OutcomeUnknownError):
             logger.exception("Order %s: unexpected error while placing", cl_ord_id)
         return _fail(journal, cl_ord_id, "unknown", "unknown", describe(exc), outcome, target)
+    if step.kind == "startorderstrategy":
+        strategy_exec.after_start(journal, cl_ord_id, result.status, result.order_id)
     if result.status != "acked":
         text = f"{result.failure_reason}: {result.failure_text}".rstrip(": ")
         return _fail(journal, cl_ord_id, "rejected", "rejected", text, outcome, target)

@@ -57,7 +57,10 @@ class SmartOrder:
         self.ti = ti
         self.ws = ws
         self.endpoint = endpoint.strip("/")
-        self.key_field = "customTag50" if self.endpoint.lower() == "order/liquidateposition" else "clOrdId"
+        # liquidateposition has no clOrdId; an order strategy's intent id is its ``uuid``
+        self.strategy = self.endpoint.lower().startswith("orderstrategy/")
+        self.key_field = ("customTag50" if self.endpoint.lower() == "order/liquidateposition"
+                          else "uuid" if self.strategy else "clOrdId")
         intent = intent_id or body.get(self.key_field) or new_id()
         if len(str(intent)) > MAX_INTENT_ID:
             raise ValueError(f"{self.key_field} longer than {MAX_INTENT_ID} characters")
@@ -151,7 +154,9 @@ class SmartOrder:
         searched = False
         while True:
             try:
-                commands = self.ti.list_commands()
+                # an order strategy is found by its uuid; its id stands for the order id
+                commands = ([dict(c, orderId=c.get("id")) for c in self.ti._list("orderStrategy", None) or []
+                             if isinstance(c, dict)] if self.strategy else self.ti.list_commands())
                 searched = True
             except TradovateError as exc:
                 logger.warning("reconcile %s=%s: command/list failed: %s", self.key_field, self.intent, exc)
@@ -175,8 +180,9 @@ class SmartOrder:
         return round((time.monotonic() - self.started) * 1000.0, 1)
 
     def _acked(self, d: dict, transport: str, reconciled: bool) -> OrderResult:
+        strategy = d.get("orderStrategy") if isinstance(d.get("orderStrategy"), dict) else {}
         return OrderResult(
-            status="acked", order_id=d.get("orderId"), transport=transport, latency_ms=self._elapsed_ms(),
+            status="acked", order_id=d.get("orderId", strategy.get("id")), transport=transport, latency_ms=self._elapsed_ms(),
             reconciled=reconciled, cl_ord_id=self.intent, fallback_reason=self.fallback_reason,
             response=dict(d),
         )

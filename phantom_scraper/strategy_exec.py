@@ -28,7 +28,10 @@ INTERRUPT = "orderStrategy/interruptorderstrategy"
 
 
 def store_for(journal) -> StrategyStore:
-    """One store per journal (its table is created once)."""
+    """One store per journal (its table is created once).  A wrapper that batches intent states
+    (execution's fan-out) is unwrapped to its journal."""
+    if not hasattr(journal, "_write") and hasattr(journal, "journal"):
+        journal = journal.journal
     store = getattr(journal, "_strategy_store", None)
     if store is None:
         store = StrategyStore(journal)

@@ -127,13 +127,17 @@ class StrategyStore:
         return _row(rows[0]) if rows else None
 
     def open(self, account_id: Optional[int] = None, contract_id: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Open strategies, except those whose order intent the journal shows as rejected (the
+        broker never started them; the intent's state is the authority)."""
         self._tables()
-        sql, params = "SELECT * FROM order_strategies WHERE status = ?", ["open"]
+        sql = ("SELECT s.* FROM order_strategies s LEFT JOIN order_intents i ON i.cl_ord_id = s.intent_id "
+               "WHERE s.status = ? AND (i.state IS NULL OR i.state <> ?)")
+        params: List[Any] = ["open", "rejected"]
         if account_id is not None:
-            sql, params = sql + " AND account_id = ?", params + [int(account_id)]
+            sql, params = sql + " AND s.account_id = ?", params + [int(account_id)]
         if contract_id is not None:
-            sql, params = sql + " AND contract_id = ?", params + [int(contract_id)]
-        return [_row(r) for r in self.journal._read(sql + " ORDER BY created_at", params)]
+            sql, params = sql + " AND s.contract_id = ?", params + [int(contract_id)]
+        return [_row(r) for r in self.journal._read(sql + " ORDER BY s.created_at", params)]
 
     def has_open(self, account_id: int, contract_id: int) -> bool:
         return bool(self.open(account_id, contract_id))

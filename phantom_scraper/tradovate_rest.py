@@ -39,6 +39,9 @@ ORDER_ENDPOINTS = frozenset(
         "order/liquidateposition",
         "order/cancelorder",
         "order/modifyorder",
+        "orderstrategy/startorderstrategy",
+        "orderstrategy/interruptorderstrategy",
+        "orderstrategy/modifyorderstrategy",
     }
 )
 
@@ -56,7 +59,9 @@ def check_order_result(endpoint: str, d: Any) -> dict:
         raise OrderRejectedError(str(reason), str(d.get("failureText") or ""))
     if d.get("violations"):
         raise OrderRejectedError("Violation", json.dumps(d["violations"])[:300])
-    has_id = d.get("orderId") is not None or d.get("commandId") is not None
+    strategy = d.get("orderStrategy")  # orderStrategy/* answer: OrderStrategyStatusResponse
+    has_id = d.get("orderId") is not None or d.get("commandId") is not None or \
+        (isinstance(strategy, dict) and strategy.get("id") is not None)
     if not has_id and d.get("errorText"):
         raise OrderRejectedError("Error", str(d["errorText"]))
     if not has_id:
