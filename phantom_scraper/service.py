@@ -78,6 +78,7 @@ class TradingService:
         self._idle = threading.Event()
         self._idle.set()
         self._account_login: Dict[int, Login] = {}
+        self.breakeven = None  # BreakevenManager once started (order strategies with breakeven)
 
     # -- life cycle ----------------------------------------------------------------------------
     @property
@@ -202,6 +203,28 @@ class TradingService:
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
         self._settle_interrupted_signals()
+        self._start_breakeven()
+
+    def _start_breakeven(self) -> None:
+        """Order strategies: forget those the broker finished while we were away, and move stops
+        to breakeven on the prices given to :meth:`on_quote` (strategy_exec, breakeven)."""
+        from . import strategy_exec
+        from .breakeven import BreakevenManager
+        if self.journal is None:
+            return
+        closed = strategy_exec.refresh(self.journal, self.integration_for_account)
+        if closed:
+            logger.info("%d order strateg(ies) ended at the broker while this process was down", closed)
+        if self.breakeven is not None:  # a retried start-up
+            self.breakeven.stop()
+        self.breakeven = BreakevenManager(strategy_exec.store_for(self.journal), self.integration_for_account)
+        self.breakeven.start()
+
+    def on_quote(self, contract_id: int, price: float, timestamp: Optional[float] = None) -> None:
+        """A market price (the market-data feed's callback): breakeven triggers are checked on it."""
+        manager = self.breakeven
+        if manager is not None:
+            manager.on_quote(contract_id, price, timestamp)
 
     def _settle_interrupted_signals(self) -> None:
         """Signals a previous process left ``received`` get a final status from their intents
@@ -255,6 +278,8 @@ class TradingService:
         if not self._idle.wait(timeout_s):
             logger.error("Stopping with signals still in flight; their intents stay in the journal "
                          "and are reconciled at the next start")
+        if self.breakeven is not None:
+            self.breakeven.stop()
         self.pool.stop_daemon()
         self.pool.reset()
         for login in self.logins.values():

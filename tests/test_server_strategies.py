@@ -111,3 +111,29 @@ def test_pickmytrade_message_through_the_server(make_server_app, sim):
     params = [json.loads(s["params"]) for s in strategies(sim).values()]
     assert [b["qty"] for b in params[0]["brackets"]] == [1, 1]
     assert params[0]["brackets"][1]["autoTrail"] == {"stopLoss": 3.0, "trigger": 0.0, "freq": 0.25}
+
+
+def test_breakeven_through_the_service_on_quotes(make_server_app, sim):
+    app = make_server_app()
+    ws_ready(app)
+    service = app.extensions["runtime"].service
+    base = sim.get_price(SYMBOL)["price"]
+    r = post(app.test_client(), json.dumps({"action": "buy", "ticker": "MNQ1!", "quantity": 1, "price": base,
+                                            "takeProfit": {"points": 20},
+                                            "stopLoss": {"points": 8, "breakeven": {"trigger": 12, "offset": 1}}}))
+    assert r.get_json()["status"] == "acked", r.get_data(as_text=True)
+    contract_id = sim.get_price(SYMBOL)["contractId"]
+
+    def stops():
+        ex = sim.exchange
+        with ex._lock:
+            return sorted(i.stop_price for i in ex._info.values()
+                          if i.order_type == "Stop" and ex._entities["order"][i.order_id]["ordStatus"] == "Working")
+
+    assert stops() == [base - 8, base - 8]
+    service.on_quote(contract_id, base + 2.75)
+    sim.set_price(SYMBOL, base + 3)
+    service.on_quote(contract_id, base + 3)
+    wait_for(lambda: stops() == [base + 0.25, base + 0.25])
+    store = strategy_exec.store_for(service.journal)
+    assert {r["be_state"] for r in store.open()} == {"done"}
