@@ -299,6 +299,9 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
     if step.kind == "interrupt_strategies":  # like cancels: may be repeated; not an order intent
         strategy_exec.interrupt_open(journal, ti, target.id, contract.id)
         return True
+    if step.kind == "resize_strategies":  # cancels/modifies of exit legs after a reduction
+        strategy_exec.resize_open(journal, ti, target.id, contract.id, step.body["position"])
+        return True
     if step.kind not in _PLACEMENT_KINDS:
         raise ValueError(f"unknown step kind {step.kind!r}")
 

@@ -303,3 +303,11 @@ def test_open_strategies_are_interrupted_before_liquidating():
     signal = parse_signal(json.dumps({"ticker": "NQ1!", "action": "sell", "sentiment": "short"}))
     kinds = [s.kind for s in plan_orders(signal, NQ, ACCT, 2, open_strategies=True)]
     assert kinds == ["interrupt_strategies", "liquidateposition", "wait_flat", "placeorder"]
+
+
+def test_reductions_resize_open_strategies():
+    signal = parse_signal(json.dumps({"ticker": "NQ1!", "action": "close", "quantity": 1}))
+    plan = plan_orders(signal, NQ, ACCT, 3, open_strategies=True)
+    assert [s.kind for s in plan] == ["placeorder", "resize_strategies"]
+    assert plan[1].body["position"] == 2
+    assert [s.kind for s in plan_orders(signal, NQ, ACCT, 3)] == ["placeorder"]  # none open: unchanged

@@ -137,3 +137,21 @@ def test_breakeven_through_the_service_on_quotes(make_server_app, sim):
     wait_for(lambda: stops() == [base + 0.25, base + 0.25])
     store = strategy_exec.store_for(service.journal)
     assert {r["be_state"] for r in store.open()} == {"done"}
+
+
+def test_partial_close_shrinks_the_exit_legs_to_the_position(make_server_app, sim):
+    app = make_server_app()
+    ws_ready(app)
+    base = sim.get_price(SYMBOL)["price"]
+    r = post(app.test_client(), json.dumps({"action": "buy", "ticker": "MNQ1!", "quantity": 3, "price": base,
+                                            "takeProfit": [{"points": 5}, {"points": 10}, {"points": 15}],
+                                            "stopLoss": {"points": 8}}))
+    assert r.get_json()["status"] == "acked"
+    r = post(app.test_client(), json.dumps({"action": "close", "ticker": "MNQ1!", "quantity": 2}))
+    assert r.get_json()["status"] == "acked", r.get_data(as_text=True)
+    assert set(sim.positions().values()) == {1}
+    for name, legs in legs_at_broker(sim).items():
+        working = sorted((t, q) for t, status, q in legs.values() if status == "Working")
+        assert working == [("Limit", 1), ("Stop", 1)], name  # the first target and its stop
+    sim.set_price(SYMBOL, base + 15)  # all targets' prices trade: no flip to short
+    assert set(sim.positions().values()) == {0}

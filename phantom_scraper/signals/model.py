@@ -14,7 +14,7 @@ ACTIONS = ("buy", "sell", "close", "close_long", "close_short", "reverse", "canc
 ORDER_TYPES = ("Market", "Limit", "Stop", "StopLimit")
 BRACKET_KINDS = ("price", "ticks", "points", "percent", "dollars")
 STEP_KINDS = ("placeorder", "placeoso", "startorderstrategy", "liquidateposition", "cancel_working",
-              "wait_flat", "interrupt_strategies")
+              "wait_flat", "interrupt_strategies", "resize_strategies")
 
 
 class SignalError(ValueError):

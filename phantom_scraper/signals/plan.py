@@ -61,7 +61,8 @@ def round_to_tick(price: float, tick: float) -> float:
 def plan_orders(signal: Signal, contract: Contract, account: AccountTarget, net_pos: int,
                 has_working_orders: bool = False, open_strategies: bool = False) -> List[OrderStep]:
     """``open_strategies``: this server has order strategies running for the account and contract
-    (journal); every liquidation is then preceded by an ``interrupt_strategies`` step."""
+    (journal); every liquidation is then preceded by an ``interrupt_strategies`` step and every
+    reduction followed by ``resize_strategies`` (exit legs never exceed the position)."""
     _check_account(account)
     steps = _Planner(signal, contract, account, int(net_pos), has_working_orders).plan()
     return _interrupt_before_liquidating(steps, contract, account) if open_strategies else steps
@@ -73,12 +74,14 @@ def _interrupt_before_liquidating(steps: List[OrderStep], contract: Contract,
     strategies this server started for the account and contract, so their legs cannot act on
     the position being closed."""
     out: List[OrderStep] = []
+    marker = {"accountId": account.id, "contractId": contract.id, "symbol": contract.name}
     for step in steps:
         if step.kind == "liquidateposition":
-            out.append(OrderStep("interrupt_strategies", {"accountId": account.id, "contractId": contract.id,
-                                                          "symbol": contract.name},
-                                 "interrupt order strategies before liquidating"))
+            out.append(OrderStep("interrupt_strategies", dict(marker), "interrupt order strategies before liquidating"))
         out.append(step)
+        if "remaining" in step.meta:  # a reduction: shrink the strategies' exit legs to what is left
+            out.append(OrderStep("resize_strategies", dict(marker, position=step.meta["remaining"]),
+                                 f"resize order strategies to {step.meta['remaining']}"))
     return out
 
 
@@ -133,7 +136,8 @@ class _Planner:
         elif self.s.quantity is not None:
             qty = self.s.quantity * self.a.multiplier
         if qty is not None and qty < abs(pos):
-            return [self._market(-1 if pos > 0 else 1, qty, f"reduce position {pos} by {qty}")]
+            return [self._market(-1 if pos > 0 else 1, qty, f"reduce position {pos} by {qty}",
+                                 remaining=pos - qty if pos > 0 else pos + qty)]
         return [self._liquidate(f"close position {pos}")]
 
     def _buy_sell(self, direction: int) -> List[OrderStep]:
@@ -179,7 +183,7 @@ class _Planner:
         direction = 1 if diff > 0 else -1
         if abs(want) > abs(pos):
             return [self._entry(direction, abs(diff))]
-        return [self._market(direction, abs(diff), f"reduce position {pos} to {want}")]
+        return [self._market(direction, abs(diff), f"reduce position {pos} to {want}", remaining=want)]
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -200,8 +204,10 @@ class _Planner:
                 "action": "Buy" if direction > 0 else "Sell", "symbol": self.c.name,
                 "orderQty": qty, "orderType": order_type, "isAutomated": True}
 
-    def _market(self, direction: int, qty: int, reason: str) -> OrderStep:
-        return OrderStep("placeorder", self._base(direction, qty, "Market"), reason)
+    def _market(self, direction: int, qty: int, reason: str, remaining: Optional[int] = None) -> OrderStep:
+        """``remaining``: the position this reduction leaves (order strategies are resized to it)."""
+        meta = {"remaining": remaining} if remaining is not None else {}
+        return OrderStep("placeorder", self._base(direction, qty, "Market"), reason, meta)
 
     def _entry(self, direction: int, qty: int) -> OrderStep:
         s, tick = self.s, self.c.tick_size
