@@ -54,6 +54,16 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be an integer") from exc
 
 
+def _database_url(env: Mapping[str, str]) -> Optional[str]:
+    """DATABASE_URL when it names PostgreSQL; unset means SQLite at DATABASE_PATH."""
+    url = (env.get("DATABASE_URL") or "").strip()
+    if not url:
+        return None
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("DATABASE_URL must be a postgresql:// URL (unset it to use SQLite at DATABASE_PATH)")
+    return url
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -86,6 +96,8 @@ class Settings:
     webhook_secret: Optional[str] = field(default=None, repr=False)
     admin_token: Optional[str] = field(default=None, repr=False)
     database_path: str = "data/journal.sqlite3"
+    # DATABASE_URL: a postgresql:// URL puts the journal in PostgreSQL instead (it holds a password)
+    database_url: Optional[str] = field(default=None, repr=False)
     use_websocket_orders: bool = True
 
     # WebSocket client
@@ -113,6 +125,11 @@ class Settings:
 
     # Webhook
     webhook_budget_s: float = 2.0  # answer 200 with outcomes within this, else 202
+
+    # Several instances on one PostgreSQL journal (DATABASE_URL): see phantom_scraper/coordinator.py
+    lease_poll_interval_s: float = 1.0  # a standby tries to take the logins over this often
+    pending_signal_max_age_s: float = 30.0  # a handed-off signal no owner took by then: expired
+    handoff_poll_interval_s: float = 0.02  # a standby checks its handed-off signal's outcome
     max_body_bytes: int = 64 * 1024
     dedupe_window_s: float = 60.0
     ip_allowlist_enabled: bool = False
@@ -126,6 +143,11 @@ class Settings:
     def is_demo(self) -> bool:
         """Simulator and demo are both paper trading."""
         return self.tradovate_env != "live"
+
+    @property
+    def journal_target(self) -> str:
+        """What the journal opens: DATABASE_URL (PostgreSQL) when set, else the SQLite file."""
+        return self.database_url or self.database_path
 
     def resolved_rest_url(self) -> Optional[str]:
         if self.rest_url:
@@ -179,12 +201,15 @@ class Settings:
             webhook_secret=env.get("WEBHOOK_SECRET") or None,
             admin_token=env.get("ADMIN_TOKEN") or None,
             database_path=env.get("DATABASE_PATH") or cls.database_path,
+            database_url=_database_url(env),
             use_websocket_orders=_bool(env, "USE_WEBSOCKET_ORDERS", True),
             heartbeat_interval_s=_float(env, "WS_HEARTBEAT_INTERVAL_S", cls.heartbeat_interval_s),
             order_ack_timeout_s=_float(env, "ORDER_ACK_TIMEOUT_S", cls.order_ack_timeout_s),
             reconcile_window_s=_float(env, "RECONCILE_WINDOW_S", cls.reconcile_window_s),
             keepalive_interval_s=_float(env, "KEEPALIVE_INTERVAL_S", cls.keepalive_interval_s),
             webhook_budget_s=_float(env, "WEBHOOK_BUDGET_S", cls.webhook_budget_s),
+            lease_poll_interval_s=_float(env, "LEASE_POLL_INTERVAL_S", cls.lease_poll_interval_s),
+            pending_signal_max_age_s=_float(env, "PENDING_SIGNAL_MAX_AGE_S", cls.pending_signal_max_age_s),
             dedupe_window_s=_float(env, "DEDUPE_WINDOW_S", cls.dedupe_window_s),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             ip_allowlist_enabled=_bool(env, "WEBHOOK_IP_ALLOWLIST_ENABLED", False) or bool(allow),

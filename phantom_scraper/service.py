@@ -26,8 +26,10 @@ from phantom_scraper.execution import describe as _describe, execute_trade_simpl
 from phantom_scraper import recorders as recorders_mod
 from phantom_scraper import redact
 from phantom_scraper.config import Settings
+from phantom_scraper.coordinator import Coordinator
 from phantom_scraper.errors import AuthError, TradovateError
 from phantom_scraper.journal import Journal
+from phantom_scraper.storage_check import warn_if_ephemeral
 from phantom_scraper.pool_api import Connection, ConnectionPool
 from phantom_scraper.signals import AccountTarget, SignalError, SymbolResolver, parse_signal
 from phantom_scraper.tradovate_integration import TradovateIntegration
@@ -79,6 +81,9 @@ class TradingService:
         self._idle.set()
         self._account_login: Dict[int, Login] = {}
         self.breakeven = None  # BreakevenManager once started (order strategies with breakeven)
+        # With the PostgreSQL journal: the login lease and hand-off between instances (None on SQLite).
+        self.coordinator: Optional[Coordinator] = None
+        self._login_configs: Dict[str, recorders_mod.LoginConfig] = {}
 
     # -- life cycle ----------------------------------------------------------------------------
     @property
@@ -146,6 +151,17 @@ class TradingService:
         if not became_ready:  # stop() came during the start: start no background work
             self._ready.set()
             return
+        if self.coordinator is not None:
+            try:
+                # The first lease attempt is made before this returns: a lone instance is the
+                # owner (logins open, intents reconciled) by the time it is ready.
+                self.coordinator.start(first_try_timeout_s=self.settings.ws_connect_timeout_s + 30)
+                logger.info("Ready as the %s of %d login(s), %d recorder(s)",
+                            "owner" if self.coordinator.is_owner else "standby",
+                            len(self._login_configs), len(self.recorders))
+            finally:
+                self._ready.set()
+            return
         logger.info("Ready: %d login(s), %d account(s), %d recorder(s)", len(self.logins),
                     len(self._account_login), len(self.recorders))
         try:
@@ -171,8 +187,26 @@ class TradingService:
     def _start_inner(self) -> None:
         s = self.settings
         if self.journal is None:
-            self.journal = Journal(s.database_path)
+            if not s.database_url:
+                warn_if_ephemeral(s.database_path)
+            self.journal = Journal(s.journal_target)
         login_configs, self.recorders = recorders_mod.load(s)
+        self._login_configs = login_configs
+        if self.journal.backend == "postgres" and self.coordinator is None:
+            # Several instances may share this journal: the logins are opened only by the process
+            # holding their lease (coordinator thread, _become_owner).
+            self.coordinator = Coordinator(
+                self.journal, [f"{c.credentials.username}@{c.env}" for c in login_configs.values()],
+                on_acquired=self._become_owner, on_lost=self._lose_logins,
+                on_pending=self._execute_handed_off, lease_poll_interval_s=s.lease_poll_interval_s,
+                pending_signal_max_age_s=s.pending_signal_max_age_s)
+            return
+        self._open_logins(login_configs)
+
+    def _open_logins(self, login_configs) -> None:
+        """Authenticate every login, register its connection, reconcile what a previous process
+        left in flight (by clOrdId), settle its interrupted signals."""
+        s = self.settings
         redact.register_secret(*(r.token for r in self.recorders))
         redact.register_secret(*(c.credentials.password for c in login_configs.values()
                                  if c.credentials.password != c.credentials.username))  # sim's demo/demo is no secret
@@ -226,6 +260,75 @@ class TradingService:
         if manager is not None:
             manager.on_quote(contract_id, price, timestamp)
 
+    # -- several instances (PostgreSQL journal) ----------------------------------------------------
+    def _become_owner(self) -> bool:
+        """The coordinator holds the lease: open the logins (reconciling first), start the pool."""
+        if self._stop_requested.is_set():
+            return False
+        try:
+            self._open_logins(self._login_configs)
+        except Exception as exc:
+            logger.error("Taking the logins over failed: %s", _describe(exc))
+            self._reset_logins()
+            return False
+        self.pool.warm_up()
+        self.pool.start_daemon(self.settings.keepalive_interval_s, self._settle_unknown)
+        logger.info("Owner: %d login(s), %d account(s)", len(self.logins), len(self._account_login))
+        return True
+
+    def _lose_logins(self) -> None:
+        """The lease is gone (database session lost): stop using the logins at once."""
+        if self.breakeven is not None:
+            self.breakeven.stop()
+            self.breakeven = None
+        self.pool.stop_daemon()
+        self.pool.reset()
+        self._reset_logins()
+
+    def _execute_handed_off(self, signal_id: str, recorder_name: str, payload: dict) -> None:
+        """A signal another instance received and handed over: execute it here (the owner)."""
+        recorder = next((r for r in self.recorders if r.name == recorder_name), None)
+        if recorder is None:
+            self.journal.set_signal_status(signal_id, "rejected",
+                                           json.dumps({"error": f"unknown recorder {recorder_name!r}"}))
+            return
+        try:
+            signal = parse_signal(json.dumps(payload).encode("utf-8"))
+        except SignalError as exc:
+            self.journal.set_signal_status(signal_id, "rejected", json.dumps(_signal_error(exc)))
+            return
+        if not self._enter():  # stopping: leave it pending for the next owner
+            self.coordinator.hand_off(signal_id)
+            return
+        try:
+            targets = self.targets_for(recorder)
+            logger.info("Signal %s taken over from a standby: recorder=%s action=%s symbol=%s qty=%s accounts=%d",
+                        signal_id, recorder.name, signal.action, signal.symbol, signal.quantity, len(targets))
+            future = execution.executor("signal").submit(self._process, signal, targets, signal_id)
+        except BaseException:
+            self._leave()
+            raise
+        future.add_done_callback(lambda f: self._finished(signal_id, f))
+
+    def _await_handed_off(self, signal_id: str, received: float) -> WebhookResult:
+        """A standby's answer: the owner's outcome if the journal shows it within the budget."""
+        deadline = received + self.settings.webhook_budget_s
+        while True:
+            signal = self.journal.get_signal(signal_id)
+            status = signal["status"] if signal else None
+            if status not in ("pending", "received"):
+                try:
+                    summary = json.loads(signal["summary"]) if signal and signal["summary"] else None
+                except ValueError:
+                    summary = signal["summary"]
+                return WebhookResult(200, {"success": status not in ("failed", "error", "rejected", "expired"),
+                                           "signal_id": signal_id, "status": status, "executed_by": "owner",
+                                           "accounts": summary})
+            if time.perf_counter() >= deadline:
+                return WebhookResult(202, {"success": True, "signal_id": signal_id, "status": "executing",
+                                           "message": "accepted; the login owner executes it (see /api/signals)"})
+            time.sleep(self.settings.handoff_poll_interval_s)
+
     def _settle_interrupted_signals(self) -> None:
         """Signals a previous process left ``received`` get a final status from their intents
         (which reconcile_pending has just settled), so /api/signals says what happened."""
@@ -274,12 +377,15 @@ class TradingService:
         self._stop_requested.set()
         if was_starting or not self._ready.is_set():  # let the start-up finish before tearing it down
             self._ready.wait(timeout_s)
+
         logger.info("Stopping: intake closed, %d signal(s) in flight", in_flight)
         if not self._idle.wait(timeout_s):
             logger.error("Stopping with signals still in flight; their intents stay in the journal "
                          "and are reconciled at the next start")
         if self.breakeven is not None:
             self.breakeven.stop()
+        if self.coordinator is not None:  # after the drain: the lease (and the logins) pass on now
+            self.coordinator.stop(timeout_s)
         self.pool.stop_daemon()
         self.pool.reset()
         for login in self.logins.values():
@@ -349,6 +455,9 @@ class TradingService:
                             signal_id, existing, recorder.name)
                 return WebhookResult(200, {"success": True, "duplicate": True, "signal_id": existing,
                                            "message": "duplicate signal: already received, nothing placed"})
+            if self.coordinator is not None and not self.coordinator.is_owner:
+                self.coordinator.hand_off(signal_id)
+                return self._await_handed_off(signal_id, received)
             targets = self.targets_for(recorder)
             logger.info("Signal %s received: recorder=%s action=%s symbol=%s qty=%s accounts=%d%s",
                         signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
@@ -501,6 +610,7 @@ class TradingService:
             "connection_pool": self.pool.status(),
             "keepalive_daemon": self.pool.daemon_status(),
             "order_strategies": self._open_strategies(),
+            "coordinator": self.coordinator.status() if self.coordinator is not None else None,
         }
 
     def _open_strategies(self) -> dict:
@@ -529,6 +639,10 @@ class TradingService:
                 _rest_reachable(login.integration)
             break
         checks["broker_reachable"] = broker_ok
+        if self.coordinator is not None and not self.coordinator.is_owner:
+            # A standby has no socket and no daemon by design; it is healthy when it can journal.
+            checks["role"] = "standby"
+            return self.state == "ready" and journal_ok, checks
         ready = self.state == "ready" and journal_ok and checks["daemon_alive"] and broker_ok
         return ready, checks
 

@@ -15,6 +15,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -34,6 +35,10 @@ class ServerProcess:
 
     def __init__(self, sim, db_path, **env):
         self.env = dict(os.environ)
+        self.env.pop("DATABASE_URL", None)
+        if str(db_path).startswith("postgresql://"):  # the Postgres journal; SQLite's path unused
+            env.setdefault("DATABASE_URL", str(db_path))
+            db_path = os.path.join(tempfile.gettempdir(), "phantom-unused", "journal.sqlite3")
         self.env.update({
             "TRADOVATE_ENV": "sim", "TRADOVATE_REST_URL": sim.rest_url, "TRADOVATE_WS_URL": sim.ws_url,
             "WEBHOOK_SECRET": SERVER_WEBHOOK_SECRET, "ADMIN_TOKEN": SERVER_ADMIN_TOKEN,
@@ -104,8 +109,8 @@ def _intents_for(db_path, signal_id):
     return [i for i in intents if i["signal_id"] == signal_id]
 
 
-def test_sigkill_mid_order_then_restart_reconciles_without_duplicate(sim, tmp_path, servers):
-    db = tmp_path / "journal.sqlite3"
+def test_sigkill_mid_order_then_restart_reconciles_without_duplicate(sim, journal_target, servers):
+    db = journal_target  # SQLite, and Postgres when TEST_DATABASE_URL is set
     srv = ServerProcess(sim, db, ORDER_ACK_TIMEOUT_S="30").start()  # the answer would be waited for long
     servers.append(srv)
     assert settle(lambda: sim.ws_session_count() >= 1, 10), "the server never opened its socket"

@@ -130,7 +130,16 @@ def free_port() -> int:
 
 
 def read_journal(path: str) -> Tuple[List[dict], List[dict]]:
-    """Signals and intents straight from SQLite (read-only; another process may own the journal)."""
+    """Signals and intents straight from the database (read-only; another process may own the
+    journal): an SQLite path, or a Postgres URL."""
+    if path.startswith(("postgres://", "postgresql://")):
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(path, autocommit=True, row_factory=dict_row, connect_timeout=10) as pg:
+            signals = [{k: v for k, v in r.items() if k != "rowid"} for r in pg.execute("SELECT * FROM signals")]
+            intents = pg.execute("SELECT * FROM order_intents").fetchall()
+        return signals, intents
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     conn.row_factory = sqlite3.Row
     try:
