@@ -211,6 +211,8 @@ def _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, nee
     prepared, rows = {}, []
     for index, (target, _conn) in enumerate(targets):
         try:
+            if strategy_exec.has_open(journal, target.id, contract.id):
+                continue  # its plan depends on the position (strategies to resize): general path
             steps = planner(signal, contract, target, 0, False)
         except PlanError:
             continue  # the general path plans again and reports the reason
@@ -237,14 +239,14 @@ def _run_account(target, conn, signal, contract, journal, signal_id, settings, p
     try:
         if steps is None:  # (a fan-out account may arrive planned and journaled: _prepare_fan_out)
             net_pos, has_working = 0, False
-            if needs_position(signal):
+            # open order strategies: the plan interrupts/resizes them, so it needs the position
+            open_strategies = signal.action != "cancel" and strategy_exec.has_open(journal, target.id, contract.id)
+            if needs_position(signal) or open_strategies:
                 net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
                 flat_target = signal.action == "close" or (signal.action == "target" and signal.target_position == 0)
                 if net_pos == 0 and flat_target:  # leftover bracket legs still need cancelling
                     has_working = bool(_working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
-            extra = {}
-            if needs_position(signal) and strategy_exec.has_open(journal, target.id, contract.id):
-                extra["open_strategies"] = True  # interrupt them before any liquidation
+            extra = {"open_strategies": True} if open_strategies else {}
             try:
                 steps = planner(signal, contract, target, net_pos, has_working, **extra)
             except PlanError as exc:

@@ -311,3 +311,13 @@ def test_reductions_resize_open_strategies():
     assert [s.kind for s in plan] == ["placeorder", "resize_strategies"]
     assert plan[1].body["position"] == 2
     assert [s.kind for s in plan_orders(signal, NQ, ACCT, 3)] == ["placeorder"]  # none open: unchanged
+
+
+def test_an_opposite_entry_nets_and_resizes_open_strategies():
+    sell2 = parse_signal(json.dumps({"ticker": "NQ1!", "action": "sell", "quantity": 2}))
+    plan = plan_orders(sell2, NQ, ACCT, 3, open_strategies=True)
+    assert [(s.kind, s.body.get("position")) for s in plan] == [("placeorder", None), ("resize_strategies", 1)]
+    plan = plan_orders(sell2, NQ, ACCT, 1, open_strategies=True)  # crosses to short: old exits all go
+    assert [(s.kind, s.body.get("position")) for s in plan] == [("placeorder", None), ("resize_strategies", 0)]
+    buy = parse_signal(json.dumps({"ticker": "NQ1!", "action": "buy", "quantity": 2}))
+    assert [s.kind for s in plan_orders(buy, NQ, ACCT, 3, open_strategies=True)] == ["placeorder"]

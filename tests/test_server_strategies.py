@@ -155,3 +155,17 @@ def test_partial_close_shrinks_the_exit_legs_to_the_position(make_server_app, si
         assert working == [("Limit", 1), ("Stop", 1)], name  # the first target and its stop
     sim.set_price(SYMBOL, base + 15)  # all targets' prices trade: no flip to short
     assert set(sim.positions().values()) == {0}
+
+
+def test_an_opposite_plain_order_shrinks_the_exit_legs(make_server_app, sim):
+    app = make_server_app()
+    ws_ready(app)
+    base = sim.get_price(SYMBOL)["price"]
+    assert post(app.test_client(), scale_out(base)).get_json()["status"] == "acked"
+    r = post(app.test_client(), json.dumps({"action": "sell", "ticker": "MNQ1!", "quantity": 1}))
+    assert r.get_json()["status"] == "acked", r.get_data(as_text=True)
+    assert set(sim.positions().values()) == {1}
+    for name, legs in legs_at_broker(sim).items():
+        assert sum(q for t, status, q in legs.values() if status == "Working" and t == "Stop") == 1, name
+    sim.set_price(SYMBOL, base + 10)
+    assert set(sim.positions().values()) == {0}

@@ -65,23 +65,43 @@ def plan_orders(signal: Signal, contract: Contract, account: AccountTarget, net_
     reduction followed by ``resize_strategies`` (exit legs never exceed the position)."""
     _check_account(account)
     steps = _Planner(signal, contract, account, int(net_pos), has_working_orders).plan()
-    return _interrupt_before_liquidating(steps, contract, account) if open_strategies else steps
+    return _with_strategy_steps(steps, contract, account, int(net_pos)) if open_strategies else steps
 
 
-def _interrupt_before_liquidating(steps: List[OrderStep], contract: Contract,
-                                  account: AccountTarget) -> List[OrderStep]:
+def _netted(step: OrderStep, pos: int) -> Optional[int]:
+    """The position an entry leaves when it nets against an opposite position ``pos`` (0 when it
+    crosses to the other side: the old strategies' exits then have nothing left to protect)."""
+    if step.kind not in ("placeorder", "placeoso", "startorderstrategy") or "remaining" in step.meta or pos == 0:
+        return None
+    qty = step.body.get("orderQty")
+    if qty is None:
+        import json as _json
+        qty = _json.loads(step.body.get("params") or "{}").get("entryVersion", {}).get("orderQty")
+    signed = int(qty or 0) * (1 if step.body.get("action") == "Buy" else -1)
+    if signed * pos >= 0:
+        return None
+    new = pos + signed
+    return new if new * pos > 0 else 0
+
+
+def _with_strategy_steps(steps: List[OrderStep], contract: Contract, account: AccountTarget,
+                         pos: int) -> List[OrderStep]:
     """Every liquidation is preceded by ``interrupt_strategies``: the executor interrupts the order
     strategies this server started for the account and contract, so their legs cannot act on
     the position being closed."""
     out: List[OrderStep] = []
     marker = {"accountId": account.id, "contractId": contract.id, "symbol": contract.name}
+    flattened = False
     for step in steps:
         if step.kind == "liquidateposition":
             out.append(OrderStep("interrupt_strategies", dict(marker), "interrupt order strategies before liquidating"))
+            flattened = True
         out.append(step)
-        if "remaining" in step.meta:  # a reduction: shrink the strategies' exit legs to what is left
-            out.append(OrderStep("resize_strategies", dict(marker, position=step.meta["remaining"]),
-                                 f"resize order strategies to {step.meta['remaining']}"))
+        remaining = step.meta.get("remaining") if "remaining" in step.meta else (
+            None if flattened else _netted(step, pos))
+        if remaining is not None:  # a reduction: shrink the strategies' exit legs to what is left
+            out.append(OrderStep("resize_strategies", dict(marker, position=remaining),
+                                 f"resize order strategies to {remaining}"))
     return out
 
 
