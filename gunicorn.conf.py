@@ -1,6 +1,7 @@
 """gunicorn settings for the Procfile.  One worker (the pool and its sockets live in-process),
-many threads (gthread), never --preload (threads started before the fork do not exist in the
-worker).  Background work starts per worker in post_worker_init; SIGTERM drains in worker_exit."""
+many threads (gthread, behind the front door of phantom_scraper/door: whole requests are read in
+the poller before a thread sees them), never --preload (threads started before the fork do not
+exist in the worker).  Background work starts per worker in post_worker_init; SIGTERM drains in worker_exit."""
 import os
 
 from gunicorn import glogging
@@ -8,7 +9,7 @@ from gunicorn import glogging
 from phantom_scraper.redact import RedactingFilter, redact
 
 workers = 1  # explicit: WEB_CONCURRENCY must not multiply the pool
-worker_class = "gthread"
+worker_class = "phantom_scraper.door.worker.DoorWorker"  # gthread that reads whole requests before a thread
 threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 preload_app = False
 timeout = 30

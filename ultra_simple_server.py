@@ -25,6 +25,7 @@ from flask import Flask, Response, jsonify, request
 import recorder_service
 from phantom_scraper import redact
 from phantom_scraper.config import ConfigError, Settings
+from phantom_scraper.door.policy import SourcePolicy
 from phantom_scraper.service import ServiceUnavailable, TradingService, WebhookResult
 
 logger = logging.getLogger(__name__)
@@ -183,14 +184,11 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
                                   status=result.http_status, mimetype="application/json")
 
     # -- webhook -----------------------------------------------------------------------------------
+    sources = SourcePolicy(settings)
+
     def client_ip() -> str:
-        if settings.trust_proxy_headers:
-            # The right-most entry is the one our proxy added; entries to its left came from the
-            # client and can be forged.
-            forwarded = request.headers.get("X-Forwarded-For", "")
-            if forwarded.strip():
-                return forwarded.split(",")[-1].strip()
-        return request.remote_addr or ""
+        # X-Forwarded-For's right-most entry, only from a trusted proxy (phantom_scraper/door/policy.py).
+        return sources.source(request.remote_addr or "", request.headers.get("X-Forwarded-For"))
 
     def read_body():
         """(raw bytes, error response or None)."""
@@ -212,7 +210,9 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         return raw, None
 
     def source_refused() -> Optional[Response]:
-        if settings.ip_allowlist_enabled and client_ip() not in settings.ip_allowlist:
+        # Under gunicorn the door (phantom_scraper/door) refuses these before a thread; this is the
+        # check for `python ultra_simple_server.py` and defence in depth.
+        if not sources.webhook_allowed(client_ip()):
             logger.warning("Webhook refused: source %s not in the allow-list", client_ip())
             return error(403, "forbidden_source", "source address not in the allow-list; nothing was placed")
         return None
@@ -353,6 +353,10 @@ def main(argv=None) -> int:
     runtime: Runtime = app.extensions["runtime"]
     port = int(os.environ.get("PORT", "8080"))
     host = os.environ.get("HOST", "127.0.0.1")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("HOST=%s: this server (werkzeug) is for local use only; it has no deadlines or "
+                       "connection caps for slow clients. Anything reachable from the internet runs the "
+                       "Procfile's gunicorn command (see README, Deploying).", host)
     runtime.boot(wait=True)
     if runtime.service.state != "ready":
         sys.stderr.write(f"Cannot start: {runtime.service.start_error}\n")

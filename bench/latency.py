@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.latency [--quick] [--n 200] [--rtts 0,50] [--throughput-s 20]
                                       [--clients 16] [--out bench/results/latest.json]
+    .venv/bin/python -m bench.latency --door-compare [--n 400] [--rtts 0] [--rounds 10]
+        only row (1g), the Procfile's worker (front door) against plain gthread, side by side
 
 What runs where (all on 127.0.0.1):
 
@@ -725,6 +727,121 @@ def gunicorn_rows(workdir: Path, sim: SimProcess, *, seconds: float, clients: in
 
 
 # ---------------------------------------------------------------------------------------------
+# --door-compare: the Procfile's worker (gthread + front door) against plain gthread (issue 19)
+
+def _gunicorn_env(workdir: Path, sim: SimProcess, port: int, token: str, name: str) -> Dict[str, str]:
+    env = dict(os.environ, PORT=str(port), TRADOVATE_ENV="sim", TRADOVATE_REST_URL=sim.rest_url,
+               TRADOVATE_WS_URL=sim.ws_url, TRADOVATE_USERNAME="demo", TRADOVATE_PASSWORD="demo",
+               TRADOVATE_ACCOUNTS="DEMO0001", WEBHOOK_SECRET=token, ADMIN_TOKEN=token,
+               DATABASE_PATH=str(workdir / f"{name}.sqlite3"))
+    for var in ("RECORDERS_FILE", "USE_WEBSOCKET_ORDERS"):
+        env.pop(var, None)
+    return env
+
+
+def _wait_warm(proc: subprocess.Popen, port: int, path: str, log_path: Path) -> None:
+    """Ready, and orders going over the pooled WebSocket."""
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if _get_json(port, "/health")[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    else:
+        raise RuntimeError(f"gunicorn did not become ready (see {log_path})")
+    warm, on_socket = Client(port), 0
+    try:
+        for i in range(400):
+            _status, doc = warm.post(path, signal_body(f"door-warm-{port}", i))
+            if [o.get("transport") for o in doc.get("accounts") or []] == ["websocket"]:
+                on_socket += 1
+                if on_socket >= 10:
+                    return
+            else:
+                time.sleep(0.05)
+    finally:
+        warm.close()
+    raise RuntimeError("gunicorn's orders never went over the pooled WebSocket")
+
+
+def door_compare(workdir: Path, sim: SimProcess, *, rtts: List[float], n: int, warmup: int,
+                 rounds: int = 10) -> List[dict]:
+    """Row 1g through two gunicorns at once - the Procfile's command (front door) and the same
+    command with ``--worker-class gthread`` (before issue 19) - sampled in alternating blocks of
+    n/rounds signals so that machine load drifts over both alike."""
+    variants: Dict[str, List[str]] = {}
+    procs: Dict[str, Tuple[subprocess.Popen, int, str, Any]] = {}
+    for name in ("door", "gthread"):
+        port = _free_port()
+        cmd = procfile_command(port)
+        if name == "gthread":
+            cmd[cmd.index("--worker-class") + 1] = "gthread"
+        variants[name] = cmd
+        token = f"bench-{RUN}-{name}"
+        log_path = workdir / f"gunicorn-{name}.log"
+        log = open(log_path, "w")
+        proc = subprocess.Popen(cmd, cwd=str(ROOT), env=_gunicorn_env(workdir, sim, port, token, name),
+                                stdout=log, stderr=subprocess.STDOUT)
+        procs[name] = (proc, port, token, log)
+    rows: List[dict] = []
+    try:
+        sim.reset(response_latency_ms=0.0, connect_latency_ms=0.0)
+        for name, (proc, port, token, _log) in procs.items():
+            _wait_warm(proc, port, f"/webhook/{token}", workdir / f"gunicorn-{name}.log")
+        for rtt in rtts:
+            sim.reset(response_latency_ms=rtt)
+            samples: Dict[str, List[float]] = {name: [] for name in procs}
+            errors: Dict[str, int] = {name: 0 for name in procs}
+            clients = {name: Client(port) for name, (_p, port, _t, _l) in procs.items()}
+            try:
+                for name, client in clients.items():  # warm-up on each keep-alive connection
+                    for i in range(warmup):
+                        client.post(f"/webhook/{procs[name][2]}", signal_body(f"dw-{name}-{rtt:g}", i))
+                per_block = max(1, n // rounds)
+                for block in range(rounds):
+                    order = list(procs) if block % 2 == 0 else list(reversed(list(procs)))
+                    for name in order:
+                        path = f"/webhook/{procs[name][2]}"
+                        for i in range(per_block):
+                            body = signal_body(f"d-{name}-{rtt:g}", block * per_block + i)
+                            t0 = time.perf_counter()
+                            status, doc = clients[name].post(path, body)
+                            ms = (time.perf_counter() - t0) * 1000.0
+                            outcomes = doc.get("accounts") or []
+                            if status == 200 and doc.get("status") == "acked" and \
+                                    [o.get("transport") for o in outcomes] == ["websocket"]:
+                                samples[name].append(ms)
+                            else:
+                                errors[name] += 1
+            finally:
+                for client in clients.values():
+                    client.close()
+            for name in procs:
+                rows.append({"key": f"1g-{name}", "rtt_ms": rtt, "errors": errors[name],
+                             "title": f"(1g) gunicorn, {'front door (Procfile)' if name == 'door' else 'plain gthread (before)'}",
+                             "command": " ".join(shlex.quote(a) for a in variants[name]),
+                             "latency_ms": summarize(samples[name])})
+            d, g = rows[-2]["latency_ms"], rows[-1]["latency_ms"]
+            if d["n"] and g["n"]:
+                print(f"  RTT {rtt:g}: door p50 {d['p50']:.3f} ms, gthread p50 {g['p50']:.3f} ms, "
+                      f"difference {d['p50'] - g['p50']:+.3f} ms (p90 {d['p90'] - g['p90']:+.3f}, "
+                      f"p99 {d['p99'] - g['p99']:+.3f}); errors {errors}", flush=True)
+    finally:
+        for name, (proc, _port, _token, log) in procs.items():
+            if proc.poll() is None:
+                proc.send_signal(signal_mod.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+            log.close()
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
 # the table
 
 def _fmt(v, width=8) -> str:
@@ -917,6 +1034,9 @@ def main(argv=None) -> int:
     ap.add_argument("--throughput-s", type=float, default=None, help="row 7 duration (default 20; --quick 2)")
     ap.add_argument("--clients", type=int, default=16, help="row 7 client threads")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--door-compare", action="store_true",
+                    help="only row (1g), front door vs plain gthread side by side (issue 19)")
+    ap.add_argument("--rounds", type=int, default=10, help="--door-compare: alternating blocks per RTT")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = ap.parse_args(argv)
     n = args.n if args.n is not None else (30 if args.quick else 200)
@@ -945,6 +1065,24 @@ def main(argv=None) -> int:
                            "rows": []}
     print(f"bench.latency: N={n} per row, RTTs {rtts} ms, workdir {workdir}", flush=True)
     sim = SimProcess(workdir)
+    if args.door_compare:
+        try:
+            doc["rows"] = door_compare(workdir, sim, rtts=rtts, n=n, warmup=warmup, rounds=args.rounds)
+        finally:
+            sim.stop()
+        doc["duration_s"] = round(time.time() - started, 1)
+        doc["machine"]["loadavg_at_end"] = os.getloadavg()
+        lines = [f"{'row':<48} {'RTT':>5} {'n':>5} {'p50':>8} {'p90':>8} {'p99':>8} {'max':>8}"]
+        for r in doc["rows"]:
+            s_ = r["latency_ms"]
+            lines.append(f"{r['title']:<48} {r['rtt_ms']:>5g} {s_['n']:>5} {_fmt(s_['p50'])} {_fmt(s_['p90'])} "
+                         f"{_fmt(s_['p99'])} {_fmt(s_['max'])}")
+        doc["table"] = "\n".join(lines)
+        out_path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+        print()
+        print(doc["table"])
+        print(f"\nJSON: {out_path}; took {doc['duration_s']} s; logs in {workdir}")
+        return 0
     try:
         recorders = write_recorders(workdir, sim)
         # -- the floor: simulator only

@@ -135,6 +135,17 @@ class Settings:
     ip_allowlist_enabled: bool = False
     ip_allowlist: Tuple[str, ...] = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
     trust_proxy_headers: bool = False
+    # X-Forwarded-For is honoured (with TRUST_PROXY_HEADERS) only from these peers: the platform's
+    # proxy reaches the app from a private address; "*" = every peer (the proxy is the only way in).
+    trusted_proxy_cidrs: Tuple[str, ...] = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12",
+                                            "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
+
+    # Front door (phantom_scraper/door: the gunicorn worker reads whole requests before a thread)
+    http_header_timeout_s: float = 5.0  # request line + headers within this, else closed
+    http_body_timeout_s: float = 10.0  # the body within this after the headers, else closed
+    http_keepalive_idle_s: float = 5.0  # an idle keep-alive connection is closed after this
+    http_max_connections: int = 512  # open client connections, all sources together
+    http_max_connections_per_source: int = 32  # open connections from one address
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -214,8 +225,17 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             ip_allowlist_enabled=_bool(env, "WEBHOOK_IP_ALLOWLIST_ENABLED", False) or bool(allow),
             trust_proxy_headers=_bool(env, "TRUST_PROXY_HEADERS", False),
+            http_header_timeout_s=_float(env, "HTTP_HEADER_TIMEOUT_S", cls.http_header_timeout_s),
+            http_body_timeout_s=_float(env, "HTTP_BODY_TIMEOUT_S", cls.http_body_timeout_s),
+            http_keepalive_idle_s=_float(env, "HTTP_KEEPALIVE_IDLE_S", cls.http_keepalive_idle_s),
+            http_max_connections=_int(env, "HTTP_MAX_CONNECTIONS", cls.http_max_connections),
+            http_max_connections_per_source=_int(env, "HTTP_MAX_CONNECTIONS_PER_SOURCE",
+                                                 cls.http_max_connections_per_source),
         )
         if allow:
             values["ip_allowlist"] = allow
+        proxies = tuple(a.strip() for a in (env.get("TRUSTED_PROXY_CIDRS") or "").split(",") if a.strip())
+        if proxies:
+            values["trusted_proxy_cidrs"] = proxies
         values.update(overrides)
         return cls(**values)

@@ -36,7 +36,7 @@ def procfile_command(port: int) -> list:
     assert args[0] == "gunicorn"
     assert "--preload" not in args
     assert args[args.index("--workers") + 1] == "1"
-    assert args[args.index("--worker-class") + 1] == "gthread"
+    assert args[args.index("--worker-class") + 1] == "phantom_scraper.door.worker.DoorWorker"  # gthread + door
     assert int(args[args.index("--threads") + 1]) >= 8
     assert args[args.index("--bind") + 1] == f"0.0.0.0:{port}"
     args[args.index("--bind") + 1] = f"127.0.0.1:{port}"  # tests bind loopback only

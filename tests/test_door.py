@@ -1,0 +1,423 @@
+"""Issue 19: slow or hostile clients never starve the webhook (the Procfile's gunicorn command).
+
+One address (127.0.0.1) opens 200 connections that trickle their headers and 200 that trickle
+their bodies, reopening each one the server closes; meanwhile webhooks come from another address
+(127.0.0.2; all of 127.0.0.0/8 is loopback).  Deadlines are scaled down through the settings.
+Before the front door (gthread, 32 threads) the webhook got no answer at all.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import resource
+import selectors
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from tests.conftest import SERVER_ADMIN_TOKEN as ADMIN
+from tests.conftest import SERVER_WEBHOOK_SECRET as SECRET
+from tests.test_gunicorn import REPO, _Reader, free_port, procfile_command
+from tests.test_server import wait_for
+
+ATTACKER = "127.0.0.1"
+HONEST = "127.0.0.2"
+HEADER_TIMEOUT_S = 1.0
+BODY_TIMEOUT_S = 1.5
+TRICKLE_INTERVAL_S = 0.1
+ATTACK_S = 3.0
+SLOW_HEADERS = SLOW_BODIES = 200
+WEBHOOKS = 6
+TRADINGVIEW_CUTOFF_S = 3.0
+
+
+@pytest.fixture
+def many_fds():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))  # gunicorn inherits it
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+class Gunicorn:
+    """The Procfile's command on 127.0.0.1 against the ``sim`` fixture."""
+
+    def __init__(self, sim, tmp_path, *, fd_limit=None, **extra_env):
+        self.port = free_port()
+        self.journal = str(tmp_path / "journal.sqlite3")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADOVATE_", "WEBHOOK_", "ADMIN_", "HTTP_"))}
+        env.update(
+            TRADOVATE_ENV="sim", TRADOVATE_REST_URL=sim.rest_url, TRADOVATE_WS_URL=sim.ws_url,
+            WEBHOOK_SECRET=SECRET, ADMIN_TOKEN=ADMIN, DATABASE_PATH=str(tmp_path / "journal.sqlite3"),
+            WS_HEARTBEAT_INTERVAL_S="0.2", KEEPALIVE_INTERVAL_S="0.5", GRACEFUL_TIMEOUT_S="5",
+            HTTP_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S), HTTP_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
+            HTTP_KEEPALIVE_IDLE_S="1", HTTP_MAX_CONNECTIONS="2000", HTTP_MAX_CONNECTIONS_PER_SOURCE="1000",
+            PYTHONUNBUFFERED="1")
+        env.update(extra_env)
+        limit = None
+        if fd_limit is not None:
+            def limit():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        self.proc = subprocess.Popen(procfile_command(self.port), cwd=REPO, env=env, text=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limit)
+        self.out, self.err = _Reader(self.proc.stdout), _Reader(self.proc.stderr)
+
+        def ready():
+            assert self.proc.poll() is None, f"gunicorn exited:\n{self.err.text()}"
+            try:
+                status, body = self.request("GET", "/api/websocket-status", source=HONEST, timeout=1)
+            except OSError:
+                return False
+            conns = body["connection_pool"]["connections"] if status == 200 else {}
+            return conns and all(c["ws_connected"] for c in conns.values())
+        wait_for(ready, timeout_s=20, interval_s=0.05)
+        kids = open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read().split()
+        assert len(kids) == 1, kids  # one worker
+        self.worker = int(kids[0])
+
+    def request(self, method, path, body=None, *, source, timeout=TRADINGVIEW_CUTOFF_S):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout, source_address=(source, 0))
+        try:
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read() or b"null")
+        finally:
+            conn.close()
+
+    def threads(self) -> int:
+        for line in open(f"/proc/{self.worker}/status"):
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+        raise AssertionError("no Threads line")
+
+    def fds(self) -> int:
+        """Open descriptors other than the SQLite journal's own files (SQLite opens those per
+        connection and thread as it likes): sockets, pipes, epoll, everything the door holds."""
+        count = 0
+        for fd in os.listdir(f"/proc/{self.worker}/fd"):
+            try:
+                target = os.readlink(f"/proc/{self.worker}/fd/{fd}")
+            except OSError:
+                continue
+            count += not target.startswith(self.journal)
+        return count
+
+    def logs(self) -> str:
+        return self.out.text() + self.err.text()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.out.join(5)
+        self.err.join(5)
+
+
+class Trickler:
+    """Slow connections from ATTACKER: each sends one more header line (or body byte) every
+    TRICKLE_INTERVAL_S and never finishes; one the server closes is reopened until ``stop_reopening``."""
+
+    def __init__(self, port, path):
+        self.port, self.path = port, path
+        self.sel = selectors.DefaultSelector()
+        self.lifetimes = {"headers": [], "body": []}  # seconds from connect to the server's close
+        self.answers = Counter()  # status line the server sent before closing
+        self.opened = 0
+        self.reopen = True
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trickler", daemon=True)
+
+    def start(self):
+        for _ in range(SLOW_HEADERS):
+            self._open("headers")
+        for _ in range(SLOW_BODIES):
+            self._open("body")
+        self._thread.start()
+
+    def open_count(self) -> int:
+        return len(self.sel.get_map())
+
+    def _open(self, kind):
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=5, source_address=(ATTACKER, 0))
+        sock.setblocking(False)
+        first = f"POST {self.path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        if kind == "body":
+            first += "Content-Length: 1000\r\n\r\n{"
+        sock.send(first.encode())
+        self.sel.register(sock, selectors.EVENT_READ, {"kind": kind, "t0": time.monotonic(), "got": b""})
+        self.opened += 1
+
+    def _closed(self, key):
+        info = key.data
+        self.sel.unregister(key.fileobj)
+        key.fileobj.close()
+        self.lifetimes[info["kind"]].append(time.monotonic() - info["t0"])
+        self.answers[info["got"].split(b"\r\n", 1)[0].decode() or "(closed without an answer)"] += 1
+        if self.reopen and not info["got"].startswith(b"HTTP/1.1 403"):  # refused: that slot gives up
+            self._open(info["kind"])
+
+    def _run(self):
+        next_tick = time.monotonic()
+        while not self._stop.is_set() and self.sel.get_map():
+            for key, _ in self.sel.select(max(0.0, next_tick - time.monotonic())):
+                try:
+                    data = key.fileobj.recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    key.data["got"] += data
+                else:
+                    self._closed(key)
+            if time.monotonic() >= next_tick:
+                next_tick += TRICKLE_INTERVAL_S
+                for key in list(self.sel.get_map().values()):
+                    try:
+                        key.fileobj.send(b"X-Slow: 1\r\n" if key.data["kind"] == "headers" else b" ")
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        self._closed(key)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(10)
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()
+        self.sel.close()
+
+
+def webhook(i):
+    return json.dumps({"action": "buy" if i % 2 == 0 else "sell", "ticker": "MNQ1!", "quantity": 1,
+                       "id": f"door-{i}"})
+
+
+def attack_while_webhooks(server, sim, *, expect_attacker_webhooks_refused=False):
+    # orders of the webhooks sent here only (the warm-up's are left out)
+    before = len(sim.orders())
+    """Runs the attack and the honest webhooks; returns (latencies_s, trickler)."""
+    trickler = Trickler(server.port, f"/webhook/{SECRET}")
+    latencies, refused = [], []
+    try:
+        trickler.start()
+        assert trickler.open_count() == SLOW_HEADERS + SLOW_BODIES
+        started = time.monotonic()
+        for i in range(WEBHOOKS):
+            t0 = time.monotonic()
+            status, body = server.request("POST", f"/webhook/{SECRET}", webhook(i), source=HONEST)
+            latencies.append(time.monotonic() - t0)
+            assert status == 200, body
+            assert body["status"] == "acked" and len(body["accounts"]) == 2, body
+            if expect_attacker_webhooks_refused:
+                status, body = server.request("POST", f"/webhook/{SECRET}", webhook(1000 + i), source=ATTACKER)
+                assert status == 403 and body["error"]["code"] == "forbidden_source", body
+                refused.append(status)
+            time.sleep(max(0.0, ATTACK_S / WEBHOOKS - (time.monotonic() - t0)))
+        assert time.monotonic() - started >= ATTACK_S * 0.9  # the attack was on the whole time
+        trickler.reopen = False
+        wait_for(lambda: trickler.open_count() == 0, timeout_s=BODY_TIMEOUT_S + HEADER_TIMEOUT_S + 10)
+    finally:
+        trickler.stop()
+    # every order placed once: two accounts per webhook, no clOrdId twice
+    orders = sim.orders()[before:]
+    assert len(orders) == 2 * WEBHOOKS, orders
+    assert max(Counter(o["clOrdId"] for o in orders).values()) == 1
+    print(f"\nwebhook latency under attack (s): {[round(x, 3) for x in latencies]}; max {max(latencies):.3f}; "
+          f"slow connections opened {trickler.opened}; server answers {dict(trickler.answers)}; "
+          f"longest slow connection: headers {max(trickler.lifetimes['headers']):.2f} s, "
+          f"body {max(trickler.lifetimes['body']):.2f} s")
+    return latencies, trickler
+
+
+def baseline(server):
+    """Threads and fds of the worker once it is idle (after a warm-up webhook)."""
+    status, _ = server.request("POST", f"/webhook/{SECRET}", webhook(-1), source=HONEST)
+    assert status == 200
+    time.sleep(0.3)
+    return server.threads(), server.fds()
+
+
+def test_slow_clients_do_not_starve_the_webhook(sim, tmp_path, many_fds):
+    server = Gunicorn(sim, tmp_path)
+    try:
+        threads0, fds0 = baseline(server)
+        _latencies, trickler = attack_while_webhooks(server, sim)
+        # every slow connection was closed by the server at its deadline (408), none reached a thread
+        assert trickler.opened > SLOW_HEADERS + SLOW_BODIES  # closed ones were reopened
+        assert set(trickler.answers) == {"HTTP/1.1 408 Request Timeout"}, trickler.answers
+        assert max(trickler.lifetimes["headers"]) < HEADER_TIMEOUT_S + 2
+        assert max(trickler.lifetimes["body"]) < BODY_TIMEOUT_S + 2
+        print(f"worker threads, fds: baseline {threads0}, {fds0}; after {server.threads()}, {server.fds()}")
+        wait_for(lambda: server.threads() <= threads0 and server.fds() <= fds0, timeout_s=5)
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0, server.err.text()
+
+
+def test_allow_list_refuses_before_a_thread(sim, tmp_path, many_fds):
+    server = Gunicorn(sim, tmp_path, WEBHOOK_IP_ALLOWLIST=HONEST)
+    try:
+        threads0, fds0 = baseline(server)
+        _latencies, trickler = attack_while_webhooks(server, sim, expect_attacker_webhooks_refused=True)
+        # trickled bodies are refused as soon as their head is in; trickled heads at their deadline
+        assert trickler.answers["HTTP/1.1 403 Forbidden"] >= SLOW_BODIES
+        assert set(trickler.answers) == {"HTTP/1.1 403 Forbidden", "HTTP/1.1 408 Request Timeout"}
+        assert max(trickler.lifetimes["body"]) < HEADER_TIMEOUT_S + 2
+        print(f"worker threads, fds: baseline {threads0}, {fds0}; after {server.threads()}, {server.fds()}")
+        wait_for(lambda: server.threads() <= threads0 and server.fds() <= fds0, timeout_s=5)
+        # the status page stays open to everyone: the allow-list guards the webhook only
+        status, _ = server.request("GET", "/health", source=ATTACKER)
+        assert status == 200
+    finally:
+        server.stop()
+    # no refused webhook reached a worker thread: only requests served by a thread are access-logged
+    logs = server.logs()
+    assert '"POST /webhook/*** HTTP/1.1" 403' not in logs
+    assert logs.count('"POST /webhook/*** HTTP/1.1" 200') == WEBHOOKS + 1
+    assert server.proc.returncode == 0
+
+
+# -- HTTP through the door: what gthread did must still work ------------------------------------
+
+PROXY, TV, OTHER = "127.0.0.1", "127.0.0.9", "127.0.0.3"
+TEST_SIGNAL = b'{"action":"buy","ticker":"MNQ1!","quantity":1,"test":true}'
+
+
+def raw_exchange(port, data: bytes, *, source, timeout=5.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0)) as sock:
+        sock.sendall(data)
+        got = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:  # closed with our request unread
+                break
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+def test_http_through_the_door(sim, tmp_path):
+    # the platform's proxy is 127.0.0.1; TradingView is 127.0.0.9 behind it
+    server = Gunicorn(sim, tmp_path, TRUST_PROXY_HEADERS="1", TRUSTED_PROXY_CIDRS="127.0.0.1/32",
+                      WEBHOOK_IP_ALLOWLIST=TV, HTTP_MAX_CONNECTIONS_PER_SOURCE="5", MAX_BODY_BYTES="2000")
+    hook = f"/webhook/{SECRET}"
+    try:
+        # keep-alive: two requests on one connection, then the idle connection is closed
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5, source_address=(OTHER, 0))
+        for _ in range(2):
+            conn.request("GET", "/health")
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.getheader("Connection", "").lower() != "close"
+            resp.read()
+        sock = conn.sock
+        started = time.monotonic()
+        assert sock.recv(1) == b""  # closed by the server after HTTP_KEEPALIVE_IDLE_S (1 s)
+        idle_closed_after = time.monotonic() - started
+        conn.close()
+
+        # pipelined: both answered, in order
+        got = raw_exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                                        b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", source=OTHER)
+        assert got.startswith(b"HTTP/1.1 200 ") and got.count(b"HTTP/1.1 ") == 2 and b"HTTP/1.1 404 " in got
+
+        # chunked webhook through the proxy, from the allowed source
+        body = TEST_SIGNAL
+        chunked = b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (10, body[:10], len(body) - 10, body[10:])
+        got = raw_exchange(server.port, (f"POST {hook} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {TV}\r\n"
+                                         "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode() + chunked,
+                           source=PROXY)
+        assert got.startswith(b"HTTP/1.1 200 ") and b'"validated"' in got, got
+
+        # Expect: 100-continue: the door says "continue" once, then the thread answers
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5, source_address=(PROXY, 0)) as s:
+            s.sendall((f"POST {hook} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {TV}\r\nExpect: 100-continue\r\n"
+                       f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode())
+            assert s.recv(4096) == b"HTTP/1.1 100 Continue\r\n\r\n"
+            s.sendall(body)
+            got = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        assert got.startswith(b"HTTP/1.1 200 ") and b"100 Continue" not in got, got
+
+        # the allow-list behind the proxy: a forged left-most entry, or a client that is no proxy
+        for source, forwarded in ((PROXY, f"{TV}, 203.0.113.9"), (OTHER, TV)):
+            got = raw_exchange(server.port, (f"POST {hook} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {forwarded}\r\n"
+                                             f"Content-Length: {len(body)}\r\n\r\n").encode() + body, source=source)
+            assert got.startswith(b"HTTP/1.1 403 ") and b"forbidden_source" in got, (source, got)
+
+        # a body over MAX_BODY_BYTES is refused on its Content-Length, before it is sent
+        got = raw_exchange(server.port, (f"POST {hook} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: {TV}\r\n"
+                                         "Content-Length: 5000\r\n\r\n").encode(), source=PROXY)
+        assert got.startswith(b"HTTP/1.1 413 ") and b"body_too_large" in got
+
+        # per-source cap: a sixth connection from one address is closed unread; others still served
+        held = [socket.create_connection(("127.0.0.1", server.port), timeout=5, source_address=(OTHER, 0))
+                for _ in range(5)]
+        try:
+            time.sleep(0.2)  # accepted by the worker
+            sixth = raw_exchange(server.port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", source=OTHER)
+            assert sixth == b""
+            status, _ = server.request("GET", "/health", source=HONEST)
+            assert status == 200
+        finally:
+            for s in held:
+                s.close()
+        # behind the trusted proxy, connections are not capped per source (one proxy, many clients)
+        via_proxy = [http.client.HTTPConnection("127.0.0.1", server.port, timeout=5, source_address=(PROXY, 0))
+                     for _ in range(8)]
+        try:
+            for c in via_proxy:
+                c.request("GET", "/health")
+            assert [c.getresponse().status for c in via_proxy] == [200] * 8
+        finally:
+            for c in via_proxy:
+                c.close()
+    finally:
+        server.stop()
+    print(f"\nidle keep-alive connection closed after {idle_closed_after:.2f} s")
+    assert server.proc.returncode == 0, server.err.text()
+    assert sim.orders() == []  # only test signals were sent
+
+
+def test_out_of_descriptors_is_survived(sim, tmp_path):
+    """Connections beyond the process's fd limit: the worker neither dies nor spins; it serves
+    again once the idle connections are closed at their deadline."""
+    server = Gunicorn(sim, tmp_path, fd_limit=48, HTTP_MAX_CONNECTIONS="1000")
+    held = []
+    try:
+        cpu0 = sum(int(x) for x in open(f"/proc/{server.worker}/stat").read().rsplit(")", 1)[1].split()[11:13])
+        for _ in range(60):
+            held.append(socket.create_connection(("127.0.0.1", server.port), timeout=5, source_address=(OTHER, 0)))
+        time.sleep(HEADER_TIMEOUT_S / 2)
+        wait_for(lambda: "out of file descriptors" in server.err.text(), timeout_s=5)
+        # the idle ones are closed at the header deadline; then the webhook is served again
+        wait_for(lambda: server.request("GET", "/health", source=HONEST)[0] == 200, timeout_s=10, interval_s=0.2)
+        status, body = server.request("POST", f"/webhook/{SECRET}", webhook(0), source=HONEST)
+        assert status == 200 and body["status"] == "acked", body
+        ticks = sum(int(x) for x in open(f"/proc/{server.worker}/stat").read().rsplit(")", 1)[1].split()[11:13]) - cpu0
+        print(f"\nworker CPU while out of descriptors and after: {ticks / os.sysconf('SC_CLK_TCK'):.2f} s")
+        assert server.proc.poll() is None
+        assert len([ln for ln in server.err.text().splitlines() if "Booting worker" in ln]) == 1  # never restarted
+    finally:
+        for s in held:
+            s.close()
+        server.stop()
