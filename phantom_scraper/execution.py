@@ -378,6 +378,12 @@ def _fail(journal, cl_ord_id, state, status, error, outcome, target) -> bool:
 def find_order_id(ti, cl_ord_id: str, kind: str = "placeorder") -> Optional[int]:
     """The broker order id of the command carrying ``cl_ord_id`` (``customTag50`` for a
     liquidation), or None.  Raises ``TradovateError`` when the book cannot be read."""
+    if kind == "startorderstrategy":  # an order strategy: found by its uuid; its id is the "order id"
+        ids = sorted({s["id"] for s in ti._list("orderStrategy", None) or []
+                      if isinstance(s, dict) and s.get("uuid") == cl_ord_id and s.get("id") is not None})
+        if len(ids) > 1:
+            logger.error("DUPLICATE: uuid=%s matches order strategies %s", cl_ord_id, ids)
+        return ids[0] if ids else None
     finder = getattr(ti, "find_order_id_by_cl_ord_id", None)
     if finder is not None:
         return finder(cl_ord_id)

@@ -47,6 +47,8 @@ _COLUMNS = ("intent_id", "signal_id", "account_id", "account_name", "contract_id
 
 def _row(row: Any) -> Dict[str, Any]:
     out = {name: row[name] for name in _COLUMNS}
+    if out["strategy_id"] is None and "intent_order_id" in row.keys() and row["intent_order_id"] is not None:
+        out["strategy_id"] = int(row["intent_order_id"])  # found later by the intent's settlement
     out["meta"] = json.loads(out["meta"] or "{}")
     out["legs"] = json.loads(out["legs"]) if out["legs"] else []
     return out
@@ -130,7 +132,8 @@ class StrategyStore:
         """Open strategies, except those whose order intent the journal shows as rejected (the
         broker never started them; the intent's state is the authority)."""
         self._tables()
-        sql = ("SELECT s.* FROM order_strategies s LEFT JOIN order_intents i ON i.cl_ord_id = s.intent_id "
+        sql = ("SELECT s.*, i.broker_order_id AS intent_order_id FROM order_strategies s "
+               "LEFT JOIN order_intents i ON i.cl_ord_id = s.intent_id "
                "WHERE s.status = ? AND (i.state IS NULL OR i.state <> ?)")
         params: List[Any] = ["open", "rejected"]
         if account_id is not None:

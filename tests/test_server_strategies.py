@@ -169,3 +169,23 @@ def test_an_opposite_plain_order_shrinks_the_exit_legs(make_server_app, sim):
         assert sum(q for t, status, q in legs.values() if status == "Working" and t == "Stop") == 1, name
     sim.set_price(SYMBOL, base + 10)
     assert set(sim.positions().values()) == {0}
+
+
+def test_unanswered_start_is_found_by_its_uuid_not_sent_twice(make_server_app, sim):
+    app = make_server_app(use_websocket_orders=False)  # one account at a time over REST
+    ws_ready(app)
+    base = sim.get_price(SYMBOL)["price"]
+    sim.faults.no_answer_next_orders = 1  # executed at the broker, never answered
+    r = post(app.test_client(), scale_out(base))
+    assert r.status_code in (200, 202), r.get_data(as_text=True)
+    journal = app.extensions["runtime"].service.journal
+    signal_id = r.get_json()["signal_id"]
+    intents = wait_for(lambda: [i for i in journal.intents_for_signal(signal_id)
+                                if i["state"] in ("acked", "reconciled")] if len(
+        [i for i in journal.intents_for_signal(signal_id) if i["state"] in ("acked", "reconciled")]) == 2 else None)
+    by_strategy = strategies(sim)
+    assert len(by_strategy) == 2  # one per account: nothing was started twice
+    assert {i["broker_order_id"] for i in intents} == set(by_strategy)
+    assert sum(bool(i["reconciled"]) for i in intents) == 1
+    store = strategy_exec.store_for(app.extensions["runtime"].service.journal)
+    assert {rec["strategy_id"] for rec in store.open()} == set(by_strategy)
