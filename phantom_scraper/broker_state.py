@@ -73,6 +73,8 @@ class BrokerState:
         self._synced = False  # the current generation's snapshot has been applied
         self._buffer: List[dict] = []  # events of the current generation received before its snapshot
         self._listeners: List[Listener] = []
+        # (account, contract) -> ids of orders whose fill arrived but no position event since
+        self._unposted_fills: Dict[tuple, set] = {}
         self.synced_at: Optional[float] = None
         self.events_applied = 0
         self.last_error: Optional[str] = None
@@ -133,6 +135,7 @@ class BrokerState:
             if gen != self._current_gen:
                 return False  # a newer socket took over while this snapshot was in flight
             self._entities = fresh
+            self._unposted_fills = {}
             buffered, self._buffer = self._buffer, []
             for msg in buffered:
                 self._apply_locked(msg)
@@ -201,6 +204,13 @@ class BrokerState:
                 store.pop(row["id"], None)
             else:
                 store[row["id"]] = dict(row)
+            if etype == "fill" and event_type == "Created":
+                order = self._entities.get("order", {}).get(row.get("orderId"))
+                if order is not None:
+                    key = (order.get("accountId"), order.get("contractId"))
+                    self._unposted_fills.setdefault(key, set()).add(order["id"])
+            elif etype == "position":
+                self._unposted_fills.pop((row.get("accountId"), row.get("contractId")), None)
             changed.append((etype, event_type, dict(row)))
         self.events_applied += len(changed)
         return changed
@@ -254,6 +264,21 @@ class BrokerState:
         with self._lock:
             order = self._entities.get("order", {}).get(order_id)
             return order.get("ordStatus") if order is not None else None
+
+    def order_settled(self, order_id: int) -> bool:
+        """The order rests (Working/Suspended) or is final, and if it filled, the position
+        event that follows its fill has arrived.  False while unknown or pending."""
+        with self._lock:
+            order = self._entities.get("order", {}).get(order_id)
+            if order is None:
+                return False
+            status = order.get("ordStatus")
+            if status in ("Working", "Suspended") or (status in DONE_STATES and status != "Filled"):
+                return True
+            if status != "Filled":
+                return False
+            pending = self._unposted_fills.get((order.get("accountId"), order.get("contractId")), ())
+            return order_id not in pending
 
     def working_orders(self, account_id: int, contract_id: int) -> List[dict]:
         """Live orders of the account in the contract, each with its latest version's

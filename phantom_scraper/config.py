@@ -131,7 +131,8 @@ class Settings:
     pending_signal_max_age_s: float = 30.0  # a handed-off signal no owner took by then: expired
     handoff_poll_interval_s: float = 0.02  # a standby checks its handed-off signal's outcome
     max_body_bytes: int = 64 * 1024
-    dedupe_window_s: float = 60.0
+    dedupe_window_s: float = 5.0  # identical bodies WITHOUT an id within this are dropped (ids: always)
+    subtract_exit_qty: bool = True  # reversal entry = signal quantity - quantity closed (default recorder)
     ip_allowlist_enabled: bool = False
     ip_allowlist: Tuple[str, ...] = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")
     trust_proxy_headers: bool = False
@@ -222,6 +223,7 @@ class Settings:
             lease_poll_interval_s=_float(env, "LEASE_POLL_INTERVAL_S", cls.lease_poll_interval_s),
             pending_signal_max_age_s=_float(env, "PENDING_SIGNAL_MAX_AGE_S", cls.pending_signal_max_age_s),
             dedupe_window_s=_float(env, "DEDUPE_WINDOW_S", cls.dedupe_window_s),
+            subtract_exit_qty=_bool(env, "SUBTRACT_EXIT_QUANTITY", cls.subtract_exit_qty),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
             ip_allowlist_enabled=_bool(env, "WEBHOOK_IP_ALLOWLIST_ENABLED", False) or bool(allow),
             trust_proxy_headers=_bool(env, "TRUST_PROXY_HEADERS", False),

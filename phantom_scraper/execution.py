@@ -22,12 +22,15 @@ A connection (``conn``) here is a ``phantom_scraper.pool_api.Connection``: ``int
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional
 
+from . import exit_legs
+from .account_lanes import AccountLanes, cancel_all
 from .errors import AuthError, BrokerError, NotSentError, OrderRejectedError, OutcomeUnknownError, TradovateError
 from .journal import JournalError, make_cl_ord_id
 from . import strategy_exec
@@ -138,11 +141,27 @@ def _working_orders(conn, account_id: int, contract_id: int, timeout_s: float) -
 # ---------------------------------------------------------------------------------------------
 # Execution
 
-def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, settings,
-                         planner=None, needs_position=None) -> List[AccountOutcome]:
-    """Run one validated signal on every targeted account, in parallel.
+# One lane per (account, product): see account_lanes.  Its jobs run on the "order" executor.
+LANES = AccountLanes(lambda: executor("order"))
 
-    ``targets`` is a list of ``(AccountTarget, PooledConnection)``.  Returns one
+
+def reserve_lanes(account_ids, root: str) -> dict:
+    """Take each account's place in its lane now (at arrival), before the symbol is resolved.
+    Hand the result to ``execute_trade_simple(tickets=...)``, or ``cancel_lanes`` it."""
+    return LANES.reserve(account_ids, root)
+
+
+def cancel_lanes(tickets) -> None:
+    cancel_all(tickets)
+
+
+def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, settings,
+                         planner=None, needs_position=None, tickets=None) -> List[AccountOutcome]:
+    """Run one validated signal on every targeted account, in parallel across accounts and in
+    arrival order within each (account, product) lane.
+
+    ``targets`` is a list of ``(AccountTarget, PooledConnection)``.  ``tickets`` are the lane
+    places taken at arrival (``reserve_lanes``); missing ones are taken now.  Returns one
     :class:`AccountOutcome` per target, in the order given; an account's failure never affects
     another account.
     """
@@ -150,20 +169,44 @@ def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, 
         from .signals import needs_position as _needs, plan_orders as _plan
         planner = planner or _plan
         needs_position = needs_position or _needs
+    tickets = dict(tickets or {})
+    if signal.test:  # validation places nothing: it takes no place in a lane
+        cancel_all(tickets)
+        tickets = {}
+    else:
+        missing = [t.id for t, _ in targets if t.id not in tickets]
+        tickets.update(LANES.reserve(missing, contract.root))
+    try:
+        return _execute(signal, contract, targets, journal, signal_id, settings, planner, needs_position, tickets)
+    finally:
+        cancel_all(tickets)  # places not used (a crash before submit) free their lanes
+
+
+def _in_lane(tickets, target, conn, contract, settings, job, inline: bool):
+    ticket = tickets.get(target.id)
+    if ticket is None:  # a test signal: no lane
+        future = concurrent.futures.Future()
+        future.set_result(job())
+        return future
+    return LANES.submit(ticket, conn, target.id, contract, settings, job, inline=inline)
+
+
+def _execute(signal, contract, targets, journal, signal_id, settings, planner, needs_position, tickets):
     args = (signal, contract, journal, signal_id, settings, planner, needs_position)
-    if len(targets) == 1:  # one account: no hand-off to another thread
+    if len(targets) == 1:  # one account: runs in this thread when its lane is idle
         target, conn = targets[0]
-        return [_run_account(target, conn, *args)]
+        job = functools.partial(_run_account, target, conn, *args)
+        return [_in_lane(tickets, target, conn, contract, settings, job, inline=True).result()]
     prepared, batch = _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, needs_position)
-    pool = executor("order")
     futures = []
     for index, (target, conn) in enumerate(targets):
         if index in prepared:
             steps, cl_ord_id = prepared[index]
-            futures.append(pool.submit(_run_account, target, conn, signal, contract, batch, signal_id, settings,
-                                       planner, needs_position, steps=steps, precreated=cl_ord_id))
+            job = functools.partial(_run_account, target, conn, signal, contract, batch, signal_id, settings,
+                                    planner, needs_position, steps=steps, precreated=cl_ord_id)
         else:
-            futures.append(pool.submit(_run_account, target, conn, *args))
+            job = functools.partial(_run_account, target, conn, *args)
+        futures.append(_in_lane(tickets, target, conn, contract, settings, job, inline=False))
     outcomes = [f.result() for f in futures]
     batch.flush()
     return outcomes
@@ -211,8 +254,6 @@ def _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, nee
     prepared, rows = {}, []
     for index, (target, _conn) in enumerate(targets):
         try:
-            if strategy_exec.has_open(journal, target.id, contract.id):
-                continue  # its plan depends on the position (strategies to resize): general path
             steps = planner(signal, contract, target, 0, False)
         except PlanError:
             continue  # the general path plans again and reports the reason
@@ -239,9 +280,8 @@ def _run_account(target, conn, signal, contract, journal, signal_id, settings, p
     try:
         if steps is None:  # (a fan-out account may arrive planned and journaled: _prepare_fan_out)
             net_pos, has_working = 0, False
-            # open order strategies: the plan interrupts/resizes them, so it needs the position
-            open_strategies = signal.action != "cancel" and strategy_exec.has_open(journal, target.id, contract.id)
-            if needs_position(signal) or open_strategies:
+            open_strategies = needs_position(signal) and strategy_exec.has_open(journal, target.id, contract.id)
+            if needs_position(signal):
                 net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
                 flat_target = signal.action == "close" or (signal.action == "target" and signal.target_position == 0)
                 if net_pos == 0 and flat_target:  # leftover bracket legs still need cancelling
@@ -283,6 +323,9 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
               precreated=None) -> bool:
     """Execute one planned step; False stops the account's remaining steps."""
     ti = conn.integration
+    if step.kind == "trim_legs":  # exit legs cut to what the reduction leaves, before it is sent
+        exit_legs.trim(conn, target.id, contract.id, int(step.body.get("cover") or 0), settings.order_ack_timeout_s)
+        return True
     if step.kind == "wait_flat":
         deadline = time.monotonic() + settings.reconcile_window_s
         while _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s) != 0:
@@ -300,9 +343,6 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
         return True
     if step.kind == "interrupt_strategies":  # like cancels: may be repeated; not an order intent
         strategy_exec.interrupt_open(journal, ti, target.id, contract.id)
-        return True
-    if step.kind == "resize_strategies":  # cancels/modifies of exit legs after a reduction
-        strategy_exec.resize_open(journal, ti, target.id, contract.id, step.body["position"])
         return True
     if step.kind not in _PLACEMENT_KINDS:
         raise ValueError(f"unknown step kind {step.kind!r}")
@@ -323,6 +363,8 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
     try:
         result = ti.place_order_smart(dict(step.body), ws=client, endpoint=endpoint, cl_ord_id=cl_ord_id)
     except OrderRejectedError as exc:
+        if step.kind == "liquidateposition" and _already_flat(str(exc)):
+            return _flat_already(journal, cl_ord_id, signal_id, target, outcome, index)
         return _fail(journal, cl_ord_id, "rejected", "rejected", describe(exc), outcome, target)
     except NotSentError as exc:  # includes 429/penalty: the broker did not execute it
         return _fail(journal, cl_ord_id, "rejected", "not_sent", "not sent: " + describe(exc), outcome, target)
@@ -339,10 +381,17 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
         strategy_exec.after_start(journal, cl_ord_id, result.status, result.order_id)
     if result.status != "acked":
         text = f"{result.failure_reason}: {result.failure_text}".rstrip(": ")
+        if step.kind == "liquidateposition" and _already_flat(text):
+            return _flat_already(journal, cl_ord_id, signal_id, target, outcome, index)
         return _fail(journal, cl_ord_id, "rejected", "rejected", text, outcome, target)
     conn.record_order(result.transport, result.latency_ms)
     outcome.order_id = result.order_id
-    outcome.order_ids.append(result.order_id)
+    if step.kind == "startorderstrategy":  # order_id is the strategy; order_ids its entry order (the lane waits on it)
+        entry_id = strategy_exec.entry_order_id(ti, cl_ord_id, result.order_id)
+        if entry_id is not None:
+            outcome.order_ids.append(entry_id)
+    else:
+        outcome.order_ids.append(result.order_id)
     outcome.transport = result.transport
     outcome.latency_ms = result.latency_ms
     outcome.reconciled = outcome.reconciled or bool(result.reconciled)
@@ -356,6 +405,24 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
     except JournalError as exc:  # the order exists; the intent stays 'sending' and is reconciled at start
         outcome.error = "placed, but the journal could not record it: " + describe(exc)
         logger.error("Order %s placed as %s but not journaled: %s", cl_ord_id, result.order_id, describe(exc))
+    return True
+
+
+def _already_flat(text: str) -> bool:
+    return "already flat" in (text or "").lower()
+
+
+def _flat_already(journal, cl_ord_id, signal_id, target, outcome, index) -> bool:
+    """Tradovate answers a liquidation of a flat position with "Position is already flat" (and
+    still cancels the contract's working orders).  The flatten step reached its goal: record it,
+    and let a reversal go on with its entry."""
+    logger.info("Signal %s account %s: position already flat; flatten step done", signal_id, target.name)
+    if index == len(outcome.planned) - 1 and not outcome.order_ids:
+        outcome.status, outcome.error = "skipped", "position already flat"
+    try:
+        journal.set_intent_state(cl_ord_id, "rejected", error="position already flat: nothing to close")
+    except JournalError as exc:
+        logger.error("Order %s: could not journal its already-flat answer: %s", cl_ord_id, describe(exc))
     return True
 
 

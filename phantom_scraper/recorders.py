@@ -64,6 +64,7 @@ class Recorder:
     token: str = field(repr=False)
     accounts: Optional[Tuple[AccountLink, ...]]  # None: every active account of the default login
     account_filter: Tuple[str, ...] = ()  # with accounts=None: only these names (TRADOVATE_ACCOUNTS)
+    subtract_exit_qty: bool = True  # reversal sizing (docs/PAYLOAD.md): False = the quantity is the entry
 
 
 def _positive_int(value, what: str) -> int:
@@ -79,7 +80,8 @@ def load(settings: Settings, env: Optional[Mapping[str, str]] = None) -> Tuple[D
         creds = settings.credentials or Credentials(username="demo", password="demo")
         login = LoginConfig(DEFAULT_LOGIN, settings.tradovate_env, creds,
                             settings.resolved_rest_url(), settings.ws_url)
-        recorder = Recorder(DEFAULT_RECORDER, settings.webhook_secret or "", None, settings.accounts_filter)
+        recorder = Recorder(DEFAULT_RECORDER, settings.webhook_secret or "", None, settings.accounts_filter,
+                            subtract_exit_qty=settings.subtract_exit_qty)
         return {DEFAULT_LOGIN: login}, (recorder,)
     try:
         with open(settings.recorders_file, "r", encoding="utf-8") as fh:
@@ -151,7 +153,10 @@ def _parse(doc, settings: Settings, env: Mapping[str, str]):
             ))
         if not links:
             raise ConfigError(f"recorder {spec['name']!r} links no account")
-        recorders.append(Recorder(str(spec["name"]), token, tuple(links)))
+        subtract = spec.get("subtract_exit_quantity", settings.subtract_exit_qty)
+        if not isinstance(subtract, bool):
+            raise ConfigError(f"recorder {spec['name']!r}: subtract_exit_quantity must be true or false")
+        recorders.append(Recorder(str(spec["name"]), token, tuple(links), subtract_exit_qty=subtract))
     if missing:
         raise ConfigError("RECORDERS_FILE names environment variables that are not set: " + ", ".join(sorted(set(missing))))
     if not logins or not recorders:

@@ -32,6 +32,7 @@ from phantom_scraper.journal import Journal
 from phantom_scraper.storage_check import warn_if_ephemeral
 from phantom_scraper.pool_api import Connection, ConnectionPool
 from phantom_scraper.signals import AccountTarget, SignalError, SymbolResolver, parse_signal
+from phantom_scraper.signals.symbols import parse_symbol
 from phantom_scraper.tradovate_integration import TradovateIntegration
 
 logger = logging.getLogger(__name__)
@@ -304,7 +305,12 @@ class TradingService:
             targets = self.targets_for(recorder)
             logger.info("Signal %s taken over from a standby: recorder=%s action=%s symbol=%s qty=%s accounts=%d",
                         signal_id, recorder.name, signal.action, signal.symbol, signal.quantity, len(targets))
-            future = execution.executor("signal").submit(self._process, signal, targets, signal_id)
+            tickets = self._reserve_lanes(signal, targets)  # lane order on the owner: take-over order
+            try:
+                future = execution.executor("signal").submit(self._process, signal, targets, signal_id, tickets)
+            except BaseException:
+                execution.cancel_lanes(tickets)
+                raise
         except BaseException:
             self._leave()
             raise
@@ -419,7 +425,8 @@ class TradingService:
             for name, acct in sorted(login.accounts.items()):
                 if recorder.account_filter and name not in recorder.account_filter:
                     continue
-                targets.append((AccountTarget(id=int(acct["id"]), name=name), login.connection))
+                targets.append((AccountTarget(id=int(acct["id"]), name=name,
+                                              subtract_exit_qty=recorder.subtract_exit_qty), login.connection))
             return targets
         for link in recorder.accounts:
             if not link.enabled:
@@ -427,7 +434,8 @@ class TradingService:
             login = self.logins[link.login]
             acct = login.accounts[link.account]
             targets.append((AccountTarget(id=int(acct["id"]), name=link.account, multiplier=link.multiplier,
-                                          max_qty=link.max_qty, enabled=link.enabled), login.connection))
+                                          max_qty=link.max_qty, enabled=link.enabled,
+                                          subtract_exit_qty=recorder.subtract_exit_qty), login.connection))
         return targets
 
     # -- signals -------------------------------------------------------------------------------
@@ -451,10 +459,17 @@ class TradingService:
                 recorder.name, signal.payload, signal.signal_id, payload_hash(signal.payload),
                 self.settings.dedupe_window_s)
             if duplicate:
-                logger.info("Signal %s is a duplicate of %s: nothing placed (recorder %s)",
-                            signal_id, existing, recorder.name)
-                return WebhookResult(200, {"success": True, "duplicate": True, "signal_id": existing,
-                                           "message": "duplicate signal: already received, nothing placed"})
+                if signal.signal_id:
+                    how, message = "id", "duplicate signal: this id was already received; nothing placed"
+                else:
+                    how = "body"
+                    message = (f"deduplicated: an identical body (no id) arrived within "
+                               f"{self.settings.dedupe_window_s:g} s; nothing placed (send an id to tell "
+                               f"repeated alerts apart)")
+                logger.info("Signal %s is a duplicate of %s by %s: nothing placed (recorder %s)",
+                            signal_id, existing, "explicit id" if how == "id" else "identical body", recorder.name)
+                return WebhookResult(200, {"success": True, "duplicate": True, "deduplicated_by": how,
+                                           "signal_id": existing, "message": message})
             if self.coordinator is not None and not self.coordinator.is_owner:
                 self.coordinator.hand_off(signal_id)
                 return self._await_handed_off(signal_id, received)
@@ -462,7 +477,12 @@ class TradingService:
             logger.info("Signal %s received: recorder=%s action=%s symbol=%s qty=%s accounts=%d%s",
                         signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
                         len(targets), " TEST" if signal.test else "")
-            future = execution.executor("signal").submit(self._process, signal, targets, signal_id)
+            tickets = self._reserve_lanes(signal, targets)  # arrival order per (account, product)
+            try:
+                future = execution.executor("signal").submit(self._process, signal, targets, signal_id, tickets)
+            except BaseException:
+                execution.cancel_lanes(tickets)
+                raise
             submitted = True
         finally:
             if not submitted:
@@ -492,13 +512,27 @@ class TradingService:
                                        "accounts": [], "message": "no enabled account to trade"})
         return WebhookResult(200, _outcomes_body(signal_id, contract, signal, outcomes))
 
-    def _process(self, signal, targets, signal_id: str):
+    @staticmethod
+    def _reserve_lanes(signal, targets) -> dict:
+        if signal.test or not targets:
+            return {}
+        try:
+            root, _ = parse_symbol(signal.symbol)
+        except SignalError:
+            return {}  # the resolver reports it; nothing will run
+        return execution.reserve_lanes([t.id for t, _ in targets], root)
+
+    def _process(self, signal, targets, signal_id: str, tickets=None):
         """In the executor: resolve the symbol, then run every account.  -> (contract, outcomes)."""
-        contract = self.resolver.resolve(signal.symbol)  # SignalError: unknown symbol
+        try:
+            contract = self.resolver.resolve(signal.symbol)  # SignalError: unknown symbol
+        except BaseException:
+            execution.cancel_lanes(tickets)
+            raise
         if not targets:
             return None, []
-        outcomes = execute_trade_simple(
-            signal, contract, targets, journal=self.journal, signal_id=signal_id, settings=self.settings)
+        outcomes = execute_trade_simple(signal, contract, targets, journal=self.journal, signal_id=signal_id,
+                                        settings=self.settings, tickets=tickets)
         return contract, outcomes
 
     def _finished(self, signal_id: str, future: concurrent.futures.Future) -> None:

@@ -67,6 +67,20 @@ def after_start(journal, intent_id: str, status: str, strategy_id: Any) -> None:
         store.failed(intent_id)
 
 
+def entry_order_id(ti, intent_id: str, strategy_id: Any) -> Any:
+    """The strategy's entry order id (``orderStrategyLink`` labelled ``entry``), recording the legs;
+    None when it cannot be read (logged: the next signal on the lane then does not wait for it)."""
+    if strategy_id is None:
+        return None
+    try:
+        links = ti._list("orderStrategyLink", int(strategy_id)) or []
+    except TradovateError as exc:
+        log.warning("order strategy %s: links unreadable (%s)", strategy_id, exc)
+        return None
+    legs = [{"orderId": l.get("orderId"), "label": l.get("label")} for l in links if isinstance(l, dict)]
+    return next((l["orderId"] for l in legs if l["label"] == "entry"), None)
+
+
 def interrupt_open(journal, ti, account_id: int, contract_id: int) -> List[int]:
     """Interrupt this server's open strategies for the account and contract; their ids."""
     store = store_for(journal)
@@ -86,56 +100,6 @@ def interrupt_open(journal, ti, account_id: int, contract_id: int) -> List[int]:
         store.closed(rec["intent_id"])
         done.append(rec["strategy_id"])
     return done
-
-
-LIVE = ("Working", "Suspended", "PendingNew")
-
-
-def _live_legs(ti, strategy_id: int) -> Dict[str, List[dict]]:
-    """``{bracket number: [{orderId, label, orderQty, orderType, price, stopPrice, ...}]}``, live legs."""
-    out: Dict[str, List[dict]] = {}
-    for link in ti._list("orderStrategyLink", strategy_id) or []:
-        label = str(link.get("label") or "")
-        if label[:2] not in ("tp", "sl") or not link.get("orderId"):
-            continue
-        order = ti._rest_call("GET", "order/item", params={"id": link["orderId"]})
-        if not isinstance(order, dict) or order.get("ordStatus") not in LIVE:
-            continue
-        versions = [v for v in ti._list("orderVersion", link["orderId"]) or [] if isinstance(v, dict)]
-        if versions:
-            out.setdefault(label[2:], []).append(dict(max(versions, key=lambda v: v.get("id") or 0),
-                                                     orderId=link["orderId"], label=label))
-    return out
-
-
-def resize_open(journal, ti, account_id: int, contract_id: int, position: int) -> int:
-    """After a reduction: shrink the open strategies' exit legs to ``|position|`` contracts, the
-    last brackets first (the nearest targets keep their size).  Returns the legs changed."""
-    keep, changed = abs(int(position)), 0
-    for rec in store_for(journal).open(account_id, contract_id):
-        if rec["strategy_id"] is None:
-            continue
-        brackets = _live_legs(ti, rec["strategy_id"])
-        for number in sorted(brackets, key=lambda n: int(n) if n.isdigit() else 0):
-            legs = brackets[number]
-            qty = max(int(l.get("orderQty") or 0) for l in legs)
-            allowed = min(qty, keep)
-            keep -= allowed
-            for leg in legs:
-                if allowed == 0:
-                    ti.cancel_order_rest({"orderId": leg["orderId"], "isAutomated": True})
-                    changed += 1
-                elif allowed < int(leg.get("orderQty") or 0):
-                    body = {"orderId": leg["orderId"], "orderQty": allowed, "orderType": leg.get("orderType"),
-                            "isAutomated": True}
-                    for key in ("price", "stopPrice", "pegDifference"):
-                        if leg.get(key) is not None:
-                            body[key] = leg[key]
-                    ti.modify_order_rest(body)
-                    changed += 1
-    if changed:
-        log.info("account %s: %d exit leg(s) resized to a position of %s", account_id, changed, position)
-    return changed
 
 
 def refresh(journal, integration_for_account) -> int:

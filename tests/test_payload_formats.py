@@ -47,6 +47,10 @@ WAIT = ("wait_flat", {"accountId": 7, "contractId": 101, "symbol": "NQZ6"})
 CANCEL = ("cancel_working", {"accountId": 7, "contractId": 101, "symbol": "NQZ6"})
 
 
+def trim(cover):
+    return ("trim_legs", {"accountId": 7, "contractId": 101, "symbol": "NQZ6", "cover": cover})
+
+
 def run(message, pos=0, account=ACCT):
     signal = parse_signal(json.dumps(message))
     out = []
@@ -117,17 +121,19 @@ TRADERSPOST = [
     ("exit", {"ticker": "NQ1!", "action": "exit"}, 2, [LIQ]),
     ("exit when flat", {"ticker": "NQ1!", "action": "exit"}, 0, refused("nothing_to_do", None)),
     ("strategy template, sell reverses a long",
-     {"ticker": "NQ1!", "action": "sell", "sentiment": "short", "quantity": "2", "price": "21000"}, 2,
-     [LIQ, WAIT, ("placeorder", order("Sell", 2))]),
+     {"ticker": "NQ1!", "action": "sell", "sentiment": "short", "quantity": "4", "price": "21000"}, 2,
+     [LIQ, WAIT, ("placeorder", order("Sell", 2))]),  # {{strategy.order.contracts}} = close 2 + open 2
+    ("strategy template, reversal to flat", {"ticker": "NQ1!", "action": "sell", "sentiment": "short",
+                                              "quantity": "2"}, 2, [LIQ]),
     ("sell with sentiment flat exits the long", {"ticker": "NQ1!", "action": "sell", "sentiment": "flat"}, 3, [LIQ]),
     ("sell with sentiment long trims the long", {"ticker": "NQ1!", "action": "sell", "sentiment": "long",
-                                                 "quantity": 1}, 3, [("placeorder", order("Sell", 1))]),
+                                                 "quantity": 1}, 3, [trim(2), ("placeorder", order("Sell", 1))]),
     ("add", {"ticker": "NQ1!", "action": "add", "sentiment": "long", "quantity": 1}, 1,
      [("placeorder", order("Buy", 1))]),
     ("cancel", {"ticker": "NQ1!", "action": "cancel"}, 0, [CANCEL]),
     ("percent of position exit",
      {"ticker": "NQ1!", "action": "exit", "quantityType": "percent_of_position", "quantity": 50}, 4,
-     [("placeorder", order("Sell", 2))]),
+     [trim(2), ("placeorder", order("Sell", 2))]),
     ("percent of position exit of everything",
      {"ticker": "NQ1!", "action": "exit", "quantityType": "percent_of_position", "quantity": 100}, -4, [LIQ]),
     ("dollar amount sizing is refused",
@@ -174,7 +180,7 @@ PICKMYTRADE = [
      refused("unsupported", "multiple_accounts")),
     ("close", pmt(data="close", quantity="0"), 3, [LIQ]),
     ("flat", pmt(data="flat", quantity="0"), -2, [LIQ]),
-    ("close part of the position", pmt(data="close", quantity="1"), 3, [("placeorder", order("Sell", 1))]),
+    ("close part of the position", pmt(data="close", quantity="1"), 3, [trim(2), ("placeorder", order("Sell", 1))]),
     ("limit sell with tp and sl prices",
      pmt(data="sell", order_type="LMT", quantity="2", tp="20950", sl="21020"), 0,
      [oso("Sell", 2, "Limit", tp=20950.0, sl=21020.0, price=21000.0)]),
@@ -292,8 +298,8 @@ def test_own_format(message, pos, expected):
 
 
 def test_close_percent_field():
-    assert run({"ticker": "NQ1!", "action": "close", "percent": 25}, 8) == [("placeorder", order("Sell", 2))]
-    assert run({"ticker": "NQ1!", "action": "close", "percent": 10}, 3) == [("placeorder", order("Sell", 1))]
+    assert run({"ticker": "NQ1!", "action": "close", "percent": 25}, 8) == [trim(6), ("placeorder", order("Sell", 2))]
+    assert run({"ticker": "NQ1!", "action": "close", "percent": 10}, 3) == [trim(2), ("placeorder", order("Sell", 1))]
 
 
 def test_open_strategies_are_interrupted_before_liquidating():
@@ -304,20 +310,3 @@ def test_open_strategies_are_interrupted_before_liquidating():
     kinds = [s.kind for s in plan_orders(signal, NQ, ACCT, 2, open_strategies=True)]
     assert kinds == ["interrupt_strategies", "liquidateposition", "wait_flat", "placeorder"]
 
-
-def test_reductions_resize_open_strategies():
-    signal = parse_signal(json.dumps({"ticker": "NQ1!", "action": "close", "quantity": 1}))
-    plan = plan_orders(signal, NQ, ACCT, 3, open_strategies=True)
-    assert [s.kind for s in plan] == ["placeorder", "resize_strategies"]
-    assert plan[1].body["position"] == 2
-    assert [s.kind for s in plan_orders(signal, NQ, ACCT, 3)] == ["placeorder"]  # none open: unchanged
-
-
-def test_an_opposite_entry_nets_and_resizes_open_strategies():
-    sell2 = parse_signal(json.dumps({"ticker": "NQ1!", "action": "sell", "quantity": 2}))
-    plan = plan_orders(sell2, NQ, ACCT, 3, open_strategies=True)
-    assert [(s.kind, s.body.get("position")) for s in plan] == [("placeorder", None), ("resize_strategies", 1)]
-    plan = plan_orders(sell2, NQ, ACCT, 1, open_strategies=True)  # crosses to short: old exits all go
-    assert [(s.kind, s.body.get("position")) for s in plan] == [("placeorder", None), ("resize_strategies", 0)]
-    buy = parse_signal(json.dumps({"ticker": "NQ1!", "action": "buy", "quantity": 2}))
-    assert [s.kind for s in plan_orders(buy, NQ, ACCT, 3, open_strategies=True)] == ["placeorder"]

@@ -28,6 +28,10 @@ WAIT = ("wait_flat", {"accountId": 7, "contractId": 101, "symbol": "NQZ6"})
 CANCEL = ("cancel_working", {"accountId": 7, "contractId": 101, "symbol": "NQZ6"})
 
 
+def TRIM(cover):
+    return ("trim_legs", {"accountId": 7, "contractId": 101, "symbol": "NQZ6", "cover": cover})
+
+
 def steps(plan):
     assert all(isinstance(s, OrderStep) for s in plan)
     for s in plan:
@@ -49,9 +53,15 @@ ROWS = [
     # buy/sell with a same-side sentiment: reverse when on the other side
     ("buy+long flat", dict(action="buy", sentiment="long", qty=2), 0, [("placeorder", order("Buy", 2))]),
     ("buy+long long", dict(action="buy", sentiment="long", qty=2), 1, [("placeorder", order("Buy", 2))]),
-    ("buy+long short", dict(action="buy", sentiment="long", qty=2), -3,
+    # ... sized by "subtract exit quantity": TradingView's contracts on a reversal are close + open
+    ("buy+long short", dict(action="buy", sentiment="long", qty=5), -3,
      [LIQ, WAIT, ("placeorder", order("Buy", 2))]),
-    ("sell+short long", dict(action="sell", sentiment="bearish", qty=1), 2,
+    ("sell+short long", dict(action="sell", sentiment="bearish", qty=3), 2,
+     [LIQ, WAIT, ("placeorder", order("Sell", 1))]),
+    ("tv reversal long 1 -> short 1", dict(action="sell", sentiment="short", qty=2), 1,
+     [LIQ, WAIT, ("placeorder", order("Sell", 1))]),
+    ("reversal qty only closes", dict(action="buy", sentiment="long", qty=2), -3, [LIQ]),
+    ("reversal without qty enters 1", dict(action="sell", sentiment="short"), 2,
      [LIQ, WAIT, ("placeorder", order("Sell", 1))]),
     ("sell+short short", dict(action="sell", sentiment="short", qty=1), -2, [("placeorder", order("Sell", 1))]),
     # order types
@@ -67,20 +77,21 @@ ROWS = [
     ("close flat", dict(action="close"), 0, NOTHING),
     ("close long", dict(action="close"), 3, [LIQ]),
     ("close short", dict(action="exit"), -3, [LIQ]),
-    ("close partial long", dict(action="close", qty=1), 3, [("placeorder", order("Sell", 1))]),
-    ("close partial short", dict(action="close", qty=2), -3, [("placeorder", order("Buy", 2))]),
+    ("close partial long", dict(action="close", qty=1), 3, [TRIM(2), ("placeorder", order("Sell", 1))]),
+    ("close partial short", dict(action="close", qty=2), -3, [TRIM(1), ("placeorder", order("Buy", 2))]),
     ("close qty covers", dict(action="close", qty=5), 3, [LIQ]),
     ("close_long flat", dict(action="close_long"), 0, NOTHING),
     ("close_long long", dict(action="exit_long"), 2, [LIQ]),
     ("close_long short", dict(action="closelong"), -2, NOTHING),
-    ("close_long partial", dict(action="close_long", qty=1), 2, [("placeorder", order("Sell", 1))]),
+    ("close_long partial", dict(action="close_long", qty=1), 2, [TRIM(1), ("placeorder", order("Sell", 1))]),
     ("close_short flat", dict(action="close_short"), 0, NOTHING),
     ("close_short long", dict(action="closeshort"), 2, NOTHING),
     ("close_short short", dict(action="exit_short"), -2, [LIQ]),
     ("sell+flat long", dict(action="sell", sentiment="flat", qty=1), 4, [LIQ]),
-    ("sell+long reduces", dict(action="sell", sentiment="long", qty=1), 4, [("placeorder", order("Sell", 1))]),
+    ("sell+long reduces", dict(action="sell", sentiment="long", qty=1), 4, [TRIM(3), ("placeorder", order("Sell", 1))]),
     ("sell+long flat", dict(action="sell", sentiment="long", qty=1), 0, NOTHING),
-    ("buy+short short reduces", dict(action="buy", sentiment="short", qty=1), -2, [("placeorder", order("Buy", 1))]),
+    ("buy+short short reduces", dict(action="buy", sentiment="short", qty=1), -2,
+     [TRIM(1), ("placeorder", order("Buy", 1))]),
     # reverse
     ("reverse flat", dict(action="reverse"), 0, NOTHING),
     ("reverse long", dict(action="reverse"), 2, [LIQ, WAIT, ("placeorder", order("Sell", 2))]),
@@ -99,8 +110,9 @@ ROWS = [
     ("target entry short", dict(position="short", position_size=2), 0, [("placeorder", order("Sell", 2))]),
     ("target add", dict(position="long", position_size=3), 1, [("placeorder", order("Buy", 2))]),
     ("target add short", dict(position="short", position_size=3), -1, [("placeorder", order("Sell", 2))]),
-    ("target partial exit", dict(position="long", position_size=1), 3, [("placeorder", order("Sell", 2))]),
-    ("target partial exit short", dict(position="short", position_size=1), -3, [("placeorder", order("Buy", 2))]),
+    ("target partial exit", dict(position="long", position_size=1), 3, [TRIM(1), ("placeorder", order("Sell", 2))]),
+    ("target partial exit short", dict(position="short", position_size=1), -3,
+     [TRIM(1), ("placeorder", order("Buy", 2))]),
     ("target exit", dict(position="flat", position_size=0), 3, [LIQ]),
     ("target exit short", dict(position="flat", position_size=0), -1, [LIQ]),
     ("target flat flat", dict(position="flat", position_size=0), 0, NOTHING),
@@ -112,7 +124,7 @@ ROWS = [
     ("target limit add", dict(position="long", position_size=2, orderType="limit", limitPrice=100), 1,
      [("placeorder", order("Buy", 1, "Limit", price=100.0))]),
     ("target reduce is market", dict(position="long", position_size=1, orderType="limit", limitPrice=100), 2,
-     [("placeorder", order("Sell", 1))]),
+     [TRIM(1), ("placeorder", order("Sell", 1))]),
 ]
 
 
@@ -146,8 +158,17 @@ BIG = AccountTarget(id=8, name="DEMO0002", multiplier=3, max_qty=6)
     (dict(action="buy", qty=2), 0, [("placeorder", order("Buy", 6, account=BIG))]),
     (dict(action="sell"), 0, [("placeorder", order("Sell", 3, account=BIG))]),
     (dict(position="long", position_size=2), 3, [("placeorder", order("Buy", 3, account=BIG))]),
-    (dict(position="long", position_size=1), 6, [("placeorder", order("Sell", 3, account=BIG))]),
-    (dict(action="close", qty=1), 6, [("placeorder", order("Sell", 3, account=BIG))]),
+    (dict(position="long", position_size=1), 6,
+     [("trim_legs", {"accountId": 8, "contractId": 101, "symbol": "NQZ6", "cover": 3}),
+      ("placeorder", order("Sell", 3, account=BIG))]),
+    (dict(action="close", qty=1), 6,
+     [("trim_legs", {"accountId": 8, "contractId": 101, "symbol": "NQZ6", "cover": 3}),
+      ("placeorder", order("Sell", 3, account=BIG))]),
+    # subtract exit quantity in signal units: long 2 units (6) -> short 1 unit arrives as sell 3
+    (dict(action="sell", sentiment="short", qty=3), 6,
+     [LIQ[:1] + ({"accountId": 8, "contractId": 101, "admin": False, "isAutomated": True},),
+      ("wait_flat", {"accountId": 8, "contractId": 101, "symbol": "NQZ6"}),
+      ("placeorder", order("Sell", 3, account=BIG))]),
     (dict(action="reverse"), 6, "liq-wait-6"),
 ])
 def test_multiplier(fields, net_pos, expected):
@@ -163,7 +184,7 @@ def test_multiplier(fields, net_pos, expected):
 @pytest.mark.parametrize("fields,net_pos", [
     (dict(action="buy", qty=3), 0),
     (dict(position="long", position_size=3), 0),
-    (dict(action="sell", sentiment="short", qty=3), 2),  # reversal rejected whole, not half-done
+    (dict(action="sell", sentiment="short", qty=4), 2),  # reversal rejected whole, not half-done
     (dict(position="short", position_size=3), 3),
     (dict(action="reverse"), 9),
 ])
@@ -260,7 +281,7 @@ def test_bracket_on_target_add_only():
     add = plan_orders(sig(position="long", position_size=2, price=100, tp_ticks=4), NQ, ACCT, 1)
     assert add[0].kind == "placeoso" and add[0].body["orderQty"] == 1
     reduce = plan_orders(sig(position="long", position_size=1, price=100, tp_ticks=4), NQ, ACCT, 2)
-    assert reduce[0].kind == "placeorder"
+    assert [s.kind for s in reduce] == ["trim_legs", "placeorder"]
 
 
 @pytest.mark.parametrize("fields", [
@@ -338,6 +359,9 @@ def test_plan_properties(payload, net_pos, multiplier, max_qty, working):
         assert kinds[2] in ("placeorder", "placeoso")
         entry = plan[2].body["action"]
         assert (entry == "Buy") == (net_pos < 0), "a reversal enters the other way"
+    elif kinds[0] == "trim_legs":  # a reduction: the legs are cut first, then one Market order
+        assert kinds == ["trim_legs", "placeorder"] and plan[1].body["orderType"] == "Market"
+        assert plan[0].body["cover"] == abs(net_pos) - plan[1].body["orderQty"] >= 1
     else:
         assert len(plan) == 1
     for p in plan:

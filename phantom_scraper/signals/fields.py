@@ -38,6 +38,7 @@ _ALIASES: Dict[str, Tuple[str, ...]] = {
     "time_in_force": ("timeinforce", "tif"),
     "breakeven": ("breakeven",),
     "flatten_first": ("flattenfirst",),
+    "flatten_opposite": ("flattenopposite",),
     "quantity_type": ("quantitytype",),
     "close_percent": ("percent", "closepercent", "percentofposition"),
     "time": ("time",),

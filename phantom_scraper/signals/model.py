@@ -14,7 +14,7 @@ ACTIONS = ("buy", "sell", "close", "close_long", "close_short", "reverse", "canc
 ORDER_TYPES = ("Market", "Limit", "Stop", "StopLimit")
 BRACKET_KINDS = ("price", "ticks", "points", "percent", "dollars")
 STEP_KINDS = ("placeorder", "placeoso", "startorderstrategy", "liquidateposition", "cancel_working",
-              "wait_flat", "interrupt_strategies", "resize_strategies")
+              "wait_flat", "trim_legs", "interrupt_strategies")
 
 
 class SignalError(ValueError):
@@ -119,6 +119,7 @@ class Signal:
     exits: Optional[Exits] = None  # set instead of take_profit/stop_loss when a strategy is needed
     close_percent: Optional[float] = None  # exits: percent of the position (None: quantity or all)
     flatten_first: bool = False  # entries: flatten any position (either side) before entering
+    flatten_opposite: bool = False  # entries: flatten an opposite position first, then the full quantity
     sentiment: Optional[str] = None  # "long" | "short" | "flat" after normalisation
     target_position: Optional[int] = None  # signed, strategy-position mode only
     time_in_force: Optional[str] = None  # "Day" | "GTC" | "IOC" | "FOK"
@@ -153,13 +154,18 @@ class AccountTarget:
     multiplier: int = 1
     max_qty: Optional[int] = None
     enabled: bool = True
+    # TradersPost's "subtract exit quantity": on a reversal TradingView's order size is close +
+    # open, so the entry is the signal quantity minus the quantity closed.  False: the signal
+    # quantity is the entry size.
+    subtract_exit_qty: bool = True
 
 
 @dataclass(frozen=True)
 class OrderStep:
     """One request for the executor, in order.  ``body`` is a Tradovate request body without
-    ``clOrdId`` (the executor assigns one per step).  ``cancel_working`` and ``wait_flat`` are
-    executor instructions whose body is ``{accountId, contractId, symbol}``."""
+    ``clOrdId`` (the executor assigns one per step).  ``cancel_working``, ``wait_flat`` and
+    ``trim_legs`` are executor instructions whose body is ``{accountId, contractId, symbol}``
+    (``trim_legs`` also ``cover``: the working exit legs are cut to cover at most that many)."""
 
     kind: str  # one of STEP_KINDS
     body: Dict[str, Any] = field(hash=False)

@@ -138,6 +138,8 @@ def _build(data: Dict[str, Any], f: Fields) -> Signal:
         order = _order(f, price)
         _, flatten_first = f.read("flatten_first", as_bool)
         order["flatten_first"] = bool(flatten_first)
+        _, flatten_opposite = f.read("flatten_opposite", as_bool)
+        order["flatten_opposite"] = bool(flatten_opposite)
         _close_percent(f, action)  # a percent of the position on an entry: unsupported
     elif action in _EXIT_ACTIONS:
         order = {"close_percent": _close_percent(f, action)}

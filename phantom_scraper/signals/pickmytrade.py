@@ -61,7 +61,7 @@ def from_pickmytrade(data: Dict[str, Any]) -> Dict[str, Any]:
     if reverse and not pyramid:
         out["flattenFirst"] = True
     elif reverse:
-        out["sentiment"] = "long" if side == "buy" else "short"
+        out["flattenOpposite"] = True
     targets = raw.get("advance_tp_sl")
     if targets not in (None, "", []):
         _advanced(raw, targets, f, out)

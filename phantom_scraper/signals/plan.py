@@ -13,7 +13,14 @@ Rules
 * buy/sell: one ``placeorder``, or one ``placeoso`` when a take-profit / stop-loss is set
   (``bracket1`` = take profit, a Limit at ``price``; ``bracket2`` = stop loss, a Stop at
   ``stopPrice``; a lone stop loss goes in ``bracket1``).  With a same-side sentiment while the
-  account holds the other side: ``[liquidateposition, wait_flat, entry]``.
+  account holds the other side: ``[liquidateposition, wait_flat, entry]``, the entry sized by
+  "subtract exit quantity" (TradingView's ``{{strategy.order.contracts}}`` on a reversal is
+  close + open): signal quantity minus the position closed, in signal units (position /
+  multiplier), then x multiplier; nothing left to open -> just the flatten.  An account with
+  ``subtract_exit_qty=False`` enters with the full signal quantity.
+* Reductions (target, close with a quantity, sentiment-aware partial exits) are
+  ``[trim_legs, placeorder Market]``: the working exit legs are cut to the position that will
+  remain *before* the reducing order is sent, so a bracket leg can never flip the position.
 * Bracket distances are measured from the entry's reference price (limit price; stop price of a
   Stop; the signal ``price`` of a Market order).  All prices -- entry and brackets -- are rounded
   to the *nearest* tick (half a tick rounds away from zero), so any price moves by at most half a
@@ -48,7 +55,7 @@ def needs_position(signal: Signal) -> bool:
 
     Plain buy/sell (no sentiment) and cancel do not: that keeps the hot path at one frame."""
     if signal.action in ("buy", "sell"):
-        return signal.sentiment is not None or signal.flatten_first
+        return signal.sentiment is not None or signal.flatten_first or signal.flatten_opposite
     return signal.action in ("close", "close_long", "close_short", "reverse", "target")
 
 
@@ -61,47 +68,22 @@ def round_to_tick(price: float, tick: float) -> float:
 def plan_orders(signal: Signal, contract: Contract, account: AccountTarget, net_pos: int,
                 has_working_orders: bool = False, open_strategies: bool = False) -> List[OrderStep]:
     """``open_strategies``: this server has order strategies running for the account and contract
-    (journal); every liquidation is then preceded by an ``interrupt_strategies`` step and every
-    reduction followed by ``resize_strategies`` (exit legs never exceed the position)."""
+    (journal); every liquidation is then preceded by an ``interrupt_strategies`` step.  (Their exit
+    legs follow reductions like any bracket's: ``trim_legs``, exit_legs.py.)"""
     _check_account(account)
     steps = _Planner(signal, contract, account, int(net_pos), has_working_orders).plan()
-    return _with_strategy_steps(steps, contract, account, int(net_pos)) if open_strategies else steps
+    return _interrupt_before_liquidating(steps, contract, account) if open_strategies else steps
 
 
-def _netted(step: OrderStep, pos: int) -> Optional[int]:
-    """The position an entry leaves when it nets against an opposite position ``pos`` (0 when it
-    crosses to the other side: the old strategies' exits then have nothing left to protect)."""
-    if step.kind not in ("placeorder", "placeoso", "startorderstrategy") or "remaining" in step.meta or pos == 0:
-        return None
-    qty = step.body.get("orderQty")
-    if qty is None:
-        import json as _json
-        qty = _json.loads(step.body.get("params") or "{}").get("entryVersion", {}).get("orderQty")
-    signed = int(qty or 0) * (1 if step.body.get("action") == "Buy" else -1)
-    if signed * pos >= 0:
-        return None
-    new = pos + signed
-    return new if new * pos > 0 else 0
-
-
-def _with_strategy_steps(steps: List[OrderStep], contract: Contract, account: AccountTarget,
-                         pos: int) -> List[OrderStep]:
-    """Every liquidation is preceded by ``interrupt_strategies``: the executor interrupts the order
-    strategies this server started for the account and contract, so their legs cannot act on
-    the position being closed."""
+def _interrupt_before_liquidating(steps: List[OrderStep], contract: Contract,
+                                  account: AccountTarget) -> List[OrderStep]:
     out: List[OrderStep] = []
-    marker = {"accountId": account.id, "contractId": contract.id, "symbol": contract.name}
-    flattened = False
     for step in steps:
         if step.kind == "liquidateposition":
-            out.append(OrderStep("interrupt_strategies", dict(marker), "interrupt order strategies before liquidating"))
-            flattened = True
+            out.append(OrderStep("interrupt_strategies", {"accountId": account.id, "contractId": contract.id,
+                                                          "symbol": contract.name},
+                                 "interrupt order strategies before liquidating"))
         out.append(step)
-        remaining = step.meta.get("remaining") if "remaining" in step.meta else (
-            None if flattened else _netted(step, pos))
-        if remaining is not None:  # a reduction: shrink the strategies' exit legs to what is left
-            out.append(OrderStep("resize_strategies", dict(marker, position=remaining),
-                                 f"resize order strategies to {remaining}"))
     return out
 
 
@@ -156,18 +138,21 @@ class _Planner:
         elif self.s.quantity is not None:
             qty = self.s.quantity * self.a.multiplier
         if qty is not None and qty < abs(pos):
-            return [self._market(-1 if pos > 0 else 1, qty, f"reduce position {pos} by {qty}",
-                                 remaining=pos - qty if pos > 0 else pos + qty)]
+            return self._reduce(-1 if pos > 0 else 1, qty, f"reduce position {pos} by {qty}")
         return [self._liquidate(f"close position {pos}")]
 
     def _buy_sell(self, direction: int) -> List[OrderStep]:
-        qty = (self.s.quantity if self.s.quantity is not None else 1) * self.a.multiplier
-        entry = self._entry(direction, qty)
-        if self.s.flatten_first and self.pos != 0:
-            return self._reversal(entry)
+        units = self.s.quantity if self.s.quantity is not None else 1
+        if (self.s.flatten_first and self.pos != 0) or (self.s.flatten_opposite and self.pos * direction < 0):
+            return self._reversal(self._entry(direction, units * self.a.multiplier))
         if self.s.sentiment is not None and self.pos * direction < 0:
-            return self._reversal(entry)
-        return [entry]
+            closed_units = -(-abs(self.pos) // self.a.multiplier)  # position in signal units (ceil)
+            if self.a.subtract_exit_qty and self.s.quantity is not None:
+                units = self.s.quantity - closed_units
+            if units <= 0:
+                return [self._liquidate(f"reverse to flat: close {self.pos}")]
+            return self._reversal(self._entry(direction, units * self.a.multiplier))
+        return [self._entry(direction, units * self.a.multiplier)]
 
     def _reverse(self) -> List[OrderStep]:
         pos = self.pos
@@ -203,13 +188,20 @@ class _Planner:
         direction = 1 if diff > 0 else -1
         if abs(want) > abs(pos):
             return [self._entry(direction, abs(diff))]
-        return [self._market(direction, abs(diff), f"reduce position {pos} to {want}", remaining=want)]
+        return self._reduce(direction, abs(diff), f"reduce position {pos} to {want}")
 
     # -- steps -----------------------------------------------------------------------------
 
     def _reversal(self, entry: OrderStep) -> List[OrderStep]:
         return [self._liquidate(f"reverse: flatten {self.pos} first"),
                 self._marker("wait_flat", "wait until flat before the entry"), entry]
+
+    def _reduce(self, direction: int, qty: int, reason: str) -> List[OrderStep]:
+        """Cut the exit legs to what will remain, then reduce with a Market order."""
+        market = self._market(direction, qty, reason)
+        trim = self._marker("trim_legs", f"exit legs to cover {abs(self.pos) - qty}")
+        trim.body["cover"] = abs(self.pos) - qty
+        return [trim, market]
 
     def _check_qty(self, qty: int) -> None:
         if qty < 1:
@@ -224,10 +216,8 @@ class _Planner:
                 "action": "Buy" if direction > 0 else "Sell", "symbol": self.c.name,
                 "orderQty": qty, "orderType": order_type, "isAutomated": True}
 
-    def _market(self, direction: int, qty: int, reason: str, remaining: Optional[int] = None) -> OrderStep:
-        """``remaining``: the position this reduction leaves (order strategies are resized to it)."""
-        meta = {"remaining": remaining} if remaining is not None else {}
-        return OrderStep("placeorder", self._base(direction, qty, "Market"), reason, meta)
+    def _market(self, direction: int, qty: int, reason: str) -> OrderStep:
+        return OrderStep("placeorder", self._base(direction, qty, "Market"), reason)
 
     def _entry(self, direction: int, qty: int) -> OrderStep:
         s, tick = self.s, self.c.tick_size

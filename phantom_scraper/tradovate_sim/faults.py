@@ -5,6 +5,7 @@ Actions (close sockets, expire tokens, send shutdown) are delegated to the runni
 """
 from __future__ import annotations
 
+import random
 import secrets
 import threading
 import time
@@ -19,6 +20,9 @@ ORDER_ENDPOINTS = frozenset({
 
 _DEFAULTS: Dict[str, Any] = {
     "response_latency_ms": 0.0,  # added before every response (REST and WS)
+    "response_latency_jitter_ms": 0.0,  # plus a uniform random 0..this per response
+    "order_delay_ms": 0.0,  # order requests travel this long (+ jitter) before they execute
+    "order_delay_jitter_ms": 0.0,  # (per socket they still execute in the order they were sent)
     "connect_latency_ms": 0.0,  # added once per new TCP connection / WS handshake
     "refuse_ws_connects": False,  # WS handshakes answered HTTP 503
     "no_answer_next_orders": 0,  # execute the next N order requests, never answer
@@ -80,6 +84,17 @@ class FaultSwitches:
         with self._lock:
             self._tickets.clear()
         self.update(_DEFAULTS)
+
+    # ---- latencies (ms) ------------------------------------------------------------------------
+    def response_latency(self) -> float:
+        jitter = float(self.response_latency_jitter_ms)
+        return float(self.response_latency_ms) + (random.uniform(0.0, jitter) if jitter > 0 else 0.0)
+
+    def order_delay(self, endpoint: str) -> float:
+        if endpoint not in ORDER_ENDPOINTS:
+            return 0.0
+        jitter = float(self.order_delay_jitter_ms)
+        return float(self.order_delay_ms) + (random.uniform(0.0, jitter) if jitter > 0 else 0.0)
 
     # ---- penalty tickets ------------------------------------------------------------------
     def issue_penalty(self, captcha: bool = False) -> Dict[str, Any]:

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional, Set
 from urllib.parse import urlsplit
 
-from .handlers import Api, Reply, Request, dumps
+from .handlers import Api, Reply, Request, dumps, normalise_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +106,12 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization") or ""
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
         api = self.server.api
+        delay_ms = api.faults.order_delay(normalise_endpoint(url.path[4:]))
+        if delay_ms:
+            self.server.closing.wait(delay_ms / 1000.0)
         reply = api.dispatch(Request("rest", url.path[4:], url.query,
                                      raw.decode("utf-8", "replace"), token=token))
-        latency_ms = api.faults.response_latency_ms
+        latency_ms = api.faults.response_latency()
         if latency_ms:
             self.server.closing.wait(latency_ms / 1000.0)
         if reply.action == "drop":  # executed, never answered: hold, then drop the connection

@@ -44,6 +44,7 @@ class _Session:
         self.sync_pending = False  # events are held until the snapshot response is out
         self.tasks: Set[asyncio.Task] = set()
         self.dropped = False
+        self.order_ready_at = 0.0  # loop time the last delayed order request executes (order_delay_ms)
 
     def subscribe(self, accounts: Set[int], types: Set[str]) -> None:
         """Called by the user/syncrequest handler (on the loop thread)."""
@@ -243,6 +244,11 @@ class WsServer:
                 self._shutdown(oldest, "ConnectionQuotaReached", "Too many connections"))
 
     async def _request(self, s: _Session, req_id: int, endpoint: str, query: str, body: str) -> None:
+        delay_ms = self.api.faults.order_delay(normalise_endpoint(endpoint))
+        if delay_ms:  # transit to the exchange; one socket's orders still execute in sending order
+            loop = asyncio.get_running_loop()
+            s.order_ready_at = max(s.order_ready_at + 1e-4, loop.time() + delay_ms / 1000.0)
+            await asyncio.sleep(max(0.0, s.order_ready_at - loop.time()))
         req = Request("websocket", endpoint, query, body, token=s.token, user_id=s.user_id, session=s)
         reply = self.api.dispatch(req)
         is_sync = normalise_endpoint(endpoint) == "user/syncrequest" and s.sync_pending
@@ -257,7 +263,7 @@ class WsServer:
             message["d"] = reply.body if isinstance(reply.body, str) else dumps(reply.body)
         elif reply.status < 400:
             message["d"] = reply.body
-        latency_ms = self.api.faults.response_latency_ms
+        latency_ms = self.api.faults.response_latency()
         if latency_ms:
             await asyncio.sleep(latency_ms / 1000.0)
         if is_sync:
@@ -269,7 +275,7 @@ class WsServer:
         """Answer authorize (latency and black-hole apply as to any response)."""
         if self.api.faults.take("blackhole_next_responses"):
             return
-        latency_ms = self.api.faults.response_latency_ms
+        latency_ms = self.api.faults.response_latency()
         if latency_ms:
             await asyncio.sleep(latency_ms / 1000.0)
         await self._send(s, "a" + dumps([message]))

@@ -1,0 +1,133 @@
+"""Signals for one account and product run one at a time, in arrival order, on the broker's position.
+
+The lane key is ``(account id, product root)`` (``NQ1!`` and ``NQZ6`` share the ``NQ`` lane, so
+a continuous and a dated alert for the same account are ordered too).  Each lane job::
+
+    wait until the previous job's orders are settled at the broker (resting, or filled and in
+    the position)  ->  exit legs follow the position  ->  read position -> plan -> place
+
+The wait sits at the start of the *next* job rather than the end of this one, so a signal
+arriving at an idle lane (the usual case) starts at once and its webhook answer is never held up
+by the settle; the next alert on the same lane is the one that waits.  A position change that no
+signal caused (a bracket leg filled, a trade made by hand) queues an upkeep job on the lane through
+the broker state's listener, so legs are also kept in line between signals.
+
+A connection here needs ``broker_state`` for the socket-fed view; without a fresh one the waits poll
+REST and the leg upkeep is skipped (see :mod:`.exit_legs`).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+
+from . import exit_legs
+from .lanes import Lanes, Ticket
+
+logger = logging.getLogger(__name__)
+
+LaneKey = Tuple[int, str]
+
+
+def lane_key(account_id: int, root: str) -> LaneKey:
+    return (int(account_id), str(root).upper())
+
+
+class AccountLanes:
+    def __init__(self, executor_factory: Callable[[], concurrent.futures.Executor]):
+        self.lanes = Lanes(executor_factory)
+        # Guards the three dicts below; bookkeeping only.
+        self._lock = threading.Lock()
+        self._unsettled: Dict[LaneKey, tuple] = {}  # key -> (conn, account id, contract id, order ids)
+        self._roots: Dict[int, str] = {}  # contract id -> product root (learnt from signals)
+        self._watched: Dict[int, Any] = {}  # id(broker_state) -> settings used by its upkeep jobs
+        self._upkeep_queued: set = set()  # (key, contract id) with an upkeep job waiting
+
+    # ------------------------------------------------------------------ reserving
+    def reserve(self, account_ids: Iterable[int], root: str) -> Dict[int, Ticket]:
+        """One ticket per account, in call (= arrival) order."""
+        return {int(a): self.lanes.reserve(lane_key(a, root)) for a in account_ids}
+
+    # ------------------------------------------------------------------ running
+    def submit(self, ticket: Ticket, conn, account_id: int, contract, settings,
+               job: Callable[[], Any], *, inline: bool) -> "concurrent.futures.Future[Any]":
+        """Run ``job`` (one account of one signal) in its lane; the Future is the job's result.
+
+        The job's broker order ids are read from its result's ``order_ids`` to make the next job
+        of this lane wait for them."""
+        with self._lock:
+            self._roots[contract.id] = contract.root
+        self.watch(conn, settings)
+
+        def lane_job():
+            self._settle_previous(ticket.key, settings)
+            result = job()
+            ids = list(getattr(result, "order_ids", None) or [])
+            if ids:
+                with self._lock:
+                    self._unsettled[ticket.key] = (conn, account_id, contract.id, ids)
+            return result
+
+        return ticket.submit(lane_job, inline=inline)
+
+    def _settle_previous(self, key: LaneKey, settings) -> None:
+        with self._lock:
+            pending = self._unsettled.pop(key, None)
+        if pending is None:
+            return
+        conn, account_id, contract_id, order_ids = pending
+        timeout_s = settings.order_ack_timeout_s
+        if not exit_legs.wait_settled(conn, account_id, order_ids, timeout_s):
+            logger.warning("Lane %s: orders %s not settled at the broker within %.1f s; going on", key,
+                           order_ids, timeout_s)
+        exit_legs.sync(conn, account_id, contract_id, timeout_s)
+
+    # ------------------------------------------------------------------ upkeep between signals
+    def watch(self, conn, settings) -> None:
+        """Queue leg upkeep on the lane whenever the broker reports a position change."""
+        state = getattr(conn, "broker_state", None)
+        if state is None:
+            return
+        with self._lock:
+            if id(state) in self._watched:
+                return
+            self._watched[id(state)] = settings
+        state.add_listener(lambda etype, event, entity: self._on_change(conn, settings, etype, entity))
+
+    def _on_change(self, conn, settings, etype: str, entity: Optional[dict]) -> None:
+        """Broker-state listener (socket thread): must be quick; queues a job, never waits."""
+        if etype != "position" or not entity:
+            return
+        account_id, contract_id = entity.get("accountId"), entity.get("contractId")
+        with self._lock:
+            root = self._roots.get(contract_id)
+            if root is None:
+                return  # a contract no signal traded here: its legs are not ours to manage
+            key = lane_key(account_id, root)
+            marker = (key, contract_id)
+            if marker in self._upkeep_queued:
+                return
+            self._upkeep_queued.add(marker)
+
+        def upkeep():
+            with self._lock:
+                self._upkeep_queued.discard(marker)
+            self._settle_previous(key, settings)
+            exit_legs.sync(conn, account_id, contract_id, settings.order_ack_timeout_s)
+
+        future = self.lanes.background(key, upkeep)
+        future.add_done_callback(_log_failure)
+
+    def status(self) -> dict:
+        return {"busy_lanes": {f"{k[0]}:{k[1]}": n for k, n in self.lanes.depth().items()}}
+
+
+def _log_failure(future: "concurrent.futures.Future[Any]") -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("Lane upkeep failed: %s", future.exception())
+
+
+def cancel_all(tickets: Optional[Dict[int, Ticket]]) -> None:
+    for ticket in (tickets or {}).values():
+        ticket.cancel()
