@@ -83,6 +83,10 @@ _ALLOWED_FROM: Dict[str, Tuple[str, ...]] = {
 INTENT_STATES = (RECEIVED, SENDING, ACKED, REJECTED, UNKNOWN, RECONCILED, SKIPPED)
 FINAL_STATES = frozenset({ACKED, REJECTED, RECONCILED, SKIPPED})
 PENDING_STATES = (SENDING, UNKNOWN)
+# Changes into these states may be committed without waiting for the disk (Postgres: asynchronous
+# commit): if a database crash loses one, the intent is back in ``sending``/``unknown``, which
+# start-up reconciles by clOrdId.  The intent itself (and ``sending``) is always durable first.
+RECOVERABLE_STATES = frozenset({ACKED, REJECTED, RECONCILED, SKIPPED, UNKNOWN})
 
 # Signal statuses.  The journal sets ``received`` and ``duplicate``; the executor sets the rest
 # with set_signal_status (suggested: executing, done, partial, failed, rejected, skipped).
@@ -359,7 +363,8 @@ class Journal:
             conn.execute("UPDATE signals SET status = ?, summary = COALESCE(?, summary) "
                          "WHERE id = ?", (status, summary, signal_id))
 
-        self._write(txn)
+        # Not durable on Postgres: a lost status is recomputed from the intents at start-up.
+        self._db.write(txn, durable=False)
 
     def signal_status(self, signal_id: str) -> Optional[str]:
         """The signal's status, or None if there is no such signal."""
@@ -479,7 +484,7 @@ class Journal:
             return conn.execute("SELECT state FROM order_intents WHERE cl_ord_id = ?",
                                 (cl_ord_id,)).fetchone() or ()
 
-        row = self._db.run(apply)
+        row = self._db.run(apply, durable=state not in RECOVERABLE_STATES)
         if row is None:
             log.debug("Intent %s -> %s", cl_ord_id, state)
             return
@@ -501,7 +506,7 @@ class Journal:
         def txn(conn: Any) -> List[str]:
             return [cl for cl, sql, params in statements if conn.execute(sql, params).rowcount != 1]
 
-        skipped = self._write(txn)
+        skipped = self._db.write(txn, durable=any(state not in RECOVERABLE_STATES for _cl, state, _f in updates))
         for cl in skipped:
             log.error("Intent %s: batched state change not applied (transition not allowed)", cl)
         return skipped

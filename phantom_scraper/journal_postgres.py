@@ -222,6 +222,10 @@ class PostgresBackend:
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
         conn.execute("SET TIME ZONE 'UTC'")
+        # Commits wait for the WAL flush only when the caller asks for durability (the default,
+        # see write/run): a crash of the database server may lose the last few non-durable commits,
+        # like SQLite's synchronous=NORMAL on an OS crash.  A crash of this process loses nothing.
+        conn.execute("SET synchronous_commit = off")
 
     def _open_pool(self) -> ConnectionPool:
         pool = ConnectionPool(
@@ -328,14 +332,19 @@ class PostgresBackend:
         except psycopg.Error as exc:
             raise JournalUnavailableError(f"journal {what} failed: {exc}") from exc
 
-    def write(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(conn)`` in one transaction, writers serialised (like BEGIN IMMEDIATE)."""
-        return self._session(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})", fn, "write")
+    def write(self, fn: Callable[[Any], T], durable: bool = True) -> T:
+        """Run ``fn(conn)`` in one transaction, writers serialised (like BEGIN IMMEDIATE).
+        ``durable``: the commit returns once its WAL is flushed to disk (synchronous commit)."""
+        sync = "SET LOCAL synchronous_commit = on; " if durable else ""
+        return self._session(f"BEGIN; {sync}SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})", fn, "write")
 
-    def read(self, fn: Callable[[Any], T]) -> T:
+    def read(self, fn: Callable[[Any], T], durable: bool = True) -> T:
         """Run ``fn(conn)`` in one read-only snapshot."""
         return self._session("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", fn, "read")
 
-    def run(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(conn)`` in autocommit mode: each statement is its own transaction."""
+    def run(self, fn: Callable[[Any], T], durable: bool = True) -> T:
+        """Run ``fn(conn)``: each statement its own transaction (autocommit), or, when ``durable``,
+        all of them in one transaction with a synchronous commit."""
+        if durable:
+            return self._session("BEGIN; SET LOCAL synchronous_commit = on", fn, "statement")
         return self._session(None, fn, "statement")

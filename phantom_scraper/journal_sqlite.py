@@ -165,8 +165,10 @@ class SqliteBackend:
         return self._closed
 
     # -- transaction runners ---------------------------------------------------------------------
+    # ``durable`` is Postgres's (synchronous commit or not); SQLite's durability is the file's
+    # ``synchronous`` setting for every commit.
 
-    def write(self, fn: Callable[[Any], T]) -> T:
+    def write(self, fn: Callable[[Any], T], durable: bool = True) -> T:
         """Run ``fn(conn)`` in one BEGIN IMMEDIATE transaction (writers serialised across threads
         and processes), committed before returning."""
         with self._lock:
@@ -184,7 +186,7 @@ class SqliteBackend:
                 raise JournalUnavailableError(f"journal write failed: {exc}") from exc
             return result
 
-    def read(self, fn: Callable[[Any], T]) -> T:
+    def read(self, fn: Callable[[Any], T], durable: bool = True) -> T:
         """Run ``fn(conn)`` in one read transaction: every SELECT sees the same snapshot."""
         with self._lock:
             conn = self._connection()
@@ -197,7 +199,7 @@ class SqliteBackend:
             except sqlite3.Error as exc:
                 raise JournalUnavailableError(f"journal read failed: {exc}") from exc
 
-    def run(self, fn: Callable[[Any], T]) -> T:
+    def run(self, fn: Callable[[Any], T], durable: bool = True) -> T:
         """Run ``fn(conn)`` with no surrounding transaction: each statement is its own atomic
         transaction (a single guarded UPDATE, a single SELECT)."""
         with self._lock:

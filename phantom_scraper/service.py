@@ -593,6 +593,8 @@ class TradingService:
         if account_name is not None and not isinstance(account_name, str):
             return WebhookResult(400, {"success": False, "error": {
                 "code": "invalid_field", "field": "account", "message": "account must be an account name"}})
+        if self.coordinator is not None and not self.coordinator.is_owner:
+            raise ServiceUnavailable("this instance is a standby; manual trades go to the login owner")
         if not self._enter():
             raise ServiceUnavailable(self._unavailable_reason())
         try:
