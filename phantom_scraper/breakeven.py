@@ -1,5 +1,5 @@
 """Breakeven for order strategies: this server's job, because Tradovate refuses breakeven inside a
-multi-bracket strategy ("Stop and Stop/Limit breakeven supported only", PROTOCOL §4.7a).
+multi-bracket strategy ("Stop and Stop/Limit breakeven supported only", docs/TRADOVATE.md "Order strategies").
 
 For every open strategy with a breakeven (``StrategyStore``: ``be_state`` ``armed``/``moving``),
 once a price at or beyond ``entry fill ± trigger`` is seen, each of the strategy's working stop legs

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from phantom_scraper import strategy_exec
-from tests.test_server import ADMIN_HEADERS, post, wait_for, ws_ready
+from tests.helpers import ADMIN_HEADERS, SERVER_WEBHOOK_SECRET, post, wait_for, ws_ready
 
 SYMBOL = "MNQZ6"
 
@@ -102,7 +102,6 @@ def test_pickmytrade_message_through_the_server(make_server_app, sim):
     app = make_server_app()
     ws_ready(app)
     base = sim.get_price(SYMBOL)["price"]
-    from tests.conftest import SERVER_WEBHOOK_SECRET
     body = {"symbol": "MNQ1!", "data": "buy", "quantity": "2", "price": str(base), "order_type": "MKT",
             "token": SERVER_WEBHOOK_SECRET, "reverse_order_close": "true",
             "advance_tp_sl": [{"quantity": 1, "tp": base + 5, "sl": base - 5},

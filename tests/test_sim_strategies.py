@@ -6,7 +6,31 @@ import json
 import pytest
 import requests
 
-from tests.test_sim_rest import api, get, post  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+def api(sim):
+    """A logged-in requests session against ``sim``; ``api.url(endpoint)`` builds the URL."""
+    session = requests.Session()
+    r = requests.post(f"{sim.rest_url}/auth/accesstokenrequest",
+                      json={"name": "demo", "password": "demo", "appId": "x", "cid": 0, "sec": ""}, timeout=5)
+    session.headers["Authorization"] = "Bearer " + r.json()["accessToken"]
+    session.url = lambda endpoint: f"{sim.rest_url}/{endpoint}"
+    session.acct = {a["name"]: a["id"] for a in session.get(session.url("account/list"), timeout=5).json()}
+    yield session
+    session.close()
+
+
+def post(api, endpoint, body):
+    r = api.post(api.url(endpoint), json=body, timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def get(api, endpoint, **params):
+    r = api.get(api.url(endpoint), params=params, timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()
 
 SYMBOL = "NQZ6"
 

@@ -1,6 +1,6 @@
 """An entry with :class:`Exits` -> one ``orderStrategy/startorderstrategy`` step (pure, used by plan.py).
 
-Tradovate's multi-bracket strategy (PROTOCOL §4.7a) takes each bracket's ``profitTarget`` and
+Tradovate's multi-bracket strategy (docs/TRADOVATE.md, "Order strategies") takes each bracket's ``profitTarget`` and
 ``stopLoss`` as signed offsets in points from the entry fill, multiples of the tick size.  Here:
 
 * Distances: ticks x tick size; points; percent of the reference price; a price minus the

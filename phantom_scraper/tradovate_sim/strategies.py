@@ -1,6 +1,6 @@
 """Order strategies and trailing stops (mixin of :class:`.exchange.Exchange`).
 
-Models Tradovate's multi-bracket order strategy (PROTOCOL §4.7, §4.7a):
+Models Tradovate's multi-bracket order strategy (docs/TRADOVATE.md, "Order strategies"):
 
 * ``orderStrategy/startorderstrategy`` ``{accountId|accountSpec, symbol, orderStrategyTypeId: 2,
   action, params: "<JSON string>", uuid?, customTag50?, isAutomated?}`` answers
