@@ -56,8 +56,8 @@ def from_pickmytrade(data: Dict[str, Any]) -> Dict[str, Any]:
             out["limitPrice"] = _need_price(price, "order_type")
         if otype in ("stop", "stop_limit"):
             out["stopPrice"] = _need_price(price, "order_type")
-    reverse = _bool(raw, "reverse_order_close", f)
-    pyramid = _bool(raw, "pyramid", f)
+    reverse = _flag(raw, "reverse_order_close", f)
+    pyramid = _flag(raw, "pyramid", f)
     if reverse and not pyramid:
         out["flattenFirst"] = True
     elif reverse:
@@ -87,7 +87,7 @@ def _refuse(raw: Dict[str, Any], f: Fields) -> None:
                           '"multiple_accounts": accounts and multipliers are configured on this server '
                           "(the webhook URL chooses them); remove the field")
     for key in ("update_tp", "update_sl"):
-        if _bool(raw, key, f):
+        if _flag(raw, key, f):
             raise SignalError("unsupported", key, f'"{key}": changing the brackets of an open position is not supported')
     if _num(raw, "lmt_to_market_wait", f):
         raise SignalError("unsupported", "lmt_to_market_wait", '"lmt_to_market_wait" is not supported')
@@ -187,7 +187,7 @@ def _num(raw: Dict[str, Any], key: str, f: Fields, where: str = "") -> Optional[
     return result
 
 
-def _bool(raw: Dict[str, Any], key: str, f: Fields) -> bool:
+def _flag(raw: Dict[str, Any], key: str, f: Fields) -> bool:
     value = raw.get(key)
     if value is None or (isinstance(value, str) and not value.strip()):
         return False
