@@ -34,9 +34,16 @@ def _round(price: float, tick: float) -> float:
 
 
 class BreakevenManager:
-    def __init__(self, store, integration_for_account: Callable[[int], Any]):
+    """``feed``: an optional quote feed (``QuoteFeed``: ``start``/``want``/``stop``) whose wanted
+    contracts the manager keeps equal to those of the strategies waiting for breakeven (re-read
+    every ``refresh_s``); its quotes must reach :meth:`on_quote`."""
+
+    def __init__(self, store, integration_for_account: Callable[[int], Any], *, feed=None,
+                 refresh_s: float = 1.0):
         self.store = store
         self._integration = integration_for_account
+        self.feed = feed
+        self.refresh_s = refresh_s
         self._lock = threading.Lock()  # guards _latest only
         self._latest: Dict[int, float] = {}
         self._wake = threading.Event()
@@ -53,6 +60,8 @@ class BreakevenManager:
 
     def start(self) -> None:
         if self._thread is None:
+            if self.feed is not None:
+                self.feed.start()
             self._thread = threading.Thread(target=self._run, name="breakeven", daemon=True)
             self._thread.start()
 
@@ -61,11 +70,25 @@ class BreakevenManager:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(5)
+        if self.feed is not None:
+            self.feed.stop()
+
+    def _want_quotes(self) -> None:
+        if self.feed is None:
+            return
+        try:
+            self.feed.want({int(r["contract_id"]) for r in self.store.breakeven_pending()})
+        except Exception as exc:  # the journal may be closing; the next round tries again
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.debug("breakeven: pending strategies unreadable: %s", exc)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait()
+            self._want_quotes()
+            self._wake.wait(self.refresh_s)
             self._wake.clear()
+            if self._stop.is_set():
+                return
             with self._lock:
                 latest, self._latest = self._latest, {}
             for contract_id, price in latest.items():

@@ -199,3 +199,26 @@ def test_unanswered_start_is_found_by_its_uuid_not_sent_twice(make_server_app, s
     assert sum(bool(i["reconciled"]) for i in intents) == 1
     store = strategy_exec.store_for(app.extensions["runtime"].service.journal)
     assert {rec["strategy_id"] for rec in store.open()} == set(by_strategy)
+
+
+def test_breakeven_on_the_market_data_socket(make_server_app, sim):
+    app = make_server_app(md_url=sim.md_url)
+    ws_ready(app)
+    base = sim.get_price(SYMBOL)["price"]
+    r = post(app.test_client(), json.dumps({"action": "sell", "ticker": "MNQ1!", "quantity": 1, "price": base,
+                                            "takeProfit": {"points": 20},
+                                            "stopLoss": {"points": 8, "breakeven": {"trigger": 12, "offset": 2}}}))
+    assert r.get_json()["status"] == "acked", r.get_data(as_text=True)
+
+    def stops():
+        ex = sim.exchange
+        with ex._lock:
+            return sorted(i.stop_price for i in ex._info.values()
+                          if i.order_type == "Stop" and ex._entities["order"][i.order_id]["ordStatus"] == "Working")
+
+    service = app.extensions["runtime"].service
+    wait_for(lambda: service.breakeven.feed.status()["subscribed"], what="quote subscription")
+    sim.set_price(SYMBOL, base - 2)
+    sim.set_price(SYMBOL, base - 3)  # 12 ticks in profit on the short: the quote moves the stops
+    wait_for(lambda: stops() == [base - 0.5, base - 0.5], what="stops at breakeven")
+    wait_for(lambda: not service.breakeven.feed.status()["subscribed"], what="unsubscribed once done")
