@@ -221,4 +221,5 @@ def test_breakeven_on_the_market_data_socket(make_server_app, sim):
     sim.set_price(SYMBOL, base - 2)
     sim.set_price(SYMBOL, base - 3)  # 12 ticks in profit on the short: the quote moves the stops
     wait_for(lambda: stops() == [base - 0.5, base - 0.5], what="stops at breakeven")
-    wait_for(lambda: not service.breakeven.feed.status()["subscribed"], what="unsubscribed once done")
+    wait_for(lambda: {r["be_state"] for r in strategy_exec.store_for(service.journal).open()} == {"done"},
+             what="breakeven journaled done")
