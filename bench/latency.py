@@ -194,14 +194,16 @@ def install_hooks() -> None:
     from phantom_scraper.tradovate_integration import TradovateIntegration
     from phantom_scraper.ws_client import TradovateWebSocket
 
-    orig_send = WebSocketCommonProtocol.send
+    # Every frame reaches the socket through write_frame_sync (websockets' own send() calls it too;
+    # ws_client's request_many() calls it directly to write a batch in one pass of the loop).
+    orig_write = WebSocketCommonProtocol.write_frame_sync
 
-    async def send(self, message, *args, **kwargs):
-        if isinstance(message, str) and message.startswith("order/"):
+    def write_frame_sync(self, fin, opcode, data):
+        if data[:6] == b"order/":
             PROBE.frame()
-        return await orig_send(self, message, *args, **kwargs)
+        return orig_write(self, fin, opcode, data)
 
-    WebSocketCommonProtocol.send = send
+    WebSocketCommonProtocol.write_frame_sync = write_frame_sync
 
     orig_resolve = TradovateWebSocket._resolve
 
