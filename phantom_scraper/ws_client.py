@@ -595,23 +595,27 @@ class TradovateWebSocket:
         self._state = ConnState.CLOSING
         self._close_reason = reason
         pending, self._pending = self._pending, {}
-        for rid, p in pending.items():
-            if not p.future.done():
-                p.future.set_exception(
-                    OutcomeUnknownError(f"{self.name}: socket closed ({reason}) before the answer to {p.endpoint} #{rid}")
-                )
-        await asyncio.sleep(0)  # let the failed requests report before anything is torn down
+
+        def fail_pending() -> None:  # the waiting callers are woken (their futures are thread-safe)
+            for rid, p in pending.items():
+                if not p.future.done():
+                    p.future.set_exception(OutcomeUnknownError(
+                        f"{self.name}: socket closed ({reason}) before the answer to {p.endpoint} #{rid}"))
+
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
                 task.cancel()
         ws = self._ws
-        if ws is not None:
+        if abort or ws is None:  # immediate: the callers learn of it once the socket is gone
+            if ws is not None and ws.transport is not None:
+                ws.transport.abort()
+            self._state = ConnState.CLOSED
+            fail_pending()
+        else:  # a closing handshake may take a while: fail the requests first
+            fail_pending()
             try:
-                if abort and ws.transport is not None:
-                    ws.transport.abort()
-                else:
-                    await asyncio.wait_for(ws.close(), self._close_timeout_s + 0.5)
+                await asyncio.wait_for(ws.close(), self._close_timeout_s + 0.5)
             except Exception:  # noqa: BLE001 - closing is best effort
                 if ws.transport is not None:
                     ws.transport.abort()
