@@ -134,6 +134,9 @@ class AccountLanes:
         if etype != "position" or not entity:
             return
         account_id, contract_id = entity.get("accountId"), entity.get("contractId")
+        state = getattr(conn, "broker_state", None)
+        if state is not None and state.fresh and not state.has_exit_legs(account_id, contract_id):
+            return  # no bracket leg to keep in line (the usual fill of a plain order): no upkeep job
         with self._lock:
             root = self._roots.get(contract_id)
             if root is None:

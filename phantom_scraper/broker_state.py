@@ -75,6 +75,9 @@ class BrokerState:
         self._listeners: List[Listener] = []
         # (account, contract) -> ids of orders whose fill arrived but no position event since
         self._unposted_fills: Dict[tuple, set] = {}
+        # Indexes kept with _entities, so the hot-path readers do not scan every order ever seen:
+        self._live_orders: Dict[int, dict] = {}  # order id -> order, while its status is in WORKING_STATES
+        self._latest_version: Dict[int, dict] = {}  # order id -> its orderVersion with the highest id
         self.synced_at: Optional[float] = None
         self.events_applied = 0
         self.last_error: Optional[str] = None
@@ -136,6 +139,7 @@ class BrokerState:
                 return False  # a newer socket took over while this snapshot was in flight
             self._entities = fresh
             self._unposted_fills = {}
+            self._reindex_locked()
             buffered, self._buffer = self._buffer, []
             for msg in buffered:
                 self._apply_locked(msg)
@@ -204,6 +208,10 @@ class BrokerState:
                 store.pop(row["id"], None)
             else:
                 store[row["id"]] = dict(row)
+            if etype == "order":
+                self._index_order_locked(row["id"], None if event_type == "Deleted" else store[row["id"]])
+            elif etype == "orderVersion":
+                self._index_version_locked(row, deleted=event_type == "Deleted")
             if etype == "fill" and event_type == "Created":
                 order = self._entities.get("order", {}).get(row.get("orderId"))
                 if order is not None:
@@ -214,6 +222,35 @@ class BrokerState:
             changed.append((etype, event_type, dict(row)))
         self.events_applied += len(changed)
         return changed
+
+    def _reindex_locked(self) -> None:
+        self._live_orders, self._latest_version = {}, {}
+        for oid, order in self._entities.get("order", {}).items():
+            self._index_order_locked(oid, order)
+        for version in self._entities.get("orderVersion", {}).values():
+            self._index_version_locked(version, deleted=False)
+
+    def _index_order_locked(self, order_id: int, order: Optional[dict]) -> None:
+        if order is not None and order.get("ordStatus") in WORKING_STATES:
+            self._live_orders[order_id] = order
+        else:
+            self._live_orders.pop(order_id, None)
+
+    def _index_version_locked(self, version: dict, deleted: bool) -> None:
+        oid = version.get("orderId")
+        if oid is None:
+            return
+        current = self._latest_version.get(oid)
+        if not deleted:
+            if current is None or version["id"] >= current["id"]:
+                self._latest_version[oid] = self._entities["orderVersion"][version["id"]]
+            return
+        if current is not None and current["id"] == version["id"]:  # (rare) the latest went: look again
+            rest = [v for v in self._entities.get("orderVersion", {}).values() if v.get("orderId") == oid]
+            if rest:
+                self._latest_version[oid] = max(rest, key=lambda v: v["id"])
+            else:
+                self._latest_version.pop(oid, None)
 
     # ------------------------------------------------------------------ listeners
     def add_listener(self, fn: Listener) -> None:
@@ -284,13 +321,9 @@ class BrokerState:
         """Live orders of the account in the contract, each with its latest version's
         ``orderQty``/``orderType``/``price``/``stopPrice`` merged in (copies)."""
         with self._lock:
-            versions: Dict[int, dict] = {}
-            for v in self._entities.get("orderVersion", {}).values():
-                oid = v.get("orderId")
-                if oid is not None and (oid not in versions or v["id"] > versions[oid]["id"]):
-                    versions[oid] = v
+            versions = self._latest_version
             out = []
-            for o in self._entities.get("order", {}).values():
+            for o in self._live_orders.values():
                 if (o.get("accountId") == account_id and o.get("contractId") == contract_id
                         and o.get("ordStatus") in WORKING_STATES):
                     row = dict(o)
@@ -301,6 +334,14 @@ class BrokerState:
                                 row[key] = version[key]
                     out.append(row)
             return sorted(out, key=lambda r: r["id"])
+
+    def has_exit_legs(self, account_id: int, contract_id: int) -> bool:
+        """Any live (working, suspended or pending) order of the account in the contract that is a
+        bracket leg (``parentId`` or ``ocoId``)."""
+        with self._lock:
+            return any(o.get("accountId") == account_id and o.get("contractId") == contract_id
+                       and (o.get("parentId") is not None or o.get("ocoId") is not None)
+                       for o in self._live_orders.values())
 
     def cash_balance(self, account_id: int) -> Optional[dict]:
         """The account's ``cashBalance`` entity (``amount``, ``realizedPnL``, ...), None if unknown."""

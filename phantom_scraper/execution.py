@@ -449,7 +449,7 @@ class _Placement:
         outcome.transport = result.transport
         outcome.latency_ms = result.latency_ms
         outcome.reconciled = outcome.reconciled or bool(result.reconciled)
-        # order_router logs the one INFO line per order ("placed via WebSocket", clOrdId = ps-<signal>-<account>-<step>).
+        # The signal's one INFO line (service) names each account's order; the router logs it at DEBUG.
         state = "reconciled" if self.journaled_unknown else "acked"
         try:
             journal.set_intent_state(cl_ord_id, state, broker_order_id=result.order_id, transport=result.transport,

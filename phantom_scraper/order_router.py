@@ -136,7 +136,7 @@ class SmartOrder:
     def _finish(self, attempt: Attempt) -> OrderResult:
         if attempt.outcome is Outcome.ACKED:
             result = self._result("acked", attempt, order_id=attempt.order_id, response=dict(attempt.answer))
-            logger.info("%s placed via %s: %s=%s orderId=%s latency=%.0f ms", self.endpoint,
+            logger.debug("%s placed via %s: %s=%s orderId=%s latency=%.0f ms", self.endpoint,
                         "WebSocket" if attempt.transport == "websocket" else "REST", self.key_field,
                         self.intent, result.order_id, result.latency_ms)
             return result

@@ -11,7 +11,6 @@ socket.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import hmac
 import json
 import logging
@@ -65,11 +64,6 @@ class Login:
 class WebhookResult:
     http_status: int
     body: dict
-
-
-def payload_hash(payload: dict) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 class TradingService:
@@ -537,7 +531,7 @@ class TradingService:
         submitted = False
         try:
             signal_id, duplicate, existing = self.journal.record_signal(
-                recorder.name, signal.payload, signal.signal_id, payload_hash(signal.payload),
+                recorder.name, signal.payload, signal.signal_id, None,
                 self.settings.dedupe_window_s)
             if duplicate:
                 if signal.signal_id:
@@ -556,9 +550,10 @@ class TradingService:
                 self.coordinator.hand_off(signal_id)
                 return self._await_handed_off(signal_id, received)
             targets = self.targets_for(recorder)
-            logger.info("Signal %s received: recorder=%s action=%s symbol=%s qty=%s accounts=%d%s",
-                        signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
-                        len(targets), " TEST" if signal.test else "")
+            # The signal's one INFO line is written when it is done (_finished).
+            logger.debug("Signal %s received: recorder=%s action=%s symbol=%s qty=%s accounts=%d%s",
+                         signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
+                         len(targets), " TEST" if signal.test else "")
             tickets = self._reserve_lanes(signal, targets)  # arrival order per (account, product)
             events.emit("signal_received", signal_id=signal_id, t=received)
             try:
@@ -571,7 +566,7 @@ class TradingService:
         finally:
             if not submitted:
                 self._leave()
-        future.add_done_callback(lambda f: self._finished(signal_id, f))
+        future.add_done_callback(lambda f: self._finished(signal_id, f, signal, recorder.name, received))
         budget = max(0.0, self.settings.webhook_budget_s - (time.perf_counter() - received))
         try:
             contract, outcomes = future.result(timeout=budget)
@@ -661,7 +656,9 @@ class TradingService:
         for outcome in outcomes:
             outcome.risk = notes.get(outcome.account_id, [])
 
-    def _finished(self, signal_id: str, future: concurrent.futures.Future) -> None:
+    def _finished(self, signal_id: str, future: concurrent.futures.Future, signal=None, recorder: str = "",
+                  received: Optional[float] = None) -> None:
+        outcomes = []
         try:
             try:
                 contract, outcomes = future.result()
@@ -678,7 +675,13 @@ class TradingService:
                 self.journal.set_signal_status(signal_id, status, summary)
             except Exception:
                 logger.exception("Could not record the outcome of signal %s", signal_id)
-            logger.info("Signal %s done: %s", signal_id, status)
+            if signal is None:
+                logger.info("Signal %s done: %s", signal_id, status)
+            else:  # the signal's one INFO line (per-order lines are DEBUG; failures WARNING/ERROR)
+                logger.info("Signal %s %s: recorder=%s action=%s symbol=%s qty=%s%s accounts=%d%s%s", signal_id,
+                            status, recorder, signal.action, signal.symbol, signal.quantity,
+                            " TEST" if signal.test else "", len(outcomes), _accounts_brief(outcomes),
+                            "" if received is None else " in %.1f ms" % ((time.perf_counter() - received) * 1000))
         finally:
             self._leave()
 
@@ -743,7 +746,7 @@ class TradingService:
             except SignalError as exc:
                 return WebhookResult(400, _signal_error(exc, signal))
             signal_id, duplicate, existing = self.journal.record_signal(
-                MANUAL_RECORDER, signal.payload, signal.signal_id, payload_hash(signal.payload), 0)
+                MANUAL_RECORDER, signal.payload, signal.signal_id, None, 0)
             if duplicate:
                 return WebhookResult(200, {"success": True, "duplicate": True, "signal_id": existing,
                                            "message": "duplicate id: already received, nothing placed"})
@@ -885,6 +888,16 @@ def _signal_error(exc: SignalError, signal=None) -> dict:
         # the resolver does not know how the sender spelled the field: ticker or symbol
         field = next((k for k in signal.payload if k.lower() in ("ticker", "symbol")), field)
     return {"success": False, "error": {"code": exc.code, "field": field, "message": exc.message}}
+
+
+def _accounts_brief(outcomes, limit: int = 5) -> str:
+    """`` [DEMO1 acked #123 websocket, ...]`` for the signal's log line (the first ``limit``)."""
+    if not outcomes:
+        return ""
+    parts = [f"{o.account_name} {o.status}" + (f" #{o.order_id}" if o.order_id is not None else "")
+             + (f" {o.transport}" if o.transport else "") for o in outcomes[:limit]]
+    more = f", +{len(outcomes) - limit} more" if len(outcomes) > limit else ""
+    return " [" + ", ".join(parts) + more + "]"
 
 
 def _summary_status(outcomes) -> str:
