@@ -307,8 +307,10 @@ class TradingService:
             first = next(iter(self.logins.values())).integration
             feed = QuoteFeed(md_url, lambda: first.access_token, self.on_quote, settings=self.settings,
                              name="breakeven")
-        self.breakeven = BreakevenManager(strategy_exec.store_for(self.journal), self.integration_for_account,
-                                          feed=feed)
+        journal = self.journal
+        self.breakeven = BreakevenManager(
+            strategy_exec.store_for(journal), self.integration_for_account, feed=feed,
+            housekeeping=lambda: strategy_exec.refresh(journal, self.integration_for_account))
         self.breakeven.start()
 
     def on_quote(self, contract_id: int, price: float, timestamp: Optional[float] = None) -> None:
