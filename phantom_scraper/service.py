@@ -296,6 +296,7 @@ class TradingService:
         from .breakeven import BreakevenManager
         if self.journal is None:
             return
+        strategy_exec.store_for(self.journal).ensure_tables()  # created here, never on the order path
         closed = strategy_exec.refresh(self.journal, self.integration_for_account)
         if closed:
             logger.info("%d order strateg(ies) ended at the broker while this process was down", closed)
