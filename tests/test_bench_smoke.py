@@ -35,3 +35,21 @@ def test_benchmark_runs_and_writes_every_row(tmp_path):
     for field in ("signals_per_s", "lost", "duplicated_clordid", "duplicated_signal_orders"):
         assert tp[field] is not None
     assert doc["targets"] and doc["table"]
+
+
+def test_journal_backends_benchmark_runs_on_both_backends(tmp_path):
+    """bench/journal_backends.py with N=5 (needs TEST_DATABASE_URL; skipped otherwise)."""
+    from tests.pg_support import database_url, private_schema
+
+    out = tmp_path / "journal_backends.json"
+    with private_schema(database_url()) as url:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.journal_backends", "--n", "5", "--warmup", "2",
+             "--database-url", url, "--out", str(out)],
+            cwd=str(ROOT), capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert [r["backend"] for r in doc["runs"]] == ["sqlite", "postgres"]
+    for run in doc["runs"]:
+        assert run["latency_ms"]["n"] == 5 and run["journal_status"] == {"acked": 5}
+    assert doc["added_p50_ms"] is not None
