@@ -2,20 +2,21 @@
 many threads (gthread, behind the front door of phantom_scraper/door: whole requests are read in
 the poller before a thread sees them), never --preload (threads started before the fork do not
 exist in the worker).  Background work starts per worker in post_worker_init; SIGTERM drains in worker_exit."""
-import os
-
 from gunicorn import glogging
 
+from phantom_scraper.config import Settings
 from phantom_scraper.redact import RedactingFilter, redact
+
+_SETTINGS = Settings.from_env()  # the variables below are in phantom_scraper.config.VARIABLES
 
 workers = 1  # explicit: WEB_CONCURRENCY must not multiply the pool
 worker_class = "phantom_scraper.door.worker.DoorWorker"  # gthread that reads whole requests before a thread
-threads = int(os.environ.get("GUNICORN_THREADS", "32"))
+threads = _SETTINGS.gunicorn_threads
 preload_app = False
 timeout = 30
-graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT_S", "15"))
+graceful_timeout = _SETTINGS.graceful_timeout_s
 keepalive = 5
-accesslog = "-" if os.environ.get("ACCESS_LOG", "1") != "0" else None
+accesslog = "-" if _SETTINGS.access_log else None
 errorlog = "-"
 
 
@@ -43,8 +44,8 @@ logger_class = RedactingLogger
 def post_worker_init(worker):
     import ultra_simple_server
 
-    ultra_simple_server.configure_logging()
     app = worker.wsgi
+    ultra_simple_server.configure_logging(app.extensions["runtime"].settings)
     app.extensions["runtime"].boot()
 
 
@@ -52,4 +53,4 @@ def worker_exit(server, worker):
     app = getattr(worker, "wsgi", None)
     runtime = getattr(app, "extensions", {}).get("runtime") if app is not None else None
     if runtime is not None:
-        runtime.shutdown(timeout_s=float(os.environ.get("SHUTDOWN_TIMEOUT_S", "10")))
+        runtime.shutdown(timeout_s=runtime.settings.shutdown_timeout_s)

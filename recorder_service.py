@@ -98,7 +98,7 @@ class PooledConnection:
         self.connect_timeout_s = connect_timeout_s
         self.reconnect_jitter_s = reconnect_jitter_s  # a reconnect waits uniform(0, this) first
         self.retire_grace_s = retire_grace_s  # longest wait for a replaced socket's requests
-        self._closed_event = threading.Event()  # set by close(): interrupts a reconnect stagger
+        self._closed_event = threading.Event()  # set by close(): ends a reconnect or warm-up stagger, a retire wait
         self.subaccount_ids: set = set()  # read and written under _WS_POOL_LOCK (register_login)
         self._lock = threading.Lock()  # serialises reads/writes of every attribute below; no I/O under it
         self._client = None
@@ -135,6 +135,10 @@ class PooledConnection:
     @property
     def closed(self) -> bool:
         return self._closed_event.is_set()
+
+    def wait_closed(self, timeout_s: float) -> bool:
+        """Block up to ``timeout_s`` (no lock held); True as soon as the connection is closed."""
+        return self._closed_event.wait(timeout_s)
 
     def backoff_remaining_s(self) -> float:
         with self._lock:
@@ -223,7 +227,7 @@ class PooledConnection:
             return
         client.add_close_listener(self._on_client_closed)
         if old is not None:
-            _close_when_idle(old, self.retire_grace_s)
+            _close_when_idle(old, self.retire_grace_s, self._closed_event)
         if reconnect:
             logger.info("WebSocket reconnected for %s (reconnect #%d)", self.login_key, self.reconnect_count)
         else:
@@ -342,13 +346,15 @@ def _pending_requests(client) -> int:
     return int(counter()) if callable(counter) else int(client.stats().get("pending_requests") or 0)
 
 
-def _close_when_idle(client, grace_s: float) -> None:
-    """Close a replaced client once its in-flight requests are answered (or after ``grace_s``)."""
+def _close_when_idle(client, grace_s: float, stop: threading.Event) -> None:
+    """Close a replaced client once its in-flight requests are answered (or after ``grace_s``, or
+    at once when ``stop`` is set: the connection itself is closing)."""
 
     def run() -> None:
         deadline = time.monotonic() + grace_s
         while client.is_open and _pending_requests(client) and time.monotonic() < deadline:
-            time.sleep(0.02)  # no lock held; this thread only retires the old socket
+            if stop.wait(0.02):
+                break
         client.close("replaced by a socket with a renewed token")
 
     threading.Thread(target=run, daemon=True, name="ws-retire").start()
@@ -450,8 +456,8 @@ def pool_status() -> dict:
 def warm_up(stagger_s: float = 0.25) -> None:
     """Start every login's connect in the background, staggered (no burst of connects)."""
     for i, conn in enumerate(logins_snapshot()):
-        if i and stagger_s:
-            time.sleep(random.uniform(0, stagger_s))  # no lock held; the connects run in their own threads
+        if i and stagger_s and conn.wait_closed(random.uniform(0, stagger_s)):
+            continue  # closed while waiting (the pool is being reset): nothing to warm
         conn.ensure_connecting(ignore_backoff=True)
 
 

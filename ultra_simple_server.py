@@ -311,17 +311,18 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
 
 # -- running directly ----------------------------------------------------------------------------
 
-def configure_logging(level: str = None) -> None:
-    logging.basicConfig(level=(level or os.environ.get("LOG_LEVEL", "INFO")).upper(),
+def configure_logging(settings: Optional[Settings] = None) -> None:
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     redact.install()  # every root handler: registered secrets and /webhook/<token> become ***
-    install_log_redaction()
+    install_log_redaction(settings.log_websocket_frames)
 
 
 _ACCESS_FILTER = redact.RedactingFilter()
 
 
-def install_log_redaction() -> None:
+def install_log_redaction(log_websocket_frames: Optional[bool] = None) -> None:
     """Logger-level protection that does not depend on which handlers exist (idempotent).
 
     * the werkzeug and gunicorn access/error loggers get the redacting filter (request lines
@@ -336,22 +337,23 @@ def install_log_redaction() -> None:
         for handler in log.handlers:
             if not any(isinstance(f, redact.RedactingFilter) for f in handler.filters):
                 handler.addFilter(redact.RedactingFilter())
-    if os.environ.get("LOG_WEBSOCKET_FRAMES") != "1":
+    if log_websocket_frames is None:
+        log_websocket_frames = Settings.from_env().log_websocket_frames
+    if not log_websocket_frames:
         ws_log = logging.getLogger("websockets")
         if ws_log.getEffectiveLevel() < logging.INFO:
             ws_log.setLevel(logging.INFO)
 
 
 def main(argv=None) -> int:
-    configure_logging()
     try:
+        configure_logging()
         app = create_app()
     except ConfigError as exc:
         sys.stderr.write(f"Cannot start: {exc}\n")
         return 2
     runtime: Runtime = app.extensions["runtime"]
-    port = int(os.environ.get("PORT", "8080"))
-    host = os.environ.get("HOST", "127.0.0.1")
+    port, host = runtime.settings.port, runtime.settings.host
     if host not in ("127.0.0.1", "localhost", "::1"):
         logger.warning("HOST=%s: this server (werkzeug) is for local use only; it has no deadlines or "
                        "connection caps for slow clients. Anything reachable from the internet runs the "

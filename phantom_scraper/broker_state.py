@@ -2,8 +2,8 @@
 
 ``BrokerState`` is fed by the pooled socket of one login (``attach(client, ...)`` right after the
 socket is authorized): the ``user/syncrequest`` snapshot loads every entity, then each ``props``
-event (``{"entityType", "eventType": Created|Updated|Deleted, "entity": {...} or [...]}``, PROTOCOL
-§3.2/§3.6) replaces or deletes one stored entity.  Every entity type is stored generically by id, so
+event (``{"entityType", "eventType": Created|Updated|Deleted, "entity": {...} or [...]}``,
+docs/TRADOVATE.md "WebSocket") replaces or deletes one stored entity.  Every entity type is stored generically by id, so
 ``position``, ``order``, ``orderVersion``, ``fill``, ``executionReport``, ``orderStrategy`` and
 ``cashBalance`` are all available; the readers below answer the common questions.
 
@@ -38,7 +38,7 @@ SYNC_ENTITY_TYPES = ("user", "account", "position", "order", "orderVersion", "fi
 WORKING_STATES = frozenset({"Working", "Suspended", "PendingNew", "PendingReplace", "PendingCancel"})
 DONE_STATES = frozenset({"Filled", "Canceled", "Rejected", "Expired", "Completed"})
 
-# snapshot collection name -> entityType (PROTOCOL §3.6 SyncMessage)
+# snapshot collection name -> entityType (docs/TRADOVATE.md, "WebSocket")
 _SINGULAR = {
     "users": "user", "userProperties": "userProperty", "properties": "property", "accounts": "account",
     "accountRiskStatuses": "accountRiskStatus", "marginSnapshots": "marginSnapshot",

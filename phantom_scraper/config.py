@@ -1,5 +1,10 @@
 """Typed, frozen configuration read once from the environment (and ``.env``).
 
+``VARIABLES`` is the table of every environment variable the project reads, and
+``Settings.from_env`` is the one place that reads them, but for two readers the table names too:
+the embedded simulator's calendar pin ``TRADOVATE_SIM_TODAY`` (the simulator is a program of its
+own) and the hosting platforms' variables ``storage_check`` looks at.  The README's table lists the same names (tests/test_config_table.py checks both).
+
 Every time constant carries its unit in its name.  Secrets are ``repr=False`` so a logged or
 printed ``Settings`` never shows them.  Tests build ``Settings`` directly (or with
 ``Settings.from_env(overrides)``) and scale the time constants down.
@@ -9,11 +14,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Tuple
+from typing import Callable, Mapping, Optional, Tuple
+
+from .storage_check import PLATFORM_VARS
 
 ENVIRONMENTS = ("sim", "demo", "live")
 
-# Tradovate's real hosts (PROTOCOL.md §1.1).
+# Tradovate's real hosts (docs/TRADOVATE.md, "Hosts").
 REAL_REST_URLS = {
     "demo": "https://demo.tradovateapi.com/v1",
     "live": "https://live.tradovateapi.com/v1",
@@ -34,41 +41,109 @@ class ConfigError(ValueError):
     """The configuration is incomplete or invalid; the message names the variables."""
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _parsed(env: Mapping[str, str], name: str, default, parse: Callable[[str], object], what: str):
+    """``parse(env[name])``, or ``default`` when unset or empty; ConfigError naming ``name`` if it fails."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        return parse(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name} must be a number") from exc
+        raise ConfigError(f"{name} must be {what}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    return _parsed(env, name, default, float, "a number")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be an integer") from exc
+    return _parsed(env, name, default, int, "an integer")
 
 
-def _database_url(env: Mapping[str, str]) -> Optional[str]:
+def _database_url(env: Mapping[str, str], name: str, default: Optional[str]) -> Optional[str]:
     """DATABASE_URL when it names PostgreSQL; unset means SQLite at DATABASE_PATH."""
-    url = (env.get("DATABASE_URL") or "").strip()
+    url = (env.get(name) or "").strip()
     if not url:
-        return None
+        return default
     if not url.startswith(("postgres://", "postgresql://")):
         raise ConfigError("DATABASE_URL must be a postgresql:// URL (unset it to use SQLite at DATABASE_PATH)")
     return url
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
+    return _parsed(env, name, default, lambda raw: raw.strip().lower() in ("1", "true", "yes", "on"), "a flag")
+
+
+def _str(env: Mapping[str, str], name: str, default):
+    return env.get(name) or default
+
+
+def _csv(env: Mapping[str, str], name: str, default):
+    items = tuple(a.strip() for a in (env.get(name) or "").split(",") if a.strip())
+    return items or default
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: the ``Settings`` field it sets (``credentials.<x>`` for a login
+    field; None when something else reads it), how its text is read, what it means."""
+
+    name: str
+    field: Optional[str]
+    read: Callable[[Mapping[str, str], str, object], object]
+    meaning: str
+
+
+VARIABLES: Tuple[Variable, ...] = (
+    Variable("TRADOVATE_ENV", "tradovate_env", _str, "sim (default: the embedded simulator), demo or live"),
+    Variable("TRADOVATE_USERNAME", "credentials.username", _str, "the login (required for demo/live)"),
+    Variable("TRADOVATE_PASSWORD", "credentials.password", _str, "the login's password"),
+    Variable("TRADOVATE_APP_ID", "credentials.app_id", _str, "API key field of auth/accesstokenrequest"),
+    Variable("TRADOVATE_APP_VERSION", "credentials.app_version", _str, "API key field"),
+    Variable("TRADOVATE_CID", "credentials.cid", _str, "API key field"),
+    Variable("TRADOVATE_SEC", "credentials.sec", _str, "API key field (secret)"),
+    Variable("TRADOVATE_DEVICE_ID", "credentials.device_id", _str, "a stable id per machine"),
+    Variable("TRADOVATE_REST_URL", "rest_url", _str, "overrides the environment's REST base"),
+    Variable("TRADOVATE_WS_URL", "ws_url", _str, "overrides the WebSocket URL (default: derived from the REST base)"),
+    Variable("TRADOVATE_ACCOUNTS", "accounts_filter", _csv, "comma list of account names to trade"),
+    Variable("RECORDERS_FILE", "recorders_file", _str, "JSON file for several strategies/logins"),
+    Variable("WEBHOOK_SECRET", "webhook_secret", _str, "the webhook token (required for demo/live)"),
+    Variable("ADMIN_TOKEN", "admin_token", _str, "enables the admin routes"),
+    Variable("DATABASE_PATH", "database_path", _str, "the SQLite journal"),
+    Variable("DATABASE_URL", "database_url", _database_url, "a postgresql:// URL: the journal in PostgreSQL"),
+    Variable("USE_WEBSOCKET_ORDERS", "use_websocket_orders", _bool, "0 sends every order over REST"),
+    Variable("WS_HEARTBEAT_INTERVAL_S", "heartbeat_interval_s", _float, "client heartbeat on each socket"),
+    Variable("ORDER_ACK_TIMEOUT_S", "order_ack_timeout_s", _float, "wait for an order's answer"),
+    Variable("RECONCILE_WINDOW_S", "reconcile_window_s", _float, "search for an unknown outcome by clOrdId"),
+    Variable("KEEPALIVE_INTERVAL_S", "keepalive_interval_s", _float, "the keep-alive daemon's cycle"),
+    Variable("WEBHOOK_BUDGET_S", "webhook_budget_s", _float, "answer 200 within this, else 202"),
+    Variable("LEASE_POLL_INTERVAL_S", "lease_poll_interval_s", _float, "a standby tries to take the logins over"),
+    Variable("PENDING_SIGNAL_MAX_AGE_S", "pending_signal_max_age_s", _float, "a handed-off signal expires"),
+    Variable("DEDUPE_WINDOW_S", "dedupe_window_s", _float, "an identical body within this is a duplicate"),
+    Variable("SUBTRACT_EXIT_QUANTITY", "subtract_exit_qty", _bool, "a reversal's entry is its size minus the exit"),
+    Variable("MAX_BODY_BYTES", "max_body_bytes", _int, "largest webhook body (413 above)"),
+    Variable("WEBHOOK_IP_ALLOWLIST_ENABLED", "ip_allowlist_enabled", _bool, "refuse sources not in the allow-list"),
+    Variable("WEBHOOK_IP_ALLOWLIST", "ip_allowlist", _csv, "comma list of allowed sources (enables the check)"),
+    Variable("TRUST_PROXY_HEADERS", "trust_proxy_headers", _bool, "take the source from X-Forwarded-For"),
+    Variable("TRUSTED_PROXY_CIDRS", "trusted_proxy_cidrs", _csv, "peers whose X-Forwarded-For is believed"),
+    Variable("HTTP_HEADER_TIMEOUT_S", "http_header_timeout_s", _float, "front door: request line and headers"),
+    Variable("HTTP_BODY_TIMEOUT_S", "http_body_timeout_s", _float, "front door: the body after the headers"),
+    Variable("HTTP_KEEPALIVE_IDLE_S", "http_keepalive_idle_s", _float, "front door: idle keep-alive connection"),
+    Variable("HTTP_MAX_CONNECTIONS", "http_max_connections", _int, "front door: open client connections"),
+    Variable("HTTP_MAX_CONNECTIONS_PER_SOURCE", "http_max_connections_per_source", _int,
+             "front door: open connections from one address"),
+    Variable("PORT", "port", _int, "where the server listens (the Procfile binds 0.0.0.0:$PORT)"),
+    Variable("HOST", "host", _str, "where python ultra_simple_server.py listens"),
+    Variable("LOG_LEVEL", "log_level", _str, "log level"),
+    Variable("LOG_WEBSOCKET_FRAMES", "log_websocket_frames", _bool, "1 lets the websockets library log frames"),
+    Variable("GUNICORN_THREADS", "gunicorn_threads", _int, "gunicorn's threads in its one worker"),
+    Variable("GRACEFUL_TIMEOUT_S", "graceful_timeout_s", _int, "gunicorn's graceful_timeout"),
+    Variable("SHUTDOWN_TIMEOUT_S", "shutdown_timeout_s", _float, "longest wait for signals in flight at a stop"),
+    Variable("ACCESS_LOG", "access_log", _bool, "0 turns gunicorn's access log off"),
+    Variable("TRADOVATE_SIM_TODAY", None, _str, "pins the simulator's calendar (read by the simulator)"),
+    # Set by hosting platforms; storage_check.py reads them to warn about a disk a redeploy wipes.
+    *(Variable(name, None, _str, f"set by {platform}") for name, platform in PLATFORM_VARS),
+)
 
 
 @dataclass(frozen=True)
@@ -148,6 +223,16 @@ class Settings:
     http_max_connections: int = 512  # open client connections, all sources together
     http_max_connections_per_source: int = 32  # open connections from one address
 
+    # Process (the local server, gunicorn.conf.py, logging)
+    port: int = 8080
+    host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    log_websocket_frames: bool = False
+    gunicorn_threads: int = 32
+    graceful_timeout_s: int = 15
+    shutdown_timeout_s: float = 10.0
+    access_log: bool = True
+
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
 
@@ -186,58 +271,27 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides) -> "Settings":
+        """Settings from ``env`` (default: the process environment), read through ``VARIABLES``."""
         env = os.environ if env is None else env
-        tradovate_env = (env.get("TRADOVATE_ENV") or "sim").strip().lower()
+        values, login = {}, {}
+        for var in VARIABLES:
+            if var.field is None:
+                continue
+            if var.field.startswith("credentials."):
+                login[var.field.split(".", 1)[1]] = env.get(var.name) or ""
+                continue
+            default = getattr(cls, var.field)
+            value = var.read(env, var.name, default)
+            if value != default:
+                values[var.field] = value
+        tradovate_env = str(values.get("tradovate_env", cls.tradovate_env)).strip().lower()
         if tradovate_env not in ENVIRONMENTS:
             raise ConfigError(f"TRADOVATE_ENV must be one of {', '.join(ENVIRONMENTS)}")
-        creds = None
-        if env.get("TRADOVATE_USERNAME") or env.get("TRADOVATE_PASSWORD"):
-            creds = Credentials(
-                username=env.get("TRADOVATE_USERNAME", ""),
-                password=env.get("TRADOVATE_PASSWORD", ""),
-                app_id=env.get("TRADOVATE_APP_ID") or "phantom-scraper",
-                app_version=env.get("TRADOVATE_APP_VERSION") or "1.0",
-                cid=env.get("TRADOVATE_CID") or "0",
-                sec=env.get("TRADOVATE_SEC") or "",
-                device_id=env.get("TRADOVATE_DEVICE_ID") or "",
-            )
-        accounts = tuple(a.strip() for a in (env.get("TRADOVATE_ACCOUNTS") or "").split(",") if a.strip())
-        allow = tuple(a.strip() for a in (env.get("WEBHOOK_IP_ALLOWLIST") or "").split(",") if a.strip())
-        values = dict(
-            tradovate_env=tradovate_env,
-            credentials=creds,
-            rest_url=env.get("TRADOVATE_REST_URL") or None,
-            ws_url=env.get("TRADOVATE_WS_URL") or None,
-            accounts_filter=accounts,
-            recorders_file=env.get("RECORDERS_FILE") or None,
-            webhook_secret=env.get("WEBHOOK_SECRET") or None,
-            admin_token=env.get("ADMIN_TOKEN") or None,
-            database_path=env.get("DATABASE_PATH") or cls.database_path,
-            database_url=_database_url(env),
-            use_websocket_orders=_bool(env, "USE_WEBSOCKET_ORDERS", True),
-            heartbeat_interval_s=_float(env, "WS_HEARTBEAT_INTERVAL_S", cls.heartbeat_interval_s),
-            order_ack_timeout_s=_float(env, "ORDER_ACK_TIMEOUT_S", cls.order_ack_timeout_s),
-            reconcile_window_s=_float(env, "RECONCILE_WINDOW_S", cls.reconcile_window_s),
-            keepalive_interval_s=_float(env, "KEEPALIVE_INTERVAL_S", cls.keepalive_interval_s),
-            webhook_budget_s=_float(env, "WEBHOOK_BUDGET_S", cls.webhook_budget_s),
-            lease_poll_interval_s=_float(env, "LEASE_POLL_INTERVAL_S", cls.lease_poll_interval_s),
-            pending_signal_max_age_s=_float(env, "PENDING_SIGNAL_MAX_AGE_S", cls.pending_signal_max_age_s),
-            dedupe_window_s=_float(env, "DEDUPE_WINDOW_S", cls.dedupe_window_s),
-            subtract_exit_qty=_bool(env, "SUBTRACT_EXIT_QUANTITY", cls.subtract_exit_qty),
-            max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes),
-            ip_allowlist_enabled=_bool(env, "WEBHOOK_IP_ALLOWLIST_ENABLED", False) or bool(allow),
-            trust_proxy_headers=_bool(env, "TRUST_PROXY_HEADERS", False),
-            http_header_timeout_s=_float(env, "HTTP_HEADER_TIMEOUT_S", cls.http_header_timeout_s),
-            http_body_timeout_s=_float(env, "HTTP_BODY_TIMEOUT_S", cls.http_body_timeout_s),
-            http_keepalive_idle_s=_float(env, "HTTP_KEEPALIVE_IDLE_S", cls.http_keepalive_idle_s),
-            http_max_connections=_int(env, "HTTP_MAX_CONNECTIONS", cls.http_max_connections),
-            http_max_connections_per_source=_int(env, "HTTP_MAX_CONNECTIONS_PER_SOURCE",
-                                                 cls.http_max_connections_per_source),
-        )
-        if allow:
-            values["ip_allowlist"] = allow
-        proxies = tuple(a.strip() for a in (env.get("TRUSTED_PROXY_CIDRS") or "").split(",") if a.strip())
-        if proxies:
-            values["trusted_proxy_cidrs"] = proxies
+        values["tradovate_env"] = tradovate_env
+        if login["username"] or login["password"]:
+            values["credentials"] = Credentials(**{k: v for k, v in login.items()
+                                                   if v or k in ("username", "password")})
+        if "ip_allowlist" in values:  # naming sources turns the check on
+            values["ip_allowlist_enabled"] = True
         values.update(overrides)
         return cls(**values)

@@ -1,4 +1,4 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures (the helpers they use, and the tests' constants, are in tests/helpers.py)."""
 from __future__ import annotations
 
 import pytest
@@ -15,14 +15,9 @@ import os
 # use (NQZ6, ESZ6, ...) never expire under the suite.
 os.environ.setdefault("TRADOVATE_SIM_TODAY", "2026-11-25")
 
-from phantom_scraper.tradovate_sim import SimConfig, Simulator
-
-# Time constants for tests: scaled down so failure paths take well under a second.
-SIM_TEST_CONFIG = SimConfig(
-    host="127.0.0.1", port=0, ws_port=0,
-    ws_idle_timeout_s=0.8, authorize_timeout_s=0.5, server_heartbeat_interval_s=0.25,
-    rest_no_answer_hold_s=2.0,
-)
+from phantom_scraper.service import TradingService  # noqa: E402  (after the calendar pin above)
+from phantom_scraper.tradovate_sim import Simulator  # noqa: E402
+from tests.helpers import FAST, SIM_TEST_CONFIG, ConnectProbe, Logins, rs, server_settings  # noqa: E402
 
 
 @pytest.fixture
@@ -36,27 +31,6 @@ def sim():
 
 
 # -- the server (ultra_simple_server) against the simulator -------------------------------------
-
-SERVER_WEBHOOK_SECRET = "whsec-Test-0123456789abcdef"
-SERVER_ADMIN_TOKEN = "admin-Test-fedcba9876543210"
-
-
-def server_settings(sim, tmp_path, **overrides):
-    """Settings for a server app on the ``sim`` fixture, time constants scaled for tests."""
-    from phantom_scraper.config import Settings
-
-    values = dict(
-        tradovate_env="sim", rest_url=sim.rest_url, ws_url=sim.ws_url,
-        webhook_secret=SERVER_WEBHOOK_SECRET, admin_token=SERVER_ADMIN_TOKEN,
-        database_path=str(tmp_path / "journal.sqlite3"),
-        heartbeat_interval_s=0.2,  # the test simulator drops a socket idle for 0.8 s
-        keepalive_interval_s=0.5, ws_connect_timeout_s=3.0, order_ack_timeout_s=3.0,
-        reconcile_window_s=1.0, reconcile_poll_interval_s=0.05, rest_timeout_s=3.0,
-        reconnect_backoff_initial_s=0.05, reconnect_backoff_max_s=0.5,
-    )
-    values.update(overrides)
-    return Settings(**values)
-
 
 @pytest.fixture
 def make_server_app(sim, tmp_path):
@@ -97,6 +71,42 @@ def clean_pool():
         recorder_service.stop_websocket_keepalive_daemon()
         recorder_service.reset_pool()
         recorder_service.set_max_concurrent_connects(2)
+
+
+@pytest.fixture
+def probe():
+    return ConnectProbe()
+
+
+@pytest.fixture
+def logins_for(clean_pool, probe):
+    made = []
+
+    def _make(sim, settings=FAST) -> Logins:
+        logins = Logins(sim, probe, settings)
+        made.append(logins)
+        return logins
+
+    yield _make
+    rs.reset_pool()
+    for logins in made:
+        logins.close()
+
+
+@pytest.fixture
+def services(clean_pool):
+    made = []
+
+    def _make(settings):
+        svc = TradingService(settings, pool=rs.WebSocketPool())
+        made.append(svc)
+        svc.start()
+        assert svc.state == "ready", svc.start_error
+        return svc
+
+    yield _make
+    for svc in made:
+        svc.stop()
 
 
 @pytest.fixture

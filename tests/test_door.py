@@ -20,10 +20,9 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import SERVER_ADMIN_TOKEN as ADMIN
-from tests.conftest import SERVER_WEBHOOK_SECRET as SECRET
-from tests.test_gunicorn import REPO, _Reader, free_port, procfile_command
-from tests.test_server import wait_for
+from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
+from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
+from tests.helpers import REPO, LineReader, free_port, procfile_command, wait_for
 
 ATTACKER = "127.0.0.1"
 HONEST = "127.0.0.2"
@@ -69,7 +68,7 @@ class Gunicorn:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
         self.proc = subprocess.Popen(procfile_command(self.port), cwd=REPO, env=env, text=True,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limit)
-        self.out, self.err = _Reader(self.proc.stdout), _Reader(self.proc.stderr)
+        self.out, self.err = LineReader(self.proc.stdout), LineReader(self.proc.stderr)
 
         def ready():
             assert self.proc.poll() is None, f"gunicorn exited:\n{self.err.text()}"

@@ -3,64 +3,15 @@ the status JSON and the signal list, a redacted access log, and a clean SIGTERM.
 from __future__ import annotations
 
 import os
-import shlex
 import signal
-import socket
 import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import requests
 
-from tests.conftest import SERVER_ADMIN_TOKEN as ADMIN
-from tests.conftest import SERVER_WEBHOOK_SECRET as SECRET
-from tests.test_server import BUY, wait_for
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def procfile_command(port: int) -> list:
-    lines = [ln for ln in (REPO / "Procfile").read_text().splitlines() if ln.startswith("web:")]
-    assert len(lines) == 1, "the Procfile needs exactly one web: line"
-    command = lines[0][len("web:"):].strip()
-    args = shlex.split(command.replace("$PORT", str(port)).replace("${PORT}", str(port)))
-    # what the deploy needs, said explicitly on the command line
-    assert args[0] == "gunicorn"
-    assert "--preload" not in args
-    assert args[args.index("--workers") + 1] == "1"
-    assert args[args.index("--worker-class") + 1] == "phantom_scraper.door.worker.DoorWorker"  # gthread + door
-    assert int(args[args.index("--threads") + 1]) >= 8
-    assert args[args.index("--bind") + 1] == f"0.0.0.0:{port}"
-    args[args.index("--bind") + 1] = f"127.0.0.1:{port}"  # tests bind loopback only
-    args[0] = str(Path(sys.executable).parent / "gunicorn")
-    return args
-
-
-class _Reader:
-    """Collects a pipe's lines in a thread (so the child never blocks on a full pipe)."""
-
-    def __init__(self, stream):
-        self.lines = []
-        self._thread = threading.Thread(target=self._run, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _run(self, stream):
-        for line in iter(stream.readline, ""):
-            self.lines.append(line)
-
-    def text(self) -> str:
-        return "".join(self.lines)
-
-    def join(self, timeout):
-        self._thread.join(timeout)
+from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
+from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
+from tests.helpers import BUY, REPO, LineReader, free_port, procfile_command, wait_for
 
 
 def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
@@ -76,7 +27,7 @@ def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
     )
     proc = subprocess.Popen(procfile_command(port), cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = _Reader(proc.stdout), _Reader(proc.stderr)
+    out, err = LineReader(proc.stdout), LineReader(proc.stderr)
     try:
         def ready():
             assert proc.poll() is None, f"gunicorn exited:\n{err.text()}"

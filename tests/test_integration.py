@@ -21,9 +21,9 @@ from phantom_scraper.errors import (
 )
 from phantom_scraper.tradovate_integration import OrderResult, TradovateIntegration
 from phantom_scraper.tradovate_sim import Simulator
-from tests.conftest import SIM_TEST_CONFIG
+from tests.helpers import SIM_TEST_CONFIG
 from phantom_scraper.ws_client import ConnState
-from tests.test_ws_client import FreezableProxy, socket_threads
+from tests.helpers import FreezableProxy, assert_no_socket_threads, socket_threads
 
 FAST = Settings(
     heartbeat_interval_s=0.1,
@@ -71,10 +71,7 @@ def make_ti():
 @pytest.fixture(autouse=True)
 def no_socket_thread_left_behind():
     yield
-    deadline = time.monotonic() + 3
-    while socket_threads() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert socket_threads() == []
+    assert_no_socket_threads()
 
 
 def order_body(ti, qty=1, symbol=None):

@@ -15,8 +15,7 @@ import time
 import pytest
 
 from tests.pg_support import database_url, private_schema
-from tests.test_reliability_restarts import ServerProcess
-from tests.test_reliability_support import book_orders, intent_key, read_journal, settle
+from tests.helpers import ServerProcess, book_orders, intent_key, read_journal, settle
 
 LEASE_POLL_S = 0.2
 TAKEOVER_BOUND_S = 10.0  # lease poll + authenticate + socket + reconcile, on a loaded machine

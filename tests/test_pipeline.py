@@ -10,14 +10,12 @@ import threading
 import pytest
 
 import recorder_service as rs
-from phantom_scraper.config import Credentials
 from phantom_scraper.execution import reconcile_pending
 from phantom_scraper.errors import BrokerError
 from phantom_scraper.journal import Journal
-from phantom_scraper.service import TradingService
 from phantom_scraper.signals import AccountTarget, SymbolResolver
 from phantom_scraper.tradovate_sim import UserSpec
-from tests.test_pool import FAST, SIM_CFG, WAIT_S, logins_for, probe, run_signal, targets_of, wait_for  # noqa: F401
+from tests.helpers import FAST, SIM_CFG, WAIT_S, run_signal, service_settings, targets_of, wait_for
 
 
 @pytest.fixture
@@ -203,29 +201,6 @@ def test_reconcile_of_an_intent_never_sent_marks_it_rejected_and_does_not_send(m
 
 # ---------------------------------------------------------------------------------------------
 # Duplicates, through the service
-
-def service_settings(sim, tmp_path, **changes):
-    return FAST.replace(tradovate_env="sim", rest_url=sim.rest_url, ws_url=sim.ws_url,
-                        credentials=Credentials(username="demo", password="demo"),
-                        database_path=str(tmp_path / "journal.sqlite3"), webhook_secret="hook-secret",
-                        webhook_budget_s=WAIT_S, keepalive_interval_s=30.0, **changes)
-
-
-@pytest.fixture
-def services(clean_pool):
-    made = []
-
-    def _make(settings):
-        svc = TradingService(settings, pool=rs.WebSocketPool())
-        made.append(svc)
-        svc.start()
-        assert svc.state == "ready", svc.start_error
-        return svc
-
-    yield _make
-    for svc in made:
-        svc.stop()
-
 
 def test_duplicate_signal_places_nothing_also_after_a_restart(make_multi_sim, services, tmp_path):
     sim = make_multi_sim([UserSpec()], **SIM_CFG)

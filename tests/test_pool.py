@@ -7,156 +7,16 @@ gates, never with sleeps.  Time constants are scaled down (``FAST``).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
-import time
 
 import pytest
 
 import recorder_service as rs
-from phantom_scraper.config import Credentials, Settings
 from phantom_scraper.errors import TradovateError
-from phantom_scraper.signals import AccountTarget, SymbolResolver, parse_signal
-from phantom_scraper.tradovate_integration import TradovateIntegration
+from phantom_scraper.signals import SymbolResolver
 from phantom_scraper.tradovate_sim import UserSpec
-
-FAST = Settings(
-    heartbeat_interval_s=0.2,
-    ws_connect_timeout_s=5.0,
-    ws_idle_probe_after_s=2.0,
-    ws_probe_timeout_s=2.0,
-    order_ack_timeout_s=3.0,
-    reconcile_window_s=1.0,
-    reconcile_poll_interval_s=0.05,
-    rest_timeout_s=5.0,
-    penalty_max_wait_s=2.0,
-    reconnect_backoff_initial_s=0.05,
-    reconnect_backoff_max_s=0.5,
-    keepalive_interval_s=0.2,
-)
-SIM_CFG = dict(ws_idle_timeout_s=5.0)  # generous: a loaded CI box must not drop idle sockets
-WAIT_S = 20.0  # generous upper bound for any event in these tests (never reached when passing)
-
-
-def wait_for(predicate, timeout_s: float = WAIT_S, what: str = "condition"):
-    """Poll ``predicate`` until true (for state with no event to wait on)."""
-    deadline = time.monotonic() + timeout_s
-    pause = threading.Event()
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        pause.wait(0.01)
-
-
-class ConnectProbe:
-    """Counts ``open_websocket`` calls and the most that were ever in progress at once.
-
-    ``gate(ti)`` makes that login's connects block until the returned Event is set.
-    """
-
-    def __init__(self):
-        self._lock = threading.Lock()  # serialises the counters below
-        self.count = 0
-        self.in_progress = 0
-        self.max_in_progress = 0
-        self.entered = threading.Event()
-        self._gates = {}
-
-    def wrap(self, ti):
-        original = ti.open_websocket
-
-        def open_websocket(*args, **kwargs):
-            with self._lock:
-                self.count += 1
-                self.in_progress += 1
-                self.max_in_progress = max(self.max_in_progress, self.in_progress)
-            try:
-                gate = self._gates.get(id(ti))
-                if gate is not None:
-                    self.entered.set()
-                    assert gate.wait(WAIT_S), "gate never released"
-                return original(*args, **kwargs)
-            finally:
-                with self._lock:
-                    self.in_progress -= 1
-
-        ti.open_websocket = open_websocket
-        return ti
-
-    def gate(self, ti) -> threading.Event:
-        event = threading.Event()
-        self._gates[id(ti)] = event
-        return event
-
-    def reset(self):
-        with self._lock:
-            self.count = 0
-            self.max_in_progress = self.in_progress
-
-
-class Logins:
-    """Creates logged-in integrations registered with the pool; closes them afterwards."""
-
-    def __init__(self, sim, probe: ConnectProbe, settings: Settings = FAST):
-        self.sim, self.probe, self.settings = sim, probe, settings
-        self.made = []
-
-    def add(self, user: str = "demo", password: str = "demo", settings: Settings = None):
-        settings = settings or self.settings
-        ti = TradovateIntegration(Credentials(username=user, password=password), self.sim.rest_url,
-                                  self.sim.ws_url, is_demo=True, settings=settings)
-        self.made.append(ti)
-        self.probe.wrap(ti)
-        ti.authenticate()
-        accounts = ti.list_accounts()
-        conn = rs.register_login(ti, [a["id"] for a in accounts], is_demo=True, login_key=f"{user}@sim",
-                                 settings=settings)
-        return ti, conn, accounts
-
-    def close(self):
-        for ti in self.made:
-            ti.close()
-
-
-@pytest.fixture
-def probe():
-    return ConnectProbe()
-
-
-@pytest.fixture
-def logins_for(clean_pool, probe):
-    made = []
-
-    def _make(sim, settings: Settings = FAST) -> Logins:
-        logins = Logins(sim, probe, settings)
-        made.append(logins)
-        return logins
-
-    yield _make
-    rs.reset_pool()
-    for logins in made:
-        logins.close()
-
-
-def run_signal(journal, ti, targets, payload: dict, settings: Settings = FAST, recorder: str = "test",
-               contract=None):
-    """Record ``payload`` as a signal in ``journal`` and run it on ``targets``; (signal_id, outcomes)."""
-    signal = parse_signal(json.dumps(payload).encode())
-    contract = contract or SymbolResolver(ti).resolve(signal.symbol)
-    signal_id, duplicate, _ = journal.record_signal(recorder, signal.payload, signal.signal_id,
-                                                    json.dumps(payload, sort_keys=True), 0)
-    assert not duplicate
-    outcomes = rs.execute_trade_simple(signal, contract, targets, journal=journal, signal_id=signal_id,
-                                       settings=settings)
-    return signal_id, outcomes
-
-
-def targets_of(conn, accounts):
-    return [(AccountTarget(id=int(a["id"]), name=a["name"]), conn) for a in accounts]
+from tests.helpers import FAST, SIM_CFG, WAIT_S, run_signal, targets_of, wait_for
 
 
 def socket_threads_of(name_part: str):
@@ -413,6 +273,22 @@ def test_one_broken_login_does_not_stop_the_daemon_tending_the_others(make_multi
     rs.KeepAliveDaemon(interval_s=30.0).run_cycle()
     assert repaired.wait(WAIT_S)
     assert "keep-alive failed for broken" in caplog.text
+
+
+def test_a_pool_reset_ends_a_staggered_warm_up_at_once(make_multi_sim, logins_for):
+    """The warm-up's stagger waits on the connections' closed event: a reset (shutdown) ends it,
+    rather than the start-up thread sleeping out a stagger nobody can interrupt."""
+    users = [UserSpec(f"warm{i}", "pw", (f"WARM{i}",)) for i in range(3)]
+    sim = make_multi_sim(users, **SIM_CFG)
+    logins = logins_for(sim)
+    for u in users:
+        logins.add(u.name, "pw")
+    warming = threading.Thread(target=rs.warm_up, kwargs={"stagger_s": 3600.0}, name="test-warm-up", daemon=True)
+    warming.start()
+    wait_for(lambda: sim.ws_session_count() >= 1, what="the first login's connect")
+    rs.reset_pool()
+    warming.join(WAIT_S)
+    assert not warming.is_alive()
 
 
 def test_mass_drop_of_20_sockets_reconnects_two_at_a_time_staggered(make_multi_sim, logins_for, probe, caplog):

@@ -18,8 +18,7 @@ import pytest
 
 from phantom_scraper.journal import Journal
 from phantom_scraper.tradovate_sim import UserSpec
-from tests.test_pipeline import service_settings, services  # noqa: F401
-from tests.test_pool import SIM_CFG, WAIT_S, wait_for
+from tests.helpers import SIM_CFG, WAIT_S, service_settings, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -14,8 +14,8 @@ import pytest
 import recorder_service
 from phantom_scraper.errors import BrokerError
 from phantom_scraper.tradovate_sim import Simulator, UserSpec
-from tests.conftest import SERVER_WEBHOOK_SECRET, SIM_TEST_CONFIG
-from tests.test_reliability_support import (
+from tests.helpers import SERVER_WEBHOOK_SECRET, SIM_TEST_CONFIG
+from tests.helpers import (
     admin_headers,
     book_orders,
     check_invariant,
@@ -24,7 +24,7 @@ from tests.test_reliability_support import (
     settle,
     wait_signal_final,
 )
-from tests.test_ws_client import FreezableProxy
+from tests.helpers import FreezableProxy
 
 # keep-alive checks are requests too: a long interval keeps the "next request" faults aimed at the
 # order (the daemon is still woken at once when a socket closes).

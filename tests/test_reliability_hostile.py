@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 import recorder_service
 from phantom_scraper.tradovate_sim import Simulator
-from tests.conftest import SERVER_ADMIN_TOKEN, SERVER_WEBHOOK_SECRET, SIM_TEST_CONFIG, server_settings
-from tests.test_reliability_support import book_orders, settle, wait_signal_final
+from tests.helpers import SERVER_ADMIN_TOKEN, SERVER_WEBHOOK_SECRET, SIM_TEST_CONFIG, server_settings
+from tests.helpers import book_orders, settle, wait_signal_final
 
 SECRET = SERVER_WEBHOOK_SECRET
 MAX_BODY = 64 * 1024

@@ -18,7 +18,7 @@ import recorder_service
 from phantom_scraper.config import Credentials, Settings
 from phantom_scraper.tradovate_integration import TradovateIntegration
 from phantom_scraper.ws_client import ConnState
-from tests.test_reliability_support import fd_count, settle
+from tests.helpers import fd_count, settle
 
 CLIENT_CYCLES = 500
 POOL_CYCLES = 500
@@ -135,6 +135,6 @@ def test_pool_and_daemon_reconnect_cycles_leak_nothing(sim, make_server_app):
     assert end_threads <= baseline[0] + THREAD_SLACK
     assert end_fds <= baseline[1] + FD_SLACK
     # the pool still trades after all that
-    from tests.test_reliability_support import post_webhook
+    from tests.helpers import post_webhook
     status, body = post_webhook(app.test_client(), {"action": "buy", "ticker": "NQ1!", "quantity": 1, "id": "after"})
     assert status == 200 and body["status"] == "acked", body

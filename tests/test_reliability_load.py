@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from tests.conftest import SERVER_ADMIN_TOKEN, SERVER_WEBHOOK_SECRET
-from tests.test_reliability_support import book_orders, free_port, intent_key, read_journal, settle
+from tests.helpers import SERVER_ADMIN_TOKEN, SERVER_WEBHOOK_SECRET
+from tests.helpers import book_orders, free_port, intent_key, read_journal, settle
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIGNALS = 1000

@@ -9,91 +9,13 @@ running in the test process.
 """
 from __future__ import annotations
 
-import json
-import os
-import re
 import signal
-import subprocess
-import sys
-import tempfile
-import threading
 import time
 import urllib.error
-import urllib.request
 
 import pytest
 
-from tests.conftest import SERVER_ADMIN_TOKEN, SERVER_WEBHOOK_SECRET
-from tests.test_reliability_support import book_orders, read_journal, settle
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-START_TIMEOUT_S = 20.0
-
-
-class ServerProcess:
-    """``python ultra_simple_server.py`` on 127.0.0.1:<ephemeral>, output captured."""
-
-    def __init__(self, sim, db_path, **env):
-        self.env = dict(os.environ)
-        self.env.pop("DATABASE_URL", None)
-        if str(db_path).startswith("postgresql://"):  # the Postgres journal; SQLite's path unused
-            env.setdefault("DATABASE_URL", str(db_path))
-            db_path = os.path.join(tempfile.gettempdir(), "phantom-unused", "journal.sqlite3")
-        self.env.update({
-            "TRADOVATE_ENV": "sim", "TRADOVATE_REST_URL": sim.rest_url, "TRADOVATE_WS_URL": sim.ws_url,
-            "WEBHOOK_SECRET": SERVER_WEBHOOK_SECRET, "ADMIN_TOKEN": SERVER_ADMIN_TOKEN,
-            "DATABASE_PATH": str(db_path), "HOST": "127.0.0.1", "PORT": "0",
-            "WS_HEARTBEAT_INTERVAL_S": "0.2", "KEEPALIVE_INTERVAL_S": "30", "TRADOVATE_ACCOUNTS": "DEMO0001",
-            "WEBHOOK_BUDGET_S": "0.5", "RECONCILE_WINDOW_S": "0.5", "LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        })
-        self.env.update({k: str(v) for k, v in env.items()})
-        self.proc = None
-        self.base = None
-        self.lines = []
-        self._url_seen = threading.Event()
-
-    def start(self) -> "ServerProcess":
-        self.proc = subprocess.Popen([sys.executable, "ultra_simple_server.py"], cwd=ROOT, env=self.env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._pump, daemon=True).start()
-        if not self._url_seen.wait(START_TIMEOUT_S):
-            self.kill()
-            raise AssertionError("server did not start:\n" + "\n".join(self.lines[-40:]))
-        return self
-
-    def _pump(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            m = re.search(r"status page : (http://127\.0\.0\.1:\d+)/", line)
-            if m:
-                self.base = m.group(1)
-                self._url_seen.set()
-
-    def post(self, path, payload, timeout=5.0):
-        req = urllib.request.Request(self.base + path, data=json.dumps(payload).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"{}")
-
-    def get(self, path, timeout=5.0):
-        req = urllib.request.Request(self.base + path, headers={"Authorization": f"Bearer {SERVER_ADMIN_TOKEN}"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read())
-
-    def webhook(self, payload, timeout=5.0):
-        return self.post(f"/webhook/{SERVER_WEBHOOK_SECRET}", payload, timeout)
-
-    def kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def log(self) -> str:
-        return "\n".join(self.lines)
+from tests.helpers import ServerProcess, book_orders, read_journal, settle
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 import recorder_service
 from phantom_scraper.tradovate_sim import Simulator
-from tests.conftest import SIM_TEST_CONFIG, server_settings
-from tests.test_reliability_support import (
+from tests.helpers import SIM_TEST_CONFIG, server_settings
+from tests.helpers import (
     FINAL_SIGNAL_STATES,
     assert_at_most_one,
     check_invariant,

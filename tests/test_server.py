@@ -10,36 +10,9 @@ import time
 
 import pytest
 
-from tests.conftest import SERVER_ADMIN_TOKEN as ADMIN
-from tests.conftest import SERVER_WEBHOOK_SECRET as SECRET
-
-BUY = '{"action":"buy","ticker":"MNQ1!","quantity":1}'
-ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN}"}
-
-
-def wait_for(predicate, timeout_s=5.0, interval_s=0.02):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(interval_s)
-
-
-def ws_ready(app):
-    """Wait until every pooled connection has an open socket (warm-up runs in the background)."""
-    def ok():
-        conns = app.test_client().get("/api/websocket-status").get_json()["connection_pool"]["connections"]
-        return conns and all(c["ws_connected"] for c in conns.values())
-    wait_for(ok)
-
-
-def post(client, body, token=SECRET, content_type="application/json", **kw):
-    path = f"/webhook/{token}" if token is not None else "/webhook"
-    return client.post(path, data=body, content_type=content_type, **kw)
-
+from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
+from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
+from tests.helpers import ADMIN_HEADERS, BUY, post, wait_for, ws_ready
 
 @pytest.fixture
 def app(make_server_app):
@@ -275,7 +248,7 @@ def test_nothing_to_do_is_200_skipped(client, sim):
 
 def test_broker_rejection_is_200_with_the_reason(tmp_path):
     from phantom_scraper.tradovate_sim import SimConfig, Simulator, UserSpec
-    from tests.conftest import SIM_TEST_CONFIG, server_settings
+    from tests.helpers import SIM_TEST_CONFIG, server_settings
     from ultra_simple_server import create_app
 
     config = SimConfig(**{**SIM_TEST_CONFIG.__dict__, "risk_reject_async": False,

@@ -19,10 +19,10 @@ import requests
 from phantom_scraper import redact
 from phantom_scraper.config import Credentials
 from phantom_scraper.tradovate_sim import SimConfig, Simulator, UserSpec
-from tests.conftest import SERVER_ADMIN_TOKEN as ADMIN
-from tests.conftest import SERVER_WEBHOOK_SECRET as SECRET
-from tests.conftest import SIM_TEST_CONFIG, server_settings
-from tests.test_server import BUY, wait_for, ws_ready
+from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
+from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
+from tests.helpers import SIM_TEST_CONFIG, server_settings
+from tests.helpers import BUY, wait_for, ws_ready
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -141,10 +141,10 @@ def _run_server(tmp_path, **env_extra):
 def test_run_directly_without_env_places_a_paper_trade_with_the_printed_curl(tmp_path):
     proc = _run_server(tmp_path)
     try:
-        from tests.test_gunicorn import _Reader
+        from tests.helpers import LineReader
 
-        reader = _Reader(proc.stdout)  # never block on readline: a hung start fails at the deadline
-        errors = _Reader(proc.stderr)  # the log: drained so the server never blocks on a full pipe
+        reader = LineReader(proc.stdout)  # never block on readline: a hung start fails at the deadline
+        errors = LineReader(proc.stderr)  # the log: drained so the server never blocks on a full pipe
 
         def curl_line():
             return next((ln.strip() for ln in list(reader.lines) if ln.strip().startswith("curl ")), None)

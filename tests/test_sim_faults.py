@@ -14,7 +14,7 @@ from websockets.sync.client import connect
 
 from phantom_scraper.tradovate_sim import SimConfig, Simulator
 
-from .test_sim_ws import assert_closed_within, next_message, open_ws, order, request, token_of
+from tests.helpers import assert_closed_within, next_message, open_ws, order, request, token_of
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -10,58 +10,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from phantom_scraper.tradovate_sim import RETAIL_SYNC_ENTITY_TYPES, SimConfig, Simulator
-
-
-def token_of(sim):
-    return requests.post(f"{sim.rest_url}/auth/accesstokenrequest",
-                         json={"name": "demo", "password": "demo"}, timeout=5).json()["accessToken"]
-
-
-def frames(ws, timeout=1.0):
-    """Decode one server frame: ('o'|'h', None) or ('a', [messages])."""
-    raw = ws.recv(timeout=timeout)
-    return (raw[0], json.loads(raw[1:]) if raw[0] == "a" else None)
-
-
-def open_ws(sim, token=None, authorize=True):
-    # A sync client blocks its reader on an unread frame, so a close would wait the full
-    # close_timeout for the handshake: keep it short.
-    ws = connect(sim.ws_url, open_timeout=5, close_timeout=0.2)
-    assert ws.recv(timeout=2) == "o"
-    if authorize:
-        ws.send(f"authorize\n0\n\n{token or token_of(sim)}")
-        assert next_message(ws) == {"s": 200, "i": 0}
-    return ws
-
-
-def next_message(ws, pred=lambda m: True, timeout=2.0):
-    """The next message (response or event) matching ``pred``; 'h' frames are skipped."""
-    deadline = time.monotonic() + timeout
-    while True:
-        kind, body = frames(ws, timeout=max(0.01, deadline - time.monotonic()))
-        for message in body or []:
-            if pred(message):
-                return message
-
-
-def request(ws, endpoint, i, query="", body=""):
-    ws.send(f"{endpoint}\n{i}\n{query}\n{body if isinstance(body, str) else json.dumps(body)}")
-    return next_message(ws, lambda m: m.get("i") == i and "e" not in m)
-
-
-def assert_closed_within(ws, seconds):
-    start = time.monotonic()
-    with pytest.raises(ConnectionClosed):
-        while time.monotonic() - start < seconds + 1.0:
-            ws.recv(timeout=seconds + 1.0)
-    return time.monotonic() - start
-
-
-def order(acct="DEMO0001", **extra):
-    body = {"accountSpec": acct, "action": "Buy", "symbol": "NQZ6", "orderQty": 1,
-            "orderType": "Market", "isAutomated": True}
-    body.update(extra)
-    return body
+from tests.helpers import assert_closed_within, frames, next_message, open_ws, order, request, token_of
 
 
 # ---- framing and authorize --------------------------------------------------------------------

@@ -11,9 +11,9 @@ import subprocess
 import pytest
 
 from phantom_scraper.status_page import render
-from tests.conftest import SERVER_ADMIN_TOKEN as ADMIN
-from tests.conftest import SERVER_WEBHOOK_SECRET as SECRET
-from tests.test_server import BUY, post, ws_ready
+from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
+from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
+from tests.helpers import BUY, post, ws_ready
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 

@@ -37,3 +37,65 @@ def test_nothing_under_phantom_scraper_imports_a_top_level_module():
             if name.split(".")[0] in TOP_LEVEL_MODULES:
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert offenders == []
+
+
+def test_no_test_module_imports_another_test_module():
+    """Shared helpers live in tests/helpers.py (fixtures in tests/conftest.py): no module under
+    tests/ imports a test module (``test_*``) or conftest."""
+    offenders = []
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for name in imported_modules(path):
+            parts = name.split(".")
+            module = parts[1] if parts[0] == "tests" and len(parts) > 1 else parts[0]
+            if module.startswith("test_") or module == "conftest":
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert offenders == [], "move what is shared to tests/helpers.py"
+
+
+def test_every_module_docs_design_names_exists():
+    """docs/DESIGN.md matches the code: every file, folder and dotted name it mentions is there."""
+    import importlib
+    import re
+
+    text = (ROOT / "docs" / "DESIGN.md").read_text(encoding="utf-8")
+    missing = []
+    for path in sorted(set(re.findall(r"[\w./]*\w\.py\b", text))):
+        found = (ROOT / path).is_file() if "/" in path else any(ROOT.rglob(path))
+        if not found:
+            missing.append(path)
+    for folder in sorted(set(re.findall(r"\b((?:phantom_scraper|tests|bench)/[\w/]*)/(?![\w.])", text))):
+        if not (ROOT / folder).is_dir():
+            missing.append(folder + "/")
+    for dotted in sorted(set(re.findall(r"\b(?:phantom_scraper|recorder_service|ultra_simple_server)(?:\.(?!py\b)\w+)*", text))):
+        parts = dotted.split(".")
+        for cut in range(len(parts), 0, -1):  # the longest importable prefix, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr, None)
+                if obj is None:
+                    missing.append(dotted)
+                    break
+            break
+        else:
+            missing.append(dotted)
+    assert missing == []
+
+
+def test_the_code_points_only_at_docs_in_the_repository():
+    """Protocol facts and lessons live in docs/ (TRADOVATE.md, LESSONS.md); the code cites those,
+    never a file outside the repository."""
+    import re
+
+    cited = re.compile(r"\bPROTOCOL\b|(?<!docs/)LESSONS\.md|PROTOCOL\.md")
+    offenders = []
+    for path in sorted(ROOT.glob("*.py")) + sorted((ROOT / "phantom_scraper").rglob("*.py")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if cited.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert offenders == [], "cite docs/TRADOVATE.md or docs/LESSONS.md"
+    for doc in re.findall(r"docs/(\w+\.md)", "\n".join(p.read_text(encoding="utf-8") for p in
+                                                      sorted((ROOT / "phantom_scraper").rglob("*.py")))):
+        assert (ROOT / "docs" / doc).is_file(), doc

@@ -19,6 +19,7 @@ from phantom_scraper.errors import (
 )
 from phantom_scraper.redact import redact
 from phantom_scraper.ws_client import ConnState, TradovateWebSocket
+from tests.helpers import FreezableProxy, assert_no_socket_threads, socket_threads
 
 TOKEN = "tok-secret-123"
 
@@ -114,69 +115,6 @@ class FakeServer:
                 hb.cancel()
 
 
-class FreezableProxy:
-    """TCP proxy on 127.0.0.1; ``freeze()`` silently drops every byte in both directions."""
-
-    def __init__(self, target_port):
-        self.target_port = target_port
-        self.frozen = False
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="fake-proxy", daemon=True)
-
-    def start(self):
-        self.thread.start()
-        self.server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._client, "127.0.0.1", 0), self.loop
-        ).result(5)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    def freeze(self):
-        self.frozen = True
-
-    async def _pipe(self, reader, writer):
-        try:
-            while True:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                if not self.frozen:
-                    writer.write(data)
-                    await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-
-    async def _client(self, reader, writer):
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        try:
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-        finally:
-            writer.close()
-            up_writer.close()
-
-    def stop(self):
-        if not self.thread.is_alive():
-            return
-
-        async def _stop():
-            self.server.close()
-            current = asyncio.current_task()
-            tasks = [t for t in asyncio.all_tasks() if t is not current]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(5)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-
-
-def socket_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("tradovate-ws-")]
-
-
 @pytest.fixture
 def server():
     srv = FakeServer().start()
@@ -187,10 +125,7 @@ def server():
 @pytest.fixture(autouse=True)
 def no_thread_left_behind():
     yield
-    deadline = time.monotonic() + 2
-    while socket_threads() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert socket_threads() == []
+    assert_no_socket_threads()
 
 
 def make(url, token=TOKEN, **kw):

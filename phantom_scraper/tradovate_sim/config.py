@@ -1,6 +1,6 @@
-"""Simulator configuration: users, accounts and every behaviour PROTOCOL.md lists as uncertain.
+"""Simulator configuration: users, accounts and every behaviour docs/TRADOVATE.md lists as uncertain.
 
-Defaults follow the strictest reading of PROTOCOL.md ("Uncertain" list); each such item is a field
+Defaults follow the strictest reading of docs/TRADOVATE.md ("Uncertain" list); each such item is a field
 here so a test can select the other reading.  Time constants carry their unit in their name.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ class UserSpec:
                    accounts=tuple(f"{prefix}{i:04d}" for i in range(1, count + 1)))
 
 
-# Every entityType of Tradovate's SyncMessage schema (PROTOCOL §3.6).
+# Every entityType of Tradovate's SyncMessage schema (docs/TRADOVATE.md, "WebSocket").
 ALL_SYNC_ENTITY_TYPES = ("user", "userProperty", "property", "account", "accountRiskStatus", "marginSnapshot",
                          "userAccountAutoLiq", "cashBalance", "currency", "position", "fillPair", "order",
                          "contract", "contractMaturity", "product", "exchange", "spreadDefinition", "command",
@@ -52,20 +52,20 @@ class SimConfig:
     users: Tuple[UserSpec, ...] = (UserSpec(),)
     today: Optional[dt.date] = None  # contract maturities are generated relative to this (None: today, UTC)
 
-    # Tokens (PROTOCOL §2.3; Uncertain 1: 80 vs 90 min -> 80 min)
+    # Tokens (docs/TRADOVATE.md "Tokens"; Uncertain 1: 80 vs 90 min -> 80 min)
     token_lifetime_s: float = 4800.0
     max_sessions_per_user: int = 0  # >0: the old "2 sessions" rule, a new login revokes the oldest token
     renew_revokes_old_token: bool = False
     close_ws_on_token_expiry: bool = True  # Uncertain 2: socket lives only for its token's lifetime
     bad_credentials_status: int = 200  # Uncertain 8: 200 + errorText (samples); 401 = conformance page
 
-    # WebSocket (PROTOCOL §3; Uncertain 3-6)
+    # WebSocket (docs/TRADOVATE.md "WebSocket"; Uncertain 3-6)
     authorize_timeout_s: float = 5.0  # close a socket not authorized this long after 'o'
     ws_idle_timeout_s: float = 10.0  # close a socket with no client text frame (incl. []) for this long
     server_heartbeat_interval_s: float = 2.5  # 'h' when nothing else was sent for this long
     drop_mode: str = "abort"  # how idle/auth/expiry closes happen: "abort" (TCP drop, 1006) or "close" (1000)
     accept_quoted_token: bool = True  # Uncertain 6: accept '"<token>"' in authorize as well as the raw token
-    max_ws_per_user: int = 50  # past this the OLDEST socket is closed and its token revoked (§7)
+    max_ws_per_user: int = 50  # past this the OLDEST socket is closed and its token revoked ("Connection limits")
     ws_max_message_bytes: int = 16 * 1024 * 1024
     # Uncertain 11: entityTypes omitted -> everything (the official examples' reading); () selects the
     # Partner docs' strict reading (an empty subscription).

@@ -108,7 +108,7 @@ class Exchange(OrderMixin):
 
     def _reset_trading(self) -> None:
         """(Re)create the trading state; caller holds the lock or is the constructor."""
-        self._ids = itertools.count(100_001)  # one sequence for every entity type (PROTOCOL §4.9)
+        self._ids = itertools.count(100_001)  # one sequence for every entity type (docs/TRADOVATE.md, "Order events")
         self._prices: Dict[int, float] = {c.id: c.initial_price for c in self.catalog.contracts.values()}
         self._entities: Dict[str, Dict[int, dict]] = {t: {} for t in ENTITY_TYPES if t != "account"}
         self._owner: Dict[int, int] = {}  # entity id -> account id

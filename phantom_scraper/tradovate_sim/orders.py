@@ -1,7 +1,7 @@
 """Order engine (mixin of :class:`.exchange.Exchange`): place, OSO, cancel, modify, liquidate, fills.
 
 Every ``*_locked`` method runs with ``self._lock`` held and appends the resulting events to ``ev``;
-the public methods publish ``ev`` after releasing the lock.  Responses follow PROTOCOL §4:
+the public methods publish ``ev`` after releasing the lock.  Responses follow docs/TRADOVATE.md "Orders":
 ``{orderId}`` / ``{commandId}`` on success, ``{failureReason, failureText}`` or ``{violations}`` otherwise.
 """
 from __future__ import annotations
