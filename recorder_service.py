@@ -623,9 +623,6 @@ class WebSocketPool:
                        settings) -> PooledConnection:
         return register_login(integration, subaccount_ids, is_demo=is_demo, login_key=login_key, settings=settings)
 
-    def connection_for(self, account_id: int) -> Optional[PooledConnection]:
-        return connection_for(account_id)
-
     def warm_up(self) -> None:
         warm_up()
 

@@ -40,9 +40,6 @@ class ConnectionPool(Protocol):
                        login_key: str, settings) -> Connection:
         """Map the sub-accounts to the login's shared connection (created if new).  No I/O."""
 
-    def connection_for(self, account_id: int) -> Optional[Connection]:
-        """The connection an account's orders use, or None if it is not registered."""
-
     def warm_up(self) -> None:
         """Start every login's connect in the background (staggered)."""
 

@@ -110,6 +110,15 @@ def services(clean_pool):
 
 
 @pytest.fixture
+def servers():
+    """A list to append ``helpers.ServerProcess``es to; each is killed after the test."""
+    made = []
+    yield made
+    for srv in made:
+        srv.kill()
+
+
+@pytest.fixture
 def make_multi_sim():
     """``make_multi_sim(users, **cfg)``: a simulator with the given ``UserSpec``s, stopped after."""
     sims = []

@@ -14,22 +14,11 @@ from phantom_scraper.journal import Journal
 from phantom_scraper.signals import AccountTarget, SymbolResolver, parse_signal
 from phantom_scraper.signals.symbols import parse_symbol
 from phantom_scraper.tradovate_integration import TradovateIntegration
+from tests.helpers import WAIT_S, wait_for
 
 FAST = Settings(heartbeat_interval_s=0.2, ws_connect_timeout_s=5.0, order_ack_timeout_s=3.0,
                 reconcile_window_s=2.0, reconcile_poll_interval_s=0.05, rest_timeout_s=5.0,
                 reconnect_backoff_initial_s=0.05, reconnect_backoff_max_s=0.5, keepalive_interval_s=0.2)
-WAIT_S = 20.0
-
-
-def settle(predicate, timeout_s: float = WAIT_S, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class Desk:
@@ -102,7 +91,7 @@ class Desk:
                 last[0], stable_since[0] = snap, now
                 return False
             return not snap[3] and now - stable_since[0] >= hold_s
-        settle(still, what="a quiet broker")
+        wait_for(still, what="a quiet broker")
 
     # ------------------------------------------------------------------ the broker's truth
     def contract_id(self, symbol: str = "NQZ6") -> int:

@@ -27,14 +27,6 @@ def pg_url():
         yield url
 
 
-@pytest.fixture
-def servers():
-    made = []
-    yield made
-    for srv in made:
-        srv.kill()
-
-
 def _role(srv):
     _status, body = srv.get("/api/websocket-status")
     return (body.get("coordinator") or {}).get("role")

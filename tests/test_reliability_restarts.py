@@ -13,17 +13,7 @@ import signal
 import time
 import urllib.error
 
-import pytest
-
 from tests.helpers import ServerProcess, book_orders, read_journal, settle
-
-
-@pytest.fixture
-def servers():
-    made = []
-    yield made
-    for srv in made:
-        srv.kill()
 
 
 def _intents_for(db_path, signal_id):
