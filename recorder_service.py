@@ -33,6 +33,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional
 
+from phantom_scraper import events
 from phantom_scraper import execution
 from phantom_scraper.broker_state import BrokerState
 from phantom_scraper.errors import TradovateError
@@ -223,6 +224,7 @@ class PooledConnection:
             if client is not None:
                 client.close()
             logger.warning("WebSocket connect failed for %s: %s", self.login_key, _describe(error))
+            events.emit("socket_down", login=self.login_key, reason=self.last_error)
             fut.set_exception(error)
             return
         client.add_close_listener(self._on_client_closed)
@@ -233,6 +235,7 @@ class PooledConnection:
         else:
             logger.info("WebSocket connected for %s", self.login_key)
         fut.set_result(client)
+        events.emit("socket_up", login=self.login_key, reconnect=reconnect)
         callback = self.on_reconnected
         if reconnect and callback is not None:
             try:
@@ -262,11 +265,13 @@ class PooledConnection:
         if current:
             logger.warning("WebSocket closed for %s (%s); the keep-alive daemon will reconnect",
                            self.login_key, client.close_reason)
+            events.emit("socket_down", login=self.login_key, reason=client.close_reason)
             if self.on_dropped is not None:
                 self.on_dropped()
 
     def _on_token_renewed(self, _new_token: str) -> None:
         """Token listener: authorize a replacement socket in the background, then swap."""
+        events.emit("token_renewed", login=self.login_key)
         if self.closed:
             return
         with self._lock:

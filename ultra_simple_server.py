@@ -24,6 +24,9 @@ from flask import Flask, Response, jsonify, request
 
 import recorder_service
 from phantom_scraper import redact
+from phantom_scraper.account_view import AccountView
+from phantom_scraper.admin_auth import AdminGate, FailureLimiter, admin_required
+from phantom_scraper.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
 from phantom_scraper.config import ConfigError, Settings
 from phantom_scraper.door.policy import SourcePolicy
 from phantom_scraper.service import ServiceUnavailable, TradingService, WebhookResult
@@ -41,6 +44,9 @@ class Runtime:
         self.settings = settings
         self.service = service
         self.simulator = None
+        self.notifier = None  # phantom_scraper.notify.Notifier when NOTIFY_URLS is set
+        self.metrics = None  # phantom_scraper.metrics.Metrics (create_app sets it)
+        self.account_view = AccountView(ttl_s=settings.status_cache_s)  # the status page's broker reads
         self._boot_lock = threading.Lock()  # serialises the one-time boot
         self._booted = False
 
@@ -57,6 +63,15 @@ class Runtime:
             logger.info("Embedded Tradovate simulator (paper trading) at %s", self.simulator.rest_url)
             self.settings = self.settings.replace(rest_url=self.simulator.rest_url, ws_url=self.simulator.ws_url)
             self.service.settings = self.settings
+        if self.metrics is not None:
+            self.metrics.start()
+        if self.settings.notify_urls:
+            from phantom_scraper.notify import Notifier
+
+            s = self.settings
+            self.notifier = Notifier(s.notify_urls, s.notify_events, disconnect_after_s=s.notify_disconnect_after_s,
+                                     coalesce_s=s.notify_coalesce_s, min_interval_s=s.notify_min_interval_s,
+                                     send_timeout_s=s.rest_timeout_s).start()
         if wait:
             self.service.start()
         else:
@@ -64,6 +79,17 @@ class Runtime:
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         self.service.stop(timeout_s)
+        if self.notifier is not None:
+            self.notifier.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
+
+    def unknown_open(self) -> Optional[int]:
+        """Order intents in 'unknown' (need a person's attention), or None without a journal."""
+        journal = self.service.journal
+        if journal is None:
+            return None
+        return sum(1 for intent in journal.pending_intents() if intent["state"] == "unknown")
         if self.simulator is not None:
             self.simulator.stop()
 
@@ -137,6 +163,8 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False
     runtime = Runtime(settings, TradingService(settings, pool=recorder_service.WebSocketPool()))
+    runtime.metrics = Metrics(status=lambda: runtime.service.status(), unknown_open=runtime.unknown_open,
+                              notifier_status=lambda: runtime.notifier.status() if runtime.notifier else None)
     app.extensions["runtime"] = runtime
 
     @app.before_request
@@ -208,6 +236,11 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
             return None, error(415, "unsupported_media_type", "the body is not UTF-8 text")
         return raw, None
 
+    app.extensions["admin_gate"] = AdminGate(
+        settings.admin_token, sim_open=settings.tradovate_env == "sim" and settings.status_open_in_sim,
+        limiter=FailureLimiter(settings.admin_max_failures, settings.admin_failure_window_s),
+        client_ip=client_ip, error=error)
+
     def source_refused() -> Optional[Response]:
         # Under gunicorn the door (phantom_scraper/door) refuses these before a thread; this is the
         # check for `python ultra_simple_server.py` and defence in depth.
@@ -253,42 +286,54 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
 
     # -- status and admin ----------------------------------------------------------------------------
     @app.get("/api/websocket-status")
+    @admin_required(open_in_sim=True)
     def websocket_status():
         body = redact.scrub_values(service().status())  # defence in depth: it never holds one
         return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
 
-    def admin_ok() -> bool:
-        import hmac
-
-        expected = settings.admin_token
-        given = request.headers.get("X-Admin-Token") or ""
-        auth = request.headers.get("Authorization", "")
-        if auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
-
     @app.post("/api/manual-trade")
+    @admin_required
     def manual_trade():
-        if not settings.admin_token:
-            return error(403, "admin_disabled", "set ADMIN_TOKEN to enable manual trades")
-        if not admin_ok():
-            return error(401, "unauthorized", "missing or wrong admin token")
         raw, err = read_body()
         if err is not None:
             return err
         return as_response(service().manual_trade(raw))
 
     @app.get("/api/signals")
+    @admin_required
     def api_signals():
-        if not settings.admin_token:
-            return error(403, "admin_disabled", "set ADMIN_TOKEN to enable this route")
-        if not admin_ok():
-            return error(401, "unauthorized", "missing or wrong admin token")
         limit = min(max(request.args.get("limit", 50, type=int) or 50, 1), 500)
         journal = service().journal
         signals = journal.recent_signals(limit) if journal is not None else []
         body = {"success": True, "signals": signals}
         return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
+
+    @app.get("/api/history")
+    @admin_required
+    def api_history():
+        from phantom_scraper.history import to_csv
+        from phantom_scraper.history_source import gather, parse_time
+
+        try:
+            start = parse_time(request.args.get("from"))
+            end = parse_time(request.args.get("to"), end_of_day=True)
+        except ValueError as exc:
+            return error(400, "invalid_parameter", str(exc))
+        fmt = (request.args.get("format") or "json").lower()
+        if fmt not in ("json", "csv"):
+            return error(400, "invalid_parameter", "format must be json or csv")
+        data = gather(service(), start, end, request.args.get("account") or None)
+        if fmt == "csv":
+            view = "signals" if request.args.get("view") == "signals" else "days"
+            return Response(to_csv(data, view), mimetype="text/csv",
+                            headers={"Content-Disposition": f"attachment; filename=history-{view}.csv"})
+        body = redact.scrub_values({"success": True, **data})
+        return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
+
+    @app.get("/metrics")
+    @admin_required
+    def metrics():
+        return Response(runtime.metrics.render(), mimetype=None, content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/health")
     def health():
@@ -298,13 +343,17 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
                                   mimetype="application/json")
 
     @app.get("/")
+    @admin_required(open_in_sim=True)
     def status_page():
         from phantom_scraper.status_page import render
 
         svc = service()
         journal = svc.journal
-        recent = journal.recent_signals(20) if journal is not None and svc.state == "ready" else []
-        return Response(render(redact.scrub_values(svc.status()), redact.scrub_values(recent)), mimetype="text/html")
+        ready = journal is not None and svc.state == "ready"
+        recent = journal.recent_signals(20) if ready else []
+        view = runtime.account_view.get(svc, dict(runtime.metrics.locks)) if ready else {}
+        return Response(render(redact.scrub_values(svc.status()), redact.scrub_values(recent), redact.scrub_values(view)),
+                        mimetype="text/html")
 
     return app
 

@@ -140,10 +140,34 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("GRACEFUL_TIMEOUT_S", "graceful_timeout_s", _int, "gunicorn's graceful_timeout"),
     Variable("SHUTDOWN_TIMEOUT_S", "shutdown_timeout_s", _float, "longest wait for signals in flight at a stop"),
     Variable("ACCESS_LOG", "access_log", _bool, "0 turns gunicorn's access log off"),
+    Variable("STATUS_OPEN_IN_SIM", "status_open_in_sim", _bool,
+             "sim: / and /api/websocket-status open to 127.0.0.1 without the admin token"),
+    Variable("NOTIFY_URLS", "notify_urls", lambda env, name, default: _notify_urls(env.get(name)) or default,
+             "Apprise URLs to notify (space/comma separated)"),
+    Variable("NOTIFY_EVENTS", "notify_events", lambda env, name, default: _notify_events(env.get(name)),
+             "which events to notify (comma list)"),
+    Variable("NOTIFY_DISCONNECT_AFTER_S", "notify_disconnect_after_s", _float,
+             "a socket down this long is notified"),
+    Variable("NOTIFY_MIN_INTERVAL_S", "notify_min_interval_s", _float, "at most one message per destination this often"),
     Variable("TRADOVATE_SIM_TODAY", None, _str, "pins the simulator's calendar (read by the simulator)"),
     # Set by hosting platforms; storage_check.py reads them to warn about a disk a redeploy wipes.
     *(Variable(name, None, _str, f"set by {platform}") for name, platform in PLATFORM_VARS),
 )
+
+
+def _notify_urls(raw: Optional[str]) -> Tuple[str, ...]:
+    from .notify import split_urls
+
+    return split_urls(raw or "")
+
+
+def _notify_events(raw: Optional[str]) -> Tuple[str, ...]:
+    from .notify import parse_events
+
+    try:
+        return parse_events(raw)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -232,6 +256,19 @@ class Settings:
     graceful_timeout_s: int = 15
     shutdown_timeout_s: float = 10.0
     access_log: bool = True
+
+    # Admin and status routes (phantom_scraper/admin_auth.py)
+    status_open_in_sim: bool = True  # sim mode: / and the status JSON open to 127.0.0.1
+    admin_max_failures: int = 10  # wrong admin credentials per source address within the window
+    admin_failure_window_s: float = 300.0
+    status_cache_s: float = 3.0  # the status page reads positions/orders/fills at most this often
+
+    # Notifications (phantom_scraper/notify.py); the URLs hold bot tokens/passwords
+    notify_urls: Tuple[str, ...] = field(default=(), repr=False)
+    notify_events: Tuple[str, ...] = ("rejected", "unknown", "duplicate", "disconnected", "auth", "risk", "startup")
+    notify_disconnect_after_s: float = 60.0
+    notify_coalesce_s: float = 2.0  # lines within this of the first go out as one message
+    notify_min_interval_s: float = 10.0  # per destination
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)

@@ -29,7 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional
 
-from . import exit_legs
+from . import events, exit_legs
 from .account_lanes import AccountLanes, cancel_all
 from .errors import AuthError, BrokerError, NotSentError, OrderRejectedError, OutcomeUnknownError, TradovateError
 from .journal import JournalError, make_cl_ord_id
@@ -436,6 +436,7 @@ def find_order_id(ti, cl_ord_id: str, kind: str = "placeorder") -> Optional[int]
                   if isinstance(c, dict) and c.get(key) == cl_ord_id and c.get("orderId") is not None})
     if len(ids) > 1:
         logger.error("DUPLICATE: %s=%s matches orders %s", key, cl_ord_id, ids)
+        events.emit("duplicate", cl_ord_id=cl_ord_id, order_ids=ids)
     return ids[0] if ids else None
 
 
@@ -462,6 +463,7 @@ def settle_unknown(journal, integration_for_account: Callable[[int], object]) ->
             journal.set_intent_state(intent["cl_ord_id"], "reconciled", broker_order_id=order_id, reconciled=True)
             logger.warning("Reconciled %s: found at the broker as order %s", intent["cl_ord_id"], order_id)
             adopted.append({"cl_ord_id": intent["cl_ord_id"], "order_id": order_id})
+            events.emit("settled", cl_ord_id=intent["cl_ord_id"], order_id=order_id, state="reconciled")
     return adopted
 
 
@@ -497,4 +499,5 @@ def reconcile_pending(journal, integration_for_account: Callable[[int], object])
                 journal.set_intent_state(cl_ord_id, state, error="not found at the broker after restart; not resent")
                 logger.warning("Reconciled %s after restart: not at the broker; not resent", cl_ord_id)
         settled.append({"cl_ord_id": cl_ord_id, "order_id": order_id, "state": state})
+        events.emit("settled", cl_ord_id=cl_ord_id, order_id=order_id, state=state)
     return settled

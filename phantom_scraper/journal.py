@@ -58,6 +58,8 @@ import time
 import uuid
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
+from . import events
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -191,15 +193,48 @@ def _is_secret_key(key: Any) -> bool:
     return any(word in norm for word in _SECRET_WORDS)
 
 
-def strip_secrets(value: Any) -> Any:
+class NestingTooDeep(ValueError):
+    """A value nests dicts/lists deeper than ``MAX_NESTING``: refused rather than stored."""
+
+
+MAX_NESTING = 100  # the webhook parser refuses anything past 64 (signals/fields.py)
+
+
+def strip_secrets(value: Any, max_depth: int = MAX_NESTING) -> Any:
     """A copy of ``value`` without any dict key that looks like a secret, at any depth
     (``secret``, ``token``, ``password``, ``passphrase``, ``apikey``, case-, ``_`` and ``-``
-    insensitive, as a substring: ``webhook_secret``, ``accessToken`` ...)."""
-    if isinstance(value, dict):
-        return {k: strip_secrets(v) for k, v in value.items() if not _is_secret_key(k)}
-    if isinstance(value, (list, tuple)):
-        return [strip_secrets(v) for v in value]
-    return value
+    insensitive, as a substring: ``webhook_secret``, ``accessToken`` ...).
+
+    Iterative (no recursion limit to hit); a value nested deeper than ``max_depth`` raises
+    :class:`NestingTooDeep`."""
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    root: Any = {} if isinstance(value, dict) else []
+    stack = [(value, root, 1)]
+    while stack:
+        src, dst, depth = stack.pop()
+        if depth > max_depth:
+            raise NestingTooDeep(f"nested deeper than {max_depth} levels")
+        if isinstance(src, dict):
+            for key, item in src.items():
+                if _is_secret_key(key):
+                    continue
+                dst[key] = _copy_shell(item, src_stack=stack, depth=depth)
+        else:
+            dst.extend(_copy_shell(item, src_stack=stack, depth=depth) for item in src)
+    return root
+
+
+def _copy_shell(item: Any, *, src_stack: list, depth: int) -> Any:
+    """``item`` itself if it is a scalar, else an empty container queued to be filled."""
+    if isinstance(item, dict):
+        shell: Any = {}
+    elif isinstance(item, (list, tuple)):
+        shell = []
+    else:
+        return item
+    src_stack.append((item, shell, depth + 1))
+    return shell
 
 
 def _dumps(value: Any) -> str:
@@ -291,7 +326,10 @@ class Journal:
     def _write(self, fn: Callable[[Any], T]) -> T:
         """Run ``fn(conn)`` in one write transaction, committed before returning (writers are
         serialised, so a read-then-insert inside ``fn`` is atomic across threads and processes)."""
-        return self._db.write(fn)
+        started = time.perf_counter()
+        result = self._db.write(fn)
+        events.emit("journal_write", seconds=time.perf_counter() - started)
+        return result
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> List[Any]:
         """One SELECT, its rows (index- and name-addressable)."""
@@ -382,12 +420,24 @@ class Journal:
 
     def recent_signals(self, limit: int = 50) -> List[Dict[str, Any]]:
         """The newest signals first (duplicates included), each with its ``intents`` list."""
+        return self._signals_with_intents("", (), "received_at DESC, rowid DESC", limit)
+
+    def signals_between(self, start: Optional[float], end: Optional[float],
+                        limit: int = 2000) -> List[Dict[str, Any]]:
+        """Signals received in ``[start, end)`` (epoch seconds; None: unbounded), oldest first,
+        each with its ``intents`` (the trade history)."""
+        lo = -1e18 if start is None else float(start)
+        hi = 1e18 if end is None else float(end)
+        return self._signals_with_intents("WHERE received_at >= ? AND received_at < ?", (lo, hi),
+                                          "received_at, rowid", limit)
+
+    def _signals_with_intents(self, where: str, params: tuple, order: str, limit: int) -> List[Dict[str, Any]]:
         limit = max(0, int(limit))
 
         def txn(conn: Any) -> Tuple[List[Any], List[Any]]:
             # One read transaction: signals and their intents from the same snapshot.
-            srows = conn.execute("SELECT * FROM signals ORDER BY received_at DESC, rowid DESC "
-                                 "LIMIT ?", (limit,)).fetchall()
+            srows = conn.execute(f"SELECT * FROM signals {where} ORDER BY {order} LIMIT ?",
+                                 (*params, limit)).fetchall()
             ids = [r["id"] for r in srows]
             irows: List[Any] = []
             if ids:

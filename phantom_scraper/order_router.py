@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
+from . import events
 from .errors import (
     BrokerError,
     NotSentError,
@@ -163,6 +164,7 @@ class SmartOrder:
                 if len({c["orderId"] for c in matches}) > 1:
                     logger.error("DUPLICATE: %s=%s matches orders %s", self.key_field, self.intent,
                                  sorted({c["orderId"] for c in matches}))
+                    events.emit("duplicate", cl_ord_id=self.intent, order_ids=sorted({c["orderId"] for c in matches}))
                 return min(matches, key=lambda c: c.get("id") or 0), True
             remaining = deadline - time.monotonic()
             if remaining <= 0:

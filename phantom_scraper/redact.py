@@ -8,28 +8,74 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from typing import Iterable
+import weakref
+from typing import Dict, Iterable, Tuple
 
-_SECRETS: set = set()
-_SECRETS_LOCK = threading.Lock()  # guards _SECRETS membership
 _WEBHOOK_PATH = re.compile(r"(/webhook/)[^\s/?\"']+")
 _KEY_VALUE = re.compile(r'(?i)(?<![A-Za-z0-9_])("?(?:secret|password|token|accessToken|mdAccessToken|sec)"?\s*[:=]\s*"?)([^"\s,&}]+)')
 
+_LOCK = threading.Lock()  # guards _STATIC, _LIVE and the rebuild of _ORDERED
+_STATIC: set = set()  # secrets for the life of the process: webhook secret, admin token, passwords
+_LIVE: Dict[int, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {}  # owner id -> (current, previous)
+# What scrub() walks, longest first: rebuilt on every change, read without the lock (a tuple
+# swapped in one assignment), so a log line never sorts anything.
+_ORDERED: Tuple[str, ...] = ()
+
+
+def _usable(values: Iterable[str]) -> Tuple[str, ...]:
+    return tuple(v for v in values if v and len(v) >= 4)
+
+
+def _rebuild() -> None:
+    global _ORDERED
+    every = set(_STATIC)
+    for current, previous in _LIVE.values():
+        every.update(current)
+        every.update(previous)
+    _ORDERED = tuple(sorted(every, key=len, reverse=True))
+
 
 def register_secret(*values: str) -> None:
-    with _SECRETS_LOCK:
-        for value in values:
-            if value and len(value) >= 4:
-                _SECRETS.add(value)
+    """Secrets that stay secret for the life of the process."""
+    with _LOCK:
+        fresh = set(_usable(values)) - _STATIC
+        if fresh:
+            _STATIC.update(fresh)
+            _rebuild()
+
+
+def set_live_secrets(owner: object, *values: str) -> None:
+    """The current tokens of ``owner`` (a login's token holder): they replace its previous ones,
+    which are kept one renewal longer (a line logged during the renewal); older ones are dropped,
+    so the registry does not grow with every renewal.  Forgotten when ``owner`` is collected."""
+    key = id(owner)
+    with _LOCK:
+        known = key in _LIVE
+        current = _LIVE[key][0] if known else ()
+        fresh = _usable(values)
+        if fresh == current:
+            return
+        _LIVE[key] = (fresh, current)
+        _rebuild()
+    if not known:
+        weakref.finalize(owner, _forget, key)
+
+
+def _forget(key: int) -> None:
+    with _LOCK:
+        if _LIVE.pop(key, None) is not None:
+            _rebuild()
+
+
+def registered_count() -> int:
+    return len(_ORDERED)
 
 
 def scrub(text: str) -> str:
     """Replace every registered secret (only those) with ``***``; safe on JSON."""
     if not text:
         return text
-    with _SECRETS_LOCK:
-        secrets = sorted(_SECRETS, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _ORDERED:
         if secret in text:
             text = text.replace(secret, "***")
     return text

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from phantom_scraper import events
 from phantom_scraper import execution
 from phantom_scraper.execution import describe as _describe, execute_trade_simple, reconcile_pending, settle_unknown
 from phantom_scraper import recorders as recorders_mod
@@ -164,6 +165,7 @@ class TradingService:
             return
         logger.info("Ready: %d login(s), %d account(s), %d recorder(s)", len(self.logins),
                     len(self._account_login), len(self.recorders))
+        events.emit("startup", environment=self.settings.tradovate_env, accounts=len(self._account_login))
         try:
             self.pool.warm_up()
             # Each cycle also adopts 'unknown' order intents that have since appeared at the broker.
@@ -216,8 +218,6 @@ class TradingService:
             ti = TradovateIntegration(cfg.credentials, cfg.rest_url, cfg.ws_url, is_demo=cfg.is_demo, settings=s)
             ti.use_websocket_orders = s.use_websocket_orders
             ti.authenticate()
-            redact.register_secret(ti.access_token or "")
-            ti.add_token_listener(lambda token: redact.register_secret(token or ""))
             accounts = {a["name"]: a for a in ti.list_accounts() if _active(a)}
             login = Login(cfg, ti, accounts)
             self.logins[name] = login
@@ -359,6 +359,7 @@ class TradingService:
             self._ready.wait(timeout_s)
 
         logger.info("Stopping: intake closed, %d signal(s) in flight", in_flight)
+        events.emit("shutdown", environment=self.settings.tradovate_env)
         if not self._idle.wait(timeout_s):
             logger.error("Stopping with signals still in flight; their intents stay in the journal "
                          "and are reconciled at the next start")
@@ -440,6 +441,7 @@ class TradingService:
                                f"repeated alerts apart)")
                 logger.info("Signal %s is a duplicate of %s by %s: nothing placed (recorder %s)",
                             signal_id, existing, "explicit id" if how == "id" else "identical body", recorder.name)
+                events.emit("duplicate_signal", signal_id=signal_id, duplicate_of=existing)
                 return WebhookResult(200, {"success": True, "duplicate": True, "deduplicated_by": how,
                                            "signal_id": existing, "message": message})
             if self.coordinator is not None and not self.coordinator.is_owner:
@@ -450,6 +452,7 @@ class TradingService:
                         signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
                         len(targets), " TEST" if signal.test else "")
             tickets = self._reserve_lanes(signal, targets)  # arrival order per (account, product)
+            events.emit("signal_received", signal_id=signal_id, t=received)
             try:
                 future = execution.executor("signal").submit(self._process, signal, targets, signal_id, tickets)
             except BaseException:
@@ -514,6 +517,7 @@ class TradingService:
                 status = _summary_status(outcomes) if contract is not None else "skipped"
                 summary = json.dumps([o.summary() for o in outcomes], default=str) if contract is not None \
                     else json.dumps({"message": "no enabled account"})
+                events.emit("signal", signal_id=signal_id, status=status, contract=contract, outcomes=outcomes)
             except SignalError as exc:
                 status, summary = "rejected", json.dumps({"error": exc.to_dict()}, default=str)
             except Exception as exc:

@@ -1,11 +1,17 @@
-"""The HTML status page at ``GET /``: pool, daemon, recent signals.  Rendered on the server from
-the same data as the status JSON (which never holds a secret), refreshing itself every 5 s."""
+"""The HTML status page at ``GET /``: what needs attention (unknown order outcomes, risk locks) at
+the top in colour, then per account the open positions, working orders and bracket legs, the last
+trading day's realized P&L with a small inline SVG equity curve, limits; the History (P&L per
+account and day); the pool and daemon; recent signals.  Rendered on the server from the same data
+as the JSON routes (which never hold a secret), refreshing itself every 5 s; no JavaScript, nothing
+fetched from anywhere."""
 from __future__ import annotations
 
 import datetime as _dt
 import html
 import json
 from typing import Iterable, List, Optional
+
+from .history import equity_svg
 
 
 def _e(value) -> str:
@@ -54,7 +60,83 @@ def _signal_detail(signal: dict) -> str:
     return "—"
 
 
-def render(status: dict, signals: Iterable[dict]) -> str:
+def _money(value) -> str:
+    if value is None:
+        return "—"
+    v = float(value)
+    return f"<span class='{'ok' if v > 0 else 'bad' if v < 0 else ''}'>{'+' if v > 0 else ''}{v:,.2f}</span>"
+
+
+def _attention_html(view: dict) -> str:
+    parts = []
+    unknown = view.get("attention") or []
+    if unknown:
+        rows = "".join(f"<tr><td>{_e(u.get('account'))}</td><td><code>{_e(u.get('cl_ord_id'))}</code></td>"
+                       f"<td>{_e(u.get('kind'))}</td><td>{_when(u.get('since'))}</td><td>{_e(u.get('error'))}</td></tr>"
+                       for u in unknown)
+        parts.append(
+            f"<div class='alarm' id='attention'><b>{len(unknown)} order(s) with an UNKNOWN outcome</b>: each may or may "
+            "not be at the broker. Check the account in Tradovate before sending anything again; they settle by "
+            "clOrdId when the broker shows them.<table><tr><th>account</th><th>clOrdId</th><th>kind</th><th>since</th>"
+            f"<th>error</th></tr>{rows}</table></div>")
+    locks = [lock for a in view.get("accounts") or [] for lock in a.get("locks") or []]
+    if locks:
+        seen, items = set(), []
+        for lock in locks:
+            if lock.get("account") not in seen:
+                seen.add(lock.get("account"))
+                items.append(f"<li>{_e(lock.get('account'))}: {_e(lock.get('reason') or 'locked')} "
+                             f"(since {_when(lock.get('at'))})</li>")
+        parts.append(f"<div class='warn' id='locks'><b>Risk locks</b><ul>{''.join(items)}</ul></div>")
+    for err in view.get("errors") or []:
+        parts.append(f"<div class='warn'>{_e(err)}</div>")
+    return "".join(parts)
+
+
+def _accounts_html(view: dict) -> str:
+    cards = []
+    for a in view.get("accounts") or []:
+        today = a.get("today") or {}
+        pos = "".join(f"<tr><td>{_e(p['contract'])}</td><td>{_e(p['net_pos'])}</td><td>{_e(p.get('avg_price'))}</td></tr>"
+                      for p in a.get("positions") or [])
+        pos_html = (f"<table><tr><th>contract</th><th>net qty</th><th>avg price</th></tr>{pos}</table>"
+                    if pos else "<p class='empty'>flat</p>")
+        work = "".join(
+            f"<tr><td>{_e(o.get('order_id'))}</td><td>{_e(o.get('contract'))}</td><td>{_e(o.get('action'))}</td>"
+            f"<td>{_e(o.get('qty'))}</td><td>{_e(o.get('type'))}</td>"
+            f"<td>{_e(o.get('price') if o.get('price') is not None else o.get('stop_price'))}</td>"
+            f"<td>{_e(o.get('status'))}</td><td>{'leg of ' + _e(o['leg_of']) if o.get('leg_of') else ''}</td></tr>"
+            for o in a.get("working") or [])
+        work_html = (f"<table><tr><th>order</th><th>contract</th><th>side</th><th>qty</th><th>type</th><th>price</th>"
+                     f"<th>status</th><th>bracket</th></tr>{work}</table>" if work else "<p class='empty'>no working orders</p>")
+        limits = a.get("limits") or {}
+        limit_text = ", ".join(f"{k.replace('_', ' ')} {_e(v)}" for k, v in limits.items() if v is not None) or "none set"
+        locked = " <span class='bad'>LOCKED</span>" if a.get("locks") else ""
+        cards.append(
+            f"<div class='account' id='account-{_e(a['account'])}'><h3>{_e(a['account'])}{locked}</h3>"
+            f"<p>Realized ({_e(today.get('trade_date') or 'today')}): <b>{_money(today.get('realized_pnl') if today else 0)}</b>"
+            f" · trades {_e(today.get('trades', 0))} (won {_e(today.get('wins', 0))}, lost {_e(today.get('losses', 0))})"
+            f" · open P&amp;L {_money(a.get('open_pnl'))} · limits: {limit_text}</p>"
+            f"{equity_svg(today.get('equity') or [])}"
+            f"<h4>Open positions</h4>{pos_html}<h4>Working orders and bracket legs</h4>{work_html}</div>")
+    return "".join(cards)
+
+
+def _history_html(view: dict) -> str:
+    days = view.get("days") or []
+    if not days:
+        return "<p class='empty'>No fills yet.</p>"
+    rows = "".join(f"<tr><td>{_e(d['trade_date'])}</td><td>{_e(d['account'])}</td><td>{_money(d['realized_pnl'])}</td>"
+                   f"<td>{_e(d['trades'])}</td><td>{_e(d['wins'])}</td><td>{_e(d['losses'])}</td></tr>" for d in days)
+    return ("<table id='history'><tr><th>trading day</th><th>account</th><th>realized P&amp;L</th><th>trades</th>"
+            f"<th>won</th><th>lost</th></tr>{rows}</table>"
+            "<p class='empty'>Export: <a href='/api/history?format=csv'>CSV per day</a> · "
+            "<a href='/api/history?format=csv&amp;view=signals'>CSV per signal</a> · "
+            "<a href='/api/history'>JSON</a></p>")
+
+
+def render(status: dict, signals: Iterable[dict], view: Optional[dict] = None) -> str:
+    view = view or {}
     pool = status.get("connection_pool", {})
     daemon = status.get("keepalive_daemon", {})
     rows = []
@@ -100,12 +182,21 @@ def render(status: dict, signals: Iterable[dict]) -> str:
 body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}} table{{border-collapse:collapse;margin:.5em 0 1.5em}}
 td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left}} th{{background:#f3f3f3}}
 .ok{{color:#070;font-weight:600}} .bad{{color:#b00;font-weight:600}} .empty{{color:#666;font-style:italic}}
+.alarm{{background:#fde8e8;border:2px solid #b00;color:#700;padding:.6em 1em;margin:.5em 0}}
+.warn{{background:#fff4e0;border:2px solid #c70;color:#630;padding:.6em 1em;margin:.5em 0}}
+.account{{display:inline-block;vertical-align:top;border:1px solid #ccc;padding:.3em 1em;margin:0 1em 1em 0}}
+.account h3{{margin:.3em 0}} .account h4{{margin:.6em 0 .2em}} svg.equity{{display:block;margin:.3em 0}}
 </style></head><body>
 <h1>phantom-scraper</h1>
+{_attention_html(view)}
 <p>Environment: <b id="env">{_e(status.get('environment'))}</b> · service: <b id="service-state">{_e(status.get('service_state'))}</b>
  · WebSocket orders: <b>{'on' if status.get('websocket_orders_enabled') else 'off'}</b>
  · keep-alive daemon: <b id="daemon-state" class="{'ok' if daemon.get('running') else 'bad'}">{daemon_state}</b>
  (cycles {_e(daemon.get('cycles'))})</p>
+<h2>Accounts</h2>
+{_accounts_html(view) or "<p class='empty'>No account yet: they appear when the server has logged in.</p>"}
+<h2>History</h2>
+{_history_html(view)}
 <h2>Connection pool ({_e(pool.get('sockets', 0))} socket(s) for {_e(pool.get('size', 0))} account(s))</h2>
 {pool_html}
 {errors_html}

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, List, Optional
 
+from . import events
 from .config import Credentials, Settings
-from .redact import register_secret
+from .redact import register_secret, set_live_secrets
 from .errors import AuthError, BrokerError, CaptchaRequiredError, PenaltyError, RateLimitedError, TradovateError
 from .tradovate_rest import RestClient
 
@@ -159,7 +160,7 @@ class TokenKeeper:
         return token
 
     def _set(self, token: Token) -> None:
-        register_secret(token.access_token, token.md_access_token)  # log filter blanks them
+        set_live_secrets(self, token.access_token, token.md_access_token)  # log filter blanks them
         with self._lock:  # publish the new token
             self._token = token
 
@@ -192,6 +193,7 @@ class TokenKeeper:
             try:
                 data = self._rest.send("POST", "auth/accesstokenrequest", body=body)
             except PenaltyError as exc:
+                events.emit("penalty", what="login", wait_s=exc.retry_after_s, captcha=bool(exc.captcha))
                 if exc.captcha:
                     raise CaptchaRequiredError(
                         f"login for {user!r} needs a captcha (penalty {exc.retry_after_s} s): wait and retry later",
@@ -202,6 +204,7 @@ class TokenKeeper:
                 continue
             except BrokerError as exc:
                 if exc.status == 401:
+                    events.emit("auth", login=user, error="credentials rejected (HTTP 401)")
                     raise AuthError(f"login refused for {user!r}: credentials rejected (HTTP 401)") from exc
                 raise
             return self._token_from(data, f"login for {user!r}")

@@ -118,7 +118,7 @@ ADMIN_HEADERS = {"Authorization": f"Bearer {SERVER_ADMIN_TOKEN}"}
 def ws_ready(app):
     """Wait until every pooled connection has an open socket (warm-up runs in the background)."""
     def ok():
-        conns = app.test_client().get("/api/websocket-status").get_json()["connection_pool"]["connections"]
+        conns = app.test_client().get("/api/websocket-status", headers=ADMIN_HEADERS).get_json()["connection_pool"]["connections"]
         return conns and all(c["ws_connected"] for c in conns.values())
     wait_for(ok)
 

@@ -35,9 +35,13 @@ def visible_text(dom: str) -> str:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_status_page_in_headless_chromium(make_server_app, serve_app, sim, tmp_path):
-    app = make_server_app()
+    app = make_server_app(status_open_in_sim=False, status_cache_s=0.0)  # behind the login, as in demo/live
     base = serve_app(app)
     ws_ready(app)
+
+    refused = visible_text(chromium(["--dump-dom", base + "/"], tmp_path))
+    assert "Connection pool" not in refused and "No signals yet" not in refused  # 401: the browser asks
+    base = base.replace("http://", f"http://trader:{ADMIN}@")  # HTTP Basic, the token as the password
 
     before = visible_text(chromium(["--dump-dom", base + "/"], tmp_path))
     assert "No signals yet" in before
@@ -55,6 +59,7 @@ def test_status_page_in_headless_chromium(make_server_app, serve_app, sim, tmp_p
     assert re.search(r"DEMO0001: acked via websocket in \d+(\.\d+)? ms", after), after
     assert re.search(r"DEMO0002: acked via websocket in \d+(\.\d+)? ms", after), after
     assert "ZZZ1!" in after and "unknown_symbol" in after  # errors are shown
+    assert "DEMO0001 Realized" in after and "Open positions" in after and "MNQZ6 1" in after  # per account
     for secret in (SECRET, ADMIN, app.extensions["runtime"].service.logins["default"].integration.access_token):
         assert secret not in dom
 
@@ -69,3 +74,39 @@ def test_render_escapes_and_handles_empty_state():
              "summary": '[{"account_name": "<i>", "status": "acked", "transport": "websocket", "latency_ms": 2}]'}]
     page = render({"connection_pool": {"connections": {}}}, evil)
     assert "<script>" not in page and "&lt;script&gt;" in page and "<b>x</b>" not in page
+
+
+def test_status_page_shows_what_a_trader_needs(make_server_app, sim):
+    """Attention at the top (unknown outcomes, risk locks), per account positions, working orders and
+    bracket legs, realized P&L with an inline SVG curve, and the History table."""
+    from phantom_scraper import events
+    from tests.helpers import ADMIN_HEADERS
+
+    app = make_server_app(status_cache_s=0.0)
+    ws_ready(app)
+    client = app.test_client()
+    sim.set_price("MNQZ6", 21000.0)
+    assert post(client, '{"action":"buy","ticker":"MNQ1!","quantity":2}').status_code == 200
+    sim.set_price("MNQZ6", 21010.0)
+    assert post(client, '{"action":"sell","ticker":"MNQ1!","quantity":1,"id":"p2"}').status_code == 200
+    r = post(client, '{"action":"buy","ticker":"MESZ6","quantity":1,"price":6000,'
+                     '"takeProfit":{"ticks":40},"stopLoss":{"ticks":20},"id":"p3"}')
+    assert r.status_code == 200, r.get_data(as_text=True)
+    signal_id = r.get_json()["signal_id"]
+    journal = app.extensions["runtime"].service.journal
+    journal.create_intent(signal_id, 10001, "DEMO0001", 9, "placeorder", {"action": "Buy"}, f"ps-{signal_id}-10001-9",
+                          state="sending")
+    journal.set_intent_state(f"ps-{signal_id}-10001-9", "unknown", error="no answer")
+    events.emit("risk", account="DEMO0002", locked=True, reason="daily loss limit reached")
+
+    page = client.get("/", headers=ADMIN_HEADERS).get_data(as_text=True)
+    text = visible_text(page)
+    assert page.index("id='attention'") < page.index("Connection pool")  # at the top
+    assert "1 order(s) with an UNKNOWN outcome" in text and f"ps-{signal_id}-10001-9" in text
+    assert "Risk locks" in text and "DEMO0002: daily loss limit reached" in text and "LOCKED" in text
+    assert re.search(r"DEMO0001 Realized \(\d{4}-\d\d-\d\d\): \+20\.00 · trades 1 \(won 1, lost 0\)", text), text
+    assert "MNQZ6 1 21000" in text  # one contract left long at 21000
+    assert "Working orders and bracket legs" in text and re.search(r"Sell 1 (Limit|Stop)", text), text
+    assert "<svg class='equity'" in page and "<polyline" in page
+    assert re.search(r"\d{4}-\d\d-\d\d DEMO0001 \+20\.00 1 1 0", text), text
+    assert "src=" not in page and "<script" not in page  # nothing fetched, no JavaScript

@@ -99,3 +99,18 @@ def test_the_code_points_only_at_docs_in_the_repository():
     for doc in re.findall(r"docs/(\w+\.md)", "\n".join(p.read_text(encoding="utf-8") for p in
                                                       sorted((ROOT / "phantom_scraper").rglob("*.py")))):
         assert (ROOT / "docs" / doc).is_file(), doc
+
+
+def test_recorder_service_keeps_its_documented_names_and_re_exports_no_privates():
+    import recorder_service
+
+    for name in ("_WS_POOL", "_WS_POOL_LOCK", "get_pooled_connection", "start_websocket_keepalive_daemon",
+                 "execute_trade_simple", "WebSocketPool"):
+        assert hasattr(recorder_service, name), name
+    entry = recorder_service.execute_trade_simple
+    assert entry.__module__ == "recorder_service" and entry.__doc__  # one explicit, documented entry point
+    borrowed_privates = [name for name, value in vars(recorder_service).items()
+                         if name.startswith("_") and not name.startswith("__") and callable(value)
+                         and getattr(value, "__module__", "recorder_service") != "recorder_service"
+                         and getattr(value, "__name__", name) == name]
+    assert borrowed_privates == []  # e.g. execution's _executor

@@ -85,9 +85,31 @@ def decode_body(raw: Union[bytes, bytearray, memoryview, str]) -> Any:
     return data
 
 
+MAX_NESTING = 64  # objects/arrays inside each other; alerts nest a few levels, never dozens
+
+
+def nesting_depth(value: Any, limit: int = MAX_NESTING) -> int:
+    """How deeply ``value``'s dicts and lists nest (iteratively; stops counting past ``limit``)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, (dict, list)):
+            continue
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
 def _loads(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant)
+        if nesting_depth(data) > MAX_NESTING:
+            raise RecursionError
+        return data
     except _BadConstant as exc:
         found = _CONSTANT_RE.search(text)
         key = found.group(1)[:64] if found else None

@@ -1,0 +1,77 @@
+"""A tiny in-process event bus: producers call ``emit(kind, **fields)``; subscribers (the
+notifier, the metrics) receive an :class:`Event`.
+
+Producers sit on the order path, so ``emit`` only builds one small object and calls each
+subscriber; a subscriber must be as cheap (a counter increment, a ``put_nowait`` on a queue):
+no formatting, no I/O, no lock held for long.  A subscriber that raises is logged and skipped.
+With no subscriber ``emit`` returns at once.
+
+Kinds in use (fields in brackets; a producer may add more):
+
+======================  =====================================================================
+``startup``/``shutdown`` [environment, accounts]
+``signal_received``     [signal_id, t (perf_counter at receipt)]
+``signal``              [signal_id, status, outcomes (AccountOutcome list), contract, signal]
+``duplicate_signal``    [signal_id, duplicate_of]
+``duplicate``           a DUPLICATE alarm: one clOrdId matches several orders [cl_ord_id, order_ids]
+``settled``             an ``unknown`` intent settled [cl_ord_id, order_id, state]
+``socket_down``         [login, reason]; ``socket_up`` [login, reconnect]
+``token_renewed``       [login]
+``auth``                authentication failed [login, error]; ``penalty`` [what, wait_s, captcha]
+``risk``                a risk lock or the kill switch [account, locked, reason]
+``fill``                [account, contract, side, qty, price, latency_ms]
+``journal_write``       [seconds]
+======================  =====================================================================
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, Tuple
+
+logger = logging.getLogger(__name__)
+
+
+class Event:
+    __slots__ = ("kind", "fields", "at")
+
+    def __init__(self, kind: str, fields: Dict[str, Any]):
+        self.kind = kind
+        self.fields = fields
+        self.at = time.time()
+
+    def __repr__(self) -> str:
+        return f"Event({self.kind!r}, {sorted(self.fields)})"
+
+
+Subscriber = Callable[[Event], None]
+
+_subscribers: Tuple[Subscriber, ...] = ()  # replaced whole (copy-on-write): emit reads it unlocked
+_lock = threading.Lock()  # serialises subscribe/unsubscribe
+
+
+def subscribe(fn: Subscriber) -> Callable[[], None]:
+    """Add ``fn``; returns a function that removes it again."""
+    global _subscribers
+    with _lock:
+        _subscribers = _subscribers + (fn,)
+
+    def unsubscribe() -> None:
+        global _subscribers
+        with _lock:
+            _subscribers = tuple(s for s in _subscribers if s is not fn)
+
+    return unsubscribe
+
+
+def emit(kind: str, **fields: Any) -> None:
+    subscribers = _subscribers
+    if not subscribers:
+        return
+    event = Event(kind, fields)
+    for fn in subscribers:
+        try:
+            fn(event)
+        except Exception:  # noqa: BLE001 - a subscriber must never break its producer
+            logger.exception("event subscriber failed on %s", kind)

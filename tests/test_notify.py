@@ -1,0 +1,260 @@
+"""Notifications (phantom_scraper/notify.py) through real Apprise to a local HTTP receiver on
+127.0.0.1: delivery, coalescing of a fan-out, rate limit per destination, disconnect alarms,
+no secret in a message, and a dead receiver that costs the order path nothing."""
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from phantom_scraper import events, redact
+from phantom_scraper.execution import AccountOutcome
+from phantom_scraper.notify import Notifier, parse_events, split_urls
+from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
+from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
+from tests.helpers import BUY, post, wait_for
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 that records every JSON POST (Apprise's ``json://``)."""
+
+    def __init__(self):
+        self.posts = []
+        received = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="test-receiver", daemon=True)
+        self.thread.start()
+        self.url = f"json://127.0.0.1:{self.server.server_port}/hook"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Blackhole:
+    """Accepts connections and never answers (a hung notification service)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.accepted = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="test-blackhole", daemon=True)
+        self.thread.start()
+        self.url = f"json://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+
+    def _run(self):
+        self.sock.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+                self.accepted.append(conn)
+            except OSError:
+                continue
+
+    def close(self):
+        self._stop.set()
+        self.thread.join(2)
+        for c in self.accepted:
+            c.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def notifiers():
+    made = []
+
+    def make(urls, **kw):
+        kw.setdefault("coalesce_s", 0.1)
+        kw.setdefault("min_interval_s", 0.1)
+        kw.setdefault("send_timeout_s", 2.0)
+        n = Notifier(urls, **kw).start()
+        made.append(n)
+        return n
+
+    yield make
+    for n in made:
+        n.stop()
+
+
+def rejected(n):
+    return AccountOutcome(10000 + n, f"ACCT{n:02d}", "rejected", error="OrderRejectedError: MaxOrderQtyLimitReached",
+                          planned=[{"kind": "placeorder", "body": {"action": "Buy", "orderQty": 3}}])
+
+
+def test_a_13_account_fan_out_is_one_message(receiver, notifiers):
+    n = notifiers([receiver.url])
+    events.emit("signal", signal_id="s1", status="failed", contract=None, outcomes=[rejected(i) for i in range(13)])
+    wait_for(lambda: receiver.posts)
+    n.stop()  # flushes anything still waiting
+    assert len(receiver.posts) == 1
+    message = receiver.posts[0]["message"]
+    for i in range(13):
+        assert f"ACCT{i:02d}: Buy 3 REJECTED — OrderRejectedError: MaxOrderQtyLimitReached" in message
+    assert "rejected" in receiver.posts[0]["title"] and "(13)" in receiver.posts[0]["title"]
+    assert n.status()["sent"] == 1 and n.status()["failed"] == 0
+
+
+def test_rate_limited_per_destination_and_later_lines_join_the_next_message(receiver, notifiers):
+    n = notifiers([receiver.url], min_interval_s=60.0)
+    events.emit("duplicate", cl_ord_id="ps-a-1-0", order_ids=[1, 2])
+    wait_for(lambda: receiver.posts)
+    events.emit("duplicate", cl_ord_id="ps-b-1-0", order_ids=[3, 4])
+    events.emit("settled", cl_ord_id="ps-c-1-0", order_id=9, state="reconciled")
+    wait_for(lambda: n.status()["waiting"] == 2)
+    assert len(receiver.posts) == 1  # held back by the per-destination interval
+    n.stop()
+    assert len(receiver.posts) == 2
+    assert "ps-b-1-0" in receiver.posts[1]["message"] and "ps-c-1-0" in receiver.posts[1]["message"]
+
+
+def test_only_enabled_events_are_sent(receiver, notifiers):
+    n = notifiers([receiver.url], enabled=("fill",))
+    events.emit("signal", signal_id="s1", status="failed", contract=None, outcomes=[rejected(1)])
+    events.emit("fill", account="DEMO0001", contract="MNQZ6", side="Buy", qty=1, price=21000.25, latency_ms=12.3)
+    wait_for(lambda: receiver.posts)
+    n.stop()
+    assert len(receiver.posts) == 1
+    assert receiver.posts[0]["message"] == "fill DEMO0001: Buy 1 MNQZ6 @ 21000.25 in 12 ms"
+
+
+def test_socket_down_longer_than_the_threshold_and_back(receiver, notifiers):
+    n = notifiers([receiver.url], disconnect_after_s=0.2)
+    events.emit("socket_down", login="quick@demo", reason="closed")
+    events.emit("socket_up", login="quick@demo", reconnect=True)  # back before the threshold: silent
+    events.emit("socket_down", login="user@demo", reason="closed")
+    wait_for(lambda: receiver.posts)
+    assert "WebSocket of user@demo DOWN" in receiver.posts[0]["message"]
+    events.emit("socket_up", login="user@demo", reconnect=True)
+    wait_for(lambda: len(receiver.posts) == 2)
+    assert "WebSocket of user@demo back up" in receiver.posts[1]["message"]
+    n.stop()
+    assert all("quick@demo" not in p["message"] for p in receiver.posts)
+
+
+def test_no_secret_in_a_message_or_a_log_line(receiver, notifiers, caplog):
+    redact.install()
+    token_url = receiver.url + "?token=Sup3rSecretNotifyToken"
+    n = notifiers([token_url])
+    redact.register_secret(SECRET)
+    events.emit("auth", login="demo", error=f"refused for password {SECRET}")
+    wait_for(lambda: receiver.posts)
+    n.stop()
+    text = json.dumps(receiver.posts)
+    assert SECRET not in text and "***" in text
+    assert "Sup3rSecretNotifyToken" not in caplog.text
+    assert redact.redact(token_url).count("Sup3rSecretNotifyToken") == 0
+
+
+def test_a_failed_send_is_counted_and_not_retried(notifiers):
+    calls = []
+
+    def failing_factory(_url):
+        def send(title, body):
+            calls.append(body)
+            raise ConnectionError("down")
+        return send
+
+    n = Notifier(["json://127.0.0.1:9/x"], coalesce_s=0.01, min_interval_s=0.01, sender_factory=failing_factory).start()
+    events.emit("startup", environment="sim", accounts=2)
+    wait_for(lambda: n.status()["failed"] == 1)
+    n.stop()
+    assert len(calls) == 1 and n.status()["sent"] == 0
+
+
+def test_a_full_queue_drops_instead_of_blocking():
+    gate = threading.Event()
+
+    def stuck_factory(_url):
+        def send(title, body):
+            gate.wait(10)
+            return True
+        return send
+
+    n = Notifier(["json://127.0.0.1:9/x"], coalesce_s=0.0, min_interval_s=0.0, queue_size=5,
+                 sender_factory=stuck_factory).start()
+    try:
+        for i in range(200):  # the notifier thread is stuck in a send: every emit still returns
+            events.emit("duplicate", cl_ord_id=f"ps-{i}", order_ids=[1, 2])
+        assert n.status()["dropped"] >= 150
+    finally:
+        gate.set()
+        n.stop()
+
+
+def test_server_sends_startup_and_rejections(tmp_path, receiver):
+    from phantom_scraper.tradovate_sim import SimConfig, Simulator, UserSpec
+    from tests.helpers import SIM_TEST_CONFIG, server_settings
+    from ultra_simple_server import create_app
+
+    config = SimConfig(**{**SIM_TEST_CONFIG.__dict__, "risk_reject_async": False, "users": (UserSpec(max_order_qty=2),)})
+    with Simulator(config) as sim:
+        app = create_app(server_settings(sim, tmp_path, notify_urls=(receiver.url,), notify_coalesce_s=0.2,
+                                         notify_min_interval_s=0.0))
+        runtime = app.extensions["runtime"]
+        runtime.boot(wait=True)
+        try:
+            wait_for(lambda: any("server started" in p["message"] for p in receiver.posts))
+            r = post(app.test_client(), '{"action":"buy","ticker":"MNQ1!","quantity":5}')
+            assert r.status_code == 200
+            wait_for(lambda: any("REJECTED" in p["message"] for p in receiver.posts))
+        finally:
+            runtime.shutdown(5)
+    rejected_posts = [p for p in receiver.posts if "REJECTED" in p["message"]]
+    assert len(rejected_posts) == 1  # both accounts in one message
+    assert "DEMO0001: Buy 5 MNQZ6 REJECTED" in rejected_posts[0]["message"]
+    assert "DEMO0002: Buy 5 MNQZ6 REJECTED" in rejected_posts[0]["message"]
+    assert "MaxOrderQty" in rejected_posts[0]["message"]
+    text = json.dumps(receiver.posts)
+    assert SECRET not in text and ADMIN not in text
+
+
+def test_dead_receiver_costs_the_order_path_nothing(make_server_app, sim):
+    hole = Blackhole()
+    try:
+        app = make_server_app(notify_urls=(hole.url,), notify_coalesce_s=0.0, notify_min_interval_s=0.0,
+                              notify_events=("rejected", "startup", "duplicate"), rest_timeout_s=2.0)
+        runtime = app.extensions["runtime"]
+        wait_for(lambda: hole.accepted)  # the notifier is now stuck sending "server started"
+        client = app.test_client()
+        for i in range(5):
+            r = post(client, '{"action":"buy","ticker":"MNQ1!","quantity":1,"id":"sig-%d"}' % i)
+            assert r.status_code == 200 and r.get_json()["status"] == "acked", r.get_data(as_text=True)
+            assert post(client, '{"action":"buy","ticker":"MNQ1!","quantity":1,"id":"sig-%d"}' % i).get_json()["duplicate"]
+        assert len(sim.orders()) == 10  # 5 signals x 2 accounts, every one placed
+        assert hole.accepted and runtime.notifier.status()["sent"] == 0
+        runtime.shutdown(5)
+        assert runtime.notifier.status()["failed"] >= 1
+    finally:
+        hole.close()
+
+
+def test_config_parsing():
+    assert split_urls("json://a/x, tgram://b/c  mailto://u:p@h?to=a,b") == ("json://a/x", "tgram://b/c",
+                                                                              "mailto://u:p@h?to=a,b")
+    assert "fill" not in parse_events(None) and parse_events("fill,risk") == ("fill", "risk")
+    with pytest.raises(ValueError):
+        parse_events("rejected,nonsense")
