@@ -154,13 +154,18 @@ def cancel_lanes(tickets) -> None:
     cancel_all(tickets)
 
 
+RETRY_STEP_OFFSET = 100  # step numbers (clOrdIds) of a signal's second run after InvalidContract
+
+
 def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, settings,
-                         planner=None, needs_position=None, tickets=None) -> List[AccountOutcome]:
+                         planner=None, needs_position=None, tickets=None, retry: bool = False) -> List[AccountOutcome]:
     """Run one validated signal on every targeted account, in parallel across accounts and in
     arrival order within each (account, product) lane.
 
     ``targets`` is a list of ``(AccountTarget, PooledConnection)``.  ``tickets`` are the lane
-    places taken at arrival (``reserve_lanes``); missing ones are taken now.  Returns one
+    places taken at arrival (``reserve_lanes``); missing ones are taken now.  ``retry`` is the one
+    re-run of accounts whose order the broker refused as ``InvalidContract`` (their steps are
+    numbered from ``RETRY_STEP_OFFSET`` so the new intents get new clOrdIds).  Returns one
     :class:`AccountOutcome` per target, in the order given; an account's failure never affects
     another account.
     """
@@ -176,7 +181,8 @@ def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, 
         missing = [t.id for t, _ in targets if t.id not in tickets]
         tickets.update(LANES.reserve(missing, contract.root))
     try:
-        return _execute(signal, contract, targets, journal, signal_id, settings, planner, needs_position, tickets)
+        return _execute(signal, contract, targets, journal, signal_id, settings, planner, needs_position, tickets,
+                        RETRY_STEP_OFFSET if retry else 0)
     finally:
         cancel_all(tickets)  # places not used (a crash before submit) free their lanes
 
@@ -190,12 +196,14 @@ def _in_lane(tickets, target, conn, contract, settings, job, inline: bool):
     return LANES.submit(ticket, conn, target.id, contract, settings, job, inline=inline)
 
 
-def _execute(signal, contract, targets, journal, signal_id, settings, planner, needs_position, tickets):
+def _execute(signal, contract, targets, journal, signal_id, settings, planner, needs_position, tickets,
+             step_offset=0):
     args = (signal, contract, journal, signal_id, settings, planner, needs_position)
-    if len(targets) == 1:  # one account: runs in this thread when its lane is idle
-        target, conn = targets[0]
-        job = functools.partial(_run_account, target, conn, *args)
-        return [_in_lane(tickets, target, conn, contract, settings, job, inline=True).result()]
+    if len(targets) == 1 or step_offset:  # one account: runs in this thread when its lane is idle
+        futures = [_in_lane(tickets, target, conn, contract, settings,
+                            functools.partial(_run_account, target, conn, *args, step_offset=step_offset),
+                            inline=len(targets) == 1) for target, conn in targets]
+        return [f.result() for f in futures]
     prepared, batch = _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, needs_position)
     futures = []
     for index, (target, conn) in enumerate(targets):
@@ -271,7 +279,7 @@ def _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, nee
 
 
 def _run_account(target, conn, signal, contract, journal, signal_id, settings, planner,
-                 needs_position, steps=None, precreated=None) -> AccountOutcome:
+                 needs_position, steps=None, precreated=None, step_offset=0) -> AccountOutcome:
     from .signals import PlanError
 
     outcome = AccountOutcome(target.id, target.name, "acked")
@@ -299,7 +307,7 @@ def _run_account(target, conn, signal, contract, journal, signal_id, settings, p
             outcome.status = "validated"
             return outcome
         for index, step in enumerate(steps):
-            if not _run_step(signal, contract, target, conn, journal, signal_id, settings, index, step, outcome,
+            if not _run_step(signal, contract, target, conn, journal, signal_id, settings, index + step_offset, step, outcome,
                              precreated if index == 0 else None):
                 break
     except JournalError as exc:  # nothing recorded for the next order, so it was not sent
@@ -400,7 +408,7 @@ def _flat_already(journal, cl_ord_id, signal_id, target, outcome, index) -> bool
     still cancels the contract's working orders).  The flatten step reached its goal: record it,
     and let a reversal go on with its entry."""
     logger.info("Signal %s account %s: position already flat; flatten step done", signal_id, target.name)
-    if index == len(outcome.planned) - 1 and not outcome.order_ids:
+    if index % RETRY_STEP_OFFSET == len(outcome.planned) - 1 and not outcome.order_ids:
         outcome.status, outcome.error = "skipped", "position already flat"
     try:
         journal.set_intent_state(cl_ord_id, "rejected", error="position already flat: nothing to close")

@@ -232,7 +232,7 @@ class TradingService:
                     raise recorders_mod.ConfigError(
                         f"recorder {rec.name!r} links account {link.account!r}, which login {link.login!r} does not have")
         first = next(iter(self.logins.values()))
-        self.resolver = SymbolResolver(first.integration)
+        self.resolver = SymbolResolver(first.integration, trading_date=self.settings.trading_date)
         settled = reconcile_pending(self.journal, self.integration_for_account)
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
@@ -508,7 +508,32 @@ class TradingService:
             return None, []
         outcomes = execute_trade_simple(signal, contract, targets, journal=self.journal, signal_id=signal_id,
                                         settings=self.settings, tickets=tickets)
-        return contract, outcomes
+        return self._after_invalid_contract(signal, contract, targets, signal_id, outcomes)
+
+    def _after_invalid_contract(self, signal, contract, targets, signal_id: str, outcomes):
+        """The broker refused the resolved month (``InvalidContract``: not executed).  Resolve the
+        symbol again once, skipping that month, and run the refused accounts once more on the new
+        one.  -> (contract, outcomes)."""
+        refused = [i for i, o in enumerate(outcomes)
+                   if o.status == "rejected" and "InvalidContract" in (o.error or "")]
+        if not refused:
+            return contract, outcomes
+        self.resolver.refused(signal.symbol, contract)
+        try:
+            fresh = self.resolver.resolve(signal.symbol)
+        except (SignalError, TradovateError) as exc:
+            logger.warning("Signal %s: %s refused as InvalidContract and no other month found: %s",
+                           signal_id, contract.name, _describe(exc))
+            return contract, outcomes
+        if fresh.id == contract.id:
+            return contract, outcomes
+        logger.warning("Signal %s: %s refused as InvalidContract; retrying %d account(s) on %s", signal_id,
+                       contract.name, len(refused), fresh.name)
+        again = execute_trade_simple(signal, fresh, [targets[i] for i in refused], journal=self.journal,
+                                     signal_id=signal_id, settings=self.settings, retry=True)
+        for i, outcome in zip(refused, again):
+            outcomes[i] = outcome
+        return fresh, outcomes
 
     def _finished(self, signal_id: str, future: concurrent.futures.Future) -> None:
         try:
@@ -614,6 +639,7 @@ class TradingService:
 
     # -- status ------------------------------------------------------------------------------------
     def status(self) -> dict:
+        resolver = getattr(self, "resolver", None)
         return {
             "success": True,
             "websocket_orders_enabled": bool(self.settings.use_websocket_orders),
@@ -622,6 +648,8 @@ class TradingService:
             "connection_pool": self.pool.status(),
             "keepalive_daemon": self.pool.daemon_status(),
             "coordinator": self.coordinator.status() if self.coordinator is not None else None,
+            # each continuous root traded so far: its front month and the date it rolls
+            "front_months": resolver.fronts() if resolver is not None else {},
         }
 
     def health(self) -> Tuple[bool, dict]:

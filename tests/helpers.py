@@ -106,6 +106,7 @@ def server_settings(sim, tmp_path, **overrides):
         keepalive_interval_s=0.5, ws_connect_timeout_s=3.0, order_ack_timeout_s=3.0,
         reconcile_window_s=1.0, reconcile_poll_interval_s=0.05, rest_timeout_s=3.0,
         reconnect_backoff_initial_s=0.05, reconnect_backoff_max_s=0.5,
+        trading_date=os.environ.get("TRADOVATE_SIM_TODAY"),  # the roll calendar = the simulator's
     )
     values.update(overrides)
     return Settings(**values)

@@ -3,6 +3,7 @@ multipliers, and signals sent the way the service sends them (lane places taken 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from typing import Dict, List, Optional
@@ -35,7 +36,7 @@ class Desk:
         self.targets = [(AccountTarget(id=int(a["id"]), name=a["name"], multiplier=m, **target_options), self.conn)
                         for a, m in zip(accounts, multipliers)]
         self.journal = Journal(str(tmp_path / f"positions-{id(self)}.sqlite3"))
-        self.resolver = SymbolResolver(self.ti)
+        self.resolver = SymbolResolver(self.ti, trading_date=os.environ.get("TRADOVATE_SIM_TODAY"))
         self._threads: List[threading.Thread] = []
         self.outcomes: Dict[str, list] = {}
         self._n = 0

@@ -7,10 +7,19 @@ dated ``NQZ6``, ``NQZ26``, ``NQZ2026`` (normalised to the one-digit year ``NQZ6`
 relevance, not by expiry, so "the second suggestion" is not reliably the second month -- send the
 dated contract instead.
 
-* Continuous / root: ``client.suggest_contracts(root, limit)``; the front month is the first
-  suggestion whose name is exactly root + month code + one digit (suggest for ``ES`` may also
-  return other products such as ``ESG...``; those are skipped).  If suggest gives nothing and the
-  client has ``roll_contract(name)``, that is tried.  Cached per root for ``refresh_s``.
+* Continuous / root: the front month by maturity date, not by search relevance.  The product's
+  ``contractMaturity`` list (``client.find_product`` + ``client.list_maturities``) is read and
+  each maturity gets a roll date: ``roll_days_before`` days before its expiration when set, else
+  the CME equity-index convention for equity-index roots (``EQUITY_INDEX_ROOTS``: the Thursday
+  eight days before the third-Friday expiry, i.e. expiry - 8 days) and the expiration itself for
+  other products.  The front is the earliest maturity whose roll date is still ahead; it is
+  cached until that roll date (or ``refresh_s``, whichever comes first).  A contract the broker
+  refused with ``InvalidContract`` (``refused()``) is skipped until the cache is refreshed by a
+  roll.  Without maturity data (a client lacking those calls, a product not found) the old rule
+  applies: the first ``contract/suggest`` hit named root + month code + one digit, else
+  ``roll_contract(root)``.
+* "Today" is the UTC date of ``clock()``, or ``trading_date`` (YYYY-MM-DD, the ``TRADING_DATE``
+  setting) when set: tests and replays pin the calendar with it.
 * Dated: ``client.find_contract(name)``; cached per name for ``refresh_s``.
 * Nothing found -> ``SignalError("unknown_symbol", "symbol", ...)`` before anything is sent.
 * Broker errors (``TradovateError``) propagate -- except that a stale cached contract is served
@@ -26,12 +35,13 @@ threads missing at once may both fetch; the last one stored wins, both results a
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import re
 import threading
 import time
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..errors import TradovateError
 from .model import Contract, SignalError
@@ -48,6 +58,9 @@ POINT_VALUES: Dict[str, float] = {
     "ES": 50.0, "MES": 5.0, "NQ": 20.0, "MNQ": 2.0, "YM": 5.0, "MYM": 0.5,
     "RTY": 50.0, "M2K": 5.0, "CL": 1000.0, "MCL": 100.0, "GC": 100.0, "MGC": 10.0,
 }
+
+# Roots that roll by the CME equity-index convention (the Thursday 8 days before expiry).
+EQUITY_INDEX_ROOTS = frozenset({"ES", "MES", "NQ", "MNQ", "YM", "MYM", "RTY", "M2K", "EMD", "NKD"})
 
 _DATED_RE = re.compile(rf"(?P<root>[A-Z0-9]+?)(?P<month>[{MONTH_CODES}])(?P<year>\d{{4}}|\d{{1,2}})")
 _CONTINUOUS_RE = re.compile(r"(?P<root>[A-Z0-9]+?)(?P<n>\d)!")
@@ -100,16 +113,49 @@ def _valid(data: Any, pattern: "re.Pattern[str]") -> bool:
             and pattern.fullmatch(data["name"].upper()) is not None)
 
 
+def roll_date(root: str, expiration: dt.date, days_before: Optional[int] = None) -> dt.date:
+    """The day trading moves off a maturity expiring on ``expiration``."""
+    if days_before is not None:
+        return expiration - dt.timedelta(days=days_before)
+    if root in EQUITY_INDEX_ROOTS:
+        return expiration - dt.timedelta(days=8)  # third Friday - 8 days = the Thursday a week before
+    return expiration
+
+
+def _maturity_date(value: Any) -> Optional[dt.date]:
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        return dt.date.fromisoformat(value[:10])
+    except ValueError:
+        return None
+
+
 class SymbolResolver:
     def __init__(self, client: Any, *, clock: Callable[[], float] = time.time,
-                 refresh_s: float = 86400.0, suggest_limit: int = 10):
+                 refresh_s: float = 86400.0, suggest_limit: int = 10,
+                 roll_days_before: Optional[int] = None, trading_date: Optional[str] = None):
         self._client = client
         self._clock = clock
         self._refresh_s = refresh_s
         self._suggest_limit = suggest_limit
-        # Guards _cache (key -> (fetched_at, Contract)) only; never held during a client call.
+        self._roll_days_before = roll_days_before
+        self.trading_date = trading_date  # a plain attribute: replaced whole, read once per call
+        # Guards _cache (key -> (fetched_at, Contract, valid_until, rolls_on)), _rolls and _refused only;
+        # never held during a client call.
         self._lock = threading.Lock()
-        self._cache: Dict[str, Tuple[float, Contract]] = {}
+        self._cache: Dict[str, Tuple[float, Contract, float, Optional[dt.date]]] = {}
+        self._rolls: Dict[str, dt.date] = {}  # root -> next roll date of its current front
+        self._refused: Set[str] = set()  # contract names the broker refused (InvalidContract)
+
+    def today(self) -> dt.date:
+        pinned = (self.trading_date or "").strip()
+        if pinned:
+            try:
+                return dt.date.fromisoformat(pinned)
+            except ValueError:
+                log.warning("trading date %r is not YYYY-MM-DD; using the clock", pinned)
+        return dt.datetime.fromtimestamp(self._clock(), tz=dt.timezone.utc).date()
 
     def resolve(self, symbol: str) -> Contract:
         """The dated contract for ``symbol``; ``SignalError`` if there is none."""
@@ -118,10 +164,14 @@ class SymbolResolver:
         with self._lock:
             cached = self._cache.get(key)
         now = self._clock()
-        if cached is not None and now - cached[0] < self._refresh_s:
+        if cached is not None and now < cached[2] and (cached[3] is None or self.today() < cached[3]):
             return cached[1]
+        next_roll = None
         try:
-            contract = self._fetch_dated(root, name) if name else self._fetch_front(root)
+            if name:
+                contract = self._fetch_dated(root, name)
+            else:
+                contract, next_roll = self._fetch_front(root)
         except TradovateError as exc:
             if cached is None:
                 raise
@@ -130,16 +180,48 @@ class SymbolResolver:
         if contract is None:
             raise SignalError("unknown_symbol", "symbol",
                               f"{symbol.strip()[:40]}: no such Tradovate contract")
+        valid_until = now + self._refresh_s
+        if next_roll is not None:  # cached until the roll date (00:00 UTC of that day)
+            roll_at = dt.datetime.combine(next_roll, dt.time(), tzinfo=dt.timezone.utc).timestamp()
+            today_at = dt.datetime.combine(self.today(), dt.time(), tzinfo=dt.timezone.utc).timestamp()
+            valid_until = min(valid_until, now + max(0.0, roll_at - today_at))
         with self._lock:
-            self._cache[key] = (now, contract)
+            self._cache[key] = (now, contract, valid_until, next_roll)
+            if next_roll is not None:
+                self._rolls[root] = next_roll
         if cached is None or cached[1].name != contract.name:
-            log.info("symbol %s -> %s (id %s)", key, contract.name, contract.id)
+            log.info("symbol %s -> %s (id %s)%s", key, contract.name, contract.id,
+                     f", rolls on {next_roll.isoformat()}" if next_roll else "")
         return contract
 
+    def refused(self, symbol: str, contract: Contract) -> None:
+        """The broker answered ``InvalidContract`` for ``contract``: forget it for ``symbol``
+        and skip it when the front is picked again."""
+        root, name = parse_symbol(symbol)
+        with self._lock:
+            self._cache.pop(name or root + "!", None)
+            if not name:
+                self._refused.add(contract.name)
+        log.warning("broker refused %s as InvalidContract; %s is resolved again", contract.name, symbol)
+
+    def fronts(self) -> Dict[str, dict]:
+        """For the status JSON: each continuous root's current front and next roll date."""
+        with self._lock:
+            out = {}
+            for key, (_, contract, _, _) in self._cache.items():
+                if key.endswith("!"):
+                    root = key[:-1]
+                    roll = self._rolls.get(root)
+                    out[root] = {"front": contract.name, "contract_id": contract.id,
+                                 "next_roll": roll.isoformat() if roll else None}
+            return out
+
     def clear(self) -> None:
-        """Forget every cached contract (e.g. after the broker answered InvalidContract)."""
+        """Forget every cached contract and every refusal."""
         with self._lock:
             self._cache.clear()
+            self._rolls.clear()
+            self._refused.clear()
 
     def _fetch_dated(self, root: str, name: str) -> Optional[Contract]:
         data = self._client.find_contract(name)
@@ -147,7 +229,44 @@ class SymbolResolver:
             return None
         return contract_from_dict(data, root)
 
-    def _fetch_front(self, root: str) -> Optional[Contract]:
+    def _fetch_front(self, root: str) -> Tuple[Optional[Contract], Optional[dt.date]]:
+        by_maturity = self._front_by_maturity(root)
+        if by_maturity is not None:
+            return by_maturity
+        return self._front_by_suggest(root), None
+
+    def _front_by_maturity(self, root: str) -> Optional[Tuple[Optional[Contract], Optional[dt.date]]]:
+        """(front, its roll date) from the product's maturities; None when there are none."""
+        find_product = getattr(self._client, "find_product", None)
+        list_maturities = getattr(self._client, "list_maturities", None)
+        if find_product is None or list_maturities is None:
+            return None
+        product = find_product(root)
+        if not isinstance(product, dict) or product.get("id") is None:
+            return None
+        dated: List[Tuple[dt.date, str]] = []
+        for m in list_maturities(product["id"]) or []:
+            expires = _maturity_date(m.get("expirationDate")) if isinstance(m, dict) else None
+            month = m.get("expirationMonth") if isinstance(m, dict) else None
+            if expires is None or not isinstance(month, int) or not 1 <= month % 100 <= 12:
+                continue
+            name = f"{root}{MONTH_CODES[month % 100 - 1]}{(month // 100) % 10}"
+            dated.append((roll_date(root, expires, self._roll_days_before), name))
+        if not dated:
+            return None
+        today = self.today()
+        with self._lock:
+            refused = set(self._refused)
+        pattern = re.compile(rf"{re.escape(root)}[{MONTH_CODES}]\d")
+        for rolls_on, name in sorted(dated):
+            if today >= rolls_on or name in refused:
+                continue
+            data = self._client.find_contract(name)
+            if _valid(data, pattern):
+                return contract_from_dict(data, root), rolls_on
+        return None, None
+
+    def _front_by_suggest(self, root: str) -> Optional[Contract]:
         pattern = re.compile(rf"{re.escape(root)}[{MONTH_CODES}]\d")
         for data in self._client.suggest_contracts(root, self._suggest_limit) or []:
             if _valid(data, pattern):

@@ -96,6 +96,7 @@ class Catalog:
         self.contracts: Dict[int, Contract] = {}
         self.by_name: Dict[str, Contract] = {}
         self.by_root: Dict[str, List[Contract]] = {}  # expiration order, expired first
+        self.delisted: set = set()  # names made untradable at run time (control: delist)
         for p_index, product in enumerate(PRODUCTS):
             product_id = 1000 + p_index
             self.products[product.name] = (product_id, product)

@@ -111,7 +111,7 @@ class OrderMixin:
         if err:
             return err, spec
         contract = self.catalog.find(str(body.get("symbol") or ""))
-        if contract is None or contract.expired:
+        if contract is None or contract.expired or contract.name in self.catalog.delisted:
             text = f"Unknown or untradable contract {body.get('symbol')!r}"
             reason = self.config.unknown_symbol_reason
             return failure(reason, "Access is denied" if reason == "UnknownReason" else text), spec

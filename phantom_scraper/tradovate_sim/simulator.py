@@ -125,6 +125,13 @@ class Simulator:
         return {"contractId": contract.id, "symbol": contract.name,
                 "price": self.exchange.price(contract.id)}
 
+    def delist(self, symbol: Any) -> str:
+        """Make a contract untradable from now on: its orders are refused as InvalidContract
+        (an expired month the client has not rolled away from)."""
+        contract = self._contract(symbol)
+        self.exchange.catalog.delisted.add(contract.name)
+        return contract.name
+
     def reset(self) -> None:
         """Fault switches to defaults; orders, positions and the book forgotten."""
         self.faults.reset()
