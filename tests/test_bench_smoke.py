@@ -53,3 +53,20 @@ def test_journal_backends_benchmark_runs_on_both_backends(tmp_path):
     for run in doc["runs"]:
         assert run["latency_ms"]["n"] == 5 and run["journal_status"] == {"acked": 5}
     assert doc["added_p50_ms"] is not None
+
+
+def test_door_comparison_runs(tmp_path):
+    """`--door-compare`: row (1g) through the front door and through plain gthread, side by side."""
+    out = tmp_path / "door.json"
+    env = dict(os.environ)
+    for var in ("RECORDERS_FILE", "USE_WEBSOCKET_ORDERS", "TRADOVATE_REST_URL", "TRADOVATE_WS_URL"):
+        env.pop(var, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.latency", "--door-compare", "--n", "4", "--rtts", "5", "--rounds", "2",
+         "--out", str(out)], cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = {r["key"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"1g-door", "1g-gthread"}
+    assert "DoorWorker" in rows["1g-door"]["command"] and "gthread" in rows["1g-gthread"]["command"]
+    for row in rows.values():
+        assert row["latency_ms"]["n"] == 4 and row["errors"] == 0, row
