@@ -34,7 +34,8 @@ from phantom_scraper.service import ServiceUnavailable, TradingService, WebhookR
 logger = logging.getLogger(__name__)
 
 _TEXT_TYPES = re.compile(r"^(text/[\w.+-]+|application/(json|[\w.+-]+\+json|x-www-form-urlencoded))$", re.I)
-_SECRET_IN_TEXT = re.compile(r'"(?:secret|passphrase)"\s*:\s*"((?:[^"\\]|\\.)*)"', re.I)
+# ``token``: PickMyTrade's messages carry the secret there (docs/PAYLOAD.md)
+_SECRET_IN_TEXT = re.compile(r'"(?:secret|passphrase|token)"\s*:\s*"((?:[^"\\]|\\.)*)"', re.I)
 
 
 class Runtime:
@@ -46,6 +47,7 @@ class Runtime:
         self.simulator = None
         self.notifier = None  # phantom_scraper.notify.Notifier when NOTIFY_URLS is set
         self.metrics = None  # phantom_scraper.metrics.Metrics (create_app sets it)
+        self._forget_contracts = None  # unsubscribes fill_events.remember_contracts
         self.account_view = AccountView(ttl_s=settings.status_cache_s)  # the status page's broker reads
         self._boot_lock = threading.Lock()  # serialises the one-time boot
         self._booted = False
@@ -66,6 +68,10 @@ class Runtime:
             self.service.settings = self.settings
         if self.metrics is not None:
             self.metrics.start()
+        if self._forget_contracts is None:  # fills are shown by contract name
+            from phantom_scraper import events, fill_events
+
+            self._forget_contracts = events.subscribe(fill_events.remember_contracts)
         if self.settings.notify_urls:
             from phantom_scraper.notify import Notifier
 
@@ -84,6 +90,9 @@ class Runtime:
             self.notifier.stop()
         if self.metrics is not None:
             self.metrics.stop()
+        if self._forget_contracts is not None:
+            self._forget_contracts()
+            self._forget_contracts = None
 
     def unknown_open(self) -> Optional[int]:
         """Order intents in 'unknown' (need a person's attention), or None without a journal."""

@@ -60,6 +60,25 @@ def _signal_detail(signal: dict) -> str:
     return "—"
 
 
+def _strategies_html(status: dict) -> str:
+    """Open order strategies per account (``status["order_strategies"]``), or nothing."""
+    by_account = status.get("order_strategies") or {}
+    rows = []
+    for account in sorted(by_account):
+        for st in by_account[account]:
+            legs = "; ".join(
+                f"{b.get('qty')}× tp {b.get('profitTarget', '—')} sl {b.get('stopLoss', '—')}"
+                + (" trailing" if b.get("trailingStop") or b.get("autoTrail") else "") for b in st.get("brackets", []))
+            rows.append(f"<tr><td>{_e(account)}</td><td>{_e(st.get('symbol'))}</td><td>{_e(st.get('side'))}</td>"
+                        f"<td>{_e(st.get('strategy_id'))}</td><td>{_e(legs)}</td>"
+                        f"<td>{_e(st.get('breakeven') or '—')}</td><td>{_when(st.get('since'))}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h2>Open order strategies</h2><table class='strategies'><tr><th>account</th><th>symbol</th>"
+            "<th>side</th><th>strategy id</th><th>brackets (points from the entry)</th><th>breakeven</th>"
+            "<th>since</th></tr>" + "".join(rows) + "</table>")
+
+
 def _money(value) -> str:
     if value is None:
         return "—"
@@ -93,9 +112,12 @@ def _attention_html(view: dict) -> str:
     return "".join(parts)
 
 
-def _accounts_html(view: dict) -> str:
+def _accounts_html(view: dict, risk: Optional[dict] = None) -> str:
+    risk_open = {r.get("account_name"): r.get("open_pnl") for r in (risk or {}).get("accounts") or []}
     cards = []
     for a in view.get("accounts") or []:
+        if a.get("open_pnl") is None:
+            a = dict(a, open_pnl=risk_open.get(a["account"]))  # the risk guard prices positions from quotes
         today = a.get("today") or {}
         pos = "".join(f"<tr><td>{_e(p['contract'])}</td><td>{_e(p['net_pos'])}</td><td>{_e(p.get('avg_price'))}</td></tr>"
                       for p in a.get("positions") or [])
@@ -133,6 +155,30 @@ def _history_html(view: dict) -> str:
             "<p class='empty'>Export: <a href='/api/history?format=csv'>CSV per day</a> · "
             "<a href='/api/history?format=csv&amp;view=signals'>CSV per signal</a> · "
             "<a href='/api/history'>JSON</a></p>")
+
+
+def _settlement_html(status: dict) -> str:
+    """From the service status: DUPLICATE alarms, orders settled not_placed, a start-up retrying."""
+    att = status.get("orders_needing_attention") or {}
+    parts = []
+    dups = att.get("duplicates") or []
+    if dups:
+        items = "".join(f"<li>intent <code>{_e(d.get('intent_id'))}</code> has broker orders "
+                        f"{_e(', '.join(str(i) for i in d.get('order_ids') or []))} ({_e(d.get('why'))})</li>"
+                        for d in dups)
+        parts.append(f"<div class='alarm' id='duplicates'><b>DUPLICATE</b>: a second broker order for one "
+                     f"intent (this should never happen; check the account in Tradovate)<ul>{items}</ul></div>")
+    placed = att.get("not_placed") or []
+    if placed:
+        items = "".join(f"<li>{_e(i.get('account_name'))}: <code>{_e(i.get('cl_ord_id'))}</code> — {_e(i.get('error'))}</li>"
+                        for i in placed)
+        parts.append(f"<div class='warn' id='not-placed'><b>{len(placed)} order(s) settled NOT PLACED</b>: their "
+                     f"outcome was unknown and the broker never showed them; they were not resent (adopted if they "
+                     f"still turn up)<ul>{items}</ul></div>")
+    if status.get("start_error"):
+        parts.append(f"<div class='warn' id='start-error'>start-up retrying with back-off: "
+                     f"{_e(status.get('start_error'))}</div>")
+    return "".join(parts)
 
 
 def _risk_html(risk: Optional[dict]) -> str:
@@ -216,17 +262,19 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left}} 
 </style></head><body>
 <h1>phantom-scraper</h1>
 {_attention_html(view)}
+{_settlement_html(status)}
 <p>Environment: <b id="env">{_e(status.get('environment'))}</b> · service: <b id="service-state">{_e(status.get('service_state'))}</b>
  · WebSocket orders: <b>{'on' if status.get('websocket_orders_enabled') else 'off'}</b>
  · keep-alive daemon: <b id="daemon-state" class="{'ok' if daemon.get('running') else 'bad'}">{daemon_state}</b>
  (cycles {_e(daemon.get('cycles'))})</p>
 <h2>Accounts</h2>
-{_accounts_html(view) or "<p class='empty'>No account yet: they appear when the server has logged in.</p>"}
+{_accounts_html(view, status.get("risk")) or "<p class='empty'>No account yet: they appear when the server has logged in.</p>"}
 <h2>History</h2>
 {_history_html(view)}
 <h2>Connection pool ({_e(pool.get('sockets', 0))} socket(s) for {_e(pool.get('size', 0))} account(s))</h2>
 {pool_html}
 {errors_html}
+{_strategies_html(status)}
 {_risk_html(status.get("risk"))}
 <h2>Recent signals</h2>
 {signals_html}
