@@ -61,7 +61,8 @@ class Runtime:
 
             self.simulator = Simulator().start()
             logger.info("Embedded Tradovate simulator (paper trading) at %s", self.simulator.rest_url)
-            self.settings = self.settings.replace(rest_url=self.simulator.rest_url, ws_url=self.simulator.ws_url)
+            self.settings = self.settings.replace(rest_url=self.simulator.rest_url, ws_url=self.simulator.ws_url,
+                                                  md_url=self.settings.md_url or self.simulator.md_url)
             self.service.settings = self.settings
         if self.metrics is not None:
             self.metrics.start()
@@ -298,6 +299,32 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         if err is not None:
             return err
         return as_response(service().manual_trade(raw))
+
+    def kill_switch_selector():
+        body = request.get_json(silent=True, force=True)
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            return None, None, error(400, "invalid_json", "the body must be a JSON object")
+        return body.get("accounts", "all"), body, None
+
+    @app.post("/api/kill-switch")
+    @admin_required
+    def kill_switch():
+        """Lock accounts (until unlocked) and flatten them: {"accounts": "all" | [names], "flatten": true}."""
+        selector, body, err = kill_switch_selector()
+        if err is not None:
+            return err
+        return as_response(service().kill_switch(selector, flatten=body.get("flatten", True) is not False))
+
+    @app.delete("/api/kill-switch")
+    @admin_required
+    def kill_switch_release():
+        """Unlock accounts (risk locks and kill switch): {"accounts": "all" | [names]}."""
+        selector, _body, err = kill_switch_selector()
+        if err is not None:
+            return err
+        return as_response(service().unlock_accounts(selector))
 
     @app.get("/api/signals")
     @admin_required

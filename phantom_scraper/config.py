@@ -25,6 +25,8 @@ REAL_REST_URLS = {
     "demo": "https://demo.tradovateapi.com/v1",
     "live": "https://live.tradovateapi.com/v1",
 }
+# One market-data host serves demo and live (docs/TRADOVATE.md, "Hosts").
+REAL_MD_URL = "wss://md.tradovateapi.com/v1/websocket"
 
 
 def derive_ws_url(rest_url: str) -> str:
@@ -74,6 +76,26 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     return _parsed(env, name, default, lambda raw: raw.strip().lower() in ("1", "true", "yes", "on"), "a flag")
 
 
+def _opt_float(env: Mapping[str, str], name: str, default: Optional[float]) -> Optional[float]:
+    return _parsed(env, name, default, float, "a number (empty: no limit)")
+
+
+def _opt_int(env: Mapping[str, str], name: str, default: Optional[int]) -> Optional[int]:
+    return _parsed(env, name, default, int, "a whole number (empty: no limit)")
+
+
+def _trading_hours(env: Mapping[str, str], name: str, default: str) -> str:
+    """TRADING_HOURS, checked now (a bad window stops the start-up with the variable named)."""
+    from phantom_scraper.risk.hours import TradingHours, TradingHoursError
+
+    text = (env.get(name) or "").strip()
+    try:
+        TradingHours.parse(text)
+    except TradingHoursError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
+    return text or default
+
+
 def _str(env: Mapping[str, str], name: str, default):
     return env.get(name) or default
 
@@ -105,6 +127,7 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("TRADOVATE_DEVICE_ID", "credentials.device_id", _str, "a stable id per machine"),
     Variable("TRADOVATE_REST_URL", "rest_url", _str, "overrides the environment's REST base"),
     Variable("TRADOVATE_WS_URL", "ws_url", _str, "overrides the WebSocket URL (default: derived from the REST base)"),
+    Variable("TRADOVATE_MD_URL", "md_url", _str, "the market-data socket (default: Tradovate's md host; sim: the simulator's)"),
     Variable("TRADOVATE_ACCOUNTS", "accounts_filter", _csv, "comma list of account names to trade"),
     Variable("RECORDERS_FILE", "recorders_file", _str, "JSON file for several strategies/logins"),
     Variable("WEBHOOK_SECRET", "webhook_secret", _str, "the webhook token (required for demo/live)"),
@@ -141,6 +164,16 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("GRACEFUL_TIMEOUT_S", "graceful_timeout_s", _int, "gunicorn's graceful_timeout"),
     Variable("SHUTDOWN_TIMEOUT_S", "shutdown_timeout_s", _float, "longest wait for signals in flight at a stop"),
     Variable("ACCESS_LOG", "access_log", _bool, "0 turns gunicorn's access log off"),
+    # Risk guard (phantom_scraper/risk): account defaults, overridable per account in RECORDERS_FILE
+    Variable("RISK_MAX_POSITION", "risk.max_position", _opt_int, "largest net position per contract and account"),
+    Variable("RISK_MAX_SIGNALS_PER_MINUTE", "risk.max_signals_per_minute", _opt_int, "entry signals per minute per recorder"),
+    Variable("TRADING_HOURS", "risk.trading_hours", _trading_hours, "windows entries are allowed in"),
+    Variable("FLATTEN_AT_CLOSE", "risk.flatten_at_close", _bool, "flatten at each trading window's end"),
+    Variable("RISK_DAILY_LOSS_LIMIT", "risk.daily_loss_limit", _opt_float, "USD: flatten and lock at this day's loss"),
+    Variable("RISK_DAILY_PROFIT_TARGET", "risk.daily_profit_target", _opt_float, "USD: flatten and lock at this day's gain"),
+    Variable("RISK_TRAILING_DRAWDOWN", "risk.trailing_drawdown", _opt_float, "USD below the day's peak: flatten and lock"),
+    Variable("RISK_CHECK_INTERVAL_S", "risk.check_interval_s", _float, "the risk guard's periodic checks"),
+    Variable("RISK_SNAPSHOT_POLL_S", "risk.snapshot_poll_s", _float, "cash-balance snapshot poll without stream data"),
     Variable("STATUS_OPEN_IN_SIM", "status_open_in_sim", _bool,
              "sim: / and /api/websocket-status open to 127.0.0.1 without the admin token"),
     Variable("NOTIFY_URLS", "notify_urls", lambda env, name, default: _notify_urls(env.get(name)) or default,
@@ -185,11 +218,34 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class RiskSettings:
+    """The risk guard's account defaults (overridable per account in the recorders file) and timing.
+
+    None / empty = no limit.  Money in USD.  See ``phantom_scraper/risk/`` and the README.
+    """
+
+    max_position: Optional[int] = None  # RISK_MAX_POSITION: |net position| per contract
+    max_signals_per_minute: Optional[int] = None  # RISK_MAX_SIGNALS_PER_MINUTE, per recorder (entries)
+    trading_hours: str = ""  # TRADING_HOURS, e.g. "Mon-Fri 08:30-15:00 America/Chicago"
+    flatten_at_close: bool = False  # FLATTEN_AT_CLOSE
+    daily_loss_limit: Optional[float] = None  # RISK_DAILY_LOSS_LIMIT
+    daily_profit_target: Optional[float] = None  # RISK_DAILY_PROFIT_TARGET
+    trailing_drawdown: Optional[float] = None  # RISK_TRAILING_DRAWDOWN
+    check_interval_s: float = 1.0  # RISK_CHECK_INTERVAL_S: window ends, session start, retries
+    flatten_retry_s: float = 10.0  # a locked account still holding a position is flattened again after this
+    snapshot_poll_s: float = 300.0  # RISK_SNAPSHOT_POLL_S: getcashbalancesnapshot per account without stream data
+
+    def replace(self, **changes) -> "RiskSettings":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
 class Settings:
     tradovate_env: str = "sim"
     credentials: Optional[Credentials] = None
     rest_url: Optional[str] = None  # None: the environment's default (sim: the embedded simulator)
     ws_url: Optional[str] = None  # None: derived from rest_url
+    md_url: Optional[str] = None  # TRADOVATE_MD_URL; None: Tradovate's md host (demo/live), the simulator's (sim)
     accounts_filter: Tuple[str, ...] = ()  # TRADOVATE_ACCOUNTS, account names
     recorders_file: Optional[str] = None  # RECORDERS_FILE
 
@@ -259,6 +315,8 @@ class Settings:
     shutdown_timeout_s: float = 10.0
     access_log: bool = True
 
+    # Risk guard (phantom_scraper/risk)
+    risk: RiskSettings = field(default_factory=RiskSettings)
     # Admin and status routes (phantom_scraper/admin_auth.py)
     status_open_in_sim: bool = True  # sim mode: / and the status JSON open to 127.0.0.1
     admin_max_failures: int = 10  # wrong admin credentials per source address within the window
@@ -296,6 +354,13 @@ class Settings:
         rest = self.resolved_rest_url()
         return derive_ws_url(rest) if rest else None
 
+    def resolved_md_url(self) -> Optional[str]:
+        """The market-data socket: TRADOVATE_MD_URL, else Tradovate's md host (None in sim mode
+        until the embedded simulator has set its own)."""
+        if self.md_url:
+            return self.md_url
+        return REAL_MD_URL if self.tradovate_env in REAL_REST_URLS else None
+
     def missing_for_broker(self) -> Tuple[str, ...]:
         """Names of the variables a demo/live start needs but does not have."""
         missing = []
@@ -312,12 +377,19 @@ class Settings:
     def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides) -> "Settings":
         """Settings from ``env`` (default: the process environment), read through ``VARIABLES``."""
         env = os.environ if env is None else env
-        values, login = {}, {}
+        values, login, risk = {}, {}, {}
         for var in VARIABLES:
             if var.field is None:
                 continue
             if var.field.startswith("credentials."):
                 login[var.field.split(".", 1)[1]] = env.get(var.name) or ""
+                continue
+            if var.field.startswith("risk."):
+                name = var.field.split(".", 1)[1]
+                default = getattr(RiskSettings, name)
+                value = var.read(env, var.name, default)
+                if value != default:
+                    risk[name] = value
                 continue
             default = getattr(cls, var.field)
             value = var.read(env, var.name, default)
@@ -330,6 +402,8 @@ class Settings:
         if login["username"] or login["password"]:
             values["credentials"] = Credentials(**{k: v for k, v in login.items()
                                                    if v or k in ("username", "password")})
+        if risk:
+            values["risk"] = RiskSettings(**risk)
         if "ip_allowlist" in values:  # naming sources turns the check on
             values["ip_allowlist_enabled"] = True
         values.update(overrides)

@@ -61,6 +61,7 @@ class AccountOutcome:
     reconciled: bool = False
     error: Optional[str] = None
     planned: List[dict] = field(default_factory=list)
+    risk: List[dict] = field(default_factory=list)  # the risk guard's refusals/clips ({code, message})
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,7 +71,7 @@ class AccountOutcome:
         return {"account_id": self.account_id, "account_name": self.account_name, "status": self.status,
                 "order_id": self.order_id, "order_ids": list(self.order_ids), "cl_ord_ids": list(self.cl_ord_ids),
                 "transport": self.transport, "latency_ms": self.latency_ms, "reconciled": self.reconciled,
-                "error": self.error}
+                "error": self.error, **({"risk": list(self.risk)} if self.risk else {})}
 
 
 # The one owner of the worker threads.  Two pools so a signal task never waits on account tasks

@@ -32,7 +32,12 @@ from phantom_scraper.errors import AuthError, TradovateError
 from phantom_scraper.journal import Journal
 from phantom_scraper.storage_check import warn_if_ephemeral
 from phantom_scraper.pool_api import Connection, ConnectionPool
-from phantom_scraper.signals import AccountTarget, SignalError, SymbolResolver, parse_signal
+from phantom_scraper.risk.actions import ServiceRiskActions
+from phantom_scraper.risk.broker_view import BrokerStateView
+from phantom_scraper.risk.guard import RiskGuard
+from phantom_scraper.risk.marketdata import QuoteFeed
+from phantom_scraper.risk.store import RiskStore
+from phantom_scraper.signals import AccountTarget, SignalError, SymbolResolver, parse_signal, plan_orders
 from phantom_scraper.signals.symbols import parse_symbol
 from phantom_scraper.tradovate_integration import TradovateIntegration
 
@@ -82,6 +87,8 @@ class TradingService:
         self._idle = threading.Event()
         self._idle.set()
         self._account_login: Dict[int, Login] = {}
+        self.risk: Optional[RiskGuard] = None  # built at start-up (after the logins)
+        self.risk_clock = time.time  # the risk guard's clock (tests set a simulated one before start)
         # With the PostgreSQL journal: the login lease and hand-off between instances (None on SQLite).
         self.coordinator: Optional[Coordinator] = None
         self._login_configs: Dict[str, recorders_mod.LoginConfig] = {}
@@ -167,6 +174,8 @@ class TradingService:
                     len(self._account_login), len(self.recorders))
         events.emit("startup", environment=self.settings.tradovate_env, accounts=len(self._account_login))
         try:
+            if self.risk is not None:
+                self.risk.start()
             self.pool.warm_up()
             # Each cycle also adopts 'unknown' order intents that have since appeared at the broker.
             self.pool.start_daemon(self.settings.keepalive_interval_s, self._settle_unknown)
@@ -237,6 +246,38 @@ class TradingService:
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
         self._settle_interrupted_signals()
+        self._build_risk_guard()
+
+    def _build_risk_guard(self) -> None:
+        """The risk guard, wired to the logins' broker states and the market-data socket."""
+        if self.risk is not None:
+            self.risk.stop()
+        s = self.settings
+        guard = RiskGuard(s, clock=self.risk_clock)
+        names = {int(a["id"]): name for login in self.logins.values() for name, a in login.accounts.items()}
+
+        def state_of(account_id: int):
+            conn = self._account_login[account_id].connection
+            return lambda: getattr(conn, "broker_state", None)
+
+        view = BrokerStateView({a: state_of(a) for a in names})
+        first = next(iter(self.logins.values())).integration
+        actions = ServiceRiskActions(
+            journal=self.journal, settings=s,
+            integration_for=lambda a: first if a is None else self.integration_for_account(a),
+            connection_for=lambda a: self._account_login[a].connection, account_name=names.get)
+        feed = None
+        md_url = s.resolved_md_url()
+        if md_url and any(guard.limits_for(a).watches_pnl for a in names):
+            feed = QuoteFeed(md_url, lambda: first.access_token, guard.on_quote, settings=s)
+        elif not md_url and any(guard.limits_for(a).watches_pnl for a in names):
+            logger.warning("Risk: no market-data URL (TRADOVATE_MD_URL): open P&L comes from the "
+                           "cash-balance snapshot every %.0f s", s.risk.snapshot_poll_s)
+        guard.attach(store=RiskStore(self.journal), accounts=names, broker=view, actions=actions, feed=feed)
+        view.listen(guard.on_account_change, lambda: [guard.on_account_change(a) for a in names])
+        self.risk = guard
+        if guard.enabled:
+            logger.info("Risk guard on: defaults %s", guard.defaults.to_dict())
 
     # -- several instances (PostgreSQL journal) ----------------------------------------------------
     def _become_owner(self) -> bool:
@@ -249,6 +290,8 @@ class TradingService:
             logger.error("Taking the logins over failed: %s", _describe(exc))
             self._reset_logins()
             return False
+        if self.risk is not None:
+            self.risk.start()
         self.pool.warm_up()
         self.pool.start_daemon(self.settings.keepalive_interval_s, self._settle_unknown)
         logger.info("Owner: %d login(s), %d account(s)", len(self.logins), len(self._account_login))
@@ -256,6 +299,9 @@ class TradingService:
 
     def _lose_logins(self) -> None:
         """The lease is gone (database session lost): stop using the logins at once."""
+        if self.risk is not None:  # the new owner's guard takes over (locks are in the journal)
+            self.risk.stop()
+            self.risk = None
         self.pool.stop_daemon()
         self.pool.reset()
         self._reset_logins()
@@ -281,7 +327,8 @@ class TradingService:
                         signal_id, recorder.name, signal.action, signal.symbol, signal.quantity, len(targets))
             tickets = self._reserve_lanes(signal, targets)  # lane order on the owner: take-over order
             try:
-                future = execution.executor("signal").submit(self._process, signal, targets, signal_id, tickets)
+                future = execution.executor("signal").submit(self._process, signal, targets, signal_id, tickets,
+                                                              recorder.name)
             except BaseException:
                 execution.cancel_lanes(tickets)
                 raise
@@ -363,6 +410,8 @@ class TradingService:
         if not self._idle.wait(timeout_s):
             logger.error("Stopping with signals still in flight; their intents stay in the journal "
                          "and are reconciled at the next start")
+        if self.risk is not None:
+            self.risk.stop()
         if self.coordinator is not None:  # after the drain: the lease (and the logins) pass on now
             self.coordinator.stop(timeout_s)
         self.pool.stop_daemon()
@@ -454,7 +503,8 @@ class TradingService:
             tickets = self._reserve_lanes(signal, targets)  # arrival order per (account, product)
             events.emit("signal_received", signal_id=signal_id, t=received)
             try:
-                future = execution.executor("signal").submit(self._process, signal, targets, signal_id, tickets)
+                future = execution.executor("signal").submit(self._process, signal, targets, signal_id, tickets,
+                                                              recorder.name)
             except BaseException:
                 execution.cancel_lanes(tickets)
                 raise
@@ -497,7 +547,7 @@ class TradingService:
             return {}  # the resolver reports it; nothing will run
         return execution.reserve_lanes([t.id for t, _ in targets], root)
 
-    def _process(self, signal, targets, signal_id: str, tickets=None):
+    def _process(self, signal, targets, signal_id: str, tickets=None, recorder: str = ""):
         """In the executor: resolve the symbol, then run every account.  -> (contract, outcomes)."""
         try:
             contract = self.resolver.resolve(signal.symbol)  # SignalError: unknown symbol
@@ -507,10 +557,13 @@ class TradingService:
         if not targets:
             return None, []
         outcomes = execute_trade_simple(signal, contract, targets, journal=self.journal, signal_id=signal_id,
-                                        settings=self.settings, tickets=tickets)
-        return self._after_invalid_contract(signal, contract, targets, signal_id, outcomes)
+                                        settings=self.settings, tickets=tickets,
+                                        planner=self._planner(recorder, signal_id))
+        contract, outcomes = self._after_invalid_contract(signal, contract, targets, signal_id, outcomes, recorder)
+        self._risk_notes(signal_id, outcomes)
+        return contract, outcomes
 
-    def _after_invalid_contract(self, signal, contract, targets, signal_id: str, outcomes):
+    def _after_invalid_contract(self, signal, contract, targets, signal_id: str, outcomes, recorder: str = ""):
         """The broker refused the resolved month (``InvalidContract``: not executed).  Resolve the
         symbol again once, skipping that month, and run the refused accounts once more on the new
         one.  -> (contract, outcomes)."""
@@ -530,10 +583,24 @@ class TradingService:
         logger.warning("Signal %s: %s refused as InvalidContract; retrying %d account(s) on %s", signal_id,
                        contract.name, len(refused), fresh.name)
         again = execute_trade_simple(signal, fresh, [targets[i] for i in refused], journal=self.journal,
-                                     signal_id=signal_id, settings=self.settings, retry=True)
+                                     signal_id=signal_id, settings=self.settings, retry=True,
+                                     planner=self._planner(recorder, signal_id))
         for i, outcome in zip(refused, again):
             outcomes[i] = outcome
         return fresh, outcomes
+
+    def _planner(self, recorder: str, signal_id: str, rate_limited: bool = True):
+        """The order planner with the risk guard's entry rules (decided from memory: no broker read)."""
+        if self.risk is None:
+            return plan_orders
+        return self.risk.planner(recorder, signal_id, plan_orders, rate_limited=rate_limited)
+
+    def _risk_notes(self, signal_id: str, outcomes) -> None:
+        if self.risk is None:
+            return
+        notes = self.risk.take_notes(signal_id)
+        for outcome in outcomes:
+            outcome.risk = notes.get(outcome.account_id, [])
 
     def _finished(self, signal_id: str, future: concurrent.futures.Future) -> None:
         try:
@@ -626,7 +693,9 @@ class TradingService:
             try:
                 outcomes = execute_trade_simple(
                     signal, contract, [target], journal=self.journal, signal_id=signal_id,
-                    settings=self.settings.replace(use_websocket_orders=False))
+                    settings=self.settings.replace(use_websocket_orders=False),
+                    planner=self._planner(MANUAL_RECORDER, signal_id, rate_limited=False))
+                self._risk_notes(signal_id, outcomes)
             finally:
                 status = _summary_status(outcomes) if outcomes else "error"
                 self.journal.set_signal_status(signal_id, status,
@@ -647,10 +716,45 @@ class TradingService:
             "environment": self.settings.tradovate_env,
             "connection_pool": self.pool.status(),
             "keepalive_daemon": self.pool.daemon_status(),
+            "risk": self.risk.status() if self.risk is not None else None,
             "coordinator": self.coordinator.status() if self.coordinator is not None else None,
             # each continuous root traded so far: its front month and the date it rolls
             "front_months": resolver.fronts() if resolver is not None else {},
         }
+
+    # -- kill switch -------------------------------------------------------------------------------
+    def _risk_accounts(self, selector) -> Tuple[Optional[List[int]], Optional[WebhookResult]]:
+        if self.state != "ready" or self.risk is None:
+            raise ServiceUnavailable(self._unavailable_reason())
+        if selector != "all" and not (isinstance(selector, list) and selector
+                                      and all(isinstance(n, str) for n in selector)):
+            return None, WebhookResult(400, {"success": False, "error": {
+                "code": "invalid_field", "field": "accounts",
+                "message": 'accounts must be "all" or a list of account names'}})
+        ids, unknown = self.risk.accounts_by_name(selector)
+        if unknown:
+            return None, WebhookResult(400, {"success": False, "error": {
+                "code": "unknown_account", "field": "accounts", "message": f"no account named {', '.join(unknown)}"}})
+        return ids, None
+
+    def kill_switch(self, selector, flatten: bool = True) -> WebhookResult:
+        """Lock the accounts (until unlocked) and, with ``flatten``, cancel their orders and flatten them."""
+        ids, error = self._risk_accounts(selector)
+        if error is not None:
+            return error
+        results = self.risk.kill(ids, flatten=flatten, wait_s=max(5.0, self.settings.order_ack_timeout_s * 2))
+        names = dict((a, self.risk._accounts.get(a)) for a in ids)
+        return WebhookResult(200, {"success": True, "locked": [names[a] for a in ids], "flatten": bool(flatten),
+                                   "accounts": [{"account_id": a, "account_name": names[a], **results[a]} for a in ids]})
+
+    def unlock_accounts(self, selector) -> WebhookResult:
+        ids, error = self._risk_accounts(selector)
+        if error is not None:
+            return error
+        results = self.risk.unlock(ids, by="operator (DELETE /api/kill-switch)")
+        return WebhookResult(200, {"success": True, "unlocked": [self.risk._accounts.get(a) for a in ids if results[a]],
+                                   "accounts": [{"account_id": a, "account_name": self.risk._accounts.get(a),
+                                                 "was_locked": results[a]} for a in ids]})
 
     def health(self) -> Tuple[bool, dict]:
         checks = {"service": self.state}

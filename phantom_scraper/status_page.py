@@ -135,6 +135,33 @@ def _history_html(view: dict) -> str:
             "<a href='/api/history'>JSON</a></p>")
 
 
+def _risk_html(risk: Optional[dict]) -> str:
+    """The risk guard: each account's day (P&L, peak, limits) and lock, then recent refusals/locks."""
+    if not risk:
+        return ""
+    rows = []
+    for a in risk.get("accounts") or []:
+        lock = a.get("lock")
+        limits = a.get("limits") or {}
+        shown = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in limits.items() if v not in (None, False))
+        lock_html = (f"<span class='bad'>locked: {_e(lock.get('reason'))}</span> — {_e(lock.get('message'))}"
+                     f" (until {_e(lock.get('until_utc') or 'unlocked by an operator')})") if lock else "<span class='ok'>open</span>"
+        rows.append(f"<tr><td>{_e(a.get('account_name'))}</td><td>{_e(a.get('trading_day'))}</td>"
+                    f"<td>{_money(a.get('realized_pnl'))}</td><td>{_money(a.get('open_pnl'))}</td>"
+                    f"<td>{_money(a.get('total_pnl'))}</td><td>{_money(a.get('peak_pnl'))}</td>"
+                    f"<td>{_e(shown or 'none')}</td><td>{lock_html}</td></tr>")
+    events = "".join(
+        f"<li>{_when(e.get('at'))} {_e(e.get('account_name') or '')} <b>{_e(e.get('kind'))}</b> "
+        f"{_e(e.get('code') or '')}: {_e(e.get('message'))}</li>" for e in (risk.get("recent_events") or [])[:10])
+    md = risk.get("market_data") or {}
+    feed = (f" · market data: <b class='{'ok' if md.get('connected') else 'bad'}'>"
+            f"{'connected' if md.get('connected') else 'not connected'}</b>" if md else "")
+    return (f"<h2>Risk guard (trading day {_e(risk.get('trading_day'))}, next session {_e(risk.get('next_session_start_utc'))}){feed}</h2>"
+            "<table class='risk'><tr><th>account</th><th>trading day</th><th>realized P&amp;L</th><th>open P&amp;L</th>"
+            "<th>day P&amp;L</th><th>peak</th><th>limits</th><th>lock</th></tr>" + "".join(rows) + "</table>"
+            + (f"<ul class='risk-events'>{events}</ul>" if events else ""))
+
+
 def render(status: dict, signals: Iterable[dict], view: Optional[dict] = None) -> str:
     view = view or {}
     pool = status.get("connection_pool", {})
@@ -200,6 +227,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left}} 
 <h2>Connection pool ({_e(pool.get('sockets', 0))} socket(s) for {_e(pool.get('size', 0))} account(s))</h2>
 {pool_html}
 {errors_html}
+{_risk_html(status.get("risk"))}
 <h2>Recent signals</h2>
 {signals_html}
 <p class="empty">Refreshes every 5 s. JSON: <a href="/api/websocket-status">/api/websocket-status</a> · <a href="/health">/health</a></p>

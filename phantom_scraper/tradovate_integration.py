@@ -177,6 +177,20 @@ class TradovateIntegration:
                 return None
             raise
 
+    def find_product(self, name: str) -> Optional[dict]:
+        """``product/find?name=NQ`` (``valuePerPoint``, ``tickSize``), or None."""
+        try:
+            found = self._rest_call("GET", "product/find", params={"name": name})
+        except BrokerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found if isinstance(found, dict) and found else None
+
+    def cash_balance_snapshot(self, account_id: int) -> dict:
+        """``cashBalance/getcashbalancesnapshot``: realized and open P&L of the account right now."""
+        return self._rest_call("POST", "cashBalance/getcashbalancesnapshot", body={"accountId": account_id}) or {}
+
     def suggest_contracts(self, root: str, limit: int = 5) -> List[dict]:
         return self._rest_call("GET", "contract/suggest", params={"t": root, "l": limit}) or []
 

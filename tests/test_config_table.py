@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from phantom_scraper.config import VARIABLES, ConfigError, Credentials, Settings
+from phantom_scraper.config import VARIABLES, ConfigError, Credentials, RiskSettings, Settings
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PRODUCT_FILES = sorted(ROOT.glob("*.py")) + sorted((ROOT / "phantom_scraper").rglob("*.py"))
@@ -85,11 +85,14 @@ def test_the_readme_table_lists_every_variable_of_the_table():
 def test_each_variable_sets_a_settings_field():
     fields = {f.name for f in dataclasses.fields(Settings)}
     login_fields = {f.name for f in dataclasses.fields(Credentials)}
+    risk_fields = {f.name for f in dataclasses.fields(RiskSettings)}
     for var in VARIABLES:
         if var.field is None:
             continue
         if var.field.startswith("credentials."):
             assert var.field.split(".", 1)[1] in login_fields, var
+        elif var.field.startswith("risk."):  # the risk guard's group (Settings.risk)
+            assert var.field.split(".", 1)[1] in risk_fields, var
         else:
             assert var.field in fields, var
     assert len(TABLE) == len(VARIABLES), "a variable is listed twice"

@@ -250,6 +250,8 @@ def test_cli_prints_urls_and_serves_until_terminated():
         rest_line, ws_line = proc.stdout.readline().strip(), proc.stdout.readline().strip()
         assert rest_line.startswith("REST http://127.0.0.1:") and rest_line.endswith("/v1")
         assert ws_line.startswith("WS ws://127.0.0.1:") and ws_line.endswith("/v1/websocket")
+        md_line = proc.stdout.readline().strip()
+        assert md_line.startswith("MD ws://127.0.0.1:") and md_line.endswith("/v1/websocket") and md_line[3:] != ws_line[3:]
         rest_url, ws_url = rest_line.split(" ", 1)[1], ws_line.split(" ", 1)[1]
         token = requests.post(f"{rest_url}/auth/accesstokenrequest", json={"name": "demo", "password": "demo"},
                               timeout=5).json()["accessToken"]

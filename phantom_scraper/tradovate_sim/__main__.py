@@ -1,6 +1,6 @@
 """``python -m phantom_scraper.tradovate_sim --port PORT``: run the simulator until SIGINT/SIGTERM.
 
-Prints exactly two lines once ready: ``REST <base url>`` and ``WS <websocket url>``.
+Prints three lines once ready: ``REST <base url>``, ``WS <websocket url>`` and ``MD <market-data url>``.
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     try:
         print(f"REST {sim.rest_url}", flush=True)
         print(f"WS {sim.ws_url}", flush=True)
+        print(f"MD {sim.md_url}", flush=True)
         while not stop.wait(0.5):
             pass
     finally:

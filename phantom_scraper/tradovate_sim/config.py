@@ -49,6 +49,7 @@ class SimConfig:
     host: str = "127.0.0.1"
     port: int = 0  # REST + control; 0 = any free port
     ws_port: int = 0  # WebSocket; 0 = any free port
+    md_port: int = 0  # market-data WebSocket (md/subscribeQuote); 0 = any free port
     users: Tuple[UserSpec, ...] = (UserSpec(),)
     today: Optional[dt.date] = None  # contract maturities are generated relative to this (None: today, UTC)
 

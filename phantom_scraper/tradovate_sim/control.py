@@ -30,6 +30,17 @@ def handle_control(sim: Any, method: str, path: str, query: str, raw: bytes, con
             return Reply(200, sim.orders())
         if path == "/positions":
             return Reply(200, sim.exchange.position_rows())
+        if path == "/cash-balances":
+            return Reply(200, sim.cash_balances())
+        if path == "/clock":
+            if method == "POST":
+                if body.get("time") is not None:
+                    sim.clock.freeze(float(body["time"]))
+                if body.get("advance_s") is not None:
+                    sim.clock.advance(float(body["advance_s"]))
+                if body.get("frozen") is False:
+                    sim.clock.unfreeze()
+            return Reply(200, sim.clock.to_dict())
         if path == "/price":
             args = {**parse_query(query), **body}
             symbol = args.get("symbol") or args.get("contractId")

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from .catalog import Catalog, Contract
+from .clock import SimClock
 from .config import SimConfig
 from .orders import OrderMixin
+from .pnl import CashMixin, cme_trade_date
 from .timefmt import iso_z, trade_date
 
 log = logging.getLogger(__name__)
@@ -74,10 +76,12 @@ def catalog_date() -> dt.date:
     return dt.datetime.now(dt.timezone.utc).date()
 
 
-class Exchange(OrderMixin):
+class Exchange(OrderMixin, CashMixin):
     def __init__(self, config: SimConfig):
         self.config = config
         self.catalog = Catalog(config.today or catalog_date())
+        self.clock = SimClock()  # market time: fills, quotes, cash balances, book of record
+        self._quote_listeners: List[Callable[[int, float, float], None]] = []  # (contract id, price, time)
         # Guards every attribute below (and those used by OrderMixin).  Bookkeeping only.
         self._lock = threading.Lock()
         self._listeners: List[Callable[[List[Event]], None]] = []
@@ -121,12 +125,24 @@ class Exchange(OrderMixin):
             self._owner[cb_id] = acct_id
             self._entities["cashBalance"][cb_id] = {
                 "id": cb_id, "accountId": acct_id, "timestamp": iso_z(time.time()),
-                "tradeDate": trade_date(time.time()), "currencyId": 1, "amount": 50_000.0,
+                "tradeDate": cme_trade_date(self.clock()), "currencyId": 1, "amount": 50_000.0,
                 "realizedPnL": 0.0, "weekRealizedPnL": 0.0, "amountSOD": 50_000.0}
 
     # ---- events -----------------------------------------------------------------------------
     def add_listener(self, fn: Callable[[List[Event]], None]) -> None:
         self._listeners.append(fn)
+
+    def add_quote_listener(self, fn: Callable[[int, float, float], None]) -> None:
+        self._quote_listeners.append(fn)
+
+    def _publish_quote(self, contract_id: int, price: float) -> None:
+        """Call after releasing the lock: every quote listener (the market-data socket) hears it."""
+        now = self.clock()
+        for fn in list(self._quote_listeners):
+            try:
+                fn(contract_id, price, now)
+            except Exception:
+                log.exception("quote listener failed")
 
     def _publish(self, events: List[Event]) -> None:
         """Call after releasing the lock."""

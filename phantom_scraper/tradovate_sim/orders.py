@@ -282,6 +282,7 @@ class OrderMixin:
                 if oid in self._working.get(contract_id, ()):
                     self._try_fill_locked(ev, self._info[oid])
         self._publish(ev)
+        self._publish_quote(contract_id, price)
         return price
 
     # ---- internals (lock held) ----------------------------------------------------------------
@@ -310,7 +311,7 @@ class OrderMixin:
                  "price": _num(body.get("price")), "stopPrice": _num(body.get("stopPrice")),
                  "clOrdId": body.get("clOrdId"), "customTag50": body.get("customTag50"),
                  "isAutomated": bool(body.get("isAutomated", False)), "transport": transport,
-                 "endpoint": endpoint, "time": time.time(), "ordStatus": status}
+                 "endpoint": endpoint, "time": self.clock(), "ordStatus": status}
         if err is not None:
             entry["ordStatus"] = "Rejected"
             entry["failureReason"] = err.get("failureReason", "Violation")
@@ -456,6 +457,8 @@ class OrderMixin:
                       info.account_id)
             event_type = "Created"
         pos = self._entities["position"][pid]
+        self._realize_locked(ev, info.account_id, info.contract_id, pos["netPos"], pos["netPrice"],
+                             info.action, info.qty, price)  # pnl.py: cash balance, before the position moves
         side = "bought" if info.action == "Buy" else "sold"
         pos[side] += info.qty
         pos[side + "Value"] += info.qty * price

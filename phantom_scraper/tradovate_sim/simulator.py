@@ -9,7 +9,9 @@ from .config import SimConfig
 from .control import handle_control
 from .exchange import Exchange
 from .faults import FaultSwitches
+from . import cash_routes  # noqa: F401  (registers cashBalance/getcashbalancesnapshot)
 from .handlers import Api
+from .md import MdServer
 from .rest import RestServer
 from .ws import WsServer
 
@@ -33,6 +35,7 @@ class Simulator:
         self._lifecycle_lock = threading.Lock()
         self._rest: Optional[RestServer] = None
         self._ws: Optional[WsServer] = None
+        self._md: Optional[MdServer] = None
         self._stopped = False
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -42,24 +45,30 @@ class Simulator:
                 raise RuntimeError("a Simulator can be started once")
             ws = WsServer(self.api, self.config.host, self.config.ws_port)
             ws.start()
+            md = MdServer(self.api, self.config.host, self.config.md_port)
             try:
+                md.start()
                 rest = RestServer((self.config.host, self.config.port), self.api,
                                   lambda *args: handle_control(self, *args))
             except Exception:
                 ws.stop()
+                md.stop()
                 raise
             rest.start()
             self.exchange.add_listener(ws.publish)
-            self._ws, self._rest = ws, rest
+            self.exchange.add_quote_listener(md.publish_quote)
+            self._ws, self._rest, self._md = ws, rest, md
         log.info("Tradovate simulator listening: REST %s, WS %s", self.rest_url, self.ws_url)
         return self
 
     def stop(self) -> None:
         with self._lifecycle_lock:
-            ws, rest = self._ws, self._rest
+            ws, rest, md = self._ws, self._rest, self._md
             self._stopped = True
         if ws is not None:
             ws.stop()
+        if md is not None:
+            md.stop()
         if rest is not None:
             rest.stop()
 
@@ -92,6 +101,22 @@ class Simulator:
     @property
     def ws_url(self) -> str:
         return f"ws://{self._host()}:{self.ws_port}/v1/websocket"
+
+    @property
+    def md_url(self) -> str:
+        """The market-data socket (``md/subscribeQuote``), on its own port."""
+        if self._md is None:
+            raise RuntimeError("the simulator is not started")
+        return f"ws://{self._host()}:{self._md.port}/v1/websocket"
+
+    @property
+    def clock(self):
+        """The market clock (:class:`.clock.SimClock`): ``freeze``, ``advance``, ``unfreeze``."""
+        return self.exchange.clock
+
+    def cash_balances(self) -> List[dict]:
+        """Every account's cashBalance entity with its ``accountSpec`` and current ``openPnL``."""
+        return self.exchange.cash_balance_rows()
 
     @property
     def control_url(self) -> str:
@@ -138,7 +163,7 @@ class Simulator:
         self.exchange.reset()
 
     def close_all_sockets(self, exclude: Any = None) -> int:
-        count = self._ws.close_all() if self._ws else 0
+        count = (self._ws.close_all() if self._ws else 0) + (self._md.close_all() if self._md else 0)
         return count + (self._rest.close_all(exclude) if self._rest else 0)
 
     def expire_all_tokens(self) -> int:

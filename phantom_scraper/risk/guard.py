@@ -1,0 +1,595 @@
+"""The account-level risk guard: refuses or trims entries, watches each account's day, locks.
+
+Where it sits:
+
+* **Order path** (:meth:`RiskGuard.planner`): wraps the order planner.  It decides from state it
+  already holds (the broker state fed by the sync stream, its own locks, the clock): no broker round
+  trip is ever added to an order.  Entries are refused (``locked``, ``outside_trading_hours``,
+  ``rate_limited``) or reduced to the room left (``RISK_MAX_POSITION``); exits and cancels always pass.
+* **Watcher** (a named thread, ``risk-guard``): woken by every quote of the market-data socket and
+  every cash-balance/position change, and at least every ``RISK_CHECK_INTERVAL_S``.  Daily P&L =
+  realized (the account's ``cashBalance``, trading day from 17:00 America/Chicago) + open (net
+  position x (live price - net price) x ``valuePerPoint``).  A breach of the loss limit, the profit
+  target or the trailing drawdown journals a lock, then cancels working orders and flattens.  It also
+  flattens at the end of a trading window (``FLATTEN_AT_CLOSE``; at start when the window ended while
+  the process was down), clears locks at the next session start, and flattens again an account that
+  is locked-and-flattening but still holds a position (every ``flatten_retry_s``; a liquidation can
+  only reduce a position, so a repeat is never an added risk).
+* **Operator**: :meth:`kill` / :meth:`unlock` (``/api/kill-switch``).
+
+The guard acts through two injected interfaces (the composition root wires them), so it never
+imports the pool: ``broker`` (positions, working orders, cash balance: BrokerState) and ``actions``
+(flatten one contract, cancel one order, value per point, cash-balance snapshot).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable, Dict, Iterable, List, Optional, Protocol, Set, Tuple
+
+from phantom_scraper import events
+from phantom_scraper.signals import PlanError
+
+from . import rules
+from .hours import next_session_start, trading_day
+from .limits import load_limits
+from .rules import Refusal, RiskLimits
+from .store import RiskStore
+
+log = logging.getLogger(__name__)
+
+_MAX_NOTES = 2000  # signals whose per-account risk notes are kept until the service collects them
+
+
+class BrokerView(Protocol):
+    def positions(self, account_id: int) -> Dict[int, Tuple[int, Optional[float]]]:
+        """contract id -> (net position, net price)."""
+
+    def working_orders(self, account_id: int) -> List[dict]:
+        """Live orders (``id``, ``contractId``)."""
+
+    def cash_balance(self, account_id: int) -> Optional[dict]:
+        """The account's ``cashBalance`` entity, or None before the first one arrived."""
+
+
+class RiskActions(Protocol):
+    def flatten(self, account_id: int, contract_id: int, reason: str) -> str:
+        """Cancel the contract's working orders and close the position (``order/liquidateposition``)."""
+
+    def cancel(self, account_id: int, order_id: int) -> None:
+        """``order/cancelorder``."""
+
+    def value_per_point(self, contract_id: int) -> Optional[float]:
+        """USD per point of the contract (``product/find``'s ``valuePerPoint``)."""
+
+    def cash_snapshot(self, account_id: int) -> dict:
+        """``cashBalance/getcashbalancesnapshot``."""
+
+
+def _iso(epoch: Optional[float]) -> Optional[str]:
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _date(trade_date) -> Optional[dt.date]:
+    try:
+        return dt.date(int(trade_date["year"]), int(trade_date["month"]), int(trade_date["day"]))
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+class RiskGuard:
+    def __init__(self, settings, *, clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.risk = settings.risk
+        self.clock = clock
+        self.defaults, self._by_name, self._rates = load_limits(settings)
+        self.limiter = rules.SignalRateLimiter()
+        self.store: Optional[RiskStore] = None
+        self.broker: Optional[BrokerView] = None
+        self.actions: Optional[RiskActions] = None
+        self.feed = None  # marketdata.QuoteFeed, optional
+        self._accounts: Dict[int, str] = {}  # id -> name (set once at start)
+        # Guards every dict/set below (bookkeeping only: no I/O, no SQLite, no waits under it).
+        self._lock = threading.Lock()
+        self._locks: Dict[int, dict] = {}  # account -> active lock (mirror of the store)
+        self._prices: Dict[int, Tuple[float, Optional[float]]] = {}  # contract -> (price, quote time)
+        self._vpp: Dict[int, float] = {}
+        self._peaks: Dict[int, Tuple[str, float, float]] = {}  # account -> (trading day, peak, saved peak)
+        self._notes: "OrderedDict[str, Dict[int, List[dict]]]" = OrderedDict()
+        self._dirty: Set[int] = set()
+        self._requests: List[Tuple[int, str, threading.Event, dict]] = []  # flatten requests for the worker
+        self._last_flatten: Dict[int, float] = {}
+        self._snapshots: Dict[int, Tuple[float, dict]] = {}
+        self._close_marks: Dict[int, float] = {}
+        self._last_values: Dict[int, dict] = {}
+        self._force_tick = False
+        self.broker_reads = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._cycles = 0  # completed watcher cycles (wait_idle)
+        self._cycle_done = threading.Condition(self._lock)
+
+    # -- wiring -------------------------------------------------------------------------------------
+    @property
+    def enabled(self) -> bool:
+        limits = [self.defaults, *self._by_name.values()]
+        return any(l != RiskLimits() for l in limits) or any(v is not None for v in self._rates.values()) \
+            or self.risk.max_signals_per_minute is not None
+
+    def attach(self, *, store: RiskStore, accounts: Dict[int, str], broker: Optional[BrokerView],
+               actions: Optional[RiskActions], feed=None) -> None:
+        """Called once by the service at start-up (after the logins); loads the journaled locks."""
+        self.store, self.broker, self.actions, self.feed = store, broker, actions, feed
+        self._accounts = dict(accounts)
+        locks = store.active_locks(self.clock())
+        with self._lock:
+            self._locks = {a: row for a, row in locks.items() if a in self._accounts}
+        for account_id, row in self._locks.items():
+            self._announce(row, locked=True)
+            log.warning("Risk lock on %s kept from before the restart: %s (%s), until %s", row["account_name"],
+                        row["reason"], row["message"], _iso(row["until"]) or "unlocked by an operator")
+
+    def start(self) -> None:
+        if self._thread is None:
+            if self.feed is not None:
+                self.feed.start()
+            self._thread = threading.Thread(target=self._run, name="risk-guard", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+        if self.feed is not None:
+            self.feed.stop()
+
+    def limits_for(self, account_id: int) -> RiskLimits:
+        return self._by_name.get(self._accounts.get(account_id, ""), self.defaults)
+
+    def rate_for(self, recorder: str) -> Optional[int]:
+        return self._rates.get(recorder, self.risk.max_signals_per_minute)
+
+    # -- events from the broker state and the market-data socket (any thread, no I/O) -----------------
+    def on_quote(self, contract_id: int, price: float, at: Optional[float] = None) -> None:
+        with self._lock:
+            self._prices[contract_id] = (price, at)
+            # only the accounts holding it (a new position wakes its account through the broker state)
+            self._dirty |= {a for a, v in self._last_values.items() if contract_id in v.get("contracts", ())}
+        self._wake.set()
+
+    def on_account_change(self, account_id: int) -> None:
+        with self._lock:
+            self._dirty.add(int(account_id))
+        self._wake.set()
+
+    # -- the order path ---------------------------------------------------------------------------------
+    def planner(self, recorder: str, signal_id: str, base: Callable, *, rate_limited: bool = True) -> Callable:
+        """The order planner with the entry rules applied (same signature as ``plan_orders``)."""
+        def plan(signal, contract, target, net_pos, has_working=False):
+            steps = base(signal, contract, target, net_pos, has_working)
+            return self.check_steps(recorder, signal_id, contract, target, steps, net_pos,
+                                    rate_limited=rate_limited and not getattr(signal, "test", False))
+        return plan
+
+    def check_steps(self, recorder: str, signal_id: str, contract, target, steps, net_pos: int, *,
+                    rate_limited: bool = True) -> list:
+        now = self.clock()
+        limits = self.limits_for(target.id)
+        position = self._net_pos(target.id, contract.id, net_pos)
+        with self._lock:
+            lock = self._locks.get(target.id)
+        refusal = None
+        if lock is not None:
+            until = _iso(lock["until"]) or "an operator unlocks it"
+            refusal = Refusal(rules.LOCKED, f"account locked ({lock['reason']}: {lock['message']}); "
+                                            f"entries refused until {until}; exits pass")
+        elif limits.trading_hours is not None and not limits.trading_hours.is_open(now):
+            refusal = Refusal(rules.OUTSIDE_HOURS, f"outside trading hours ({limits.trading_hours.describe()}); "
+                                                   "entries refused, exits pass")
+        kept, notes = rules.apply_entry_rules(steps, position, refuse=refusal, max_position=limits.max_position)
+        if refusal is None and rate_limited and rules.has_entry(kept, position) and \
+                not self.limiter.acquire(recorder, signal_id, self.rate_for(recorder), now):
+            refusal = Refusal(rules.RATE_LIMITED, f"more than {self.rate_for(recorder)} entry signals in a minute "
+                                                   f"from recorder {recorder}; entries refused, exits pass")
+            kept, notes = rules.apply_entry_rules(steps, position, refuse=refusal, max_position=limits.max_position)
+        if notes:
+            self._note(signal_id, target, notes)
+        if not kept:
+            raise PlanError(notes[0].code if notes else "nothing_to_do",
+                            notes[0].message if notes else "nothing left to do")
+        return kept
+
+    def _net_pos(self, account_id: int, contract_id: int, fallback: int) -> int:
+        if self.broker is None:
+            return fallback
+        try:
+            return int((self.broker.positions(account_id).get(contract_id) or (fallback, None))[0] or 0)
+        except Exception:  # the guard never breaks an order on a bug of its own
+            log.exception("risk: broker state unreadable; using the planner's position")
+            return fallback
+
+    def _note(self, signal_id: str, target, notes: Iterable[Refusal]) -> None:
+        items = [{"code": n.code, "message": n.message} for n in notes]
+        with self._lock:
+            known = self._notes.setdefault(signal_id, {})
+            repeated = known.get(target.id) == items  # planned twice (fan-out fallback): report once
+            known[target.id] = items
+            while len(self._notes) > _MAX_NOTES:
+                self._notes.popitem(last=False)
+        if repeated:
+            return
+        for item in items:
+            kind = "clipped" if item["code"] == rules.CLIPPED else "refused"
+            log.warning("Risk %s: signal %s account %s: %s: %s", kind, signal_id, target.name, item["code"], item["message"])
+            self._event(kind, target.id, item["code"], item["message"], signal_id=signal_id)
+
+    def take_notes(self, signal_id: str) -> Dict[int, List[dict]]:
+        """Per-account refusals/clips of a signal (collected once, for its answer and journal entry)."""
+        with self._lock:
+            return self._notes.pop(signal_id, {})
+
+    def _event(self, kind: str, account_id: Optional[int], code: Optional[str], message: str, **kw) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.record_event(kind, account_id=account_id, account_name=self._accounts.get(account_id),
+                                    code=code, message=message, **kw)
+        except Exception:
+            log.exception("risk: could not journal a %s event", kind)
+
+    # -- P&L ---------------------------------------------------------------------------------------------
+    def pnl(self, account_id: int, now: float) -> dict:
+        """The trading day's realized, open and total P&L (None where unknown)."""
+        day = trading_day(now)
+        realized = None
+        cash = self.broker.cash_balance(account_id) if self.broker is not None else None
+        snapshot = self._snapshots.get(account_id)
+        if cash:
+            stamp = _date(cash.get("tradeDate"))
+            realized = 0.0 if stamp is not None and stamp < day else float(cash.get("realizedPnL") or 0.0)
+        elif snapshot is not None:
+            stamp = _date(snapshot[1].get("tradeDate"))
+            realized = 0.0 if stamp is not None and stamp < day else float(snapshot[1].get("realizedPnL") or 0.0)
+        open_pnl, missing, contracts = 0.0, [], []
+        positions = self.broker.positions(account_id) if self.broker is not None else {}
+        with self._lock:
+            for contract_id, (net, net_price) in positions.items():
+                if not net:
+                    continue
+                contracts.append(contract_id)
+                price, vpp = self._prices.get(contract_id, (None, None))[0], self._vpp.get(contract_id)
+                if price is None or vpp is None or net_price is None:
+                    missing.append(contract_id)
+                    continue
+                open_pnl += net * (price - float(net_price)) * vpp
+        if missing and snapshot is not None and now - snapshot[0] <= 2 * self.risk.snapshot_poll_s:
+            open_pnl, missing = float(snapshot[1].get("openPnL") or 0.0), []
+        complete = realized is not None and not missing
+        total = round(realized + open_pnl, 2) if complete else None
+        return {"trading_day": day.isoformat(), "realized_pnl": realized,
+                "open_pnl": round(open_pnl, 2) if not missing else None, "total_pnl": total,
+                "complete": complete, "missing_prices": missing, "contracts": contracts}
+
+    def _peak(self, account_id: int, day: str, total: Optional[float], now: float) -> float:
+        with self._lock:
+            entry = self._peaks.get(account_id)
+        if entry is None or entry[0] != day:
+            stored = self.store.peak(account_id, day) if self.store is not None else None
+            entry = (day, max(0.0, stored or 0.0), stored if stored is not None else 0.0)
+        peak, saved = entry[1], entry[2]
+        if total is not None and total > peak:
+            peak = total
+        if self.store is not None and peak > saved:  # only a new high is written
+            self.store.save_day(account_id, day, peak, total if total is not None else peak)
+            saved = peak
+        with self._lock:
+            self._peaks[account_id] = (day, peak, saved)
+        return peak
+
+    def _evaluate(self, account_id: int, now: float) -> None:
+        values = self.pnl(account_id, now)
+        values["peak_pnl"] = self._peak(account_id, values["trading_day"], values["total_pnl"], now)
+        with self._lock:
+            self._last_values[account_id] = values
+            locked = account_id in self._locks
+        limits = self.limits_for(account_id)
+        if locked or not limits.watches_pnl or not values["complete"]:
+            return
+        breach = rules.pnl_breach(limits, values["total_pnl"], values["peak_pnl"])
+        if breach is not None:
+            self.lock(account_id, breach[0], breach[1], until=next_session_start(now), flatten=True)
+
+    # -- locks and flattening ---------------------------------------------------------------------------
+    def lock(self, account_id: int, reason: str, message: str, *, until: Optional[float], flatten: bool,
+             by: str = "risk guard") -> dict:
+        """Journal a lock (before anything is sent), then flatten in the watcher thread."""
+        now = self.clock()
+        name = self._accounts.get(account_id, str(account_id))
+        row = {"account_id": account_id, "account_name": name, "reason": reason, "message": message,
+               "locked_at": now, "until": until, "flatten": flatten}
+        row["id"] = self.store.add_lock(account_id, name, reason, message, now, until, flatten)
+        with self._lock:
+            self._locks[account_id] = row
+            self._last_flatten.pop(account_id, None)
+        self._announce(row, locked=True)
+        log.warning("Risk LOCK %s (%s by %s): %s; entries refused until %s%s", name, reason, by, message,
+                    _iso(until) or "an operator unlocks it", "; cancelling working orders and flattening" if flatten else "")
+        self._event("lock", account_id, reason, message)
+        if flatten:
+            row["flatten_wait"] = self.request_flatten(account_id, f"{reason}: {message}")
+        return row
+
+    @staticmethod
+    def _announce(row: dict, *, locked: bool) -> None:
+        """Tell the event bus (metrics, notifications, the status page's lock list)."""
+        kind = "kill_switch" if row.get("reason") == rules.KILL_SWITCH else "risk"
+        events.emit(kind, account=row.get("account_name"), locked=locked,
+                    reason=f"{row.get('reason')}: {row.get('message')}" if locked else row.get("reason"))
+
+    def request_flatten(self, account_id: int, why: str) -> Tuple[threading.Event, dict]:
+        done, result = threading.Event(), {}
+        with self._lock:
+            self._requests.append((account_id, why, done, result))
+        self._wake.set()
+        return done, result
+
+    def _flatten(self, account_id: int, why: str) -> dict:
+        """Worker thread: cancel working orders and close every position of the account."""
+        now = self.clock()
+        with self._lock:
+            self._last_flatten[account_id] = now
+        if self.broker is None or self.actions is None:
+            return {"error": "no broker state"}
+        positions = {c: n for c, (n, _p) in self.broker.positions(account_id).items() if n}
+        orders = [o for o in self.broker.working_orders(account_id) if o.get("contractId") not in positions]
+        result = {"flattened": [], "cancelled": [], "errors": []}
+        for contract_id in sorted(positions):
+            try:
+                text = self.actions.flatten(account_id, contract_id, why)
+                result["flattened"].append({"contract_id": contract_id, "net_pos": positions[contract_id], "result": text})
+                self._event("flatten", account_id, "liquidateposition", f"contract {contract_id} ({positions[contract_id]:+d}): {text}; {why}")
+            except Exception as exc:
+                result["errors"].append(f"flatten {contract_id}: {exc}")
+                log.error("Risk flatten of %s contract %s failed: %s", self._accounts.get(account_id), contract_id, exc)
+                self._event("error", account_id, "flatten_failed", f"contract {contract_id}: {exc}")
+        for order in orders:
+            try:
+                self.actions.cancel(account_id, int(order["id"]))
+                result["cancelled"].append(order["id"])
+                self._event("cancel", account_id, "cancelorder", f"order {order['id']}; {why}")
+            except Exception as exc:
+                result["errors"].append(f"cancel {order.get('id')}: {exc}")
+                log.warning("Risk cancel of order %s failed: %s", order.get("id"), exc)
+        log.warning("Risk flatten %s: %d position(s) closed, %d order(s) cancelled (%s)", self._accounts.get(account_id),
+                    len(result["flattened"]), len(result["cancelled"]), why)
+        return result
+
+    def unlock(self, account_ids: Iterable[int], by: str = "operator") -> Dict[int, bool]:
+        now = self.clock()
+        out = {}
+        for account_id in account_ids:
+            changed = self.store.unlock(account_id, by, now)
+            with self._lock:
+                was = self._locks.pop(account_id, None)
+                self._last_flatten.pop(account_id, None)
+            out[account_id] = bool(changed or was)
+            if was is not None:
+                self._announce(was, locked=False)
+            if out[account_id]:
+                log.warning("Risk UNLOCK %s by %s", self._accounts.get(account_id), by)
+                self._event("unlock", account_id, by, f"unlocked by {by}")
+        return out
+
+    def kill(self, account_ids: Iterable[int], *, flatten: bool, wait_s: float = 10.0, by: str = "kill switch") -> dict:
+        """Lock the accounts until an operator unlocks them and (optionally) flatten them now."""
+        waits = []
+        out = {}
+        for account_id in account_ids:
+            row = self.lock(account_id, rules.KILL_SWITCH, f"kill switch ({by})", until=None, flatten=flatten, by=by)
+            out[account_id] = {"locked": True}
+            if flatten:
+                waits.append((account_id, *row["flatten_wait"]))
+        deadline = time.monotonic() + wait_s
+        for account_id, done, result in waits:
+            finished = done.wait(max(0.0, deadline - time.monotonic()))
+            out[account_id]["flatten"] = result if finished else {"pending": True}
+        return out
+
+    # -- the watcher ---------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        next_tick = 0.0
+        while not self._stop.is_set():
+            try:
+                with self._lock:
+                    requests, self._requests = self._requests, []
+                    dirty, self._dirty = self._dirty, set()
+                for account_id, why, done, result in requests:
+                    try:
+                        result.update(self._flatten(account_id, why))
+                    finally:
+                        done.set()
+                now = self.clock()
+                for account_id in sorted(dirty):
+                    if account_id in self._accounts:
+                        self._evaluate(account_id, now)
+                with self._lock:
+                    forced, self._force_tick = getattr(self, "_force_tick", False), False
+                if forced or time.monotonic() >= next_tick:
+                    self._tick(now)
+                    next_tick = time.monotonic() + self.risk.check_interval_s
+            except Exception:  # one logged safety net: the watcher must never die silently
+                log.exception("risk guard cycle failed")
+            with self._lock:
+                self._cycles += 1
+                self._cycle_done.notify_all()
+            self._wake.wait(max(0.01, min(self.risk.check_interval_s, next_tick - time.monotonic())))
+            self._wake.clear()
+
+    def _tick(self, now: float) -> None:
+        self._expire_locks(now)
+        wanted: Set[int] = set()
+        for account_id in sorted(self._accounts):
+            positions = self.broker.positions(account_id) if self.broker is not None else {}
+            open_contracts = {c for c, (n, _p) in positions.items() if n}
+            wanted |= open_contracts
+            self._value_points(open_contracts)
+            self._poll_snapshot(account_id, now)
+            if self._fresh(account_id):  # decisions about positions wait for the sync snapshot
+                self._check_close(account_id, now, open_contracts)
+                self._retry_flatten(account_id, now, open_contracts)
+            self._evaluate(account_id, now)
+        if self.feed is not None:
+            self.feed.want(wanted)
+
+    def _fresh(self, account_id: int) -> bool:
+        fresh = getattr(self.broker, "fresh", None)
+        return True if fresh is None else bool(fresh(account_id))
+
+    def _expire_locks(self, now: float) -> None:
+        with self._lock:
+            expired = [row for row in self._locks.values() if row["until"] is not None and row["until"] <= now]
+            for row in expired:
+                self._locks.pop(row["account_id"], None)
+        for row in expired:
+            self._announce(row, locked=False)
+            log.warning("Risk lock on %s cleared at the session start (%s)", row["account_name"], _iso(row["until"]))
+            self._event("unlock", row["account_id"], "session_start", f"{row['reason']} lock cleared at the session start")
+
+    def _value_points(self, contracts: Set[int]) -> None:
+        for contract_id in contracts:
+            if contract_id in self._vpp or self.actions is None:
+                continue
+            try:
+                self.broker_reads += 2
+                vpp = self.actions.value_per_point(contract_id)
+            except Exception as exc:
+                log.warning("risk: valuePerPoint of contract %s unknown yet: %s", contract_id, exc)
+                continue
+            if vpp:
+                with self._lock:
+                    self._vpp[contract_id] = float(vpp)
+
+    def _poll_snapshot(self, account_id: int, now: float) -> None:
+        """``getcashbalancesnapshot`` only for an account the sync stream has no cash balance for,
+        at most once per ``RISK_SNAPSHOT_POLL_S`` (Tradovate calls polling it an anti-pattern)."""
+        if self.actions is None or not self.limits_for(account_id).watches_pnl:
+            return
+        if self.broker is not None and self.broker.cash_balance(account_id):
+            return
+        last = self._snapshots.get(account_id)
+        if last is not None and now - last[0] < self.risk.snapshot_poll_s:
+            return
+        try:
+            self.broker_reads += 1
+            snap = self.actions.cash_snapshot(account_id)
+        except Exception as exc:
+            log.warning("risk: cash-balance snapshot of %s failed: %s", self._accounts.get(account_id), exc)
+            snap = None
+        self._snapshots[account_id] = (now, snap or {})
+
+    def _check_close(self, account_id: int, now: float, open_contracts: Set[int]) -> None:
+        limits = self.limits_for(account_id)
+        hours = limits.trading_hours
+        if not (limits.flatten_at_close and hours is not None):
+            return
+        end = hours.last_end(now)
+        if end is None:
+            return
+        mark = self._close_marks.get(account_id)
+        if mark is None:
+            mark = self.store.mark(account_id, "flatten_at_close") or 0.0
+        if mark >= end:
+            self._close_marks[account_id] = mark
+            return
+        working = self.broker.working_orders(account_id) if self.broker is not None else []
+        if (open_contracts or working) and not hours.is_open(now):
+            late = account_id not in self._close_marks and now - end > max(5.0, 3 * self.risk.check_interval_s)
+            why = (f"trading window ended at {_iso(end)} while the process was down: flattened at start" if late
+                   else f"trading window ended at {_iso(end)} (FLATTEN_AT_CLOSE)")
+            log.warning("Risk flatten at close for %s: %s", self._accounts.get(account_id), why)
+            self._event("flatten_at_close", account_id, "flatten_at_close", why)
+            self._flatten(account_id, why)
+        self.store.set_mark(account_id, "flatten_at_close", end)
+        self._close_marks[account_id] = end
+
+    def _retry_flatten(self, account_id: int, now: float, open_contracts: Set[int]) -> None:
+        with self._lock:
+            lock = self._locks.get(account_id)
+            last = self._last_flatten.get(account_id)
+        if lock is None or not lock.get("flatten"):
+            return
+        if not open_contracts:
+            return
+        if last is not None and now - last < self.risk.flatten_retry_s:
+            return
+        self._flatten(account_id, f"account locked ({lock['reason']}) still holds a position")
+
+    def wait_idle(self, timeout_s: float = 10.0, *, tick: bool = False) -> bool:
+        """Wait until the watcher has run a full cycle with nothing queued (``tick``: including
+        its periodic checks).  For tests and the kill switch; never called on the order path."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            target = self._cycles + 2
+            if tick:
+                self._force_tick = True
+        self._wake.set()
+        with self._lock:
+            while True:
+                if self._cycles >= target and not self._dirty and not self._requests \
+                        and not getattr(self, "_force_tick", False):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cycle_done.wait(min(remaining, 0.05))
+                self._wake.set()
+
+    # -- status ----------------------------------------------------------------------------------------------
+    def status(self) -> dict:
+        now = self.clock()
+        accounts = []
+        for account_id, name in sorted(self._accounts.items(), key=lambda kv: kv[1]):
+            with self._lock:
+                values = dict(self._last_values.get(account_id) or {})
+                lock = self._locks.get(account_id)
+            limits = self.limits_for(account_id)
+            accounts.append({
+                "account_id": account_id, "account_name": name,
+                "trading_day": values.get("trading_day") or trading_day(now).isoformat(),
+                "realized_pnl": values.get("realized_pnl"), "open_pnl": values.get("open_pnl"),
+                "total_pnl": values.get("total_pnl"), "peak_pnl": values.get("peak_pnl"),
+                "pnl_complete": bool(values.get("complete")), "limits": limits.to_dict(),
+                "trading_hours_open": limits.trading_hours.is_open(now) if limits.trading_hours else None,
+                "lock": None if lock is None else {
+                    "reason": lock["reason"], "message": lock["message"], "locked_at_utc": _iso(lock["locked_at"]),
+                    "until_utc": _iso(lock["until"]), "flatten": bool(lock.get("flatten"))},
+            })
+        polled = sum(1 for a in self._accounts if self.limits_for(a).watches_pnl
+                     and not (self.broker is not None and self.broker.cash_balance(a)))
+        return {
+            "enabled": self.enabled,
+            "trading_day": trading_day(now).isoformat(),
+            "next_session_start_utc": _iso(next_session_start(now)),
+            "market_data": self.feed.status() if self.feed is not None else None,
+            "requests": {"broker_reads": self.broker_reads,
+                         "snapshot_polls_per_hour_now": round(polled * 3600 / max(1.0, self.risk.snapshot_poll_s), 1),
+                         "market_data_requests": self.feed.requests_sent if self.feed is not None else 0},
+            "accounts": accounts,
+            "recent_events": self.store.recent_events(20) if self.store is not None else [],
+        }
+
+    def accounts_by_name(self, names) -> Tuple[List[int], List[str]]:
+        """(ids, unknown names) for a kill-switch selector: ``"all"`` or a list of account names."""
+        if names == "all":
+            return sorted(self._accounts), []
+        by_name = {n: a for a, n in self._accounts.items()}
+        ids = [by_name[n] for n in names if n in by_name]
+        return ids, [n for n in names if n not in by_name]
