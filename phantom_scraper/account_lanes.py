@@ -71,14 +71,15 @@ class AccountLanes:
 
         return ticket.submit(lane_job, inline=inline)
 
-    def claim(self, ticket: Ticket, conn, contract, settings) -> Optional[bool]:
+    def claim(self, ticket: Ticket, conn, contract, settings, wait_s: float = 0.0) -> Optional[bool]:
         """Take the ticket's lane for the calling thread if it is idle and the ticket is at its
         head; the caller runs the account's work itself, then calls :meth:`release`.
 
         None: not taken (submit the ticket as usual).  True: taken, and the previous job's orders
         are already settled with the exit legs in line (read from the socket-fed state: nothing to
         wait for, nothing to send).  False: taken, but the caller must first run
-        :meth:`settle_claimed` (it may wait; not in a hurry-up path)."""
+        :meth:`settle_claimed` (it may wait; not in a hurry-up path).  ``wait_s``: how long to wait
+        here (socket-fed state only) for the previous orders to settle before answering False."""
         with self._lock:
             self._roots[contract.id] = contract.root
         self.watch(conn, settings)
@@ -86,11 +87,14 @@ class AccountLanes:
             return None
         with self._lock:  # the lane is ours now: only its own jobs change its entry
             pending = self._unsettled.get(ticket.key)
-        if pending is None or _settled_now(*pending):  # (outside our lock: it takes the state's)
+        ready = pending is None or _settled_now(*pending)  # (outside our lock: it takes the state's)
+        if not ready and wait_s > 0:
+            state = exit_legs.fresh_state(pending[0])
+            ready = state is not None and state.wait_for(lambda _s: _settled_now(*pending), wait_s)
+        if ready:
             with self._lock:
                 self._unsettled.pop(ticket.key, None)
-            return True
-        return False
+        return ready
 
     def settle_claimed(self, ticket: Ticket, settings) -> None:
         """What a lane job does first (wait for the previous job's orders, legs in line)."""

@@ -134,17 +134,93 @@ def _finish(ticket, placement, answer, started, signal_id, target, conn, contrac
     return outcome
 
 
-def _settle_then_run(ticket, target, conn, signal, contract, journal, signal_id, settings, steps, cl_ord_id):
+def _settle_then_run(ticket, target, conn, signal, contract, journal, signal_id, settings, steps, cl_ord_id,
+                     planner=None, needs_position=None):
     from . import execution as ex
 
     outcome = None
     try:
         ex.LANES.settle_claimed(ticket, settings)
-        outcome = ex._run_account(target, conn, signal, contract, journal, signal_id, settings, None, None,
-                                  steps=steps, precreated=cl_ord_id)
+        outcome = ex._run_account(target, conn, signal, contract, journal, signal_id, settings, planner,
+                                  needs_position, steps=steps, precreated=cl_ord_id)
         return outcome
     finally:
         ex.LANES.release(ticket, conn, target.id, contract, outcome)
+
+
+def run_now(signal, contract, target, conn, ticket, journal, signal_id: str, settings, planner, needs_position,
+            wait_s: float):
+    """One account's order sent from the calling thread (the webhook's own), with no hand-off to a
+    worker before the frame leaves: plan -> journal the intent (one commit) -> frame handed to the
+    socket.  The answer is then awaited here for up to ``wait_s``; an ack or a rejection is
+    journaled here too.  Anything slower (no answer yet, a penalty, a REST fallback, an unknown to
+    search, a lane that must first wait for its previous orders, a plan of several steps) goes on
+    in the ``order`` executor, exactly as the general path would run it.
+
+    Returns a Future of the :class:`AccountOutcome`, or None when this path does not apply (no live
+    socket, a plan that reads the position first, the lane busy): then nothing was done and the
+    ticket is untouched."""
+    from . import execution as ex
+    from .signals import PlanError
+
+    if not settings.use_websocket_orders or ticket is None or needs_position(signal):
+        return None
+    client = conn.live_client()
+    if client is None or not client.is_open or conn.integration.stop_event.is_set():
+        return None
+    started_wait = time.perf_counter()
+    # The previous order of this lane is usually settled (its fill and position event in) within a
+    # moment of its answer: wait for that here, within half of what is left of the budget.
+    taken = ex.LANES.claim(ticket, conn, contract, settings, wait_s=wait_s / 2)
+    if taken is None:
+        return None
+    wait_s = max(0.0, wait_s - (time.perf_counter() - started_wait))
+    if not taken:  # the lane waits for its previous orders first: in a worker, as a lane job would
+        return ex.executor("order").submit(_settle_then_run, ticket, target, conn, signal, contract, journal,
+                                           signal_id, settings, None, None, planner, needs_position)
+    outcome = ex.AccountOutcome(target.id, target.name, "acked")
+    started = time.perf_counter()
+    try:
+        try:
+            steps = planner(signal, contract, target, 0, False)
+        except PlanError as exc:
+            outcome.status = "skipped" if exc.code == "nothing_to_do" else "rejected"
+            outcome.error = f"{exc.code}: {exc.message}" if hasattr(exc, "message") else str(exc)
+            logger.info("Signal %s account %s: %s", signal_id, target.name, outcome.error)
+            steps = None
+        if steps is not None and (len(steps) != 1 or steps[0].kind not in _BATCH_KINDS):
+            future = ex.executor("order").submit(_settle_then_run, ticket, target, conn, signal, contract, journal,
+                                                 signal_id, settings, steps, None)
+            ticket = None  # released by the worker
+            return future
+        if steps is not None:
+            outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
+            placement = ex._Placement(signal, contract, target, conn, journal, signal_id, 0, steps[0], outcome)
+    except ex.JournalError as exc:  # nothing recorded, so nothing was sent
+        outcome.status, outcome.error = "error", "journal unavailable, not sent: " + ex.describe(exc)
+        logger.error("Signal %s account %s: %s", signal_id, target.name, outcome.error)
+        steps = None
+    except Exception as exc:  # noqa: BLE001 - nothing was sent
+        _account_error(outcome, signal_id, target, exc)
+        steps = None
+    finally:
+        if ticket is not None and steps is None:
+            outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            ex.LANES.release(ticket, conn, target.id, contract, outcome)
+    if steps is None:
+        return _done(outcome)
+    try:
+        batch = client.request_many([(placement.order.endpoint, placement.order.body)],
+                                    timeout=settings.order_ack_timeout_s)
+        answer = functools.partial(batch.result, 0)
+    except NotSentError as exc:  # the socket closed meanwhile: nothing written (REST fallback)
+        batch, answer = None, functools.partial(_raise, exc)
+    finish = functools.partial(_finish, ticket, placement, answer, started, signal_id, target, conn, contract)
+    if batch is not None:
+        concurrent.futures.wait(batch.futures, timeout=wait_s)
+        if batch.futures[0].done() and _quick(batch, 0):
+            return _done(finish())
+    return ex.executor("order").submit(finish)
 
 
 def _account_error(outcome, signal_id, target, exc: BaseException) -> None:
@@ -164,4 +240,4 @@ def _done(value) -> "concurrent.futures.Future":
     return future
 
 
-__all__: Tuple[str, ...] = ("run_batched",)
+__all__: Tuple[str, ...] = ("run_batched", "run_now")

@@ -560,8 +560,10 @@ class TradingService:
             tickets = self._reserve_lanes(signal, targets)  # arrival order per (account, product)
             events.emit("signal_received", signal_id=signal_id, t=received)
             try:
-                future = execution.executor("signal").submit(self._process, signal, targets, signal_id, tickets,
-                                                              recorder.name)
+                future = self._run_here(signal, targets, signal_id, tickets, recorder.name, received)
+                if future is None:
+                    future = execution.executor("signal").submit(self._process, signal, targets, signal_id,
+                                                                  tickets, recorder.name)
             except BaseException:
                 execution.cancel_lanes(tickets)
                 raise
@@ -569,7 +571,10 @@ class TradingService:
         finally:
             if not submitted:
                 self._leave()
-        future.add_done_callback(lambda f: self._finished(signal_id, f, signal, recorder.name, received))
+        if future.done():  # answered in this thread: the journal's final status is written off the answer's path
+            execution.executor("signal").submit(self._finished, signal_id, future, signal, recorder.name, received)
+        else:
+            future.add_done_callback(lambda f: self._finished(signal_id, f, signal, recorder.name, received))
         budget = max(0.0, self.settings.webhook_budget_s - (time.perf_counter() - received))
         try:
             contract, outcomes = future.result(timeout=budget)
@@ -603,6 +608,42 @@ class TradingService:
         except SignalError:
             return {}  # the resolver reports it; nothing will run
         return execution.reserve_lanes([t.id for t, _ in targets], root)
+
+    def _run_here(self, signal, targets, signal_id: str, tickets, recorder: str, received: float):
+        """One account whose contract is already known: its order leaves from this (the request's)
+        thread, without a hand-off to the signal executor first (``fan_out.run_now``; the answer
+        is awaited here within the webhook budget).  -> Future of ``(contract, outcomes)``, or
+        None when that path does not apply (nothing done: run ``_process`` in the executor)."""
+        if len(targets) != 1 or signal.test or self.resolver is None:
+            return None
+        contract = self.resolver.cached(signal.symbol)
+        if contract is None:
+            return None
+        from . import fan_out
+        from .signals import needs_position
+        target, conn = targets[0]
+        budget = self.settings.webhook_budget_s - (time.perf_counter() - received)
+        account = fan_out.run_now(signal, contract, target, conn, tickets.get(target.id), self.journal, signal_id,
+                                  self.settings, self._planner(recorder, signal_id), needs_position,
+                                  wait_s=max(0.0, budget - 0.05))
+        if account is None:
+            return None
+        if account.done() and account.exception() is None:
+            outcomes = [account.result()]
+            if not any(o.status == "rejected" and "InvalidContract" in (o.error or "") for o in outcomes):
+                self._risk_notes(signal_id, outcomes)
+                done: concurrent.futures.Future = concurrent.futures.Future()
+                done.set_result((contract, outcomes))
+                return done
+        return execution.executor("signal").submit(self._complete, signal, contract, targets, signal_id, recorder,
+                                                    account)
+
+    def _complete(self, signal, contract, targets, signal_id: str, recorder: str, account):
+        """The rest of ``_process`` for an account started by ``_run_here``."""
+        outcomes = [account.result()]
+        contract, outcomes = self._after_invalid_contract(signal, contract, targets, signal_id, outcomes, recorder)
+        self._risk_notes(signal_id, outcomes)
+        return contract, outcomes
 
     def _process(self, signal, targets, signal_id: str, tickets=None, recorder: str = ""):
         """In the executor: resolve the symbol, then run every account.  -> (contract, outcomes)."""
