@@ -23,9 +23,9 @@ from typing import Dict, List, Optional, Tuple
 
 from phantom_scraper import events
 from phantom_scraper import execution
-from phantom_scraper.execution import describe as _describe, execute_trade_simple, reconcile_pending
+from phantom_scraper.execution import describe as _describe, execute_trade_simple
 from phantom_scraper.order_search import recent_duplicates
-from phantom_scraper.settlement import Settler
+from phantom_scraper.settlement import Settler, reconcile_pending
 from phantom_scraper import recorders as recorders_mod
 from phantom_scraper import redact
 from phantom_scraper.config import Settings
