@@ -60,6 +60,25 @@ def _signal_detail(signal: dict) -> str:
     return "—"
 
 
+def _strategies_html(status: dict) -> str:
+    """Open order strategies per account (``status["order_strategies"]``), or nothing."""
+    by_account = status.get("order_strategies") or {}
+    rows = []
+    for account in sorted(by_account):
+        for st in by_account[account]:
+            legs = "; ".join(
+                f"{b.get('qty')}× tp {b.get('profitTarget', '—')} sl {b.get('stopLoss', '—')}"
+                + (" trailing" if b.get("trailingStop") or b.get("autoTrail") else "") for b in st.get("brackets", []))
+            rows.append(f"<tr><td>{_e(account)}</td><td>{_e(st.get('symbol'))}</td><td>{_e(st.get('side'))}</td>"
+                        f"<td>{_e(st.get('strategy_id'))}</td><td>{_e(legs)}</td>"
+                        f"<td>{_e(st.get('breakeven') or '—')}</td><td>{_when(st.get('since'))}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h2>Open order strategies</h2><table class='strategies'><tr><th>account</th><th>symbol</th>"
+            "<th>side</th><th>strategy id</th><th>brackets (points from the entry)</th><th>breakeven</th>"
+            "<th>since</th></tr>" + "".join(rows) + "</table>")
+
+
 def _money(value) -> str:
     if value is None:
         return "—"
@@ -93,9 +112,12 @@ def _attention_html(view: dict) -> str:
     return "".join(parts)
 
 
-def _accounts_html(view: dict) -> str:
+def _accounts_html(view: dict, risk: Optional[dict] = None) -> str:
+    risk_open = {r.get("account_name"): r.get("open_pnl") for r in (risk or {}).get("accounts") or []}
     cards = []
     for a in view.get("accounts") or []:
+        if a.get("open_pnl") is None:
+            a = dict(a, open_pnl=risk_open.get(a["account"]))  # the risk guard prices positions from quotes
         today = a.get("today") or {}
         pos = "".join(f"<tr><td>{_e(p['contract'])}</td><td>{_e(p['net_pos'])}</td><td>{_e(p.get('avg_price'))}</td></tr>"
                       for p in a.get("positions") or [])
@@ -246,12 +268,13 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left}} 
  · keep-alive daemon: <b id="daemon-state" class="{'ok' if daemon.get('running') else 'bad'}">{daemon_state}</b>
  (cycles {_e(daemon.get('cycles'))})</p>
 <h2>Accounts</h2>
-{_accounts_html(view) or "<p class='empty'>No account yet: they appear when the server has logged in.</p>"}
+{_accounts_html(view, status.get("risk")) or "<p class='empty'>No account yet: they appear when the server has logged in.</p>"}
 <h2>History</h2>
 {_history_html(view)}
 <h2>Connection pool ({_e(pool.get('sockets', 0))} socket(s) for {_e(pool.get('size', 0))} account(s))</h2>
 {pool_html}
 {errors_html}
+{_strategies_html(status)}
 {_risk_html(status.get("risk"))}
 <h2>Recent signals</h2>
 {signals_html}

@@ -221,8 +221,14 @@ class TradovateIntegration:
     def list_commands(self, order_id: Optional[int] = None) -> List[dict]:
         return self._list("command", order_id)
 
+    def list_order_strategies(self) -> List[dict]:
+        return self._list("orderStrategy", None)
+
     def list_fills(self, order_id: Optional[int] = None) -> List[dict]:
         return self._list("fill", order_id)
+
+    def list_order_versions(self, order_id: Optional[int] = None) -> List[dict]:
+        return self._list("orderVersion", order_id)
 
     # ------------------------------------------------------------------ REST orders
     def _rest_order(self, endpoint: str, body: dict) -> dict:
