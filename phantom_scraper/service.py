@@ -296,6 +296,7 @@ class TradingService:
         from .breakeven import BreakevenManager
         if self.journal is None:
             return
+        strategy_exec.store_for(self.journal).ensure_tables()  # created here, never on the order path
         closed = strategy_exec.refresh(self.journal, self.integration_for_account)
         if closed:
             logger.info("%d order strateg(ies) ended at the broker while this process was down", closed)
@@ -307,8 +308,10 @@ class TradingService:
             first = next(iter(self.logins.values())).integration
             feed = QuoteFeed(md_url, lambda: first.access_token, self.on_quote, settings=self.settings,
                              name="breakeven")
-        self.breakeven = BreakevenManager(strategy_exec.store_for(self.journal), self.integration_for_account,
-                                          feed=feed)
+        journal = self.journal
+        self.breakeven = BreakevenManager(
+            strategy_exec.store_for(journal), self.integration_for_account, feed=feed,
+            housekeeping=lambda: strategy_exec.refresh(journal, self.integration_for_account))
         self.breakeven.start()
 
     def on_quote(self, contract_id: int, price: float, timestamp: Optional[float] = None) -> None:
