@@ -236,6 +236,9 @@ class TradovateIntegration:
     def list_fills(self, order_id: Optional[int] = None) -> List[dict]:
         return self._list("fill", order_id)
 
+    def list_order_versions(self, order_id: Optional[int] = None) -> List[dict]:
+        return self._list("orderVersion", order_id)
+
     # ------------------------------------------------------------------ REST orders
     def _rest_order(self, endpoint: str, body: dict) -> dict:
         return check_order_result(endpoint, self._rest_call("POST", endpoint, body=body))
