@@ -500,8 +500,3 @@ def _fail(journal, cl_ord_id, status, error, outcome, target, already_journaled=
     except JournalError as exc:
         logger.error("Order %s: could not journal %s: %s", cl_ord_id, state, describe(exc))
     return False
-
-
-# ---------------------------------------------------------------------------------------------
-# Reconciliation lives in settlement.py (start-up and background); these names stay importable here.
-from .settlement import find_order_id, reconcile_pending, settle_unknown  # noqa: E402,F401

@@ -22,9 +22,9 @@ from typing import Dict, List, Optional, Tuple
 
 from phantom_scraper import events
 from phantom_scraper import execution
-from phantom_scraper.execution import describe as _describe, execute_trade_simple, reconcile_pending
+from phantom_scraper.execution import describe as _describe, execute_trade_simple
 from phantom_scraper.order_search import recent_duplicates
-from phantom_scraper.settlement import Settler
+from phantom_scraper.settlement import Settler, reconcile_pending
 from phantom_scraper import recorders as recorders_mod
 from phantom_scraper import redact
 from phantom_scraper.config import Settings
@@ -964,7 +964,8 @@ def _summary_status(outcomes) -> str:
 def _outcomes_body(signal_id, contract, signal, outcomes) -> dict:
     status = _summary_status(outcomes)
     return {
-        "success": status in ("acked", "validated", "skipped"),
+        # unknown is neither: null until settlement says (the accounts carry "unknown" too)
+        "success": None if status == "unknown" else status in ("acked", "validated", "skipped"),
         "signal_id": signal_id,
         "status": status,
         "test": bool(signal.test),
