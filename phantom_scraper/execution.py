@@ -448,6 +448,9 @@ class _Placement:
                 outcome.order_ids.append(entry_id)
         else:
             outcome.order_ids.append(result.order_id)
+            # A bracket's legs are broker orders this step placed too: reported with the entry.
+            outcome.order_ids.extend(int(result.response[k]) for k in ("oso1Id", "oso2Id")
+                                     if isinstance(result.response.get(k), int))
         outcome.transport = result.transport
         outcome.latency_ms = result.latency_ms
         outcome.reconciled = outcome.reconciled or bool(result.reconciled)

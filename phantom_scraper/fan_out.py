@@ -102,8 +102,17 @@ def run_batched(signal, contract, targets, prepared, tickets, journal, signal_id
         if batch is not None and _quick(batch, where):
             results[index] = _done(finish())
         else:  # more work (penalty wait, REST fallback, unknown search): off this thread
-            results[index] = ex.executor("order").submit(finish)
+            results[index] = _off_thread(finish)
     return results
+
+
+def _off_thread(finish) -> "concurrent.futures.Future":
+    from . import execution as ex
+
+    try:
+        return ex.executor("order").submit(finish)
+    except RuntimeError:  # executors shut down (process stopping): finish here, the lane must move on
+        return _done(finish())
 
 
 def _quick(batch, position: int) -> bool:
@@ -220,7 +229,7 @@ def run_now(signal, contract, target, conn, ticket, journal, signal_id: str, set
         concurrent.futures.wait(batch.futures, timeout=wait_s)
         if batch.futures[0].done() and _quick(batch, 0):
             return _done(finish())
-    return ex.executor("order").submit(finish)
+    return _off_thread(finish)
 
 
 def _account_error(outcome, signal_id, target, exc: BaseException) -> None:
