@@ -910,7 +910,8 @@ def _summary_status(outcomes) -> str:
 def _outcomes_body(signal_id, contract, signal, outcomes) -> dict:
     status = _summary_status(outcomes)
     return {
-        "success": status in ("acked", "validated", "skipped"),
+        # unknown is neither: null until settlement says (the accounts carry "unknown" too)
+        "success": None if status == "unknown" else status in ("acked", "validated", "skipped"),
         "signal_id": signal_id,
         "status": status,
         "test": bool(signal.test),
