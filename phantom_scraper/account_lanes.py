@@ -100,6 +100,9 @@ class AccountLanes:
         if etype != "position" or not entity:
             return
         account_id, contract_id = entity.get("accountId"), entity.get("contractId")
+        state = getattr(conn, "broker_state", None)
+        if state is None or not any(exit_legs.is_leg(o) for o in state.working_orders(account_id, contract_id)):
+            return  # no exit leg to keep in line (the usual case: no job, no thread hop)
         with self._lock:
             root = self._roots.get(contract_id)
             if root is None:
