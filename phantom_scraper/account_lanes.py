@@ -61,7 +61,7 @@ class AccountLanes:
         self.watch(conn, settings)
 
         def lane_job():
-            self._settle_previous(ticket.key, settings)
+            self._settle_previous(ticket.key, settings, conn)
             result = job()
             ids = list(getattr(result, "order_ids", None) or [])
             if ids:
@@ -87,6 +87,8 @@ class AccountLanes:
             return None
         with self._lock:  # the lane is ours now: only its own jobs change its entry
             pending = self._unsettled.get(ticket.key)
+        if pending is not None and pending[0] is not conn:
+            pending = None  # placed through a connection since replaced (a new login): nothing to wait for
         ready = pending is None or _settled_now(*pending)  # (outside our lock: it takes the state's)
         if not ready and wait_s > 0:
             state = exit_legs.fresh_state(pending[0])
@@ -96,9 +98,9 @@ class AccountLanes:
                 self._unsettled.pop(ticket.key, None)
         return ready
 
-    def settle_claimed(self, ticket: Ticket, settings) -> None:
+    def settle_claimed(self, ticket: Ticket, settings, conn) -> None:
         """What a lane job does first (wait for the previous job's orders, legs in line)."""
-        self._settle_previous(ticket.key, settings)
+        self._settle_previous(ticket.key, settings, conn)
 
     def release(self, ticket: Ticket, conn, account_id: int, contract, result: Any = None,
                 exc: Optional[BaseException] = None) -> None:
@@ -109,11 +111,11 @@ class AccountLanes:
                 self._unsettled[ticket.key] = (conn, account_id, contract.id, ids)
         self.lanes.release(ticket, result, exc)
 
-    def _settle_previous(self, key: LaneKey, settings) -> None:
+    def _settle_previous(self, key: LaneKey, settings, current_conn) -> None:
         with self._lock:
             pending = self._unsettled.pop(key, None)
-        if pending is None:
-            return
+        if pending is None or pending[0] is not current_conn:
+            return  # nothing placed, or placed through a connection since replaced (a new login)
         conn, account_id, contract_id, order_ids = pending
         timeout_s = settings.order_ack_timeout_s
         if not exit_legs.wait_settled(conn, account_id, order_ids, timeout_s):
@@ -139,8 +141,8 @@ class AccountLanes:
             return
         account_id, contract_id = entity.get("accountId"), entity.get("contractId")
         state = getattr(conn, "broker_state", None)
-        if state is not None and state.fresh and not state.has_exit_legs(account_id, contract_id):
-            return  # no bracket leg to keep in line (the usual fill of a plain order): no upkeep job
+        if state is None or not any(exit_legs.is_leg(o) for o in state.working_orders(account_id, contract_id)):
+            return  # no exit leg to keep in line (the usual case: no job, no thread hop)
         with self._lock:
             root = self._roots.get(contract_id)
             if root is None:
@@ -154,7 +156,7 @@ class AccountLanes:
         def upkeep():
             with self._lock:
                 self._upkeep_queued.discard(marker)
-            self._settle_previous(key, settings)
+            self._settle_previous(key, settings, conn)
             exit_legs.sync(conn, account_id, contract_id, settings.order_ack_timeout_s)
 
         future = self.lanes.background(key, upkeep)

@@ -69,15 +69,15 @@ class BrokerState:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # notified after every applied change
         self._entities: Dict[str, Dict[int, dict]] = {}
+        # Indexes kept with _entities (readers on the order path must not scan a day's history):
+        self._live: Dict[tuple, set] = {}  # (account, contract) -> ids of orders in WORKING_STATES
+        self._latest_version: Dict[int, dict] = {}  # order id -> its newest orderVersion
         self._current_gen: Optional[int] = None  # generation of the socket feeding us
         self._synced = False  # the current generation's snapshot has been applied
         self._buffer: List[dict] = []  # events of the current generation received before its snapshot
         self._listeners: List[Listener] = []
         # (account, contract) -> ids of orders whose fill arrived but no position event since
         self._unposted_fills: Dict[tuple, set] = {}
-        # Indexes kept with _entities, so the hot-path readers do not scan every order ever seen:
-        self._live_orders: Dict[int, dict] = {}  # order id -> order, while its status is in WORKING_STATES
-        self._latest_version: Dict[int, dict] = {}  # order id -> its orderVersion with the highest id
         self.synced_at: Optional[float] = None
         self.events_applied = 0
         self.last_error: Optional[str] = None
@@ -138,8 +138,8 @@ class BrokerState:
             if gen != self._current_gen:
                 return False  # a newer socket took over while this snapshot was in flight
             self._entities = fresh
-            self._unposted_fills = {}
             self._reindex_locked()
+            self._unposted_fills = {}
             buffered, self._buffer = self._buffer, []
             for msg in buffered:
                 self._apply_locked(msg)
@@ -208,10 +208,7 @@ class BrokerState:
                 store.pop(row["id"], None)
             else:
                 store[row["id"]] = dict(row)
-            if etype == "order":
-                self._index_order_locked(row["id"], None if event_type == "Deleted" else store[row["id"]])
-            elif etype == "orderVersion":
-                self._index_version_locked(row, deleted=event_type == "Deleted")
+            self._index_locked(etype, store.get(row["id"]), row)
             if etype == "fill" and event_type == "Created":
                 order = self._entities.get("order", {}).get(row.get("orderId"))
                 if order is not None:
@@ -224,33 +221,32 @@ class BrokerState:
         return changed
 
     def _reindex_locked(self) -> None:
-        self._live_orders, self._latest_version = {}, {}
-        for oid, order in self._entities.get("order", {}).items():
-            self._index_order_locked(oid, order)
+        self._live, self._latest_version = {}, {}
         for version in self._entities.get("orderVersion", {}).values():
-            self._index_version_locked(version, deleted=False)
+            self._index_locked("orderVersion", version, version)
+        for order in self._entities.get("order", {}).values():
+            self._index_locked("order", order, order)
 
-    def _index_order_locked(self, order_id: int, order: Optional[dict]) -> None:
-        if order is not None and order.get("ordStatus") in WORKING_STATES:
-            self._live_orders[order_id] = order
-        else:
-            self._live_orders.pop(order_id, None)
-
-    def _index_version_locked(self, version: dict, deleted: bool) -> None:
-        oid = version.get("orderId")
-        if oid is None:
-            return
-        current = self._latest_version.get(oid)
-        if not deleted:
-            if current is None or version["id"] >= current["id"]:
-                self._latest_version[oid] = self._entities["orderVersion"][version["id"]]
-            return
-        if current is not None and current["id"] == version["id"]:  # (rare) the latest went: look again
-            rest = [v for v in self._entities.get("orderVersion", {}).values() if v.get("orderId") == oid]
-            if rest:
-                self._latest_version[oid] = max(rest, key=lambda v: v["id"])
+    def _index_locked(self, etype: str, stored: Optional[dict], row: dict) -> None:
+        """Keep the indexes in step with one stored entity (``stored`` None: it was deleted)."""
+        if etype == "order":
+            key = (row.get("accountId"), row.get("contractId"))
+            if stored is not None:
+                key = (stored.get("accountId"), stored.get("contractId"))
+            live = self._live.setdefault(key, set())
+            if stored is not None and stored.get("ordStatus") in WORKING_STATES:
+                live.add(row["id"])
             else:
-                self._latest_version.pop(oid, None)
+                for ids in ([live] if stored is not None else self._live.values()):
+                    ids.discard(row["id"])
+        elif etype == "orderVersion" and stored is not None and stored.get("orderId") is not None:
+            current = self._latest_version.get(stored["orderId"])
+            if current is None or stored["id"] >= current["id"]:
+                self._latest_version[stored["orderId"]] = stored
+        elif etype == "orderVersion" and stored is None:
+            for oid, version in list(self._latest_version.items()):
+                if version["id"] == row["id"]:
+                    del self._latest_version[oid]
 
     # ------------------------------------------------------------------ listeners
     def add_listener(self, fn: Listener) -> None:
@@ -321,27 +317,19 @@ class BrokerState:
         """Live orders of the account in the contract, each with its latest version's
         ``orderQty``/``orderType``/``price``/``stopPrice`` merged in (copies)."""
         with self._lock:
-            versions = self._latest_version
+            orders = self._entities.get("order", {})
             out = []
-            for o in self._live_orders.values():
-                if (o.get("accountId") == account_id and o.get("contractId") == contract_id
-                        and o.get("ordStatus") in WORKING_STATES):
+            for oid in self._live.get((account_id, contract_id), ()):
+                o = orders.get(oid)
+                if o is not None and o.get("ordStatus") in WORKING_STATES:
                     row = dict(o)
-                    version = versions.get(o["id"])
+                    version = self._latest_version.get(oid)
                     if version is not None:
                         for key in ("orderQty", "orderType", "price", "stopPrice"):
                             if key in version:
                                 row[key] = version[key]
                     out.append(row)
             return sorted(out, key=lambda r: r["id"])
-
-    def has_exit_legs(self, account_id: int, contract_id: int) -> bool:
-        """Any live (working, suspended or pending) order of the account in the contract that is a
-        bracket leg (``parentId`` or ``ocoId``)."""
-        with self._lock:
-            return any(o.get("accountId") == account_id and o.get("contractId") == contract_id
-                       and (o.get("parentId") is not None or o.get("ocoId") is not None)
-                       for o in self._live_orders.values())
 
     def cash_balance(self, account_id: int) -> Optional[dict]:
         """The account's ``cashBalance`` entity (``amount``, ``realizedPnL``, ...), None if unknown."""

@@ -149,7 +149,7 @@ def _settle_then_run(ticket, target, conn, signal, contract, journal, signal_id,
 
     outcome = None
     try:
-        ex.LANES.settle_claimed(ticket, settings)
+        ex.LANES.settle_claimed(ticket, settings, conn)
         outcome = ex._run_account(target, conn, signal, contract, journal, signal_id, settings, planner,
                                   needs_position, steps=steps, precreated=cl_ord_id)
         return outcome
