@@ -15,7 +15,7 @@ threads = _SETTINGS.gunicorn_threads
 preload_app = False
 timeout = 30
 graceful_timeout = _SETTINGS.graceful_timeout_s
-keepalive = 5
+keepalive = 5  # non-zero: keep-alive on; the door closes idle connections after HTTP_KEEPALIVE_IDLE_S
 accesslog = "-" if _SETTINGS.access_log else None
 errorlog = "-"
 

@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional
 
-from phantom_scraper import events
+from phantom_scraper import events, fill_events
 from phantom_scraper import execution
 from phantom_scraper.broker_state import BrokerState
 from phantom_scraper.errors import TradovateError
@@ -119,6 +119,7 @@ class PooledConnection:
         self.on_reconnected: Optional[Callable[["PooledConnection"], None]] = None
         # Positions/orders/fills of this login, fed by each new socket's user/syncrequest stream.
         self.broker_state = BrokerState(f"broker-state {login_key}")
+        self.broker_state.add_listener(fill_events.listener(self.broker_state))  # fills -> events
         integration.add_token_listener(self._on_token_renewed)
 
     # -- reading state (never blocks on I/O) ---------------------------------------------------

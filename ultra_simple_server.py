@@ -46,6 +46,7 @@ class Runtime:
         self.simulator = None
         self.notifier = None  # phantom_scraper.notify.Notifier when NOTIFY_URLS is set
         self.metrics = None  # phantom_scraper.metrics.Metrics (create_app sets it)
+        self._forget_contracts = None  # unsubscribes fill_events.remember_contracts
         self.account_view = AccountView(ttl_s=settings.status_cache_s)  # the status page's broker reads
         self._boot_lock = threading.Lock()  # serialises the one-time boot
         self._booted = False
@@ -66,6 +67,10 @@ class Runtime:
             self.service.settings = self.settings
         if self.metrics is not None:
             self.metrics.start()
+        if self._forget_contracts is None:  # fills are shown by contract name
+            from phantom_scraper import events, fill_events
+
+            self._forget_contracts = events.subscribe(fill_events.remember_contracts)
         if self.settings.notify_urls:
             from phantom_scraper.notify import Notifier
 
@@ -84,6 +89,9 @@ class Runtime:
             self.notifier.stop()
         if self.metrics is not None:
             self.metrics.stop()
+        if self._forget_contracts is not None:
+            self._forget_contracts()
+            self._forget_contracts = None
 
     def unknown_open(self) -> Optional[int]:
         """Order intents in 'unknown' (need a person's attention), or None without a journal."""

@@ -58,6 +58,11 @@ def _trade_date(fill: dict, epoch: float) -> str:
     return _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).strftime("%Y-%m-%d")
 
 
+def remember_contract(contract_id: int, name: str, value_per_point: Optional[float]) -> None:
+    with _contracts_lock:
+        _contracts.setdefault(int(contract_id), (name, float(value_per_point) if value_per_point else None))
+
+
 def known_contract_name(contract_id) -> object:
     """The contract's name if it was looked up before (no network), else its id."""
     with _contracts_lock:

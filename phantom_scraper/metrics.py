@@ -107,6 +107,7 @@ class Metrics:
         self.auth_failures = Counter("phantom_auth_failures", "authentication failures", registry=r)
         self.duplicates = Counter("phantom_duplicate_alarms", "one clOrdId matching several orders", registry=r)
         self.settled = Counter("phantom_unknown_settled", "unknown intents settled", ["state"], registry=r)
+        self.fills = Counter("phantom_fills", "fills reported by the broker's socket", ["account"], registry=r)
         self.risk_locks = Gauge("phantom_risk_locked", "1 while an account (or 'all') is locked by a risk rule",
                                 ["account"], registry=r)
         r.register(_StateCollector(status, unknown_open, notifier_status))
@@ -125,6 +126,7 @@ class Metrics:
             "duplicate": lambda f: self.duplicates.inc(),
             "settled": lambda f: self.settled.labels(str(f.get("state"))).inc(),
             "risk": self._on_risk, "kill_switch": self._on_risk,
+            "fill": lambda f: self.fills.labels(str(f.get("account"))).inc(),
         }
 
     def start(self) -> "Metrics":

@@ -34,7 +34,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import events, redact
+from . import events, history_source, redact
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +312,8 @@ class Notifier:
                                 + (f", {f['accounts']} account(s)" if f.get("accounts") is not None else "") + ")")]
         if kind == "fill":
             latency = f" in {float(f['latency_ms']):.0f} ms" if f.get("latency_ms") is not None else ""
-            return [("fill", f"fill {f.get('account')}: {f.get('side')} {f.get('qty')} {f.get('contract')} "
+            contract = history_source.known_contract_name(f.get("contract"))
+            return [("fill", f"fill {f.get('account')}: {f.get('side')} {f.get('qty')} {contract} "
                              f"@ {f.get('price')}{latency}")]
         return []
 

@@ -35,3 +35,20 @@ def test_benchmark_runs_and_writes_every_row(tmp_path):
     for field in ("signals_per_s", "lost", "duplicated_clordid", "duplicated_signal_orders"):
         assert tp[field] is not None
     assert doc["targets"] and doc["table"]
+
+
+def test_door_comparison_runs(tmp_path):
+    """`--door-compare`: row (1g) through the front door and through plain gthread, side by side."""
+    out = tmp_path / "door.json"
+    env = dict(os.environ)
+    for var in ("RECORDERS_FILE", "USE_WEBSOCKET_ORDERS", "TRADOVATE_REST_URL", "TRADOVATE_WS_URL"):
+        env.pop(var, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.latency", "--door-compare", "--n", "4", "--rtts", "5", "--rounds", "2",
+         "--out", str(out)], cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = {r["key"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"1g-door", "1g-gthread"}
+    assert "DoorWorker" in rows["1g-door"]["command"] and "gthread" in rows["1g-gthread"]["command"]
+    for row in rows.values():
+        assert row["latency_ms"]["n"] == 4 and row["errors"] == 0, row

@@ -16,7 +16,7 @@ from phantom_scraper.execution import AccountOutcome
 from phantom_scraper.notify import Notifier, parse_events, split_urls
 from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
 from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
-from tests.helpers import BUY, post, wait_for
+from tests.helpers import ADMIN_HEADERS, BUY, post, wait_for, ws_ready
 
 
 class Receiver:
@@ -258,3 +258,25 @@ def test_config_parsing():
     assert "fill" not in parse_events(None) and parse_events("fill,risk") == ("fill", "risk")
     with pytest.raises(ValueError):
         parse_events("rejected,nonsense")
+
+
+def test_a_fill_is_notified_and_counted(make_server_app, sim):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    receiver = Receiver()
+    try:
+        app = make_server_app(notify_urls=(receiver.url,), notify_events=("fill",), notify_coalesce_s=0.05,
+                              notify_min_interval_s=0.0)
+        ws_ready(app)
+        client = app.test_client()
+        sim.set_price("MNQZ6", 21000.0)
+        assert post(client, '{"action":"buy","ticker":"MNQ1!","quantity":1}').get_json()["status"] == "acked"
+        wait_for(lambda: sum(p["message"].count("fill ") for p in receiver.posts) >= 2)
+        text = "\n".join(p["message"] for p in receiver.posts)
+        assert "fill DEMO0001: Buy 1 MNQZ6 @ 21000.0" in text and "fill DEMO0002: Buy 1 MNQZ6 @ 21000.0" in text
+        body = client.get("/metrics", headers=ADMIN_HEADERS).get_data(as_text=True)
+        fills = {s.labels["account"]: s.value for f in text_string_to_metric_families(body) for s in f.samples
+                 if s.name == "phantom_fills_total"}
+        assert fills == {"DEMO0001": 1.0, "DEMO0002": 1.0}
+    finally:
+        receiver.close()
