@@ -36,7 +36,7 @@ from typing import Callable, Dict, List, Optional
 from phantom_scraper import events, fill_events
 from phantom_scraper import execution
 from phantom_scraper.broker_state import BrokerState
-from phantom_scraper.errors import TradovateError
+from phantom_scraper.errors import BrokerError, NotSentError, RateLimitedError, TradovateError
 from phantom_scraper.execution import describe as _describe
 
 logger = logging.getLogger(__name__)
@@ -292,16 +292,31 @@ class PooledConnection:
                 self.last_order_latency_ms = latency_ms
 
     def check(self, timeout_s: float = 5.0) -> bool:
-        """A cheap request over the socket (not just a ping); an unusable socket is closed."""
+        """A cheap request over the socket (not just a ping).  Health checks never create unknown
+        order outcomes: an answer of any kind (429, a penalty, an error status) proves the socket
+        alive; only a probe that times out or dies replaces the socket, and then only once its
+        pending requests (orders in flight) are answered or timed out."""
         client = self.live_client()
         if client is None:
             return False
         try:
             client.request("account/list", timeout=timeout_s)
             return True
-        except TradovateError as exc:
+        except (RateLimitedError, BrokerError) as exc:  # answered: the socket works
+            logger.info("Health check for %s answered %s; socket kept", self.login_key, _describe(exc))
+            return True
+        except NotSentError as exc:  # not open any more: the close listener already woke the daemon
             logger.warning("Health check failed for %s: %s", self.login_key, _describe(exc))
-            client.close("health check failed")
+            return False
+        except TradovateError as exc:  # no answer in time, or lost while waiting
+            logger.warning("Health check failed for %s: %s", self.login_key, _describe(exc))
+            if client.pending_count():  # new orders stop using it now; its orders in flight may finish
+                with self._lock:
+                    if self._client is client:
+                        self._client = None
+                _close_when_idle(client, self.retire_grace_s, self._closed_event, "health check failed")
+            else:
+                client.close("health check failed")
             return False
 
     def status(self) -> dict:
@@ -333,7 +348,7 @@ class PooledConnection:
                                        if info["connected_since"] else None)
         last_frame = stats.get("last_server_frame_at")
         info["seconds_since_server_frame"] = round(now - last_frame, 3) if last_frame else None
-        expires = getattr(self.integration, "token_expires_at", None)
+        expires = self.integration.token_expires_at
         info["token_expires_in_s"] = round(expires - now, 1) if expires else None
         return info
 
@@ -347,21 +362,18 @@ class PooledConnection:
             client.close()
 
 
-def _pending_requests(client) -> int:
-    counter = getattr(client, "pending_count", None)
-    return int(counter()) if callable(counter) else int(client.stats().get("pending_requests") or 0)
-
-
-def _close_when_idle(client, grace_s: float, stop: threading.Event) -> None:
-    """Close a replaced client once its in-flight requests are answered (or after ``grace_s``, or
-    at once when ``stop`` is set: the connection itself is closing)."""
+def _close_when_idle(client, grace_s: float, stop: threading.Event,
+                     reason: str = "replaced by a socket with a renewed token") -> None:
+    """Close a client once its in-flight requests are answered or timed out (or after ``grace_s``,
+    or at once when ``stop`` is set: the connection itself is closing): closing it earlier would
+    turn their outcome into 'unknown'."""
 
     def run() -> None:
         deadline = time.monotonic() + grace_s
-        while client.is_open and _pending_requests(client) and time.monotonic() < deadline:
+        while client.is_open and client.pending_count() and time.monotonic() < deadline:
             if stop.wait(0.02):
                 break
-        client.close("replaced by a socket with a renewed token")
+        client.close(reason)
 
     threading.Thread(target=run, daemon=True, name="ws-retire").start()
 
@@ -369,7 +381,7 @@ def _close_when_idle(client, grace_s: float, stop: threading.Event) -> None:
 def register_login(integration, subaccount_ids, *, is_demo: bool, login_key: Optional[str] = None,
                    settings=None) -> PooledConnection:
     """Map ``subaccount_ids`` to the login's shared connection (created if new).  No I/O."""
-    key = login_key or getattr(integration, "login_key", None) or str(id(integration))
+    key = login_key or str(id(integration))
     kwargs = {}
     if settings is not None:
         kwargs = dict(backoff_initial_s=settings.reconnect_backoff_initial_s,

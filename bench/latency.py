@@ -235,14 +235,14 @@ def install_hooks() -> None:
 
     orig_smart = TradovateIntegration.place_order_smart
 
-    def smart(self, body, ws=None, endpoint="order/placeorder", cl_ord_id=None):
+    def smart(self, body, ws=None, endpoint="order/placeorder", cl_ord_id=None, **kwargs):
         if not (MODE["ws_new_connection"] and ws is not None):
-            return orig_smart(self, body, ws, endpoint, cl_ord_id)
+            return orig_smart(self, body, ws, endpoint, cl_ord_id, **kwargs)
         # Row 4: no pool.  Connect + authorize a new socket for this order, close it afterwards
         # (the close is not on the order's path).
         fresh = self.open_websocket(name="bench-no-pool")
         try:
-            return orig_smart(self, body, fresh, endpoint, cl_ord_id)
+            return orig_smart(self, body, fresh, endpoint, cl_ord_id, **kwargs)
         finally:
             threading.Thread(target=fresh.close, daemon=True, name="bench-close").start()
 

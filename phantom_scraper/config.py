@@ -138,6 +138,8 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("WS_HEARTBEAT_INTERVAL_S", "heartbeat_interval_s", _float, "client heartbeat on each socket"),
     Variable("ORDER_ACK_TIMEOUT_S", "order_ack_timeout_s", _float, "wait for an order's answer"),
     Variable("RECONCILE_WINDOW_S", "reconcile_window_s", _float, "search for an unknown outcome by clOrdId"),
+    Variable("UNKNOWN_SETTLE_PERIOD_S", "unknown_settle_period_s", _float,
+             "an unknown order not found at the broker for this long is settled not_placed"),
     Variable("KEEPALIVE_INTERVAL_S", "keepalive_interval_s", _float, "the keep-alive daemon's cycle"),
     Variable("WEBHOOK_BUDGET_S", "webhook_budget_s", _float, "answer 200 within this, else 202"),
     Variable("LEASE_POLL_INTERVAL_S", "lease_poll_interval_s", _float, "a standby tries to take the logins over"),
@@ -267,6 +269,7 @@ class Settings:
     order_ack_timeout_s: float = 5.0  # wait for an order answer on the socket / over REST
     reconcile_window_s: float = 10.0  # how long an unknown outcome is searched by clOrdId
     reconcile_poll_interval_s: float = 0.5
+    unknown_settle_period_s: float = 300.0  # an unknown order not found for this long -> not_placed
     rest_timeout_s: float = 10.0
     penalty_max_wait_s: float = 60.0  # longest p-time waited out before resending with p-ticket
 

@@ -3,18 +3,23 @@
 ``execute_trade_simple`` (also ``recorder_service``'s documented entry point) runs each account in
 parallel.  Per account: read the position if the plan needs it, plan the orders, then for each placement::
 
-    create intent as 'sending' (one commit) -> place_order_smart(clOrdId)
-        answered              -> acked (order id, transport, latency) | rejected (final)
-        NotSentError          -> rejected "not sent"   (provably never executed: nothing at the broker)
-        OutcomeUnknownError   -> unknown               (settled later by clOrdId, never resent here)
+    create intent as 'sending' (one commit) -> place_order_smart(clOrdId) -> OrderResult.status
+        acked      -> acked (order id, transport, latency)
+        rejected   -> rejected (final)
+        not_sent   -> rejected "not sent"   (provably never executed: nothing at the broker)
+        unknown    -> journaled 'unknown' BEFORE the router's bounded search (on_unknown);
+                      found -> reconciled; not found -> stays unknown, ERROR once, settled in the
+                      background (settlement.py), never resent
 
 An order never waits for a socket connect: with no live socket it goes over REST at once and the
-connect runs in the background (``PooledConnection.ensure_connecting``).  There is no retry around
-placement; the only resends are the ones ``place_order_smart`` makes after a proof of non-execution.
+connect runs in the background (``PooledConnection.ensure_connecting``); whether the socket is
+used at all is the router's decision (``Settings.use_websocket_orders``, read there only).  There
+is no retry around placement; the only resends are the ones ``place_order_smart`` makes after a
+proof of non-execution (penalty, 401), inside one attempt.
 
-``reconcile_pending`` settles, at start-up, the intents a previous process left ``sending`` or
-``unknown``: found at the broker by ``clOrdId`` -> ``reconciled``; not found -> ``rejected`` and
-NOT resent (a signal from before a restart is stale).
+``reconcile_pending`` (settlement.py) settles, at start-up, the intents a gone process left
+``sending`` or ``unknown``: found at the broker by ``clOrdId`` -> ``reconciled``; not found ->
+stays ``unknown`` for background settlement, NOT resent (a signal from before a restart is stale).
 
 A connection (``conn``) here is a ``phantom_scraper.pool_api.Connection``: ``integration``,
 ``live_client()``, ``ensure_connecting()`` and ``record_order()``.
@@ -29,9 +34,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional
 
-from . import events, exit_legs
+from . import exit_legs
 from .account_lanes import AccountLanes, cancel_all
-from .errors import AuthError, BrokerError, NotSentError, OrderRejectedError, OutcomeUnknownError, TradovateError
+from .errors import TradovateError
 from .journal import JournalError, make_cl_ord_id
 
 logger = logging.getLogger(__name__)
@@ -234,6 +239,9 @@ class _BatchedStates:
         self._updates: List[tuple] = []
 
     def set_intent_state(self, cl_ord_id, state, **fields) -> None:
+        if state == "unknown":  # committed at once: an unknown is on disk before it is searched
+            self.journal.set_intent_state(cl_ord_id, state, **fields)
+            return
         with self._lock:
             self._updates.append((cl_ord_id, state, fields))
 
@@ -355,32 +363,35 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
         journal.create_intent(signal_id, target.id, target.name, index, step.kind, step.body, cl_ord_id,
                               state="sending")
     outcome.cl_ord_ids.append(cl_ord_id)
-    use_ws = settings.use_websocket_orders and ti.use_websocket_orders
-    client = conn.live_client() if use_ws else None
-    if client is None and use_ws:
+    client, fallback = conn.live_client(), None  # the router decides whether to use it
+    if client is None:
         conn.ensure_connecting()  # repaired in the background; this order goes over REST now
+        fallback = "no live WebSocket (reconnecting in the background)"
+    journaled_unknown = []
+
+    def on_unknown(reason: str) -> None:  # before the router searches: 'unknown' is on disk first
+        try:
+            journal.set_intent_state(cl_ord_id, "unknown", error=reason)
+            journaled_unknown.append(True)
+        except JournalError as exc:
+            logger.error("Order %s: could not journal unknown: %s", cl_ord_id, describe(exc))
+
     try:
-        result = ti.place_order_smart(dict(step.body), ws=client, endpoint=f"order/{step.kind}", cl_ord_id=cl_ord_id)
-    except OrderRejectedError as exc:
-        if step.kind == "liquidateposition" and _already_flat(str(exc)):
-            return _flat_already(journal, cl_ord_id, signal_id, target, outcome, index)
-        return _fail(journal, cl_ord_id, "rejected", "rejected", describe(exc), outcome, target)
-    except NotSentError as exc:  # includes 429/penalty: the broker did not execute it
-        return _fail(journal, cl_ord_id, "rejected", "not_sent", "not sent: " + describe(exc), outcome, target)
-    except (AuthError, BrokerError) as exc:
-        status = getattr(exc, "status", None)
-        if isinstance(exc, AuthError) or (status is not None and status < 500):  # 4xx: not executed
-            return _fail(journal, cl_ord_id, "rejected", "rejected", describe(exc), outcome, target)
-        return _fail(journal, cl_ord_id, "unknown", "unknown", describe(exc), outcome, target)
-    except Exception as exc:  # OutcomeUnknownError, or a bug after the frame may have left
-        if not isinstance(exc, OutcomeUnknownError):
-            logger.exception("Order %s: unexpected error while placing", cl_ord_id)
-        return _fail(journal, cl_ord_id, "unknown", "unknown", describe(exc), outcome, target)
-    if result.status != "acked":
+        result = ti.place_order_smart(dict(step.body), ws=client, endpoint=f"order/{step.kind}", cl_ord_id=cl_ord_id,
+                                      fallback_reason=fallback, on_unknown=on_unknown)
+    except Exception as exc:  # a bug after the frame may have left: unknown, never retried
+        logger.exception("Order %s: unexpected error while placing", cl_ord_id)
+        return _fail(journal, cl_ord_id, "unknown", describe(exc), outcome, target, bool(journaled_unknown))
+    if result.status == "rejected":
         text = f"{result.failure_reason}: {result.failure_text}".rstrip(": ")
         if step.kind == "liquidateposition" and _already_flat(text):
             return _flat_already(journal, cl_ord_id, signal_id, target, outcome, index)
-        return _fail(journal, cl_ord_id, "rejected", "rejected", text, outcome, target)
+        return _fail(journal, cl_ord_id, "rejected", text, outcome, target)
+    if result.status == "not_sent":  # provably not executed (429/penalty included): nothing at the broker
+        return _fail(journal, cl_ord_id, "not_sent", "not sent: " + (result.error or ""), outcome, target)
+    if result.status != "acked":  # unknown: journaled, searched, not found; settled in the background
+        return _fail(journal, cl_ord_id, "unknown", result.error or "outcome unknown", outcome, target,
+                     bool(journaled_unknown))
     conn.record_order(result.transport, result.latency_ms)
     outcome.order_id = result.order_id
     outcome.order_ids.append(result.order_id)
@@ -388,13 +399,11 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
     outcome.latency_ms = result.latency_ms
     outcome.reconciled = outcome.reconciled or bool(result.reconciled)
     # order_router logs the one INFO line per order ("placed via WebSocket", clOrdId = ps-<signal>-<account>-<step>).
-    logger.debug("Order placed via %s: signal=%s account=%s clOrdId=%s latency_ms=%.1f orderId=%s%s",
-                "WebSocket" if result.transport == "websocket" else "REST", signal_id, target.name, cl_ord_id,
-                result.latency_ms or 0.0, result.order_id, " (reconciled)" if result.reconciled else "")
+    state = "reconciled" if journaled_unknown else "acked"
     try:
-        journal.set_intent_state(cl_ord_id, "acked", broker_order_id=result.order_id, transport=result.transport,
+        journal.set_intent_state(cl_ord_id, state, broker_order_id=result.order_id, transport=result.transport,
                                  latency_ms=result.latency_ms, reconciled=bool(result.reconciled))
-    except JournalError as exc:  # the order exists; the intent stays 'sending' and is reconciled at start
+    except JournalError as exc:  # the order exists; the intent stays pending and is reconciled at start
         outcome.error = "placed, but the journal could not record it: " + describe(exc)
         logger.error("Order %s placed as %s but not journaled: %s", cl_ord_id, result.order_id, describe(exc))
     return True
@@ -418,12 +427,21 @@ def _flat_already(journal, cl_ord_id, signal_id, target, outcome, index) -> bool
     return True
 
 
-def _fail(journal, cl_ord_id, state, status, error, outcome, target) -> bool:
-    """Record a failed placement (journal ``state``, outcome ``status``); stops the account."""
+_JOURNAL_STATE = {"rejected": "rejected", "not_sent": "rejected", "unknown": "unknown"}
+
+
+def _fail(journal, cl_ord_id, status, error, outcome, target, already_journaled=False) -> bool:
+    """Record a placement that did not end acked (outcome ``status``: rejected / not_sent /
+    unknown); stops the account.  An unknown is logged at ERROR once, here."""
     outcome.status, outcome.error = status, error
-    log = logger.error if state == "unknown" else logger.warning
-    log("Order %s account %s %s: %s", cl_ord_id, target.name, "outcome UNKNOWN" if state == "unknown" else status,
-        error)
+    state = _JOURNAL_STATE[status]
+    if status == "unknown":
+        logger.error("Order %s account %s outcome UNKNOWN (needs attention; never resent, settled in the "
+                     "background by clOrdId): %s", cl_ord_id, target.name, error)
+    else:
+        logger.warning("Order %s account %s %s: %s", cl_ord_id, target.name, status, error)
+    if already_journaled:
+        return False
     try:
         journal.set_intent_state(cl_ord_id, state, error=error)
     except JournalError as exc:
@@ -432,81 +450,5 @@ def _fail(journal, cl_ord_id, state, status, error, outcome, target) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Start-up reconciliation
-
-def find_order_id(ti, cl_ord_id: str, kind: str = "placeorder") -> Optional[int]:
-    """The broker order id of the command carrying ``cl_ord_id`` (``customTag50`` for a
-    liquidation), or None.  Raises ``TradovateError`` when the book cannot be read."""
-    finder = getattr(ti, "find_order_id_by_cl_ord_id", None)
-    if finder is not None:
-        return finder(cl_ord_id)
-    key = "customTag50" if kind == "liquidateposition" else "clOrdId"
-    ids = sorted({c["orderId"] for c in ti.list_commands() or []
-                  if isinstance(c, dict) and c.get(key) == cl_ord_id and c.get("orderId") is not None})
-    if len(ids) > 1:
-        logger.error("DUPLICATE: %s=%s matches orders %s", key, cl_ord_id, ids)
-        events.emit("duplicate", cl_ord_id=cl_ord_id, order_ids=ids)
-    return ids[0] if ids else None
-
-
-def settle_unknown(journal, integration_for_account: Callable[[int], object]) -> List[dict]:
-    """While running: adopt ``unknown`` intents that have since appeared at the broker.
-
-    Only ever adopts (never rejects, never resends): an order that is still not found stays
-    ``unknown`` and visible on the status page until a person or the next start settles it.
-    Intents in ``sending`` are in flight in this process and are left alone.
-    """
-    adopted = []
-    for intent in journal.pending_intents():
-        if intent["state"] != "unknown":
-            continue
-        ti = integration_for_account(intent["account_id"])
-        if ti is None:
-            continue
-        try:
-            order_id = find_order_id(ti, intent["cl_ord_id"], intent.get("kind") or "placeorder")
-        except TradovateError as exc:
-            logger.debug("settle %s later: %s", intent["cl_ord_id"], describe(exc))
-            continue
-        if order_id is not None:
-            journal.set_intent_state(intent["cl_ord_id"], "reconciled", broker_order_id=order_id, reconciled=True)
-            logger.warning("Reconciled %s: found at the broker as order %s", intent["cl_ord_id"], order_id)
-            adopted.append({"cl_ord_id": intent["cl_ord_id"], "order_id": order_id})
-            events.emit("settled", cl_ord_id=intent["cl_ord_id"], order_id=order_id, state="reconciled")
-    return adopted
-
-
-def reconcile_pending(journal, integration_for_account: Callable[[int], object]) -> List[dict]:
-    """Settle intents left ``sending``/``unknown`` by looking them up by clOrdId (no resend).
-
-    Returns one dict per pending intent: ``cl_ord_id``, ``order_id`` and ``state`` (the new state,
-    or the old one when it could not be settled: no login for the account, book unreadable).
-    """
-    settled = []
-    for intent in journal.pending_intents():
-        cl_ord_id, state = intent["cl_ord_id"], intent["state"]
-        if state == "sending":  # left by a previous process: no longer in flight anywhere
-            journal.set_intent_state(cl_ord_id, "unknown", error="in flight at restart")
-            state = "unknown"
-        ti = integration_for_account(intent["account_id"])
-        order_id = None
-        if ti is None:
-            logger.error("Cannot reconcile %s: account %s has no login", cl_ord_id, intent["account_id"])
-        else:
-            try:
-                order_id = find_order_id(ti, cl_ord_id, intent.get("kind") or "placeorder")
-            except TradovateError as exc:
-                ti = None
-                logger.error("Cannot reconcile %s yet: %s", cl_ord_id, describe(exc))
-        if ti is not None:
-            if order_id is not None:
-                state = "reconciled"
-                journal.set_intent_state(cl_ord_id, state, broker_order_id=order_id, reconciled=True)
-                logger.warning("Reconciled %s after restart: found at the broker as order %s", cl_ord_id, order_id)
-            else:
-                state = "rejected"
-                journal.set_intent_state(cl_ord_id, state, error="not found at the broker after restart; not resent")
-                logger.warning("Reconciled %s after restart: not at the broker; not resent", cl_ord_id)
-        settled.append({"cl_ord_id": cl_ord_id, "order_id": order_id, "state": state})
-        events.emit("settled", cl_ord_id=cl_ord_id, order_id=order_id, state=state)
-    return settled
+# Reconciliation lives in settlement.py (start-up and background); these names stay importable here.
+from .settlement import find_order_id, reconcile_pending, settle_unknown  # noqa: E402,F401

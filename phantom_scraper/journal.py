@@ -15,17 +15,26 @@ at checkpoints, not at every commit).  Pass ``synchronous="FULL"`` to fsync on e
 Order intent states (enforced; anything else raises :class:`InvalidTransitionError`)::
 
     received ──► sending ──► acked                     (final)
-       │            ├──────► rejected                  (final)
+       │            ├──────► rejected                  (final: the broker refused, or provably
+       │            │                                   not sent: nothing at the broker)
        │            └──────► unknown ──► reconciled    (final: found at the broker by clOrdId)
        │                        ├──────► acked         (final: the late answer arrived)
-       │                        └──────► rejected      (final: broker refused, or a bounded
-       │                                                search found no such order)
+       │                        └──────► not_placed ──► reconciled   (nothing found within the
+       │                                                settle period; still adopted if it
+       │                                                turns up later)
        ├──► rejected   (refused before sending: plan or validation error)
        └──► skipped    (deliberately not sent: test mode, nothing to do)     (final)
 
-There is no way back to ``sending``: a resend after an unknown outcome happens inside
-``place_order_smart`` (same ``clOrdId``, while the intent is still ``sending``), never from the
-journal.  A start-up reconciler moves a ``sending`` intent to ``unknown`` first, then on.
+Once an intent may have executed (``unknown``) it can never become ``rejected``, and there is no
+way back to ``sending``: nothing is ever resent.  A start-up reconciler moves a ``sending`` intent
+whose owner is gone to ``unknown`` first, then on.
+
+Owners (overlapping processes): each ``Journal`` holds a process lease (a row in ``owners``, taken
+on first use, with a heartbeat every ``lease_ttl_s / 3`` on a ``journal-lease`` thread, released by
+``close()``) and stamps it on the intents it creates.  Start-up reconciliation and background
+settlement touch only intents whose owner is this process or gone (released, no heartbeat for
+``lease_ttl_s``, or no such process on this host), so a new worker never settles an old worker's
+live intent.
 
 Exceptions::
 
@@ -54,6 +63,8 @@ import json
 import logging
 import os
 import re
+import socket
+import threading
 import time
 import uuid
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
@@ -62,7 +73,7 @@ from . import events
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # -- intent states -------------------------------------------------------------------------------
 RECEIVED = "received"
@@ -71,18 +82,20 @@ ACKED = "acked"
 REJECTED = "rejected"
 UNKNOWN = "unknown"
 RECONCILED = "reconciled"
+NOT_PLACED = "not_placed"
 SKIPPED = "skipped"
 
 # new state -> the states it may be reached from
 _ALLOWED_FROM: Dict[str, Tuple[str, ...]] = {
     SENDING: (RECEIVED,),
     ACKED: (SENDING, UNKNOWN),
-    REJECTED: (RECEIVED, SENDING, UNKNOWN),
+    REJECTED: (RECEIVED, SENDING),  # never from UNKNOWN: it may have executed
     UNKNOWN: (SENDING,),
-    RECONCILED: (UNKNOWN,),
+    RECONCILED: (UNKNOWN, NOT_PLACED),
+    NOT_PLACED: (UNKNOWN,),
     SKIPPED: (RECEIVED,),
 }
-INTENT_STATES = (RECEIVED, SENDING, ACKED, REJECTED, UNKNOWN, RECONCILED, SKIPPED)
+INTENT_STATES = (RECEIVED, SENDING, ACKED, REJECTED, UNKNOWN, RECONCILED, NOT_PLACED, SKIPPED)
 FINAL_STATES = frozenset({ACKED, REJECTED, RECONCILED, SKIPPED})
 PENDING_STATES = (SENDING, UNKNOWN)
 # Changes into these states may be committed without waiting for the disk (Postgres: asynchronous
@@ -141,7 +154,19 @@ CREATE TABLE IF NOT EXISTS order_intents (
 CREATE INDEX IF NOT EXISTS order_intents_signal ON order_intents (signal_id, step);
 CREATE INDEX IF NOT EXISTS order_intents_state ON order_intents (state);
 """
-SQLITE_MIGRATIONS: Dict[int, str] = {1: _SCHEMA_V1}
+# v2: the owner lease (see the module docstring)
+_SCHEMA_V2 = """
+ALTER TABLE order_intents ADD COLUMN owner TEXT;
+CREATE TABLE IF NOT EXISTS owners (
+    id            TEXT PRIMARY KEY,
+    pid           INTEGER,
+    host          TEXT,
+    started_at    REAL NOT NULL,
+    heartbeat_at  REAL NOT NULL,
+    released      INTEGER NOT NULL DEFAULT 0
+);
+"""
+SQLITE_MIGRATIONS: Dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 class JournalError(Exception):
@@ -278,6 +303,18 @@ def _signal_dict(row: Any) -> Dict[str, Any]:
     return d
 
 
+def _pid_running(pid: Optional[int]) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, not ours to signal
+    return True
+
+
 T = TypeVar("T")
 
 
@@ -291,7 +328,7 @@ class Journal:
     """
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout_ms: int = 5000,
-                 checkpoint_interval_s: float = 1.0, pool_max_size: int = 8):
+                 checkpoint_interval_s: float = 1.0, pool_max_size: int = 8, lease_ttl_s: float = 30.0):
         target = os.fspath(path)
         if is_database_url(target):
             from .journal_postgres import PostgresBackend
@@ -304,12 +341,72 @@ class Journal:
         # The file's path (SQLite) or the URL without its password (Postgres), for log lines.
         self.path = self._db.describe()
         self.backend = self._db.name
+        self.lease_ttl_s = float(lease_ttl_s)
+        # The process lease, taken on first use (and again after fork(): another process).
+        # _lease_lock serialises taking it; the heartbeat thread only reads owner_id.
+        self._lease_lock = threading.Lock()
+        self._owner_id: Optional[str] = None
+        self._owner_pid: Optional[int] = None
+        self._stop_lease = threading.Event()
+        self._lease_thread: Optional[threading.Thread] = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the connection(s); idempotent.  Later calls raise :class:`JournalClosedError`."""
+        """Release the lease, close the connection(s); idempotent.  Later calls raise
+        :class:`JournalClosedError`."""
+        self._stop_lease.set()
+        thread = self._lease_thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5.0)
+        owner = self._owner_id
+        if owner is not None and self._owner_pid == os.getpid() and not self._db.closed:
+            try:  # the next start may settle what this process leaves behind
+                self._db.run(lambda conn: conn.execute("UPDATE owners SET released = 1 WHERE id = ?", (owner,)))
+            except JournalError as exc:
+                log.warning("Journal lease not released: %s", exc)
         self._db.close()
+
+    # -- the owner lease ---------------------------------------------------------------------------
+
+    @property
+    def owner_id(self) -> str:
+        """This process's lease id (taken now if not yet: a row in ``owners`` and a heartbeat)."""
+        pid = os.getpid()
+        if self._owner_id is not None and self._owner_pid == pid:
+            return self._owner_id
+        with self._lease_lock:
+            if self._owner_id is None or self._owner_pid != pid:
+                owner, now = uuid.uuid4().hex, time.time()
+                self._write(lambda conn: conn.execute(
+                    "INSERT INTO owners (id, pid, host, started_at, heartbeat_at, released) VALUES (?, ?, ?, ?, ?, 0)",
+                    (owner, pid, socket.gethostname(), now, now)))
+                self._owner_id, self._owner_pid = owner, pid
+                self._stop_lease = threading.Event()
+                self._lease_thread = threading.Thread(target=self._heartbeat_loop, args=(owner, self._stop_lease),
+                                                      daemon=True, name="journal-lease")
+                self._lease_thread.start()
+            return self._owner_id
+
+    def _heartbeat_loop(self, owner: str, stop: threading.Event) -> None:
+        interval = max(0.05, self.lease_ttl_s / 3.0)
+        while not stop.wait(interval):
+            try:
+                self._db.run(lambda conn: conn.execute(
+                    "UPDATE owners SET heartbeat_at = ? WHERE id = ? AND released = 0", (time.time(), owner)))
+            except JournalClosedError:
+                return
+            except Exception as exc:  # noqa: BLE001 - the one safety net of this thread
+                log.warning("Journal lease heartbeat failed: %s", exc)
+
+    def live_owners(self) -> set:
+        """Owner ids whose process still runs: not released, heartbeat within ``lease_ttl_s``,
+        and (on this host) a process with that pid exists.  Includes this process."""
+        me = self.owner_id
+        rows = self._read("SELECT id, pid, host FROM owners WHERE released = 0 AND heartbeat_at > ?",
+                          (time.time() - self.lease_ttl_s,))
+        here = socket.gethostname()
+        return {r["id"] for r in rows if r["host"] != here or _pid_running(r["pid"])} | {me}
 
     @property
     def closed(self) -> bool:
@@ -487,7 +584,7 @@ class Journal:
             if not isinstance(cl_ord_id, str) or not _CL_ORD_ID_RE.match(cl_ord_id):
                 raise ValueError(f"invalid clOrdId {cl_ord_id!r}")
             prepared.append((signal_id, int(account_id), account_name, int(step), kind, cl_ord_id,
-                             _dumps(request), state, now, now))
+                             _dumps(request), state, now, now, self.owner_id))
         db = self._db
 
         def txn(conn: Any) -> List[int]:
@@ -502,8 +599,8 @@ class Journal:
                 try:
                     [(intent_id,)] = conn.execute(
                         "INSERT INTO order_intents (signal_id, account_id, account_name, step, kind, "
-                        "cl_ord_id, request_json, state, created_at, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id", values).fetchall()
+                        "cl_ord_id, request_json, state, created_at, updated_at, owner) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id", values).fetchall()
                 except db.IntegrityError as exc:
                     raise DuplicateIntentError(f"clOrdId {values[5]} is already journalled") from exc
                 ids.append(int(intent_id))
@@ -575,12 +672,49 @@ class Journal:
         rows = self._read("SELECT id FROM signals WHERE status = ? ORDER BY received_at", (status,))
         return [r[0] for r in rows]
 
-    def pending_intents(self) -> List[Dict[str, Any]]:
-        """Intents left ``sending`` or ``unknown`` (oldest first): reconcile these by ``clOrdId``
-        at start-up, before accepting new signals."""
-        rows = self._read("SELECT * FROM order_intents WHERE state IN (?, ?) ORDER BY id",
-                          PENDING_STATES)
-        return [_intent_dict(r) for r in rows]
+    def pending_intents(self, *, orphaned_only: bool = False) -> List[Dict[str, Any]]:
+        """Intents left ``sending`` or ``unknown`` (oldest first).  With ``orphaned_only``, only
+        those whose owner is gone (released, lease expired, process not running, or none
+        recorded): what start-up reconciles by ``clOrdId`` before accepting new signals."""
+        rows = self._read("SELECT * FROM order_intents WHERE state IN (?, ?) ORDER BY id", PENDING_STATES)
+        intents = [_intent_dict(r) for r in rows]
+        if orphaned_only:
+            live = self.live_owners()
+            intents = [i for i in intents if i.get("owner") not in live]
+        return intents
+
+    def unsettled_intents(self, watch_not_placed_s: float = 86400.0) -> List[Dict[str, Any]]:
+        """What background settlement searches for (oldest first): ``unknown`` intents, and
+        ``not_placed`` ones younger than ``watch_not_placed_s`` (adopted if they turn up), owned
+        by this process or by an owner that is gone, never by another live process."""
+        rows = self._read("SELECT * FROM order_intents WHERE state = ? OR (state = ? AND created_at > ?) ORDER BY id",
+                          (UNKNOWN, NOT_PLACED, time.time() - watch_not_placed_s))
+        others = self.live_owners() - {self.owner_id}
+        return [i for i in (_intent_dict(r) for r in rows) if i.get("owner") not in others]
+
+    def intents_by_cl_ord_id(self, cl_ord_ids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
+        """``{clOrdId: intent}`` for the given ids that are journaled (for the DUPLICATE check)."""
+        ids = sorted(set(cl_ord_ids))
+        out: Dict[str, Dict[str, Any]] = {}
+        for i in range(0, len(ids), 500):  # SQLite's parameter limit
+            chunk = ids[i:i + 500]
+            rows = self._read(f"SELECT * FROM order_intents WHERE cl_ord_id IN ({','.join('?' * len(chunk))})", chunk)
+            out.update({r["cl_ord_id"]: _intent_dict(r) for r in rows})
+        return out
+
+    def mark_in_flight_unknown(self, error: str) -> List[str]:
+        """Shutdown: this process's intents still ``sending`` become ``unknown`` (one commit);
+        returns their clOrdIds.  The next start reconciles them; nothing is resent."""
+        now, owner = time.time(), self.owner_id
+
+        def txn(conn: Any) -> List[str]:
+            rows = conn.execute("SELECT cl_ord_id FROM order_intents WHERE state = ? AND owner = ?",
+                                (SENDING, owner)).fetchall()
+            conn.execute("UPDATE order_intents SET state = ?, error = COALESCE(error, ?), updated_at = ? "
+                         "WHERE state = ? AND owner = ?", (UNKNOWN, error, now, SENDING, owner))
+            return [r[0] for r in rows]
+
+        return self._write(txn)
 
     def counts(self) -> Dict[str, Any]:
         """For the health endpoint: ``{"signals": n, "signals_by_status": {...},

@@ -1,48 +1,62 @@
-"""One order intent through ``place_order_smart``: WebSocket first, REST only when safe.
+"""One order intent through ``place_order_smart``: WebSocket first, REST only when safe, never twice.
 
 Exactly one intent id per call (``clOrdId``; ``customTag50`` for ``order/liquidateposition``, which
-has no ``clOrdId``), set in the body once and reused on every attempt.  Attempts happen only:
+has no ``clOrdId``), set in the body once and reused on every attempt.  Each attempt is classified
+by ``outcome`` into ``not_sent`` / ``acked`` / ``rejected`` / ``unknown``; the router only reads
+that outcome::
 
-1. over the socket, when ``use_websocket_orders`` and the socket is open;
-2. over REST, when the socket attempt provably never left (``NotSentError``, or s=401 which means
-   "not executed"), or when no socket is usable;
-3. once more over REST, with the same id, when an unknown outcome was followed by a bounded
-   reconciliation that found nothing (logged at WARNING).
+    WebSocket (when Settings.use_websocket_orders and the caller hands an open socket)
+      ├─ acked / rejected        -> final
+      ├─ not_sent (429/penalty)  -> final not_sent (another transport would deepen the lock-out)
+      ├─ not_sent                -> REST, at once ("REST fallback" logged with the reason)
+      └─ unknown                 -> on_unknown() (the caller journals it), then a bounded search
+                                    by the intent id (command/list):
+                                      ├─ found   -> acked, reconciled=True
+                                      └─ nothing -> unknown (settled later; NEVER resent)
+    REST: the same outcomes, without a further fallback.
 
-An unknown outcome is reconciled by polling ``command/list`` for a command carrying the intent id;
-a found command's ``orderId`` is adopted.  Rejections (``failureReason``) are final everywhere.
+Nothing is ever sent after an attempt that may have executed, and nothing is sent once the
+transport's stop event is set (shutdown settles, it never sends).
+
+The router depends only on :class:`OrderTransport`, the small public surface of
+``TradovateIntegration`` (``send_ws``, ``send_rest``, ``list_commands``, ``stop_event``,
+``settings``); it imports nothing from the integration.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol
 
-from . import events
-from .errors import (
-    BrokerError,
-    NotSentError,
-    OrderRejectedError,
-    OutcomeUnknownError,
-    RateLimitedError,
-    TradovateError,
-)
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .tradovate_integration import TradovateIntegration
-    from .ws_client import TradovateWebSocket
+from .errors import TradovateError
+from .order_search import check_found, key_field, orders_by_intent
+from .outcome import Attempt, IntentOutcome, Outcome
 
 logger = logging.getLogger(__name__)
 
 MAX_INTENT_ID = 64
 
 
+class OrderTransport(Protocol):
+    """What the router needs from one login (``TradovateIntegration`` provides it)."""
+
+    settings: Any
+    stop_event: threading.Event
+
+    def send_ws(self, ws: Any, endpoint: str, body: dict) -> Attempt: ...
+
+    def send_rest(self, endpoint: str, body: dict) -> Attempt: ...
+
+    def list_commands(self) -> List[dict]: ...
+
+
 @dataclass
 class OrderResult:
-    status: str  # "acked" | "rejected"
+    status: str  # "acked" | "rejected" | "not_sent" | "unknown"
     order_id: Optional[int]
-    transport: str  # "websocket" | "rest"
+    transport: str  # "websocket" | "rest" (the transport of the deciding attempt)
     latency_ms: float
     reconciled: bool
     cl_ord_id: str
@@ -50,15 +64,19 @@ class OrderResult:
     failure_text: Optional[str] = None
     fallback_reason: Optional[str] = None
     response: Dict[str, Any] = field(default_factory=dict)  # the broker's answer (e.g. oso1Id)
+    error: Optional[str] = None  # not_sent / unknown: why
+    rate_limited: bool = False  # not_sent because the broker said "back off"
 
 
 class SmartOrder:
-    def __init__(self, ti: "TradovateIntegration", body: dict, ws: Optional["TradovateWebSocket"],
-                 endpoint: str, intent_id: Optional[str], new_id) -> None:
-        self.ti = ti
+    def __init__(self, transport: OrderTransport, body: dict, ws: Any, endpoint: str,
+                 intent_id: Optional[str], new_id: Callable[[], str], *,
+                 fallback_reason: Optional[str] = None,
+                 on_unknown: Optional[Callable[[str], None]] = None) -> None:
+        self.ti = transport
         self.ws = ws
         self.endpoint = endpoint.strip("/")
-        self.key_field = "customTag50" if self.endpoint.lower() == "order/liquidateposition" else "clOrdId"
+        self.key_field = key_field(self.endpoint)
         intent = intent_id or body.get(self.key_field) or new_id()
         if len(str(intent)) > MAX_INTENT_ID:
             raise ValueError(f"{self.key_field} longer than {MAX_INTENT_ID} characters")
@@ -66,128 +84,97 @@ class SmartOrder:
         self.body = dict(body, **{self.key_field: self.intent})
         self.body.setdefault("isAutomated", True)  # exchange rule for non-manual orders
         self.started = time.monotonic()
-        self.fallback_reason: Optional[str] = None
-        self.resent_after_unknown = False
+        self.fallback_reason = fallback_reason
+        self.on_unknown = on_unknown
+        self.outcome = IntentOutcome()
 
     # ------------------------------------------------------------------ flow
     def run(self) -> OrderResult:
+        # Settings.use_websocket_orders is read here and nowhere else (webhooks and manual trades alike).
+        if not self.ti.settings.use_websocket_orders:
+            self.ws, self.fallback_reason = None, None  # REST by configuration: no fallback to report
+        elif self.ws is None and not self.fallback_reason:
+            self.fallback_reason = "no WebSocket"
         ws = self.ws
-        if self.ti.use_websocket_orders:
-            if ws is not None and ws.is_open:
-                result = self._try_websocket(ws)
-                if result is not None:
-                    return result
+        if self.ti.stop_event.is_set():  # shutting down: settle, never send
+            return self._finish(Attempt(Outcome.NOT_SENT, "websocket" if ws is not None else "rest",
+                                        reason="shutting down; not sent"))
+        if ws is not None:
+            if ws.is_open:
+                attempt = self._attempt(lambda: self.ti.send_ws(ws, self.endpoint, self.body))
+                if attempt.outcome is not Outcome.NOT_SENT or attempt.rate_limited:
+                    return self._finish(attempt)
+                self.fallback_reason = f"WebSocket request not sent: {attempt.reason}"
             else:
-                self.fallback_reason = "no WebSocket" if ws is None else f"WebSocket is {ws.state.value}"
+                self.fallback_reason = f"WebSocket is {ws.state.value}"
+        if self.fallback_reason:
             logger.warning("REST fallback for %s %s=%s: %s", self.endpoint, self.key_field, self.intent,
                            self.fallback_reason)
-        return self._try_rest()
+        return self._finish(self._attempt(lambda: self.ti.send_rest(self.endpoint, self.body)))
 
-    def _try_websocket(self, ws: "TradovateWebSocket") -> Optional[OrderResult]:
-        """An OrderResult, or None when the request provably never executed (fall back)."""
-        try:
-            d = self.ti._ws_order(ws, self.endpoint, self.body)
-        except OrderRejectedError as exc:
-            return self._rejected(exc, "websocket")
-        except RateLimitedError:
-            raise  # the broker says back off; another transport would only deepen the lock-out
-        except NotSentError as exc:
-            self.fallback_reason = f"WebSocket request not sent: {exc}"
-            return None
-        except BrokerError as exc:
-            if exc.status == 401:  # not executed; REST re-authenticates on its own
-                self.fallback_reason = f"socket refused the token: {exc}"
-                return None
-            raise
-        except OutcomeUnknownError as exc:
-            logger.warning("%s %s=%s: outcome unknown over WebSocket (%s); reconciling",
-                           self.endpoint, self.key_field, self.intent, exc)
-            return self._after_unknown("websocket", exc)
-        result = self._acked(d, "websocket", reconciled=False)
-        logger.info("%s placed via WebSocket: %s=%s orderId=%s latency=%.0f ms", self.endpoint,
-                    self.key_field, self.intent, result.order_id, result.latency_ms)
-        return result
+    def _attempt(self, send: Callable[[], Attempt]) -> Attempt:
+        if self.outcome.may_have_executed:  # unreachable by construction; the guard proves it
+            raise AssertionError(f"{self.key_field}={self.intent}: a second attempt after a possible execution")
+        if self.ti.stop_event.is_set():  # stopped between the socket attempt and REST
+            return self.outcome.record(Attempt(Outcome.NOT_SENT, "rest", reason="shutting down; not sent"))
+        return self.outcome.record(send())
 
-    def _try_rest(self) -> OrderResult:
-        try:
-            d = self.ti._rest_order(self.endpoint, self.body)
-        except OrderRejectedError as exc:
-            return self._rejected(exc, "rest")
-        except OutcomeUnknownError as exc:
-            logger.warning("%s %s=%s: outcome unknown over REST (%s); reconciling",
-                           self.endpoint, self.key_field, self.intent, exc)
-            return self._after_unknown("rest", exc)
-        result = self._acked(d, "rest", reconciled=False)
-        logger.info("%s placed via REST: %s=%s orderId=%s latency=%.0f ms", self.endpoint,
-                    self.key_field, self.intent, result.order_id, result.latency_ms)
-        return result
-
-    def _after_unknown(self, transport: str, cause: OutcomeUnknownError) -> OrderResult:
-        command, searched = self._reconcile()
-        if command is not None:
-            result = self._acked({"orderId": command.get("orderId")}, transport, reconciled=True)
-            logger.warning("%s %s=%s: reconciled, adopting orderId=%s (%s)", self.endpoint, self.key_field,
-                           self.intent, result.order_id, transport)
+    def _finish(self, attempt: Attempt) -> OrderResult:
+        if attempt.outcome is Outcome.ACKED:
+            result = self._result("acked", attempt, order_id=attempt.order_id, response=dict(attempt.answer))
+            logger.info("%s placed via %s: %s=%s orderId=%s latency=%.0f ms", self.endpoint,
+                        "WebSocket" if attempt.transport == "websocket" else "REST", self.key_field,
+                        self.intent, result.order_id, result.latency_ms)
             return result
-        if not searched:
-            raise OutcomeUnknownError(
-                f"{self.endpoint} {self.key_field}={self.intent}: outcome unknown and the order book "
-                f"could not be read; not resending"
-            ) from cause
-        if self.resent_after_unknown:
-            raise OutcomeUnknownError(
-                f"{self.endpoint} {self.key_field}={self.intent}: outcome unknown after the one resend"
-            ) from cause
-        self.resent_after_unknown = True
-        logger.warning("%s %s=%s: nothing found after %.1f s of reconciliation; resending ONCE over REST "
-                       "with the same %s", self.endpoint, self.key_field, self.intent,
-                       self.ti.settings.reconcile_window_s, self.key_field)
-        return self._try_rest()
+        if attempt.outcome is Outcome.REJECTED:
+            logger.warning("%s %s=%s rejected via %s: %s", self.endpoint, self.key_field, self.intent,
+                           attempt.transport, attempt.reason)
+            return self._result("rejected", attempt, failure_reason=attempt.failure_reason,
+                                failure_text=attempt.failure_text)
+        if attempt.outcome is Outcome.NOT_SENT:
+            logger.warning("%s %s=%s not sent via %s: %s", self.endpoint, self.key_field, self.intent,
+                           attempt.transport, attempt.reason)
+            return self._result("not_sent", attempt, error=attempt.reason, rate_limited=attempt.rate_limited)
+        return self._after_unknown(attempt)
 
-    # ------------------------------------------------------------------ reconciliation
-    def _reconcile(self) -> Tuple[Optional[dict], bool]:
-        """(command carrying our intent id, whether any read succeeded) within the window."""
+    def _after_unknown(self, attempt: Attempt) -> OrderResult:
+        logger.warning("%s %s=%s: outcome unknown over %s (%s); searching, never resending", self.endpoint,
+                       self.key_field, self.intent, attempt.transport, attempt.reason)
+        if self.on_unknown is not None:
+            self.on_unknown(attempt.reason)  # journaled 'unknown' before the search
+        order_ids = self._search()
+        if order_ids:
+            result = self._result("acked", attempt, order_id=order_ids[0], reconciled=True,
+                                  response={"orderId": order_ids[0]})
+            logger.warning("%s %s=%s: found at the broker, adopting orderId=%s (%s)", self.endpoint,
+                           self.key_field, self.intent, result.order_id, attempt.transport)
+            return result
+        return self._result("unknown", attempt, error=attempt.reason)
+
+    # ------------------------------------------------------------------ bounded search
+    def _search(self) -> List[int]:
+        """The broker order ids carrying our intent id, polled within the reconcile window (ends
+        early, empty, when the stop event is set)."""
         settings = self.ti.settings
         deadline = time.monotonic() + settings.reconcile_window_s
-        searched = False
         while True:
             try:
-                commands = self.ti.list_commands()
-                searched = True
+                found = orders_by_intent(self.ti.list_commands(), [self.intent])
             except TradovateError as exc:
-                logger.warning("reconcile %s=%s: command/list failed: %s", self.key_field, self.intent, exc)
-                commands = []
-            matches = [c for c in commands or []
-                       if isinstance(c, dict) and c.get(self.key_field) == self.intent
-                       and c.get("orderId") is not None]
-            if matches:
-                if len({c["orderId"] for c in matches}) > 1:
-                    logger.error("DUPLICATE: %s=%s matches orders %s", self.key_field, self.intent,
-                                 sorted({c["orderId"] for c in matches}))
-                    events.emit("duplicate", cl_ord_id=self.intent, order_ids=sorted({c["orderId"] for c in matches}))
-                return min(matches, key=lambda c: c.get("id") or 0), True
+                logger.warning("search %s=%s: command/list failed: %s", self.key_field, self.intent, exc)
+                found = {}
+            if found.get(self.intent):
+                check_found(found)
+                return found[self.intent]
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                return None, searched
-            if self.ti._stop.wait(min(settings.reconcile_poll_interval_s, remaining)):
-                return None, searched
+                return []
+            if self.ti.stop_event.wait(min(settings.reconcile_poll_interval_s, remaining)):
+                return []
 
     # ------------------------------------------------------------------ results
-    def _elapsed_ms(self) -> float:
-        return round((time.monotonic() - self.started) * 1000.0, 1)
-
-    def _acked(self, d: dict, transport: str, reconciled: bool) -> OrderResult:
-        return OrderResult(
-            status="acked", order_id=d.get("orderId"), transport=transport, latency_ms=self._elapsed_ms(),
-            reconciled=reconciled, cl_ord_id=self.intent, fallback_reason=self.fallback_reason,
-            response=dict(d),
-        )
-
-    def _rejected(self, exc: OrderRejectedError, transport: str) -> OrderResult:
-        logger.warning("%s %s=%s rejected via %s: %s", self.endpoint, self.key_field, self.intent,
-                       transport, exc)
-        return OrderResult(
-            status="rejected", order_id=None, transport=transport, latency_ms=self._elapsed_ms(),
-            reconciled=False, cl_ord_id=self.intent, failure_reason=exc.failure_reason,
-            failure_text=exc.failure_text, fallback_reason=self.fallback_reason,
-        )
+    def _result(self, status: str, attempt: Attempt, **fields: Any) -> OrderResult:
+        return OrderResult(status=status, order_id=fields.pop("order_id", None), transport=attempt.transport,
+                           latency_ms=round((time.monotonic() - self.started) * 1000.0, 1),
+                           reconciled=fields.pop("reconciled", False), cl_ord_id=self.intent,
+                           fallback_reason=self.fallback_reason, **fields)

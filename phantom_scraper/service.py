@@ -23,12 +23,14 @@ from typing import Dict, List, Optional, Tuple
 
 from phantom_scraper import events
 from phantom_scraper import execution
-from phantom_scraper.execution import describe as _describe, execute_trade_simple, reconcile_pending, settle_unknown
+from phantom_scraper.execution import describe as _describe, execute_trade_simple, reconcile_pending
+from phantom_scraper.order_search import recent_duplicates
+from phantom_scraper.settlement import Settler
 from phantom_scraper import recorders as recorders_mod
 from phantom_scraper import redact
 from phantom_scraper.config import Settings
 from phantom_scraper.coordinator import Coordinator
-from phantom_scraper.errors import AuthError, TradovateError
+from phantom_scraper.errors import AuthError, CaptchaRequiredError, TradovateError
 from phantom_scraper.journal import Journal
 from phantom_scraper.storage_check import warn_if_ephemeral
 from phantom_scraper.pool_api import Connection, ConnectionPool
@@ -87,6 +89,7 @@ class TradingService:
         self._idle = threading.Event()
         self._idle.set()
         self._account_login: Dict[int, Login] = {}
+        self._settler: Optional[Settler] = None  # built at start; run by the keep-alive daemon
         self.risk: Optional[RiskGuard] = None  # built at start-up (after the logins)
         self.risk_clock = time.time  # the risk guard's clock (tests set a simulated one before start)
         # With the PostgreSQL journal: the login lease and hand-off between instances (None on SQLite).
@@ -125,9 +128,10 @@ class TradingService:
                 self._start_inner()
                 break
             except TradovateError as exc:
-                # The broker unreachable or erroring (5xx, timeouts): retried with back-off.  Bad
-                # credentials (AuthError) and configuration errors are final.
-                transient = not isinstance(exc, AuthError)
+                # The broker unreachable or erroring (5xx, timeouts) or a captcha penalty: retried
+                # with back-off (the status page shows the error).  Bad credentials and
+                # configuration errors are final.
+                transient = not isinstance(exc, AuthError) or isinstance(exc, CaptchaRequiredError)
                 error = exc
             except Exception as exc:
                 transient, error = False, exc
@@ -143,6 +147,8 @@ class TradingService:
             with self._state_lock:
                 self._start_error = message
             wait_s = min(self.settings.reconnect_backoff_max_s, delay_s) * random.uniform(0.8, 1.2)
+            if isinstance(error, CaptchaRequiredError) and error.p_time_s:
+                wait_s = max(wait_s, float(error.p_time_s))  # the broker said how long
             logger.warning("Start-up failed (%s); retrying in %.1f s", message, wait_s)
             if self._stop_requested.wait(wait_s):
                 with self._state_lock:
@@ -192,8 +198,9 @@ class TradingService:
         self._account_login.clear()
 
     def _settle_unknown(self) -> None:
-        if self.state == "ready" and self.journal is not None:
-            settle_unknown(self.journal, self.integration_for_account)
+        """Keep-alive cycle hook: one command/list per login settles its unknown intents."""
+        if self.state == "ready" and self._settler is not None:
+            self._settler.run_once()
 
     def _start_inner(self) -> None:
         s = self.settings
@@ -225,7 +232,6 @@ class TradingService:
         self.pool.configure(s)
         for name, cfg in login_configs.items():
             ti = TradovateIntegration(cfg.credentials, cfg.rest_url, cfg.ws_url, is_demo=cfg.is_demo, settings=s)
-            ti.use_websocket_orders = s.use_websocket_orders
             ti.authenticate()
             accounts = {a["name"]: a for a in ti.list_accounts() if _active(a)}
             login = Login(cfg, ti, accounts)
@@ -243,6 +249,7 @@ class TradingService:
         first = next(iter(self.logins.values()))
         self.resolver = SymbolResolver(first.integration, trading_date=self.settings.trading_date)
         settled = reconcile_pending(self.journal, self.integration_for_account)
+        self._settler = Settler(self.journal, self.integration_for_account, s.unknown_settle_period_s)
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
         self._settle_interrupted_signals()
@@ -408,15 +415,31 @@ class TradingService:
 
         logger.info("Stopping: intake closed, %d signal(s) in flight", in_flight)
         events.emit("shutdown", environment=self.settings.tradovate_env)
+        # Shutdown settles, it never sends: let in-flight orders finish (sockets with requests in
+        # flight drain) up to timeout_s; then stop every login (no attempt starts after this and
+        # searches end), close the sockets (what is still pending becomes 'unknown') and journal
+        # whatever is still open as 'unknown' for the next start to reconcile.
         if not self._idle.wait(timeout_s):
-            logger.error("Stopping with signals still in flight; their intents stay in the journal "
-                         "and are reconciled at the next start")
+            logger.error("Stopping with signals still in flight; their orders are journaled 'unknown' "
+                         "and reconciled at the next start (never resent)")
         if self.risk is not None:
             self.risk.stop()
         if self.coordinator is not None:  # after the drain: the lease (and the logins) pass on now
             self.coordinator.stop(timeout_s)
         self.pool.stop_daemon()
+        for login in self.logins.values():
+            login.integration.stop_event.set()
         self.pool.reset()
+        if not self._idle.is_set():
+            self._idle.wait(min(2.0, timeout_s))  # the account threads journal their outcomes
+        if self.journal is not None:
+            try:
+                left = self.journal.mark_in_flight_unknown("in flight at shutdown; reconciled at the next start")
+                if left:
+                    logger.error("Shutdown: %d order(s) in flight journaled as unknown: %s", len(left),
+                                 ", ".join(left))
+            except Exception as exc:  # noqa: BLE001 - the next start treats 'sending' the same way
+                logger.error("Shutdown: could not journal in-flight orders: %s", _describe(exc))
         for login in self.logins.values():
             login.integration.close()
         if self.journal is not None:
@@ -647,7 +670,8 @@ class TradingService:
 
     # -- manual trades ---------------------------------------------------------------------------
     def manual_trade(self, raw: bytes) -> WebhookResult:
-        """A manual order over REST (the pool is not used), same payload format as the webhook,
+        """A manual order on the same fast path as a webhook (pooled socket, REST fallback), same
+        payload format as the webhook,
         plus an optional ``"account"`` (name; default: the first account of the first login).
 
         Journaled like a signal (recorder ``manual``, explicit ids deduplicated), so it shows in
@@ -671,7 +695,7 @@ class TradingService:
             for login in self.logins.values():
                 for acct_name, acct in sorted(login.accounts.items()):
                     if account_name is None or acct_name == account_name:
-                        target = (AccountTarget(id=int(acct["id"]), name=acct_name), _RestOnly(login.connection))
+                        target = (AccountTarget(id=int(acct["id"]), name=acct_name), login.connection)
                         break
                 if target is not None:
                     break
@@ -694,7 +718,7 @@ class TradingService:
             try:
                 outcomes = execute_trade_simple(
                     signal, contract, [target], journal=self.journal, signal_id=signal_id,
-                    settings=self.settings.replace(use_websocket_orders=False),
+                    settings=self.settings,
                     planner=self._planner(MANUAL_RECORDER, signal_id, rate_limited=False))
                 self._risk_notes(signal_id, outcomes)
             finally:
@@ -714,11 +738,13 @@ class TradingService:
             "success": True,
             "websocket_orders_enabled": bool(self.settings.use_websocket_orders),
             "service_state": self.state,
+            "start_error": self.start_error,
             "environment": self.settings.tradovate_env,
             "connection_pool": self.pool.status(),
             "keepalive_daemon": self.pool.daemon_status(),
             "risk": self.risk.status() if self.risk is not None else None,
             "coordinator": self.coordinator.status() if self.coordinator is not None else None,
+            "orders_needing_attention": self.orders_needing_attention(),
             # each continuous root traded so far: its front month and the date it rolls
             "front_months": resolver.fronts() if resolver is not None else {},
         }
@@ -756,6 +782,21 @@ class TradingService:
         return WebhookResult(200, {"success": True, "unlocked": [self.risk._accounts.get(a) for a in ids if results[a]],
                                    "accounts": [{"account_id": a, "account_name": self.risk._accounts.get(a),
                                                  "was_locked": results[a]} for a in ids]})
+
+    def orders_needing_attention(self) -> dict:
+        """Unknown order outcomes (never resent; settled in the background), recent not_placed
+        ones, and DUPLICATE alarms, for the status page and /api/websocket-status."""
+        unknown, not_placed = [], []
+        if self.journal is not None and not self.journal.closed:
+            try:
+                for i in self.journal.unsettled_intents():
+                    row = {"cl_ord_id": i["cl_ord_id"], "account_id": i["account_id"],
+                           "account_name": i["account_name"], "signal_id": i["signal_id"], "state": i["state"],
+                           "error": i["error"], "since": i["created_at"]}
+                    (unknown if i["state"] == "unknown" else not_placed).append(row)
+            except Exception as exc:  # noqa: BLE001 - the status must render without the journal
+                return {"error": _describe(exc), "unknown": [], "not_placed": [], "duplicates": recent_duplicates()}
+        return {"unknown": unknown, "not_placed": not_placed, "duplicates": recent_duplicates()}
 
     def health(self) -> Tuple[bool, dict]:
         checks = {"service": self.state}
@@ -830,21 +871,3 @@ def _outcomes_body(signal_id, contract, signal, outcomes) -> dict:
         # The planned order bodies only in test mode (that is what a test is for); else the outcome.
         "accounts": [o.to_dict() if signal.test else o.summary() for o in outcomes],
     }
-
-
-class _RestOnly:
-    """A pooled connection seen without its socket: every order and read goes over REST
-    (manual trades do not use the pool).  Orders still count in the connection's REST total."""
-
-    def __init__(self, conn):
-        self._conn = conn
-        self.integration = conn.integration
-
-    def live_client(self):
-        return None
-
-    def ensure_connecting(self, **_kwargs):
-        return None
-
-    def record_order(self, transport, latency_ms):
-        self._conn.record_order(transport, latency_ms)

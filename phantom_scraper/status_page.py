@@ -135,6 +135,30 @@ def _history_html(view: dict) -> str:
             "<a href='/api/history'>JSON</a></p>")
 
 
+def _settlement_html(status: dict) -> str:
+    """From the service status: DUPLICATE alarms, orders settled not_placed, a start-up retrying."""
+    att = status.get("orders_needing_attention") or {}
+    parts = []
+    dups = att.get("duplicates") or []
+    if dups:
+        items = "".join(f"<li>intent <code>{_e(d.get('intent_id'))}</code> has broker orders "
+                        f"{_e(', '.join(str(i) for i in d.get('order_ids') or []))} ({_e(d.get('why'))})</li>"
+                        for d in dups)
+        parts.append(f"<div class='alarm' id='duplicates'><b>DUPLICATE</b>: a second broker order for one "
+                     f"intent (this should never happen; check the account in Tradovate)<ul>{items}</ul></div>")
+    placed = att.get("not_placed") or []
+    if placed:
+        items = "".join(f"<li>{_e(i.get('account_name'))}: <code>{_e(i.get('cl_ord_id'))}</code> — {_e(i.get('error'))}</li>"
+                        for i in placed)
+        parts.append(f"<div class='warn' id='not-placed'><b>{len(placed)} order(s) settled NOT PLACED</b>: their "
+                     f"outcome was unknown and the broker never showed them; they were not resent (adopted if they "
+                     f"still turn up)<ul>{items}</ul></div>")
+    if status.get("start_error"):
+        parts.append(f"<div class='warn' id='start-error'>start-up retrying with back-off: "
+                     f"{_e(status.get('start_error'))}</div>")
+    return "".join(parts)
+
+
 def _risk_html(risk: Optional[dict]) -> str:
     """The risk guard: each account's day (P&L, peak, limits) and lock, then recent refusals/locks."""
     if not risk:
@@ -216,6 +240,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left}} 
 </style></head><body>
 <h1>phantom-scraper</h1>
 {_attention_html(view)}
+{_settlement_html(status)}
 <p>Environment: <b id="env">{_e(status.get('environment'))}</b> · service: <b id="service-state">{_e(status.get('service_state'))}</b>
  · WebSocket orders: <b>{'on' if status.get('websocket_orders_enabled') else 'off'}</b>
  · keep-alive daemon: <b id="daemon-state" class="{'ok' if daemon.get('running') else 'bad'}">{daemon_state}</b>

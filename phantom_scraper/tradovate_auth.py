@@ -6,6 +6,9 @@
 * ``auth/renewaccesstoken`` with the current token when within the renew margin of
   ``expirationTime`` (the margin is ``min(token_renew_margin_s, lifetime / 3)``, so short lifetimes
   work); a failed renewal falls back to a full login.  No lifetime is ever assumed.
+* ``expirationTime`` is on the server's clock: it is moved onto the local clock with the offset
+  measured from the answer's ``Date`` header (``RestClient.server_clock_offset_s``), so a local
+  clock minutes off neither renews after expiry nor on every call.
 * One refresh at a time (single-flight); listeners are told every new token.
 """
 from __future__ import annotations
@@ -24,6 +27,9 @@ from .errors import AuthError, BrokerError, CaptchaRequiredError, PenaltyError, 
 from .tradovate_rest import RestClient
 
 logger = logging.getLogger(__name__)
+
+# The Date header has a 1 s resolution: smaller offsets are measurement noise, not skew.
+CLOCK_SKEW_MIN_S = 2.0
 
 
 def parse_expiration(value: Any) -> Optional[float]:
@@ -207,12 +213,12 @@ class TokenKeeper:
                     events.emit("auth", login=user, error="credentials rejected (HTTP 401)")
                     raise AuthError(f"login refused for {user!r}: credentials rejected (HTTP 401)") from exc
                 raise
-            return self._token_from(data, f"login for {user!r}")
+            return self._token_from(data, f"login for {user!r}", self._rest.server_clock_offset_s)
         raise RateLimitedError(f"login for {user!r}: penalty tickets kept coming")
 
     def _renew(self, current: Token) -> Token:
         data = self._rest.send("GET", "auth/renewaccesstoken", token=current.access_token)
-        return self._token_from(data, "token renewal")
+        return self._token_from(data, "token renewal", self._rest.server_clock_offset_s)
 
     def _wait_penalty(self, exc: PenaltyError, what: str) -> None:
         wait_s = exc.retry_after_s
@@ -223,7 +229,7 @@ class TokenKeeper:
             raise RateLimitedError(f"{what}: shutting down during a penalty wait", wait_s) from exc
 
     @staticmethod
-    def _token_from(data: Any, what: str) -> Token:
+    def _token_from(data: Any, what: str, server_offset_s: Optional[float] = None) -> Token:
         if not isinstance(data, dict):
             raise AuthError(f"{what}: unexpected answer")
         if data.get("errorText"):
@@ -234,6 +240,10 @@ class TokenKeeper:
         expires_at = parse_expiration(data.get("expirationTime"))
         if expires_at is None:
             logger.warning("%s: no usable expirationTime; the token will be replaced on its first 401", what)
+        elif server_offset_s is not None and abs(server_offset_s) >= CLOCK_SKEW_MIN_S:
+            logger.warning("%s: the local clock is %.0f s %s the broker's; token expiry measured on the "
+                           "broker's clock", what, abs(server_offset_s), "behind" if server_offset_s > 0 else "ahead of")
+            expires_at -= server_offset_s  # the server's instant on the local clock
         return Token(
             access_token=access,
             expires_at=expires_at,

@@ -1,18 +1,19 @@
 """Tradovate for one login: token, REST calls, socket order calls and ``place_order_smart()``.
 
-``place_order_smart`` is the only place that decides between transports::
+The public surface the order router uses (``order_router.OrderTransport``):
 
-    WebSocket (if use_websocket_orders and the socket is open)
-      ├─ answered              -> acked / rejected (final)
-      ├─ NotSentError          -> REST fallback ("REST fallback" logged with the reason)
-      └─ OutcomeUnknownError   -> reconcile by clOrdId (command/list, bounded polling)
-                                    ├─ found   -> adopt it (reconciled=True)
-                                    └─ nothing -> resend ONCE over REST, same clOrdId (logged)
+* ``send_ws(ws, endpoint, body)`` / ``send_rest(endpoint, body)``: one attempt each, returned as an
+  ``outcome.Attempt`` (``not_sent`` / ``acked`` / ``rejected`` / ``unknown``), never raised;
+* ``list_commands()``: the order book's commands, searched by intent id;
+* ``stop_event``: set by ``close()``; the router sends nothing once it is set and ends searches;
+* ``settings``.
 
-There is no generic retry around order placement: the only resends are after a proof of
-non-execution (never sent, HTTP/socket 401, a penalty ticket) or the single logged resend after
-a reconciliation that found nothing.  ``order/liquidateposition`` has no ``clOrdId``: the intent
-id travels in ``customTag50`` and is reconciled by the command's ``customTag50``.
+``place_order_smart`` hands one intent to ``order_router.SmartOrder``: WebSocket first, REST only
+when the socket attempt provably never left, and never a second order after an attempt that may
+have executed (an ``unknown`` is searched by ``clOrdId``, then settled in the background).
+Penalty tickets and HTTP 401 are proofs of non-execution: they are waited out / re-authenticated
+and resent inside one attempt.  ``order/liquidateposition`` has no ``clOrdId``: the intent id
+travels in ``customTag50``.
 """
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ from typing import Any, Callable, List, Optional
 from urllib.parse import urlparse
 
 from .config import REAL_REST_URLS, Credentials, Settings, derive_ws_url
-from .errors import AuthError, BrokerError, NotSentError, OutcomeUnknownError, PenaltyError, TradovateError
+from .errors import AuthError, BrokerError, NotSentError, PenaltyError, TradovateError
 from .order_router import OrderResult, SmartOrder
+from .outcome import Attempt, attempt_of
 from .tradovate_auth import TokenKeeper
-from .tradovate_rest import RestClient, check_order_result, is_order_endpoint
+from .tradovate_rest import RestClient, is_order_endpoint
+from .tradovate_wire import check_order_result
 from .ws_client import TradovateWebSocket
 
 logger = logging.getLogger(__name__)
@@ -36,8 +39,6 @@ def new_cl_ord_id() -> str:
 
 
 class TradovateIntegration:
-    use_websocket_orders = True  # class-wide switch; Settings(use_websocket_orders=False) turns it off per instance
-
     MAX_PENALTY_ROUNDS = 2
 
     def __init__(
@@ -56,8 +57,6 @@ class TradovateIntegration:
         self.rest_url = (rest_url or REAL_REST_URLS["demo" if is_demo else "live"]).rstrip("/")
         self.ws_url = ws_url or derive_ws_url(self.rest_url)
         self.is_demo = is_demo
-        if not self.settings.use_websocket_orders:
-            self.use_websocket_orders = False
         self._stop = threading.Event()  # set by close(): interrupts penalty waits and polling
         self._rest = RestClient(self.rest_url, timeout_s=self.settings.rest_timeout_s,
                                 connect_timeout_s=min(5.0, self.settings.rest_timeout_s))
@@ -87,6 +86,11 @@ class TradovateIntegration:
 
     def add_token_listener(self, fn: Callable[[str], None]) -> None:
         self._auth.add_listener(fn)
+
+    @property
+    def stop_event(self) -> threading.Event:
+        """Set by ``close()`` (or by a shutdown that settles): nothing more is sent, waits end."""
+        return self._stop
 
     def close(self) -> None:
         self._stop.set()
@@ -271,32 +275,35 @@ class TradovateIntegration:
             probe_timeout_s=s.ws_probe_timeout_s,
         )
 
-    def _ws_order(self, ws: TradovateWebSocket, endpoint: str, body: dict) -> dict:
+    def _ws_order(self, ws: TradovateWebSocket, endpoint: str, body: dict) -> Any:
+        """The socket's answer ``d`` (a penalty is waited out and resent with its ticket)."""
         def send(ticket: Optional[str]) -> Any:
             b = body if ticket is None else dict(body, **{"p-ticket": ticket})
             return ws.request(endpoint, b, timeout=self.settings.order_ack_timeout_s)
-        try:
-            d = self._with_penalty(send, endpoint)
-        except BrokerError as exc:
-            if exc.status is not None and exc.status >= 500:
-                raise OutcomeUnknownError(f"{endpoint}: s={exc.status} on the socket") from exc
-            raise
-        return check_order_result(endpoint, d)
+        return self._with_penalty(send, endpoint)
+
+    def send_ws(self, ws: TradovateWebSocket, endpoint: str, body: dict) -> Attempt:
+        """One order attempt over the socket, classified (never raises)."""
+        return attempt_of("websocket", lambda: self._ws_order(ws, endpoint, body))
+
+    def send_rest(self, endpoint: str, body: dict) -> Attempt:
+        """One order attempt over REST, classified (never raises)."""
+        return attempt_of("rest", lambda: self._rest_order(endpoint, body))
 
     def place_order_ws(self, ws: TradovateWebSocket, body: dict) -> dict:
-        return self._ws_order(ws, "order/placeorder", body)
+        return check_order_result("order/placeorder", self._ws_order(ws, "order/placeorder", body))
 
     def place_oso_ws(self, ws: TradovateWebSocket, body: dict) -> dict:
-        return self._ws_order(ws, "order/placeoso", body)
+        return check_order_result("order/placeoso", self._ws_order(ws, "order/placeoso", body))
 
     def liquidate_position_ws(self, ws: TradovateWebSocket, body: dict) -> dict:
-        return self._ws_order(ws, "order/liquidateposition", body)
+        return check_order_result("order/liquidateposition", self._ws_order(ws, "order/liquidateposition", body))
 
     def cancel_order_ws(self, ws: TradovateWebSocket, body: dict) -> dict:
-        return self._ws_order(ws, "order/cancelorder", body)
+        return check_order_result("order/cancelorder", self._ws_order(ws, "order/cancelorder", body))
 
     def modify_order_ws(self, ws: TradovateWebSocket, body: dict) -> dict:
-        return self._ws_order(ws, "order/modifyorder", body)
+        return check_order_result("order/modifyorder", self._ws_order(ws, "order/modifyorder", body))
 
     # ------------------------------------------------------------------ smart placement
     def place_order_smart(
@@ -305,6 +312,11 @@ class TradovateIntegration:
         ws: Optional[TradovateWebSocket] = None,
         endpoint: str = "order/placeorder",
         cl_ord_id: Optional[str] = None,
+        *,
+        fallback_reason: Optional[str] = None,
+        on_unknown: Optional[Callable[[str], None]] = None,
     ) -> OrderResult:
-        """Place one order intent; see ``order_router`` for the transport rules."""
-        return SmartOrder(self, body, ws, endpoint, cl_ord_id, new_cl_ord_id).run()
+        """Place one order intent; see ``order_router`` for the transport rules.  Never raises for
+        a broker outcome: ``OrderResult.status`` is acked / rejected / not_sent / unknown."""
+        return SmartOrder(self, body, ws, endpoint, cl_ord_id, new_cl_ord_id, fallback_reason=fallback_reason,
+                          on_unknown=on_unknown).run()

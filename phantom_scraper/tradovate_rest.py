@@ -3,29 +3,30 @@
 ``RestClient.send()`` makes exactly one request (no retries at any layer: the adapter is mounted
 with ``max_retries=0``) and maps the outcome onto ``errors.py``:
 
-* connection refused / DNS / connect timeout / TLS handshake -> ``NotSentError``
-* read timeout or connection lost after sending -> ``OutcomeUnknownError`` for order endpoints,
-  ``BrokerError`` for reads
+* every ``requests`` exception goes through ``outcome.REQUESTS_EXCEPTIONS`` (one table):
+  ``not_sent`` (connection refused, DNS, connect timeout, TLS handshake, a request that could not
+  be prepared) -> ``NotSentError``; anything else (read timeout, connection lost after sending,
+  an answer cut mid-body) -> ``OutcomeUnknownError`` for order endpoints, ``BrokerError`` for reads
 * HTTP 401 -> ``BrokerError(status=401)`` (the caller re-authenticates once)
 * HTTP 429 -> ``RateLimitedError``; a ``p-ticket`` body -> ``PenaltyError`` (not executed)
 * HTTP 5xx -> ``OutcomeUnknownError`` for order endpoints, else ``BrokerError``
 * any other non-2xx -> ``BrokerError(status)``
 
-Order-result interpretation (``failureReason``) is shared with the socket path:
-``check_order_result()``.
+Order answers (``failureReason`` ...) are classified by ``outcome.classify_answer`` for both
+transports.
 """
 from __future__ import annotations
 
-import json
+import email.utils
 import logging
 import time
 from typing import Any, Mapping, Optional
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
-from .errors import BrokerError, NotSentError, OrderRejectedError, OutcomeUnknownError, RateLimitedError
+from .errors import BrokerError, NotSentError, OutcomeUnknownError, RateLimitedError
+from .outcome import Outcome, classify_requests_exception
 from .tradovate_wire import penalty_from
 
 logger = logging.getLogger(__name__)
@@ -47,30 +48,6 @@ def is_order_endpoint(path: str) -> bool:
     return path.strip("/").lower() in ORDER_ENDPOINTS
 
 
-def check_order_result(endpoint: str, d: Any) -> dict:
-    """A PlaceOrderResult/CommandResult: failures raise OrderRejectedError; no id is ambiguous."""
-    if not isinstance(d, dict):
-        raise OutcomeUnknownError(f"{endpoint}: unexpected answer {str(d)[:200]!r}")
-    reason = d.get("failureReason")
-    if reason and reason != "Success":
-        raise OrderRejectedError(str(reason), str(d.get("failureText") or ""))
-    if d.get("violations"):
-        raise OrderRejectedError("Violation", json.dumps(d["violations"])[:300])
-    has_id = d.get("orderId") is not None or d.get("commandId") is not None
-    if not has_id and d.get("errorText"):
-        raise OrderRejectedError("Error", str(d["errorText"]))
-    if not has_id:
-        raise OutcomeUnknownError(f"{endpoint}: answer without orderId/commandId: {str(d)[:200]}")
-    return d
-
-
-def _never_connected(exc: requests.exceptions.ConnectionError) -> bool:
-    """True when urllib3 failed before a connection existed (refused, DNS, connect timeout)."""
-    reason = exc.args[0] if exc.args else None
-    reason = getattr(reason, "reason", reason)  # MaxRetryError wraps the real cause
-    return isinstance(reason, (NewConnectionError, ConnectTimeoutError))
-
-
 class RestClient:
     """A keep-alive ``requests.Session`` bound to one REST base URL."""
 
@@ -85,6 +62,9 @@ class RestClient:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers.update({"Accept": "application/json"})
+        # Server clock minus local clock, from the last answer's Date header (None before one):
+        # token expiry is measured on the server's clock.  A float written whole (GIL-atomic).
+        self.server_clock_offset_s: Optional[float] = None
 
     def close(self) -> None:
         self.session.close()
@@ -110,21 +90,24 @@ class RestClient:
                 method, url, params=params, json=body, headers=headers,
                 timeout=(min(self.connect_timeout_s, read_timeout), read_timeout),
             )
-        except requests.exceptions.ConnectTimeout as exc:
-            raise NotSentError(f"{path}: connect timeout") from exc
-        except requests.exceptions.SSLError as exc:
-            raise NotSentError(f"{path}: TLS handshake failed") from exc
-        except requests.exceptions.ReadTimeout as exc:
-            raise self._after_send(path, order, f"no answer within {read_timeout} s") from exc
-        except requests.exceptions.ConnectionError as exc:
-            if _never_connected(exc):
-                raise NotSentError(f"{path}: cannot connect to {self.base_url}") from exc
-            raise self._after_send(path, order, f"connection lost ({type(exc).__name__})") from exc
         except requests.exceptions.RequestException as exc:
-            raise NotSentError(f"{path}: request not sent ({type(exc).__name__})") from exc
+            if classify_requests_exception(exc) is Outcome.NOT_SENT:
+                raise NotSentError(f"{path}: request not sent ({type(exc).__name__})") from exc
+            raise self._after_send(path, order, f"{type(exc).__name__} after sending") from exc
         elapsed_ms = (time.monotonic() - started) * 1000.0
         logger.debug("%s %s -> %s in %.0f ms", method, path, resp.status_code, elapsed_ms)
+        self._note_server_clock(resp.headers.get("Date"), elapsed_ms / 1000.0)
         return self._translate(path, order, resp)
+
+    def _note_server_clock(self, date: Optional[str], rtt_s: float) -> None:
+        if not date:
+            return
+        try:
+            server = email.utils.parsedate_to_datetime(date).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return
+        # Date has a 1 s resolution and is stamped mid-flight: compare with the request's midpoint.
+        self.server_clock_offset_s = server + 0.5 - (time.time() - rtt_s / 2.0)
 
     @staticmethod
     def _after_send(path: str, order: bool, what: str) -> Exception:

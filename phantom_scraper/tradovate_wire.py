@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, List, Optional
 
-from .errors import PenaltyError
+from .errors import OrderRejectedError, OutcomeUnknownError, PenaltyError
+from .outcome import Outcome, classify_answer
 
 
 def encode_body(body: Any) -> str:
@@ -61,3 +62,14 @@ def as_int(value: Any) -> Optional[int]:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def check_order_result(endpoint: str, d: Any) -> dict:
+    """A PlaceOrderResult/CommandResult as a dict; a failure raises ``OrderRejectedError``, an
+    answer without an id ``OutcomeUnknownError`` (the rules are ``outcome.classify_answer``)."""
+    attempt = classify_answer(d, "")
+    if attempt.outcome is Outcome.ACKED:
+        return d
+    if attempt.outcome is Outcome.REJECTED:
+        raise OrderRejectedError(attempt.failure_reason or "Rejected", attempt.failure_text or "")
+    raise OutcomeUnknownError(f"{endpoint}: {attempt.reason}")

@@ -16,6 +16,9 @@ Error classification of ``request()`` (see ``errors.py``):
 * ``BrokerError`` (status = ``s``) for ``s >= 400``; ``RateLimitedError`` for ``s = 429``;
   ``PenaltyError`` for a ``p-ticket`` body (not executed: wait ``p-time`` and resend with it).
 
+``outcome.classify_error`` maps these onto an order attempt's outcome (``not_sent`` / ``rejected``
+/ ``unknown``); nothing else interprets them.
+
 With websockets 12 (legacy protocol), ``send()`` on an OPEN protocol reaches ``transport.write``
 without a suspension point, so once our own OPEN check has passed the frame counts as written.
 """
@@ -188,6 +191,10 @@ class TradovateWebSocket:
             if not started:
                 raise NotSentError(f"{self.name}: socket loop did not run {endpoint}") from exc
             raise OutcomeUnknownError(f"{self.name}: {endpoint} sent, no answer ({type(exc).__name__})") from exc
+
+    def pending_count(self) -> int:
+        """Requests written and not yet answered (nor timed out)."""
+        return len(self._pending)
 
     def close(self, reason: str = "closed by client") -> None:
         """Idempotent; joins the thread unless called from the socket thread itself."""

@@ -466,7 +466,7 @@ class ServerProcess:
 _INTENT_ID = re.compile(r"^ps-([0-9A-Za-z_]+)-(\d+)-(\d+)$")
 FINAL_SIGNAL_STATES = {"acked", "partial", "failed", "unknown", "skipped", "validated", "rejected", "error",
                        "duplicate"}
-NO_ORDER_STATES = {"rejected", "unknown", "skipped"}  # intent states that may leave no order behind
+NO_ORDER_STATES = {"rejected", "unknown", "not_placed", "skipped"}  # intent states that may leave no order behind
 
 
 def admin_headers() -> dict:

@@ -219,7 +219,9 @@ def test_dead_socket_fails_pending_fast_then_exactly_one_order(make_sim, make_ti
         proxy.stop()
 
 
-def test_unknown_then_nothing_found_resends_once_over_rest(make_sim, make_ti, monkeypatch, caplog):
+def test_unknown_then_nothing_found_is_never_resent(make_sim, make_ti, monkeypatch, caplog):
+    """The contract since the outcome model: an unknown outcome is searched, and when nothing is
+    found it stays unknown (settled in the background) -- no REST resend, ever."""
     sim = make_sim(ws_idle_timeout_s=30)
     ws_port = int(sim.ws_url.split(":")[2].split("/")[0])
     proxy = FreezableProxy(ws_port).start()
@@ -229,15 +231,17 @@ def test_unknown_then_nothing_found_resends_once_over_rest(make_sim, make_ti, mo
         body = order_body(ti)
         ws = ti.open_websocket()
         rest_calls = count_calls(monkeypatch, ti, "_rest_order")
+        unknowns = []
         proxy.freeze()  # the order frame never reaches the broker; the ack times out
         with caplog.at_level(logging.WARNING):
-            res = ti.place_order_smart(body, ws=ws, cl_ord_id="intent-resend-1")
+            res = ti.place_order_smart(body, ws=ws, cl_ord_id="intent-resend-1", on_unknown=unknowns.append)
         proxy.stop()  # drop the frozen path so the close below does not wait for a handshake
         ws.close()
-        assert (res.status, res.transport, res.reconciled) == ("acked", "rest", False)
-        assert len(rest_calls) == 1
-        assert len(book(sim, "intent-resend-1")) == 1
-        assert any("resending ONCE over REST" in r.getMessage() for r in caplog.records)
+        assert (res.status, res.transport, res.reconciled, res.order_id) == ("unknown", "websocket", False, None)
+        assert len(unknowns) == 1  # the caller was told before the search (it journals 'unknown')
+        assert rest_calls == []
+        assert book(sim, "intent-resend-1") == []
+        assert not any("resending ONCE" in r.getMessage() for r in caplog.records)
     finally:
         proxy.stop()
 
@@ -344,27 +348,31 @@ def test_http_429_is_rate_limited_and_not_sent(sim, make_ti, monkeypatch):
     body = order_body(ti)
     rest_calls = count_calls(monkeypatch, ti, "_rest_order")
     sim.faults.http_429_next = 1
-    with pytest.raises(RateLimitedError):
-        ti.place_order_smart(body, ws=None, cl_ord_id="intent-429-1")
+    res = ti.place_order_smart(body, ws=None, cl_ord_id="intent-429-1")
+    assert (res.status, res.rate_limited, res.transport) == ("not_sent", True, "rest")
     assert book(sim, "intent-429-1") == []
     ws = ti.open_websocket()
     try:
         sim.faults.http_429_next = 1
-        with pytest.raises(RateLimitedError):
-            ti.place_order_smart(body, ws=ws, cl_ord_id="intent-429-2")
+        res = ti.place_order_smart(body, ws=ws, cl_ord_id="intent-429-2")
     finally:
         ws.close()
+    assert (res.status, res.rate_limited, res.transport) == ("not_sent", True, "websocket")
     assert book(sim, "intent-429-2") == []
     assert len(rest_calls) == 1  # the REST attempt only: a socket 429 does not fall back
 
 
-def test_http_500_on_rest_order_is_reconciled(sim, make_ti):
+def test_http_500_on_rest_order_is_unknown_and_never_resent(sim, make_ti, monkeypatch):
+    """A 5xx may have executed: searched, not found (this simulator answers 500 before executing),
+    so it stays unknown -- the old contract resent it over REST."""
     ti = make_ti(sim)
     body = order_body(ti)
+    rest_calls = count_calls(monkeypatch, ti, "_rest_order")
     sim.faults.http_500_next = 1
     res = ti.place_order_smart(body, ws=None, cl_ord_id="intent-500-1")
-    assert res.status == "acked"
-    assert len(book(sim, "intent-500-1")) == 1
+    assert (res.status, res.transport) == ("unknown", "rest")
+    assert len(rest_calls) == 1
+    assert book(sim, "intent-500-1") == []
 
 
 def test_http_500_after_execution_is_adopted_not_resent(make_sim, make_ti, monkeypatch):

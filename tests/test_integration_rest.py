@@ -21,7 +21,8 @@ from phantom_scraper.errors import (
 )
 from phantom_scraper.tradovate_auth import Token, parse_expiration
 from phantom_scraper.tradovate_integration import TradovateIntegration
-from phantom_scraper.tradovate_rest import RestClient, check_order_result
+from phantom_scraper.tradovate_rest import RestClient
+from phantom_scraper.tradovate_wire import check_order_result
 
 BASE = "http://broker.invalid/v1"
 

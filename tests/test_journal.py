@@ -21,6 +21,7 @@ import pytest
 
 from phantom_scraper.journal import (
     FINAL_STATES,
+    SCHEMA_VERSION,
     INTENT_STATES,
     DuplicateIntentError,
     InvalidTransitionError,
@@ -98,7 +99,7 @@ def test_creates_parent_dirs_wal_and_versioned_schema(db_path):
     conn = sqlite3.connect(db_path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     finally:
         conn.close()
@@ -257,12 +258,14 @@ def test_processes_racing_on_one_explicit_id_exactly_one_wins(target):
 VALID = {
     ("received", "sending"), ("received", "rejected"), ("received", "skipped"),
     ("sending", "acked"), ("sending", "rejected"), ("sending", "unknown"),
-    ("unknown", "reconciled"), ("unknown", "acked"), ("unknown", "rejected"),
+    ("unknown", "reconciled"), ("unknown", "acked"), ("unknown", "not_placed"),
+    ("not_placed", "reconciled"),
 }
 PATHS = {  # how to reach each state from 'received'
     "received": [], "sending": ["sending"], "acked": ["sending", "acked"],
     "rejected": ["rejected"], "unknown": ["sending", "unknown"],
     "reconciled": ["sending", "unknown", "reconciled"], "skipped": ["skipped"],
+    "not_placed": ["sending", "unknown", "not_placed"],
 }
 
 
@@ -352,7 +355,7 @@ def test_pending_intents_after_sigkill(target):
     sid = proc.stdout.strip()
 
     with Journal(target) as j:
-        pending = j.pending_intents()
+        pending = j.pending_intents(orphaned_only=True)  # the killed process's lease is gone with it
         assert [(p["account_id"], p["state"]) for p in pending] == [(1, "sending"), (3, "unknown")]
         assert all(p["signal_id"] == sid for p in pending)
         # The restarted process still knows the explicit id.
@@ -361,7 +364,10 @@ def test_pending_intents_after_sigkill(target):
         cl = pending[0]["cl_ord_id"]
         j.set_intent_state(cl, "unknown")
         j.set_intent_state(cl, "reconciled", broker_order_id=1)
-        j.set_intent_state(pending[1]["cl_ord_id"], "rejected", error="not found at broker")
+        # An intent that may have executed never becomes 'rejected': nothing found -> not_placed.
+        with pytest.raises(InvalidTransitionError):
+            j.set_intent_state(pending[1]["cl_ord_id"], "rejected", error="not found at broker")
+        j.set_intent_state(pending[1]["cl_ord_id"], "not_placed", error="not found at broker")
         assert j.pending_intents() == []
         assert j.counts()["pending_intents"] == 0
 

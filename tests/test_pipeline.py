@@ -127,7 +127,8 @@ def test_unanswered_order_is_reconciled_inside_the_order_call(make_multi_sim, lo
     [order] = book_for(sim, outcome.cl_ord_ids[0])
     assert (outcome.status, outcome.reconciled, outcome.order_id) == ("acked", True, order["orderId"])
     intent = journal.get_intent(outcome.cl_ord_ids[0])
-    assert intent["state"] == "acked" and intent["reconciled"] and intent["broker_order_id"] == order["orderId"]
+    # journaled 'unknown' before the search, then 'reconciled' when found
+    assert intent["state"] == "reconciled" and intent["reconciled"] and intent["broker_order_id"] == order["orderId"]
     assert len(sim.orders()) == 1  # found, not resent
 
 
@@ -189,14 +190,26 @@ def test_running_service_adopts_unknown_intents_once_the_book_shows_them(make_mu
     assert settle_unknown(journal, lambda account_id: ti) == []
 
 
-def test_reconcile_of_an_intent_never_sent_marks_it_rejected_and_does_not_send(make_multi_sim, logins_for, journal):
+def test_reconcile_of_an_intent_never_sent_leaves_it_unknown_then_not_placed_and_does_not_send(
+        make_multi_sim, logins_for, journal):
+    """The contract since the outcome model: a restart cannot know whether an intent left
+    'sending' was executed, so it is never 'rejected': not found -> unknown, and after the settle
+    period -> not_placed.  Nothing is sent at any point."""
+    from phantom_scraper.settlement import Settler
+
     sim = make_multi_sim([UserSpec()], **SIM_CFG)
     ti, conn, accounts = logins_for(sim).add()
     signal_id, _, _ = journal.record_signal("test", {"action": "buy"}, "sig-1", "h", 0)
-    journal.create_intent(signal_id, accounts[0]["id"], accounts[0]["name"], 0, "placeorder", {}, "ps-x-1-0")
-    journal.set_intent_state("ps-x-1-0", "sending")  # the process died before the frame left
-    assert reconcile_pending(journal, lambda a: ti) == [{"cl_ord_id": "ps-x-1-0", "order_id": None, "state": "rejected"}]
-    assert journal.get_intent("ps-x-1-0")["state"] == "rejected" and sim.orders() == []
+    previous = Journal(journal.path)  # the process that died before the frame left
+    previous.create_intent(signal_id, accounts[0]["id"], accounts[0]["name"], 0, "placeorder", {}, "ps-x-1-0")
+    previous.set_intent_state("ps-x-1-0", "sending")
+    previous.close()
+    assert reconcile_pending(journal, lambda a: ti) == [{"cl_ord_id": "ps-x-1-0", "order_id": None, "state": "unknown"}]
+    assert journal.get_intent("ps-x-1-0")["state"] == "unknown" and sim.orders() == []
+    assert Settler(journal, lambda a: ti, settle_period_s=3600).run_once() == []  # still inside the period
+    changed = Settler(journal, lambda a: ti, settle_period_s=0).run_once()
+    assert changed == [{"cl_ord_id": "ps-x-1-0", "state": "not_placed", "order_id": None}]
+    assert journal.get_intent("ps-x-1-0")["state"] == "not_placed" and sim.orders() == []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -52,12 +52,16 @@ def _refuse_and_drop(sim):
 
 
 FAULTS = {
-    # name: (inject(sim), accounts that may end with no order because the broker refused it)
-    "socket_closed_after_order_frame": (_set(close_after_next_orders=1), 0),
+    # name: (inject(sim), accounts that may end with no order: the broker refused it, or (500) its
+    # outcome is unknown -- this simulator answers 500 before executing, and an unknown outcome is
+    # never resent, so that account stays 'unknown' with its reason recorded)
+    # the socket closes after the first order frame: the other account's frame, in flight on the
+    # same socket, may die unread -> unknown, recorded, never resent (so up to 1, not exactly 1)
+    "socket_closed_after_order_frame": (_set(close_after_next_orders=1), 1),
     "answer_never_sent": (_set(no_answer_next_orders=1), 0),
     "response_black_holed": (_set(blackhole_next_responses=1), 0),
     "ws_connects_refused": (_refuse_and_drop, 0),
-    "http_500": (_set(http_500_next=1), 0),
+    "http_500": (_set(http_500_next=1), 1),
     "http_429": (_set(http_429_next=1), 1),
     "penalty_ticket": (_set(penalty_next=1, penalty_time_s=0.2), 0),
     "tokens_expired_mid_stream": (lambda sim: sim.faults.expire_all_tokens(), 0),
@@ -115,15 +119,15 @@ def test_fault_then_signals_exactly_once(fault, ws_orders, sim, make_server_app)
         outcome = check_invariant(sim, journal, signal_id, accounts)
         refused += sum(1 for v in outcome.values() if v != "order")
     assert refused <= max_refused, f"{fault}: {refused} account(s) without an order"
-    if max_refused:  # the broker refused exactly one request: that account has a reason recorded
-        assert refused == max_refused
+    if max_refused and fault != "socket_closed_after_order_frame":
+        assert refused == max_refused  # the broker refused exactly one request: that account has a reason
     # reported: /api/signals shows each signal with its intents and their states
     listed = json.loads(client.get("/api/signals?limit=20", headers=admin_headers()).get_data(as_text=True))
     by_id = {s["id"]: s for s in listed["signals"]}
     for signal_id in sent:
         assert signal_id in by_id
         states = {i["state"] for i in by_id[signal_id]["intents"]}
-        assert states <= {"acked", "reconciled", "rejected"}, states
+        assert states <= {"acked", "reconciled", "rejected", "unknown"}, states
     assert len(book_orders(sim)) == 2 * len(sent) - refused
     sim.faults.reset()
 
@@ -141,8 +145,11 @@ def test_duplicate_webhook_under_fault_places_nothing(sim, make_server_app):
         assert status == 200 and again["duplicate"] is True and again["signal_id"] == first["signal_id"]
     journal = app.extensions["runtime"].service.journal
     wait_signal_final(journal, first["signal_id"])
-    check_invariant(sim, journal, first["signal_id"], [sim.account_id("DEMO0001"), sim.account_id("DEMO0002")])
-    assert len(book_orders(sim)) == 2
+    outcome = check_invariant(sim, journal, first["signal_id"], [sim.account_id("DEMO0001"), sim.account_id("DEMO0002")])
+    # The socket closes after the first order frame; the other account's frame may die with it
+    # before the broker read it.  Its outcome is then unknown, recorded, and never resent.
+    assert 1 <= len(book_orders(sim)) <= 2
+    assert all(v == "order" or v.startswith("unknown") for v in outcome.values()), outcome
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,18 +197,17 @@ def test_hung_connection_never_delays_another_login(two_user_sim, make_server_ap
         events = {o["accountId"]: o for o in book_orders(sim)}
         outcomes = {o["account_id"]: o for o in body["accounts"]}
         a_delay_s = events[acct_a]["time"] - t0
-        b_delay_s = events[acct_b]["time"] - t0
         print(f"\nhung-connection: login a order at +{a_delay_s * 1000:.0f} ms ({outcomes[acct_a]['transport']}), "
-              f"login b order at +{b_delay_s * 1000:.0f} ms ({outcomes[acct_b]['transport']}, "
-              f"reconciled={outcomes[acct_b]['reconciled']})")
+              f"login b {outcomes[acct_b]['status']} after {time.time() - t0:.2f} s")
         assert outcomes[acct_a]["transport"] == "websocket" and outcomes[acct_a]["status"] == "acked"
         assert a_delay_s < 0.5, "login a's order waited on login b's hung socket"
-        assert b_delay_s >= 1.0, "login b's order should have waited for its ack timeout"
-        assert outcomes[acct_b]["status"] == "acked" and outcomes[acct_b]["transport"] == "rest"
+        # login b's frame went into the frozen path: its outcome is unknown and it is never resent
+        # (the contract since the outcome model; it used to be resent over REST)
+        assert outcomes[acct_b]["status"] == "unknown" and acct_b not in events
         journal = app.extensions["runtime"].service.journal
         wait_signal_final(journal, body["signal_id"])
         check_invariant(sim, journal, body["signal_id"], [acct_a, acct_b])
-        assert len(orders_per_signal_account(sim)) == 2
+        assert len(orders_per_signal_account(sim)) == 1
     finally:
         proxy.stop()
 

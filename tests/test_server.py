@@ -5,6 +5,8 @@ leaves the simulator's order book (the book of record) empty.
 """
 from __future__ import annotations
 
+import logging
+
 import json
 import time
 
@@ -396,20 +398,24 @@ def test_admin_routes_disabled_without_admin_token(make_server_app, sim):
     assert sim.orders() == []
 
 
-def test_manual_trade_goes_over_rest_and_is_journaled(client, app, sim):
+def test_manual_trade_takes_the_webhooks_fast_path_and_is_journaled(client, app, sim, caplog):
+    """Manual trades use the pooled socket like webhooks (issue 18: one WebSocket switch, no REST-only
+    wrapper, no false "REST fallback" WARNING); they used to go over REST."""
     ws_ready(app)
-    r = client.post("/api/manual-trade", data='{"action":"sell","ticker":"MES1!","quantity":2,"account":"DEMO0002"}',
-                    content_type="application/json", headers={"X-Admin-Token": ADMIN})
+    with caplog.at_level(logging.WARNING):
+        r = client.post("/api/manual-trade", data='{"action":"sell","ticker":"MES1!","quantity":2,"account":"DEMO0002"}',
+                        content_type="application/json", headers={"X-Admin-Token": ADMIN})
     assert r.status_code == 200, r.get_data(as_text=True)
+    assert not [rec for rec in caplog.records if "REST fallback" in rec.getMessage()]
     data = r.get_json()
     assert data["status"] == "acked"
     (result,) = data["results"]
-    assert result["account_name"] == "DEMO0002" and result["transport"] == "rest"
+    assert result["account_name"] == "DEMO0002" and result["transport"] == "websocket"
     (order,) = sim.orders()
-    assert order["transport"] == "rest" and order["accountSpec"] == "DEMO0002" and order["orderQty"] == 2
+    assert order["transport"] == "websocket" and order["accountSpec"] == "DEMO0002" and order["orderQty"] == 2
     assert order["clOrdId"] == result["cl_ord_ids"][0]
     status = client.get("/api/websocket-status").get_json()["connection_pool"]["connections"]["10002"]
-    assert status["orders_via_websocket"] == 0 and status["orders_via_rest"] == 1
+    assert status["orders_via_websocket"] == 1 and status["orders_via_rest"] == 0
     signals = client.get("/api/signals", headers=ADMIN_HEADERS).get_json()["signals"]
     assert signals[0]["recorder"] == "manual" and signals[0]["intents"][0]["state"] == "acked"
     # close it again, manually: the position is read (over REST) and flattened

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import websockets.exceptions
 import websockets.server
 
+from .faults import ORDER_ENDPOINTS
 from .handlers import Api, Request, dumps, normalise_endpoint
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,9 @@ class WsServer:
                 self._shutdown(oldest, "ConnectionQuotaReached", "Too many connections"))
 
     async def _request(self, s: _Session, req_id: int, endpoint: str, query: str, body: str) -> None:
+        if normalise_endpoint(endpoint) in ORDER_ENDPOINTS and self.api.faults.take("hold_next_orders"):
+            # a broker executing late: the frame is executed after the hold even if the socket is gone
+            await asyncio.sleep(self.api.faults.hold_orders_ms / 1000.0)
         delay_ms = self.api.faults.order_delay(normalise_endpoint(endpoint))
         if delay_ms:  # transit to the exchange; one socket's orders still execute in sending order
             loop = asyncio.get_running_loop()
