@@ -2,10 +2,11 @@
 realized P&L with an equity curve, limits and risk locks, and the ``unknown`` intents needing a
 person's attention.
 
-Read over REST (``position/list``, ``order/list``, ``orderVersion/list``, ``fill/list``: reads,
-never on the order path) and cached for ``ttl_s`` so a page refreshing every few seconds, or
-several open tabs, cost the broker a few requests per interval.  A login whose reads fail is
-reported, not raised.
+Read from the login's socket-fed ``BrokerState`` when it is fresh (no request at all), else over
+REST (``position/list``, ``order/list``, ``orderVersion/list``, ``fill/list``: reads, never on
+the order path); cached for ``ttl_s`` so a page refreshing every few seconds, or several open
+tabs, cost the broker at most a few requests per interval.  A login whose reads fail is reported,
+not raised.
 """
 from __future__ import annotations
 
@@ -42,16 +43,34 @@ def _snapshot(ti, account_id: int) -> Optional[dict]:
     return data if isinstance(data, dict) and not data.get("errorText") else None
 
 
+def fresh_state(login):
+    """The login's socket-fed BrokerState when it can be trusted, else None."""
+    state = getattr(getattr(login, "connection", None), "broker_state", None)
+    return state if state is not None and state.fresh else None
+
+
+def _latest_versions(rows) -> Dict[Any, dict]:
+    versions: Dict[Any, dict] = {}
+    for v in rows or []:
+        if isinstance(v, dict) and (v.get("orderId") not in versions or v.get("id", 0) > versions[v["orderId"]].get("id", 0)):
+            versions[v.get("orderId")] = v
+    return versions
+
+
 def _login_view(login, today: str, risk_locks: Dict[str, dict], limits: Dict[str, dict]) -> List[dict]:
     ti = login.integration
     names = {int(a["id"]): a["name"] for a in login.accounts.values()}
-    positions = ti.list_positions()
-    orders = ti.list_orders()
-    versions = {}
-    try:
-        versions = {v.get("orderId"): v for v in ti._list("orderVersion", None) or [] if isinstance(v, dict)}
-    except TradovateError:
-        pass
+    state = fresh_state(login)
+    if state is not None:
+        positions, orders = state.positions(), state.entities("order")
+        versions = _latest_versions(state.entities("orderVersion"))
+    else:
+        positions = ti.list_positions()
+        orders = ti.list_orders()
+        try:
+            versions = _latest_versions(ti._list("orderVersion", None))
+        except TradovateError:
+            versions = {}
     out = []
     for account_id, name in sorted(names.items(), key=lambda kv: kv[1]):
         pos_rows = []
@@ -71,7 +90,7 @@ def _login_view(login, today: str, risk_locks: Dict[str, dict], limits: Dict[str
                             "qty": v.get("orderQty"), "type": v.get("orderType"), "price": v.get("price"),
                             "stop_price": v.get("stopPrice"), "status": o.get("ordStatus"),
                             "leg_of": o.get("parentId")})
-        snap = _snapshot(ti, account_id)
+        snap = state.cash_balance(account_id) if state is not None else _snapshot(ti, account_id)
         out.append({"account": name, "account_id": account_id, "positions": pos_rows, "working": working,
                     "open_pnl": snap.get("openPnL") if snap else None,
                     "broker_realized_pnl": snap.get("realizedPnL") if snap else None,

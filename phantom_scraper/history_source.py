@@ -100,9 +100,14 @@ def broker_fills(service) -> Tuple[List[history.Fill], Dict[str, float], List[st
     for login_name, login in list(service.logins.items()):
         ti = login.integration
         names = {int(a["id"]): a["name"] for a in login.accounts.values()}
+        state = getattr(getattr(login, "connection", None), "broker_state", None)
         try:
-            orders = {int(o["id"]): o for o in ti.list_orders() if isinstance(o, dict) and "id" in o}
-            raw = ti.list_fills()
+            if state is not None and state.fresh:  # the socket's copy: no request
+                orders = {int(o["id"]): o for o in state.entities("order") if "id" in o}
+                raw = state.entities("fill")
+            else:
+                orders = {int(o["id"]): o for o in ti.list_orders() if isinstance(o, dict) and "id" in o}
+                raw = ti.list_fills()
         except TradovateError as exc:
             errors.append(f"{login_name}: {type(exc).__name__}")
             continue

@@ -93,9 +93,12 @@ def _attention_html(view: dict) -> str:
     return "".join(parts)
 
 
-def _accounts_html(view: dict) -> str:
+def _accounts_html(view: dict, risk: Optional[dict] = None) -> str:
+    risk_open = {r.get("account_name"): r.get("open_pnl") for r in (risk or {}).get("accounts") or []}
     cards = []
     for a in view.get("accounts") or []:
+        if a.get("open_pnl") is None:
+            a = dict(a, open_pnl=risk_open.get(a["account"]))  # the risk guard prices positions from quotes
         today = a.get("today") or {}
         pos = "".join(f"<tr><td>{_e(p['contract'])}</td><td>{_e(p['net_pos'])}</td><td>{_e(p.get('avg_price'))}</td></tr>"
                       for p in a.get("positions") or [])
@@ -246,7 +249,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left}} 
  · keep-alive daemon: <b id="daemon-state" class="{'ok' if daemon.get('running') else 'bad'}">{daemon_state}</b>
  (cycles {_e(daemon.get('cycles'))})</p>
 <h2>Accounts</h2>
-{_accounts_html(view) or "<p class='empty'>No account yet: they appear when the server has logged in.</p>"}
+{_accounts_html(view, status.get("risk")) or "<p class='empty'>No account yet: they appear when the server has logged in.</p>"}
 <h2>History</h2>
 {_history_html(view)}
 <h2>Connection pool ({_e(pool.get('sockets', 0))} socket(s) for {_e(pool.get('size', 0))} account(s))</h2>

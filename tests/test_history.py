@@ -45,6 +45,10 @@ def test_history_csv_totals_equal_the_simulators_books(make_server_app, sim):
         name = names[p["accountId"]]
         expected[name] = expected.get(name, 0.0) + (p["soldValue"] - p["boughtValue"]) * MNQ_POINT_VALUE
 
+    # ... and its cash balance: Tradovate's realized P&L of the trading day
+    cash = {names[i]: ti._rest_call("POST", "cashBalance/getcashbalancesnapshot", body={"accountId": i})["realizedPnL"]
+            for i in names}
+
     r = client.get("/api/history?format=csv", headers=ADMIN_HEADERS)
     assert r.status_code == 200 and r.mimetype == "text/csv"
     rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
@@ -53,6 +57,7 @@ def test_history_csv_totals_equal_the_simulators_books(make_server_app, sim):
         totals[row["account"]] = totals.get(row["account"], 0.0) + float(row["realized_pnl"])
     assert set(totals) == {"DEMO0001", "DEMO0002"}
     assert totals == pytest.approx(expected)
+    assert totals == pytest.approx(cash)
     assert totals["DEMO0001"] == pytest.approx((10 - 5 + 10) * MNQ_POINT_VALUE)
     assert sum(int(row["trades"]) for row in rows if row["account"] == "DEMO0001") == 3
     assert sum(int(row["wins"]) for row in rows if row["account"] == "DEMO0001") == 2

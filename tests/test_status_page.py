@@ -13,7 +13,7 @@ import pytest
 from phantom_scraper.status_page import render
 from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
 from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
-from tests.helpers import BUY, post, ws_ready
+from tests.helpers import ADMIN_HEADERS, BUY, post, wait_for, ws_ready
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 
@@ -52,6 +52,7 @@ def test_status_page_in_headless_chromium(make_server_app, serve_app, sim, tmp_p
     assert post(client, BUY).status_code == 200
     assert post(client, '{"action":"buy","ticker":"ZZZ1!","quantity":1}').status_code == 400
 
+    wait_for(lambda: "MNQZ6" in client.get("/", headers=ADMIN_HEADERS).get_data(as_text=True))  # broker state caught up
     dom = chromium(["--dump-dom", base + "/"], tmp_path)
     after = visible_text(dom)
     assert "No signals yet" not in after
@@ -80,7 +81,6 @@ def test_status_page_shows_what_a_trader_needs(make_server_app, sim):
     """Attention at the top (unknown outcomes, risk locks), per account positions, working orders and
     bracket legs, realized P&L with an inline SVG curve, and the History table."""
     from phantom_scraper import events
-    from tests.helpers import ADMIN_HEADERS
 
     app = make_server_app(status_cache_s=0.0)
     ws_ready(app)
@@ -99,7 +99,11 @@ def test_status_page_shows_what_a_trader_needs(make_server_app, sim):
     journal.set_intent_state(f"ps-{signal_id}-10001-9", "unknown", error="no answer")
     events.emit("risk", account="DEMO0002", locked=True, reason="daily loss limit reached")
 
-    page = client.get("/", headers=ADMIN_HEADERS).get_data(as_text=True)
+    def page_now():
+        return client.get("/", headers=ADMIN_HEADERS).get_data(as_text=True)
+
+    # the socket's broker state catches up with the bracket's legs a moment after the webhook answer
+    page = wait_for(lambda: (lambda p: p if re.search(r"Sell 1 (Limit|Stop)", visible_text(p)) else None)(page_now()))
     text = visible_text(page)
     assert page.index("id='attention'") < page.index("Connection pool")  # at the top
     assert "1 order(s) with an UNKNOWN outcome" in text and f"ps-{signal_id}-10001-9" in text
