@@ -34,7 +34,8 @@ from phantom_scraper.service import ServiceUnavailable, TradingService, WebhookR
 logger = logging.getLogger(__name__)
 
 _TEXT_TYPES = re.compile(r"^(text/[\w.+-]+|application/(json|[\w.+-]+\+json|x-www-form-urlencoded))$", re.I)
-_SECRET_IN_TEXT = re.compile(r'"(?:secret|passphrase)"\s*:\s*"((?:[^"\\]|\\.)*)"', re.I)
+# ``token``: PickMyTrade's messages carry the secret there (docs/PAYLOAD.md)
+_SECRET_IN_TEXT = re.compile(r'"(?:secret|passphrase|token)"\s*:\s*"((?:[^"\\]|\\.)*)"', re.I)
 
 
 class Runtime:

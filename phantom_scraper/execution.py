@@ -38,11 +38,12 @@ from . import exit_legs
 from .account_lanes import AccountLanes, cancel_all
 from .errors import TradovateError
 from .journal import JournalError, make_cl_ord_id
+from . import strategy_exec
 
 logger = logging.getLogger(__name__)
 
 _WORKING_STATES = {"Working", "Suspended", "PendingNew", "PendingReplace"}
-_PLACEMENT_KINDS = {"placeorder", "placeoso", "liquidateposition"}
+_PLACEMENT_KINDS = {"placeorder", "placeoso", "liquidateposition", "startorderstrategy"}
 
 
 def describe(exc: BaseException) -> str:
@@ -296,13 +297,15 @@ def _run_account(target, conn, signal, contract, journal, signal_id, settings, p
     try:
         if steps is None:  # (a fan-out account may arrive planned and journaled: _prepare_fan_out)
             net_pos, has_working = 0, False
+            open_strategies = needs_position(signal) and strategy_exec.has_open(journal, target.id, contract.id)
             if needs_position(signal):
                 net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
                 flat_target = signal.action == "close" or (signal.action == "target" and signal.target_position == 0)
                 if net_pos == 0 and flat_target:  # leftover bracket legs still need cancelling
                     has_working = bool(_working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
+            extra = {"open_strategies": True} if open_strategies else {}
             try:
-                steps = planner(signal, contract, target, net_pos, has_working)
+                steps = planner(signal, contract, target, net_pos, has_working, **extra)
             except PlanError as exc:
                 outcome.status = "skipped" if exc.code == "nothing_to_do" else "rejected"
                 outcome.error = f"{exc.code}: {exc.message}" if hasattr(exc, "message") else str(exc)
@@ -355,6 +358,9 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
             ti.cancel_order_rest({"orderId": order["id"], "isAutomated": True})
             outcome.order_ids.append(order["id"])
         return True
+    if step.kind == "interrupt_strategies":  # like cancels: may be repeated; not an order intent
+        strategy_exec.interrupt_open(journal, ti, target.id, contract.id)
+        return True
     if step.kind not in _PLACEMENT_KINDS:
         raise ValueError(f"unknown step kind {step.kind!r}")
 
@@ -363,6 +369,10 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
         journal.create_intent(signal_id, target.id, target.name, index, step.kind, step.body, cl_ord_id,
                               state="sending")
     outcome.cl_ord_ids.append(cl_ord_id)
+    endpoint = f"order/{step.kind}"
+    if step.kind == "startorderstrategy":  # its own record (params, breakeven) before the frame leaves
+        endpoint = strategy_exec.ENDPOINT
+        strategy_exec.before_start(journal, signal_id, target, contract, step, cl_ord_id)
     client, fallback = conn.live_client(), None  # the router decides whether to use it
     if client is None:
         conn.ensure_connecting()  # repaired in the background; this order goes over REST now
@@ -377,11 +387,13 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
             logger.error("Order %s: could not journal unknown: %s", cl_ord_id, describe(exc))
 
     try:
-        result = ti.place_order_smart(dict(step.body), ws=client, endpoint=f"order/{step.kind}", cl_ord_id=cl_ord_id,
+        result = ti.place_order_smart(dict(step.body), ws=client, endpoint=endpoint, cl_ord_id=cl_ord_id,
                                       fallback_reason=fallback, on_unknown=on_unknown)
     except Exception as exc:  # a bug after the frame may have left: unknown, never retried
         logger.exception("Order %s: unexpected error while placing", cl_ord_id)
         return _fail(journal, cl_ord_id, "unknown", describe(exc), outcome, target, bool(journaled_unknown))
+    if step.kind == "startorderstrategy":
+        strategy_exec.after_start(journal, cl_ord_id, result.status, result.order_id)
     if result.status == "rejected":
         text = f"{result.failure_reason}: {result.failure_text}".rstrip(": ")
         if step.kind == "liquidateposition" and _already_flat(text):
@@ -394,7 +406,12 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
                      bool(journaled_unknown))
     conn.record_order(result.transport, result.latency_ms)
     outcome.order_id = result.order_id
-    outcome.order_ids.append(result.order_id)
+    if step.kind == "startorderstrategy":  # order_id is the strategy; order_ids its entry order (the lane waits on it)
+        entry_id = strategy_exec.entry_order_id(ti, cl_ord_id, result.order_id)
+        if entry_id is not None:
+            outcome.order_ids.append(entry_id)
+    else:
+        outcome.order_ids.append(result.order_id)
     outcome.transport = result.transport
     outcome.latency_ms = result.latency_ms
     outcome.reconciled = outcome.reconciled or bool(result.reconciled)

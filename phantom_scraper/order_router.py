@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Protocol
 
 from .errors import TradovateError
-from .order_search import check_found, key_field, orders_by_intent
+from .order_search import check_found, key_field, orders_by_intent, strategies_by_intent
 from .outcome import Attempt, IntentOutcome, Outcome
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,8 @@ class OrderTransport(Protocol):
     def send_rest(self, endpoint: str, body: dict) -> Attempt: ...
 
     def list_commands(self) -> List[dict]: ...
+
+    def list_order_strategies(self) -> List[dict]: ...  # only for orderStrategy/* intents
 
 
 @dataclass
@@ -159,7 +161,10 @@ class SmartOrder:
         deadline = time.monotonic() + settings.reconcile_window_s
         while True:
             try:
-                found = orders_by_intent(self.ti.list_commands(), [self.intent])
+                if self.key_field == "uuid":  # an order strategy: orderStrategy/list by uuid
+                    found = strategies_by_intent(self.ti.list_order_strategies(), [self.intent])
+                else:
+                    found = orders_by_intent(self.ti.list_commands(), [self.intent])
             except TradovateError as exc:
                 logger.warning("search %s=%s: command/list failed: %s", self.key_field, self.intent, exc)
                 found = {}

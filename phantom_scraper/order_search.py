@@ -27,8 +27,25 @@ INTENT_FIELDS = ("clOrdId", "customTag50")
 
 
 def key_field(kind_or_endpoint: str) -> str:
-    """The field carrying the intent id for an order kind (``placeorder``) or endpoint."""
-    return "customTag50" if kind_or_endpoint.strip("/").lower().endswith("liquidateposition") else "clOrdId"
+    """The field carrying the intent id for an order kind (``placeorder``) or endpoint: ``uuid``
+    for an order strategy (found in ``orderStrategy/list``, see :func:`strategies_by_intent`)."""
+    name = kind_or_endpoint.strip("/").lower()
+    if name.endswith("startorderstrategy"):
+        return "uuid"
+    return "customTag50" if name.endswith("liquidateposition") else "clOrdId"
+
+
+def strategies_by_intent(strategies: Optional[Iterable[Any]], wanted: Optional[Iterable[str]] = None) -> Dict[str, List[int]]:
+    """``{uuid: sorted distinct orderStrategy ids}`` from an ``orderStrategy/list`` answer (an order
+    strategy's id stands for the order id of its intent)."""
+    wanted_set = set(wanted) if wanted is not None else None
+    found: Dict[str, set] = {}
+    for st in strategies or ():
+        if not isinstance(st, dict) or st.get("id") is None or not st.get("uuid"):
+            continue
+        if wanted_set is None or st["uuid"] in wanted_set:
+            found.setdefault(str(st["uuid"]), set()).add(st["id"])
+    return {k: sorted(v) for k, v in found.items()}
 
 
 def orders_by_intent(commands: Optional[Iterable[Any]], wanted: Optional[Iterable[str]] = None) -> Dict[str, List[int]]:

@@ -73,6 +73,9 @@ class Attempt:
 
     @property
     def order_id(self) -> Optional[int]:
+        """``orderId``; for an order strategy its ``orderStrategy.id``."""
+        if self.answer.get("orderId") is None and isinstance(self.answer.get("orderStrategy"), dict):
+            return self.answer["orderStrategy"].get("id")
         return self.answer.get("orderId")
 
 
@@ -170,7 +173,9 @@ def classify_answer(d: Any, transport: str) -> Attempt:
         text = json.dumps(d["violations"])[:300]
         return Attempt(Outcome.REJECTED, transport, answer=dict(d), reason="Violation",
                        failure_reason="Violation", failure_text=text)
-    has_id = d.get("orderId") is not None or d.get("commandId") is not None
+    strategy = d.get("orderStrategy")  # orderStrategy/* answer (OrderStrategyStatusResponse)
+    has_id = d.get("orderId") is not None or d.get("commandId") is not None or \
+        (isinstance(strategy, dict) and strategy.get("id") is not None)
     if not has_id and d.get("errorText"):
         return Attempt(Outcome.REJECTED, transport, answer=dict(d), reason="Error", failure_reason="Error",
                        failure_text=str(d["errorText"]))

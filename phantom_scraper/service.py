@@ -89,6 +89,7 @@ class TradingService:
         self._idle = threading.Event()
         self._idle.set()
         self._account_login: Dict[int, Login] = {}
+        self.breakeven = None  # BreakevenManager once started (order strategies with breakeven)
         self._settler: Optional[Settler] = None  # built at start; run by the keep-alive daemon
         self.risk: Optional[RiskGuard] = None  # built at start-up (after the logins)
         self.risk_clock = time.time  # the risk guard's clock (tests set a simulated one before start)
@@ -254,6 +255,7 @@ class TradingService:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
         self._settle_interrupted_signals()
         self._build_risk_guard()
+        self._start_breakeven()
 
     def _build_risk_guard(self) -> None:
         """The risk guard, wired to the logins' broker states and the market-data socket."""
@@ -287,6 +289,35 @@ class TradingService:
         if guard.enabled:
             logger.info("Risk guard on: defaults %s", guard.defaults.to_dict())
 
+    def _start_breakeven(self) -> None:
+        """Order strategies: forget those the broker finished while we were away, and move stops
+        to breakeven on the prices given to :meth:`on_quote` (strategy_exec, breakeven) -- from a
+        market-data socket of its own that subscribes only while a breakeven is waiting."""
+        from . import strategy_exec
+        from .breakeven import BreakevenManager
+        if self.journal is None:
+            return
+        closed = strategy_exec.refresh(self.journal, self.integration_for_account)
+        if closed:
+            logger.info("%d order strateg(ies) ended at the broker while this process was down", closed)
+        if self.breakeven is not None:  # a retried start-up
+            self.breakeven.stop()
+        feed = None
+        md_url = self.settings.resolved_md_url()
+        if md_url:  # quotes only for contracts with a breakeven waiting (no socket otherwise)
+            first = next(iter(self.logins.values())).integration
+            feed = QuoteFeed(md_url, lambda: first.access_token, self.on_quote, settings=self.settings,
+                             name="breakeven")
+        self.breakeven = BreakevenManager(strategy_exec.store_for(self.journal), self.integration_for_account,
+                                          feed=feed)
+        self.breakeven.start()
+
+    def on_quote(self, contract_id: int, price: float, timestamp: Optional[float] = None) -> None:
+        """A market price (the market-data feed's callback): breakeven triggers are checked on it."""
+        manager = self.breakeven
+        if manager is not None:
+            manager.on_quote(contract_id, price, timestamp)
+
     # -- several instances (PostgreSQL journal) ----------------------------------------------------
     def _become_owner(self) -> bool:
         """The coordinator holds the lease: open the logins (reconciling first), start the pool."""
@@ -307,6 +338,9 @@ class TradingService:
 
     def _lose_logins(self) -> None:
         """The lease is gone (database session lost): stop using the logins at once."""
+        if self.breakeven is not None:
+            self.breakeven.stop()
+            self.breakeven = None
         if self.risk is not None:  # the new owner's guard takes over (locks are in the journal)
             self.risk.stop()
             self.risk = None
@@ -422,6 +456,8 @@ class TradingService:
         if not self._idle.wait(timeout_s):
             logger.error("Stopping with signals still in flight; their orders are journaled 'unknown' "
                          "and reconciled at the next start (never resent)")
+        if self.breakeven is not None:
+            self.breakeven.stop()
         if self.risk is not None:
             self.risk.stop()
         if self.coordinator is not None:  # after the drain: the lease (and the logins) pass on now
@@ -742,6 +778,7 @@ class TradingService:
             "environment": self.settings.tradovate_env,
             "connection_pool": self.pool.status(),
             "keepalive_daemon": self.pool.daemon_status(),
+            "order_strategies": self._open_strategies(),
             "risk": self.risk.status() if self.risk is not None else None,
             "coordinator": self.coordinator.status() if self.coordinator is not None else None,
             "orders_needing_attention": self.orders_needing_attention(),
@@ -749,6 +786,14 @@ class TradingService:
             "front_months": resolver.fronts() if resolver is not None else {},
         }
 
+    def _open_strategies(self) -> dict:
+        """Open order strategies per account name (the journal's record; see strategy_exec)."""
+        from . import strategy_exec
+        try:
+            return strategy_exec.open_by_account(self.journal)
+        except Exception as exc:  # the status page must render even if this read fails
+            logger.warning("open order strategies unreadable: %s", exc)
+            return {}
     # -- kill switch -------------------------------------------------------------------------------
     def _risk_accounts(self, selector) -> Tuple[Optional[List[int]], Optional[WebhookResult]]:
         if self.state != "ready" or self.risk is None:

@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from . import events
 from .errors import RateLimitedError, TradovateError
-from .order_search import check_found, orders_by_intent
+from .order_search import check_found, orders_by_intent, strategies_by_intent
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ def _search(journal, ti, intents: List[dict]) -> Dict[str, List[int]]:
     """One ``command/list`` for all of ``intents`` -> ``{clOrdId: order ids}``; raises
     ``TradovateError`` when the book cannot be read.  Checks for duplicates on the way."""
     found = orders_by_intent(ti.list_commands())
+    if any(i.get("kind") == "startorderstrategy" for i in intents):  # found by uuid, not by command
+        found.update(strategies_by_intent(ti.list_order_strategies()))
     try:
         known = journal.intents_by_cl_ord_id(found)
     except Exception as exc:  # noqa: BLE001 - the duplicate check must not stop settling
@@ -65,10 +67,12 @@ def _search(journal, ti, intents: List[dict]) -> Dict[str, List[int]]:
 def find_order_id(ti, cl_ord_id: str, kind: str = "placeorder") -> Optional[int]:
     """The broker order id of the command carrying ``cl_ord_id`` (``customTag50`` for a
     liquidation), or None.  Raises ``TradovateError`` when the book cannot be read."""
-    found = orders_by_intent(ti.list_commands(), [cl_ord_id])
+    if kind == "startorderstrategy":
+        found = strategies_by_intent(ti.list_order_strategies(), [cl_ord_id])
+    else:  # both id fields are searched
+        found = orders_by_intent(ti.list_commands(), [cl_ord_id])
     check_found(found)
     ids = found.get(cl_ord_id) or []
-    del kind  # both id fields are searched; kept for callers that pass it
     return ids[0] if ids else None
 
 

@@ -60,6 +60,25 @@ def _signal_detail(signal: dict) -> str:
     return "—"
 
 
+def _strategies_html(status: dict) -> str:
+    """Open order strategies per account (``status["order_strategies"]``), or nothing."""
+    by_account = status.get("order_strategies") or {}
+    rows = []
+    for account in sorted(by_account):
+        for st in by_account[account]:
+            legs = "; ".join(
+                f"{b.get('qty')}× tp {b.get('profitTarget', '—')} sl {b.get('stopLoss', '—')}"
+                + (" trailing" if b.get("trailingStop") or b.get("autoTrail") else "") for b in st.get("brackets", []))
+            rows.append(f"<tr><td>{_e(account)}</td><td>{_e(st.get('symbol'))}</td><td>{_e(st.get('side'))}</td>"
+                        f"<td>{_e(st.get('strategy_id'))}</td><td>{_e(legs)}</td>"
+                        f"<td>{_e(st.get('breakeven') or '—')}</td><td>{_when(st.get('since'))}</td></tr>")
+    if not rows:
+        return ""
+    return ("<h2>Open order strategies</h2><table class='strategies'><tr><th>account</th><th>symbol</th>"
+            "<th>side</th><th>strategy id</th><th>brackets (points from the entry)</th><th>breakeven</th>"
+            "<th>since</th></tr>" + "".join(rows) + "</table>")
+
+
 def _money(value) -> str:
     if value is None:
         return "—"
@@ -255,6 +274,7 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left}} 
 <h2>Connection pool ({_e(pool.get('sockets', 0))} socket(s) for {_e(pool.get('size', 0))} account(s))</h2>
 {pool_html}
 {errors_html}
+{_strategies_html(status)}
 {_risk_html(status.get("risk"))}
 <h2>Recent signals</h2>
 {signals_html}

@@ -230,6 +230,9 @@ class TradovateIntegration:
     def list_commands(self, order_id: Optional[int] = None) -> List[dict]:
         return self._list("command", order_id)
 
+    def list_order_strategies(self) -> List[dict]:
+        return self._list("orderStrategy", None)
+
     def list_fills(self, order_id: Optional[int] = None) -> List[dict]:
         return self._list("fill", order_id)
 

@@ -40,6 +40,9 @@ ORDER_ENDPOINTS = frozenset(
         "order/liquidateposition",
         "order/cancelorder",
         "order/modifyorder",
+        "orderstrategy/startorderstrategy",
+        "orderstrategy/interruptorderstrategy",
+        "orderstrategy/modifyorderstrategy",
     }
 )
 

@@ -207,8 +207,9 @@ ERR_ROWS = [
     # unsupported
     ("trailing stop", body(action="buy", orderType="trailing_stop"), "unsupported", "orderType"),
     ("TrailingStop", body(action="buy", orderType="TrailingStop"), "unsupported", "orderType"),
-    ("percent tp", body(action="buy", takeProfit={"percent": 1}), "unsupported", "takeProfit.percent"),
-    ("trailing sl", body(action="buy", stopLoss={"type": "trailing_stop", "stopPrice": 1}), "unsupported", "stopLoss.type"),
+    ("percent tp without a reference", body(action="buy", takeProfit={"percent": 1}), "missing_field", "price"),
+    ("stop-limit sl", body(action="buy", stopLoss={"type": "stop_limit", "stopPrice": 1}), "unsupported", "stopLoss.type"),
+    ("pnl tp", body(action="buy", price=1, takeProfit={"pnlAmount": 100}), "unsupported", "takeProfit.pnlAmount"),
     ("gtd", body(action="buy", timeInForce="GTD"), "unsupported", "timeInForce"),
 ]
 

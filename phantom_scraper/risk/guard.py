@@ -176,8 +176,8 @@ class RiskGuard:
     # -- the order path ---------------------------------------------------------------------------------
     def planner(self, recorder: str, signal_id: str, base: Callable, *, rate_limited: bool = True) -> Callable:
         """The order planner with the entry rules applied (same signature as ``plan_orders``)."""
-        def plan(signal, contract, target, net_pos, has_working=False):
-            steps = base(signal, contract, target, net_pos, has_working)
+        def plan(signal, contract, target, net_pos, has_working=False, **kwargs):
+            steps = base(signal, contract, target, net_pos, has_working, **kwargs)
             return self.check_steps(recorder, signal_id, contract, target, steps, net_pos,
                                     rate_limited=rate_limited and not getattr(signal, "test", False))
         return plan

@@ -10,6 +10,7 @@ an exit is never refused, and a flip on a locked account is cut down to its exit
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -67,6 +68,11 @@ def step_delta(step) -> Optional[int]:
     """Signed position change of a placement step; None for an unknown size, 'flat' handled apart."""
     body = step.body or {}
     qty = body.get("orderQty")
+    if step.kind == "startorderstrategy":  # the entry's size is inside the params string
+        try:
+            qty = json.loads(body.get("params") or "{}").get("entryVersion", {}).get("orderQty")
+        except (TypeError, ValueError, AttributeError):
+            qty = None
     if body.get("action") not in ("Buy", "Sell") or isinstance(qty, bool) or not isinstance(qty, int):
         return None
     return qty if body["action"] == "Buy" else -qty
@@ -92,7 +98,7 @@ def apply_entry_rules(steps: Sequence, net_pos: int, *, refuse: Optional[Refusal
             kept.append(step)
             pos = 0
             continue
-        if step.kind in ("cancel_working", "wait_flat"):
+        if step.kind in ("cancel_working", "wait_flat", "trim_legs", "interrupt_strategies"):
             kept.append(step)
             continue
         delta = step_delta(step)
@@ -111,6 +117,10 @@ def apply_entry_rules(steps: Sequence, net_pos: int, *, refuse: Optional[Refusal
             notes.append(refuse)
         if max_position is not None and allowed_entry:
             room = max(0, max_position - (0 if exit_part else abs(pos)))
+            if allowed_entry > room and step.kind == "startorderstrategy":  # legs sized to the entry
+                notes.append(Refusal(MAX_POSITION, f"order strategy entry of {entry_part} refused: it cannot be "
+                                                   f"clipped to {room} (RISK_MAX_POSITION {max_position})"))
+                continue
             if allowed_entry > room:
                 if room:
                     notes.append(Refusal(CLIPPED, f"entry of {entry_part} reduced to {room}: the position "
@@ -120,7 +130,7 @@ def apply_entry_rules(steps: Sequence, net_pos: int, *, refuse: Optional[Refusal
                                                        f"already at the maximum of {max_position}"))
                 allowed_entry = room
         qty = exit_part + allowed_entry
-        if qty <= 0:
+        if qty <= 0 or (step.kind == "startorderstrategy" and qty != abs(delta)):  # never a cut strategy
             continue
         kept.append(step if qty == abs(delta) else _with_qty(step, qty))
         pos = pos + (qty if delta > 0 else -qty)

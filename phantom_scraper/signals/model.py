@@ -7,13 +7,14 @@ sends for one account.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 # Normalised actions (see parse.py for the words that map to each).
 ACTIONS = ("buy", "sell", "close", "close_long", "close_short", "reverse", "cancel", "target")
 ORDER_TYPES = ("Market", "Limit", "Stop", "StopLimit")
-BRACKET_KINDS = ("price", "ticks", "points")
-STEP_KINDS = ("placeorder", "placeoso", "liquidateposition", "cancel_working", "wait_flat", "trim_legs")
+BRACKET_KINDS = ("price", "ticks", "points", "percent", "dollars")
+STEP_KINDS = ("placeorder", "placeoso", "startorderstrategy", "liquidateposition", "cancel_working",
+              "wait_flat", "trim_legs", "interrupt_strategies")
 
 
 class SignalError(ValueError):
@@ -54,11 +55,54 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class Bracket:
-    """A take-profit or stop-loss: an absolute ``price`` or a distance in ``ticks``/``points``
-    from the entry's reference price."""
+    """A take-profit or stop-loss: an absolute ``price`` or a distance in ``ticks``/``points``/
+    ``percent`` (of the reference price) from the entry's reference price."""
 
     kind: str
     value: float
+
+
+@dataclass(frozen=True)
+class Target:
+    """One take-profit of a scale-out: where (``distance``) and how much -- ``quantity`` contracts
+    per signal unit (multiplied per account) or ``percent`` of the position; neither: an even share."""
+
+    distance: Bracket
+    quantity: Optional[int] = None
+    percent: Optional[float] = None
+    stop: Optional["StopPlan"] = None  # this target's own stop (PickMyTrade advance_tp_sl)
+
+
+@dataclass(frozen=True)
+class StopPlan:
+    """The stop of an order strategy.  ``distance`` places it; ``trailing`` makes it follow the
+    price ``trail`` behind (default: ``distance``), starting once the price is ``trigger`` in profit
+    (None: at once), moving in steps of ``step`` (None: one tick).  Distances are Brackets."""
+
+    distance: Bracket
+    trailing: bool = False
+    trail: Optional[Bracket] = None
+    trigger: Optional[Bracket] = None
+    step: Optional[Bracket] = None
+
+
+@dataclass(frozen=True)
+class Breakeven:
+    """Move the stop to entry +/- ``offset`` once the price has gone ``trigger`` in profit
+    (done by this server: Tradovate refuses breakeven inside a strategy)."""
+
+    trigger: Bracket
+    offset: Bracket
+
+
+@dataclass(frozen=True)
+class Exits:
+    """Exit management that needs a Tradovate order strategy (several targets, sized targets,
+    a trailing stop, breakeven)."""
+
+    targets: Tuple[Target, ...] = ()
+    stop: Optional[StopPlan] = None
+    breakeven: Optional[Breakeven] = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +116,10 @@ class Signal:
     price: Optional[float] = None  # the signal price ({{close}}): reference for distance brackets
     take_profit: Optional[Bracket] = None
     stop_loss: Optional[Bracket] = None
+    exits: Optional[Exits] = None  # set instead of take_profit/stop_loss when a strategy is needed
+    close_percent: Optional[float] = None  # exits: percent of the position (None: quantity or all)
+    flatten_first: bool = False  # entries: flatten any position (either side) before entering
+    flatten_opposite: bool = False  # entries: flatten an opposite position first, then the full quantity
     sentiment: Optional[str] = None  # "long" | "short" | "flat" after normalisation
     target_position: Optional[int] = None  # signed, strategy-position mode only
     time_in_force: Optional[str] = None  # "Day" | "GTC" | "IOC" | "FOK"
@@ -122,3 +170,5 @@ class OrderStep:
     kind: str  # one of STEP_KINDS
     body: Dict[str, Any] = field(hash=False)
     reason: str = ""  # short human description for logs and the status page
+    # Not sent: what this server manages itself (startorderstrategy: {"breakeven": {...}}).
+    meta: Dict[str, Any] = field(default_factory=dict, hash=False, compare=False)

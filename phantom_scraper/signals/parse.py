@@ -13,11 +13,12 @@ quantity           ``quantity``, ``qty``, ``contracts`` -- a whole number (``3``
 order type         ``orderType``: market/limit/stop/stop_limit (+ ``mkt``, ``lmt``, ``stp``,
                    ``StopLimit``...); trailing stops, MIT, QTS -> ``unsupported``
 prices             ``limitPrice``, ``stopPrice``, ``price``/``signalPrice`` (the signal price)
-brackets           ``takeProfit``/``stopLoss`` as a number (absolute price) or an object
-                   ``{limitPrice|stopPrice|price}``, ``{ticks}``, ``{points}`` or ``{amount}``
-                   (= points, a price distance); flat forms ``take_profit_ticks``,
+brackets           ``takeProfit``/``stopLoss``: see ``exits.py`` (one or several targets, percent,
+                   trailing stops, breakeven); flat forms ``take_profit_ticks``,
                    ``take_profit_points``, ``take_profit_price``, ``tp``, ``tp_ticks``...
-                   (``stop_loss_*``/``sl*`` likewise).  ``percent`` -> ``unsupported``.
+                   (``stop_loss_*``/``sl*`` likewise)
+exits              ``percent``/``quantityType: percent_of_position``: part of the position
+formats            PickMyTrade bodies (``data``, no ``action``) are rewritten by ``pickmytrade.py``
 sentiment          ``sentiment``, ``position``, ``market_position``: long/bullish,
                    short/bearish, flat
 position size      ``position_size``, ``market_position_size``
@@ -68,9 +69,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Optional, Tuple, Union
 
+from .exits import read_exits
 from .fields import (Fields, as_bool, as_positive, as_text, as_whole, as_whole_positive, as_word,
                      decode_body, norm, sanitize)
 from .model import Bracket, Signal, SignalError
+from .pickmytrade import from_pickmytrade, is_pickmytrade
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,8 @@ def parse_signal(raw: Union[bytes, str]) -> Signal:
     fields: Optional[Fields] = None
     try:
         data = decode_body(raw)
+        if is_pickmytrade(data):
+            data = from_pickmytrade(data)
         fields = Fields(data)
         return _build(data, fields)
     except SignalError as exc:
@@ -131,6 +136,15 @@ def _build(data: Dict[str, Any], f: Fields) -> Signal:
     if action in _ENTRY_ACTIONS:
         _, price = f.read("price", as_positive)
         order = _order(f, price)
+        _, flatten_first = f.read("flatten_first", as_bool)
+        order["flatten_first"] = bool(flatten_first)
+        _, flatten_opposite = f.read("flatten_opposite", as_bool)
+        order["flatten_opposite"] = bool(flatten_opposite)
+        _close_percent(f, action)  # a percent of the position on an entry: unsupported
+    elif action in _EXIT_ACTIONS:
+        order = {"close_percent": _close_percent(f, action)}
+        if order["close_percent"] is not None:
+            quantity = None
     _, signal_id = f.read("id", as_text)
     _, time_value = f.read("time", as_text)
     _, test = f.read("test", as_bool)
@@ -159,7 +173,7 @@ def _intent(f: Fields) -> Tuple[str, Optional[str], Optional[int], Optional[int]
         _, action = f.read("order_action", as_word, _ACTION_WORDS, _ACTIONS_HELP)
     if action == "cancel":  # exits read only the fields they use: a stray field never blocks them
         return action, None, None, None
-    qty_key, quantity = f.read("quantity", as_whole)
+    qty_key, quantity = _quantity(f)
     if action in _EXIT_ACTIONS:
         return action, None, quantity if quantity and quantity > 0 else None, None
 
@@ -191,6 +205,50 @@ def _intent(f: Fields) -> Tuple[str, Optional[str], Optional[int], Optional[int]
     return action, sentiment, quantity, None
 
 
+_QUANTITY_TYPES = {"fixedquantity": "fixed", "fixed": "fixed", "contracts": "fixed",
+                   "percentofposition": "percent_of_position"}
+
+
+def _quantity(f: Fields) -> Tuple[Optional[str], Optional[int]]:
+    """``quantity`` as a whole number; with TradersPost's ``quantityType`` only ``fixed_quantity``
+    (and ``percent_of_position`` on exits, read by ``_close_percent``) are expressible."""
+    type_key, qtype = f.read("quantity_type", as_text)
+    if qtype is not None:
+        kind = _QUANTITY_TYPES.get(norm(qtype))
+        if kind is None:
+            raise SignalError("unsupported", type_key,
+                              f'"{type_key}" {f.show(qtype)} is not supported; use fixed_quantity, or '
+                              "percent_of_position on exits")
+        if kind == "percent_of_position":
+            return None, None
+    return f.read("quantity", as_whole)
+
+
+def _close_percent(f: Fields, action: str) -> Optional[float]:
+    """Percent of the position to exit: ``percent``, or ``quantity`` with ``quantityType``
+    ``percent_of_position``.  Only exits can use it."""
+    found = []
+    type_key, qtype = f.read("quantity_type", as_text)
+    if qtype is not None and _QUANTITY_TYPES.get(norm(qtype)) == "percent_of_position":
+        key, value = f.read("quantity", as_positive)
+        if key is None:
+            raise SignalError("missing_field", "quantity", f'"{type_key}" percent_of_position needs "quantity"')
+        found.append((key, value))
+    key, value = f.read("close_percent", as_positive)
+    if key is not None:
+        found.append((key, value))
+    if not found:
+        return None
+    key, value = found[0]
+    if action not in _EXIT_ACTIONS:
+        raise SignalError("unsupported", key, f'"{key}": a percent of the position is supported on exits only')
+    if len(found) > 1 and found[1][1] != value:
+        raise SignalError("invalid_field", found[1][0], f'"{found[0][0]}" and "{found[1][0]}" say different things')
+    if value > 100:
+        raise SignalError("invalid_field", key, f'"{key}" must be at most 100 (percent of the position)')
+    return value
+
+
 def _order(f: Fields, price: Optional[float]) -> Dict[str, Any]:
     """order_type, prices, brackets and time in force of an entry, checked for coherence."""
     _, explicit = _order_type(f)
@@ -212,13 +270,16 @@ def _order(f: Fields, price: Optional[float]) -> Dict[str, Any]:
     if order_type in ("Market", "Limit"):
         stop_price = None
 
-    take_profit = _bracket(f, "take_profit", ("tp_ticks", "tp_points", "tp_price"), is_stop=False)
-    stop_loss = _bracket(f, "stop_loss", ("sl_ticks", "sl_points", "sl_price"), is_stop=True)
+    take_profit, stop_loss, exits = read_exits(f)
     reference = {"Market": price, "Limit": limit_price, "StopLimit": limit_price, "Stop": stop_price}[order_type]
     if reference is None and any(b is not None and b.kind != "price" for b in (take_profit, stop_loss)):
         raise SignalError("missing_field", "price",
-                          'brackets in ticks/points on a market order need "price" (e.g. "{{close}}") '
+                          'brackets in ticks/points/percent on a market order need "price" (e.g. "{{close}}") '
                           "or absolute take-profit/stop-loss prices")
+    if reference is None and exits is not None and any(b.kind in ("price", "percent") for b in _distances(exits)):
+        raise SignalError("missing_field", "price",
+                          'targets or stops given as a price or a percent need "price" (e.g. "{{close}}") '
+                          "on a market order; or use ticks/points")
 
     tif = None
     got = f.get("time_in_force")
@@ -227,7 +288,14 @@ def _order(f: Fields, price: Optional[float]) -> Dict[str, Any]:
             raise SignalError("unsupported", got[0], f'"{got[0]}" GTD is not supported')
         tif = as_word(got[0], got[1], f, _TIF_WORDS, "day, gtc, ioc, fok")
     return dict(order_type=order_type, limit_price=limit_price, stop_price=stop_price,
-                take_profit=take_profit, stop_loss=stop_loss, time_in_force=tif)
+                take_profit=take_profit, stop_loss=stop_loss, exits=exits, time_in_force=tif)
+
+
+def _distances(exits) -> list:
+    out = [t.distance for t in exits.targets]
+    if exits.stop is not None:
+        out += [b for b in (exits.stop.distance, exits.stop.trail) if b is not None]
+    return out
 
 
 def _order_type(f: Fields) -> Tuple[Optional[str], Optional[str]]:
@@ -239,49 +307,3 @@ def _order_type(f: Fields) -> Tuple[Optional[str], Optional[str]]:
         raise SignalError("unsupported", key,
                           f'"{key}" {f.show(value)} is not supported; use market, limit, stop or stop_limit')
     return key, as_word(key, value, f, _ORDER_TYPE_WORDS, "market, limit, stop, stop_limit")
-
-
-def _bracket(f: Fields, main: str, flat: Tuple[str, str, str], is_stop: bool) -> Optional[Bracket]:
-    """One take profit (or stop loss) from the object/number field or one of the flat fields."""
-    sources = []
-    got = f.get(main)
-    if got is not None:
-        key, value = got
-        if isinstance(value, dict):
-            sources.append((key, _bracket_object(key, value, is_stop, f)))
-        else:
-            sources.append((key, Bracket("price", as_positive(key, value, f))))
-    for name, kind in zip(flat, ("ticks", "points", "price")):
-        key, value = f.read(name, as_whole_positive if kind == "ticks" else as_positive)
-        if key is not None:
-            sources.append((key, Bracket(kind, float(value))))
-    if len(sources) > 1:
-        what = "stop loss" if is_stop else "take profit"
-        raise SignalError("invalid_field", sources[1][0], f'"{sources[0][0]}" and "{sources[1][0]}" both set the {what}')
-    return sources[0][1] if sources else None
-
-
-def _bracket_object(key: str, value: Dict[str, Any], is_stop: bool, f: Fields) -> Bracket:
-    found = []
-    for sub, sub_value in value.items():
-        n = norm(sub) if isinstance(sub, str) else ""
-        name = f"{key}.{sub}"
-        if sub_value is None:
-            continue
-        if n in ("limitprice", "stopprice", "price"):
-            found.append(Bracket("price", as_positive(name, sub_value, f)))
-        elif n == "ticks":
-            found.append(Bracket("ticks", float(as_whole_positive(name, sub_value, f))))
-        elif n in ("points", "amount"):
-            found.append(Bracket("points", as_positive(name, sub_value, f)))
-        elif n == "percent":
-            raise SignalError("unsupported", name,
-                              f'"{name}": percent brackets are not supported; use ticks, points or a price')
-        elif n == "type":
-            kind = norm(sub_value) if isinstance(sub_value, str) else None
-            if kind not in ("stop", "stopmarket", "market", "limit"):
-                raise SignalError("unsupported", name, f'"{name}": only plain stop-loss / take-profit orders are supported')
-    if len(found) != 1:
-        price_key = "stopPrice" if is_stop else "limitPrice"
-        raise SignalError("invalid_field", key, f'"{key}" needs exactly one of: {price_key}, ticks, points')
-    return found[0]

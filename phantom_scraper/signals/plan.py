@@ -45,6 +45,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Dict, List, Optional
 
 from .model import AccountTarget, Bracket, Contract, OrderStep, PlanError, Signal
+from .strategy_plan import distance_points, strategy_step
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def needs_position(signal: Signal) -> bool:
 
     Plain buy/sell (no sentiment) and cancel do not: that keeps the hot path at one frame."""
     if signal.action in ("buy", "sell"):
-        return signal.sentiment is not None
+        return signal.sentiment is not None or signal.flatten_first or signal.flatten_opposite
     return signal.action in ("close", "close_long", "close_short", "reverse", "target")
 
 
@@ -65,9 +66,25 @@ def round_to_tick(price: float, tick: float) -> float:
 
 
 def plan_orders(signal: Signal, contract: Contract, account: AccountTarget, net_pos: int,
-                has_working_orders: bool = False) -> List[OrderStep]:
+                has_working_orders: bool = False, open_strategies: bool = False) -> List[OrderStep]:
+    """``open_strategies``: this server has order strategies running for the account and contract
+    (journal); every liquidation is then preceded by an ``interrupt_strategies`` step.  (Their exit
+    legs follow reductions like any bracket's: ``trim_legs``, exit_legs.py.)"""
     _check_account(account)
-    return _Planner(signal, contract, account, int(net_pos), has_working_orders).plan()
+    steps = _Planner(signal, contract, account, int(net_pos), has_working_orders).plan()
+    return _interrupt_before_liquidating(steps, contract, account) if open_strategies else steps
+
+
+def _interrupt_before_liquidating(steps: List[OrderStep], contract: Contract,
+                                  account: AccountTarget) -> List[OrderStep]:
+    out: List[OrderStep] = []
+    for step in steps:
+        if step.kind == "liquidateposition":
+            out.append(OrderStep("interrupt_strategies", {"accountId": account.id, "contractId": contract.id,
+                                                          "symbol": contract.name},
+                                 "interrupt order strategies before liquidating"))
+        out.append(step)
+    return out
 
 
 def _check_account(account: AccountTarget) -> None:
@@ -114,14 +131,20 @@ class _Planner:
                 return [self._liquidate("flat; cancel working orders")]
             held = "flat" if pos == 0 else f"{'long' if pos > 0 else 'short'} {abs(pos)}"
             raise PlanError("nothing_to_do", f"{action}: account {self.a.name} is {held} in {self.c.name}")
-        if self.s.quantity is not None:
+        qty = None
+        if self.s.close_percent is not None:
+            qty = max(1, int((Decimal(abs(pos)) * Decimal(str(self.s.close_percent)) / 100)
+                             .quantize(Decimal(1), rounding=ROUND_HALF_UP)))
+        elif self.s.quantity is not None:
             qty = self.s.quantity * self.a.multiplier
-            if qty < abs(pos):
-                return self._reduce(-1 if pos > 0 else 1, qty, f"reduce position {pos} by {qty}")
+        if qty is not None and qty < abs(pos):
+            return self._reduce(-1 if pos > 0 else 1, qty, f"reduce position {pos} by {qty}")
         return [self._liquidate(f"close position {pos}")]
 
     def _buy_sell(self, direction: int) -> List[OrderStep]:
         units = self.s.quantity if self.s.quantity is not None else 1
+        if (self.s.flatten_first and self.pos != 0) or (self.s.flatten_opposite and self.pos * direction < 0):
+            return self._reversal(self._entry(direction, units * self.a.multiplier))
         if self.s.sentiment is not None and self.pos * direction < 0:
             closed_units = -(-abs(self.pos) // self.a.multiplier)  # position in signal units (ceil)
             if self.a.subtract_exit_qty and self.s.quantity is not None:
@@ -212,12 +235,14 @@ class _Planner:
         if s.time_in_force:
             body["timeInForce"] = s.time_in_force
         reason = f"{body['action'].lower()} {qty} {s.order_type}"
-        if s.take_profit is None and s.stop_loss is None:
-            return OrderStep("placeorder", body, reason)
         ref = {"Limit": limit, "StopLimit": limit, "Stop": stop}.get(
             s.order_type, round_to_tick(s.price, tick) if s.price is not None else None)
-        tp = self._bracket_price(s.take_profit, ref, direction, "take profit")
-        sl = self._bracket_price(s.stop_loss, ref, -direction, "stop loss")
+        if s.exits is not None:
+            return strategy_step(s.exits, self.c, self.a, direction, qty, body, ref, self.a.multiplier)
+        if s.take_profit is None and s.stop_loss is None:
+            return OrderStep("placeorder", body, reason)
+        tp = self._bracket_price(s.take_profit, ref, direction, "take profit", qty)
+        sl = self._bracket_price(s.stop_loss, ref, -direction, "stop loss", qty)
         if tp is not None and sl is not None and (tp - sl) * direction <= 0:
             raise PlanError("invalid_bracket", f"take profit {tp} and stop loss {sl} are on the wrong sides")
         exit_action = "Sell" if direction > 0 else "Buy"
@@ -232,7 +257,7 @@ class _Planner:
         return OrderStep("placeoso", body, reason + " with bracket")
 
     def _bracket_price(self, bracket: Optional[Bracket], ref: Optional[float], away: int,
-                       what: str) -> Optional[float]:
+                       what: str, qty: int = 1) -> Optional[float]:
         """``away`` is +1 when the bracket must sit above the reference, -1 below."""
         if bracket is None:
             return None
@@ -243,7 +268,7 @@ class _Planner:
             if ref is None:
                 raise PlanError("missing_reference_price",
                                 f"{what} in {bracket.kind} needs a reference price (send \"price\")")
-            distance = bracket.value * tick if bracket.kind == "ticks" else bracket.value
+            distance = distance_points(bracket, ref, away, tick, self.c.point_value, qty, what)
             price = round_to_tick(ref + away * distance, tick)
         if ref is not None and (price - ref) * away <= 0:
             raise PlanError("invalid_bracket",

@@ -21,6 +21,7 @@ from .catalog import Catalog, Contract
 from .clock import SimClock
 from .config import SimConfig
 from .orders import OrderMixin
+from .strategies import StrategyMixin
 from .pnl import CashMixin, cme_trade_date
 from .timefmt import iso_z, trade_date
 
@@ -33,6 +34,7 @@ MASTER_FIELD = {
     "account": "userId", "order": "accountId", "orderVersion": "orderId", "command": "orderId",
     "commandReport": "commandId", "executionReport": "commandId", "fill": "orderId",
     "position": "accountId", "cashBalance": "accountId",
+    "orderStrategy": "accountId", "orderStrategyLink": "orderStrategyId",
 }
 ENTITY_TYPES = tuple(MASTER_FIELD)
 # syncrequest snapshot collection names
@@ -76,7 +78,7 @@ def catalog_date() -> dt.date:
     return dt.datetime.now(dt.timezone.utc).date()
 
 
-class Exchange(OrderMixin, CashMixin):
+class Exchange(StrategyMixin, OrderMixin, CashMixin):
     def __init__(self, config: SimConfig):
         self.config = config
         self.catalog = Catalog(config.today or catalog_date())
@@ -120,6 +122,9 @@ class Exchange(OrderMixin, CashMixin):
         self._working: Dict[int, Set[int]] = {}  # contract id -> ids of Working orders
         self._positions: Dict[Tuple[int, int], int] = {}  # (account, contract) -> position id
         self._book: List[dict] = []
+        self._strategies: Dict[int, Any] = {}  # orderStrategy id -> _Strategy (strategies.py)
+        self._strategy_of: Dict[int, int] = {}  # order id -> orderStrategy id
+        self._trails: Dict[int, Any] = {}  # order id -> _Trail of a trailing stop
         for acct_id in self._accounts:
             cb_id = next(self._ids)
             self._owner[cb_id] = acct_id

@@ -14,7 +14,8 @@ from typing import Any, Callable, Dict, Optional
 # Endpoints that count as "order frames" for the order faults (lower case).
 ORDER_ENDPOINTS = frozenset({
     "order/placeorder", "order/placeoso", "order/placeoco", "order/cancelorder",
-    "order/modifyorder", "order/liquidateposition",
+    "order/modifyorder", "order/liquidateposition", "orderstrategy/startorderstrategy",
+    "orderstrategy/modifyorderstrategy", "orderstrategy/interruptorderstrategy",
 })
 
 _DEFAULTS: Dict[str, Any] = {

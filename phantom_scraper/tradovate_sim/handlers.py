@@ -361,3 +361,19 @@ def modify_order(api: Api, req: Request):
 @route("order/liquidateposition")
 def liquidate_position(api: Api, req: Request):
     return api.exchange.liquidate(req.user_id, req.json, req.transport)
+
+
+# ---- order strategies (strategies.py) ---------------------------------------------------------------------
+@route("orderstrategy/startorderstrategy")
+def start_order_strategy(api: Api, req: Request):
+    return api.exchange.start_order_strategy(req.user_id, req.json, req.transport)
+
+
+@route("orderstrategy/modifyorderstrategy")
+def modify_order_strategy(api: Api, req: Request):
+    return api.exchange.modify_order_strategy(req.user_id, req.json)
+
+
+@route("orderstrategy/interruptorderstrategy")
+def interrupt_order_strategy(api: Api, req: Request):
+    return api.exchange.interrupt_order_strategy(req.user_id, req.json)

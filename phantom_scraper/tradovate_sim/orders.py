@@ -278,6 +278,7 @@ class OrderMixin:
         ev: List[tuple] = []
         with self._lock:
             self._prices[contract_id] = price
+            self._trail_locked(ev, contract_id, price)  # strategies.py: trailing stops first
             for oid in sorted(self._working.get(contract_id, ())):
                 if oid in self._working.get(contract_id, ()):
                     self._try_fill_locked(ev, self._info[oid])
@@ -351,7 +352,8 @@ class OrderMixin:
     def _version_locked(self, ev: list, cmd_id: int, info: OrderInfo, body: dict) -> None:
         version = {"id": cmd_id, "orderId": info.order_id, "orderQty": info.qty,
                    "orderType": info.order_type, "timeInForce": body.get("timeInForce") or "Day"}
-        for key, value in (("price", info.price), ("stopPrice", info.stop_price), ("text", body.get("text"))):
+        for key, value in (("price", info.price), ("stopPrice", info.stop_price),
+                           ("pegDifference", _num(body.get("pegDifference"))), ("text", body.get("text"))):
             if value is not None:
                 version[key] = value
         self._entities["orderVersion"][cmd_id] = version
@@ -442,6 +444,7 @@ class OrderMixin:
             self._try_fill_locked(ev, self._info[child_id])
         if info.oco_id is not None and self._entities["order"][info.oco_id]["ordStatus"] in LIVE:
             self._cancel_locked(ev, self._info[info.oco_id], self._info[info.oco_id].command_id)
+        self._after_fill_locked(ev, info, price)  # strategies.py
 
     def _update_position_locked(self, ev: list, info: OrderInfo, price: float) -> None:
         key = (info.account_id, info.contract_id)
@@ -479,4 +482,5 @@ class OrderMixin:
         for child_id in info.children:
             if self._entities["order"][child_id]["ordStatus"] in LIVE:
                 self._cancel_locked(ev, self._info[child_id], self._info[child_id].command_id)
+        self._after_cancel_locked(ev, info)  # strategies.py
 
