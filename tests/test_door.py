@@ -412,9 +412,22 @@ def test_http_through_the_door(sim, tmp_path):
         finally:
             for c in via_proxy:
                 c.close()
+        # SIGTERM with connections still being read: they are closed, the worker exits cleanly
+        half = [socket.create_connection(("127.0.0.1", server.port), timeout=5, source_address=(HONEST, 0))
+                for _ in range(5)]
+        for s in half:
+            s.sendall(f"POST {hook} HTTP/1.1\r\nHost: x\r\n".encode())
+        time.sleep(0.2)
+        started = time.monotonic()
+        server.stop()
+        stopped_after = time.monotonic() - started
+        assert all(s.recv(100) == b"" for s in half)
+        for s in half:
+            s.close()
     finally:
         server.stop()
-    print(f"\nidle keep-alive connection closed after {idle_closed_after:.2f} s")
+    print(f"\nidle keep-alive connection closed after {idle_closed_after:.2f} s; "
+          f"SIGTERM with 5 requests half-read: exited after {stopped_after:.2f} s")
     assert server.proc.returncode == 0, server.err.text()
     assert sim.orders() == []  # only test signals were sent
 

@@ -21,6 +21,7 @@ socket I/O under it.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import selectors
 import socket
@@ -47,8 +48,6 @@ _SUMMARY_INTERVAL_S = 60.0
 
 def canned_response(status: int, code: str, message: str) -> bytes:
     """A complete JSON error response in the app's shape, with ``Connection: close``."""
-    import json
-
     body = (json.dumps({"success": False, "error": {"code": code, "message": message}}) + "\n").encode()
     head = (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("latin-1")
