@@ -37,7 +37,7 @@ def attention(journal) -> List[dict]:
 def _snapshot(ti, account_id: int) -> Optional[dict]:
     """Tradovate's cash balance snapshot (open and realized P&L), None where not served."""
     try:
-        data = ti._rest_call("POST", "cashBalance/getcashbalancesnapshot", body={"accountId": account_id})
+        data = ti.cash_balance_snapshot(account_id)
     except TradovateError:
         return None
     return data if isinstance(data, dict) and not data.get("errorText") else None
@@ -68,7 +68,7 @@ def _login_view(login, today: str, risk_locks: Dict[str, dict], limits: Dict[str
         positions = ti.list_positions()
         orders = ti.list_orders()
         try:
-            versions = _latest_versions(ti._list("orderVersion", None))
+            versions = _latest_versions(ti.list_order_versions())
         except TradovateError:
             versions = {}
     out = []

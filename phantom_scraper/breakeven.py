@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Dict, List, Optional
 
@@ -39,11 +40,15 @@ class BreakevenManager:
     every ``refresh_s``); its quotes must reach :meth:`on_quote`."""
 
     def __init__(self, store, integration_for_account: Callable[[int], Any], *, feed=None,
-                 refresh_s: float = 1.0):
+                 refresh_s: float = 1.0, housekeeping: Optional[Callable[[], Any]] = None,
+                 housekeeping_s: float = 30.0):
         self.store = store
         self._integration = integration_for_account
         self.feed = feed
         self.refresh_s = refresh_s
+        # e.g. strategy_exec.refresh: close the records of strategies the broker has finished
+        self._housekeeping = housekeeping
+        self._housekeeping_s = housekeeping_s
         self._lock = threading.Lock()  # guards _latest only
         self._latest: Dict[int, float] = {}
         self._wake = threading.Event()
@@ -83,7 +88,14 @@ class BreakevenManager:
             log.debug("breakeven: pending strategies unreadable: %s", exc)
 
     def _run(self) -> None:
+        next_housekeeping = time.monotonic() + self._housekeeping_s
         while not self._stop.is_set():
+            if self._housekeeping is not None and time.monotonic() >= next_housekeeping:
+                next_housekeeping = time.monotonic() + self._housekeeping_s
+                try:
+                    self._housekeeping()
+                except Exception as exc:  # the next round tries again
+                    log.warning("order strategy housekeeping failed: %s", exc)
             self._want_quotes()
             self._wake.wait(self.refresh_s)
             self._wake.clear()

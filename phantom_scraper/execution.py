@@ -297,9 +297,11 @@ def _run_account(target, conn, signal, contract, journal, signal_id, settings, p
     try:
         if steps is None:  # (a fan-out account may arrive planned and journaled: _prepare_fan_out)
             net_pos, has_working = 0, False
-            open_strategies = needs_position(signal) and strategy_exec.has_open(journal, target.id, contract.id)
+            open_strategies = False
             if needs_position(signal):
                 net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
+                # after the position read (a local journal read): strategies to interrupt first
+                open_strategies = strategy_exec.has_open(journal, target.id, contract.id)
                 flat_target = signal.action == "close" or (signal.action == "target" and signal.target_position == 0)
                 if net_pos == 0 and flat_target:  # leftover bracket legs still need cancelling
                     has_working = bool(_working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
@@ -464,8 +466,3 @@ def _fail(journal, cl_ord_id, status, error, outcome, target, already_journaled=
     except JournalError as exc:
         logger.error("Order %s: could not journal %s: %s", cl_ord_id, state, describe(exc))
     return False
-
-
-# ---------------------------------------------------------------------------------------------
-# Reconciliation lives in settlement.py (start-up and background); these names stay importable here.
-from .settlement import find_order_id, reconcile_pending, settle_unknown  # noqa: E402,F401

@@ -82,7 +82,7 @@ def _contract(ti, contract_id: int) -> Tuple[str, Optional[float]]:
     value = data.get("valuePerPoint") or POINT_VALUES.get(root)
     if value is None:
         try:
-            product = ti._rest_call("GET", "product/find", params={"name": root}) or {}
+            product = ti.find_product(root) or {}
             value = product.get("valuePerPoint") if isinstance(product, dict) else None
         except TradovateError:
             value = None

@@ -42,7 +42,6 @@ from .errors import (
     NotSentError,
     OrderRejectedError,
     OutcomeUnknownError,
-    PenaltyError,
     RateLimitedError,
     TradovateError,
 )

@@ -20,6 +20,10 @@ secret: passwords and webhook tokens are named by environment variables::
       ]
     }
 
+A recorder's optional ``"subtract_exit_quantity": false`` makes a reversal enter with the full
+signal quantity instead of quantity minus the position closed (default ``SUBTRACT_EXIT_QUANTITY``,
+on; see docs/PAYLOAD.md, Reversals).
+
 A login's optional ``rest_url``/``ws_url`` override its environment's hosts (as
 ``TRADOVATE_REST_URL``/``TRADOVATE_WS_URL`` do for the default login).
 """

@@ -14,7 +14,10 @@ from typing import Dict, Iterable, Tuple
 _WEBHOOK_PATH = re.compile(r"(/webhook/)[^\s/?\"']+")
 _KEY_VALUE = re.compile(r'(?i)(?<![A-Za-z0-9_])("?(?:secret|password|token|accessToken|mdAccessToken|sec)"?\s*[:=]\s*"?)([^"\s,&}]+)')
 
-_LOCK = threading.Lock()  # guards _STATIC, _LIVE and the rebuild of _ORDERED
+# Guards _STATIC, _LIVE and the rebuild of _ORDERED.  Re-entrant: a garbage collection triggered
+# while it is held may run an owner's weakref finalizer (_forget) on the same thread, which takes
+# it again (with a plain Lock that thread deadlocked, hanging a start-up in register_secret).
+_LOCK = threading.RLock()
 _STATIC: set = set()  # secrets for the life of the process: webhook secret, admin token, passwords
 _LIVE: Dict[int, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {}  # owner id -> (current, previous)
 # What scrub() walks, longest first: rebuilt on every change, read without the lock (a tuple

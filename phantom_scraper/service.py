@@ -23,9 +23,9 @@ from typing import Dict, List, Optional, Tuple
 
 from phantom_scraper import events
 from phantom_scraper import execution
-from phantom_scraper.execution import describe as _describe, execute_trade_simple, reconcile_pending
+from phantom_scraper.execution import describe as _describe, execute_trade_simple
 from phantom_scraper.order_search import recent_duplicates
-from phantom_scraper.settlement import Settler
+from phantom_scraper.settlement import Settler, reconcile_pending
 from phantom_scraper import recorders as recorders_mod
 from phantom_scraper import redact
 from phantom_scraper.config import Settings
@@ -297,6 +297,7 @@ class TradingService:
         from .breakeven import BreakevenManager
         if self.journal is None:
             return
+        strategy_exec.store_for(self.journal).ensure_tables()  # created here, never on the order path
         closed = strategy_exec.refresh(self.journal, self.integration_for_account)
         if closed:
             logger.info("%d order strateg(ies) ended at the broker while this process was down", closed)
@@ -308,8 +309,10 @@ class TradingService:
             first = next(iter(self.logins.values())).integration
             feed = QuoteFeed(md_url, lambda: first.access_token, self.on_quote, settings=self.settings,
                              name="breakeven")
-        self.breakeven = BreakevenManager(strategy_exec.store_for(self.journal), self.integration_for_account,
-                                          feed=feed)
+        journal = self.journal
+        self.breakeven = BreakevenManager(
+            strategy_exec.store_for(journal), self.integration_for_account, feed=feed,
+            housekeeping=lambda: strategy_exec.refresh(journal, self.integration_for_account))
         self.breakeven.start()
 
     def on_quote(self, contract_id: int, price: float, timestamp: Optional[float] = None) -> None:
@@ -908,7 +911,8 @@ def _summary_status(outcomes) -> str:
 def _outcomes_body(signal_id, contract, signal, outcomes) -> dict:
     status = _summary_status(outcomes)
     return {
-        "success": status in ("acked", "validated", "skipped"),
+        # unknown is neither: null until settlement says (the accounts carry "unknown" too)
+        "success": None if status == "unknown" else status in ("acked", "validated", "skipped"),
         "signal_id": signal_id,
         "status": status,
         "test": bool(signal.test),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import json
-from typing import Iterable, List, Optional
+from typing import Iterable, Optional
 
 from .history import equity_svg
 

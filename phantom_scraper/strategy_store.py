@@ -60,6 +60,9 @@ class StrategyStore:
         self._ready = False
         self._ready_lock = threading.Lock()  # serialises the one-time table creation
 
+    def ensure_tables(self) -> None:
+        self._tables()
+
     def _tables(self) -> None:
         if self._ready:
             return

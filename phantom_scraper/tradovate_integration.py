@@ -198,15 +198,6 @@ class TradovateIntegration:
     def suggest_contracts(self, root: str, limit: int = 5) -> List[dict]:
         return self._rest_call("GET", "contract/suggest", params={"t": root, "l": limit}) or []
 
-    def find_product(self, name: str) -> Optional[dict]:
-        try:
-            found = self._rest_call("GET", "product/find", params={"name": name})
-        except BrokerError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return found if isinstance(found, dict) and found else None
-
     def list_maturities(self, product_id: int) -> List[dict]:
         """The product's ``contractMaturity`` entities (``expirationMonth``, ``expirationDate``)."""
         return self._rest_call("GET", "contractMaturity/deps", params={"masterid": product_id}) or []
@@ -235,6 +226,9 @@ class TradovateIntegration:
 
     def list_fills(self, order_id: Optional[int] = None) -> List[dict]:
         return self._list("fill", order_id)
+
+    def list_order_versions(self, order_id: Optional[int] = None) -> List[dict]:
+        return self._list("orderVersion", order_id)
 
     # ------------------------------------------------------------------ REST orders
     def _rest_order(self, endpoint: str, body: dict) -> dict:

@@ -37,6 +37,24 @@ def test_benchmark_runs_and_writes_every_row(tmp_path):
     assert doc["targets"] and doc["table"]
 
 
+def test_journal_backends_benchmark_runs_on_both_backends(tmp_path):
+    """bench/journal_backends.py with N=5 (needs TEST_DATABASE_URL; skipped otherwise)."""
+    from tests.pg_support import database_url, private_schema
+
+    out = tmp_path / "journal_backends.json"
+    with private_schema(database_url()) as url:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.journal_backends", "--n", "5", "--warmup", "2",
+             "--database-url", url, "--out", str(out)],
+            cwd=str(ROOT), capture_output=True, text=True, timeout=110)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    assert [r["backend"] for r in doc["runs"]] == ["sqlite", "postgres"]
+    for run in doc["runs"]:
+        assert run["latency_ms"]["n"] == 5 and run["journal_status"] == {"acked": 5}
+    assert doc["added_p50_ms"] is not None
+
+
 def test_door_comparison_runs(tmp_path):
     """`--door-compare`: row (1g) through the front door and through plain gthread, side by side."""
     out = tmp_path / "door.json"

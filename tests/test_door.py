@@ -73,22 +73,36 @@ class Gunicorn:
         def ready():
             assert self.proc.poll() is None, f"gunicorn exited:\n{self.err.text()}"
             try:
-                status, body = self.request("GET", "/api/websocket-status", source=HONEST, timeout=1)
+                status, body = self.request("GET", "/api/websocket-status", source=HONEST, timeout=1,
+                                            headers={"Authorization": f"Bearer {ADMIN}"})
             except OSError:
                 return False
-            conns = body["connection_pool"]["connections"] if status == 200 else {}
+            self.last_status = (status, body)
+            conns = body["connection_pool"]["connections"] if status == 200 and "connection_pool" in body else {}
             return conns and all(c["ws_connected"] for c in conns.values())
-        wait_for(ready, timeout_s=20, interval_s=0.05)
+        self.last_status = None
+        try:
+            wait_for(ready, timeout_s=20, interval_s=0.05)
+        except AssertionError:
+            self.stop()
+            raise AssertionError(f"not ready; last status answer {self.last_status}\n{self.err.text()[-3000:]}")
         kids = open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read().split()
         assert len(kids) == 1, kids  # one worker
         self.worker = int(kids[0])
 
-    def request(self, method, path, body=None, *, source, timeout=TRADINGVIEW_CUTOFF_S):
+    def request(self, method, path, body=None, *, source, timeout=TRADINGVIEW_CUTOFF_S, headers=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout, source_address=(source, 0))
+        headers = dict(headers or {})
+        if body:
+            headers["Content-Type"] = "application/json"
         try:
-            conn.request(method, path, body=body, headers={"Content-Type": "application/json"} if body else {})
+            conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
-            return resp.status, json.loads(resp.read() or b"null")
+            raw = resp.read()
+            try:
+                return resp.status, json.loads(raw or b"null")
+            except ValueError:
+                return resp.status, {"not_json": raw[:500].decode("utf-8", "replace")}
         finally:
             conn.close()
 

@@ -135,6 +135,7 @@ def test_broker_executing_late_gives_exactly_one_order_and_the_intent_settles_re
     assert status == 200, body
     # the webhook answer says what is known: the outcome is unknown, neither success nor failure
     assert body["status"] == "unknown" and {a["status"] for a in body["accounts"]} == {"unknown"}, body
+    assert body["success"] is None, body
     journal = app.extensions["runtime"].service.journal
     attention = app.extensions["runtime"].service.status()["orders_needing_attention"]
     assert len(attention["unknown"]) == 2

@@ -78,3 +78,23 @@ def test_scrub_sorts_nothing_per_line(monkeypatch):
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "value %s", ("another-static-secret-456",), None)
     redact.RedactingFilter().filter(record)
     assert record.getMessage() == "value ***"
+
+
+def test_an_owner_collected_while_the_registry_lock_is_held_does_not_deadlock():
+    """A garbage collection inside register_secret's critical section runs the finalizer of a
+    collected token holder (_forget) on the same thread: it must not wait for the lock forever."""
+    import threading
+
+    owner = _Owner()
+    redact.set_live_secrets(owner, "live-token-abcdef-123456")
+    key = id(owner)
+
+    def collect_under_the_lock():
+        with redact._LOCK:  # what register_secret holds when a collection happens inside it
+            redact._forget(key)
+
+    worker = threading.Thread(target=collect_under_the_lock, daemon=True)
+    worker.start()
+    worker.join(5)
+    assert not worker.is_alive(), "deadlock: _forget waited for the lock its own thread holds"
+    assert redact.scrub("live-token-abcdef-123456") == "live-token-abcdef-123456"

@@ -46,7 +46,7 @@ def test_history_csv_totals_equal_the_simulators_books(make_server_app, sim):
         expected[name] = expected.get(name, 0.0) + (p["soldValue"] - p["boughtValue"]) * MNQ_POINT_VALUE
 
     # ... and its cash balance: Tradovate's realized P&L of the trading day
-    cash = {names[i]: ti._rest_call("POST", "cashBalance/getcashbalancesnapshot", body={"accountId": i})["realizedPnL"]
+    cash = {names[i]: ti.cash_balance_snapshot(i)["realizedPnL"]
             for i in names}
 
     r = client.get("/api/history?format=csv", headers=ADMIN_HEADERS)

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import recorder_service as rs
-from phantom_scraper.execution import reconcile_pending
+from phantom_scraper.settlement import reconcile_pending
 from phantom_scraper.errors import BrokerError
 from phantom_scraper.journal import Journal
 from phantom_scraper.signals import AccountTarget, SymbolResolver
@@ -164,7 +164,7 @@ def test_unknown_outcome_is_journaled_unknown_then_reconciled_without_resend(mak
 def test_running_service_adopts_unknown_intents_once_the_book_shows_them(make_multi_sim, logins_for, journal):
     """settle_unknown (a keep-alive cycle hook) only adopts: never rejects, never resends, and
     leaves intents still 'sending' (in flight in this process) alone."""
-    from phantom_scraper.execution import settle_unknown
+    from phantom_scraper.settlement import settle_unknown
 
     sim = make_multi_sim([UserSpec()], **SIM_CFG)
     ti, conn, accounts = logins_for(sim).add()

@@ -102,13 +102,12 @@ def test_reversal_goes_on_when_the_position_closed_just_before_the_flatten(desk)
     d = desk()
     d.send({"ticker": "NQ1!", "action": "buy", "quantity": 1, "sentiment": "long", **BRACKETS})
     d.quiet()
-    stopped = threading.Event()
+    planned = threading.Barrier(len(d.targets), timeout=20,  # every account has read "long 1"...
+                                action=lambda: d.sim.set_price("NQZ6", 20990))  # ...then the stops fill
 
     def planner_then_stop_fills(signal, contract, account, net_pos, has_working=False):
         steps = plan_orders(signal, contract, account, net_pos, has_working)
-        if not stopped.is_set():
-            stopped.set()
-            d.sim.set_price("NQZ6", 20990)  # the stop leg fills: every account is flat now
+        planned.wait()
         return steps
 
     sid = d.send({"ticker": "NQ1!", "action": "sell", "quantity": 2, "sentiment": "short"},

@@ -85,8 +85,9 @@ def test_close_interrupts_the_strategies_before_liquidating(make_server_app, sim
 
 
 @pytest.mark.parametrize("body,field", [
-    ({"takeProfit": [{"points": 5}], "stopLoss": {"type": "stop_limit", "stopPrice": 1}}, "stopLoss.type"),
-    ({"takeProfit": {"pnlAmount": 50}}, "takeProfit.pnlAmount"),
+    ({"takeProfit": [{"points": 5}, {"points": 9}],
+      "stopLoss": {"type": "stop_limit", "stopPrice": 90, "limitPrice": 89}}, "stopLoss.type"),
+    ({"orderType": "trailing_stop", "trailAmount": 2}, "orderType"),
     ({"quantityType": "percent_of_equity"}, "quantityType"),
 ])
 def test_unsupported_combination_is_refused_naming_the_field(make_server_app, sim, body, field):

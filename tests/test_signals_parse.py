@@ -208,8 +208,11 @@ ERR_ROWS = [
     ("trailing stop", body(action="buy", orderType="trailing_stop"), "unsupported", "orderType"),
     ("TrailingStop", body(action="buy", orderType="TrailingStop"), "unsupported", "orderType"),
     ("percent tp without a reference", body(action="buy", takeProfit={"percent": 1}), "missing_field", "price"),
-    ("stop-limit sl", body(action="buy", stopLoss={"type": "stop_limit", "stopPrice": 1}), "unsupported", "stopLoss.type"),
-    ("pnl tp", body(action="buy", price=1, takeProfit={"pnlAmount": 100}), "unsupported", "takeProfit.pnlAmount"),
+    ("stop-limit sl without its limit", body(action="buy", stopLoss={"type": "stop_limit", "stopPrice": 1}),
+     "missing_field", "stopLoss.limitPrice"),
+    ("stop-limit sl in a strategy", body(action="buy", takeProfit=[{"ticks": 4}, {"ticks": 8}],
+                                         stopLoss={"type": "stop_limit", "stopPrice": 1, "limitPrice": 1}),
+     "unsupported", "stopLoss.type"),
     ("gtd", body(action="buy", timeInForce="GTD"), "unsupported", "timeInForce"),
 ]
 

@@ -213,3 +213,24 @@ def test_a_moving_state_left_by_a_crash_is_finished_without_a_second_modify(sim,
     assert len(ti._list("orderVersion", sl["orderId"])) == versions
     assert store.get(intent)["be_state"] == "done"
     journal.close()
+
+
+def test_housekeeping_closes_records_of_strategies_the_broker_finished(sim, ti, tmp_path):
+    from phantom_scraper import strategy_exec
+    from tests.helpers import wait_for
+
+    journal = Journal(str(tmp_path / "j.sqlite"))
+    store = StrategyStore(journal)
+    base = sim.get_price(SYMBOL)["price"]
+    start(sim, ti, {"action": "buy", "quantity": 1, "takeProfit": [{"points": 5}, {"points": 6}],
+                    "stopLoss": {"points": 5}}, store=store)
+    assert len(store.open()) == 1
+    sim.set_price(SYMBOL, base + 5)  # the target fills: the strategy is finished at the broker
+    manager = BreakevenManager(store, lambda a: ti, housekeeping_s=0.05, refresh_s=0.02,
+                               housekeeping=lambda: strategy_exec.refresh(journal, lambda a: ti))
+    manager.start()
+    try:
+        wait_for(lambda: store.open() == [], what="the finished strategy closed in the journal")
+    finally:
+        manager.stop()
+    journal.close()

@@ -1,6 +1,6 @@
 """Take-profits, stop-losses, trailing stops and breakeven of an entry (used by ``parse.py``).
 
-``read_exits(f)`` returns ``(take_profit, stop_loss, exits)``: a plain entry keeps the one-target,
+``read_exits(f)`` returns ``(take_profit, stop_loss, stop_limit, exits)``: a plain entry keeps the one-target,
 one-stop form (``take_profit``/``stop_loss`` as :class:`Bracket`, sent as an OSO bracket); anything
 more -- several targets, sized targets, a trailing stop, breakeven -- comes back as :class:`Exits`
 and becomes a Tradovate order strategy.  What Tradovate cannot express is refused with
@@ -30,10 +30,11 @@ from .model import Bracket, Breakeven, Exits, SignalError, StopPlan, Target
 _PRICE_KEYS = ("limitprice", "stopprice", "price")
 _TRAILING_TYPES = ("trailing", "trailingstop", "trail", "trailstop")
 _PLAIN_STOP_TYPES = ("stop", "stopmarket", "market")
+_STOP_LIMIT_TYPES = ("stoplimit", "stplmt")
 _PLAIN_TP_TYPES = ("limit", "market")
 
 
-def read_exits(f: Fields) -> Tuple[Optional[Bracket], Optional[Bracket], Optional[Exits]]:
+def read_exits(f: Fields) -> Tuple[Optional[Bracket], Optional[Bracket], Optional[float], Optional[Exits]]:
     targets = _targets(f)
     stop = _stop(f)
     breakeven = _breakeven_top(f, stop)
@@ -47,10 +48,16 @@ def read_exits(f: Fields) -> Tuple[Optional[Bracket], Optional[Bracket], Optiona
     strategy = (len(targets) > 1
                 or any(t.quantity is not None or t.percent is not None or t.stop is not None for t in targets)
                 or (plan is not None and plan.trailing) or breakeven is not None)
+    limited = [p for p in [plan] + [t.stop for t in targets] if p is not None and p.limit is not None]
     if not strategy:
-        return (targets[0].distance if targets else None, plan.distance if plan else None, None)
+        return (targets[0].distance if targets else None, plan.distance if plan else None,
+                plan.limit if plan else None, None)
+    if limited:
+        raise SignalError("unsupported", "stopLoss.type",
+                          '"stopLoss.type": a stop-limit stop loss cannot be part of an order strategy (several '
+                          "targets, trailing, breakeven): Tradovate's strategy stops are stop orders")
     _check_sizes(targets)
-    return None, None, Exits(tuple(targets), plan, breakeven)
+    return None, None, None, Exits(tuple(targets), plan, breakeven)
 
 
 # ---- take profit ------------------------------------------------------------------------------
@@ -94,7 +101,7 @@ def _target(key: str, value: Any, f: Fields) -> Target:
             where.append(Bracket("points", as_positive(name, sub_value, f)))
         elif n == "percent":
             where.append(Bracket("percent", _percent(name, sub_value, f)))
-        elif n == "dollars":
+        elif n in ("dollars", "pnlamount"):
             where.append(Bracket("dollars", as_positive(name, sub_value, f)))
         elif n in ("quantity", "qty", "contracts"):
             quantity = as_whole_positive(name, sub_value, f)
@@ -104,9 +111,6 @@ def _target(key: str, value: Any, f: Fields) -> Target:
             stop, be = _stop_object(name, sub_value, f)
             if be is not None:
                 raise SignalError("unsupported", f"{name}.breakeven", '"breakeven" is one per position, not per target')
-        elif n == "pnlamount":
-            raise SignalError("unsupported", name, f'"{name}": profit targets in dollars are not supported; '
-                                                   "use ticks, points, percent or a price")
         elif n == "type":
             if not isinstance(sub_value, str) or norm(sub_value) not in _PLAIN_TP_TYPES:
                 raise SignalError("unsupported", name, f'"{name}": a take profit is a limit order')
@@ -157,7 +161,7 @@ def _stop(f: Fields) -> Optional[Tuple[str, StopPlan, Optional[Breakeven]]]:
 def _stop_object(key: str, value: Dict[str, Any], f: Fields) -> Tuple[StopPlan, Optional[Breakeven]]:
     where: List[Bracket] = []
     trail: List[Bracket] = []
-    trigger = step = breakeven = None
+    trigger = step = breakeven = limit = None
     stop_type: Optional[str] = None
     for sub, sub_value in value.items():
         n = norm(sub) if isinstance(sub, str) else ""
@@ -172,8 +176,6 @@ def _stop_object(key: str, value: Dict[str, Any], f: Fields) -> Tuple[StopPlan, 
             where.append(Bracket("points", as_positive(name, sub_value, f)))
         elif n == "percent":
             where.append(Bracket("percent", _percent(name, sub_value, f)))
-        elif n == "dollars":
-            where.append(Bracket("dollars", as_positive(name, sub_value, f)))
         elif n in ("trailamount", "trailpoints"):
             trail.append(Bracket("points", as_positive(name, sub_value, f)))
         elif n == "trailticks":
@@ -191,26 +193,28 @@ def _stop_object(key: str, value: Dict[str, Any], f: Fields) -> Tuple[StopPlan, 
         elif n == "breakeven":
             breakeven = read_breakeven(name, sub_value, f)
         elif n == "limitprice":
-            raise SignalError("unsupported", name, f'"{name}": stop-limit stop losses are not supported; '
-                                                   "the stop is a stop (market) order")
-        elif n == "pnlamount":
-            raise SignalError("unsupported", name, f'"{name}": stop losses in dollars are not supported; '
-                                                   "use ticks, points, percent or a price")
+            limit = as_positive(name, sub_value, f)
+        elif n in ("pnlamount", "dollars"):
+            where.append(Bracket("dollars", as_positive(name, sub_value, f)))
         elif n == "type":
             stop_type = norm(sub_value) if isinstance(sub_value, str) else None
-            if stop_type not in _TRAILING_TYPES + _PLAIN_STOP_TYPES:
-                raise SignalError("unsupported", name, f'"{name}": the stop loss is a stop or a trailing stop '
-                                                       "(stop-limit is not supported)")
+            if stop_type not in _TRAILING_TYPES + _PLAIN_STOP_TYPES + _STOP_LIMIT_TYPES:
+                raise SignalError("invalid_field", name, f'"{name}" must be stop, stop_limit or trailing_stop')
     if len(where) > 1 or len(trail) > 1:
         raise SignalError("invalid_field", key, f'"{key}" sets its distance more than once')
     trailing = stop_type in _TRAILING_TYPES or (stop_type is None and bool(trail))
+    if stop_type in _STOP_LIMIT_TYPES:
+        if limit is None:
+            raise SignalError("missing_field", f"{key}.limitPrice", f'a stop_limit "{key}" needs "limitPrice"')
+    elif limit is not None:
+        raise SignalError("invalid_field", f"{key}.limitPrice", f'"{key}.limitPrice" needs "type": "stop_limit"')
     if not trailing:
         extra = "trailAmount" if trail else "trigger" if trigger else "step" if step else None
         if extra:
             raise SignalError("invalid_field", f"{key}.{extra}", f'"{key}.{extra}" needs "type": "trailing"')
         if not where:
             raise SignalError("invalid_field", key, f'"{key}" needs exactly one of: stopPrice, ticks, points, percent')
-        return StopPlan(where[0]), breakeven
+        return StopPlan(where[0], limit=limit), breakeven
     if not where and not trail:
         raise SignalError("missing_field", f"{key}.trailAmount",
                           f'a trailing "{key}" needs a distance: trailAmount, trailTicks, trailPercent, ticks or points')

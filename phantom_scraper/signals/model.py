@@ -84,6 +84,7 @@ class StopPlan:
     trail: Optional[Bracket] = None
     trigger: Optional[Bracket] = None
     step: Optional[Bracket] = None
+    limit: Optional[float] = None  # stop-limit: the limit price (a plain bracket only, not a strategy)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class Signal:
     price: Optional[float] = None  # the signal price ({{close}}): reference for distance brackets
     take_profit: Optional[Bracket] = None
     stop_loss: Optional[Bracket] = None
+    stop_loss_limit: Optional[float] = None  # a stop-limit stop loss: its limit price (bracket only)
     exits: Optional[Exits] = None  # set instead of take_profit/stop_loss when a strategy is needed
     close_percent: Optional[float] = None  # exits: percent of the position (None: quantity or all)
     flatten_first: bool = False  # entries: flatten any position (either side) before entering

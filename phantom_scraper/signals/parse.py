@@ -270,7 +270,7 @@ def _order(f: Fields, price: Optional[float]) -> Dict[str, Any]:
     if order_type in ("Market", "Limit"):
         stop_price = None
 
-    take_profit, stop_loss, exits = read_exits(f)
+    take_profit, stop_loss, stop_loss_limit, exits = read_exits(f)
     reference = {"Market": price, "Limit": limit_price, "StopLimit": limit_price, "Stop": stop_price}[order_type]
     if reference is None and any(b is not None and b.kind != "price" for b in (take_profit, stop_loss)):
         raise SignalError("missing_field", "price",
@@ -288,7 +288,8 @@ def _order(f: Fields, price: Optional[float]) -> Dict[str, Any]:
             raise SignalError("unsupported", got[0], f'"{got[0]}" GTD is not supported')
         tif = as_word(got[0], got[1], f, _TIF_WORDS, "day, gtc, ioc, fok")
     return dict(order_type=order_type, limit_price=limit_price, stop_price=stop_price,
-                take_profit=take_profit, stop_loss=stop_loss, exits=exits, time_in_force=tif)
+                take_profit=take_profit, stop_loss=stop_loss, stop_loss_limit=stop_loss_limit, exits=exits,
+                time_in_force=tif)
 
 
 def _distances(exits) -> list:

@@ -249,7 +249,13 @@ class _Planner:
         legs = []
         if tp is not None:
             legs.append({"action": exit_action, "orderType": "Limit", "price": tp})
-        if sl is not None:
+        if sl is not None and s.stop_loss_limit is not None:  # a stop-limit stop loss
+            limit = round_to_tick(s.stop_loss_limit, tick)
+            if (sl - limit) * direction < 0:
+                raise PlanError("invalid_bracket", f"stop-limit stop loss: limit {limit} is on the wrong side "
+                                                   f"of its stop {sl}")
+            legs.append({"action": exit_action, "orderType": "StopLimit", "stopPrice": sl, "price": limit})
+        elif sl is not None:
             legs.append({"action": exit_action, "orderType": "Stop", "stopPrice": sl})
         body["bracket1"] = legs[0]
         if len(legs) > 1:
