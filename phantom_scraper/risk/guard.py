@@ -454,8 +454,9 @@ class RiskGuard:
         for account_id in sorted(self._accounts):
             positions = self.broker.positions(account_id) if self.broker is not None else {}
             open_contracts = {c for c, (n, _p) in positions.items() if n}
-            wanted |= open_contracts
-            self._value_points(open_contracts)
+            if self.limits_for(account_id).watches_pnl:  # no broker read for an account without P&L limits
+                wanted |= open_contracts
+                self._value_points(open_contracts)
             self._poll_snapshot(account_id, now)
             if self._fresh(account_id):  # decisions about positions wait for the sync snapshot
                 self._check_close(account_id, now, open_contracts)
