@@ -102,3 +102,39 @@ def test_kill_the_owner_the_standby_takes_over_without_duplicates(sim, pg_url, s
     time.sleep(0.5)  # give a wrong resend every chance to show up
     _check_exactly_once(sim, pg_url, all_ids, accounts)
     assert settle(lambda: sim.ws_session_count() == 1, 5)
+
+
+def test_kill_the_owner_mid_order_the_new_owner_reconciles_by_cl_ord_id(sim, pg_url, servers):
+    env = dict(LEASE_POLL_INTERVAL_S=str(LEASE_POLL_S), WEBHOOK_BUDGET_S="0.5", ORDER_ACK_TIMEOUT_S="30")
+    a = ServerProcess(sim, pg_url, **env).start()  # one account (DEMO0001)
+    servers.append(a)
+    b = ServerProcess(sim, pg_url, **env).start()
+    servers.append(b)
+    assert (_role(a), _role(b)) == ("owner", "standby")
+    assert settle(lambda: sim.ws_session_count() == 1, 10)
+    sim.faults.no_answer_next_orders = 1  # the order executes; its answer never comes
+    status, body = b.webhook({"action": "buy", "ticker": "NQ1!", "quantity": 2, "id": "in-flight"})
+    assert status == 202, body  # handed to the owner, still executing after the budget
+    signal_id = body["signal_id"]
+    assert settle(lambda: len(book_orders(sim)) == 1, 5), "the order never reached the broker"
+    order = book_orders(sim)[0]
+    _signals, intents = read_journal(pg_url)
+    [intent] = [i for i in intents if i["signal_id"] == signal_id]
+    assert intent["state"] == "sending" and intent["cl_ord_id"] == order["clOrdId"]
+
+    a.proc.send_signal(signal.SIGKILL)
+    a.proc.wait(10)
+    sim.faults.reset()
+    assert settle(lambda: _role(b) == "owner", TAKEOVER_BOUND_S), "the standby never took over\n" + b.log()
+
+    def settled():
+        _s, rows = read_journal(pg_url)
+        return next(i for i in rows if i["signal_id"] == signal_id)["state"] == "reconciled"
+    assert settle(settled, 10), read_journal(pg_url)[1]
+    _s, rows = read_journal(pg_url)
+    assert next(i for i in rows if i["signal_id"] == signal_id)["broker_order_id"] == order["orderId"]
+    time.sleep(0.5)  # give a wrong resend every chance to show up
+    assert len(book_orders(sim)) == 1, "the in-flight order was placed twice"
+    status, body = b.webhook({"action": "sell", "ticker": "NQ1!", "quantity": 2, "id": "after"})
+    assert status == 200 and body["status"] == "acked", body
+    assert len(book_orders(sim)) == 2
