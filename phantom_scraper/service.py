@@ -273,6 +273,7 @@ class TradingService:
         md_url = s.resolved_md_url()
         if md_url and any(guard.limits_for(a).watches_pnl for a in names):
             feed = QuoteFeed(md_url, lambda: first.access_token, guard.on_quote, settings=s)
+            first.add_token_listener(feed.token_renewed)
         elif not md_url and any(guard.limits_for(a).watches_pnl for a in names):
             logger.warning("Risk: no market-data URL (TRADOVATE_MD_URL): open P&L comes from the "
                            "cash-balance snapshot every %.0f s", s.risk.snapshot_poll_s)
