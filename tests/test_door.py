@@ -205,6 +205,20 @@ class Trickler:
         if self.reopen and not info["got"].startswith(b"HTTP/1.1 403"):  # refused: that slot gives up
             self._open(info["kind"])
 
+    @staticmethod
+    def _drain(key):
+        """Read what the server sent before closing (its 408/403 line), if the kernel still has it:
+        a send to a closed connection fails before the select loop has read the answer (often,
+        when the machine is loaded)."""
+        while True:
+            try:
+                data = key.fileobj.recv(4096)
+            except OSError:
+                return
+            if not data:
+                return
+            key.data["got"] += data
+
     def _run(self):
         next_tick = time.monotonic()
         while not self._stop.is_set() and self.sel.get_map():
@@ -226,7 +240,8 @@ class Trickler:
                         key.fileobj.send(b"X-Slow: 1\r\n" if key.data["kind"] == "headers" else b" ")
                     except BlockingIOError:
                         pass
-                    except OSError:
+                    except OSError:  # the server closed it: its answer may still be unread here
+                        self._drain(key)
                         self._closed(key)
 
     def stop(self):

@@ -46,6 +46,17 @@ def _set(**values):
     return apply
 
 
+def _expire_tokens(sim):
+    """Every token expires while its socket is open; the broker closes those sockets at its next
+    check (a watchdog tick).  Wait for that, as close_all_sockets does it at once: otherwise the
+    close races the first signal's order frames (on a loaded machine a frame dies unread, which is
+    the socket_closed_after_order_frame fault, not this one)."""
+    sockets = [c.live_client() for c in recorder_service.logins_snapshot()]
+    assert sockets and all(s is not None for s in sockets)
+    sim.faults.expire_all_tokens()
+    assert settle(lambda: not any(s.is_open for s in sockets), 5.0), "the broker never closed the expired sockets"
+
+
 def _refuse_and_drop(sim):
     sim.faults.refuse_ws_connects = True
     sim.faults.close_all_sockets()
@@ -64,7 +75,7 @@ FAULTS = {
     "http_500": (_set(http_500_next=1), 1),
     "http_429": (_set(http_429_next=1), 1),
     "penalty_ticket": (_set(penalty_next=1, penalty_time_s=0.2), 0),
-    "tokens_expired_mid_stream": (lambda sim: sim.faults.expire_all_tokens(), 0),
+    "tokens_expired_mid_stream": (_expire_tokens, 0),
     "shutdown_event": (lambda sim: sim.faults.send_shutdown("Maintenance"), 0),
     "every_socket_dropped": (lambda sim: sim.faults.close_all_sockets(), 0),
 }
