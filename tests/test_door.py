@@ -81,14 +81,17 @@ class Gunicorn:
             conns = body["connection_pool"]["connections"] if status == 200 and "connection_pool" in body else {}
             return conns and all(c["ws_connected"] for c in conns.values())
         self.last_status = None
-        try:
-            wait_for(ready, timeout_s=20, interval_s=0.05)
-        except AssertionError:
+        try:  # whatever goes wrong here, no gunicorn is left running
+            try:
+                wait_for(ready, timeout_s=20, interval_s=0.05)
+            except AssertionError:
+                raise AssertionError(f"not ready; last status answer {self.last_status}\n{self.err.text()[-3000:]}")
+            kids = open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read().split()
+            assert len(kids) == 1, kids  # one worker
+            self.worker = int(kids[0])
+        except BaseException:
             self.stop()
-            raise AssertionError(f"not ready; last status answer {self.last_status}\n{self.err.text()[-3000:]}")
-        kids = open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read().split()
-        assert len(kids) == 1, kids  # one worker
-        self.worker = int(kids[0])
+            raise
 
     def request(self, method, path, body=None, *, source, timeout=TRADINGVIEW_CUTOFF_S, headers=None):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout, source_address=(source, 0))
