@@ -61,7 +61,7 @@ class AccountLanes:
         self.watch(conn, settings)
 
         def lane_job():
-            self._settle_previous(ticket.key, settings)
+            self._settle_previous(ticket.key, settings, conn)
             result = job()
             ids = list(getattr(result, "order_ids", None) or [])
             if ids:
@@ -71,11 +71,11 @@ class AccountLanes:
 
         return ticket.submit(lane_job, inline=inline)
 
-    def _settle_previous(self, key: LaneKey, settings) -> None:
+    def _settle_previous(self, key: LaneKey, settings, current_conn) -> None:
         with self._lock:
             pending = self._unsettled.pop(key, None)
-        if pending is None:
-            return
+        if pending is None or pending[0] is not current_conn:
+            return  # nothing placed, or placed through a connection since replaced (a new login)
         conn, account_id, contract_id, order_ids = pending
         timeout_s = settings.order_ack_timeout_s
         if not exit_legs.wait_settled(conn, account_id, order_ids, timeout_s):
@@ -100,6 +100,9 @@ class AccountLanes:
         if etype != "position" or not entity:
             return
         account_id, contract_id = entity.get("accountId"), entity.get("contractId")
+        state = getattr(conn, "broker_state", None)
+        if state is None or not any(exit_legs.is_leg(o) for o in state.working_orders(account_id, contract_id)):
+            return  # no exit leg to keep in line (the usual case: no job, no thread hop)
         with self._lock:
             root = self._roots.get(contract_id)
             if root is None:
@@ -113,7 +116,7 @@ class AccountLanes:
         def upkeep():
             with self._lock:
                 self._upkeep_queued.discard(marker)
-            self._settle_previous(key, settings)
+            self._settle_previous(key, settings, conn)
             exit_legs.sync(conn, account_id, contract_id, settings.order_ack_timeout_s)
 
         future = self.lanes.background(key, upkeep)

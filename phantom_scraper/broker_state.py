@@ -69,6 +69,9 @@ class BrokerState:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # notified after every applied change
         self._entities: Dict[str, Dict[int, dict]] = {}
+        # Indexes kept with _entities (readers on the order path must not scan a day's history):
+        self._live: Dict[tuple, set] = {}  # (account, contract) -> ids of orders in WORKING_STATES
+        self._latest_version: Dict[int, dict] = {}  # order id -> its newest orderVersion
         self._current_gen: Optional[int] = None  # generation of the socket feeding us
         self._synced = False  # the current generation's snapshot has been applied
         self._buffer: List[dict] = []  # events of the current generation received before its snapshot
@@ -135,6 +138,7 @@ class BrokerState:
             if gen != self._current_gen:
                 return False  # a newer socket took over while this snapshot was in flight
             self._entities = fresh
+            self._reindex_locked()
             self._unposted_fills = {}
             buffered, self._buffer = self._buffer, []
             for msg in buffered:
@@ -204,6 +208,7 @@ class BrokerState:
                 store.pop(row["id"], None)
             else:
                 store[row["id"]] = dict(row)
+            self._index_locked(etype, store.get(row["id"]), row)
             if etype == "fill" and event_type == "Created":
                 order = self._entities.get("order", {}).get(row.get("orderId"))
                 if order is not None:
@@ -214,6 +219,34 @@ class BrokerState:
             changed.append((etype, event_type, dict(row)))
         self.events_applied += len(changed)
         return changed
+
+    def _reindex_locked(self) -> None:
+        self._live, self._latest_version = {}, {}
+        for version in self._entities.get("orderVersion", {}).values():
+            self._index_locked("orderVersion", version, version)
+        for order in self._entities.get("order", {}).values():
+            self._index_locked("order", order, order)
+
+    def _index_locked(self, etype: str, stored: Optional[dict], row: dict) -> None:
+        """Keep the indexes in step with one stored entity (``stored`` None: it was deleted)."""
+        if etype == "order":
+            key = (row.get("accountId"), row.get("contractId"))
+            if stored is not None:
+                key = (stored.get("accountId"), stored.get("contractId"))
+            live = self._live.setdefault(key, set())
+            if stored is not None and stored.get("ordStatus") in WORKING_STATES:
+                live.add(row["id"])
+            else:
+                for ids in ([live] if stored is not None else self._live.values()):
+                    ids.discard(row["id"])
+        elif etype == "orderVersion" and stored is not None and stored.get("orderId") is not None:
+            current = self._latest_version.get(stored["orderId"])
+            if current is None or stored["id"] >= current["id"]:
+                self._latest_version[stored["orderId"]] = stored
+        elif etype == "orderVersion" and stored is None:
+            for oid, version in list(self._latest_version.items()):
+                if version["id"] == row["id"]:
+                    del self._latest_version[oid]
 
     # ------------------------------------------------------------------ listeners
     def add_listener(self, fn: Listener) -> None:
@@ -284,17 +317,13 @@ class BrokerState:
         """Live orders of the account in the contract, each with its latest version's
         ``orderQty``/``orderType``/``price``/``stopPrice`` merged in (copies)."""
         with self._lock:
-            versions: Dict[int, dict] = {}
-            for v in self._entities.get("orderVersion", {}).values():
-                oid = v.get("orderId")
-                if oid is not None and (oid not in versions or v["id"] > versions[oid]["id"]):
-                    versions[oid] = v
+            orders = self._entities.get("order", {})
             out = []
-            for o in self._entities.get("order", {}).values():
-                if (o.get("accountId") == account_id and o.get("contractId") == contract_id
-                        and o.get("ordStatus") in WORKING_STATES):
+            for oid in self._live.get((account_id, contract_id), ()):
+                o = orders.get(oid)
+                if o is not None and o.get("ordStatus") in WORKING_STATES:
                     row = dict(o)
-                    version = versions.get(o["id"])
+                    version = self._latest_version.get(oid)
                     if version is not None:
                         for key in ("orderQty", "orderType", "price", "stopPrice"):
                             if key in version:

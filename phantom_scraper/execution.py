@@ -321,8 +321,8 @@ def _run_account(target, conn, signal, contract, journal, signal_id, settings, p
             outcome.status = "validated"
             return outcome
         for index, step in enumerate(steps):
-            if not _run_step(signal, contract, target, conn, journal, signal_id, settings, index + step_offset, step, outcome,
-                             precreated if index == 0 else None):
+            if not _run_step(signal, contract, target, conn, journal, signal_id, settings, index + step_offset, step,
+                             outcome, precreated if index == 0 else None):
                 break
     except JournalError as exc:  # nothing recorded for the next order, so it was not sent
         outcome.status, outcome.error = "error", "journal unavailable, not sent: " + describe(exc)

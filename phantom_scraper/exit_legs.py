@@ -41,7 +41,7 @@ def fresh_state(conn):
     return state if state is not None and state.fresh else None
 
 
-def _is_leg(order: dict) -> bool:
+def is_leg(order: dict) -> bool:
     return order.get("ordStatus") == "Working" and (order.get("parentId") is not None
                                                     or order.get("ocoId") is not None)
 
@@ -63,7 +63,7 @@ def plan_leg_changes(net_pos: int, orders: Iterable[dict], cover: Optional[int] 
     changes: List[dict] = []
     by_kind = {"take_profit": [], "stop": []}
     for order in orders:
-        if not _is_leg(order):
+        if not is_leg(order):
             continue
         if net_pos == 0 or order.get("action") != exit_action or _kind(order) is None:
             changes.append({"cancel": order})
