@@ -408,12 +408,14 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
                      bool(journaled_unknown))
     conn.record_order(result.transport, result.latency_ms)
     outcome.order_id = result.order_id
-    if step.kind == "startorderstrategy":  # order_id is the strategy; order_ids its entry order (the lane waits on it)
-        entry_id = strategy_exec.entry_order_id(ti, cl_ord_id, result.order_id)
-        if entry_id is not None:
-            outcome.order_ids.append(entry_id)
+    # Every broker order this request made is reported (and the lane waits until each rests or
+    # fills): a strategy's entry and legs (order_id is the strategy), an OSO's entry and brackets.
+    if step.kind == "startorderstrategy":
+        outcome.order_ids.extend(strategy_exec.strategy_order_ids(ti, cl_ord_id, result.order_id))
     else:
         outcome.order_ids.append(result.order_id)
+        outcome.order_ids.extend(result.response[key] for key in ("oso1Id", "oso2Id")
+                                 if isinstance(result.response, dict) and result.response.get(key) is not None)
     outcome.transport = result.transport
     outcome.latency_ms = result.latency_ms
     outcome.reconciled = outcome.reconciled or bool(result.reconciled)

@@ -67,18 +67,20 @@ def after_start(journal, intent_id: str, status: str, strategy_id: Any) -> None:
         store.failed(intent_id)
 
 
-def entry_order_id(ti, intent_id: str, strategy_id: Any) -> Any:
-    """The strategy's entry order id (``orderStrategyLink`` labelled ``entry``), recording the legs;
-    None when it cannot be read (logged: the next signal on the lane then does not wait for it)."""
+def strategy_order_ids(ti, intent_id: str, strategy_id: Any) -> List[int]:
+    """The strategy's broker orders, its entry (``orderStrategyLink`` labelled ``entry``) first and
+    then its legs; [] when they cannot be read (logged: the next signal on the lane then does not
+    wait for them, and the answer cannot list them)."""
     if strategy_id is None:
-        return None
+        return []
     try:
         links = ti._list("orderStrategyLink", int(strategy_id)) or []
     except TradovateError as exc:
         log.warning("order strategy %s: links unreadable (%s)", strategy_id, exc)
-        return None
-    legs = [{"orderId": l.get("orderId"), "label": l.get("label")} for l in links if isinstance(l, dict)]
-    return next((l["orderId"] for l in legs if l["label"] == "entry"), None)
+        return []
+    links = [l for l in links if isinstance(l, dict) and l.get("orderId") is not None]
+    entry = [l["orderId"] for l in links if l.get("label") == "entry"]
+    return entry + [l["orderId"] for l in links if l.get("label") != "entry"]
 
 
 def interrupt_open(journal, ti, account_id: int, contract_id: int) -> List[int]:

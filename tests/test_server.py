@@ -101,6 +101,21 @@ def test_secret_in_body(client, sim, app):
     assert SECRET not in stored
 
 
+def test_an_entry_with_a_take_profit_reports_every_order_it_made(client, sim, app):
+    """An OSO makes an entry and a bracket order per account: the answer lists both (found by the
+    hostile-input fuzzer: the bracket legs were placed but not reported)."""
+    ws_ready(app)
+    body = '{"secret": "%s", "action": "buy", "ticker": "MNQ1!", "takeProfit": 3.0}' % SECRET
+    r = client.post("/webhook", data=body, content_type="text/plain")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    data = r.get_json()
+    reported = [i for account in data["accounts"] for i in account["order_ids"]]
+    placed = [o["orderId"] for o in sim.orders() if o["orderId"] is not None]
+    assert len(placed) == 4 and sorted(reported) == sorted(placed)
+    for account in data["accounts"]:  # the entry first
+        assert account["order_ids"][0] == account["order_id"]
+
+
 def test_secret_in_broken_json_body_still_authenticates_then_400(client, sim):
     body = '{"Secret": "%s", "action": "buy", "ticker": "MNQ1!", "contracts": , }' % SECRET
     r = client.post("/webhook", data=body, content_type="text/plain")

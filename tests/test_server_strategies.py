@@ -43,10 +43,13 @@ def test_two_targets_start_one_strategy_per_account_and_survive_a_restart(make_s
     assert data["status"] == "acked"
     by_strategy = strategies(sim)
     assert len(by_strategy) == 2 and {s["status"] for s in by_strategy.values()} == {"ActiveStrategy"}
+    legs = legs_at_broker(sim)
     for account in data["accounts"]:
         assert account["status"] == "acked" and account["order_id"] in by_strategy
-        assert len(account["order_ids"]) == 1 and account["order_ids"][0] not in by_strategy  # the entry
-    legs = legs_at_broker(sim)
+        # every broker order the request made is reported: the entry first, then the four legs
+        entry, *reported_legs = account["order_ids"]
+        assert entry not in by_strategy and entry not in legs[account["account_name"]]
+        assert sorted(reported_legs) == sorted(legs[account["account_name"]])
     assert {name: sorted(v.values()) for name, v in legs.items()} == {
         name: [("Limit", "Working", 1), ("Limit", "Working", 1), ("Stop", "Working", 1), ("Stop", "Working", 1)]
         for name in ("DEMO0001", "DEMO0002")}
