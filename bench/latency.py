@@ -41,6 +41,7 @@ import shlex
 import signal as signal_mod
 import socket
 import subprocess
+import shutil
 import sys
 import tempfile
 import threading
@@ -194,14 +195,16 @@ def install_hooks() -> None:
     from phantom_scraper.tradovate_integration import TradovateIntegration
     from phantom_scraper.ws_client import TradovateWebSocket
 
-    orig_send = WebSocketCommonProtocol.send
+    # Every frame reaches the socket through write_frame_sync (websockets' own send() calls it too;
+    # ws_client's request_many() calls it directly to write a batch in one pass of the loop).
+    orig_write = WebSocketCommonProtocol.write_frame_sync
 
-    async def send(self, message, *args, **kwargs):
-        if isinstance(message, str) and message.startswith("order/"):
+    def write_frame_sync(self, fin, opcode, data):
+        if data[:6] == b"order/":
             PROBE.frame()
-        return await orig_send(self, message, *args, **kwargs)
+        return orig_write(self, fin, opcode, data)
 
-    WebSocketCommonProtocol.send = send
+    WebSocketCommonProtocol.write_frame_sync = write_frame_sync
 
     orig_resolve = TradovateWebSocket._resolve
 
@@ -565,7 +568,7 @@ def _children(pid: int) -> List[int]:
 
 
 def gunicorn_rows(workdir: Path, sim: SimProcess, *, seconds: float, clients: int, rtts: List[float], n: int,
-                  warmup: int, latency_rows: List[dict]) -> dict:
+                  warmup: int, latency_rows: List[dict], py_spy: Optional[str] = None) -> dict:
     """Row 1 again through gunicorn (sequential, each RTT) into ``latency_rows``; then row 7."""
     sim.reset(response_latency_ms=0.0, connect_latency_ms=0.0)
     port = _free_port()
@@ -624,6 +627,13 @@ def gunicorn_rows(workdir: Path, sim: SimProcess, *, seconds: float, clients: in
         workers = _children(proc.pid)
         cpu_before = {"gunicorn_worker": sum(_cpu_s(w) for w in workers), "simulator": _cpu_s(sim.proc.pid),
                       "bench_clients": sum(os.times()[:2])}
+        spy = None
+        if py_spy and workers:  # sample the worker during row 7 (py-spy must be installed; not a dependency)
+            exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+            spy = subprocess.Popen([exe, "record", "--pid", str(workers[0]), "--duration", str(int(seconds)),
+                                    "--rate", "250", "--threads", "--format", "raw", "--output", py_spy],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # attached before the load starts
         results: List[List[tuple]] = [[] for _ in range(clients)]
         failures = [0] * clients
         start_evt = threading.Event()
@@ -657,6 +667,12 @@ def gunicorn_rows(workdir: Path, sim: SimProcess, *, seconds: float, clients: in
         for t in threads:
             t.join(seconds + 60)
         elapsed = time.perf_counter() - t_start[0]
+        if spy is not None:
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+            result["py_spy_raw"] = py_spy
         cpu_after = {"gunicorn_worker": sum(_cpu_s(w) for w in workers), "simulator": _cpu_s(sim.proc.pid),
                      "bench_clients": sum(os.times()[:2])}
         flat = [r for rs in results for r in rs]
@@ -930,6 +946,11 @@ def render(doc: dict) -> str:
             target += f"  [transport {r['transport_mismatch']}]"
         out.append(f"{r['title']:<58}{rtt:>5g}{s['n']:>5}{_fmt(s['p50'])}{_fmt(s['p90'])}{_fmt(s['p99'])}"
                    f"{_fmt(s['max'])}  {target}")
+        if r["key"].startswith("6-") and r["key"] != "6-1" and r.get("first_to_last_frame_ms"):
+            o = r["first_to_last_frame_ms"]  # issue 17: spread between the first and last account's frame
+            tgt = "p50 <= 2  (" + _yes(o["p50"] is not None and o["p50"] <= 2.0) + ")" if r["key"] == "6-50" else ""
+            out.append(f"{'  (6) first -> last account frame written':<58}{rtt:>5g}{o['n']:>5}{_fmt(o['p50'])}"
+                       f"{_fmt(o['p90'])}{_fmt(o['p99'])}{_fmt(o['max'])}  {tgt}")
         if r["key"] == "1":
             for label, field in (("  (5) (1) minus RTT", "overhead_minus_rtt_ms"),
                                  ("  (5) webhook received -> order frame written", "webhook_received_to_first_frame_ms"),
@@ -1034,6 +1055,9 @@ def main(argv=None) -> int:
     ap.add_argument("--throughput-s", type=float, default=None, help="row 7 duration (default 20; --quick 2)")
     ap.add_argument("--clients", type=int, default=16, help="row 7 client threads")
     ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--py-spy", default=None, metavar="FILE",
+                    help="row 7: sample the gunicorn worker with py-spy (collapsed stacks to FILE; "
+                         "summarise with python -m bench.pyspy_summary FILE)")
     ap.add_argument("--door-compare", action="store_true",
                     help="only row (1g), front door vs plain gthread side by side (issue 19)")
     ap.add_argument("--rounds", type=int, default=10, help="--door-compare: alternating blocks per RTT")
@@ -1126,6 +1150,7 @@ def main(argv=None) -> int:
         if not args.skip_throughput:
             try:
                 doc["throughput"] = gunicorn_rows(workdir, sim, seconds=seconds, clients=args.clients, rtts=rtts,
+                                                  py_spy=args.py_spy,
                                                   n=n, warmup=warmup, latency_rows=doc["rows"])
             except Exception as exc:  # reported in the table and the JSON, not hidden
                 doc["throughput"] = {"key": "7", "error": f"{type(exc).__name__}: {exc}"}

@@ -72,6 +72,46 @@ class AccountLanes:
 
         return ticket.submit(lane_job, inline=inline)
 
+    def claim(self, ticket: Ticket, conn, contract, settings, wait_s: float = 0.0) -> Optional[bool]:
+        """Take the ticket's lane for the calling thread if it is idle and the ticket is at its
+        head; the caller runs the account's work itself, then calls :meth:`release`.
+
+        None: not taken (submit the ticket as usual).  True: taken, and the previous job's orders
+        are already settled with the exit legs in line (read from the socket-fed state: nothing to
+        wait for, nothing to send).  False: taken, but the caller must first run
+        :meth:`settle_claimed` (it may wait; not in a hurry-up path).  ``wait_s``: how long to wait
+        here (socket-fed state only) for the previous orders to settle before answering False."""
+        with self._lock:
+            self._roots[contract.id] = contract.root
+        self.watch(conn, settings)
+        if not self.lanes.claim(ticket):
+            return None
+        with self._lock:  # the lane is ours now: only its own jobs change its entry
+            pending = self._unsettled.get(ticket.key)
+        if pending is not None and pending[0] is not conn:
+            pending = None  # placed through a connection since replaced (a new login): nothing to wait for
+        ready = pending is None or _settled_now(*pending)  # (outside our lock: it takes the state's)
+        if not ready and wait_s > 0:
+            state = exit_legs.fresh_state(pending[0])
+            ready = state is not None and state.wait_for(lambda _s: _settled_now(*pending), wait_s)
+        if ready:
+            with self._lock:
+                self._unsettled.pop(ticket.key, None)
+        return ready
+
+    def settle_claimed(self, ticket: Ticket, settings, conn) -> None:
+        """What a lane job does first (wait for the previous job's orders, legs in line)."""
+        self._settle_previous(ticket.key, settings, conn)
+
+    def release(self, ticket: Ticket, conn, account_id: int, contract, result: Any = None,
+                exc: Optional[BaseException] = None) -> None:
+        """End a claimed ticket: its orders make the next job of the lane wait for them."""
+        ids = list(getattr(result, "order_ids", None) or []) if exc is None else []
+        if ids:
+            with self._lock:
+                self._unsettled[ticket.key] = (conn, account_id, contract.id, ids)
+        self.lanes.release(ticket, result, exc)
+
     def _settle_previous(self, key: LaneKey, settings, current_conn) -> None:
         with self._lock:
             pending = self._unsettled.pop(key, None)
@@ -125,6 +165,17 @@ class AccountLanes:
 
     def status(self) -> dict:
         return {"busy_lanes": {f"{k[0]}:{k[1]}": n for k, n in self.lanes.depth().items()}}
+
+
+def _settled_now(conn, account_id: int, contract_id: int, order_ids) -> bool:
+    """Without waiting or sending: the orders are settled and the exit legs need no change."""
+    state = exit_legs.fresh_state(conn)
+    if state is None:
+        return False
+    if not all(state.order_settled(i) for i in order_ids if i is not None):
+        return False
+    net_pos = state.net_pos(account_id, contract_id)
+    return not exit_legs.plan_leg_changes(net_pos, state.working_orders(account_id, contract_id))
 
 
 def _log_failure(future: "concurrent.futures.Future[Any]") -> None:

@@ -212,16 +212,24 @@ def _execute(signal, contract, targets, journal, signal_id, settings, planner, n
                             inline=len(targets) == 1) for target, conn in targets]
         return [f.result() for f in futures]
     prepared, batch = _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, needs_position)
-    futures = []
-    for index, (target, conn) in enumerate(targets):
-        if index in prepared:
-            steps, cl_ord_id = prepared[index]
-            job = functools.partial(_run_account, target, conn, signal, contract, batch, signal_id, settings,
-                                    planner, needs_position, steps=steps, precreated=cl_ord_id)
-        else:
-            job = functools.partial(_run_account, target, conn, *args)
-        futures.append(_in_lane(tickets, target, conn, contract, settings, job, inline=False))
-    outcomes = [f.result() for f in futures]
+    futures: Dict[int, concurrent.futures.Future] = {}
+
+    def start_others(taken) -> None:  # every account the batch did not take: one lane job each
+        for index, (target, conn) in enumerate(targets):
+            if index in taken:
+                continue
+            if index in prepared:
+                steps, cl_ord_id = prepared[index]
+                job = functools.partial(_run_account, target, conn, signal, contract, batch, signal_id, settings,
+                                        planner, needs_position, steps=steps, precreated=cl_ord_id)
+            else:
+                job = functools.partial(_run_account, target, conn, *args)
+            futures[index] = _in_lane(tickets, target, conn, contract, settings, job, inline=False)
+
+    from .fan_out import run_batched
+    futures.update(run_batched(signal, contract, targets, prepared, tickets, batch, signal_id, settings,
+                               start_others))
+    outcomes = [futures[index].result() for index in range(len(targets))]
     batch.flush()
     return outcomes
 
@@ -366,68 +374,94 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
     if step.kind not in _PLACEMENT_KINDS:
         raise ValueError(f"unknown step kind {step.kind!r}")
 
-    cl_ord_id = precreated or make_cl_ord_id(signal_id, target.id, index)
-    if precreated is None:  # the intent and the decision to send, in one commit, before the frame
-        journal.create_intent(signal_id, target.id, target.name, index, step.kind, step.body, cl_ord_id,
-                              state="sending")
-    outcome.cl_ord_ids.append(cl_ord_id)
-    endpoint = f"order/{step.kind}"
-    if step.kind == "startorderstrategy":  # its own record (params, breakeven) before the frame leaves
-        endpoint = strategy_exec.ENDPOINT
-        strategy_exec.before_start(journal, signal_id, target, contract, step, cl_ord_id)
-    client, fallback = conn.live_client(), None  # the router decides whether to use it
-    if client is None:
-        conn.ensure_connecting()  # repaired in the background; this order goes over REST now
-        fallback = "no live WebSocket (reconnecting in the background)"
-    journaled_unknown = []
+    placement = _Placement(signal, contract, target, conn, journal, signal_id, index, step, outcome, precreated)
+    return placement.run_guarded()
 
-    def on_unknown(reason: str) -> None:  # before the router searches: 'unknown' is on disk first
+
+class _Placement:
+    """One placement step around its send: the intent journaled (unless the fan-out did it), the
+    order built; ``finish(result)`` journals and reports the outcome.  Between the two the order
+    is sent -- by ``order.run()``, or as part of a fan-out's batch (``order.run(sent=...)``)."""
+
+    def __init__(self, signal, contract, target, conn, journal, signal_id, index, step, outcome, precreated=None):
+        self.contract, self.target, self.conn, self.journal = contract, target, conn, journal
+        self.signal_id, self.index, self.step, self.outcome = signal_id, index, step, outcome
+        ti = conn.integration
+        self.cl_ord_id = cl_ord_id = precreated or make_cl_ord_id(signal_id, target.id, index)
+        if precreated is None:  # the intent and the decision to send, in one commit, before the frame
+            journal.create_intent(signal_id, target.id, target.name, index, step.kind, step.body, cl_ord_id,
+                                  state="sending")
+        outcome.cl_ord_ids.append(cl_ord_id)
+        endpoint = f"order/{step.kind}"
+        if step.kind == "startorderstrategy":  # its own record (params, breakeven) before the frame leaves
+            endpoint = strategy_exec.ENDPOINT
+            strategy_exec.before_start(journal, signal_id, target, contract, step, cl_ord_id)
+        client, fallback = conn.live_client(), None  # the router decides whether to use it
+        if client is None:
+            conn.ensure_connecting()  # repaired in the background; this order goes over REST now
+            fallback = "no live WebSocket (reconnecting in the background)"
+        self.client = client
+        self.journaled_unknown: List[bool] = []
+        self.order = ti.smart_order(dict(step.body), ws=client, endpoint=endpoint, cl_ord_id=cl_ord_id,
+                                    fallback_reason=fallback, on_unknown=self._on_unknown)
+
+    def _on_unknown(self, reason: str) -> None:  # before the router searches: 'unknown' is on disk first
         try:
-            journal.set_intent_state(cl_ord_id, "unknown", error=reason)
-            journaled_unknown.append(True)
+            self.journal.set_intent_state(self.cl_ord_id, "unknown", error=reason)
+            self.journaled_unknown.append(True)
         except JournalError as exc:
-            logger.error("Order %s: could not journal unknown: %s", cl_ord_id, describe(exc))
+            logger.error("Order %s: could not journal unknown: %s", self.cl_ord_id, describe(exc))
 
-    try:
-        result = ti.place_order_smart(dict(step.body), ws=client, endpoint=endpoint, cl_ord_id=cl_ord_id,
-                                      fallback_reason=fallback, on_unknown=on_unknown)
-    except Exception as exc:  # a bug after the frame may have left: unknown, never retried
-        logger.exception("Order %s: unexpected error while placing", cl_ord_id)
-        return _fail(journal, cl_ord_id, "unknown", describe(exc), outcome, target, bool(journaled_unknown))
-    if step.kind == "startorderstrategy":
-        strategy_exec.after_start(journal, cl_ord_id, result.status, result.order_id)
-    if result.status == "rejected":
-        text = f"{result.failure_reason}: {result.failure_text}".rstrip(": ")
-        if step.kind == "liquidateposition" and _already_flat(text):
-            return _flat_already(journal, cl_ord_id, signal_id, target, outcome, index)
-        return _fail(journal, cl_ord_id, "rejected", text, outcome, target)
-    if result.status == "not_sent":  # provably not executed (429/penalty included): nothing at the broker
-        return _fail(journal, cl_ord_id, "not_sent", "not sent: " + (result.error or ""), outcome, target)
-    if result.status != "acked":  # unknown: journaled, searched, not found; settled in the background
-        return _fail(journal, cl_ord_id, "unknown", result.error or "outcome unknown", outcome, target,
-                     bool(journaled_unknown))
-    conn.record_order(result.transport, result.latency_ms)
-    outcome.order_id = result.order_id
-    # Every broker order this request made is reported (and the lane waits until each rests or
-    # fills): a strategy's entry and legs (order_id is the strategy), an OSO's entry and brackets.
-    if step.kind == "startorderstrategy":
-        outcome.order_ids.extend(strategy_exec.strategy_order_ids(ti, cl_ord_id, result.order_id))
-    else:
-        outcome.order_ids.append(result.order_id)
-        outcome.order_ids.extend(result.response[key] for key in ("oso1Id", "oso2Id")
-                                 if isinstance(result.response, dict) and result.response.get(key) is not None)
-    outcome.transport = result.transport
-    outcome.latency_ms = result.latency_ms
-    outcome.reconciled = outcome.reconciled or bool(result.reconciled)
-    # order_router logs the one INFO line per order ("placed via WebSocket", clOrdId = ps-<signal>-<account>-<step>).
-    state = "reconciled" if journaled_unknown else "acked"
-    try:
-        journal.set_intent_state(cl_ord_id, state, broker_order_id=result.order_id, transport=result.transport,
-                                 latency_ms=result.latency_ms, reconciled=bool(result.reconciled))
-    except JournalError as exc:  # the order exists; the intent stays pending and is reconciled at start
-        outcome.error = "placed, but the journal could not record it: " + describe(exc)
-        logger.error("Order %s placed as %s but not journaled: %s", cl_ord_id, result.order_id, describe(exc))
-    return True
+    def run_guarded(self, sent=None):
+        """``order.run`` -> ``finish``; a bug after the frame may have left is an unknown, never retried."""
+        try:
+            result = self.order.run(sent)
+        except Exception as exc:
+            return self.failed(exc)
+        return self.finish(result)
+
+    def failed(self, exc: BaseException) -> bool:
+        logger.error("Order %s: unexpected error while placing: %s", self.cl_ord_id, describe(exc), exc_info=exc)
+        return _fail(self.journal, self.cl_ord_id, "unknown", describe(exc), self.outcome, self.target,
+                     bool(self.journaled_unknown))
+
+    def finish(self, result) -> bool:
+        journal, cl_ord_id, step, outcome, target = self.journal, self.cl_ord_id, self.step, self.outcome, self.target
+        ti = self.conn.integration
+        if step.kind == "startorderstrategy":
+            strategy_exec.after_start(journal, cl_ord_id, result.status, result.order_id)
+        if result.status == "rejected":
+            text = f"{result.failure_reason}: {result.failure_text}".rstrip(": ")
+            if step.kind == "liquidateposition" and _already_flat(text):
+                return _flat_already(journal, cl_ord_id, self.signal_id, target, outcome, self.index)
+            return _fail(journal, cl_ord_id, "rejected", text, outcome, target)
+        if result.status == "not_sent":  # provably not executed (429/penalty included): nothing at the broker
+            return _fail(journal, cl_ord_id, "not_sent", "not sent: " + (result.error or ""), outcome, target)
+        if result.status != "acked":  # unknown: journaled, searched, not found; settled in the background
+            return _fail(journal, cl_ord_id, "unknown", result.error or "outcome unknown", outcome, target,
+                         bool(self.journaled_unknown))
+        self.conn.record_order(result.transport, result.latency_ms)
+        outcome.order_id = result.order_id
+        # Every broker order this request made is reported (and the lane waits until each rests or
+        # fills): a strategy's entry and legs (order_id is the strategy), an OSO's entry and brackets.
+        if step.kind == "startorderstrategy":
+            outcome.order_ids.extend(strategy_exec.strategy_order_ids(ti, cl_ord_id, result.order_id))
+        else:
+            outcome.order_ids.append(result.order_id)
+            outcome.order_ids.extend(result.response[key] for key in ("oso1Id", "oso2Id")
+                                     if isinstance(result.response, dict) and result.response.get(key) is not None)
+        outcome.transport = result.transport
+        outcome.latency_ms = result.latency_ms
+        outcome.reconciled = outcome.reconciled or bool(result.reconciled)
+        # The signal's one INFO line (service) names each account's order; the router logs it at DEBUG.
+        state = "reconciled" if self.journaled_unknown else "acked"
+        try:
+            journal.set_intent_state(cl_ord_id, state, broker_order_id=result.order_id, transport=result.transport,
+                                     latency_ms=result.latency_ms, reconciled=bool(result.reconciled))
+        except JournalError as exc:  # the order exists; the intent stays pending and is reconciled at start
+            outcome.error = "placed, but the journal could not record it: " + describe(exc)
+            logger.error("Order %s placed as %s but not journaled: %s", cl_ord_id, result.order_id, describe(exc))
+        return True
 
 
 def _already_flat(text: str) -> bool:

@@ -435,7 +435,7 @@ class Journal:
     # -- signals ---------------------------------------------------------------------------------
 
     def record_signal(self, recorder: str, payload: Dict[str, Any], explicit_id: Optional[str],
-                      payload_hash: str, window_s: float,
+                      payload_hash: Optional[str], window_s: float,
                       now: Optional[float] = None) -> Tuple[str, bool, Optional[str]]:
         """Record a received signal and decide, atomically across threads and processes, whether
         it is a duplicate.  Returns ``(signal_id, is_duplicate, existing_signal_id)``.
@@ -448,11 +448,14 @@ class Journal:
 
         A duplicate is recorded too (status ``duplicate``, ``duplicate_of`` the original) for the
         status page, and no intent can ever be created for it.  ``payload`` is stored with any
-        secret-looking key removed.
+        secret-looking key removed.  ``payload_hash`` None: the SHA-256 of that stored form (one
+        serialisation of the payload per signal).
         """
         now = time.time() if now is None else float(now)
         key = None if explicit_id is None or str(explicit_id) == "" else str(explicit_id)
         payload_json = _dumps(payload)
+        if payload_hash is None:  # the body's identity: its stored form (keys sorted, secrets removed)
+            payload_hash = hashlib.sha256(payload_json.encode("utf-8")).hexdigest()
         signal_id = uuid.uuid4().hex
 
         def txn(conn: Any) -> Optional[str]:

@@ -16,7 +16,9 @@ Jobs of one lane never overlap; lanes are independent, so different accounts and
 contracts of one account stay parallel.  A job submitted to an idle lane with ``inline=True`` runs
 at once in the submitting thread (no hand-off on the hot path); later jobs of that lane are handed
 to ``executor``.  ``background(key, job)`` reserves and submits in one go (bracket-leg upkeep after
-a fill).  The lock guards the lane dicts only; jobs run outside it.
+a fill).  ``claim(ticket)`` takes an idle lane whose head is that ticket for the calling thread,
+which runs the work itself and ``release``-s it (a fan-out writes every claimed account's frame in
+one batch).  The lock guards the lane dicts only; jobs run outside it.
 """
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ from collections import deque
 from typing import Any, Callable, Deque, Dict, Hashable, Optional
 
 logger = logging.getLogger(__name__)
+
+
+def _CLAIMED() -> None:  # the job of a claimed ticket: its work runs in the claiming thread
+    raise AssertionError("a claimed ticket's job is never run by the lane")
 
 
 class Ticket:
@@ -74,6 +80,30 @@ class Lanes:
     def background(self, key: Hashable, job: Callable[[], Any]) -> "concurrent.futures.Future[Any]":
         """Queue ``job`` at the end of the lane (never inline)."""
         return self.reserve(key).submit(job)
+
+    def claim(self, ticket: Ticket) -> bool:
+        """Take ``ticket``'s lane for the calling thread now, if it is idle and the ticket is at its
+        head (the usual case); the caller runs the work itself and must ``release`` the ticket.
+        False: leave the ticket alone (``submit`` or ``cancel`` it as usual)."""
+        with self._lock:
+            lane = self._lanes.get(ticket.key)
+            if ticket.done or ticket.job is not None or ticket.key in self._running \
+                    or not lane or lane[0] is not ticket:
+                return False
+            ticket.job, ticket.done = _CLAIMED, True
+            self._running.add(ticket.key)
+        ticket.future.set_running_or_notify_cancel()
+        return True
+
+    def release(self, ticket: Ticket, result: Any = None, exc: Optional[BaseException] = None) -> None:
+        """End a claimed ticket's work: its future gets ``result`` (or ``exc``), the lane moves on."""
+        try:
+            if exc is not None:
+                ticket.future.set_exception(exc)
+            else:
+                ticket.future.set_result(result)
+        finally:
+            self._finish(ticket)
 
     def busy(self, key: Hashable) -> bool:
         with self._lock:

@@ -45,7 +45,7 @@ class OrderTransport(Protocol):
     settings: Any
     stop_event: threading.Event
 
-    def send_ws(self, ws: Any, endpoint: str, body: dict) -> Attempt: ...
+    def send_ws(self, ws: Any, endpoint: str, body: dict, sent: Optional[Callable[[], Any]] = None) -> Attempt: ...
 
     def send_rest(self, endpoint: str, body: dict) -> Attempt: ...
 
@@ -91,7 +91,19 @@ class SmartOrder:
         self.outcome = IntentOutcome()
 
     # ------------------------------------------------------------------ flow
-    def run(self) -> OrderResult:
+    def run(self, sent: Optional[Callable[[], Any]] = None) -> OrderResult:
+        """Place the intent.  ``sent``: the socket attempt's frame was already written as part of a
+        batch (``TradovateWebSocket.request_many``, on ``self.ws``); ``sent()`` returns its answer
+        ``d`` or raises like ``request()``.  The flow after that first attempt is the same."""
+        if sent is not None:
+            # Already handed to the socket: no stop check may turn it into "not sent" now.
+            attempt = self.outcome.record(self.ti.send_ws(self.ws, self.endpoint, self.body, sent=sent))
+            if attempt.outcome is not Outcome.NOT_SENT or attempt.rate_limited:
+                return self._finish(attempt)
+            self.fallback_reason = f"WebSocket request not sent: {attempt.reason}"
+            logger.warning("REST fallback for %s %s=%s: %s", self.endpoint, self.key_field, self.intent,
+                           self.fallback_reason)
+            return self._finish(self._attempt(lambda: self.ti.send_rest(self.endpoint, self.body)))
         # Settings.use_websocket_orders is read here and nowhere else (webhooks and manual trades alike).
         if not self.ti.settings.use_websocket_orders:
             self.ws, self.fallback_reason = None, None  # REST by configuration: no fallback to report
@@ -124,7 +136,7 @@ class SmartOrder:
     def _finish(self, attempt: Attempt) -> OrderResult:
         if attempt.outcome is Outcome.ACKED:
             result = self._result("acked", attempt, order_id=attempt.order_id, response=dict(attempt.answer))
-            logger.info("%s placed via %s: %s=%s orderId=%s latency=%.0f ms", self.endpoint,
+            logger.debug("%s placed via %s: %s=%s orderId=%s latency=%.0f ms", self.endpoint,
                         "WebSocket" if attempt.transport == "websocket" else "REST", self.key_field,
                         self.intent, result.order_id, result.latency_ms)
             return result

@@ -11,7 +11,6 @@ socket.
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import hmac
 import json
 import logging
@@ -65,11 +64,6 @@ class Login:
 class WebhookResult:
     http_status: int
     body: dict
-
-
-def payload_hash(payload: dict) -> str:
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 class TradingService:
@@ -279,6 +273,7 @@ class TradingService:
         md_url = s.resolved_md_url()
         if md_url and any(guard.limits_for(a).watches_pnl for a in names):
             feed = QuoteFeed(md_url, lambda: first.access_token, guard.on_quote, settings=s)
+            first.add_token_listener(feed.token_renewed)
         elif not md_url and any(guard.limits_for(a).watches_pnl for a in names):
             logger.warning("Risk: no market-data URL (TRADOVATE_MD_URL): open P&L comes from the "
                            "cash-balance snapshot every %.0f s", s.risk.snapshot_poll_s)
@@ -540,7 +535,7 @@ class TradingService:
         submitted = False
         try:
             signal_id, duplicate, existing = self.journal.record_signal(
-                recorder.name, signal.payload, signal.signal_id, payload_hash(signal.payload),
+                recorder.name, signal.payload, signal.signal_id, None,
                 self.settings.dedupe_window_s)
             if duplicate:
                 if signal.signal_id:
@@ -559,14 +554,17 @@ class TradingService:
                 self.coordinator.hand_off(signal_id)
                 return self._await_handed_off(signal_id, received)
             targets = self.targets_for(recorder)
-            logger.info("Signal %s received: recorder=%s action=%s symbol=%s qty=%s accounts=%d%s",
-                        signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
-                        len(targets), " TEST" if signal.test else "")
+            # The signal's one INFO line is written when it is done (_finished).
+            logger.debug("Signal %s received: recorder=%s action=%s symbol=%s qty=%s accounts=%d%s",
+                         signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
+                         len(targets), " TEST" if signal.test else "")
             tickets = self._reserve_lanes(signal, targets)  # arrival order per (account, product)
             events.emit("signal_received", signal_id=signal_id, t=received)
             try:
-                future = execution.executor("signal").submit(self._process, signal, targets, signal_id, tickets,
-                                                              recorder.name)
+                future = self._run_here(signal, targets, signal_id, tickets, recorder.name, received)
+                if future is None:
+                    future = execution.executor("signal").submit(self._process, signal, targets, signal_id,
+                                                                  tickets, recorder.name)
             except BaseException:
                 execution.cancel_lanes(tickets)
                 raise
@@ -574,7 +572,10 @@ class TradingService:
         finally:
             if not submitted:
                 self._leave()
-        future.add_done_callback(lambda f: self._finished(signal_id, f))
+        if future.done():  # answered in this thread: the journal's final status is written off the answer's path
+            execution.executor("signal").submit(self._finished, signal_id, future, signal, recorder.name, received)
+        else:
+            future.add_done_callback(lambda f: self._finished(signal_id, f, signal, recorder.name, received))
         budget = max(0.0, self.settings.webhook_budget_s - (time.perf_counter() - received))
         try:
             contract, outcomes = future.result(timeout=budget)
@@ -608,6 +609,42 @@ class TradingService:
         except SignalError:
             return {}  # the resolver reports it; nothing will run
         return execution.reserve_lanes([t.id for t, _ in targets], root)
+
+    def _run_here(self, signal, targets, signal_id: str, tickets, recorder: str, received: float):
+        """One account whose contract is already known: its order leaves from this (the request's)
+        thread, without a hand-off to the signal executor first (``fan_out.run_now``; the answer
+        is awaited here within the webhook budget).  -> Future of ``(contract, outcomes)``, or
+        None when that path does not apply (nothing done: run ``_process`` in the executor)."""
+        if len(targets) != 1 or signal.test or self.resolver is None:
+            return None
+        contract = self.resolver.cached(signal.symbol)
+        if contract is None:
+            return None
+        from . import fan_out
+        from .signals import needs_position
+        target, conn = targets[0]
+        budget = self.settings.webhook_budget_s - (time.perf_counter() - received)
+        account = fan_out.run_now(signal, contract, target, conn, tickets.get(target.id), self.journal, signal_id,
+                                  self.settings, self._planner(recorder, signal_id), needs_position,
+                                  wait_s=max(0.0, budget - 0.05))
+        if account is None:
+            return None
+        if account.done() and account.exception() is None:
+            outcomes = [account.result()]
+            if not any(o.status == "rejected" and "InvalidContract" in (o.error or "") for o in outcomes):
+                self._risk_notes(signal_id, outcomes)
+                done: concurrent.futures.Future = concurrent.futures.Future()
+                done.set_result((contract, outcomes))
+                return done
+        return execution.executor("signal").submit(self._complete, signal, contract, targets, signal_id, recorder,
+                                                    account)
+
+    def _complete(self, signal, contract, targets, signal_id: str, recorder: str, account):
+        """The rest of ``_process`` for an account started by ``_run_here``."""
+        outcomes = [account.result()]
+        contract, outcomes = self._after_invalid_contract(signal, contract, targets, signal_id, outcomes, recorder)
+        self._risk_notes(signal_id, outcomes)
+        return contract, outcomes
 
     def _process(self, signal, targets, signal_id: str, tickets=None, recorder: str = ""):
         """In the executor: resolve the symbol, then run every account.  -> (contract, outcomes)."""
@@ -664,7 +701,9 @@ class TradingService:
         for outcome in outcomes:
             outcome.risk = notes.get(outcome.account_id, [])
 
-    def _finished(self, signal_id: str, future: concurrent.futures.Future) -> None:
+    def _finished(self, signal_id: str, future: concurrent.futures.Future, signal=None, recorder: str = "",
+                  received: Optional[float] = None) -> None:
+        outcomes = []
         try:
             try:
                 contract, outcomes = future.result()
@@ -681,7 +720,13 @@ class TradingService:
                 self.journal.set_signal_status(signal_id, status, summary)
             except Exception:
                 logger.exception("Could not record the outcome of signal %s", signal_id)
-            logger.info("Signal %s done: %s", signal_id, status)
+            if signal is None:
+                logger.info("Signal %s done: %s", signal_id, status)
+            else:  # the signal's one INFO line (per-order lines are DEBUG; failures WARNING/ERROR)
+                logger.info("Signal %s %s: recorder=%s action=%s symbol=%s qty=%s%s accounts=%d%s%s", signal_id,
+                            status, recorder, signal.action, signal.symbol, signal.quantity,
+                            " TEST" if signal.test else "", len(outcomes), _accounts_brief(outcomes),
+                            "" if received is None else " in %.1f ms" % ((time.perf_counter() - received) * 1000))
         finally:
             self._leave()
 
@@ -746,7 +791,7 @@ class TradingService:
             except SignalError as exc:
                 return WebhookResult(400, _signal_error(exc, signal))
             signal_id, duplicate, existing = self.journal.record_signal(
-                MANUAL_RECORDER, signal.payload, signal.signal_id, payload_hash(signal.payload), 0)
+                MANUAL_RECORDER, signal.payload, signal.signal_id, None, 0)
             if duplicate:
                 return WebhookResult(200, {"success": True, "duplicate": True, "signal_id": existing,
                                            "message": "duplicate id: already received, nothing placed"})
@@ -888,6 +933,16 @@ def _signal_error(exc: SignalError, signal=None) -> dict:
         # the resolver does not know how the sender spelled the field: ticker or symbol
         field = next((k for k in signal.payload if k.lower() in ("ticker", "symbol")), field)
     return {"success": False, "error": {"code": exc.code, "field": field, "message": exc.message}}
+
+
+def _accounts_brief(outcomes, limit: int = 5) -> str:
+    """`` [DEMO1 acked #123 websocket, ...]`` for the signal's log line (the first ``limit``)."""
+    if not outcomes:
+        return ""
+    parts = [f"{o.account_name} {o.status}" + (f" #{o.order_id}" if o.order_id is not None else "")
+             + (f" {o.transport}" if o.transport else "") for o in outcomes[:limit]]
+    more = f", +{len(outcomes) - limit} more" if len(outcomes) > limit else ""
+    return " [" + ", ".join(parts) + more + "]"
 
 
 def _summary_status(outcomes) -> str:

@@ -272,16 +272,21 @@ class TradovateIntegration:
             probe_timeout_s=s.ws_probe_timeout_s,
         )
 
-    def _ws_order(self, ws: TradovateWebSocket, endpoint: str, body: dict) -> Any:
-        """The socket's answer ``d`` (a penalty is waited out and resent with its ticket)."""
+    def _ws_order(self, ws: TradovateWebSocket, endpoint: str, body: dict,
+                  sent: Optional[Callable[[], Any]] = None) -> Any:
+        """The socket's answer ``d`` (a penalty is waited out and resent with its ticket).
+        ``sent``: the first frame was already written in a batch; ``sent()`` is its answer."""
         def send(ticket: Optional[str]) -> Any:
+            if ticket is None and sent is not None:
+                return sent()
             b = body if ticket is None else dict(body, **{"p-ticket": ticket})
             return ws.request(endpoint, b, timeout=self.settings.order_ack_timeout_s)
         return self._with_penalty(send, endpoint)
 
-    def send_ws(self, ws: TradovateWebSocket, endpoint: str, body: dict) -> Attempt:
+    def send_ws(self, ws: TradovateWebSocket, endpoint: str, body: dict,
+                sent: Optional[Callable[[], Any]] = None) -> Attempt:
         """One order attempt over the socket, classified (never raises)."""
-        return attempt_of("websocket", lambda: self._ws_order(ws, endpoint, body))
+        return attempt_of("websocket", lambda: self._ws_order(ws, endpoint, body, sent))
 
     def send_rest(self, endpoint: str, body: dict) -> Attempt:
         """One order attempt over REST, classified (never raises)."""
@@ -315,5 +320,13 @@ class TradovateIntegration:
     ) -> OrderResult:
         """Place one order intent; see ``order_router`` for the transport rules.  Never raises for
         a broker outcome: ``OrderResult.status`` is acked / rejected / not_sent / unknown."""
+        return self.smart_order(body, ws, endpoint, cl_ord_id, fallback_reason=fallback_reason,
+                                on_unknown=on_unknown).run()
+
+    def smart_order(self, body: dict, ws: Optional[TradovateWebSocket] = None, endpoint: str = "order/placeorder",
+                    cl_ord_id: Optional[str] = None, *, fallback_reason: Optional[str] = None,
+                    on_unknown: Optional[Callable[[str], None]] = None) -> SmartOrder:
+        """The intent, ready to ``run()`` (its ``body`` carries the intent id): a fan-out writes
+        several intents' frames in one batch, then runs each with ``run(sent=...)``."""
         return SmartOrder(self, body, ws, endpoint, cl_ord_id, new_cl_ord_id, fallback_reason=fallback_reason,
-                          on_unknown=on_unknown).run()
+                          on_unknown=on_unknown)

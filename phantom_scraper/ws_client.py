@@ -25,13 +25,14 @@ without a suspension point, so once our own OPEN check has passed the frame coun
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import enum
 import itertools
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import websockets
 from websockets.protocol import State as _ProtoState
@@ -68,9 +69,49 @@ class _Attempt:
 
 @dataclass
 class _Pending:
-    future: "asyncio.Future[Any]"
+    future: "concurrent.futures.Future[Any]"  # resolved by the loop thread, waited on by the caller
     endpoint: str
     sent_mono: float
+
+
+class RequestBatch:
+    """Requests handed to the socket's loop together (``request_many``): one future per request.
+
+    ``result(i)`` waits for request ``i``'s ``d`` (or raises its ``TradovateError``); the loop
+    fails a request with ``OutcomeUnknownError`` once its timeout has passed after the write, so the
+    wait here is bounded by ``timeout`` plus a second for a loop that never ran the batch at all.
+    """
+
+    def __init__(self, ws: "TradovateWebSocket", items: List[Tuple[str, str, str]], timeout: float):
+        self.ws = ws
+        self.items = items  # (endpoint, query, body_text)
+        self.timeout = timeout
+        self.futures: List["concurrent.futures.Future[Any]"] = [concurrent.futures.Future() for _ in items]
+        self.attempt = _Attempt()
+        self.deadline = time.monotonic() + timeout + 1.0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def result(self, index: int) -> Any:
+        fut = self.futures[index]
+        try:
+            return fut.result(timeout=max(0.0, self.deadline - time.monotonic()))
+        except TradovateError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the loop did not answer in time
+            with self.attempt.lock:  # claim: decide whether the batch may still start
+                started = self.attempt.started
+                self.attempt.abandoned = True
+            endpoint = self.items[index][0]
+            if not started:
+                raise NotSentError(f"{self.ws.name}: socket loop did not run {endpoint}") from exc
+            raise OutcomeUnknownError(f"{self.ws.name}: {endpoint} sent, no answer ({type(exc).__name__})") from exc
+
+    def fail_unsent(self, error: TradovateError, start: int = 0) -> None:
+        for fut in self.futures[start:]:
+            if not fut.done():
+                fut.set_exception(error)
 
 
 class TradovateWebSocket:
@@ -166,31 +207,33 @@ class TradovateWebSocket:
 
     def request(self, endpoint: str, body: Any = None, query: str = "", timeout: float = 5.0) -> Any:
         """Send one request and return its ``d``; always bounded by ``timeout``."""
+        return self.request_many([(endpoint, body, query)], timeout=timeout).result(0)
+
+    def request_many(self, requests: Sequence[tuple], timeout: float = 5.0) -> RequestBatch:
+        """Write every request's frame back to back in ONE pass of the socket's loop (one hand-off
+        to the loop thread for all of them) and return at once; ``batch.result(i)`` waits for
+        request ``i``.  ``requests`` are ``(endpoint, body)`` or ``(endpoint, body, query)``.
+
+        Raises ``NotSentError`` (nothing written) when the socket is not open; a bad body raises
+        here, in the caller, before anything is sent.  Each request then ends exactly as one
+        ``request()`` would: its ``d``, ``NotSentError`` (frame never written), ``OutcomeUnknownError``
+        (written, then no answer within ``timeout`` or the socket lost) or the broker's error.
+        """
         loop = self._loop
+        first = requests[0][0] if requests else "request"
         if self._state is not ConnState.OPEN or loop is None or loop.is_closed():
-            raise NotSentError(f"{self.name}: socket is {self._state.value}; {endpoint} not sent")
+            raise NotSentError(f"{self.name}: socket is {self._state.value}; {first} not sent")
         if threading.current_thread() is self._thread:
-            raise NotSentError(f"{self.name}: request() from the socket thread would deadlock; {endpoint} not sent")
-        body_text = encode_body(body)  # a bad body fails here, in the caller, before anything is sent
-        attempt = _Attempt()
-        coro = self._send_request(attempt, endpoint, query, body_text, timeout)
+            raise NotSentError(f"{self.name}: request() from the socket thread would deadlock; {first} not sent")
+        items = [(r[0], r[2] if len(r) > 2 else "", encode_body(r[1] if len(r) > 1 else None)) for r in requests]
+        batch = RequestBatch(self, items, timeout)
+        if not items:
+            return batch
         try:
-            fut = asyncio.run_coroutine_threadsafe(coro, loop)
+            loop.call_soon_threadsafe(self._send_batch, batch)
         except RuntimeError as exc:  # loop closed between the check and the call
-            coro.close()  # never started: close it so it is not reported as "never awaited"
-            raise NotSentError(f"{self.name}: socket loop is gone; {endpoint} not sent") from exc
-        try:
-            return fut.result(timeout=timeout + 1.0)
-        except TradovateError:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - the loop did not answer in time
-            fut.cancel()
-            with attempt.lock:  # claim: decide whether the coroutine may still start
-                started = attempt.started
-                attempt.abandoned = True
-            if not started:
-                raise NotSentError(f"{self.name}: socket loop did not run {endpoint}") from exc
-            raise OutcomeUnknownError(f"{self.name}: {endpoint} sent, no answer ({type(exc).__name__})") from exc
+            raise NotSentError(f"{self.name}: socket loop is gone; {first} not sent") from exc
+        return batch
 
     def pending_count(self) -> int:
         """Requests written and not yet answered (nor timed out)."""
@@ -342,11 +385,13 @@ class TradovateWebSocket:
                         self._dispatch_event(event)
                     return
 
-    async def _send_request(self, attempt: _Attempt, endpoint: str, query: str, body_text: str, timeout: float) -> Any:
-        with attempt.lock:  # claim: the caller may have given up before we started
-            if attempt.abandoned:
-                raise NotSentError(f"{self.name}: {endpoint} abandoned before sending")
-            attempt.started = True
+    def _send_batch(self, batch: RequestBatch) -> None:
+        """Loop thread: write the batch's frames back to back, then time each answer out."""
+        with batch.attempt.lock:  # claim: the caller may have given up before we started
+            if batch.attempt.abandoned:
+                batch.fail_unsent(NotSentError(f"{self.name}: requests abandoned before sending"))
+                return
+            batch.attempt.started = True
         proto = self._ws
         if (
             self._state is not ConnState.OPEN
@@ -356,32 +401,61 @@ class TradovateWebSocket:
             or proto.transport is None
             or proto.transport.is_closing()
         ):
-            raise NotSentError(f"{self.name}: socket is {self._state.value}; {endpoint} not sent")
-        rid = next(self._ids)
-        loop = asyncio.get_running_loop()
-        pending = _Pending(loop.create_future(), endpoint, time.monotonic())
-        self._pending[rid] = pending
-        frame = encode_frame(endpoint, rid, query, body_text)
-        logger.debug("%s > %s", self.name, redact(frame[:500]))
-        # From here on the frame counts as written (no suspension point before transport.write).
-        self._stats["requests_sent"] += 1
-        is_order = endpoint.lower().startswith("order/")
-        if is_order:
-            self._stats["orders_sent"] += 1
+            batch.fail_unsent(NotSentError(f"{self.name}: socket is {self._state.value}; not sent"))
+            return
+        rids = []
+        debug = logger.isEnabledFor(logging.DEBUG)
+        for index, (endpoint, query, body_text) in enumerate(batch.items):
+            future = batch.futures[index]
+            if future.done():  # (cannot happen: nothing else resolves an unsent request)
+                continue
+            rid = next(self._ids)
+            frame = encode_frame(endpoint, rid, query, body_text)
+            if debug:
+                logger.debug("%s > %s", self.name, redact(frame[:500]))
+            pending = _Pending(future, endpoint, time.monotonic())
+            self._pending[rid] = pending
+            # From here on the frame counts as written: the protocol is OPEN and its transport
+            # not closing, so write_frame_sync reaches transport.write (no suspension point).
+            self._stats["requests_sent"] += 1
+            if endpoint[:6].lower() == "order/":
+                self._stats["orders_sent"] += 1
+            try:
+                proto.write_frame_sync(True, 0x1, frame.encode("utf-8"))
+            except Exception as exc:  # noqa: BLE001 - any failure during the write is ambiguous
+                self._pending.pop(rid, None)
+                future.set_exception(OutcomeUnknownError(
+                    f"{self.name}: {endpoint} #{rid} written, then {type(exc).__name__}"))
+                batch.fail_unsent(NotSentError(f"{self.name}: socket failed while writing; not sent"), index + 1)
+                self._begin_shutdown(f"write failed ({type(exc).__name__})", abort=True)
+                break
+            rids.append(rid)
+        if rids:
+            loop = asyncio.get_running_loop()
+            loop.call_later(batch.timeout, self._expire, rids, batch.timeout)
+            if proto.transport.get_write_buffer_size() > 0:
+                loop.create_task(self._drain(proto))  # flow control, as websockets' send() does
+
+    @staticmethod
+    async def _drain(proto: Any) -> None:
         try:
-            await proto.send(frame)
-        except Exception as exc:  # noqa: BLE001 - any failure after the write is ambiguous
+            await proto.drain()
+        except Exception:  # noqa: BLE001 - a dead socket is noticed by the reader
+            pass
+
+    def _expire(self, rids: List[int], timeout: float) -> None:
+        """Loop thread: requests of a batch still unanswered after ``timeout`` are unknown."""
+        now = time.monotonic()
+        for rid in rids:
+            pending = self._pending.get(rid)
+            if pending is None or pending.future.done():
+                continue
+            if now - pending.sent_mono < timeout:  # (timer fired early: look again later)
+                asyncio.get_running_loop().call_later(timeout - (now - pending.sent_mono), self._expire, [rid], timeout)
+                continue
             self._pending.pop(rid, None)
-            raise OutcomeUnknownError(f"{self.name}: {endpoint} #{rid} written, then {type(exc).__name__}") from exc
-        remaining = max(0.0, timeout - (time.monotonic() - pending.sent_mono))
-        try:
-            result = await asyncio.wait_for(asyncio.shield(pending.future), remaining)
-        except asyncio.TimeoutError as exc:
-            self._pending.pop(rid, None)
-            raise OutcomeUnknownError(f"{self.name}: no answer to {endpoint} #{rid} within {timeout} s") from exc
-        if is_order:
-            self._stats["last_order_latency_ms"] = round((time.monotonic() - pending.sent_mono) * 1000.0, 1)
-        return result
+            pending.future.set_exception(
+                OutcomeUnknownError(f"{self.name}: no answer to {pending.endpoint} #{rid} within {timeout} s"))
 
     # ------------------------------------------------------------------ background tasks
     async def _reader(self) -> None:
@@ -476,6 +550,8 @@ class TradovateWebSocket:
             return
         status = as_int(msg.get("s")) or 0
         d = decode_d(msg.get("d"))
+        if pending.endpoint[:6].lower() == "order/":
+            self._stats["last_order_latency_ms"] = round((time.monotonic() - pending.sent_mono) * 1000.0, 1)
         where = f"{self.name}: {pending.endpoint} #{rid}"
         if status == 429:
             pending.future.set_exception(RateLimitedError(f"{where}: rate limited (s=429)"))
@@ -519,23 +595,27 @@ class TradovateWebSocket:
         self._state = ConnState.CLOSING
         self._close_reason = reason
         pending, self._pending = self._pending, {}
-        for rid, p in pending.items():
-            if not p.future.done():
-                p.future.set_exception(
-                    OutcomeUnknownError(f"{self.name}: socket closed ({reason}) before the answer to {p.endpoint} #{rid}")
-                )
-        await asyncio.sleep(0)  # let the failed requests report before anything is torn down
+
+        def fail_pending() -> None:  # the waiting callers are woken (their futures are thread-safe)
+            for rid, p in pending.items():
+                if not p.future.done():
+                    p.future.set_exception(OutcomeUnknownError(
+                        f"{self.name}: socket closed ({reason}) before the answer to {p.endpoint} #{rid}"))
+
         current = asyncio.current_task()
         for task in self._tasks:
             if task is not current:
                 task.cancel()
         ws = self._ws
-        if ws is not None:
+        if abort or ws is None:  # immediate: the callers learn of it once the socket is gone
+            if ws is not None and ws.transport is not None:
+                ws.transport.abort()
+            self._state = ConnState.CLOSED
+            fail_pending()
+        else:  # a closing handshake may take a while: fail the requests first
+            fail_pending()
             try:
-                if abort and ws.transport is not None:
-                    ws.transport.abort()
-                else:
-                    await asyncio.wait_for(ws.close(), self._close_timeout_s + 0.5)
+                await asyncio.wait_for(ws.close(), self._close_timeout_s + 0.5)
             except Exception:  # noqa: BLE001 - closing is best effort
                 if ws.transport is not None:
                     ws.transport.abort()

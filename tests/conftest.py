@@ -20,6 +20,17 @@ from phantom_scraper.tradovate_sim import Simulator  # noqa: E402
 from tests.helpers import FAST, SIM_TEST_CONFIG, ConnectProbe, Logins, rs, server_settings  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def fresh_lanes(monkeypatch):
+    """Each test starts with no (account, product) lane history: the simulators of different tests
+    reuse account ids, and a lane's 'previous orders' from a stopped simulator would otherwise be
+    waited for (or make the next signal take the general path) in the next test."""
+    from phantom_scraper import execution
+    from phantom_scraper.account_lanes import AccountLanes
+
+    monkeypatch.setattr(execution, "LANES", AccountLanes(lambda: execution.executor("order")))
+
+
 @pytest.fixture
 def sim():
     """A running Tradovate simulator on 127.0.0.1 (both ports ephemeral), stopped after the test."""

@@ -105,7 +105,7 @@ def test_websocket_success(sim, make_ti, caplog):
     body = order_body(ti)
     ws = ti.open_websocket()
     try:
-        with caplog.at_level(logging.INFO):
+        with caplog.at_level(logging.DEBUG):  # per-order lines are DEBUG: a signal's one INFO line is the service's
             res = ti.place_order_smart(body, ws=ws, cl_ord_id="intent-ws-1")
     finally:
         ws.close()

@@ -15,6 +15,7 @@ from phantom_scraper.errors import BrokerError
 from phantom_scraper.journal import Journal
 from phantom_scraper.signals import AccountTarget, SymbolResolver
 from phantom_scraper.tradovate_sim import UserSpec
+from phantom_scraper.ws_client import TradovateWebSocket
 from tests.helpers import FAST, SIM_CFG, WAIT_S, run_signal, service_settings, targets_of, wait_for
 
 
@@ -29,11 +30,26 @@ def book_for(sim, cl_ord_id):
     return [o for o in sim.orders() if o["clOrdId"] == cl_ord_id]
 
 
-def test_every_account_runs_in_parallel_and_reports_its_outcome(make_multi_sim, logins_for, journal):
+@pytest.mark.parametrize("payload", [
+    {"action": "buy", "symbol": "NQ", "qty": 2},  # no position read: the frames go out in one batch
+    {"action": "buy", "symbol": "NQ", "qty": 2, "sentiment": "long"},  # a position read first: one job per account
+], ids=["batched", "per-account"])
+def test_every_account_runs_in_parallel_and_reports_its_outcome(make_multi_sim, logins_for, journal, monkeypatch,
+                                                                payload):
     sim = make_multi_sim([UserSpec.with_accounts("fan", "pw", 4, prefix="FAN")], **SIM_CFG)
     ti, conn, accounts = logins_for(sim).add("fan", "pw")
     rs.get_pooled_connection_sync(int(accounts[0]["id"]), True)
-    # Parallel, shown without timing: every account must reach the broker call before any may go on.
+    batches = []
+    request_many = TradovateWebSocket.request_many
+
+    def spy(self, requests, timeout=5.0):
+        batches.append([r[0] for r in requests])
+        return request_many(self, requests, timeout)
+
+    monkeypatch.setattr(TradovateWebSocket, "request_many", spy)
+    # Parallel, shown without timing.  Batched: every account's frame is handed to the socket in ONE
+    # request_many call before any answer is waited for.  Per account: every account must reach the
+    # broker call before any may go on.
     all_in = threading.Barrier(len(accounts), timeout=WAIT_S)
     place = ti.place_order_smart
 
@@ -42,7 +58,12 @@ def test_every_account_runs_in_parallel_and_reports_its_outcome(make_multi_sim, 
         return place(*args, **kwargs)
 
     ti.place_order_smart = place_when_all_arrived
-    signal_id, outcomes = run_signal(journal, ti, targets_of(conn, accounts), {"action": "buy", "symbol": "NQ", "qty": 2})
+    signal_id, outcomes = run_signal(journal, ti, targets_of(conn, accounts), payload)
+    placements = [b for b in batches if b and b[0].startswith("order/")]
+    if "sentiment" in payload:
+        assert placements == [["order/placeorder"]] * 4  # one request per account, from four threads
+    else:
+        assert placements == [["order/placeorder"] * 4]  # one hand-off to the socket for all four
     assert [o.account_name for o in outcomes] == [a["name"] for a in accounts]  # in the order given
     for outcome in outcomes:
         assert (outcome.status, outcome.transport, outcome.error) == ("acked", "websocket", None)

@@ -326,3 +326,68 @@ def _capture(fn, *args, **kw):
         return fn(*args, **kw)
     except Exception as exc:  # noqa: BLE001
         return exc
+
+
+# ------------------------------------------------------------------ request_many (fan-out batches)
+
+def test_request_many_writes_every_frame_before_any_answer_and_resolves_each(server):
+    """One hand-off for the whole batch: the server sees all frames before it answers any (it
+    answers only once it holds them all), each future gets its own answer, ids are distinct."""
+    held = []
+
+    async def hold_until_all(ws, rid, query, body):
+        held.append((rid, json.loads(body)))
+        if len(held) == 3:
+            for r, b in held:
+                await ws.send("a" + json.dumps([{"s": 200, "i": r, "d": {"n": b["n"]}}]))
+
+    server.actions["order/placeorder"] = hold_until_all
+    with make(server.url).connect() as ws:
+        batch = ws.request_many([("order/placeorder", {"n": n}) for n in range(3)], timeout=2)
+        assert [batch.result(i)["n"] for i in range(len(batch))] == [0, 1, 2]
+        assert len({rid for rid, _ in held}) == 3
+        assert ws.stats()["orders_sent"] == 3 and ws.pending_count() == 0
+
+
+def test_request_many_classifies_each_request_on_its_own(server):
+    async def by_body(ws, rid, query, body):
+        n = json.loads(body)["n"]
+        if n == 1:
+            await ws.send("a" + json.dumps([{"s": 404, "i": rid, "d": json.dumps("Not found")}]))
+        elif n == 2:
+            return  # never answered
+        else:
+            await ws.send("a" + json.dumps([{"s": 200, "i": rid, "d": {"orderId": 100 + n}}]))
+
+    server.actions["order/placeorder"] = by_body
+    with make(server.url).connect() as ws:
+        batch = ws.request_many([("order/placeorder", {"n": n}) for n in range(4)], timeout=0.3)
+        assert batch.result(0) == {"orderId": 100}
+        with pytest.raises(BrokerError):
+            batch.result(1)
+        with pytest.raises(OutcomeUnknownError):  # written, no answer within its timeout
+            batch.result(2)
+        assert batch.result(3) == {"orderId": 103}
+        assert ws.pending_count() == 0  # the unanswered one was forgotten at its timeout
+
+
+def test_request_many_on_a_closed_socket_writes_nothing(server):
+    ws = make(server.url).connect()
+    ws.close()
+    with pytest.raises(NotSentError):
+        ws.request_many([("order/placeorder", {"n": 1}), ("order/placeorder", {"n": 2})], timeout=1)
+    assert not [f for f in server.frames if f.startswith("order/")]
+
+
+def test_request_many_pending_fail_unknown_when_the_socket_drops(server):
+    server.actions["order/placeorder"] = "silent"
+    with make(server.url).connect() as ws:
+        batch = ws.request_many([("order/placeorder", {"n": n}) for n in range(2)], timeout=5)
+        wait_until = time.monotonic() + 2
+        while len([f for f in server.frames if f.startswith("order/")]) < 2 and time.monotonic() < wait_until:
+            time.sleep(0.01)
+        for conn in list(server.conns):
+            asyncio.run_coroutine_threadsafe(conn.close(), server.loop).result(2)
+        for i in range(2):
+            with pytest.raises(OutcomeUnknownError):
+                batch.result(i)

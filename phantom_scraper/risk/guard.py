@@ -106,6 +106,7 @@ class RiskGuard:
         self._last_flatten: Dict[int, float] = {}
         self._snapshots: Dict[int, Tuple[float, dict]] = {}
         self._close_marks: Dict[int, float] = {}
+        self._peak_saved_at: Dict[int, float] = {}  # watcher thread only
         self._last_values: Dict[int, dict] = {}
         self._force_tick = False
         self.broker_reads = 0
@@ -150,6 +151,8 @@ class RiskGuard:
             self._thread = None
         if self.feed is not None:
             self.feed.stop()
+        if self.store is not None:
+            self._save_peaks()
 
     def limits_for(self, account_id: int) -> RiskLimits:
         return self._by_name.get(self._accounts.get(account_id, ""), self.defaults)
@@ -287,12 +290,24 @@ class RiskGuard:
         peak, saved = entry[1], entry[2]
         if total is not None and total > peak:
             peak = total
-        if self.store is not None and peak > saved:  # only a new high is written
+        # Only a new high is written, at most once a second per account (a rally quotes many times
+        # a second); stop() writes the last one.
+        if self.store is not None and peak > saved and time.monotonic() - self._peak_saved_at.get(account_id, 0.0) >= 1.0:
             self.store.save_day(account_id, day, peak, total if total is not None else peak)
             saved = peak
+            self._peak_saved_at[account_id] = time.monotonic()
         with self._lock:
             self._peaks[account_id] = (day, peak, saved)
         return peak
+
+    def _save_peaks(self) -> None:
+        with self._lock:
+            unsaved = [(a, day, peak) for a, (day, peak, saved) in self._peaks.items() if peak > saved]
+        for account_id, day, peak in unsaved:
+            try:
+                self.store.save_day(account_id, day, peak, peak)
+            except Exception:
+                log.exception("risk: could not journal the day's peak of %s", self._accounts.get(account_id))
 
     def _evaluate(self, account_id: int, now: float) -> None:
         values = self.pnl(account_id, now)
@@ -439,8 +454,9 @@ class RiskGuard:
         for account_id in sorted(self._accounts):
             positions = self.broker.positions(account_id) if self.broker is not None else {}
             open_contracts = {c for c, (n, _p) in positions.items() if n}
-            wanted |= open_contracts
-            self._value_points(open_contracts)
+            if self.limits_for(account_id).watches_pnl:  # no broker read for an account without P&L limits
+                wanted |= open_contracts
+                self._value_points(open_contracts)
             self._poll_snapshot(account_id, now)
             if self._fresh(account_id):  # decisions about positions wait for the sync snapshot
                 self._check_close(account_id, now, open_contracts)

@@ -54,6 +54,7 @@ class QuoteFeed:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.last_error: Optional[str] = None
+        self._token_renewed = False  # the login's token changed: reconnect with the new one
         self.quotes_received = 0
         self.requests_sent = 0
 
@@ -68,6 +69,12 @@ class QuoteFeed:
             self._wanted = set(contract_ids)
         if changed:
             self._wake.set()
+
+    def token_renewed(self, _token=None) -> None:
+        """Token listener (any thread): the feed's thread reconnects with the fresh token."""
+        with self._lock:
+            self._token_renewed = True
+        self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -106,7 +113,13 @@ class QuoteFeed:
     def _tend(self) -> None:
         with self._lock:
             ws, wanted = self._ws, set(self._wanted)
-        if not wanted:
+            renewed, self._token_renewed = self._token_renewed, False
+        if renewed and ws is not None:  # quotes pause for one reconnect, never for a token expiry
+            ws.close("token renewed")
+            ws = None
+        if not wanted and (ws is None or not ws.is_open):
+            with self._lock:
+                self._subscribed = set()
             return
         if ws is None or not ws.is_open:
             token = self._token()

@@ -194,6 +194,19 @@ class SymbolResolver:
                      f", rolls on {next_roll.isoformat()}" if next_roll else "")
         return contract
 
+    def cached(self, symbol: str) -> Optional[Contract]:
+        """The contract ``resolve`` would return without asking the broker, or None (not cached,
+        due for a refresh or a roll, or not a symbol)."""
+        try:
+            root, name = parse_symbol(symbol)
+        except SignalError:
+            return None
+        with self._lock:
+            cached = self._cache.get(name or root + "!")
+        if cached is not None and self._clock() < cached[2] and (cached[3] is None or self.today() < cached[3]):
+            return cached[1]
+        return None
+
     def refused(self, symbol: str, contract: Contract) -> None:
         """The broker answered ``InvalidContract`` for ``contract``: forget it for ``symbol``
         and skip it when the front is picked again."""
