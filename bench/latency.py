@@ -689,7 +689,7 @@ def gunicorn_rows(workdir: Path, sim: SimProcess, *, seconds: float, clients: in
         if py_spy and workers:  # sample the worker during row 7 (py-spy must be installed; not a dependency)
             exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             spy = subprocess.Popen([exe, "record", "--pid", str(workers[0]), "--duration", str(int(seconds)),
-                                    "--rate", "250", "--threads", "--format", "raw", "--output", py_spy],
+                                    "--rate", "250", "--nonblocking", "--format", "raw", "--output", py_spy],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # attached before the load starts
         results: List[List[tuple]] = [[] for _ in range(clients)]
@@ -1114,7 +1114,7 @@ def main(argv=None) -> int:
     ap.add_argument("--clients", type=int, default=16, help="row 7 client threads")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--py-spy", default=None, metavar="FILE",
-                    help="row 7: sample the gunicorn worker with py-spy (collapsed stacks to FILE; "
+                    help="row 7: sample the gunicorn worker with py-spy, non-blocking (collapsed stacks to FILE; "
                          "summarise with python -m bench.pyspy_summary FILE)")
     ap.add_argument("--door-compare", action="store_true",
                     help="only row (1g), front door vs plain gthread side by side (issue 19)")
