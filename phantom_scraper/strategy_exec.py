@@ -24,7 +24,6 @@ from .strategy_store import StrategyStore
 log = logging.getLogger(__name__)
 
 ENDPOINT = "orderStrategy/startorderstrategy"
-INTERRUPT = "orderStrategy/interruptorderstrategy"
 
 
 def store_for(journal) -> StrategyStore:
@@ -74,7 +73,7 @@ def strategy_order_ids(ti, intent_id: str, strategy_id: Any) -> List[int]:
     if strategy_id is None:
         return []
     try:
-        links = ti._list("orderStrategyLink", int(strategy_id)) or []
+        links = ti.list_deps("orderStrategyLink", int(strategy_id)) or []
     except TradovateError as exc:
         log.warning("order strategy %s: links unreadable (%s)", strategy_id, exc)
         return []
@@ -91,7 +90,7 @@ def interrupt_open(journal, ti, account_id: int, contract_id: int) -> List[int]:
         if rec["strategy_id"] is None:
             continue  # never acknowledged: liquidation cancels whatever legs exist
         try:
-            answer = ti._rest_call("POST", INTERRUPT, body={"orderStrategyId": rec["strategy_id"]})
+            answer = ti.interrupt_order_strategy(rec["strategy_id"])
         except TradovateError as exc:
             log.warning("interrupt of order strategy %s (account %s) failed: %s; liquidating anyway",
                         rec["strategy_id"], rec["account_name"], exc)
@@ -112,8 +111,7 @@ def refresh(journal, integration_for_account) -> int:
         if rec["strategy_id"] is None:
             continue
         try:
-            entity = integration_for_account(rec["account_id"])._rest_call(
-                "GET", "orderStrategy/item", params={"id": rec["strategy_id"]})
+            entity = integration_for_account(rec["account_id"]).get_order_strategy(rec["strategy_id"])
         except TradovateError:
             continue
         if isinstance(entity, dict) and entity.get("status") not in (None, "ActiveStrategy"):
