@@ -16,6 +16,8 @@ after the answer.
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from typing import Any, Dict, List
 
 from .errors import TradovateError
@@ -26,18 +28,22 @@ log = logging.getLogger(__name__)
 ENDPOINT = "orderStrategy/startorderstrategy"
 
 
+_stores: "weakref.WeakKeyDictionary[Any, StrategyStore]" = weakref.WeakKeyDictionary()
+_stores_lock = threading.Lock()  # guards _stores only
+
+
 def store_for(journal) -> StrategyStore:
     """One store per journal (its table is created once).  A wrapper that batches intent states
     (execution's fan-out) is unwrapped to its journal."""
-    if not hasattr(journal, "_write") and hasattr(journal, "journal"):
+    if not hasattr(journal, "write") and hasattr(journal, "journal"):
         journal = journal.journal
-    store = getattr(journal, "_strategy_store", None)
-    if store is None:
-        store = StrategyStore(journal)
+    with _stores_lock:
         try:
-            journal._strategy_store = store
-        except AttributeError:  # a journal stand-in without attributes: a fresh store each time
-            pass
+            store = _stores.get(journal)
+            if store is None:
+                store = _stores[journal] = StrategyStore(journal)
+        except TypeError:  # a journal stand-in that cannot be weakly referenced: a fresh store each time
+            store = StrategyStore(journal)
     return store
 
 
