@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import weakref
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from . import exit_legs
@@ -41,7 +42,7 @@ class AccountLanes:
         self._lock = threading.Lock()
         self._unsettled: Dict[LaneKey, tuple] = {}  # key -> (conn, account id, contract id, order ids)
         self._roots: Dict[int, str] = {}  # contract id -> product root (learnt from signals)
-        self._watched: Dict[int, Any] = {}  # id(broker_state) -> settings used by its upkeep jobs
+        self._watched: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()  # state -> settings
         self._upkeep_queued: set = set()  # (key, contract id) with an upkeep job waiting
 
     # ------------------------------------------------------------------ reserving
@@ -130,9 +131,9 @@ class AccountLanes:
         if state is None:
             return
         with self._lock:
-            if id(state) in self._watched:
+            if state in self._watched:
                 return
-            self._watched[id(state)] = settings
+            self._watched[state] = settings
         state.add_listener(lambda etype, event, entity: self._on_change(conn, settings, etype, entity))
 
     def _on_change(self, conn, settings, etype: str, entity: Optional[dict]) -> None:
