@@ -249,7 +249,39 @@ def install_hooks() -> None:
         finally:
             threading.Thread(target=fresh.close, daemon=True, name="bench-close").start()
 
-    TradovateIntegration.place_order_smart = smart
+    if hasattr(TradovateIntegration, "smart_order"):  # every placement builds its order here (issue 17)
+        orig_smart_order = TradovateIntegration.smart_order
+
+        def smart_order(self, body, ws=None, endpoint="order/placeorder", cl_ord_id=None, **kwargs):
+            if not (MODE["ws_new_connection"] and ws is not None):
+                return orig_smart_order(self, body, ws, endpoint, cl_ord_id, **kwargs)
+            fresh = self.open_websocket(name="bench-no-pool")  # row 4: connect + authorize for this order
+            order = orig_smart_order(self, body, fresh, endpoint, cl_ord_id, **kwargs)
+            run = order.run
+
+            def run_then_close(*args, **kw):
+                try:
+                    return run(*args, **kw)
+                finally:
+                    threading.Thread(target=fresh.close, daemon=True, name="bench-close").start()
+
+            order.run = run_then_close
+            return order
+
+        TradovateIntegration.smart_order = smart_order
+    else:
+        TradovateIntegration.place_order_smart = smart
+
+    # Row 4 needs every order to go through place_order_smart (patched above): the single-account
+    # path that sends from the request's own thread (issue 17) is turned off for that row only.
+    from phantom_scraper.service import TradingService
+
+    orig_run_here = getattr(TradingService, "_run_here", None)
+    if orig_run_here is not None:
+        def run_here(self, *args, **kwargs):
+            return None if MODE["ws_new_connection"] else orig_run_here(self, *args, **kwargs)
+
+        TradingService._run_here = run_here
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,12 +499,14 @@ def floor_rows(sim: SimProcess, *, rtt: float, n: int, warmup: int) -> List[dict
     token = _sim_rest(sim, "POST", "auth/accesstokenrequest",
                       {"name": "demo", "password": "demo", "appId": "bench", "appVersion": "1", "cid": "0",
                        "sec": ""})["accessToken"]
-    account = next(a for a in _sim_rest(sim, "GET", "account/list", token=token) if a["name"] == "DEMO0001")
+    all_accounts = sorted(_sim_rest(sim, "GET", "account/list", token=token), key=lambda a: a["name"])
+    account = next(a for a in all_accounts if a["name"] == "DEMO0001")
     contract = _sim_rest(sim, "GET", "contract/suggest?t=MNQ&l=1", token=token)[0]["name"]
     sim.set_faults(response_latency_ms=rtt)
 
-    def body(tag: str, i: int) -> str:
-        return json.dumps({"accountSpec": "DEMO0001", "accountId": account["id"], "action": "Buy" if i % 2 == 0 else "Sell",
+    def body(tag: str, i: int, acct=None) -> str:
+        acct = acct or account
+        return json.dumps({"accountSpec": acct["name"], "accountId": acct["id"], "action": "Buy" if i % 2 == 0 else "Sell",
                            "symbol": contract, "orderQty": 1, "orderType": "Market", "isAutomated": True,
                            "clOrdId": f"floor-{RUN}-{tag}-{rtt:g}-{i}"}, separators=(",", ":"))
 
@@ -495,6 +529,27 @@ def floor_rows(sim: SimProcess, *, rtt: float, n: int, warmup: int) -> List[dict
                     break
             if i >= warmup:
                 ws_lat.append((time.perf_counter() - t0) * 1000.0)
+        # Fan-out floor (issue 17): one frame per account written back to back, until the last answer.
+        fan_lat: Dict[int, List[float]] = {}
+        rid = warmup + n + 1
+        for size in (13, 50):
+            accts = [a for a in all_accounts if a["name"].startswith("DEMO")][:size]
+            if len(accts) < size:
+                continue
+            fan_lat[size] = []
+            for i in range(warmup + n):
+                first = rid
+                t0 = time.perf_counter()
+                for k, acct in enumerate(accts):
+                    ws.send(f"order/placeorder\n{rid}\n\n{body(f'fan{size}-{k}', i, acct)}")
+                    rid += 1
+                waiting = set(range(first, rid))
+                while waiting:
+                    frame = ws.recv(timeout=10)
+                    if frame.startswith("a"):
+                        waiting -= {m.get("i") for m in json.loads(frame[1:])}
+                if i >= warmup:
+                    fan_lat[size].append((time.perf_counter() - t0) * 1000.0)
     rest_lat: List[float] = []
     conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
     try:
@@ -508,9 +563,12 @@ def floor_rows(sim: SimProcess, *, rtt: float, n: int, warmup: int) -> List[dict
                 rest_lat.append((time.perf_counter() - t0) * 1000.0)
     finally:
         conn.close()
-    for key, title, lat in (("0-ws", "(0) floor: raw WS placeorder -> answer, simulator only", ws_lat),
-                            ("0-rest", "(0) floor: raw keep-alive REST placeorder, simulator only", rest_lat)):
-        row = {"key": key, "title": title, "rtt_ms": rtt, "accounts": 1, "latency_ms": summarize(lat),
+    floors = [("0-ws", "(0) floor: raw WS placeorder -> answer, simulator only", ws_lat, 1),
+              ("0-rest", "(0) floor: raw keep-alive REST placeorder, simulator only", rest_lat, 1)]
+    floors += [(f"0-ws-{size}", f"(0) floor: raw WS, {size} accounts' frames -> last answer", lat, size)
+               for size, lat in fan_lat.items()]
+    for key, title, lat, accounts in floors:
+        row = {"key": key, "title": title, "rtt_ms": rtt, "accounts": accounts, "latency_ms": summarize(lat),
                "errors": 0, "samples_ms": [round(x, 3) for x in lat]}
         s = row["latency_ms"]
         print(f"  {title:<52} RTT {rtt:>4g}  n={s['n']:<4} p50 {s['p50']!s:>8}  p99 {s['p99']!s:>8}", flush=True)
@@ -631,7 +689,7 @@ def gunicorn_rows(workdir: Path, sim: SimProcess, *, seconds: float, clients: in
         if py_spy and workers:  # sample the worker during row 7 (py-spy must be installed; not a dependency)
             exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             spy = subprocess.Popen([exe, "record", "--pid", str(workers[0]), "--duration", str(int(seconds)),
-                                    "--rate", "250", "--threads", "--format", "raw", "--output", py_spy],
+                                    "--rate", "250", "--nonblocking", "--format", "raw", "--output", py_spy],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # attached before the load starts
         results: List[List[tuple]] = [[] for _ in range(clients)]
@@ -1056,7 +1114,7 @@ def main(argv=None) -> int:
     ap.add_argument("--clients", type=int, default=16, help="row 7 client threads")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--py-spy", default=None, metavar="FILE",
-                    help="row 7: sample the gunicorn worker with py-spy (collapsed stacks to FILE; "
+                    help="row 7: sample the gunicorn worker with py-spy, non-blocking (collapsed stacks to FILE; "
                          "summarise with python -m bench.pyspy_summary FILE)")
     ap.add_argument("--door-compare", action="store_true",
                     help="only row (1g), front door vs plain gthread side by side (issue 19)")
