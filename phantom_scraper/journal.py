@@ -34,7 +34,8 @@ on first use, with a heartbeat every ``lease_ttl_s / 3`` on a ``journal-lease`` 
 ``close()``) and stamps it on the intents it creates.  Start-up reconciliation and background
 settlement touch only intents whose owner is this process or gone (released, no heartbeat for
 ``lease_ttl_s``, or no such process on this host), so a new worker never settles an old worker's
-live intent.
+live intent.  On Postgres an owner also holds a session advisory lock, and is gone exactly when
+Postgres has released it (its process died, on any host): no heartbeat age is needed there.
 
 Exceptions::
 
@@ -303,6 +304,12 @@ def _signal_dict(row: Any) -> Dict[str, Any]:
     return d
 
 
+def _owner_lock_key(owner: str) -> int:
+    """The Postgres session advisory lock key of an owner id (signed 64-bit)."""
+    return int.from_bytes(hashlib.sha256(("phantom-scraper-owner:" + owner).encode("utf-8")).digest()[:8],
+                          "big", signed=True)
+
+
 def _pid_running(pid: Optional[int]) -> bool:
     if not pid:
         return False
@@ -378,6 +385,8 @@ class Journal:
         with self._lease_lock:
             if self._owner_id is None or self._owner_pid != pid:
                 owner, now = uuid.uuid4().hex, time.time()
+                if self.backend == "postgres":  # liveness Postgres itself tracks, on any host
+                    self._db.hold_session_lock(_owner_lock_key(owner))
                 self._write(lambda conn: conn.execute(
                     "INSERT INTO owners (id, pid, host, started_at, heartbeat_at, released) VALUES (?, ?, ?, ?, ?, 0)",
                     (owner, pid, socket.gethostname(), now, now)))
@@ -403,6 +412,18 @@ class Journal:
         """Owner ids whose process still runs: not released, heartbeat within ``lease_ttl_s``,
         and (on this host) a process with that pid exists.  Includes this process."""
         me = self.owner_id
+        if self.backend == "postgres":
+            # An owner is live while its session advisory lock is held: Postgres drops it the
+            # moment the process dies, on whatever host.  Dead ones are marked released.
+            keys = {_owner_lock_key(r["id"]): r["id"]
+                    for r in self._read("SELECT id FROM owners WHERE released = 0") if r["id"] != me}
+            free = self._db.session_locks_free(list(keys))
+            dead = [keys[k] for k in free]
+            if dead:
+                marks = ",".join("?" * len(dead))
+                self._db.run(lambda conn: conn.execute(f"UPDATE owners SET released = 1 WHERE id IN ({marks})",
+                                                       dead), durable=False)
+            return {owner for key, owner in keys.items() if key not in free} | {me}
         rows = self._read("SELECT id, pid, host FROM owners WHERE released = 0 AND heartbeat_at > ?",
                           (time.time() - self.lease_ttl_s,))
         here = socket.gethostname()

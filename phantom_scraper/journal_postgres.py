@@ -204,6 +204,7 @@ class PostgresBackend:
         self._lock = threading.Lock()
         self._closed = False
         self._pid = os.getpid()
+        self._held: List[tuple] = []  # (pid, connection) holding session locks (hold_session_lock)
         self.migrate()
         self._pool: Optional[ConnectionPool] = self._open_pool()
         log.info("Journal opened at %s (PostgreSQL, schema v%d, pool of up to %d)",
@@ -218,6 +219,30 @@ class PostgresBackend:
             return psycopg.connect(self._conninfo, autocommit=True, row_factory=_row_factory, **kwargs)
         except psycopg.Error as exc:
             raise JournalUnavailableError(f"cannot connect to {self.describe()}: {exc}") from exc
+
+    def hold_session_lock(self, key: int) -> None:
+        """Take the session advisory lock ``key`` on a connection of its own, kept until
+        :meth:`close` or this process's end: Postgres releases it the moment the process dies
+        (any host), which is how other processes tell it is gone (:meth:`session_locks_free`)."""
+        conn = self.connect()
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s)", (int(key),))
+        except psycopg.Error as exc:
+            conn.close()
+            raise JournalUnavailableError(f"cannot take a session lock on {self.describe()}: {exc}") from exc
+        with self._lock:
+            self._held.append((os.getpid(), conn))
+
+    def session_locks_free(self, keys: Sequence[int]) -> set:
+        """The ``keys`` no session holds now (their holders are gone)."""
+        def probe(conn: Any) -> set:
+            free = set()
+            for key in keys:
+                if conn.execute("SELECT pg_try_advisory_lock(?)", (int(key),)).fetchone()[0]:
+                    conn.execute("SELECT pg_advisory_unlock(?)", (int(key),))
+                    free.add(key)
+            return free
+        return self.run(probe, durable=False) if keys else set()
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute(f"SET statement_timeout = {self._statement_timeout_ms}")
@@ -299,6 +324,10 @@ class PostgresBackend:
                 return
             self._closed = True
             pool, self._pool = self._pool, None
+            held, self._held = self._held, []
+        for pid, conn in held:
+            if pid == os.getpid():  # a parent's connection is the parent's to close
+                conn.close()
         if pool is not None and os.getpid() == self._pid:
             pool.close()
             log.info("Journal closed (%s)", self.describe())

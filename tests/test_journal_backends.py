@@ -123,3 +123,47 @@ def test_database_url_setting():
     assert Settings.from_env({"DATABASE_URL": "postgres://u@h/db"}).database_url == "postgres://u@h/db"
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         Settings.from_env({"DATABASE_URL": "mysql://u:p@h/db"})
+
+
+def test_postgres_owner_on_another_host_is_gone_the_moment_its_process_dies(tmp_path):
+    """The owner lease on Postgres is a session advisory lock: a killed owner's intents are
+    orphaned (to reconcile by clOrdId) at once, even with a fresh heartbeat from another host."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    import psycopg
+
+    from tests.helpers import settle
+    from tests.pg_support import database_url, private_schema
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with private_schema(database_url()) as url:
+        script = textwrap.dedent(f"""
+            import sys, time
+            from phantom_scraper.journal import Journal, make_cl_ord_id
+            j = Journal({url!r}, lease_ttl_s=3600)
+            sid, _, _ = j.record_signal("rec", {{"action": "buy"}}, "x", "h", 60.0)
+            j.create_intent(sid, 1, "A", 0, "placeorder", {{}}, make_cl_ord_id(sid, 1, 0), state="sending")
+            print(j.owner_id, flush=True)
+            time.sleep(120)
+        """)
+        proc = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True)
+        try:
+            owner = proc.stdout.readline().strip()
+            assert owner, "the owner process did not start"
+            with psycopg.connect(url, autocommit=True) as conn:  # as if it ran on another machine
+                conn.execute("UPDATE owners SET host = 'elsewhere', heartbeat_at = 1e12 WHERE id = %s", (owner,))
+            with Journal(url, lease_ttl_s=3600) as observer:
+                assert owner in observer.live_owners()
+                assert observer.pending_intents(orphaned_only=True) == []
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+                assert settle(lambda: owner not in observer.live_owners(), 5)
+                assert [i["owner"] for i in observer.pending_intents(orphaned_only=True)] == [owner]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
