@@ -573,7 +573,11 @@ class TradingService:
             if not submitted:
                 self._leave()
         if future.done():  # answered in this thread: the journal's final status is written off the answer's path
-            execution.executor("signal").submit(self._finished, signal_id, future, signal, recorder.name, received)
+            try:
+                execution.executor("signal").submit(self._finished, signal_id, future, signal, recorder.name,
+                                                    received)
+            except RuntimeError:  # executors shut down (stopping): write it here
+                self._finished(signal_id, future, signal, recorder.name, received)
         else:
             future.add_done_callback(lambda f: self._finished(signal_id, f, signal, recorder.name, received))
         budget = max(0.0, self.settings.webhook_budget_s - (time.perf_counter() - received))
