@@ -465,7 +465,8 @@ class TradovateWebSocket:
             async for raw in self._ws:
                 self._note_frame()
                 text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
-                logger.debug("%s < %s", self.name, redact(text[:500]))
+                if logger.isEnabledFor(logging.DEBUG):  # (a regex per frame: only when it is logged)
+                    logger.debug("%s < %s", self.name, redact(text[:500]))
                 if self._handle_frame(text):
                     return
             reason = f"closed by server (code {self._ws.close_code})"
