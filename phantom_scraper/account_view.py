@@ -77,7 +77,7 @@ def _login_view(login, today: str, risk_locks: Dict[str, dict], limits: Dict[str
         for p in positions or []:
             if p.get("accountId") != account_id or not p.get("netPos"):
                 continue
-            contract, value = history_source._contract(ti, int(p["contractId"]))
+            contract, value = history_source.contract_info(ti, int(p["contractId"]))
             pos_rows.append({"contract": contract, "net_pos": p["netPos"], "avg_price": p.get("netPrice"),
                              "value_per_point": value})
         working = []
@@ -85,7 +85,7 @@ def _login_view(login, today: str, risk_locks: Dict[str, dict], limits: Dict[str
             if o.get("accountId") != account_id or o.get("ordStatus") not in WORKING:
                 continue
             v = versions.get(o.get("id")) or {}
-            contract, _value = history_source._contract(ti, int(o["contractId"]))
+            contract, _value = history_source.contract_info(ti, int(o["contractId"]))
             working.append({"order_id": o.get("id"), "contract": contract, "action": o.get("action"),
                             "qty": v.get("orderQty"), "type": v.get("orderType"), "price": v.get("price"),
                             "stop_price": v.get("stopPrice"), "status": o.get("ordStatus"),

@@ -130,7 +130,7 @@ class BreakevenManager:
         direction, meta = rec["direction"], rec["meta"]
         be, tick = meta["breakeven"], float(meta.get("tick") or 0.25)
         entry = rec["entry_price"]
-        links = ti._list("orderStrategyLink", rec["strategy_id"]) or []
+        links = ti.list_deps("orderStrategyLink", rec["strategy_id"]) or []
         if entry is None:
             entry = self._entry_price(ti, links)
             if entry is None:
@@ -159,7 +159,7 @@ class BreakevenManager:
         entry_ids = [int(l["orderId"]) for l in links if l.get("label") == "entry" and l.get("orderId")]
         if not entry_ids:
             return None
-        fills = ti._list("fill", entry_ids[0]) or []
+        fills = ti.list_deps("fill", entry_ids[0]) or []
         qty = sum(f.get("qty") or 0 for f in fills)
         if not qty:
             return None
@@ -167,10 +167,10 @@ class BreakevenManager:
 
     @staticmethod
     def _move_leg(ti, order_id: int, new_stop: float, direction: int) -> int:
-        order = ti._rest_call("GET", "order/item", params={"id": order_id})
+        order = ti.get_order(order_id)
         if not isinstance(order, dict) or order.get("ordStatus") not in LIVE:
             return 0
-        versions = [v for v in (ti._list("orderVersion", order_id) or []) if isinstance(v, dict)]
+        versions = [v for v in (ti.list_deps("orderVersion", order_id) or []) if isinstance(v, dict)]
         if not versions:
             return 0
         version = max(versions, key=lambda v: v.get("id") or 0)

@@ -114,7 +114,7 @@ class Coordinator:
                          (PENDING, signal_id))
             conn.execute("SELECT pg_notify(?, ?)", (CHANNEL, signal_id))
 
-        self.journal._write(txn)
+        self.journal.write(txn)
         log.info("Signal %s handed to the login owner (this process is a standby)", signal_id)
 
     # -- the coordinator thread --------------------------------------------------------------------
@@ -122,7 +122,7 @@ class Coordinator:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with self.journal._db.connect() as conn:
+                with self.journal.dedicated_connection() as conn:
                     self._session(conn)
             except Exception as exc:  # connection lost or refused: the locks are gone with it
                 log.error("Coordinator: database session failed: %s", exc)
@@ -226,4 +226,4 @@ class Coordinator:
                 out.append((row["id"], row["recorder"], json.loads(row["payload_json"])))
             return out
 
-        return self.journal._write(txn)
+        return self.journal.write(txn)

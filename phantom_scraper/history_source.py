@@ -70,7 +70,8 @@ def known_contract_name(contract_id) -> object:
     return known[0] if known is not None else contract_id
 
 
-def _contract(ti, contract_id: int) -> Tuple[str, Optional[float]]:
+def contract_info(ti, contract_id: int) -> Tuple[str, Optional[float]]:
+    """The contract's name and USD value per point (cached; the broker asked once per contract)."""
     with _contracts_lock:
         known = _contracts.get(contract_id)
     if known is not None:
@@ -119,7 +120,7 @@ def broker_fills(service) -> Tuple[List[history.Fill], Dict[str, float], List[st
             if account_id is None or int(account_id) not in names:
                 continue
             try:
-                name, value = _contract(ti, int(f["contractId"]))
+                name, value = contract_info(ti, int(f["contractId"]))
             except TradovateError as exc:
                 errors.append(f"{login_name}: {type(exc).__name__}")
                 continue

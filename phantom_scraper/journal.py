@@ -480,6 +480,15 @@ class Journal:
         """One SELECT, its rows (index- and name-addressable)."""
         return self._db.run(lambda conn: conn.execute(sql, tuple(params)).fetchall())
 
+    # public for the modules that keep their own tables in this database (journal_tables.py)
+    write = _write
+    query = _read
+
+    def dedicated_connection(self) -> Any:
+        """PostgreSQL only: a connection of its own, outside the pool (LISTEN, session advisory
+        locks: the coordinator's)."""
+        return self._db.connect()
+
     # -- signals ---------------------------------------------------------------------------------
 
     def record_signal(self, recorder: str, payload: Dict[str, Any], explicit_id: Optional[str],

@@ -866,7 +866,7 @@ class TradingService:
         if error is not None:
             return error
         results = self.risk.kill(ids, flatten=flatten, wait_s=max(5.0, self.settings.order_ack_timeout_s * 2))
-        names = dict((a, self.risk._accounts.get(a)) for a in ids)
+        names = dict((a, self.risk.account_name(a)) for a in ids)
         return WebhookResult(200, {"success": True, "locked": [names[a] for a in ids], "flatten": bool(flatten),
                                    "accounts": [{"account_id": a, "account_name": names[a], **results[a]} for a in ids]})
 
@@ -875,8 +875,8 @@ class TradingService:
         if error is not None:
             return error
         results = self.risk.unlock(ids, by="operator (DELETE /api/kill-switch)")
-        return WebhookResult(200, {"success": True, "unlocked": [self.risk._accounts.get(a) for a in ids if results[a]],
-                                   "accounts": [{"account_id": a, "account_name": self.risk._accounts.get(a),
+        return WebhookResult(200, {"success": True, "unlocked": [self.risk.account_name(a) for a in ids if results[a]],
+                                   "accounts": [{"account_id": a, "account_name": self.risk.account_name(a),
                                                  "was_locked": results[a]} for a in ids]})
 
     def orders_needing_attention(self) -> dict:

@@ -16,6 +16,8 @@ after the answer.
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from typing import Any, Dict, List
 
 from .errors import TradovateError
@@ -24,21 +26,24 @@ from .strategy_store import StrategyStore
 log = logging.getLogger(__name__)
 
 ENDPOINT = "orderStrategy/startorderstrategy"
-INTERRUPT = "orderStrategy/interruptorderstrategy"
+
+
+_stores: "weakref.WeakKeyDictionary[Any, StrategyStore]" = weakref.WeakKeyDictionary()
+_stores_lock = threading.Lock()  # guards _stores only
 
 
 def store_for(journal) -> StrategyStore:
     """One store per journal (its table is created once).  A wrapper that batches intent states
     (execution's fan-out) is unwrapped to its journal."""
-    if not hasattr(journal, "_write") and hasattr(journal, "journal"):
+    if not hasattr(journal, "write") and hasattr(journal, "journal"):
         journal = journal.journal
-    store = getattr(journal, "_strategy_store", None)
-    if store is None:
-        store = StrategyStore(journal)
+    with _stores_lock:
         try:
-            journal._strategy_store = store
-        except AttributeError:  # a journal stand-in without attributes: a fresh store each time
-            pass
+            store = _stores.get(journal)
+            if store is None:
+                store = _stores[journal] = StrategyStore(journal)
+        except TypeError:  # a journal stand-in that cannot be weakly referenced: a fresh store each time
+            store = StrategyStore(journal)
     return store
 
 
@@ -74,7 +79,7 @@ def strategy_order_ids(ti, intent_id: str, strategy_id: Any) -> List[int]:
     if strategy_id is None:
         return []
     try:
-        links = ti._list("orderStrategyLink", int(strategy_id)) or []
+        links = ti.list_deps("orderStrategyLink", int(strategy_id)) or []
     except TradovateError as exc:
         log.warning("order strategy %s: links unreadable (%s)", strategy_id, exc)
         return []
@@ -91,7 +96,7 @@ def interrupt_open(journal, ti, account_id: int, contract_id: int) -> List[int]:
         if rec["strategy_id"] is None:
             continue  # never acknowledged: liquidation cancels whatever legs exist
         try:
-            answer = ti._rest_call("POST", INTERRUPT, body={"orderStrategyId": rec["strategy_id"]})
+            answer = ti.interrupt_order_strategy(rec["strategy_id"])
         except TradovateError as exc:
             log.warning("interrupt of order strategy %s (account %s) failed: %s; liquidating anyway",
                         rec["strategy_id"], rec["account_name"], exc)
@@ -112,8 +117,7 @@ def refresh(journal, integration_for_account) -> int:
         if rec["strategy_id"] is None:
             continue
         try:
-            entity = integration_for_account(rec["account_id"])._rest_call(
-                "GET", "orderStrategy/item", params={"id": rec["strategy_id"]})
+            entity = integration_for_account(rec["account_id"]).get_order_strategy(rec["strategy_id"])
         except TradovateError:
             continue
         if isinstance(entity, dict) and entity.get("status") not in (None, "ActiveStrategy"):

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from typing import Any, Dict, List, Optional
+
+from .journal_tables import JournalTables
 
 log = logging.getLogger(__name__)
 
@@ -57,52 +58,31 @@ def _row(row: Any) -> Dict[str, Any]:
 class StrategyStore:
     def __init__(self, journal):
         self.journal = journal
-        self._ready = False
-        self._ready_lock = threading.Lock()  # serialises the one-time table creation
+        self._tables = JournalTables(journal, _SCHEMA)
 
     def ensure_tables(self) -> None:
-        self._tables()
-
-    def _tables(self) -> None:
-        if self._ready:
-            return
-        with self._ready_lock:
-            if self._ready:
-                return
-            if getattr(self.journal, "backend", "sqlite") == "postgres":
-                from .journal_postgres import translate_ddl
-                statements = translate_ddl(_SCHEMA)
-            else:
-                statements = [st for st in _SCHEMA.split(";") if st.strip()]
-
-            def create(conn):
-                for statement in statements:
-                    conn.execute(statement)
-            self.journal._write(create)
-            self._ready = True
+        self._tables.ensure()
 
     def _update(self, intent_id: str, **fields: Any) -> None:
-        self._tables()
         fields["updated_at"] = time.time()
         for key in ("legs", "meta"):
             if key in fields and not isinstance(fields[key], str):
                 fields[key] = json.dumps(fields[key], separators=(",", ":"))
         names = sorted(fields)
         sql = f"UPDATE order_strategies SET {', '.join(n + ' = ?' for n in names)} WHERE intent_id = ?"
-        self.journal._write(lambda conn: conn.execute(sql, tuple(fields[n] for n in names) + (intent_id,)))
+        self._tables.write(lambda conn: conn.execute(sql, tuple(fields[n] for n in names) + (intent_id,)))
 
     # -- writes ------------------------------------------------------------------------------------
     def record(self, intent_id: str, signal_id: Optional[str], account_id: int, account_name: Optional[str],
                contract_id: int, symbol: str, direction: int, params: str, meta: Dict[str, Any]) -> None:
         """The strategy as planned, before it is sent (status ``open``, no broker id yet)."""
-        self._tables()
         now = time.time()
         be_state = "armed" if meta.get("breakeven") else None
         values = (intent_id, signal_id, account_id, account_name, contract_id, symbol, None, direction, params,
                   json.dumps(meta, separators=(",", ":")), "open", None, be_state, None, None, now, now)
         sql = (f"INSERT INTO order_strategies ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
                "ON CONFLICT (intent_id) DO NOTHING")
-        self.journal._write(lambda conn: conn.execute(sql, values))
+        self._tables.write(lambda conn: conn.execute(sql, values))
 
     def acked(self, intent_id: str, strategy_id: int) -> None:
         self._update(intent_id, strategy_id=int(strategy_id))
@@ -127,14 +107,12 @@ class StrategyStore:
 
     # -- reads -------------------------------------------------------------------------------------
     def get(self, intent_id: str) -> Optional[Dict[str, Any]]:
-        self._tables()
-        rows = self.journal._read("SELECT * FROM order_strategies WHERE intent_id = ?", (intent_id,))
+        rows = self._tables.read("SELECT * FROM order_strategies WHERE intent_id = ?", (intent_id,))
         return _row(rows[0]) if rows else None
 
     def open(self, account_id: Optional[int] = None, contract_id: Optional[int] = None) -> List[Dict[str, Any]]:
         """Open strategies, except those whose order intent the journal shows as rejected (the
         broker never started them; the intent's state is the authority)."""
-        self._tables()
         sql = ("SELECT s.*, i.broker_order_id AS intent_order_id FROM order_strategies s "
                "LEFT JOIN order_intents i ON i.cl_ord_id = s.intent_id "
                "WHERE s.status = ? AND (i.state IS NULL OR i.state <> ?)")
@@ -143,7 +121,7 @@ class StrategyStore:
             sql, params = sql + " AND s.account_id = ?", params + [int(account_id)]
         if contract_id is not None:
             sql, params = sql + " AND s.contract_id = ?", params + [int(contract_id)]
-        return [_row(r) for r in self.journal._read(sql + " ORDER BY s.created_at", params)]
+        return [_row(r) for r in self._tables.read(sql + " ORDER BY s.created_at", params)]
 
     def has_open(self, account_id: int, contract_id: int) -> bool:
         return bool(self.open(account_id, contract_id))

@@ -207,28 +207,44 @@ class TradovateIntegration:
                                body={"name": name, "forward": forward, "ifExpired": if_expired})
         return data.get("contract") if isinstance(data, dict) else None
 
-    def _list(self, entity: str, master_id: Optional[int]) -> List[dict]:
+    def list_deps(self, entity: str, master_id: Optional[int]) -> List[dict]:
+        """``{entity}/deps?masterid=`` (or ``{entity}/list`` without a master): e.g. a strategy's
+        ``orderStrategyLink`` rows, an order's ``orderVersion`` or ``fill`` rows."""
         if master_id is None:
             return self._rest_call("GET", f"{entity}/list") or []
         return self._rest_call("GET", f"{entity}/deps", params={"masterid": master_id}) or []
 
+    def get_order(self, order_id: int) -> Any:
+        """``order/item?id=`` (its ``ordStatus``)."""
+        return self._rest_call("GET", "order/item", params={"id": order_id})
+
+    def get_order_strategy(self, strategy_id: int) -> Any:
+        """``orderStrategy/item?id=`` (its ``status``)."""
+        return self._rest_call("GET", "orderStrategy/item", params={"id": strategy_id})
+
+    def interrupt_order_strategy(self, strategy_id: int) -> Any:
+        """``orderStrategy/interruptorderstrategy``: the broker's answer (``errorText`` when it had
+        already ended)."""
+        return self._rest_call("POST", "orderStrategy/interruptorderstrategy",
+                               body={"orderStrategyId": strategy_id})
+
     def list_positions(self, account_id: Optional[int] = None) -> List[dict]:
-        return self._list("position", account_id)
+        return self.list_deps("position", account_id)
 
     def list_orders(self, account_id: Optional[int] = None) -> List[dict]:
-        return self._list("order", account_id)
+        return self.list_deps("order", account_id)
 
     def list_commands(self, order_id: Optional[int] = None) -> List[dict]:
-        return self._list("command", order_id)
+        return self.list_deps("command", order_id)
 
     def list_order_strategies(self) -> List[dict]:
-        return self._list("orderStrategy", None)
+        return self.list_deps("orderStrategy", None)
 
     def list_fills(self, order_id: Optional[int] = None) -> List[dict]:
-        return self._list("fill", order_id)
+        return self.list_deps("fill", order_id)
 
     def list_order_versions(self, order_id: Optional[int] = None) -> List[dict]:
-        return self._list("orderVersion", order_id)
+        return self.list_deps("orderVersion", order_id)
 
     # ------------------------------------------------------------------ REST orders
     def _rest_order(self, endpoint: str, body: dict) -> dict:

@@ -58,9 +58,9 @@ def start(sim, ti, message, store=None, acct=None):
 
 def legs(ti, strategy_id):
     out = {}
-    for link in ti._list("orderStrategyLink", strategy_id):
-        order = ti._rest_call("GET", "order/item", params={"id": link["orderId"]})
-        version = max(ti._list("orderVersion", link["orderId"]), key=lambda v: v["id"])
+    for link in ti.list_deps("orderStrategyLink", strategy_id):
+        order = ti.get_order(link["orderId"])
+        version = max(ti.list_deps("orderVersion", link["orderId"]), key=lambda v: v["id"])
         out[link["label"]] = {"status": order["ordStatus"], **version}
     return out
 
@@ -89,7 +89,7 @@ def test_three_targets_fill_one_by_one_as_the_price_rises_and_the_stop_shrinks(s
     assert {k: v["status"] for k, v in legs(ti, sid).items()} == {
         "entry": "Filled", "tp1": "Filled", "tp2": "Filled", "tp3": "Filled",
         "sl1": "Canceled", "sl2": "Canceled", "sl3": "Canceled"}
-    assert ti._rest_call("GET", "orderStrategy/item", params={"id": sid})["status"] == "ExecutionFinished"
+    assert ti.get_order_strategy(sid)["status"] == "ExecutionFinished"
 
 
 def test_trailing_stop_follows_a_rise_and_exits_on_the_pullback_at_the_right_price(sim, ti):
@@ -105,7 +105,7 @@ def test_trailing_stop_follows_a_rise_and_exits_on_the_pullback_at_the_right_pri
     sim.set_price(SYMBOL, base + 7)
     sim.set_price(SYMBOL, base + 5)
     assert net(sim) == 0
-    [fill] = ti._list("fill", legs(ti, sid)["sl1"]["orderId"])
+    [fill] = ti.list_deps("fill", legs(ti, sid)["sl1"]["orderId"])
     assert fill["price"] == base + 5 and fill["action"] == "Sell"
 
 
@@ -144,10 +144,10 @@ def test_breakeven_moves_the_stop_to_entry_plus_offset_once_after_the_trigger(si
     assert {legs(ti, sid)[k]["stopPrice"] for k in ("sl1", "sl2")} == {base + 0.5}
     rec = store.get(intent)
     assert rec["be_state"] == "done" and rec["be_stop"] == base + 0.5 and rec["entry_price"] == base
-    versions_before = len(ti._list("orderVersion", legs(ti, sid)["sl1"]["orderId"]))
+    versions_before = len(ti.list_deps("orderVersion", legs(ti, sid)["sl1"]["orderId"]))
     sim.set_price(SYMBOL, base + 6)
     assert manager.check(contract(sim).id, base + 6) == []  # exactly once
-    assert len(ti._list("orderVersion", legs(ti, sid)["sl1"]["orderId"])) == versions_before
+    assert len(ti.list_deps("orderVersion", legs(ti, sid)["sl1"]["orderId"])) == versions_before
     sim.set_price(SYMBOL, base + 10)  # the first target fills; the second leg keeps its breakeven stop
     sim.set_price(SYMBOL, base + 0.5)
     assert net(sim) == 0
@@ -207,10 +207,10 @@ def test_a_moving_state_left_by_a_crash_is_finished_without_a_second_modify(sim,
     store.breakeven(intent, "moving", stop=base)
     ti.modify_order_rest({"orderId": sl["orderId"], "orderQty": 1, "orderType": "Stop", "stopPrice": base,
                           "isAutomated": True})
-    versions = len(ti._list("orderVersion", sl["orderId"]))
+    versions = len(ti.list_deps("orderVersion", sl["orderId"]))
     sim.set_price(SYMBOL, base + 5)
     assert BreakevenManager(store, lambda a: ti).check(contract(sim).id, base + 5) == [intent]
-    assert len(ti._list("orderVersion", sl["orderId"])) == versions
+    assert len(ti.list_deps("orderVersion", sl["orderId"])) == versions
     assert store.get(intent)["be_state"] == "done"
     journal.close()
 

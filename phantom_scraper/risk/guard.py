@@ -154,6 +154,9 @@ class RiskGuard:
         if self.store is not None:
             self._save_peaks()
 
+    def account_name(self, account_id: int) -> Optional[str]:
+        return self._accounts.get(account_id)
+
     def limits_for(self, account_id: int) -> RiskLimits:
         return self._by_name.get(self._accounts.get(account_id, ""), self.defaults)
 

@@ -8,9 +8,10 @@ crash during the flatten.  Portable SQL only (``?`` placeholders, ``RETURNING``,
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Dict, List, Optional
+
+from phantom_scraper.journal_tables import JournalTables
 
 log = logging.getLogger(__name__)
 
@@ -59,34 +60,13 @@ CREATE INDEX IF NOT EXISTS risk_events_at ON risk_events (at);
 class RiskStore:
     def __init__(self, journal):
         self.journal = journal
-        self._ready = False
-        self._ready_lock = threading.Lock()  # serialises the one-time table creation
-
-    def _tables(self) -> None:
-        if self._ready:
-            return
-        with self._ready_lock:
-            if self._ready:
-                return
-            if getattr(self.journal, "backend", "sqlite") == "postgres":
-                from phantom_scraper.journal_postgres import translate_ddl
-                statements = translate_ddl(_SCHEMA)
-            else:
-                statements = [st for st in _SCHEMA.split(";") if st.strip()]
-
-            def create(conn):
-                for statement in statements:
-                    conn.execute(statement)
-            self.journal._write(create)
-            self._ready = True
+        self._tables = JournalTables(journal, _SCHEMA)
 
     def _write(self, fn):
-        self._tables()
-        return self.journal._write(fn)
+        return self._tables.write(fn)
 
     def _read(self, sql: str, args: tuple = ()) -> List[dict]:
-        self._tables()
-        return [dict(r) for r in self.journal._read(sql, args)]
+        return [dict(r) for r in self._tables.read(sql, args)]
 
     # -- locks -------------------------------------------------------------------------------
     def add_lock(self, account_id: int, account_name: str, reason: str, message: str,

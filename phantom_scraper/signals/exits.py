@@ -95,12 +95,8 @@ def _target(key: str, value: Any, f: Fields) -> Target:
             continue
         if n in _PRICE_KEYS:
             where.append(Bracket("price", as_positive(name, sub_value, f)))
-        elif n == "ticks":
-            where.append(Bracket("ticks", float(as_whole_positive(name, sub_value, f))))
-        elif n in ("points", "amount"):
-            where.append(Bracket("points", as_positive(name, sub_value, f)))
-        elif n == "percent":
-            where.append(Bracket("percent", _percent(name, sub_value, f)))
+        elif n in _DISTANCE_KEYS:
+            where.append(_distance(n, name, sub_value, f))
         elif n in ("dollars", "pnlamount"):
             where.append(Bracket("dollars", as_positive(name, sub_value, f)))
         elif n in ("quantity", "qty", "contracts"):
@@ -119,6 +115,18 @@ def _target(key: str, value: Any, f: Fields) -> Target:
     if quantity is not None and percent is not None:
         raise SignalError("invalid_field", key, f'"{key}" sets both quantity and quantityPercent')
     return Target(where[0], quantity, percent, stop)
+
+
+_DISTANCE_KEYS = ("ticks", "points", "amount", "percent")
+
+
+def _distance(n: str, name: str, value: Any, f: Fields) -> Bracket:
+    """A distance sub-key (one of ``_DISTANCE_KEYS``, normalised) as a bracket."""
+    if n == "ticks":
+        return Bracket("ticks", float(as_whole_positive(name, value, f)))
+    if n == "percent":
+        return Bracket("percent", _percent(name, value, f))
+    return Bracket("points", as_positive(name, value, f))  # points, amount
 
 
 def _percent(key: str, value: Any, f: Fields) -> float:
@@ -170,18 +178,10 @@ def _stop_object(key: str, value: Dict[str, Any], f: Fields) -> Tuple[StopPlan, 
             continue
         if n in ("stopprice", "price"):
             where.append(Bracket("price", as_positive(name, sub_value, f)))
-        elif n == "ticks":
-            where.append(Bracket("ticks", float(as_whole_positive(name, sub_value, f))))
-        elif n in ("points", "amount"):
-            where.append(Bracket("points", as_positive(name, sub_value, f)))
-        elif n == "percent":
-            where.append(Bracket("percent", _percent(name, sub_value, f)))
-        elif n in ("trailamount", "trailpoints"):
-            trail.append(Bracket("points", as_positive(name, sub_value, f)))
-        elif n == "trailticks":
-            trail.append(Bracket("ticks", float(as_whole_positive(name, sub_value, f))))
-        elif n == "trailpercent":
-            trail.append(Bracket("percent", _percent(name, sub_value, f)))
+        elif n in _DISTANCE_KEYS:
+            where.append(_distance(n, name, sub_value, f))
+        elif n.startswith("trail") and n[5:] in _DISTANCE_KEYS:  # trailTicks, trailPoints/trailAmount, trailPercent
+            trail.append(_distance(n[5:], name, sub_value, f))
         elif n in ("trigger", "triggerticks"):
             trigger = Bracket("ticks", float(_whole_non_negative(name, sub_value, f)))
         elif n == "triggerpoints":

@@ -1,0 +1,49 @@
+"""Tables another module keeps in the journal's database (the SQLite file or the PostgreSQL database).
+
+A module's own DDL (portable SQL, ``;``-separated) is created once, on first use, through the
+journal's backend (:func:`~phantom_scraper.journal_postgres.translate_ddl` on PostgreSQL), and every
+write is one journal transaction committed before it returns.  Used by the risk store and the order
+strategy store.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Iterable, List, TypeVar
+
+T = TypeVar("T")
+
+
+class JournalTables:
+    def __init__(self, journal, ddl: str):
+        self.journal = journal
+        self._ddl = ddl
+        self._ready = False
+        self._ready_lock = threading.Lock()  # serialises the one-time table creation
+
+    def ensure(self) -> None:
+        if self._ready:
+            return
+        with self._ready_lock:
+            if self._ready:
+                return
+            if getattr(self.journal, "backend", "sqlite") == "postgres":
+                from .journal_postgres import translate_ddl
+                statements = translate_ddl(self._ddl)
+            else:
+                statements = [st for st in self._ddl.split(";") if st.strip()]
+
+            def create(conn):
+                for statement in statements:
+                    conn.execute(statement)
+            self.journal.write(create)
+            self._ready = True
+
+    def write(self, fn: Callable[[Any], T]) -> T:
+        """``fn(conn)`` in one committed journal transaction (the tables created first)."""
+        self.ensure()
+        return self.journal.write(fn)
+
+    def read(self, sql: str, params: Iterable[Any] = ()) -> List[Any]:
+        """One SELECT's rows (index- and name-addressable)."""
+        self.ensure()
+        return self.journal.query(sql, params)
