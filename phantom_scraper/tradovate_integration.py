@@ -164,32 +164,25 @@ class TradovateIntegration:
     def list_accounts(self) -> List[dict]:
         return self._rest_call("GET", "account/list") or []
 
-    def find_contract(self, name: str) -> Optional[dict]:
+    def _entity(self, path: str, params: dict) -> Optional[dict]:
+        """One entity by a GET, or None when the broker has none (404, or an empty answer)."""
         try:
-            found = self._rest_call("GET", "contract/find", params={"name": name})
+            found = self._rest_call("GET", path, params=params)
         except BrokerError as exc:
             if exc.status == 404:
                 return None
             raise
         return found if isinstance(found, dict) and found else None
 
+    def find_contract(self, name: str) -> Optional[dict]:
+        return self._entity("contract/find", {"name": name})
+
     def get_contract(self, contract_id: int) -> Optional[dict]:
-        try:
-            return self._rest_call("GET", "contract/item", params={"id": contract_id}) or None
-        except BrokerError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._entity("contract/item", {"id": contract_id})
 
     def find_product(self, name: str) -> Optional[dict]:
         """``product/find?name=NQ`` (``valuePerPoint``, ``tickSize``), or None."""
-        try:
-            found = self._rest_call("GET", "product/find", params={"name": name})
-        except BrokerError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return found if isinstance(found, dict) and found else None
+        return self._entity("product/find", {"name": name})
 
     def cash_balance_snapshot(self, account_id: int) -> dict:
         """``cashBalance/getcashbalancesnapshot``: realized and open P&L of the account right now."""

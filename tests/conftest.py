@@ -20,6 +20,20 @@ from phantom_scraper.tradovate_sim import Simulator  # noqa: E402
 from tests.helpers import FAST, SIM_TEST_CONFIG, ConnectProbe, Logins, rs, server_settings  # noqa: E402
 
 
+EXIT_WATCHDOG_S = 120
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """After the last test pytest-timeout guards nothing: a thread the interpreter joins at exit
+    (a non-daemon thread, an executor's workers) could hang the run for ever.  If the process is
+    still alive EXIT_WATCHDOG_S later, print every thread's stack and exit non-zero instead."""
+    import faulthandler
+    import sys
+
+    faulthandler.dump_traceback_later(EXIT_WATCHDOG_S, exit=True, file=sys.__stderr__)
+
+
 @pytest.fixture(autouse=True)
 def fresh_lanes(monkeypatch):
     """Each test starts with no (account, product) lane history: the simulators of different tests

@@ -60,7 +60,10 @@ class Gunicorn:
             WS_HEARTBEAT_INTERVAL_S="0.2", KEEPALIVE_INTERVAL_S="0.5", GRACEFUL_TIMEOUT_S="5",
             HTTP_HEADER_TIMEOUT_S=str(HEADER_TIMEOUT_S), HTTP_BODY_TIMEOUT_S=str(BODY_TIMEOUT_S),
             HTTP_KEEPALIVE_IDLE_S="1", HTTP_MAX_CONNECTIONS="2000", HTTP_MAX_CONNECTIONS_PER_SOURCE="1000",
-            PYTHONUNBUFFERED="1")
+            PYTHONUNBUFFERED="1",
+            # OS-level thread names (tests/thread_names/sitecustomize.py), so thread_names() can
+            # tell the door's pool threads from the app's
+            PYTHONPATH=os.pathsep.join(p for p in (str(REPO / "tests" / "thread_names"), os.environ.get("PYTHONPATH")) if p))
         env.update(extra_env)
         limit = None
         if fd_limit is not None:
@@ -115,6 +118,22 @@ class Gunicorn:
                 return int(line.split()[1])
         raise AssertionError("no Threads line")
 
+    def thread_names(self) -> Counter:
+        """The worker's threads by name (first 15 characters): gunicorn's pool threads are
+        ``ThreadPoolExecu``, the app's executors ``signal_N``/``order_N``."""
+        names = Counter()
+        for tid in os.listdir(f"/proc/{self.worker}/task"):
+            try:
+                names[open(f"/proc/{self.worker}/task/{tid}/comm").read().strip()] += 1
+            except OSError:  # the thread ended meanwhile
+                continue
+        return names
+
+    def pool_threads(self) -> int:
+        """Gunicorn's request threads (its ThreadPoolExecutor's default names): a slow connection
+        holding one would add one per connection, up to --threads."""
+        return sum(n for name, n in self.thread_names().items() if name.startswith("ThreadPoolExec"))
+
     def fds(self) -> int:
         """Open descriptors other than the SQLite journal's own files (SQLite opens those per
         connection and thread as it likes): sockets, pipes, epoll, everything the door holds."""
@@ -152,7 +171,7 @@ class Trickler:
         self.lifetimes = {"headers": [], "body": []}  # seconds from connect to the server's close
         self.answers = Counter()  # status line the server sent before closing
         self.opened = 0
-        self.threads_seen = []  # the worker's thread count, sampled during the attack
+        self.pool_threads_seen = []  # the worker's request threads, sampled during the attack
         self.reopen = True
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="trickler", daemon=True)
@@ -186,6 +205,20 @@ class Trickler:
         if self.reopen and not info["got"].startswith(b"HTTP/1.1 403"):  # refused: that slot gives up
             self._open(info["kind"])
 
+    @staticmethod
+    def _drain(key):
+        """Read what the server sent before closing (its 408/403 line), if the kernel still has it:
+        a send to a closed connection fails before the select loop has read the answer (often,
+        when the machine is loaded)."""
+        while True:
+            try:
+                data = key.fileobj.recv(4096)
+            except OSError:
+                return
+            if not data:
+                return
+            key.data["got"] += data
+
     def _run(self):
         next_tick = time.monotonic()
         while not self._stop.is_set() and self.sel.get_map():
@@ -207,7 +240,8 @@ class Trickler:
                         key.fileobj.send(b"X-Slow: 1\r\n" if key.data["kind"] == "headers" else b" ")
                     except BlockingIOError:
                         pass
-                    except OSError:
+                    except OSError:  # the server closed it: its answer may still be unread here
+                        self._drain(key)
                         self._closed(key)
 
     def stop(self):
@@ -237,7 +271,7 @@ def attack_while_webhooks(server, sim, *, expect_attacker_webhooks_refused=False
             t0 = time.monotonic()
             status, body = server.request("POST", f"/webhook/{SECRET}", webhook(i), source=HONEST)
             latencies.append(time.monotonic() - t0)
-            trickler.threads_seen.append(server.threads())  # while 400 slow connections are open
+            trickler.pool_threads_seen.append(server.pool_threads())  # while 400 slow connections are open
             assert status == 200, body
             assert body["status"] == "acked" and len(body["accounts"]) == 2, body
             if expect_attacker_webhooks_refused:
@@ -275,33 +309,57 @@ def baseline(server):
     for t in at_once:
         t.join(10)
     time.sleep(0.3)
-    return server.threads(), server.fds()
+    return server.thread_names(), server.fds()
 
 
-# The app's own executors (fan-out, journal) start threads on demand and keep them: back-to-back
-# webhooks can add one or two, which is no leak. A slow connection holding a thread would add one
-# per connection (gthread: up to its 32).
-APP_THREAD_SLACK = 3
+# Gunicorn's pool starts request threads on demand and keeps them: a request arriving just before
+# an idle pool thread is counted idle again starts one more, which is no leak. A slow connection
+# holding a thread would add one per connection (up to --threads 32; 400 are open all the time).
+POOL_THREAD_SLACK = 2
+# The app's own executors (signal_N, order_N) also start threads on demand and keep them, bounded by
+# execution.EXECUTOR_SIZES, never per connection; every other thread kind must be back to baseline.
+APP_EXECUTORS = ("signal_", "order_")
 
 
-def back_to_baseline(server, threads0, fds0, trickler):
-    print(f"worker threads: baseline {threads0}, during the attack {max(trickler.threads_seen)}, after "
-          f"{server.threads()}; descriptors (journal files aside): baseline {fds0}, after {server.fds()}")
-    assert max(trickler.threads_seen) <= threads0 + APP_THREAD_SLACK
-    wait_for(lambda: server.threads() <= threads0 + APP_THREAD_SLACK and server.fds() <= fds0, timeout_s=5)
+def _others(names: Counter) -> Counter:
+    return Counter({n: c for n, c in names.items()
+                    if not n.startswith(APP_EXECUTORS) and not n.startswith("ThreadPoolExec")})
+
+
+def back_to_baseline(server, names0, fds0, trickler):
+    pool0 = sum(c for n, c in names0.items() if n.startswith("ThreadPoolExec"))
+    peak = max(trickler.pool_threads_seen)
+    print(f"worker threads: baseline {dict(names0)}; pool threads during the attack up to {peak}, after "
+          f"{dict(server.thread_names())}; descriptors (journal files aside): baseline {fds0}, after {server.fds()}")
+    # while 400 slow connections were open, none of them held a request thread
+    assert peak <= pool0 + POOL_THREAD_SLACK, (pool0, trickler.pool_threads_seen)
+    last = {}
+
+    def settled():
+        names, fds = server.thread_names(), server.fds()
+        last.update(names=names, fds=fds)
+        pool = sum(c for n, c in names.items() if n.startswith("ThreadPoolExec"))
+        # Counter <= Counter: no thread kind has more threads than at baseline
+        return pool <= pool0 + POOL_THREAD_SLACK and _others(names) <= _others(names0) and fds <= fds0
+    try:
+        wait_for(settled, timeout_s=20, interval_s=0.1, what="worker threads and descriptors back to baseline")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: threads lingering {dict(_others(last['names']) - _others(names0))}, "
+                             f"all now {dict(last['names'])}, baseline {dict(names0)}; "
+                             f"descriptors {last['fds']} (baseline {fds0})") from None
 
 
 def test_slow_clients_do_not_starve_the_webhook(sim, tmp_path, many_fds):
     server = Gunicorn(sim, tmp_path)
     try:
-        threads0, fds0 = baseline(server)
+        names0, fds0 = baseline(server)
         _latencies, trickler = attack_while_webhooks(server, sim)
         # every slow connection was closed by the server at its deadline (408), none reached a thread
         assert trickler.opened > SLOW_HEADERS + SLOW_BODIES  # closed ones were reopened
         assert set(trickler.answers) == {"HTTP/1.1 408 Request Timeout"}, trickler.answers
         assert max(trickler.lifetimes["headers"]) < HEADER_TIMEOUT_S + 2
         assert max(trickler.lifetimes["body"]) < BODY_TIMEOUT_S + 2
-        back_to_baseline(server, threads0, fds0, trickler)
+        back_to_baseline(server, names0, fds0, trickler)
     finally:
         server.stop()
     assert server.proc.returncode == 0, server.err.text()
@@ -310,13 +368,13 @@ def test_slow_clients_do_not_starve_the_webhook(sim, tmp_path, many_fds):
 def test_allow_list_refuses_before_a_thread(sim, tmp_path, many_fds):
     server = Gunicorn(sim, tmp_path, WEBHOOK_IP_ALLOWLIST=HONEST)
     try:
-        threads0, fds0 = baseline(server)
+        names0, fds0 = baseline(server)
         _latencies, trickler = attack_while_webhooks(server, sim, expect_attacker_webhooks_refused=True)
         # trickled bodies are refused as soon as their head is in; trickled heads at their deadline
         assert trickler.answers["HTTP/1.1 403 Forbidden"] >= SLOW_BODIES
         assert set(trickler.answers) == {"HTTP/1.1 403 Forbidden", "HTTP/1.1 408 Request Timeout"}
         assert max(trickler.lifetimes["body"]) < HEADER_TIMEOUT_S + 2
-        back_to_baseline(server, threads0, fds0, trickler)
+        back_to_baseline(server, names0, fds0, trickler)
         # the status page stays open to everyone: the allow-list guards the webhook only
         status, _ = server.request("GET", "/health", source=ATTACKER)
         assert status == 200

@@ -21,7 +21,7 @@ def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
     env.update(
         TRADOVATE_ENV="sim", TRADOVATE_REST_URL=sim.rest_url, TRADOVATE_WS_URL=sim.ws_url,
         WEBHOOK_SECRET=SECRET, ADMIN_TOKEN=ADMIN, DATABASE_PATH=str(tmp_path / "journal.sqlite3"),
-        WS_HEARTBEAT_INTERVAL_S="0.2", KEEPALIVE_INTERVAL_S="0.5", GRACEFUL_TIMEOUT_S="5", WEBHOOK_BUDGET_S="0.3",
+        WS_HEARTBEAT_INTERVAL_S="0.2", KEEPALIVE_INTERVAL_S="0.5", GRACEFUL_TIMEOUT_S="5", WEBHOOK_BUDGET_S="1.0",
         WEB_CONCURRENCY="4",  # a platform's default must not multiply the pool
         PYTHONUNBUFFERED="1",
     )
@@ -38,9 +38,12 @@ def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
         wait_for(ready, timeout_s=20, interval_s=0.05)
 
         def ws_open():
-            conns = requests.get(base + "/api/websocket-status", timeout=2).json()["connection_pool"]["connections"]
+            try:
+                conns = requests.get(base + "/api/websocket-status", timeout=2).json()["connection_pool"]["connections"]
+            except requests.Timeout:  # a loaded machine: ask again
+                return False
             return conns and all(c["ws_connected"] for c in conns.values())
-        wait_for(ws_open, timeout_s=5)
+        wait_for(ws_open, timeout_s=20)
 
         r = requests.post(f"{base}/webhook/{SECRET}", data=BUY, headers={"Content-Type": "text/plain"}, timeout=5)
         assert r.status_code == 200, r.text
@@ -67,7 +70,7 @@ def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
         assert len(workers) == 1, err.text()
 
         # a signal still executing when SIGTERM arrives is finished (and recorded) before exit
-        sim.faults.response_latency_ms = 400
+        sim.faults.response_latency_ms = 400  # a few round trips: past the 1 s budget, answered 202
         r = requests.post(f"{base}/webhook/{SECRET}", data='{"action":"sell","ticker":"MES1!","quantity":1}',
                           timeout=5)
         assert r.status_code == 202, r.text
@@ -92,7 +95,7 @@ def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
         raise AssertionError("still answering after SIGTERM")
     except requests.ConnectionError:
         pass
-    wait_for(lambda: sim.ws_session_count() == 0, timeout_s=3)
+    wait_for(lambda: sim.ws_session_count() == 0, timeout_s=10)
     assert "Stopped" in logs
     from phantom_scraper.journal import Journal
 

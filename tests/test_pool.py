@@ -84,6 +84,7 @@ def test_hung_connect_on_one_login_never_delays_another_login(make_multi_sim, lo
     gate_a = probe.gate(ti_a)
     journal = Journal(str(tmp_path / "journal.sqlite3"))
     got_a = []
+    gate_b = None
     waiter = threading.Thread(target=lambda: got_a.append(rs.get_pooled_connection_sync(int(accounts_a[0]["id"]), True)))
     waiter.start()
     try:
@@ -92,11 +93,15 @@ def test_hung_connect_on_one_login_never_delays_another_login(make_multi_sim, lo
         assert rs._WS_POOL_LOCK.acquire(timeout=WAIT_S)
         rs._WS_POOL_LOCK.release()
         assert rs.pool_status()["connections"][str(accounts_a[0]["id"])]["connecting"] is True
-        # Bob with no socket yet: his orders leave at once over REST (his connect runs behind).
+        # Bob with no socket yet: his orders leave at once over REST (his connect runs behind; it is
+        # held at a gate until they are acked, or on a loaded machine it could finish between his
+        # two accounts' orders and the second would rightly take the socket).
+        gate_b = probe.gate(ti_b)
         _, outcomes = run_signal(journal, ti_b, targets_of(conn_b, accounts_b), {"action": "buy", "symbol": "NQ"})
         assert [o.status for o in outcomes] == ["acked", "acked"]
         assert {o.transport for o in outcomes} == {"rest"}
         # Bob's socket connects while alice's still hangs, and his orders then use it.
+        gate_b.set()
         client_b = rs.get_pooled_connection_sync(int(accounts_b[0]["id"]), True)
         assert client_b.is_open
         _, outcomes = run_signal(journal, ti_b, targets_of(conn_b, accounts_b), {"action": "sell", "symbol": "NQ"})
@@ -104,6 +109,8 @@ def test_hung_connect_on_one_login_never_delays_another_login(make_multi_sim, lo
         assert waiter.is_alive() and not gate_a.is_set()  # alice was hung all along
     finally:
         gate_a.set()
+        if gate_b is not None:
+            gate_b.set()
         waiter.join(WAIT_S)
         journal.close()
     assert got_a and got_a[0].is_open

@@ -46,6 +46,19 @@ def _set(**values):
     return apply
 
 
+def _closing(act):
+    """A fault that closes the pool's sockets (at once, or at the broker's next token check): wait
+    until the client has seen its sockets closed before the signals are sent.  Otherwise, on a
+    loaded machine, the close races the first signal's order frames and a frame dies unread --
+    that is the socket_closed_after_order_frame fault (unknown, never resent), not this one."""
+    def inject(sim):
+        sockets = [c.live_client() for c in recorder_service.logins_snapshot()]
+        assert sockets and all(s is not None for s in sockets)
+        act(sim)
+        assert settle(lambda: not any(s.is_open for s in sockets), 5.0), "the pool's sockets were never closed"
+    return inject
+
+
 def _refuse_and_drop(sim):
     sim.faults.refuse_ws_connects = True
     sim.faults.close_all_sockets()
@@ -60,13 +73,13 @@ FAULTS = {
     "socket_closed_after_order_frame": (_set(close_after_next_orders=1), 1),
     "answer_never_sent": (_set(no_answer_next_orders=1), 0),
     "response_black_holed": (_set(blackhole_next_responses=1), 0),
-    "ws_connects_refused": (_refuse_and_drop, 0),
+    "ws_connects_refused": (_closing(_refuse_and_drop), 0),
     "http_500": (_set(http_500_next=1), 1),
     "http_429": (_set(http_429_next=1), 1),
     "penalty_ticket": (_set(penalty_next=1, penalty_time_s=0.2), 0),
-    "tokens_expired_mid_stream": (lambda sim: sim.faults.expire_all_tokens(), 0),
-    "shutdown_event": (lambda sim: sim.faults.send_shutdown("Maintenance"), 0),
-    "every_socket_dropped": (lambda sim: sim.faults.close_all_sockets(), 0),
+    "tokens_expired_mid_stream": (_closing(lambda sim: sim.faults.expire_all_tokens()), 0),
+    "shutdown_event": (_closing(lambda sim: sim.faults.send_shutdown("Maintenance")), 0),
+    "every_socket_dropped": (_closing(lambda sim: sim.faults.close_all_sockets()), 0),
 }
 
 

@@ -134,13 +134,14 @@ def test_breakeven_through_the_service_on_quotes(make_server_app, sim):
             return sorted(i.stop_price for i in ex._info.values()
                           if i.order_type == "Stop" and ex._entities["order"][i.order_id]["ordStatus"] == "Working")
 
-    assert stops() == [base - 8, base - 8]
+    wait_for(lambda: stops() == [base - 8, base - 8], what="both stops working")
     service.on_quote(contract_id, base + 2.75)
     sim.set_price(SYMBOL, base + 3)
     service.on_quote(contract_id, base + 3)
-    wait_for(lambda: stops() == [base + 0.25, base + 0.25])
+    wait_for(lambda: stops() == [base + 0.25, base + 0.25], what="stops at breakeven")
     store = strategy_exec.store_for(service.journal)
-    assert {r["be_state"] for r in store.open()} == {"done"}
+    # journaled after the broker answered the modify: the stops can move before it is written
+    wait_for(lambda: {r["be_state"] for r in store.open()} == {"done"}, what="breakeven journaled done")
 
 
 def test_partial_close_shrinks_the_exit_legs_to_the_position(make_server_app, sim):

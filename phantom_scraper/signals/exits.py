@@ -22,7 +22,7 @@ Shapes (field names as everywhere: case, ``_`` and ``-`` ignored):
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from .fields import Fields, as_number, as_positive, as_whole, as_whole_positive, norm
 from .model import Bracket, Breakeven, Exits, SignalError, StopPlan, Target
@@ -88,11 +88,7 @@ def _target(key: str, value: Any, f: Fields) -> Target:
         return Target(Bracket("price", as_positive(key, value, f)))
     where: List[Bracket] = []
     quantity, percent, stop = None, None, None
-    for sub, sub_value in value.items():
-        n = norm(sub) if isinstance(sub, str) else ""
-        name = f"{key}.{sub}"
-        if sub_value is None:
-            continue
+    for n, name, sub_value in _sub_keys(key, value):
         if n in _PRICE_KEYS:
             where.append(Bracket("price", as_positive(name, sub_value, f)))
         elif n in _DISTANCE_KEYS:
@@ -115,6 +111,13 @@ def _target(key: str, value: Any, f: Fields) -> Target:
     if quantity is not None and percent is not None:
         raise SignalError("invalid_field", key, f'"{key}" sets both quantity and quantityPercent')
     return Target(where[0], quantity, percent, stop)
+
+
+def _sub_keys(key: str, value: Dict[str, Any]) -> Iterator[Tuple[str, str, Any]]:
+    """An object's set sub-keys: (normalised sub-key, ``key.sub`` for messages, value); nulls skipped."""
+    for sub, sub_value in value.items():
+        if sub_value is not None:
+            yield (norm(sub) if isinstance(sub, str) else ""), f"{key}.{sub}", sub_value
 
 
 _DISTANCE_KEYS = ("ticks", "points", "amount", "percent")
@@ -171,11 +174,7 @@ def _stop_object(key: str, value: Dict[str, Any], f: Fields) -> Tuple[StopPlan, 
     trail: List[Bracket] = []
     trigger = step = breakeven = limit = None
     stop_type: Optional[str] = None
-    for sub, sub_value in value.items():
-        n = norm(sub) if isinstance(sub, str) else ""
-        name = f"{key}.{sub}"
-        if sub_value is None:
-            continue
+    for n, name, sub_value in _sub_keys(key, value):
         if n in ("stopprice", "price"):
             where.append(Bracket("price", as_positive(name, sub_value, f)))
         elif n in _DISTANCE_KEYS:
@@ -233,11 +232,7 @@ def read_breakeven(key: str, value: Any, f: Fields) -> Breakeven:
     if not isinstance(value, dict):
         raise SignalError("invalid_field", key, f'"{key}" must be an object: {{"trigger": ticks, "offset": ticks}}')
     trigger = offset = None
-    for sub, sub_value in value.items():
-        n = norm(sub) if isinstance(sub, str) else ""
-        name = f"{key}.{sub}"
-        if sub_value is None:
-            continue
+    for n, name, sub_value in _sub_keys(key, value):
         if n in ("trigger", "triggerticks"):
             trigger = Bracket("ticks", float(as_whole_positive(name, sub_value, f)))
         elif n == "triggerpoints":
