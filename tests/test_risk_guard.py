@@ -106,10 +106,11 @@ def test_loss_limit_breach_flattens_and_locks_that_account_only_within_2s_of_the
 
     moved_at = sim.clock.now()
     sim.set_price("NQZ6", 20985.0)  # DEMO0001: 2 x -15 x $20 = -600 (limit 500); DEMO0002: -300
-    # The quote's way over the market-data socket takes no simulated time (the clock is frozen), so
-    # the simulated clock only moves once the guard holds the new price: what is measured below is
-    # the guard's own reaction, in simulated seconds, however slow the machine is.
-    wait_for(lambda: guard._prices.get(nq, (None, None))[0] == 20985.0)
+    # the quote reaches the guard over the market-data socket: wait for it in real time with the
+    # simulated clock standing still (on a loaded machine the loop below could otherwise spend its
+    # 2 simulated seconds before the price arrived); DEMO0002, untouched, shows it arrived
+    wait_for(lambda: guard.wait_idle() and risk_status(app, "DEMO0002")["total_pnl"] == -300.0,
+             timeout_s=20.0)
     acted_at = None
     for _ in range(9):  # the simulated clock moves 0.25 s at a time, only once the guard is idle
         guard.wait_idle()
