@@ -62,8 +62,11 @@ class AccountLanes:
         self.watch(conn, settings)
 
         def lane_job():
-            self._settle_previous(ticket.key, settings, conn)
-            result = job()
+            try:
+                self._settle_previous(ticket.key, settings, conn)
+                result = job()
+            finally:
+                exit_legs.set_state_behind(False)
             ids = list(getattr(result, "order_ids", None) or [])
             if ids:
                 with self._lock:
@@ -100,12 +103,14 @@ class AccountLanes:
         return ready
 
     def settle_claimed(self, ticket: Ticket, settings, conn) -> None:
-        """What a lane job does first (wait for the previous job's orders, legs in line)."""
+        """What a lane job does first (wait for the previous job's orders, legs in line).  The
+        calling thread then runs the account's work and must :meth:`release` the ticket."""
         self._settle_previous(ticket.key, settings, conn)
 
     def release(self, ticket: Ticket, conn, account_id: int, contract, result: Any = None,
                 exc: Optional[BaseException] = None) -> None:
         """End a claimed ticket: its orders make the next job of the lane wait for them."""
+        exit_legs.set_state_behind(False)  # (set by settle_claimed in this thread)
         ids = list(getattr(result, "order_ids", None) or []) if exc is None else []
         if ids:
             with self._lock:
@@ -113,6 +118,11 @@ class AccountLanes:
         self.lanes.release(ticket, result, exc)
 
     def _settle_previous(self, key: LaneKey, settings, current_conn) -> None:
+        """Wait until the previous job's orders show as settled.  If they do not in time, the
+        socket-fed state is behind this lane's own fills: for the rest of this job (this thread,
+        until the job ends) positions and orders are read from the broker instead
+        (``exit_legs.set_state_behind``), and the legs are left alone -- never planned from it."""
+        exit_legs.set_state_behind(False)
         with self._lock:
             pending = self._unsettled.pop(key, None)
         if pending is None or pending[0] is not current_conn:
@@ -120,8 +130,9 @@ class AccountLanes:
         conn, account_id, contract_id, order_ids = pending
         timeout_s = settings.order_ack_timeout_s
         if not exit_legs.wait_settled(conn, account_id, order_ids, timeout_s):
-            logger.warning("Lane %s: orders %s not settled at the broker within %.1f s; going on", key,
-                           order_ids, timeout_s)
+            logger.warning("Lane %s: orders %s not settled in the socket-fed state within %.1f s; this job "
+                           "reads the position from the broker", key, order_ids, timeout_s)
+            exit_legs.set_state_behind(True)
         exit_legs.sync(conn, account_id, contract_id, timeout_s)
 
     # ------------------------------------------------------------------ upkeep between signals
@@ -157,8 +168,11 @@ class AccountLanes:
         def upkeep():
             with self._lock:
                 self._upkeep_queued.discard(marker)
-            self._settle_previous(key, settings, conn)
-            exit_legs.sync(conn, account_id, contract_id, settings.order_ack_timeout_s)
+            try:
+                self._settle_previous(key, settings, conn)
+                exit_legs.sync(conn, account_id, contract_id, settings.order_ack_timeout_s)
+            finally:
+                exit_legs.set_state_behind(False)
 
         future = self.lanes.background(key, upkeep)
         future.add_done_callback(_log_failure)

@@ -122,8 +122,7 @@ def _read(conn, endpoint: str, rest_fn: Callable[[], list], timeout_s: float) ->
 
 def _fresh_state(conn):
     """The login's socket-fed ``BrokerState`` when it can be trusted (synced on the live socket)."""
-    state = getattr(conn, "broker_state", None)
-    return state if state is not None and state.fresh else None
+    return exit_legs.fresh_state(conn)  # (None too while it is behind this lane's own orders)
 
 
 def _net_position(conn, account_id: int, contract_id: int, timeout_s: float) -> int:

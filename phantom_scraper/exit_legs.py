@@ -23,6 +23,7 @@ re-read next time.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Iterable, List, Optional
 
@@ -36,9 +37,24 @@ _RESTING = frozenset({"Working", "Suspended"})
 _FINAL = frozenset({"Filled", "Canceled", "Rejected", "Expired", "Completed"})
 
 
+# Set for the lane job running in this thread when its previous orders did not show as settled in
+# the socket-fed state in time: that state is then behind this lane's own fills, so the job reads
+# positions and orders from the broker (REST / socket requests), not from it.  See account_lanes.
+_behind = threading.local()
+
+
+def state_behind() -> bool:
+    return getattr(_behind, "lane", False)
+
+
+def set_state_behind(value: bool) -> None:
+    _behind.lane = bool(value)
+
+
 def fresh_state(conn):
+    """The login's socket-fed state when it is synced and not behind this lane's own orders."""
     state = getattr(conn, "broker_state", None)
-    return state if state is not None and state.fresh else None
+    return state if state is not None and state.fresh and not state_behind() else None
 
 
 def is_leg(order: dict) -> bool:

@@ -350,8 +350,10 @@ class Journal:
         self.backend = self._db.name
         self.lease_ttl_s = float(lease_ttl_s)
         # The process lease, taken on first use (and again after fork(): another process).
-        # _lease_lock serialises taking it; the heartbeat thread only reads owner_id.
+        # _lease_lock guards the fields below (bookkeeping only: the lease's writes run outside it);
+        # _lease_flight is (pid, Event) while one thread of that process takes the lease.
         self._lease_lock = threading.Lock()
+        self._lease_flight: Optional[tuple] = None
         self._owner_id: Optional[str] = None
         self._owner_pid: Optional[int] = None
         self._stop_lease = threading.Event()
@@ -364,8 +366,8 @@ class Journal:
         :class:`JournalClosedError`."""
         self._stop_lease.set()
         thread = self._lease_thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(5.0)
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            thread.join(5.0)  # (a thread published but not yet started sees the stop at once)
         owner = self._owner_id
         if owner is not None and self._owner_pid == os.getpid() and not self._db.closed:
             try:  # the next start may settle what this process leaves behind
@@ -378,24 +380,49 @@ class Journal:
 
     @property
     def owner_id(self) -> str:
-        """This process's lease id (taken now if not yet: a row in ``owners`` and a heartbeat)."""
+        """This process's lease id (taken now if not yet: a row in ``owners`` and a heartbeat).
+
+        Single flight: the first caller of a process takes the lease -- its database writes (on
+        Postgres, network I/O) run outside ``_lease_lock`` -- and publishes it under the lock;
+        concurrent callers wait for that result (bounded, re-checked) instead of taking their own."""
         pid = os.getpid()
-        if self._owner_id is not None and self._owner_pid == pid:
-            return self._owner_id
+        while True:
+            if self._owner_id is not None and self._owner_pid == pid:
+                return self._owner_id
+            with self._lease_lock:
+                if self._owner_id is not None and self._owner_pid == pid:
+                    return self._owner_id
+                flight = self._lease_flight
+                leader = flight is None or flight[0] != pid  # (a flight of the parent before a fork is not ours)
+                if leader:
+                    flight = self._lease_flight = (pid, threading.Event())
+            if not leader:
+                flight[1].wait(1.0)  # the leader's writes are bounded by the database timeouts
+                continue
+            try:
+                owner = self._take_lease(pid)
+            finally:
+                with self._lease_lock:
+                    if self._lease_flight is flight:
+                        self._lease_flight = None
+                flight[1].set()
+            return owner
+
+    def _take_lease(self, pid: int) -> str:
+        """The lease writes (no lock held), then the result published under ``_lease_lock``."""
+        owner, now = uuid.uuid4().hex, time.time()
+        if self.backend == "postgres":  # liveness Postgres itself tracks, on any host
+            self._db.hold_session_lock(_owner_lock_key(owner))
+        self._write(lambda conn: conn.execute(
+            "INSERT INTO owners (id, pid, host, started_at, heartbeat_at, released) VALUES (?, ?, ?, ?, ?, 0)",
+            (owner, pid, socket.gethostname(), now, now)))
+        stop = threading.Event()
+        thread = threading.Thread(target=self._heartbeat_loop, args=(owner, stop), daemon=True, name="journal-lease")
         with self._lease_lock:
-            if self._owner_id is None or self._owner_pid != pid:
-                owner, now = uuid.uuid4().hex, time.time()
-                if self.backend == "postgres":  # liveness Postgres itself tracks, on any host
-                    self._db.hold_session_lock(_owner_lock_key(owner))
-                self._write(lambda conn: conn.execute(
-                    "INSERT INTO owners (id, pid, host, started_at, heartbeat_at, released) VALUES (?, ?, ?, ?, ?, 0)",
-                    (owner, pid, socket.gethostname(), now, now)))
-                self._owner_id, self._owner_pid = owner, pid
-                self._stop_lease = threading.Event()
-                self._lease_thread = threading.Thread(target=self._heartbeat_loop, args=(owner, self._stop_lease),
-                                                      daemon=True, name="journal-lease")
-                self._lease_thread.start()
-            return self._owner_id
+            self._owner_id, self._owner_pid = owner, pid
+            self._stop_lease, self._lease_thread = stop, thread
+        thread.start()
+        return owner
 
     def _heartbeat_loop(self, owner: str, stop: threading.Event) -> None:
         interval = max(0.05, self.lease_ttl_s / 3.0)

@@ -276,6 +276,47 @@ def test_an_expired_lease_counts_as_gone(tmp_path):
         stale.close()
 
 
+def test_the_lease_is_written_outside_its_lock_once_for_concurrent_first_callers(tmp_path):
+    """Taking the lease is a database write (network I/O on Postgres): never under ``_lease_lock``.
+    Threads asking for it together all get the one lease the first of them took."""
+    journal = Journal(str(tmp_path / "journal.sqlite3"))
+    real_write, under_lock, writes = journal._write, [], []
+    entered, go = threading.Event(), threading.Event()
+
+    def watched_write(fn, *args, **kwargs):
+        under_lock.append(journal._lease_lock.locked())
+        writes.append(1)
+        entered.set()
+        go.wait(5.0)  # the other callers arrive while the first write is in flight
+        return real_write(fn, *args, **kwargs)
+
+    journal._write = watched_write
+    ids, lock = [], threading.Lock()  # lock: serialises appends to ids
+
+    def ask():
+        owner = journal.owner_id
+        with lock:
+            ids.append(owner)
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    try:
+        threads[0].start()
+        assert entered.wait(5.0)
+        for t in threads[1:]:
+            t.start()
+        assert journal._lease_lock.acquire(timeout=5.0)  # free while the write is in flight
+        journal._lease_lock.release()
+        go.set()
+        for t in threads:
+            t.join(5.0)
+        assert under_lock == [False] and len(writes) == 1
+        assert len(ids) == 4 and len(set(ids)) == 1 and ids[0] == journal.owner_id
+    finally:
+        go.set()
+        journal._write = real_write
+        journal.close()
+
+
 # -- health checks never create unknowns ----------------------------------------------------------
 
 def _order_in_flight(app, sim, hold_ms):

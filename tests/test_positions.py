@@ -2,6 +2,7 @@
 account in the wrong position, reproduced against the simulator."""
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from phantom_scraper.exit_legs import plan_leg_changes
 from phantom_scraper.signals import plan_orders
 from phantom_scraper.tradovate_sim import UserSpec
-from tests.positions_support import Desk, target
+from tests.positions_support import FAST, Desk, target
 
 BRACKETS = {"price": 21000, "tp_ticks": 40, "sl_ticks": 40}  # NQ starts at 21000: tp 21010, sl 20990
 
@@ -135,3 +136,24 @@ def test_leg_plan_cuts_newest_first_and_cancels_wrong_side_and_flat():
     assert plan_leg_changes(3, legs) == []  # covering less than the position is left alone
     suspended = [dict(_leg(30, "Sell", "Limit", 5), ordStatus="Suspended")]
     assert plan_leg_changes(1, suspended) == []  # not working yet: its entry has not filled
+
+
+def test_a_lane_whose_fills_the_socket_state_never_shows_plans_from_the_broker_instead(desk):
+    """The socket-fed state misses the position event of a lane's own fill (a lost or late frame):
+    the next signal of that lane must not plan from the state's 'flat' -- it ended long 3 on
+    'target 1, target 2'.  After the settle wait runs out, the position is read from the broker."""
+    d = desk(accounts=1, settings=dataclasses.replace(FAST, order_ack_timeout_s=0.5))
+    state = d.conn.broker_state
+    real_on_message = state.on_message
+
+    def without_position_events(gen, msg):
+        if isinstance(msg, dict) and (msg.get("d") or {}).get("entityType") == "position":
+            return  # this login's socket never shows a position change
+        real_on_message(gen, msg)
+
+    state.on_message = without_position_events
+    d.send(target("long", 1))
+    d.send(target("long", 2))
+    d.quiet()
+    assert state.fresh and state.net_pos(d.targets[0][0].id, d.contract_id()) == 0  # the state is behind
+    assert d.position(d.targets[0][0].id) == 2
