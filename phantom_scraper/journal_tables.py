@@ -7,7 +7,6 @@ strategy store.
 """
 from __future__ import annotations
 
-import threading
 from typing import Any, Callable, Iterable, List, TypeVar
 
 T = TypeVar("T")
@@ -17,26 +16,25 @@ class JournalTables:
     def __init__(self, journal, ddl: str):
         self.journal = journal
         self._ddl = ddl
-        self._ready = False
-        self._ready_lock = threading.Lock()  # serialises the one-time table creation
+        self._ready = False  # set once the tables exist; read without a lock (a bool)
 
     def ensure(self) -> None:
+        """Create the tables on first use.  No lock around it: the DDL is idempotent
+        (``IF NOT EXISTS``) and the journal serialises writers, so two first callers at once
+        both run it harmlessly, and no thread waits on another's database round trip."""
         if self._ready:
             return
-        with self._ready_lock:
-            if self._ready:
-                return
-            if getattr(self.journal, "backend", "sqlite") == "postgres":
-                from .journal_postgres import translate_ddl
-                statements = translate_ddl(self._ddl)
-            else:
-                statements = [st for st in self._ddl.split(";") if st.strip()]
+        if getattr(self.journal, "backend", "sqlite") == "postgres":
+            from .journal_postgres import translate_ddl
+            statements = translate_ddl(self._ddl)
+        else:
+            statements = [st for st in self._ddl.split(";") if st.strip()]
 
-            def create(conn):
-                for statement in statements:
-                    conn.execute(statement)
-            self.journal.write(create)
-            self._ready = True
+        def create(conn):
+            for statement in statements:
+                conn.execute(statement)
+        self.journal.write(create)
+        self._ready = True
 
     def write(self, fn: Callable[[Any], T]) -> T:
         """``fn(conn)`` in one committed journal transaction (the tables created first)."""
