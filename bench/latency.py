@@ -55,6 +55,30 @@ SYMBOL = "MNQ1!"
 FANOUT_SIZES = (1, 5, 13, 50)
 SIM_ACCOUNTS = 50
 RUN = uuid.uuid4().hex[:8]
+# --only: the rows a developer can choose (the floors of the chosen RTTs always run: they are the reference)
+ROW_KEYS = ("1", "1g", "2", "3", "4") + tuple(f"6-{size}" for size in FANOUT_SIZES) + ("7",)
+ROW_ORDER = {k: i for i, k in enumerate(("0-ws", "0-ws-13", "0-ws-50", "0-sync-1", "0-sync-13", "0-sync-50",
+                                         "0-rest") + ROW_KEYS)}
+
+
+def parse_only(text: Optional[str]) -> Tuple[str, ...]:
+    """``--only 1,1g,6-13,6-50,7`` (``6`` = every fan-out row, ``5`` = row 1 whose breakdown it is,
+    ``floor`` = the floors alone) -> the chosen row keys; empty/None -> every row."""
+    if not text:
+        return ROW_KEYS
+    chosen = set()
+    for token in (t.strip() for t in text.split(",")):
+        if not token or token in ("floor", "0"):
+            continue
+        if token == "6":
+            chosen.update(k for k in ROW_KEYS if k.startswith("6-"))
+        elif token == "5":
+            chosen.add("1")
+        elif token in ROW_KEYS:
+            chosen.add(token)
+        else:
+            raise ValueError(f"--only: unknown row {token!r} (rows: floor, {', '.join(ROW_KEYS)}, 5, 6)")
+    return tuple(k for k in ROW_KEYS if k in chosen)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,53 +511,60 @@ def _sim_rest(sim: SimProcess, method: str, path: str, body: Optional[dict] = No
         conn.close()
 
 
-def floor_rows(sim: SimProcess, *, rtt: float, n: int, warmup: int) -> List[dict]:
-    """Minimal clients straight to the simulator: one placeorder per round trip, nothing else.
+def _ws_answer(ws, waiting: set, events: Optional[List[int]] = None) -> None:
+    """Read frames until every request id in ``waiting`` is answered; anything else (props events,
+    heartbeats) is read, parsed and discarded (events counted into ``events[0]``)."""
+    while waiting:
+        frame = ws.recv(timeout=10)
+        if frame.startswith("a"):
+            items = json.loads(frame[1:])
+            waiting -= {m.get("i") for m in items}
+            if events is not None:
+                events[0] += sum(1 for m in items if m.get("e") == "props")
 
-    What the network + broker cost when the product costs nothing: the same simulator, the same
-    injected RTT, a raw WebSocket frame (authorized once) and a raw keep-alive HTTP POST.
-    """
+
+# The product's broker state subscribes its socket to these (phantom_scraper.broker_state.SYNC_ENTITY_TYPES);
+# copied here so that the floor does not depend on the product's code.
+SYNC_ENTITY_TYPES = ("user", "account", "position", "order", "orderVersion", "fill", "executionReport",
+                     "orderStrategy", "orderStrategyLink", "cashBalance", "command", "commandReport")
+
+
+def _ws_floor(sim: SimProcess, token: str, body, accounts: List[dict], *, n: int, warmup: int,
+              sync_accounts: Optional[List[dict]] = None
+              ) -> Tuple[List[float], Dict[int, List[float]], Dict[int, int]]:
+    """One authorized raw socket: n x (1 placeorder -> its answer), then n x (13 / 50 frames back to
+    back -> the last answer).  With ``sync_accounts`` the socket first sends ``user/syncrequest`` for
+    them, as the product's pool does, so the simulator pushes every order's ``props`` events on it too
+    (read and discarded here, in the same single reader).  Returns the latencies and, per size,
+    how many props events were read."""
     from websockets.sync.client import connect
 
-    sim.reset(response_latency_ms=0.0)
-    token = _sim_rest(sim, "POST", "auth/accesstokenrequest",
-                      {"name": "demo", "password": "demo", "appId": "bench", "appVersion": "1", "cid": "0",
-                       "sec": ""})["accessToken"]
-    all_accounts = sorted(_sim_rest(sim, "GET", "account/list", token=token), key=lambda a: a["name"])
-    account = next(a for a in all_accounts if a["name"] == "DEMO0001")
-    contract = _sim_rest(sim, "GET", "contract/suggest?t=MNQ&l=1", token=token)[0]["name"]
-    sim.set_faults(response_latency_ms=rtt)
-
-    def body(tag: str, i: int, acct=None) -> str:
-        acct = acct or account
-        return json.dumps({"accountSpec": acct["name"], "accountId": acct["id"], "action": "Buy" if i % 2 == 0 else "Sell",
-                           "symbol": contract, "orderQty": 1, "orderType": "Market", "isAutomated": True,
-                           "clOrdId": f"floor-{RUN}-{tag}-{rtt:g}-{i}"}, separators=(",", ":"))
-
-    rows = []
-    ws_lat: List[float] = []
-    with connect(sim.ws_url, compression=None, open_timeout=10, close_timeout=1) as ws:
+    one: List[float] = []
+    fan_lat: Dict[int, List[float]] = {}
+    props: Dict[int, int] = {}
+    events = [0]
+    with connect(sim.ws_url, compression=None, open_timeout=10, close_timeout=1,
+                 max_size=64 * 1024 * 1024) as ws:
         assert ws.recv(timeout=10).startswith("o")
         ws.send(f"authorize\n0\n\n{token}")
-        while True:
-            frame = ws.recv(timeout=10)
-            if frame.startswith("a") and any(m.get("i") == 0 for m in json.loads(frame[1:])):
-                break
+        _ws_answer(ws, {0})
+        rid = 1
+        if sync_accounts is not None:
+            sync = {"accounts": sorted(a["id"] for a in sync_accounts), "entityTypes": list(SYNC_ENTITY_TYPES)}
+            ws.send(f"user/syncrequest\n{rid}\n\n{json.dumps(sync, separators=(',', ':'))}")
+            _ws_answer(ws, {rid})
+            rid += 1
         for i in range(warmup + n):
-            rid = i + 1
             t0 = time.perf_counter()
             ws.send(f"order/placeorder\n{rid}\n\n{body('ws', i)}")
-            while True:
-                frame = ws.recv(timeout=10)
-                if frame.startswith("a") and any(m.get("i") == rid for m in json.loads(frame[1:])):
-                    break
+            _ws_answer(ws, {rid}, events)
+            rid += 1
             if i >= warmup:
-                ws_lat.append((time.perf_counter() - t0) * 1000.0)
+                one.append((time.perf_counter() - t0) * 1000.0)
+        props[1], events[0] = events[0], 0
         # Fan-out floor (issue 17): one frame per account written back to back, until the last answer.
-        fan_lat: Dict[int, List[float]] = {}
-        rid = warmup + n + 1
         for size in (13, 50):
-            accts = [a for a in all_accounts if a["name"].startswith("DEMO")][:size]
+            accts = accounts[:size]
             if len(accts) < size:
                 continue
             fan_lat[size] = []
@@ -543,13 +574,48 @@ def floor_rows(sim: SimProcess, *, rtt: float, n: int, warmup: int) -> List[dict
                 for k, acct in enumerate(accts):
                     ws.send(f"order/placeorder\n{rid}\n\n{body(f'fan{size}-{k}', i, acct)}")
                     rid += 1
-                waiting = set(range(first, rid))
-                while waiting:
-                    frame = ws.recv(timeout=10)
-                    if frame.startswith("a"):
-                        waiting -= {m.get("i") for m in json.loads(frame[1:])}
+                _ws_answer(ws, set(range(first, rid)), events)
                 if i >= warmup:
                     fan_lat[size].append((time.perf_counter() - t0) * 1000.0)
+            props[size], events[0] = events[0], 0
+    return one, fan_lat, props
+
+
+def floor_rows(sim: SimProcess, *, rtt: float, n: int, warmup: int) -> List[dict]:
+    """Minimal clients straight to the simulator: one placeorder per round trip, nothing else.
+
+    What the network + broker cost when the product costs nothing: the same simulator, the same
+    injected RTT, a raw WebSocket frame (authorized once) and a raw keep-alive HTTP POST.  The
+    "raw WS + user sync" rows (issue 17) are the same raw socket after a ``user/syncrequest`` for the
+    login's accounts, as the product's pool sends: the simulator then generates and pushes every
+    order's ``props`` events on it, which the raw client reads and discards - the floor of what
+    the product must do on its socket.
+    """
+    sim.reset(response_latency_ms=0.0)
+    token = _sim_rest(sim, "POST", "auth/accesstokenrequest",
+                      {"name": "demo", "password": "demo", "appId": "bench", "appVersion": "1", "cid": "0",
+                       "sec": ""})["accessToken"]
+    all_accounts = sorted(_sim_rest(sim, "GET", "account/list", token=token), key=lambda a: a["name"])
+    account = next(a for a in all_accounts if a["name"] == "DEMO0001")
+    demo = [a for a in all_accounts if a["name"].startswith("DEMO")]
+    contract = _sim_rest(sim, "GET", "contract/suggest?t=MNQ&l=1", token=token)[0]["name"]
+    sim.set_faults(response_latency_ms=rtt)
+
+    def make_body(prefix: str):
+        def body(tag: str, i: int, acct=None) -> str:
+            acct = acct or account
+            return json.dumps({"accountSpec": acct["name"], "accountId": acct["id"],
+                               "action": "Buy" if i % 2 == 0 else "Sell", "symbol": contract, "orderQty": 1,
+                               "orderType": "Market", "isAutomated": True,
+                               "clOrdId": f"{prefix}-{RUN}-{tag}-{rtt:g}-{i}"}, separators=(",", ":"))
+        return body
+
+    rows = []
+    ws_lat, fan_lat, _ = _ws_floor(sim, token, make_body("floor"), demo, n=n, warmup=warmup)
+    # the same, on a socket subscribed to the login's accounts (the product's recorders hold all 50)
+    sync_lat, sync_fan, sync_props = _ws_floor(sim, token, make_body("floorsync"), demo, n=n, warmup=warmup,
+                                   sync_accounts=demo[:SIM_ACCOUNTS])
+    body = make_body("floor")
     rest_lat: List[float] = []
     conn = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
     try:
@@ -567,9 +633,15 @@ def floor_rows(sim: SimProcess, *, rtt: float, n: int, warmup: int) -> List[dict
               ("0-rest", "(0) floor: raw keep-alive REST placeorder, simulator only", rest_lat, 1)]
     floors += [(f"0-ws-{size}", f"(0) floor: raw WS, {size} accounts' frames -> last answer", lat, size)
                for size, lat in fan_lat.items()]
+    floors.append(("0-sync-1", "(0) floor: raw WS + user sync, 1 account -> answer", sync_lat, 1))
+    floors += [(f"0-sync-{size}", f"(0) floor: raw WS + user sync, {size} accounts -> last answer", lat, size)
+               for size, lat in sync_fan.items()]
     for key, title, lat, accounts in floors:
         row = {"key": key, "title": title, "rtt_ms": rtt, "accounts": accounts, "latency_ms": summarize(lat),
                "errors": 0, "samples_ms": [round(x, 3) for x in lat]}
+        if key.startswith("0-sync"):
+            row["sync"] = "user/syncrequest for the login's 50 accounts after authorize; props read and discarded"
+            row["props_events_read"] = sync_props.get(accounts)  # warm-up included; proves they came
         s = row["latency_ms"]
         print(f"  {title:<52} RTT {rtt:>4g}  n={s['n']:<4} p50 {s['p50']!s:>8}  p99 {s['p99']!s:>8}", flush=True)
         rows.append(row)
@@ -626,8 +698,11 @@ def _children(pid: int) -> List[int]:
 
 
 def gunicorn_rows(workdir: Path, sim: SimProcess, *, seconds: float, clients: int, rtts: List[float], n: int,
-                  warmup: int, latency_rows: List[dict], py_spy: Optional[str] = None) -> dict:
-    """Row 1 again through gunicorn (sequential, each RTT) into ``latency_rows``; then row 7."""
+                  warmup: int, latency_rows: List[dict], py_spy: Optional[str] = None,
+                  rows: Tuple[str, ...] = ("1g", "7")) -> Optional[dict]:
+    """Row 1 again through gunicorn (sequential, each RTT) into ``latency_rows``; then row 7.
+
+    ``rows`` chooses (``--only``); returns row 7's result, or None when row 7 was not chosen."""
     sim.reset(response_latency_ms=0.0, connect_latency_ms=0.0)
     port = _free_port()
     token = f"bench-{RUN}-gunicorn"
@@ -677,10 +752,12 @@ def gunicorn_rows(workdir: Path, sim: SimProcess, *, seconds: float, clients: in
             pass
         target = _Port()
         target.port = port
-        for rtt in rtts:
+        for rtt in rtts if "1g" in rows else ():
             latency_rows.append(latency_row("1g", "(1g) = (1) served by gunicorn (Procfile command)", target, sim,
                                             rtt=rtt, n=n, accounts=1, transport="websocket", warmup=warmup,
                                             path=path))
+        if "7" not in rows:
+            return None
         sim.reset(response_latency_ms=0.0)
         workers = _children(proc.pid)
         cpu_before = {"gunicorn_worker": sum(_cpu_s(w) for w in workers), "simulator": _cpu_s(sim.proc.pid),
@@ -928,50 +1005,105 @@ def _yes(ok: Optional[bool]) -> str:
     return "-" if ok is None else ("met" if ok else "MISSED")
 
 
+def _check(issue: str, what: str, value, target: str, met: bool) -> dict:
+    return {"issue": issue, "what": what, "value": value, "target": target, "met": met}
+
+
 def evaluate(doc: dict) -> List[dict]:
-    """Every target beside its figure."""
+    """Every target beside its figure, labelled with the issue that set it (7, then 17).
+
+    Works on any run's JSON, also one written by an older bench.latency (a row it lacks is skipped)."""
+    return issue7_targets(doc) + issue17_targets(doc)
+
+
+def _rows_by_key(doc: dict) -> List[Tuple[Tuple[str, float], dict]]:
+    rows = {(r["key"], r["rtt_ms"]): r for r in doc.get("rows") or []}
+    return sorted(rows.items(), key=lambda kv: (kv[0][1], ROW_ORDER.get(kv[0][0], 99), kv[0][0]))
+
+
+def _n(summary: Optional[dict]) -> bool:
+    return bool(summary and summary.get("n"))
+
+
+def issue7_targets(doc: dict) -> List[dict]:
     checks = []
-    rows = {(r["key"], r["rtt_ms"]): r for r in doc["rows"]}
-    for (key, rtt), r in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    for (key, rtt), r in _rows_by_key(doc):
         s = r["latency_ms"]
         if key == "1g" and s["n"]:
-            checks.append({"what": f"(1g) gunicorn p50 at RTT {rtt:g}", "value": s["p50"],
-                           "target": f"<= {rtt + 2:g}", "met": s["p50"] <= rtt + 2})
-            checks.append({"what": f"(1g) gunicorn p99 at RTT {rtt:g}", "value": s["p99"],
-                           "target": f"<= {rtt + 10:g}", "met": s["p99"] <= rtt + 10})
+            checks.append(_check("7", f"(1g) gunicorn p50 at RTT {rtt:g}", s["p50"], f"<= {rtt + 2:g}",
+                                 s["p50"] <= rtt + 2))
+            checks.append(_check("7", f"(1g) gunicorn p99 at RTT {rtt:g}", s["p99"], f"<= {rtt + 10:g}",
+                                 s["p99"] <= rtt + 10))
         if key == "1" and s["n"]:
-            checks.append({"what": f"(1) p50 at RTT {rtt:g}", "value": s["p50"], "target": f"<= {rtt + 2:g}",
-                           "met": s["p50"] <= rtt + 2})
-            checks.append({"what": f"(1) p99 at RTT {rtt:g}", "value": s["p99"], "target": f"<= {rtt + 10:g}",
-                           "met": s["p99"] <= rtt + 10})
-            o = r["overhead_minus_rtt_ms"]
-            checks.append({"what": f"(5) (1) minus RTT, p50, RTT {rtt:g}", "value": o["p50"], "target": "<= 1",
-                           "met": o["p50"] <= 1.0})
-            w = r["webhook_received_to_first_frame_ms"]
-            if w["n"]:
-                checks.append({"what": f"(5) webhook received -> order frame written, p50, RTT {rtt:g}",
-                               "value": w["p50"], "target": "<= 1", "met": w["p50"] <= 1.0})
+            checks.append(_check("7", f"(1) p50 at RTT {rtt:g}", s["p50"], f"<= {rtt + 2:g}", s["p50"] <= rtt + 2))
+            checks.append(_check("7", f"(1) p99 at RTT {rtt:g}", s["p99"], f"<= {rtt + 10:g}",
+                                 s["p99"] <= rtt + 10))
+            o = r.get("overhead_minus_rtt_ms")
+            if _n(o):
+                checks.append(_check("7", f"(5) (1) minus RTT, p50, RTT {rtt:g}", o["p50"], "<= 1", o["p50"] <= 1.0))
+            w = r.get("webhook_received_to_first_frame_ms")
+            if _n(w):
+                checks.append(_check("7", f"(5) webhook received -> order frame written, p50, RTT {rtt:g}",
+                                     w["p50"], "<= 1", w["p50"] <= 1.0))
         if key.startswith("6-") and s["n"]:
             size = r["accounts"]
             limit = {13: 1.2 * rtt + 5, 50: 1.5 * rtt + 10}.get(size)
             if limit is not None:
-                checks.append({"what": f"(6) {size} accounts all acked, p50, RTT {rtt:g}", "value": s["p50"],
-                               "target": f"<= {limit:g}", "met": s["p50"] <= limit})
-    for rtt, ratios in doc["ratios"].items():
-        if float(rtt) == 50.0 or float(rtt) == max(float(k) for k in doc["ratios"]):
+                checks.append(_check("7", f"(6) {size} accounts all acked, p50, RTT {rtt:g}", s["p50"],
+                                     f"<= {limit:g}", s["p50"] <= limit))
+    ratios_all = doc.get("ratios") or {}
+    for rtt, ratios in ratios_all.items():
+        if float(rtt) == 50.0 or float(rtt) == max(float(k) for k in ratios_all):
             if ratios.get("(3)/(1)") is not None:
-                checks.append({"what": f"(3)/(1) p50 ratio at RTT {rtt}", "value": ratios["(3)/(1)"],
-                               "target": ">= 2.5", "met": ratios["(3)/(1)"] >= 2.5})
+                checks.append(_check("7", f"(3)/(1) p50 ratio at RTT {rtt}", ratios["(3)/(1)"], ">= 2.5",
+                                     ratios["(3)/(1)"] >= 2.5))
             if ratios.get("(4)/(1)") is not None:
-                checks.append({"what": f"(4)/(1) p50 ratio at RTT {rtt}", "value": ratios["(4)/(1)"],
-                               "target": ">= 3", "met": ratios["(4)/(1)"] >= 3.0})
+                checks.append(_check("7", f"(4)/(1) p50 ratio at RTT {rtt}", ratios["(4)/(1)"], ">= 3",
+                                     ratios["(4)/(1)"] >= 3.0))
     tp = doc.get("throughput")
     if tp and tp.get("signals_per_s") is not None:
-        checks.append({"what": "(7) sustained signals/s (gunicorn, RTT 0)", "value": tp["signals_per_s"],
-                       "target": ">= 300", "met": tp["signals_per_s"] >= 300})
-        checks.append({"what": "(7) lost orders", "value": tp["lost"], "target": "== 0", "met": tp["lost"] == 0})
+        checks.append(_check("7", "(7) sustained signals/s (gunicorn, RTT 0)", tp["signals_per_s"], ">= 300",
+                             tp["signals_per_s"] >= 300))
+        checks.append(_check("7", "(7) lost orders", tp["lost"], "== 0", tp["lost"] == 0))
         dup = tp["duplicated_clordid"] + tp["duplicated_signal_orders"]
-        checks.append({"what": "(7) duplicated orders", "value": dup, "target": "== 0", "met": dup == 0})
+        checks.append(_check("7", "(7) duplicated orders", dup, "== 0", dup == 0))
+    return checks
+
+
+def issue17_targets(doc: dict) -> List[dict]:
+    """Issue 17's table ("Hot path"), for whichever of its rows this run has."""
+    checks = []
+    for (key, rtt), r in _rows_by_key(doc):
+        if not _n(r.get("latency_ms")):
+            continue
+        if key == "1":
+            w = r.get("webhook_received_to_first_frame_ms")
+            if _n(w):
+                checks.append(_check("17", f"webhook received -> order frame written, 1 account, p50, RTT {rtt:g}",
+                                     w["p50"], "<= 0.5", w["p50"] <= 0.5))
+        if key in ("1", "1g"):
+            o = r.get("overhead_minus_rtt_ms")
+            if _n(o):
+                what = "webhook -> ack minus RTT, 1 account" if key == "1" else "(1g) gunicorn: webhook -> ack minus RTT"
+                checks.append(_check("17", f"{what}, p50, RTT {rtt:g}", o["p50"], "<= 1.5", o["p50"] <= 1.5))
+                checks.append(_check("17", f"{what}, p99, RTT {rtt:g}", o["p99"], "<= 4", o["p99"] <= 4.0))
+        s = r["latency_ms"]
+        if key == "6-13" and rtt == 0:
+            checks.append(_check("17", "fan-out 13 accounts, last ack, p50, RTT 0", s["p50"], "<= 4", s["p50"] <= 4.0))
+        if key == "6-50" and rtt == 0:
+            checks.append(_check("17", "fan-out 50 accounts, last ack, p50, RTT 0", s["p50"], "<= 10",
+                                 s["p50"] <= 10.0))
+        if key == "6-50":
+            o = r.get("first_to_last_frame_ms")
+            if _n(o):
+                checks.append(_check("17", f"spread first -> last account's frame, 50 accounts, p50, RTT {rtt:g}",
+                                     o["p50"], "<= 2", o["p50"] <= 2.0))
+    tp = doc.get("throughput")
+    if tp and tp.get("signals_per_s") is not None:
+        dup = tp["duplicated_clordid"] + tp["duplicated_signal_orders"]
+        checks.append(_check("17", "(7) gunicorn throughput, 1 account, 0 lost / 0 duplicated",
+                             f"{tp['signals_per_s']}/s, lost {tp['lost']}, duplicated {dup}",
+                             ">= 500/s, 0, 0", tp["signals_per_s"] >= 500 and tp["lost"] == 0 and dup == 0))
     return checks
 
 
@@ -1026,9 +1158,11 @@ def render(doc: dict) -> str:
         for name in ("(2)/(1)", "(3)/(1)", "(4)/(1)"):
             v = ratios.get(name)
             v99 = ratios.get(name + " p99")
+            if v is None and v99 is None:  # a row not run (--only)
+                continue
             tgt = {"(3)/(1)": " (target >= 2.5)", "(4)/(1)": " (target >= 3)"}.get(name, "")
             parts.append(f"{name} {v if v is not None else '-'}x [{v99 if v99 is not None else '-'}x]{tgt}")
-        out.append(f"  RTT {rtt:>4}: " + ";  ".join(parts))
+        out.append(f"  RTT {rtt:>4}: " + (";  ".join(parts) if parts else "(rows 2-4 not run)"))
         if ratios.get("(1) minus floor p50") is not None:
             out.append(f"            (1) minus floor (0-ws): p50 {ratios['(1) minus floor p50']} ms, "
                        f"p99 {ratios['(1) minus floor p99']} ms;  (1g) minus floor p50 "
@@ -1050,9 +1184,10 @@ def render(doc: dict) -> str:
         else:
             out.append(f"(7) failed: {tp.get('error')}")
     out.append("")
-    out.append("targets:")
+    out.append("targets (issue 7's, then issue 17's):")
     for c in doc["targets"]:
-        out.append(f"  {_yes(c['met']):<7} {c['what']}: {c['value']} (target {c['target']})")
+        out.append(f"  {_yes(c['met']):<7} [issue {c.get('issue', '7')}] {c['what']}: {c['value']} "
+                   f"(target {c['target']})")
     return "\n".join(out)
 
 
@@ -1119,8 +1254,27 @@ def main(argv=None) -> int:
     ap.add_argument("--door-compare", action="store_true",
                     help="only row (1g), front door vs plain gthread side by side (issue 19)")
     ap.add_argument("--rounds", type=int, default=10, help="--door-compare: alternating blocks per RTT")
+    ap.add_argument("--only", default=None, metavar="ROWS",
+                    help="comma list of rows to run, e.g. 1,1g,6-13,6-50,7 or floor (6 = every fan-out row); "
+                         "the floors of the chosen RTTs always run")
+    ap.add_argument("--baseline", default=None, metavar="REF",
+                    help="also run git ref REF's own bench.latency (its tree from git archive, in a subprocess) "
+                         "with the same arguments, and print before/after side by side with this run's floor")
+    ap.add_argument("--baseline-sandwich", action="store_true",
+                    help="--baseline: after, before, then after again (drift on a shared machine shows)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = ap.parse_args(argv)
+    try:
+        rows = parse_only(args.only)
+    except ValueError as exc:
+        ap.error(str(exc))
+    if args.baseline_sandwich and not args.baseline:
+        ap.error("--baseline-sandwich needs --baseline REF")
+    if args.baseline:
+        if args.door_compare:
+            ap.error("--baseline does not combine with --door-compare")
+        from bench import compare
+        return compare.run(args)
     n = args.n if args.n is not None else (30 if args.quick else 200)
     seconds = args.throughput_s if args.throughput_s is not None else (2.0 if args.quick else 20.0)
     rtts = [float(x) for x in args.rtts.split(",") if x.strip()]
@@ -1140,12 +1294,15 @@ def main(argv=None) -> int:
                            "machine": machine_info(),
                            "config": {"n": n, "warmup": warmup, "rtts_ms": rtts, "throughput_s": seconds,
                                       "client_threads": args.clients, "quick": args.quick, "symbol": SYMBOL,
+                                      "only": list(rows) if args.only else None,
                                       "workdir": str(workdir),
                                       "server_rows_1_6": "ultra_simple_server.create_app() on werkzeug "
                                                          "make_server(threaded=True), in the benchmark process",
                                       "simulator": "python -m phantom_scraper.tradovate_sim, own process"},
                            "rows": []}
-    print(f"bench.latency: N={n} per row, RTTs {rtts} ms, workdir {workdir}", flush=True)
+    print(f"bench.latency: N={n} per row, RTTs {rtts} ms, "
+          f"{('rows ' + ','.join(rows) + ' + floors' if rows else 'floors only') if args.only else 'every row'}, "
+          f"workdir {workdir}", flush=True)
     sim = SimProcess(workdir)
     if args.door_compare:
         try:
@@ -1171,51 +1328,63 @@ def main(argv=None) -> int:
         for rtt in rtts:
             doc["rows"].extend(floor_rows(sim, rtt=rtt, n=n, warmup=warmup))
         # -- WebSocket server: rows 1, 4, 6
-        server = InProcessServer(workdir, sim, recorders, websocket=True, name="ws")
-        try:
-            for rtt in rtts:
-                doc["rows"].append(latency_row("1", "(1) webhook -> ack, pooled WebSocket", server, sim, rtt=rtt,
-                                               n=n, accounts=1, transport="websocket", warmup=warmup))
-                MODE["ws_new_connection"] = True
-                try:
-                    doc["rows"].append(latency_row("4", "(4) WebSocket, new connection + authorize per order",
-                                                   server, sim, rtt=rtt, n=n, accounts=1, transport="websocket",
-                                                   warmup=warmup, connect_latency_ms=2 * rtt))
-                finally:
-                    MODE["ws_new_connection"] = False
-                for size in FANOUT_SIZES:
-                    doc["rows"].append(latency_row(f"6-{size}", f"(6) fan-out: 1 signal -> {size} accounts, pooled WS",
-                                                   server, sim, rtt=rtt, n=n, accounts=size,
-                                                   transport="websocket", warmup=warmup))
-        finally:
-            server.stop()
-        # -- REST server (use_websocket_orders=False): rows 2, 3
-        server = InProcessServer(workdir, sim, recorders, websocket=False, name="rest")
-        try:
-            for rtt in rtts:
-                doc["rows"].append(latency_row("2", "(2) webhook -> ack, REST, persistent Session", server, sim,
-                                               rtt=rtt, n=n, accounts=1, transport="rest", warmup=warmup))
-                MODE["rest_new_connection"] = True
-                try:
-                    doc["rows"].append(latency_row("3", "(3) REST, new connection per order", server, sim,
-                                                   rtt=rtt, n=n, accounts=1, transport="rest", warmup=warmup,
-                                                   connect_latency_ms=2 * rtt))
-                finally:
-                    MODE["rest_new_connection"] = False
-        finally:
-            server.stop()
-        # -- gunicorn: row 1 again (1g), then row 7
-        if not args.skip_throughput:
+        if any(k == "1" or k == "4" or k.startswith("6-") for k in rows):
+            server = InProcessServer(workdir, sim, recorders, websocket=True, name="ws")
             try:
-                doc["throughput"] = gunicorn_rows(workdir, sim, seconds=seconds, clients=args.clients, rtts=rtts,
-                                                  py_spy=args.py_spy,
-                                                  n=n, warmup=warmup, latency_rows=doc["rows"])
+                for rtt in rtts:
+                    if "1" in rows:
+                        doc["rows"].append(latency_row("1", "(1) webhook -> ack, pooled WebSocket", server, sim,
+                                                       rtt=rtt, n=n, accounts=1, transport="websocket",
+                                                       warmup=warmup))
+                    if "4" in rows:
+                        MODE["ws_new_connection"] = True
+                        try:
+                            doc["rows"].append(latency_row("4", "(4) WebSocket, new connection + authorize per order",
+                                                           server, sim, rtt=rtt, n=n, accounts=1,
+                                                           transport="websocket", warmup=warmup,
+                                                           connect_latency_ms=2 * rtt))
+                        finally:
+                            MODE["ws_new_connection"] = False
+                    for size in FANOUT_SIZES:
+                        if f"6-{size}" in rows:
+                            doc["rows"].append(latency_row(f"6-{size}",
+                                                           f"(6) fan-out: 1 signal -> {size} accounts, pooled WS",
+                                                           server, sim, rtt=rtt, n=n, accounts=size,
+                                                           transport="websocket", warmup=warmup))
+            finally:
+                server.stop()
+        # -- REST server (use_websocket_orders=False): rows 2, 3
+        if "2" in rows or "3" in rows:
+            server = InProcessServer(workdir, sim, recorders, websocket=False, name="rest")
+            try:
+                for rtt in rtts:
+                    if "2" in rows:
+                        doc["rows"].append(latency_row("2", "(2) webhook -> ack, REST, persistent Session", server,
+                                                       sim, rtt=rtt, n=n, accounts=1, transport="rest",
+                                                       warmup=warmup))
+                    if "3" in rows:
+                        MODE["rest_new_connection"] = True
+                        try:
+                            doc["rows"].append(latency_row("3", "(3) REST, new connection per order", server, sim,
+                                                           rtt=rtt, n=n, accounts=1, transport="rest",
+                                                           warmup=warmup, connect_latency_ms=2 * rtt))
+                        finally:
+                            MODE["rest_new_connection"] = False
+            finally:
+                server.stop()
+        # -- gunicorn: row 1 again (1g), then row 7
+        gunicorn_keys = tuple(k for k in ("1g", "7") if k in rows)
+        if gunicorn_keys and not args.skip_throughput:
+            try:
+                tp = gunicorn_rows(workdir, sim, seconds=seconds, clients=args.clients, rtts=rtts,
+                                   py_spy=args.py_spy, n=n, warmup=warmup, latency_rows=doc["rows"],
+                                   rows=gunicorn_keys)
+                if tp is not None:
+                    doc["throughput"] = tp
             except Exception as exc:  # reported in the table and the JSON, not hidden
                 doc["throughput"] = {"key": "7", "error": f"{type(exc).__name__}: {exc}"}
-                print(f"  (7) failed: {exc}", flush=True)
-        order = {"0-ws": 0, "0-rest": 1, "1": 2, "1g": 3, "2": 4, "3": 5, "4": 6, "6-1": 7, "6-5": 8, "6-13": 9,
-                 "6-50": 10}
-        doc["rows"].sort(key=lambda r: (r["rtt_ms"], order.get(r["key"], 99)))
+                print(f"  (1g/7) failed: {exc}", flush=True)
+        doc["rows"].sort(key=lambda r: (r["rtt_ms"], ROW_ORDER.get(r["key"], 99)))
         # -- ratios
         doc["ratios"] = {}
         for rtt in rtts:
