@@ -196,16 +196,24 @@ def _columns(halves: List[dict]) -> List[str]:
     return sorted((h["name"] for h in halves), key=lambda n: rank.get(n, 9))
 
 
+def _chosen(doc: Optional[dict], only: Tuple[str, ...]) -> Optional[dict]:
+    """``doc`` narrowed to the --only rows and the floors (a bench without --only ran them all)."""
+    if not doc:
+        return doc
+    narrowed = dict(doc, rows=[r for r in doc.get("rows") or [] if r["key"].startswith("0-") or r["key"] in only])
+    if "7" not in only:
+        narrowed.pop("throughput", None)
+    return narrowed
+
+
 def compare(halves: List[dict], only: Tuple[str, ...], chosen: bool) -> Dict[str, Any]:
     """Rows keyed (key, RTT) across the halves; the floors from the first after half that has them."""
-    docs = {h["name"]: h.get("doc") for h in halves}
+    docs = {h["name"]: _chosen(h.get("doc"), only) if chosen else h.get("doc") for h in halves}
     names = _columns(halves)
     index: Dict[Tuple[str, float], Dict[str, dict]] = {}
     titles: Dict[Tuple[str, float], dict] = {}
     for name in names:
         for r in (docs[name] or {}).get("rows") or []:
-            if chosen and not (r["key"].startswith("0-") or r["key"] in only):
-                continue
             k = (r["key"], float(r["rtt_ms"]))
             index.setdefault(k, {})[name] = r
             if k not in titles or name.startswith("after"):
@@ -285,7 +293,7 @@ def render(doc: Dict[str, Any]) -> str:
                    + (f"; {'; '.join(h['notes'])}" if h.get("notes") else ""))
     out.append("  ms; floor = the after half's raw WS client (rows 2/3: raw REST); +sync = raw WS after "
                "user/syncrequest, props read and discarded; under 'minus RTT' rows, the floor minus RTT too")
-    head = f"{'row':<56}{'RTT':>5}"
+    head = f"{'row':<58}{'RTT':>5}"
     for name in names:
         short = {"after": "after", "before": "before", "after2": "again"}.get(name, name)
         head += f"{short + ' p50':>12}{'p99':>9}"
@@ -293,7 +301,7 @@ def render(doc: Dict[str, Any]) -> str:
     out.append(head)
     out.append("-" * len(head))
     for r in cmp_["rows"]:
-        line = f"{r['title'][:55]:<56}{r['rtt_ms']:>5g}"
+        line = f"{r['title'][:57]:<58}{r['rtt_ms']:>5g}"
         for name in names:
             line += f"{_cell(r[name]['p50'], 12)}{_cell(r[name]['p99'])}"
         line += f"{_cell(r.get('floor_p50'))}{_cell(r.get('floor_sync_p50'))}"
