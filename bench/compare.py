@@ -76,6 +76,17 @@ def accepted_options(tree: Path) -> Optional[set]:
     return set(re.findall(r"--[a-z][a-z0-9-]*", out.stdout))
 
 
+def imports_from(tree: Path) -> Optional[str]:
+    """Where a half's product code is imported from (a check that the before half runs REF's code)."""
+    try:
+        out = subprocess.run([sys.executable, "-c", "import os, phantom_scraper, ultra_simple_server; "
+                              "print(os.path.dirname(os.path.dirname(os.path.abspath(phantom_scraper.__file__))))"],
+                             cwd=str(tree), env=_env(tree), capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def half_argv(args, accepted: Optional[set], out: Path, *, py_spy: bool) -> Tuple[List[str], List[str]]:
     """The command-line arguments a half is given, and the notes on what it could not be given."""
     argv: List[str] = []
@@ -285,11 +296,11 @@ def render(doc: Dict[str, Any]) -> str:
                f"Python {doc['machine']['python']})")
     out.append(f"  before = {b['ref']} ({(b.get('commit') or '?')[:12]}), its own bench.latency in a git-archive tree; "
                f"after = this tree (HEAD {git.get('head', '?')}, {git.get('uncommitted_files', '?')} uncommitted files)")
-    for h in halves:
+    for h in halves:  # in the order they ran
         state = "ok" if h.get("doc") else f"FAILED ({h.get('error')})"
-        out.append(f"  {label.get(h['name'], h['name']):<12} {h.get('started', '-')} - {h.get('ended', '-')} "
-                   f"({h.get('duration_s', '-')} s), load average {_load(h.get('loadavg_start'))} -> "
-                   f"{_load(h.get('loadavg_end'))}: {state}"
+        ran = (f"{h['started']} - {h.get('ended', '-')} ({h.get('duration_s', '-')} s), load average "
+               f"{_load(h.get('loadavg_start'))} -> {_load(h.get('loadavg_end'))}: ") if h.get("started") else ""
+        out.append(f"  {label.get(h['name'], h['name']):<12} {ran}{state}"
                    + (f"; {'; '.join(h['notes'])}" if h.get("notes") else ""))
     out.append("  ms; floor = the after half's raw WS client (rows 2/3: raw REST); +sync = raw WS after "
                "user/syncrequest, props read and discarded; under 'minus RTT' rows, the floor minus RTT too")
@@ -332,8 +343,9 @@ def render(doc: Dict[str, Any]) -> str:
     for h in halves:
         if not h.get("doc"):
             out.append("")
-            out.append(f"{label.get(h['name'], h['name'])} half FAILED: {h.get('error')}; last lines:")
-            out.extend("    " + line for line in (h.get("output_tail") or [])[-15:])
+            tail = (h.get("output_tail") or [])[-15:]
+            out.append(f"{label.get(h['name'], h['name'])} half FAILED: {h.get('error')}" + ("; its last lines:" if tail else ""))
+            out.extend("    " + line for line in tail)
     return "\n".join(out)
 
 
@@ -374,6 +386,9 @@ def run(args) -> int:
             argv, notes = half_argv(args, accepted, out, py_spy=(name == "after"))
             half = run_half(name, where, argv, out)
             half["notes"] = notes
+            half["product_code_from"] = imports_from(where)
+            if half["product_code_from"] != str(where):
+                notes.append(f"its product code imports from {half['product_code_from']}, not {where}")
             doc["halves"].append(half)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
