@@ -1,9 +1,16 @@
-"""Signal-to-order latency: pooled WebSocket against REST, fan-out, throughput (issue 7).
+"""Signal-to-order latency: pooled WebSocket against REST, fan-out, throughput (issues 7 and 17).
 
     .venv/bin/python -m bench.latency [--quick] [--n 200] [--rtts 0,50] [--throughput-s 20]
-                                      [--clients 16] [--out bench/results/latest.json]
+                                      [--clients 16] [--only ROWS] [--out bench/results/latest.json]
+    .venv/bin/python -m bench.latency --baseline REF [--baseline-sandwich] [the same options]
+        before/after in one run: REF's tree (git archive) runs its own bench.latency in a subprocess,
+        this tree's runs too (after, before[, after again]); one combined table with this run's
+        floors, both documents and the comparison in the JSON (bench/compare.py)
     .venv/bin/python -m bench.latency --door-compare [--n 400] [--rtts 0] [--rounds 10]
         only row (1g), the Procfile's worker (front door) against plain gthread, side by side
+
+``--only 1,1g,2,3,4,6-1,6-5,6-13,6-50,7`` (any subset; ``6`` = every fan-out row; ``floor`` = the
+floors alone) reruns a subset; the floors of the chosen RTTs always run, they are the reference.
 
 What runs where (all on 127.0.0.1):
 
@@ -21,11 +28,18 @@ What runs where (all on 127.0.0.1):
 * Row 5 uses timing hooks installed in this process only (WSGI entry/exit, the order frame's
   ``send`` on the socket, the order answer's resolution), plus the simulator's own record of
   when it executed each order (``time`` in its book) against the client's send time.
+* Rows 0: the floor, raw clients straight to the simulator: a WebSocket placeorder (1 account,
+  and 13 / 50 accounts' frames back to back), a keep-alive REST POST, and "raw WS + user sync"
+  (1 / 13 / 50 accounts): the same raw socket after a ``user/syncrequest`` for the login's 50
+  accounts, as the product's pool sends, so the simulator generates and pushes every order's
+  ``props`` events on it (read and discarded by the one reader) - what the product must do on its
+  socket at the least.
 * Row 7: gunicorn started with the Procfile's command (bound to 127.0.0.1), simulator at RTT 0,
   several client threads; afterwards the simulator's book is checked: every 2xx-acknowledged
   signal has exactly one order per account, no clOrdId twice.
 
-Targets are printed, never asserted.  Figures on a shared machine are noisy.
+Targets (issue 7's and issue 17's, labelled) are printed, never asserted.  Figures on a shared
+machine are noisy: compare halves of one --baseline run, not runs of different times.
 """
 from __future__ import annotations
 
