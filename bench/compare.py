@@ -20,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -139,11 +140,14 @@ def run_half(name: str, tree: Path, argv: List[str], out: Path) -> Dict[str, Any
             print(f"[{name}] {line}", flush=True)
         rc = proc.wait()
     except BaseException:
-        proc.terminate()  # ours; its own children (simulator, gunicorn) stop with it
+        # ours: SIGINT, so that its finally blocks stop the simulator and gunicorn it started
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(30)
+            proc.wait(60)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(10)
         raise
     half["returncode"] = rc
     half["duration_s"] = round(time.monotonic() - t0, 1)
