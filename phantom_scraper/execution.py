@@ -164,14 +164,17 @@ RETRY_STEP_OFFSET = 100  # step numbers (clOrdIds) of a signal's second run afte
 
 
 def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, settings,
-                         planner=None, needs_position=None, tickets=None, retry: bool = False) -> List[AccountOutcome]:
+                         planner=None, needs_position=None, tickets=None, retry: bool = False,
+                         states: Optional["BatchedStates"] = None) -> List[AccountOutcome]:
     """Run one validated signal on every targeted account, in parallel across accounts and in
     arrival order within each (account, product) lane.
 
     ``targets`` is a list of ``(AccountTarget, PooledConnection)``.  ``tickets`` are the lane
     places taken at arrival (``reserve_lanes``); missing ones are taken now.  ``retry`` is the one
     re-run of accounts whose order the broker refused as ``InvalidContract`` (their steps are
-    numbered from ``RETRY_STEP_OFFSET`` so the new intents get new clOrdIds).  Returns one
+    numbered from ``RETRY_STEP_OFFSET`` so the new intents get new clOrdIds).  ``states``: where
+    single-step orders put their final states for the caller to write after the answer
+    (``BatchedStates.take``); without it they are committed before this returns.  Returns one
     :class:`AccountOutcome` per target, in the order given; an account's failure never affects
     another account.
     """
@@ -188,7 +191,7 @@ def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, 
         tickets.update(LANES.reserve(missing, contract.root))
     try:
         return _execute(signal, contract, targets, journal, signal_id, settings, planner, needs_position, tickets,
-                        RETRY_STEP_OFFSET if retry else 0)
+                        RETRY_STEP_OFFSET if retry else 0, states)
     finally:
         cancel_all(tickets)  # places not used (a crash before submit) free their lanes
 
@@ -203,14 +206,15 @@ def _in_lane(tickets, target, conn, contract, settings, job, inline: bool):
 
 
 def _execute(signal, contract, targets, journal, signal_id, settings, planner, needs_position, tickets,
-             step_offset=0):
+             step_offset=0, states=None):
     args = (signal, contract, journal, signal_id, settings, planner, needs_position)
     if len(targets) == 1 or step_offset:  # one account: runs in this thread when its lane is idle
         futures = [_in_lane(tickets, target, conn, contract, settings,
                             functools.partial(_run_account, target, conn, *args, step_offset=step_offset),
                             inline=len(targets) == 1) for target, conn in targets]
         return [f.result() for f in futures]
-    prepared, batch = _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, needs_position)
+    batch = states if states is not None else BatchedStates(journal)
+    prepared = _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, needs_position)
     futures: Dict[int, concurrent.futures.Future] = {}
 
     def start_others(taken) -> None:  # every account the batch did not take: one lane job each
@@ -229,22 +233,31 @@ def _execute(signal, contract, targets, journal, signal_id, settings, planner, n
     futures.update(run_batched(signal, contract, targets, prepared, tickets, batch, signal_id, settings,
                                start_others))
     outcomes = [futures[index].result() for index in range(len(targets))]
-    batch.flush()
+    if states is None:
+        batch.flush()
     return outcomes
 
 
-class _BatchedStates:
+class BatchedStates:
     """Collects the final state of single-step intents and commits them in one transaction.
 
     Used only for orders that are the last external action of their account for this signal, so
     "each state is committed before the next external action" still holds; if the process dies
-    before the flush, those intents are still ``sending`` and start-up reconciles them by clOrdId.
+    before the states are written, those intents are still ``sending`` and start-up reconciles them
+    by clOrdId.  ``flush()`` writes them now; ``take()`` hands them to the caller, which writes them
+    after the webhook's answer together with the signal's status (``final_writes``).  Everything
+    else a placement asks of its journal goes to the journal itself.
     """
 
     def __init__(self, journal):
         self.journal = journal
         self._lock = threading.Lock()  # serialises appends from the account threads
         self._updates: List[tuple] = []
+
+    def __getattr__(self, name):  # create_intent, write, ...: the journal's own
+        if name == "journal":  # (not yet set)
+            raise AttributeError(name)
+        return getattr(self.journal, name)
 
     def set_intent_state(self, cl_ord_id, state, **fields) -> None:
         if state == "unknown":  # committed at once: an unknown is on disk before it is searched
@@ -253,9 +266,13 @@ class _BatchedStates:
         with self._lock:
             self._updates.append((cl_ord_id, state, fields))
 
-    def flush(self) -> None:
+    def take(self) -> List[tuple]:
         with self._lock:
             updates, self._updates = self._updates, []
+        return updates
+
+    def flush(self) -> None:
+        updates = self.take()
         if updates:
             try:
                 self.journal.set_intent_states(updates)
@@ -268,13 +285,12 @@ def _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, nee
     """Plan every account that needs no position read and journal all of their orders as
     ``sending`` in ONE transaction, so N accounts cost one commit before their frames leave.
 
-    Returns ``({target index: (steps, clOrdId)}, batch)``; other accounts take the general path.
+    Returns ``{target index: (steps, clOrdId)}``; other accounts take the general path.
     """
     from .signals import PlanError
 
-    batch = _BatchedStates(journal)
     if signal.test or needs_position(signal):
-        return {}, batch
+        return {}
     prepared, rows = {}, []
     for index, (target, _conn) in enumerate(targets):
         try:
@@ -291,8 +307,8 @@ def _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, nee
             journal.create_intents(signal_id, rows, state="sending")
         except JournalError as exc:  # nothing recorded, so nothing may be sent: report per account
             logger.error("Signal %s: journal unavailable, fan-out not sent: %s", signal_id, describe(exc))
-            return {}, batch
-    return prepared, batch
+            return {}
+    return prepared
 
 
 def _run_account(target, conn, signal, contract, journal, signal_id, settings, planner,

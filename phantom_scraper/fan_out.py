@@ -10,7 +10,7 @@ account, each hopping to the loop on its own.
 
 Then each account's answer goes through the same router flow as a single order
 (``SmartOrder.run(sent=...)``): an ack or a rejection is journaled right here (batched, see
-``execution._BatchedStates``); anything that needs more work -- a penalty to wait out, a frame
+``execution.BatchedStates``); anything that needs more work -- a penalty to wait out, a frame
 that never left (REST fallback), an unknown outcome to search for -- continues on the ``order``
 executor, so one slow account never holds up the others.  Accounts not taken here (a busy lane,
 no live socket, a step that needs more than one placement) run the general per-account path.
@@ -158,13 +158,16 @@ def _settle_then_run(ticket, target, conn, signal, contract, journal, signal_id,
 
 
 def run_now(signal, contract, target, conn, ticket, journal, signal_id: str, settings, planner, needs_position,
-            wait_s: float):
+            wait_s: float, states=None):
     """One account's order sent from the calling thread (the webhook's own), with no hand-off to a
     worker before the frame leaves: plan -> journal the intent (one commit) -> frame handed to the
     socket.  The answer is then awaited here for up to ``wait_s``; an ack or a rejection is
     journaled here too.  Anything slower (no answer yet, a penalty, a REST fallback, an unknown to
     search, a lane that must first wait for its previous orders, a plan of several steps) goes on
     in the ``order`` executor, exactly as the general path would run it.
+
+    ``states`` (``execution.BatchedStates``): where the order's final state goes, for the caller to
+    write after the answer; without it, it is committed here.
 
     Returns a Future of the :class:`AccountOutcome`, or None when this path does not apply (no live
     socket, a plan that reads the position first, the lane busy): then nothing was done and the
@@ -204,7 +207,8 @@ def run_now(signal, contract, target, conn, ticket, journal, signal_id: str, set
             return future
         if steps is not None:
             outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
-            placement = ex._Placement(signal, contract, target, conn, journal, signal_id, 0, steps[0], outcome)
+            placement = ex._Placement(signal, contract, target, conn, journal if states is None else states,
+                                      signal_id, 0, steps[0], outcome)
     except ex.JournalError as exc:  # nothing recorded, so nothing was sent
         outcome.status, outcome.error = "error", "journal unavailable, not sent: " + ex.describe(exc)
         logger.error("Signal %s account %s: %s", signal_id, target.name, outcome.error)

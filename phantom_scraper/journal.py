@@ -718,6 +718,39 @@ class Journal:
             log.error("Intent %s: batched state change not applied (transition not allowed)", cl)
         return skipped
 
+    def finish_signals(self, items: Sequence[Tuple[str, str, Optional[str], Sequence[Tuple[str, str, Dict[str, Any]]]]],
+                       now: Optional[float] = None) -> None:
+        """What finished signals leave behind, in ONE transaction: for each
+        ``(signal_id, status, summary, intent_updates)`` its orders' final states (the same
+        transition rules as :meth:`set_intent_states`) and then its status and summary (as
+        :meth:`set_signal_status`).  A change that is not allowed (an unknown intent or signal, a
+        forbidden transition, a duplicate's fixed status) is skipped and logged; the rest commit."""
+        now = time.time() if now is None else float(now)
+        intents, signals = [], []
+        for signal_id, status, summary, updates in items:
+            if not status or status == SIGNAL_DUPLICATE:
+                raise ValueError(f"cannot set signal status to {status!r}")
+            intents.extend((cl, state, _state_update(cl, state, fields, now)) for cl, state, fields in updates)
+            signals.append((signal_id, status, summary))
+
+        def txn(conn: Any) -> Tuple[List[str], List[str]]:
+            bad_intents = [f"{cl} -> {state}" for cl, state, (sql, params) in intents
+                           if conn.execute(sql, params).rowcount != 1]
+            bad_signals = [signal_id for signal_id, status, summary in signals
+                           if conn.execute("UPDATE signals SET status = ?, summary = COALESCE(?, summary) "
+                                           "WHERE id = ? AND duplicate_of IS NULL",
+                                           (status, summary, signal_id)).rowcount != 1]
+            return bad_intents, bad_signals
+
+        # Durable as its intent states need (see set_intent_state); a status alone is recomputed
+        # from the intents at start-up.
+        bad_intents, bad_signals = self._db.write(
+            txn, durable=any(state not in RECOVERABLE_STATES for _cl, state, _s in intents))
+        for change in bad_intents:
+            log.error("Intent %s: final state not applied (unknown intent or transition not allowed)", change)
+        for signal_id in bad_signals:
+            log.error("Signal %s: final status not applied (unknown signal or a duplicate)", signal_id)
+
     def get_intent(self, cl_ord_id: str) -> Optional[Dict[str, Any]]:
         rows = self._read("SELECT * FROM order_intents WHERE cl_ord_id = ?", (cl_ord_id,))
         return _intent_dict(rows[0]) if rows else None

@@ -18,11 +18,12 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from phantom_scraper import events
 from phantom_scraper import execution
 from phantom_scraper.execution import describe as _describe, execute_trade_simple
+from phantom_scraper.final_writes import FinalWriter
 from phantom_scraper.order_search import recent_duplicates
 from phantom_scraper.settlement import Settler, reconcile_pending
 from phantom_scraper import recorders as recorders_mod
@@ -90,6 +91,7 @@ class TradingService:
         # With the PostgreSQL journal: the login lease and hand-off between instances (None on SQLite).
         self.coordinator: Optional[Coordinator] = None
         self._login_configs: Dict[str, recorders_mod.LoginConfig] = {}
+        self._final: Optional[FinalWriter] = None  # finished signals' journal writes (guarded by _state_lock)
 
     # -- life cycle ----------------------------------------------------------------------------
     @property
@@ -473,6 +475,10 @@ class TradingService:
                                  ", ".join(left))
             except Exception as exc:  # noqa: BLE001 - the next start treats 'sending' the same way
                 logger.error("Shutdown: could not journal in-flight orders: %s", _describe(exc))
+        with self._state_lock:
+            final = self._final
+        if final is not None:  # what finished signals queued is written before the journal closes
+            final.stop()
         for login in self.logins.values():
             login.integration.close()
         if self.journal is not None:
@@ -560,11 +566,12 @@ class TradingService:
                          len(targets), " TEST" if signal.test else "")
             tickets = self._reserve_lanes(signal, targets)  # arrival order per (account, product)
             events.emit("signal_received", signal_id=signal_id, t=received)
+            states = execution.BatchedStates(self.journal)  # single-step orders' final states: written after
             try:
-                future = self._run_here(signal, targets, signal_id, tickets, recorder.name, received)
+                future = self._run_here(signal, targets, signal_id, tickets, recorder.name, received, states)
                 if future is None:
                     future = execution.executor("signal").submit(self._process, signal, targets, signal_id,
-                                                                  tickets, recorder.name)
+                                                                  tickets, recorder.name, states)
             except BaseException:
                 execution.cancel_lanes(tickets)
                 raise
@@ -572,14 +579,8 @@ class TradingService:
         finally:
             if not submitted:
                 self._leave()
-        if future.done():  # answered in this thread: the journal's final status is written off the answer's path
-            try:
-                execution.executor("signal").submit(self._finished, signal_id, future, signal, recorder.name,
-                                                    received)
-            except RuntimeError:  # executors shut down (stopping): write it here
-                self._finished(signal_id, future, signal, recorder.name, received)
-        else:
-            future.add_done_callback(lambda f: self._finished(signal_id, f, signal, recorder.name, received))
+        # The journal's final writes happen off the answer's path (final_writes.py).
+        future.add_done_callback(lambda f: self._finished(signal_id, f, signal, recorder.name, received, states))
         budget = max(0.0, self.settings.webhook_budget_s - (time.perf_counter() - received))
         try:
             contract, outcomes = future.result(timeout=budget)
@@ -614,7 +615,7 @@ class TradingService:
             return {}  # the resolver reports it; nothing will run
         return execution.reserve_lanes([t.id for t, _ in targets], root)
 
-    def _run_here(self, signal, targets, signal_id: str, tickets, recorder: str, received: float):
+    def _run_here(self, signal, targets, signal_id: str, tickets, recorder: str, received: float, states=None):
         """One account whose contract is already known: its order leaves from this (the request's)
         thread, without a hand-off to the signal executor first (``fan_out.run_now``; the answer
         is awaited here within the webhook budget).  -> Future of ``(contract, outcomes)``, or
@@ -630,7 +631,7 @@ class TradingService:
         budget = self.settings.webhook_budget_s - (time.perf_counter() - received)
         account = fan_out.run_now(signal, contract, target, conn, tickets.get(target.id), self.journal, signal_id,
                                   self.settings, self._planner(recorder, signal_id), needs_position,
-                                  wait_s=max(0.0, budget - 0.05))
+                                  wait_s=max(0.0, budget - 0.05), states=states)
         if account is None:
             return None
         if account.done() and account.exception() is None:
@@ -650,7 +651,7 @@ class TradingService:
         self._risk_notes(signal_id, outcomes)
         return contract, outcomes
 
-    def _process(self, signal, targets, signal_id: str, tickets=None, recorder: str = ""):
+    def _process(self, signal, targets, signal_id: str, tickets=None, recorder: str = "", states=None):
         """In the executor: resolve the symbol, then run every account.  -> (contract, outcomes)."""
         try:
             contract = self.resolver.resolve(signal.symbol)  # SignalError: unknown symbol
@@ -661,7 +662,7 @@ class TradingService:
             return None, []
         outcomes = execute_trade_simple(signal, contract, targets, journal=self.journal, signal_id=signal_id,
                                         settings=self.settings, tickets=tickets,
-                                        planner=self._planner(recorder, signal_id))
+                                        planner=self._planner(recorder, signal_id), states=states)
         contract, outcomes = self._after_invalid_contract(signal, contract, targets, signal_id, outcomes, recorder)
         self._risk_notes(signal_id, outcomes)
         return contract, outcomes
@@ -706,11 +707,17 @@ class TradingService:
             outcome.risk = notes.get(outcome.account_id, [])
 
     def _finished(self, signal_id: str, future: concurrent.futures.Future, signal=None, recorder: str = "",
-                  received: Optional[float] = None) -> None:
-        outcomes = []
-        try:
+                  received: Optional[float] = None, states=None) -> None:
+        """The signal is done (or failed): its final journal writes -- status, summary and the
+        orders' final states collected in ``states`` -- are queued for the writer, which commits
+        them after the answer, coalesced with other signals' (``final_writes``)."""
+        done: Dict[str, Any] = {"status": "error", "outcomes": []}
+
+        def build():
+            updates = states.take() if states is not None else []
             try:
                 contract, outcomes = future.result()
+                done["outcomes"] = outcomes
                 status = _summary_status(outcomes) if contract is not None else "skipped"
                 summary = json.dumps([o.summary() for o in outcomes], default=str) if contract is not None \
                     else json.dumps({"message": "no enabled account"})
@@ -720,19 +727,37 @@ class TradingService:
             except Exception as exc:
                 status, summary = "error", json.dumps({"error": _describe(exc)})
                 logger.error("Signal %s failed: %s", signal_id, _describe(exc))
+            done["status"] = status
+            return signal_id, status, summary, updates
+
+        def after():
             try:
-                self.journal.set_signal_status(signal_id, status, summary)
-            except Exception:
+                outcomes = done["outcomes"]
+                if signal is None:
+                    logger.info("Signal %s done: %s", signal_id, done["status"])
+                else:  # the signal's one INFO line (per-order lines are DEBUG; failures WARNING/ERROR)
+                    logger.info("Signal %s %s: recorder=%s action=%s symbol=%s qty=%s%s accounts=%d%s%s", signal_id,
+                                done["status"], recorder, signal.action, signal.symbol, signal.quantity,
+                                " TEST" if signal.test else "", len(outcomes), _accounts_brief(outcomes),
+                                "" if received is None else " in %.1f ms" % ((time.perf_counter() - received) * 1000))
+            finally:
+                self._leave()
+
+        try:
+            self._final_writer().submit(build, after)
+        except Exception:  # noqa: BLE001 - (no thread could be started) write it here
+            logger.exception("Signal %s: the final-writes thread is unavailable; writing here", signal_id)
+            try:
+                self.journal.finish_signals([build()])
+            except Exception:  # noqa: BLE001
                 logger.exception("Could not record the outcome of signal %s", signal_id)
-            if signal is None:
-                logger.info("Signal %s done: %s", signal_id, status)
-            else:  # the signal's one INFO line (per-order lines are DEBUG; failures WARNING/ERROR)
-                logger.info("Signal %s %s: recorder=%s action=%s symbol=%s qty=%s%s accounts=%d%s%s", signal_id,
-                            status, recorder, signal.action, signal.symbol, signal.quantity,
-                            " TEST" if signal.test else "", len(outcomes), _accounts_brief(outcomes),
-                            "" if received is None else " in %.1f ms" % ((time.perf_counter() - received) * 1000))
-        finally:
-            self._leave()
+            after()
+
+    def _final_writer(self) -> FinalWriter:
+        with self._state_lock:
+            if self._final is None:
+                self._final = FinalWriter(self.journal)
+            return self._final
 
     def _enter(self) -> bool:
         with self._state_lock:

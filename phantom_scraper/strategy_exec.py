@@ -35,7 +35,7 @@ _stores_lock = threading.Lock()  # guards _stores only
 def store_for(journal) -> StrategyStore:
     """One store per journal (its table is created once).  A wrapper that batches intent states
     (execution's fan-out) is unwrapped to its journal."""
-    if not hasattr(journal, "write") and hasattr(journal, "journal"):
+    if hasattr(journal, "take") and getattr(journal, "journal", None) is not None:
         journal = journal.journal
     with _stores_lock:
         try:

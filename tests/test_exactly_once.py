@@ -227,6 +227,8 @@ def test_a_second_broker_order_for_one_intent_raises_the_duplicate_alarm(sim, tm
     service = app.extensions["runtime"].service
     status, body = post_webhook(app.test_client(), {"action": "buy", "ticker": "MNQ1!", "quantity": 1, "id": "dup"})
     assert status == 200 and body["status"] == "acked", body
+    # (the final state is journaled just after the answer: final_writes.py)
+    assert settle(lambda: service.journal.intents_for_signal(body["signal_id"])[0]["state"] == "acked", 5.0)
     intent = service.journal.intents_for_signal(body["signal_id"])[0]
     # someone (never this server) places a second order carrying the same clOrdId
     ti = service.integration_for_account(intent["account_id"])

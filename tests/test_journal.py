@@ -471,3 +471,30 @@ def test_bulk_intents_and_states_are_one_transaction_each_with_the_same_rules(jo
     assert journal.get_intent(cls[0])["state"] == "acked" and journal.get_intent(cls[0])["broker_order_id"] == 1
     assert journal.get_intent(cls[1])["state"] == "unknown"
     assert journal.get_intent(cls[2])["state"] == "sending"
+
+
+def test_finished_signals_write_their_order_states_and_statuses_in_one_transaction(journal, caplog):
+    """``finish_signals``: several signals' final intent states and statuses in one commit, with
+    the same rules as the single writes; what is not allowed is skipped and logged, the rest lands."""
+    first, _, _ = _signal(journal, explicit_id="fin-1")
+    second, _, _ = _signal(journal, explicit_id="fin-2")
+    dup, is_dup, _ = _signal(journal, explicit_id="fin-1")
+    assert is_dup
+    cl1, cl2 = make_cl_ord_id(first, 7, 0), make_cl_ord_id(second, 7, 0)
+    journal.create_intents(first, [(7, "A", 0, "placeorder", {}, cl1)], state="sending")
+    journal.create_intents(second, [(7, "A", 0, "placeorder", {}, cl2)], state="sending")
+    journal.finish_signals([
+        (first, "acked", '[{"status": "acked"}]', [(cl1, "acked", {"broker_order_id": 11, "latency_ms": 1.5})]),
+        (second, "failed", None, [(cl2, "reconciled", {})]),  # sending -> reconciled: not allowed, skipped
+        (dup, "acked", None, []),  # a duplicate's status is fixed: skipped
+        ("no-such-signal", "acked", None, []),
+    ])
+    assert journal.get_intent(cl1)["state"] == "acked" and journal.get_intent(cl1)["broker_order_id"] == 11
+    assert journal.get_signal(first)["status"] == "acked" and "acked" in journal.get_signal(first)["summary"]
+    assert journal.get_intent(cl2)["state"] == "sending"
+    assert journal.get_signal(second)["status"] == "failed"
+    assert journal.get_signal(dup)["status"] == "duplicate"
+    logged = " ".join(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert cl2 in logged and dup in logged and "no-such-signal" in logged
+    with pytest.raises(ValueError):
+        journal.finish_signals([(first, "duplicate", None, [])])

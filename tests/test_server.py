@@ -469,7 +469,9 @@ def test_api_signals_lists_outcomes(client, app, sim):
     ws_ready(app)
     post(client, BUY)
     post(client, '{"action":"buy","ticker":"ZZZ1!","quantity":1}')  # unknown symbol, journaled as rejected
-    r = client.get("/api/signals?limit=5", headers=ADMIN_HEADERS)
+    # (final states and statuses are written just after each answer: final_writes.py)
+    r = wait_for(lambda: (lambda r: "received" not in [s["status"] for s in r.get_json()["signals"]] and r)(
+        client.get("/api/signals?limit=5", headers=ADMIN_HEADERS)), what="final statuses")
     assert r.status_code == 200
     signals = r.get_json()["signals"]
     assert [s["status"] for s in signals] == ["rejected", "acked"]
@@ -497,7 +499,8 @@ def test_status_page_before_and_after_a_trade(client, app):
     assert "No signals yet" in page and SECRET not in page
     ws_ready(app)
     post(client, BUY)
-    page = client.get("/").get_data(as_text=True)
+    page = wait_for(lambda: (lambda p: "via websocket" in p and p)(client.get("/").get_data(as_text=True)),
+                    what="the trade on the status page")
     assert "No signals yet" not in page
     assert "via websocket" in page and " ms" in page and "MNQ1!" in page
 

@@ -1,0 +1,121 @@
+"""After the answer: what finished signals leave in the journal, coalesced into one transaction.
+
+A signal's orders are decided and sent with their intents committed first (``sending``); what is
+left once the broker has answered -- each order's final state (``acked``/``rejected``, order id,
+latency) and the signal's status and summary -- is not needed to keep the exactly-once promise
+(an intent left ``sending`` by a crash is reconciled by clOrdId at the next start, and the
+signal's status is recomputed from its intents).  So it is written here, off the answer's path:
+
+* one thread takes finished signals from a queue, waits ``linger_s`` (the webhook's answer leaves
+  first instead of competing with this for the interpreter), then writes everything queued by then
+  -- every signal's intent states and status -- in ONE transaction (``Journal.finish_signals``);
+* each signal's ``after`` step (its INFO line, the in-flight count) runs once its write is done,
+  so a shutdown that waits for in-flight signals also waits for their journal writes.
+
+Under load the queue holds several signals by the time the thread wakes, so N signals cost one
+commit instead of 2N.  ``submit`` never blocks; once the writer is stopped it writes in the
+caller's thread.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Callable, List, Optional, Sequence, Tuple
+
+logger = logging.getLogger(__name__)
+
+# (signal_id, status, summary, [(cl_ord_id, state, fields), ...]) -- or None: nothing to write
+FinalWrite = Optional[Tuple[str, str, Optional[str], Sequence[tuple]]]
+Build = Callable[[], FinalWrite]
+After = Callable[[], None]
+
+_STOP = object()
+
+
+class FinalWriter:
+    def __init__(self, journal, *, linger_s: float = 0.002, name: str = "final-writes"):
+        self.journal = journal
+        self.linger_s = linger_s
+        self.name = name
+        self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards _thread and _stopped
+        self._thread: Optional[threading.Thread] = None
+        self._stopped = False
+        self.batches = 0  # transactions written (a figure for tests and the status JSON)
+        self.signals = 0
+
+    def submit(self, build: Build, after: After) -> None:
+        """Queue one finished signal: ``build()`` (in the writer thread) says what to write,
+        ``after()`` runs once it is written."""
+        with self._lock:
+            stopped = self._stopped
+            if not stopped and self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+        if stopped:
+            self._write([(build, after)])
+            return
+        self._queue.put((build, after))
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Write what is queued, then end the thread; later submits write in the caller's thread."""
+        with self._lock:
+            self._stopped = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                self._write(self._drain())
+                return
+            if self.linger_s > 0:
+                time.sleep(self.linger_s)  # (no lock held) the answer leaves first; later signals join
+            items = [item] + self._drain()
+            stop = _STOP in items
+            self._write([i for i in items if i is not _STOP])
+            if stop:
+                self._write(self._drain())
+                return
+
+    def _drain(self) -> List[tuple]:
+        items = []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return items
+
+    def _write(self, items: List[tuple]) -> None:
+        if not items:
+            return
+        writes = []
+        for build, _after in items:
+            try:
+                write = build()
+            except Exception:  # noqa: BLE001 - one signal's bug must not lose the others' writes
+                logger.exception("Could not build a finished signal's journal write")
+                continue
+            if write is not None:
+                writes.append(write)
+        try:
+            if writes:
+                self.journal.finish_signals(writes)
+                self.batches += 1
+                self.signals += len(writes)
+        except Exception as exc:  # noqa: BLE001 - the intents stay 'sending': reconciled at the next start
+            logger.error("Could not journal the outcome of %d signal(s): %s (their orders are reconciled by "
+                         "clOrdId at the next start)", len(writes), exc)
+        for _build, after in items:
+            try:
+                after()
+            except Exception:  # noqa: BLE001
+                logger.exception("A finished signal's after-step failed")
+
+
+__all__ = ("FinalWriter",)
