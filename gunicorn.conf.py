@@ -5,7 +5,7 @@ exist in the worker).  Background work starts per worker in post_worker_init; SI
 from gunicorn import glogging
 
 from phantom_scraper.config import Settings
-from phantom_scraper.redact import RedactingFilter, redact
+from phantom_scraper.redact import RedactingFilter
 
 _SETTINGS = Settings.from_env()  # the variables below are in phantom_scraper.config.VARIABLES
 
@@ -21,7 +21,8 @@ errorlog = "-"
 
 
 class RedactingLogger(glogging.Logger):
-    """Access log lines never carry the token of /webhook/<token>."""
+    """Access log lines never carry the token of /webhook/<token>: every handler of both logs
+    redacts the whole formatted line (RedactingFilter), once per line rather than once per atom."""
 
     def setup(self, cfg):
         super().setup(cfg)
@@ -29,13 +30,6 @@ class RedactingLogger(glogging.Logger):
             for handler in log.handlers:
                 if not any(isinstance(f, RedactingFilter) for f in handler.filters):
                     handler.addFilter(RedactingFilter())
-
-    def atoms(self, resp, req, environ, request_time):
-        atoms = super().atoms(resp, req, environ, request_time)
-        for key, value in list(atoms.items()):  # request line, path, query, referer, raw_uri...
-            if isinstance(value, str):
-                atoms[key] = redact(value)
-        return atoms
 
 
 logger_class = RedactingLogger

@@ -539,8 +539,8 @@ def _ws_answer(ws, waiting: set, events: Optional[List[int]] = None) -> None:
 
 # The product's broker state subscribes its socket to these (phantom_scraper.broker_state.SYNC_ENTITY_TYPES);
 # copied here so that the floor does not depend on the product's code.
-SYNC_ENTITY_TYPES = ("user", "account", "position", "order", "orderVersion", "fill", "executionReport",
-                     "orderStrategy", "orderStrategyLink", "cashBalance", "command", "commandReport")
+SYNC_ENTITY_TYPES = ("user", "account", "position", "order", "orderVersion", "fill", "orderStrategy",
+                     "orderStrategyLink", "cashBalance")
 
 
 def _ws_floor(sim: SimProcess, token: str, body, accounts: List[dict], *, n: int, warmup: int,
@@ -780,7 +780,7 @@ def gunicorn_rows(workdir: Path, sim: SimProcess, *, seconds: float, clients: in
         if py_spy and workers:  # sample the worker during row 7 (py-spy must be installed; not a dependency)
             exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
             spy = subprocess.Popen([exe, "record", "--pid", str(workers[0]), "--duration", str(int(seconds)),
-                                    "--rate", "250", "--nonblocking", "--format", "raw", "--output", py_spy],
+                                    "--rate", "250", "--nonblocking", "--gil", "--format", "raw", "--output", py_spy],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # attached before the load starts
         results: List[List[tuple]] = [[] for _ in range(clients)]

@@ -4,8 +4,9 @@
 socket is authorized): the ``user/syncrequest`` snapshot loads every entity, then each ``props``
 event (``{"entityType", "eventType": Created|Updated|Deleted, "entity": {...} or [...]}``,
 docs/TRADOVATE.md "WebSocket") replaces or deletes one stored entity.  Every entity type is stored generically by id, so
-``position``, ``order``, ``orderVersion``, ``fill``, ``executionReport``, ``orderStrategy`` and
-``cashBalance`` are all available; the readers below answer the common questions.
+``position``, ``order``, ``orderVersion``, ``fill``, ``orderStrategy`` and ``cashBalance`` (the
+types subscribed, ``SYNC_ENTITY_TYPES``) are all available; the readers below answer the common
+questions.
 
 Freshness: the state is *fresh* only while the socket it was synced on is the current one and its
 snapshot has been applied.  A close, a replacement socket (reconnect, renewed token) or a failed
@@ -20,6 +21,7 @@ sends the one syncrequest from the caller's (connect) thread, holding no lock.
 """
 from __future__ import annotations
 
+import copy
 import itertools
 import logging
 import threading
@@ -31,9 +33,13 @@ from .errors import TradovateError
 logger = logging.getLogger(__name__)
 
 # Requested explicitly: Tradovate's Partner docs say an omitted entityTypes now means "nothing",
-# while the retail examples get everything; naming them works under both readings.
-SYNC_ENTITY_TYPES = ("user", "account", "position", "order", "orderVersion", "fill", "executionReport",
-                     "orderStrategy", "orderStrategyLink", "cashBalance", "command", "commandReport")
+# while the retail examples get everything; naming them works under both readings.  Only what is
+# read here or by a listener: a market order's command, commandReport and two executionReports
+# are a third of its events, and nothing reads them (the order's own status and its fill carry
+# what they say), so they are not subscribed -- less for the broker to send and for the socket
+# thread to parse on every order.
+SYNC_ENTITY_TYPES = ("user", "account", "position", "order", "orderVersion", "fill", "orderStrategy",
+                     "orderStrategyLink", "cashBalance")
 
 WORKING_STATES = frozenset({"Working", "Suspended", "PendingNew", "PendingReplace", "PendingCancel"})
 DONE_STATES = frozenset({"Filled", "Canceled", "Rejected", "Expired", "Completed"})
@@ -59,7 +65,8 @@ class BrokerState:
 
     Listeners ``fn(entity_type, event_type, entity)`` run on the socket thread after each change
     (``("sync", "Loaded", None)`` after a snapshot, ``("sync", "Stale", None)`` when it goes stale);
-    they must be quick and must not call the socket.
+    they must be quick, must not call the socket, and must not change ``entity`` (it is the stored
+    row itself: no copy per event).
     """
 
     def __init__(self, name: str = "broker"):
@@ -169,7 +176,8 @@ class BrokerState:
             self._notify(etype, event_type, entity)
 
     def apply_event(self, d: dict) -> None:
-        """Apply one ``props`` payload directly (tests, REST-fed callers)."""
+        """Apply one ``props`` payload directly (tests, REST-fed callers; copied: the caller keeps its own)."""
+        d = copy.deepcopy(d)
         with self._lock:
             changed = self._apply_locked(d)
             self._changed.notify_all()
@@ -206,8 +214,8 @@ class BrokerState:
                 continue
             if event_type == "Deleted":
                 store.pop(row["id"], None)
-            else:
-                store[row["id"]] = dict(row)
+            else:  # (the decoded event is ours alone: stored as it is, never changed in place)
+                store[row["id"]] = row
             self._index_locked(etype, store.get(row["id"]), row)
             if etype == "fill" and event_type == "Created":
                 order = self._entities.get("order", {}).get(row.get("orderId"))
@@ -216,7 +224,7 @@ class BrokerState:
                     self._unposted_fills.setdefault(key, set()).add(order["id"])
             elif etype == "position":
                 self._unposted_fills.pop((row.get("accountId"), row.get("contractId")), None)
-            changed.append((etype, event_type, dict(row)))
+            changed.append((etype, event_type, row))
         self.events_applied += len(changed)
         return changed
 

@@ -214,6 +214,34 @@ def _execute(signal, contract, targets, journal, signal_id, settings, planner, n
                             inline=len(targets) == 1) for target, conn in targets]
         return [f.result() for f in futures]
     batch = states if states is not None else BatchedStates(journal)
+    futures = _start_fan_out(signal, contract, targets, journal, signal_id, settings, planner, needs_position,
+                             tickets, batch)
+    outcomes = [f.result() for f in futures]
+    if states is None:
+        batch.flush()
+    return outcomes
+
+
+def start_fan_out(signal, contract, targets, *, journal, signal_id: str, settings, planner, needs_position,
+                  tickets, states: "BatchedStates", wait_s: float) -> List["concurrent.futures.Future[AccountOutcome]"]:
+    """A fan-out from the calling thread (the webhook's own): every account's intent journaled,
+    the idle lanes' frames written in one batch, and their answers awaited here for at most
+    ``wait_s``; returns one future per target (in order), the ones not finished yet continuing on
+    the order executor.  Single-step orders' final states go to ``states`` (the caller writes
+    them after the answer).  The tickets not used are cancelled, as by :func:`execute_trade_simple`."""
+    tickets = dict(tickets or {})
+    missing = [t.id for t, _ in targets if t.id not in tickets]
+    tickets.update(LANES.reserve(missing, contract.root))
+    try:
+        return _start_fan_out(signal, contract, targets, journal, signal_id, settings, planner, needs_position,
+                              tickets, states, wait_s)
+    finally:
+        cancel_all(tickets)
+
+
+def _start_fan_out(signal, contract, targets, journal, signal_id, settings, planner, needs_position, tickets,
+                   batch, wait_s=None) -> List["concurrent.futures.Future[AccountOutcome]"]:
+    args = (signal, contract, journal, signal_id, settings, planner, needs_position)
     prepared = _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, needs_position)
     futures: Dict[int, concurrent.futures.Future] = {}
 
@@ -231,11 +259,8 @@ def _execute(signal, contract, targets, journal, signal_id, settings, planner, n
 
     from .fan_out import run_batched
     futures.update(run_batched(signal, contract, targets, prepared, tickets, batch, signal_id, settings,
-                               start_others))
-    outcomes = [futures[index].result() for index in range(len(targets))]
-    if states is None:
-        batch.flush()
-    return outcomes
+                               start_others, wait_s=wait_s))
+    return [futures[index] for index in range(len(targets))]
 
 
 class BatchedStates:

@@ -21,7 +21,7 @@ import concurrent.futures
 import functools
 import logging
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .errors import NotSentError, PenaltyError, TradovateError
 from .outcome import Outcome, classify_error
@@ -32,11 +32,13 @@ _BATCH_KINDS = frozenset({"placeorder", "placeoso", "liquidateposition"})
 
 
 def run_batched(signal, contract, targets, prepared, tickets, journal, signal_id: str, settings,
-                start_others: Callable[[Dict[int, object]], None]) -> Dict[int, "concurrent.futures.Future"]:
+                start_others: Callable[[Dict[int, object]], None],
+                wait_s: Optional[float] = None) -> Dict[int, "concurrent.futures.Future"]:
     """Send the orders of the accounts it can take in one batch per socket.  Returns
     ``{target index: Future[AccountOutcome]}`` for those.  ``start_others(taken)`` is called once
     the frames are written (before their answers are waited for): the caller starts the accounts
-    not in ``taken`` there."""
+    not in ``taken`` there.  ``wait_s``: how long this thread waits for the answers in all (None:
+    as long as they take); an answer not in by then is finished on the order executor."""
     from . import execution as ex
 
     if not settings.use_websocket_orders:
@@ -94,12 +96,19 @@ def run_batched(signal, contract, targets, prepared, tickets, journal, signal_id
             sent[index] = (batch, position)
 
     start_others({**results, **{index: None for index, *_ in ready}})
+    # Every answer is awaited at once: this thread wakes once for the batch, not once per answer
+    # (each wake-up takes the interpreter from the socket thread while it is still reading).
+    batches = {id(b): b for b, _ in sent.values() if b is not None}.values()
+    limit = max((b.deadline for b in batches), default=time.monotonic()) - time.monotonic()
+    if wait_s is not None:
+        limit = min(limit, wait_s)
+    concurrent.futures.wait([f for b in batches for f in b.futures], timeout=max(0.0, limit))
     for index, ticket, placement, started in ready:
         target, conn = targets[index]
         batch, where = sent[index]
         answer = functools.partial(_raise, where) if batch is None else functools.partial(batch.result, where)
         finish = functools.partial(_finish, ticket, placement, answer, started, signal_id, target, conn, contract)
-        if batch is not None and _quick(batch, where):
+        if batch is not None and batch.futures[where].done() and _quick(batch, where):
             results[index] = _done(finish())
         else:  # more work (penalty wait, REST fallback, unknown search): off this thread
             results[index] = _off_thread(finish)

@@ -59,6 +59,7 @@ processes.  After ``fork()`` the child opens its own connection on first use.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -214,6 +215,7 @@ def make_cl_ord_id(signal_id: str, account_id: int, step: int) -> str:
     return f"ps-{sid}{tail}"
 
 
+@functools.lru_cache(maxsize=4096)  # (the same few keys on every order body: decided once each)
 def _is_secret_key(key: Any) -> bool:
     norm = str(key).lower().replace("_", "").replace("-", "")
     return any(word in norm for word in _SECRET_WORDS)

@@ -616,37 +616,53 @@ class TradingService:
         return execution.reserve_lanes([t.id for t, _ in targets], root)
 
     def _run_here(self, signal, targets, signal_id: str, tickets, recorder: str, received: float, states=None):
-        """One account whose contract is already known: its order leaves from this (the request's)
-        thread, without a hand-off to the signal executor first (``fan_out.run_now``; the answer
-        is awaited here within the webhook budget).  -> Future of ``(contract, outcomes)``, or
-        None when that path does not apply (nothing done: run ``_process`` in the executor)."""
-        if len(targets) != 1 or signal.test or self.resolver is None:
+        """A signal whose contract is already known runs from this (the request's) thread, without
+        a hand-off to the signal executor first: one account through ``fan_out.run_now``, several
+        (or one whose lane is busy) through ``execution.start_fan_out`` (one journal transaction,
+        the idle lanes' frames in one batch, the busy lanes' jobs queued); the answers are awaited
+        here within the webhook budget.  -> Future of ``(contract, outcomes)``, or None when that
+        path does not apply (nothing done: run ``_process`` in the executor)."""
+        if not targets or signal.test or self.resolver is None:
             return None
         contract = self.resolver.cached(signal.symbol)
         if contract is None:
             return None
         from . import fan_out
         from .signals import needs_position
-        target, conn = targets[0]
         budget = self.settings.webhook_budget_s - (time.perf_counter() - received)
-        account = fan_out.run_now(signal, contract, target, conn, tickets.get(target.id), self.journal, signal_id,
-                                  self.settings, self._planner(recorder, signal_id), needs_position,
-                                  wait_s=max(0.0, budget - 0.05), states=states)
-        if account is None:
-            return None
-        if account.done() and account.exception() is None:
-            outcomes = [account.result()]
+        wait_s = max(0.0, budget - 0.05)
+        account = None
+        if len(targets) == 1:
+            target, conn = targets[0]
+            account = fan_out.run_now(signal, contract, target, conn, tickets.get(target.id), self.journal, signal_id,
+                                      self.settings, self._planner(recorder, signal_id), needs_position,
+                                      wait_s=wait_s, states=states)
+        if account is not None:
+            accounts = [account]
+        else:  # several accounts, or one that cannot go now (its lane busy, ...): queued on the lanes from here
+            try:
+                accounts = execution.start_fan_out(
+                    signal, contract, targets, journal=self.journal, signal_id=signal_id, settings=self.settings,
+                    planner=self._planner(recorder, signal_id), needs_position=needs_position, tickets=tickets,
+                    states=states, wait_s=wait_s)
+            except Exception as exc:  # noqa: BLE001 - a bug: reported like one in the executor
+                failed: concurrent.futures.Future = concurrent.futures.Future()
+                failed.set_exception(exc)
+                return failed
+            concurrent.futures.wait(accounts, timeout=max(0.0, budget - 0.05 - (time.perf_counter() - received)))
+        if all(a.done() and a.exception() is None for a in accounts):
+            outcomes = [a.result() for a in accounts]
             if not any(o.status == "rejected" and "InvalidContract" in (o.error or "") for o in outcomes):
                 self._risk_notes(signal_id, outcomes)
                 done: concurrent.futures.Future = concurrent.futures.Future()
                 done.set_result((contract, outcomes))
                 return done
         return execution.executor("signal").submit(self._complete, signal, contract, targets, signal_id, recorder,
-                                                    account)
+                                                    accounts)
 
-    def _complete(self, signal, contract, targets, signal_id: str, recorder: str, account):
-        """The rest of ``_process`` for an account started by ``_run_here``."""
-        outcomes = [account.result()]
+    def _complete(self, signal, contract, targets, signal_id: str, recorder: str, accounts):
+        """The rest of ``_process`` for the accounts started by ``_run_here``."""
+        outcomes = [account.result() for account in accounts]
         contract, outcomes = self._after_invalid_contract(signal, contract, targets, signal_id, outcomes, recorder)
         self._risk_notes(signal_id, outcomes)
         return contract, outcomes

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, List, Optional
 
+import orjson
+
 from .errors import OrderRejectedError, OutcomeUnknownError, PenaltyError
 from .outcome import Outcome, classify_answer
 
@@ -24,10 +26,11 @@ def encode_frame(endpoint: str, request_id: int, query: str, body_text: str) -> 
 
 
 def parse_messages(text: str) -> Optional[List[dict]]:
-    """The messages of an ``a`` frame; None when the payload is not JSON."""
+    """The messages of an ``a`` frame; None when the payload is not JSON.  (orjson: every frame
+    the socket receives is parsed here, most of them event batches; it is ~2x the stdlib's speed.)"""
     try:
-        msgs = json.loads(text[1:])
-    except ValueError:
+        msgs = orjson.loads(text[1:])
+    except ValueError:  # (orjson.JSONDecodeError is a ValueError)
         return None
     if isinstance(msgs, dict):
         msgs = [msgs]
@@ -37,7 +40,7 @@ def parse_messages(text: str) -> Optional[List[dict]]:
 def decode_d(d: Any) -> Any:
     if isinstance(d, str) and d[:1] in ("{", "[", '"'):
         try:
-            return json.loads(d)
+            return orjson.loads(d)
         except ValueError:
             return d
     return d

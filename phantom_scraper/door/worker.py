@@ -44,6 +44,7 @@ _REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 413: "
             431: "Request Header Fields Too Large"}
 _ACCEPT_BATCH = 64  # connections accepted per readiness event
 _SUMMARY_INTERVAL_S = 60.0
+_NOTIFY_EVERY_S = 1.0  # how often the worker touches its liveness file (gunicorn timeout: 30 s)
 
 
 def canned_response(status: int, code: str, message: str) -> bytes:
@@ -96,6 +97,7 @@ class DoorWorker(ThreadWorker):
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        self.futures = set()  # requests in threads (a set: each removes itself when done)
         super().init_process()  # loads the app, runs post_worker_init, then run()
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -128,14 +130,14 @@ class DoorWorker(ThreadWorker):
             self.poller.register(listener, selectors.EVENT_READ, partial(self.accept, listener.getsockname()))
         self.poller.register(self._wake_r, selectors.EVENT_READ, self._on_wake)
 
+        notified = 0.0
         while self.alive:
-            self.notify()
             now = time.monotonic()
+            if now - notified >= _NOTIFY_EVERY_S:  # the arbiter's liveness file: not once per event
+                self.notify()
+                notified = now
             for key, _ in self.poller.select(max(0.0, min(1.0, self._next_sweep - now))):
                 key.data(key.fileobj)
-            done = futures.wait(self.futures, timeout=0, return_when=futures.FIRST_COMPLETED).done
-            for fut in done:
-                self.futures.remove(fut)
             if not self.is_parent_alive():
                 break
             self._sweep(time.monotonic())
@@ -150,7 +152,7 @@ class DoorWorker(ThreadWorker):
         for conn in waiting:
             self._close(conn)
         self.poller.close()
-        futures.wait(self.futures, timeout=self.cfg.graceful_timeout)
+        futures.wait(list(self.futures), timeout=self.cfg.graceful_timeout)
         for s in (self._wake_r, self._wake_w):
             s.close()
 
@@ -271,6 +273,14 @@ class DoorWorker(ThreadWorker):
             return
         fs = self.tpool.submit(self.handle, conn)
         self._wrap_future(fs, conn)
+
+    def _wrap_future(self, fs, conn):
+        """As gthread's, but a finished request leaves ``futures`` by itself (gthread polls every
+        future after each poller event; with many requests in threads that costs per event)."""
+        fs.conn = conn
+        self.futures.add(fs)
+        fs.add_done_callback(self.futures.discard)
+        fs.add_done_callback(self.finish_request)
 
     # -- back from a thread -----------------------------------------------------------------------
     def finish_request(self, fs):
