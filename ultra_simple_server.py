@@ -339,6 +339,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
     @admin_required
     def api_signals():
         limit = min(max(request.args.get("limit", 50, type=int) or 50, 1), 500)
+        service().settle_writes()  # the outcomes of signals already answered are in the journal
         journal = service().journal
         signals = journal.recent_signals(limit) if journal is not None else []
         body = {"success": True, "signals": signals}
@@ -358,6 +359,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         fmt = (request.args.get("format") or "json").lower()
         if fmt not in ("json", "csv"):
             return error(400, "invalid_parameter", "format must be json or csv")
+        service().settle_writes()
         data = gather(service(), start, end, request.args.get("account") or None)
         if fmt == "csv":
             view = "signals" if request.args.get("view") == "signals" else "days"
@@ -369,6 +371,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
     @app.get("/metrics")
     @admin_required
     def metrics():
+        service().settle_writes()  # (a finished signal's counters are updated with its journal write)
         return Response(runtime.metrics.render(), mimetype=None, content_type=METRICS_CONTENT_TYPE)
 
     @app.get("/health")
@@ -384,6 +387,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         from phantom_scraper.status_page import render
 
         svc = service()
+        svc.settle_writes()
         journal = svc.journal
         ready = journal is not None and svc.state == "ready"
         recent = journal.recent_signals(20) if ready else []

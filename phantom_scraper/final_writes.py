@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from typing import Callable, List, Optional, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
@@ -35,14 +34,18 @@ _STOP = object()
 
 
 class FinalWriter:
-    def __init__(self, journal, *, linger_s: float = 0.002, name: str = "final-writes"):
+    def __init__(self, journal, *, linger_s: float = 0.02, name: str = "final-writes"):
         self.journal = journal
         self.linger_s = linger_s
         self.name = name
         self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
-        self._lock = threading.Lock()  # guards _thread and _stopped
+        self._lock = threading.Lock()  # guards _thread, _stopped and the two counters
         self._thread: Optional[threading.Thread] = None
         self._stopped = False
+        self._submitted = 0  # signals queued so far ...
+        self._written = 0  # ... and those whose write (and after-step) is done
+        self._progress = threading.Condition(self._lock)
+        self._kick = threading.Event()  # a reader is waiting: no linger
         self.batches = 0  # transactions written (a figure for tests and the status JSON)
         self.signals = 0
 
@@ -51,6 +54,7 @@ class FinalWriter:
         ``after()`` runs once it is written."""
         with self._lock:
             stopped = self._stopped
+            self._submitted += 1
             if not stopped and self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self._thread.start()
@@ -58,6 +62,18 @@ class FinalWriter:
             self._write([(build, after)])
             return
         self._queue.put((build, after))
+
+    def flush(self, timeout_s: float = 2.0) -> bool:
+        """Wait until everything submitted before this call is written (read-your-writes for the
+        routes that show signals, history and metrics); the writer skips its linger meanwhile.
+        -> False if that took longer than ``timeout_s``."""
+        with self._lock:
+            target = self._submitted
+            if self._written >= target:
+                return True
+        self._kick.set()
+        with self._lock:
+            return self._progress.wait_for(lambda: self._written >= target, timeout_s)
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Write what is queued, then end the thread; later submits write in the caller's thread."""
@@ -74,8 +90,9 @@ class FinalWriter:
             if item is _STOP:
                 self._write(self._drain())
                 return
-            if self.linger_s > 0:
-                time.sleep(self.linger_s)  # (no lock held) the answer leaves first; later signals join
+            if self.linger_s > 0 and not self._kick.is_set():  # (no lock held) the answer leaves
+                self._kick.wait(self.linger_s)  # first, and later signals join this transaction
+            self._kick.clear()
             items = [item] + self._drain()
             stop = _STOP in items
             self._write([i for i in items if i is not _STOP])
@@ -116,6 +133,9 @@ class FinalWriter:
                 after()
             except Exception:  # noqa: BLE001
                 logger.exception("A finished signal's after-step failed")
+        with self._lock:
+            self._written += len(items)
+            self._progress.notify_all()
 
 
 __all__ = ("FinalWriter",)

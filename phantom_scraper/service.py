@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from phantom_scraper import events
 from phantom_scraper import execution
+from phantom_scraper import gc_policy
 from phantom_scraper.execution import describe as _describe, execute_trade_simple
 from phantom_scraper.final_writes import FinalWriter
 from phantom_scraper.order_search import recent_duplicates
@@ -162,6 +163,7 @@ class TradingService:
         if not became_ready:  # stop() came during the start: start no background work
             self._ready.set()
             return
+        gc_policy.start(self._nothing_in_flight)  # full collections only while no signal runs
         if self.coordinator is not None:
             try:
                 # The first lease attempt is made before this returns: a lone instance is the
@@ -483,6 +485,7 @@ class TradingService:
             login.integration.close()
         if self.journal is not None:
             self.journal.close()
+        gc_policy.stop(self._nothing_in_flight)
         with self._state_lock:
             self._state = "stopped"
         logger.info("Stopped")
@@ -769,11 +772,23 @@ class TradingService:
                 logger.exception("Could not record the outcome of signal %s", signal_id)
             after()
 
+    def settle_writes(self, timeout_s: float = 2.0) -> None:
+        """Before showing signals, history or metrics: what finished signals queued for the journal
+        (and their events) is written first, so a reader right after an answer sees its outcome."""
+        with self._state_lock:
+            final = self._final
+        if final is not None:
+            final.flush(timeout_s)
+
     def _final_writer(self) -> FinalWriter:
         with self._state_lock:
             if self._final is None:
                 self._final = FinalWriter(self.journal)
             return self._final
+
+    def _nothing_in_flight(self) -> bool:
+        with self._state_lock:
+            return self._in_flight == 0
 
     def _enter(self) -> bool:
         with self._state_lock:

@@ -59,8 +59,12 @@ def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
         assert all(c["orders_via_websocket"] >= 1 and c["ws_connected"] for c in conns.values())
         assert status["keepalive_daemon"]["running"] is True
 
-        signals = requests.get(base + "/api/signals", headers={"Authorization": f"Bearer {ADMIN}"},
-                               timeout=5).json()["signals"]
+        def final_signals():  # (the final status is journaled just after the answer: final_writes.py)
+            rows = requests.get(base + "/api/signals", headers={"Authorization": f"Bearer {ADMIN}"},
+                                timeout=5).json()["signals"]
+            return rows if rows and rows[0]["status"] != "received" else None
+
+        signals = wait_for(final_signals, what="the signal's final status")
         assert signals[0]["id"] == data["signal_id"] and signals[0]["status"] == "acked"
         assert {i["transport"] for i in signals[0]["intents"]} == {"websocket"}
         assert requests.get(base + "/api/signals", timeout=5).status_code == 401

@@ -1,0 +1,95 @@
+"""Garbage collection off the order path.
+
+CPython's cyclic collector runs when allocations cross its thresholds, in whatever thread is
+allocating -- often a webhook's, in the middle of a fan-out.  A full (generation 2) collection walks
+every tracked object, and this process keeps a growing heap on purpose (the broker state holds the
+day's orders, fills and versions), so its pauses grow through the day: measured 15 -> 46 ms after
+10,000 orders, the whole p99 of a 50-account fan-out.
+
+So, while the process runs:
+
+* at start (``start``), and after every idle pass, ``gc.freeze()`` moves every object alive at that
+  moment to the permanent generation, which automatic collections do not walk: they only see what
+  was allocated since, and stay short;
+* every ``interval_s``, when no signal is in flight (``is_idle()``), one full collection runs over
+  everything (``gc.unfreeze(); gc.collect(); gc.freeze()``), so cyclic garbage among older objects
+  is still reclaimed -- at a moment when no order waits for it.
+
+One collector per process (the first ``start`` begins it, the last ``stop`` ends it and unfreezes).
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from typing import Callable, List, Optional
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()  # guards the module state below
+_users: List[Callable[[], bool]] = []
+_thread: Optional[threading.Thread] = None
+_stop = threading.Event()
+stats = {"idle_collections": 0, "last_pause_ms": None, "skipped_busy": 0}
+
+
+def start(is_idle: Callable[[], bool], interval_s: float = 60.0) -> None:
+    """Register a user (``is_idle``: nothing of it in flight) and make sure the collector runs."""
+    global _thread
+    with _lock:
+        _users.append(is_idle)
+        if _thread is not None:
+            return
+        _stop.clear()
+        _thread = threading.Thread(target=_run, args=(interval_s,), name="gc-idle", daemon=True)
+        thread = _thread
+    gc.freeze()  # what start-up built is never walked again by an automatic collection
+    thread.start()
+
+
+def stop(is_idle: Callable[[], bool]) -> None:
+    """Unregister; the last user stops the collector and returns the frozen objects to the collector."""
+    global _thread
+    with _lock:
+        if is_idle in _users:
+            _users.remove(is_idle)
+        if _users or _thread is None:
+            return
+        thread, _thread = _thread, None
+        _stop.set()
+    if thread is not threading.current_thread():
+        thread.join(5.0)
+    gc.unfreeze()
+
+
+def _idle() -> bool:
+    with _lock:
+        users = list(_users)
+    return all(fn() for fn in users)
+
+
+def collect_if_idle() -> bool:
+    """One full collection now, if nothing is in flight; refreeze after it.  -> whether it ran."""
+    if not _idle():
+        stats["skipped_busy"] += 1
+        return False
+    started = time.perf_counter()
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    pause_ms = round((time.perf_counter() - started) * 1000, 1)
+    stats["idle_collections"] += 1
+    stats["last_pause_ms"] = pause_ms
+    logger.debug("Idle garbage collection: %.1f ms", pause_ms)
+    return True
+
+
+def _run(interval_s: float) -> None:
+    while not _stop.wait(interval_s):
+        try:
+            if not collect_if_idle():  # busy: try again soon rather than a whole interval later
+                _stop.wait(min(1.0, interval_s))
+                collect_if_idle()
+        except Exception:  # noqa: BLE001 - never let the collector thread die silently
+            logger.exception("Idle garbage collection failed")
