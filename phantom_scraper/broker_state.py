@@ -59,6 +59,8 @@ _SINGULAR = {
 
 Listener = Callable[[str, str, Optional[dict]], None]
 
+_BY_ACCOUNT = ("position", "cashBalance")  # entity types indexed by their accountId
+
 
 class BrokerState:
     """One login's positions, orders, fills, cash balances... as last reported by its socket.
@@ -79,6 +81,10 @@ class BrokerState:
         # Indexes kept with _entities (readers on the order path must not scan a day's history):
         self._live: Dict[tuple, set] = {}  # (account, contract) -> ids of orders in WORKING_STATES
         self._latest_version: Dict[int, dict] = {}  # order id -> its newest orderVersion
+        # position / cashBalance: account id -> {entity id: entity} (a 50-account fan-out reads
+        # each account's own, not every account's, 50 times)
+        self._by_account: Dict[str, Dict[Any, Dict[int, dict]]] = {t: {} for t in _BY_ACCOUNT}
+        self._account_of: Dict[tuple, Any] = {}  # (entity type, id) -> the account it is filed under
         self._current_gen: Optional[int] = None  # generation of the socket feeding us
         self._synced = False  # the current generation's snapshot has been applied
         self._buffer: List[dict] = []  # events of the current generation received before its snapshot
@@ -230,6 +236,10 @@ class BrokerState:
 
     def _reindex_locked(self) -> None:
         self._live, self._latest_version = {}, {}
+        self._by_account, self._account_of = {t: {} for t in _BY_ACCOUNT}, {}
+        for etype in _BY_ACCOUNT:
+            for row in self._entities.get(etype, {}).values():
+                self._index_locked(etype, row, row)
         for version in self._entities.get("orderVersion", {}).values():
             self._index_locked("orderVersion", version, version)
         for order in self._entities.get("order", {}).values():
@@ -255,6 +265,14 @@ class BrokerState:
             for oid, version in list(self._latest_version.items()):
                 if version["id"] == row["id"]:
                     del self._latest_version[oid]
+        elif etype in _BY_ACCOUNT:
+            key = (etype, row["id"])
+            if key in self._account_of:  # (where it was filed: moved or deleted)
+                self._by_account[etype].get(self._account_of.pop(key), {}).pop(row["id"], None)
+            if stored is not None:
+                account = stored.get("accountId")
+                self._by_account[etype].setdefault(account, {})[row["id"]] = stored
+                self._account_of[key] = account
 
     # ------------------------------------------------------------------ listeners
     def add_listener(self, fn: Listener) -> None:
@@ -292,14 +310,15 @@ class BrokerState:
     def positions(self, account_id: Optional[int] = None) -> List[dict]:
         """Position entities (of one account, or all), copies."""
         with self._lock:
-            return [dict(p) for p in self._entities.get("position", {}).values()
-                    if account_id is None or p.get("accountId") == account_id]
+            if account_id is None:
+                return [dict(p) for p in self._entities.get("position", {}).values()]
+            return [dict(p) for p in self._by_account["position"].get(account_id, {}).values()]
 
     def net_pos(self, account_id: int, contract_id: int) -> int:
         """The net position (0 when none is known).  Check ``fresh`` before trusting it."""
         with self._lock:
-            return sum(int(p.get("netPos") or 0) for p in self._entities.get("position", {}).values()
-                       if p.get("accountId") == account_id and p.get("contractId") == contract_id)
+            return sum(int(p.get("netPos") or 0) for p in self._by_account["position"].get(account_id, {}).values()
+                       if p.get("contractId") == contract_id)
 
     def order_status(self, order_id: int) -> Optional[str]:
         with self._lock:
@@ -342,7 +361,7 @@ class BrokerState:
     def cash_balance(self, account_id: int) -> Optional[dict]:
         """The account's ``cashBalance`` entity (``amount``, ``realizedPnL``, ...), None if unknown."""
         with self._lock:
-            rows = [c for c in self._entities.get("cashBalance", {}).values() if c.get("accountId") == account_id]
+            rows = list(self._by_account["cashBalance"].get(account_id, {}).values())
             return dict(max(rows, key=lambda c: c["id"])) if rows else None
 
     def wait_for(self, predicate: Callable[["BrokerState"], bool], timeout_s: float) -> bool:

@@ -536,11 +536,13 @@ class TradovateWebSocket:
             if text.strip() not in ("", "[]"):
                 logger.debug("%s: unknown frame type ignored", self.name)
             return False
-        for msg in self._parse_array(text):
+        msgs = self._parse_array(text)
+        for msg in msgs:  # answers first: a caller waiting on one never waits behind events
+            if "e" not in msg:
+                self._resolve(msg)
+        for msg in msgs:
             if "e" in msg:
                 self._dispatch_event(msg)
-            else:
-                self._resolve(msg)
         return False
 
     def _resolve(self, msg: dict) -> None:

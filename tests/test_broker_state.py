@@ -71,6 +71,26 @@ def test_snapshot_then_events_update_positions_orders_and_balances():
     assert ("sync", "Loaded") in seen and ("position", "Updated") in seen
 
 
+def test_positions_and_balances_are_read_per_account_through_every_kind_of_change():
+    """The per-account index (positions, cash balances) follows creates, updates, deletes and a
+    new snapshot, and never mixes accounts."""
+    state = BrokerState("t")
+    sock = FakeSocket({"users": [{"id": 1}], "positions": [pos(1, 10, 7, 2), pos(2, 11, 7, -3)],
+                       "cashBalances": [{"id": 3, "accountId": 10, "amount": 1.0},
+                                        {"id": 4, "accountId": 11, "amount": 2.0}]})
+    assert state.attach(sock, account_ids=[10, 11])
+    assert (state.net_pos(10, 7), state.net_pos(11, 7), state.net_pos(12, 7)) == (2, -3, 0)
+    sock.push("position", "Created", pos(5, 10, 8, 4))  # a second contract on account 10
+    sock.push("cashBalance", "Created", {"id": 9, "accountId": 10, "amount": 5.0})  # newer balance row
+    assert sorted(p["contractId"] for p in state.positions(10)) == [7, 8] and len(state.positions()) == 3
+    assert state.cash_balance(10)["amount"] == 5.0 and state.cash_balance(11)["amount"] == 2.0
+    sock.push("position", "Deleted", {"id": 1})
+    assert state.net_pos(10, 7) == 0 and [p["id"] for p in state.positions(10)] == [5]
+    again = FakeSocket({"users": [{"id": 1}], "positions": [pos(2, 11, 7, 1)], "cashBalances": []})
+    assert state.attach(again, account_ids=[10, 11])  # a new socket's snapshot replaces it all
+    assert state.positions(10) == [] and state.net_pos(11, 7) == 1 and state.cash_balance(10) is None
+
+
 def test_events_during_the_snapshot_are_applied_after_it():
     state = BrokerState("t")
     sock = FakeSocket({"users": [{"id": 1}], "positions": [pos(1, 10, 7, 1)]})
