@@ -34,8 +34,10 @@ _STOP = object()
 
 
 class FinalWriter:
-    def __init__(self, journal, *, linger_s: float = 0.02, name: str = "final-writes"):
+    def __init__(self, journal, *, linger_s: float = 0.02, name: str = "final-writes",
+                 after_batch: Optional[Callable[[], None]] = None):
         self.journal = journal
+        self.after_batch = after_batch  # called once a batch is written (between signals)
         self.linger_s = linger_s
         self.name = name
         self._queue: "queue.SimpleQueue" = queue.SimpleQueue()
@@ -136,6 +138,11 @@ class FinalWriter:
         with self._lock:
             self._written += len(items)
             self._progress.notify_all()
+        if self.after_batch is not None:
+            try:
+                self.after_batch()
+            except Exception:  # noqa: BLE001
+                logger.exception("after_batch failed")
 
 
 __all__ = ("FinalWriter",)

@@ -783,7 +783,7 @@ class TradingService:
     def _final_writer(self) -> FinalWriter:
         with self._state_lock:
             if self._final is None:
-                self._final = FinalWriter(self.journal)
+                self._final = FinalWriter(self.journal, after_batch=gc_policy.freeze_now)
             return self._final
 
     def _nothing_in_flight(self) -> bool:

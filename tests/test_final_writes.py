@@ -67,3 +67,14 @@ def test_a_failed_write_or_a_broken_build_still_ends_every_signal():
     writer.submit(*_item("x", done))
     wait_for(lambda: sorted(done) == ["broken", "x"], what="both after-steps despite the failures")
     writer.stop()
+
+
+def test_after_each_batch_the_hook_runs_once_the_signals_are_written():
+    journal = RecordingJournal()
+    seen = []
+    writer = FinalWriter(journal, linger_s=0.0, after_batch=lambda: seen.append(len(journal.transactions)))
+    done = []
+    writer.submit(*_item("a", done))
+    wait_for(lambda: seen, what="the after-batch hook")
+    assert seen[0] == 1 and done == ["a"]  # (gc_policy.freeze_now: between signals, not inside one)
+    writer.stop()

@@ -37,3 +37,20 @@ def test_a_full_collection_runs_only_when_idle_and_reclaims_cycles_made_before_t
         gc_policy.stop(idle)
     if not gc_policy._users:  # (no service of another test still running in this process)
         assert gc.get_freeze_count() == 0  # the last user returns everything to the collector
+
+
+def test_freeze_now_only_while_the_collector_runs():
+    def idle():
+        return True
+
+    if not gc_policy._users:
+        gc.unfreeze()
+        gc_policy.freeze_now()  # no service running: nothing is frozen
+        assert gc.get_freeze_count() == 0
+    gc_policy.start(idle, interval_s=3600)
+    try:
+        gc.unfreeze()
+        gc_policy.freeze_now()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc_policy.stop(idle)
