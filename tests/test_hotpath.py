@@ -5,6 +5,10 @@
   when the broker is slow, finishing in the background with exactly one order.
 * The (account, product) lane still orders signals: a signal arriving while the previous one on the
   same lane is in flight is not sent before it.
+* A fan-out whose contract is known hands every account's frame to the socket in one batch from the
+  webhook's own thread, and with a slow broker still answers 202 within the budget and completes
+  with exactly one order per account.  (Both fan-out tests fail on main before this pass, where a
+  fan-out ran in the signal executor.)
 """
 from __future__ import annotations
 
@@ -94,3 +98,41 @@ def test_a_signal_behind_one_in_flight_on_its_lane_waits_for_it(make_server_app,
     # The second signal found its lane busy: it went to the executor and was sent after the first's answer.
     assert book[a["cl_ord_id"]]["orderId"] < book[b["cl_ord_id"]]["orderId"]
     assert [t is threading.current_thread() for t, _ in placements[-2:]] == [True, False]
+
+
+def test_a_fan_out_leaves_from_the_request_thread_in_one_batch(make_server_app, sim, placements):
+    app = make_server_app()  # the recorder trades DEMO0001 and DEMO0002
+    client = app.test_client()
+    ws_ready(app)
+    assert post(client, '{"action":"buy","ticker":"MNQ1!","quantity":1,"id":"f1"}').status_code == 200
+    del placements[:]
+    r = post(client, '{"action":"sell","ticker":"MNQ1!","quantity":1,"id":"f2"}')
+    assert r.status_code == 200, r.get_data(as_text=True)
+    data = r.get_json()
+    assert data["status"] == "acked" and len(data["accounts"]) == 2
+    # both frames handed to the socket together, from this (the request's) thread: no executor hop
+    assert placements == [(threading.current_thread(), ["order/placeorder", "order/placeorder"])]
+    signal = wait_for(lambda: (_signal(client, data["signal_id"]) or {}).get("status") == "acked"
+                      and _signal(client, data["signal_id"]))
+    assert sorted(i["state"] for i in signal["intents"]) == ["acked", "acked"]
+    book = [o for o in sim.orders() if o["clOrdId"] in {i["cl_ord_id"] for i in signal["intents"]}]
+    assert len(book) == 2 and {o["orderId"] for o in book} == {a["order_id"] for a in data["accounts"]}
+
+
+def test_a_fan_out_with_a_slow_broker_is_202_then_completes_with_one_order_each(make_server_app, sim, placements):
+    app = make_server_app(webhook_budget_s=0.2)
+    client = app.test_client()
+    ws_ready(app)
+    assert post(client, '{"action":"buy","ticker":"MES1!","quantity":1,"id":"g1"}').status_code == 200
+    del placements[:]
+    sim.faults.response_latency_ms = 600
+    r = post(client, '{"action":"buy","ticker":"MES1!","quantity":1,"id":"g2"}')
+    assert r.status_code == 202, r.get_data(as_text=True)  # the budget was kept
+    assert placements and placements[0][0] is threading.current_thread()  # both sent before the 202
+    signal_id = r.get_json()["signal_id"]
+    signal = wait_for(lambda: (_signal(client, signal_id) or {}).get("status") == "acked" and _signal(client, signal_id),
+                      timeout_s=10)
+    sim.faults.response_latency_ms = 0
+    assert sorted(i["state"] for i in signal["intents"]) == ["acked", "acked"]
+    for intent in signal["intents"]:  # never sent twice
+        assert len([o for o in sim.orders() if o["clOrdId"] == intent["cl_ord_id"]]) == 1
