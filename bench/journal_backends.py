@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import http.client
 import json
 import os
 import platform
@@ -77,6 +78,7 @@ def run_backend(name: str, workdir: Path, sim: SimProcess, n: int, warmup: int, 
             if doc.get("signal_id"):
                 ids.append(doc["signal_id"])
         client.close()
+        _settle_final_writes(port, token)
         # no loss, no duplicate: the broker's book of record
         per = collections.Counter()
         for order in sim.orders():
@@ -100,6 +102,17 @@ def run_backend(name: str, workdir: Path, sim: SimProcess, n: int, warmup: int, 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def _settle_final_writes(port: int, token: str) -> None:
+    """A signal's final status is journaled just after its answer (final_writes.py); the admin
+    routes write what is queued before they read, so one request lets the database catch up."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/api/signals?limit=1", headers={"X-Admin-Token": token})
+        conn.getresponse().read()
+    finally:
+        conn.close()
 
 
 def _journal_statuses(database: Dict[str, str], sqlite_path: Path) -> List[tuple]:
