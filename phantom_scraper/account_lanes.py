@@ -145,7 +145,8 @@ class AccountLanes:
             if state in self._watched:
                 return
             self._watched[state] = settings
-        state.add_listener(lambda etype, event, entity: self._on_change(conn, settings, etype, entity))
+        state.add_listener(lambda etype, event, entity: self._on_change(conn, settings, etype, entity),
+                           entity_types=("position",))
 
     def _on_change(self, conn, settings, etype: str, entity: Optional[dict]) -> None:
         """Broker-state listener (socket thread): must be quick; queues a job, never waits."""

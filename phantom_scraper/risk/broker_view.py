@@ -65,4 +65,4 @@ class BrokerStateView:
                 elif etype in _WATCHED and isinstance(entity, dict) and entity.get("accountId") is not None:
                     _on(int(entity["accountId"]))
 
-            state.add_listener(listener)
+            state.add_listener(listener, entity_types=("sync", *_WATCHED))

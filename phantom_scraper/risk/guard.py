@@ -174,7 +174,8 @@ class RiskGuard:
     def on_account_change(self, account_id: int) -> None:
         with self._lock:
             self._dirty.add(int(account_id))
-        self._wake.set()
+        if not self._wake.is_set():  # (a burst of events: one wake-up, not one Event.set each)
+            self._wake.set()
 
     # -- the order path ---------------------------------------------------------------------------------
     def planner(self, recorder: str, signal_id: str, base: Callable, *, rate_limited: bool = True) -> Callable:
