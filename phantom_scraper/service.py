@@ -307,6 +307,7 @@ class TradingService:
             first = next(iter(self.logins.values())).integration
             feed = QuoteFeed(md_url, lambda: first.access_token, self.on_quote, settings=self.settings,
                              name="breakeven")
+            first.add_token_listener(feed.token_renewed)  # re-authorized on renewal, as the risk feed is
         journal = self.journal
         self.breakeven = BreakevenManager(
             strategy_exec.store_for(journal), self.integration_for_account, feed=feed,

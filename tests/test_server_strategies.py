@@ -228,3 +228,27 @@ def test_breakeven_on_the_market_data_socket(make_server_app, sim):
     wait_for(lambda: stops() == [base - 0.5, base - 0.5], what="stops at breakeven")
     wait_for(lambda: {r["be_state"] for r in strategy_exec.store_for(service.journal).open()} == {"done"},
              what="breakeven journaled done")
+
+
+def test_the_breakeven_quote_socket_reconnects_with_a_renewed_token(make_server_app, sim):
+    """The breakeven feed's market-data socket follows the login's token: after a renewal it
+    reconnects with the new token and subscribes again (it used to keep the old one until the
+    broker dropped it), and the breakeven still moves on the new socket's quotes."""
+    app = make_server_app(md_url=sim.md_url)
+    ws_ready(app)
+    base = sim.get_price(SYMBOL)["price"]
+    r = post(app.test_client(), json.dumps({"action": "sell", "ticker": "MNQ1!", "quantity": 1, "price": base,
+                                            "takeProfit": {"points": 20},
+                                            "stopLoss": {"points": 8, "breakeven": {"trigger": 12, "offset": 2}}}))
+    assert r.get_json()["status"] == "acked", r.get_data(as_text=True)
+    service = app.extensions["runtime"].service
+    feed = service.breakeven.feed
+    wait_for(lambda: feed.status()["subscribed"], what="quote subscription")
+    before = feed.requests_sent
+    next(iter(service.logins.values())).integration.authenticate()  # a new token for the login
+    wait_for(lambda: feed.requests_sent > before and feed.status()["connected"] and feed.status()["subscribed"],
+             what="the quote socket reconnected and subscribed again")
+    sim.set_price(SYMBOL, base - 2)
+    sim.set_price(SYMBOL, base - 3)
+    wait_for(lambda: {r["be_state"] for r in strategy_exec.store_for(service.journal).open()} == {"done"},
+             what="breakeven done on the new socket's quotes")
