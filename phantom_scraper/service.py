@@ -470,6 +470,10 @@ class TradingService:
         self.pool.reset()
         if not self._idle.is_set():
             self._idle.wait(min(2.0, timeout_s))  # the account threads journal their outcomes
+        with self._state_lock:
+            final = self._final
+        if final is not None:  # finished signals' acked states land first: those orders are not in flight
+            final.stop()
         if self.journal is not None:
             try:
                 left = self.journal.mark_in_flight_unknown("in flight at shutdown; reconciled at the next start")
@@ -478,10 +482,6 @@ class TradingService:
                                  ", ".join(left))
             except Exception as exc:  # noqa: BLE001 - the next start treats 'sending' the same way
                 logger.error("Shutdown: could not journal in-flight orders: %s", _describe(exc))
-        with self._state_lock:
-            final = self._final
-        if final is not None:  # what finished signals queued is written before the journal closes
-            final.stop()
         for login in self.logins.values():
             login.integration.close()
         if self.journal is not None:
@@ -653,7 +653,8 @@ class TradingService:
                 failed: concurrent.futures.Future = concurrent.futures.Future()
                 failed.set_exception(exc)
                 return failed
-            concurrent.futures.wait(accounts, timeout=max(0.0, budget - 0.05 - (time.perf_counter() - received)))
+            concurrent.futures.wait(accounts, timeout=max(
+                0.0, self.settings.webhook_budget_s - 0.05 - (time.perf_counter() - received)))
         if all(a.done() and a.exception() is None for a in accounts):
             outcomes = [a.result() for a in accounts]
             if not any(o.status == "rejected" and "InvalidContract" in (o.error or "") for o in outcomes):
