@@ -1,7 +1,7 @@
-"""The WebSocket connection pool and the keep-alive daemon (signal execution: ``phantom_scraper.execution``).
+"""The WebSocket connection pool and the keep-alive daemon (signal execution: ``phantom_scraper.execution.dispatch``).
 
 The package never imports this module: ``ultra_simple_server.create_app()`` hands a
-:class:`WebSocketPool` to the service (it implements ``phantom_scraper.pool_api.ConnectionPool``).
+:class:`WebSocketPool` to the service (it implements ``phantom_scraper.tradovate.pool_api.ConnectionPool``).
 The seed's documented names stay here: ``_WS_POOL``, ``_WS_POOL_LOCK``, ``get_pooled_connection``,
 ``start_websocket_keepalive_daemon`` and ``execute_trade_simple``.
 
@@ -33,11 +33,12 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional
 
-from phantom_scraper import events, fill_events
-from phantom_scraper import execution
-from phantom_scraper.broker_state import BrokerState
+from phantom_scraper import events
+from phantom_scraper.ops import fill_events
+from phantom_scraper.execution import dispatch as execution
+from phantom_scraper.tradovate.broker_state import BrokerState
 from phantom_scraper.errors import BrokerError, NotSentError, RateLimitedError, TradovateError
-from phantom_scraper.execution import describe as _describe
+from phantom_scraper.execution.dispatch import describe as _describe
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, 
     """Execute one validated signal on every targeted account, in parallel (the documented entry point).
 
     ``targets`` are ``(AccountTarget, PooledConnection)`` pairs; returns one ``AccountOutcome`` per
-    target, in order.  The work is :func:`phantom_scraper.execution.execute_trade_simple`.
+    target, in order.  The work is :func:`phantom_scraper.execution.dispatch.execute_trade_simple`.
     """
     return execution.execute_trade_simple(signal, contract, targets, journal=journal, signal_id=signal_id,
                                           settings=settings, **options)
@@ -631,7 +632,7 @@ def _wake_daemon() -> None:
 # The pool as the service sees it
 
 class WebSocketPool:
-    """This module's pool behind ``phantom_scraper.pool_api.ConnectionPool`` (what create_app hands
+    """This module's pool behind ``phantom_scraper.tradovate.pool_api.ConnectionPool`` (what create_app hands
     to TradingService).  It holds no state: the pool is the module's ``_WS_POOL``."""
 
     def configure(self, settings) -> None:

@@ -24,12 +24,12 @@ from flask import Flask, Response, jsonify, request
 
 import recorder_service
 from phantom_scraper import redact
-from phantom_scraper.account_view import AccountView
-from phantom_scraper.admin_auth import AdminGate, FailureLimiter, admin_required
-from phantom_scraper.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
+from phantom_scraper.web.account_view import AccountView
+from phantom_scraper.web.admin_auth import AdminGate, FailureLimiter, admin_required
+from phantom_scraper.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
 from phantom_scraper.config import ConfigError, Settings
 from phantom_scraper.door.policy import SourcePolicy
-from phantom_scraper.service import ServiceUnavailable, TradingService, WebhookResult
+from phantom_scraper.app.service import ServiceUnavailable, TradingService, WebhookResult
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ class Runtime:
         self.settings = settings
         self.service = service
         self.simulator = None
-        self.notifier = None  # phantom_scraper.notify.Notifier when NOTIFY_URLS is set
-        self.metrics = None  # phantom_scraper.metrics.Metrics (create_app sets it)
+        self.notifier = None  # phantom_scraper.ops.notify.Notifier when NOTIFY_URLS is set
+        self.metrics = None  # phantom_scraper.ops.metrics.Metrics (create_app sets it)
         self._forget_contracts = None  # unsubscribes fill_events.remember_contracts
         self.account_view = AccountView(ttl_s=settings.status_cache_s)  # the status page's broker reads
         self._boot_lock = threading.Lock()  # serialises the one-time boot
@@ -69,11 +69,12 @@ class Runtime:
         if self.metrics is not None:
             self.metrics.start()
         if self._forget_contracts is None:  # fills are shown by contract name
-            from phantom_scraper import events, fill_events
+            from phantom_scraper import events
+            from phantom_scraper.ops import fill_events
 
             self._forget_contracts = events.subscribe(fill_events.remember_contracts)
         if self.settings.notify_urls:
-            from phantom_scraper.notify import Notifier
+            from phantom_scraper.ops.notify import Notifier
 
             s = self.settings
             self.notifier = Notifier(s.notify_urls, s.notify_events, disconnect_after_s=s.notify_disconnect_after_s,
@@ -348,8 +349,8 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
     @app.get("/api/history")
     @admin_required
     def api_history():
-        from phantom_scraper.history import to_csv
-        from phantom_scraper.history_source import gather, parse_time
+        from phantom_scraper.ops.history import to_csv
+        from phantom_scraper.ops.history_source import gather, parse_time
 
         try:
             start = parse_time(request.args.get("from"))
@@ -384,7 +385,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
     @app.get("/")
     @admin_required(open_in_sim=True)
     def status_page():
-        from phantom_scraper.status_page import render
+        from phantom_scraper.web.status_page import render
 
         svc = service()
         svc.settle_writes()

@@ -105,7 +105,7 @@ def run_backend(name: str, workdir: Path, sim: SimProcess, n: int, warmup: int, 
 
 
 def _settle_final_writes(port: int, token: str) -> None:
-    """A signal's final status is journaled just after its answer (final_writes.py); the admin
+    """A signal's final status is journaled just after its answer (phantom_scraper/execution/final_writes.py); the admin
     routes write what is queued before they read, so one request lets the database catch up."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:

@@ -229,9 +229,9 @@ def install_hooks() -> None:
     _PATCHED = True
     from websockets.legacy.protocol import WebSocketCommonProtocol
 
-    from phantom_scraper import tradovate_rest
+    from phantom_scraper.tradovate import rest as tradovate_rest
     from phantom_scraper.tradovate_integration import TradovateIntegration
-    from phantom_scraper.ws_client import TradovateWebSocket
+    from phantom_scraper.tradovate.ws import TradovateWebSocket
 
     # Every frame reaches the socket through write_frame_sync (websockets' own send() calls it too;
     # ws_client's request_many() calls it directly to write a batch in one pass of the loop).
@@ -312,7 +312,7 @@ def install_hooks() -> None:
 
     # Row 4 needs every order to go through place_order_smart (patched above): the single-account
     # path that sends from the request's own thread (issue 17) is turned off for that row only.
-    from phantom_scraper.service import TradingService
+    from phantom_scraper.app.service import TradingService
 
     orig_run_here = getattr(TradingService, "_run_here", None)
     if orig_run_here is not None:
@@ -537,7 +537,7 @@ def _ws_answer(ws, waiting: set, events: Optional[List[int]] = None) -> None:
                 events[0] += sum(1 for m in items if m.get("e") == "props")
 
 
-# The product's broker state subscribes its socket to these (phantom_scraper.broker_state.SYNC_ENTITY_TYPES);
+# The product's broker state subscribes its socket to these (phantom_scraper.tradovate.broker_state.SYNC_ENTITY_TYPES);
 # copied here so that the floor does not depend on the product's code.
 SYNC_ENTITY_TYPES = ("user", "account", "position", "order", "orderVersion", "fill", "orderStrategy",
                      "orderStrategyLink", "cashBalance")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import timeit
 
 from phantom_scraper import events, redact
-from phantom_scraper.metrics import Metrics
-from phantom_scraper.notify import Notifier
+from phantom_scraper.ops.metrics import Metrics
+from phantom_scraper.ops.notify import Notifier
 
 N = 20000
 

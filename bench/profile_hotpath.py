@@ -57,7 +57,11 @@ def timed(owner, name: str, label: str) -> None:
 
 
 def install() -> None:
-    from phantom_scraper import execution, journal, service, signals, tradovate_integration, ws_client
+    from phantom_scraper import signals, tradovate_integration
+    from phantom_scraper.execution import account, executors
+    from phantom_scraper.journal import journal
+    from phantom_scraper.app import service
+    from phantom_scraper.tradovate import ws as ws_client
     from phantom_scraper.signals import SymbolResolver
 
     timed(service, "parse_signal", "parse_signal")
@@ -70,8 +74,8 @@ def install() -> None:
     timed(service.TradingService, "handle_signal", "service.handle_signal (whole)")
     timed(service, "_outcomes_body", "service._outcomes_body")
     timed(service, "execute_trade_simple", "execution.execute_trade_simple")
-    timed(execution, "_run_step", "execution._run_step")
-    timed(execution, "_run_account", "execution._run_account")
+    timed(account, "_run_step", "account._run_step")
+    timed(account, "_run_account", "account._run_account")
     timed(service.TradingService, "_process", "service._process (executor thread)")
     timed(tradovate_integration.TradovateIntegration, "place_order_smart", "place_order_smart")
     timed(ws_client.TradovateWebSocket, "request", "ws.request (caller thread)")
@@ -79,13 +83,13 @@ def install() -> None:
     timed(signals, "plan_orders", "signals.plan_orders") if hasattr(signals, "plan_orders") else None
     timed(logging.FileHandler, "emit", "logging FileHandler.emit")
 
-    orig_submit = execution.executor("signal").submit
+    orig_submit = executors.executor("signal").submit
 
     def submit(fn, *a, **k):
         MARKS["submit"] = time.perf_counter()
         return orig_submit(fn, *a, **k)
 
-    execution.executor("signal").submit = submit
+    executors.executor("signal").submit = submit
 
 
 def main(argv=None) -> int:

@@ -13,12 +13,23 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Tuple
 
-from .storage_check import PLATFORM_VARS
+from phantom_scraper.hours import TradingHours, TradingHoursError
 
 ENVIRONMENTS = ("sim", "demo", "live")
+
+# Environment variables each platform sets in its processes.
+PLATFORM_VARS = (
+    ("DYNO", "Heroku"),
+    ("RAILWAY_ENVIRONMENT", "Railway"),
+    ("RAILWAY_PROJECT_ID", "Railway"),
+    ("RENDER", "Render"),
+    ("FLY_APP_NAME", "Fly.io"),
+    ("K_SERVICE", "Cloud Run"),
+)
 
 # Tradovate's real hosts (docs/TRADOVATE.md, "Hosts").
 REAL_REST_URLS = {
@@ -86,8 +97,6 @@ def _opt_int(env: Mapping[str, str], name: str, default: Optional[int]) -> Optio
 
 def _trading_hours(env: Mapping[str, str], name: str, default: str) -> str:
     """TRADING_HOURS, checked now (a bad window stops the start-up with the variable named)."""
-    from phantom_scraper.risk.hours import TradingHours, TradingHoursError
-
     text = (env.get(name) or "").strip()
     try:
         TradingHours.parse(text)
@@ -186,20 +195,41 @@ VARIABLES: Tuple[Variable, ...] = (
              "a socket down this long is notified"),
     Variable("NOTIFY_MIN_INTERVAL_S", "notify_min_interval_s", _float, "at most one message per destination this often"),
     Variable("TRADOVATE_SIM_TODAY", None, _str, "pins the simulator's calendar (read by the simulator)"),
-    # Set by hosting platforms; storage_check.py reads them to warn about a disk a redeploy wipes.
+    # Set by hosting platforms; phantom_scraper/journal/storage_check.py reads them to warn about a disk a redeploy wipes.
     *(Variable(name, None, _str, f"set by {platform}") for name, platform in PLATFORM_VARS),
 )
 
 
-def _notify_urls(raw: Optional[str]) -> Tuple[str, ...]:
-    from .notify import split_urls
+# NOTIFY_EVENTS' categories (phantom_scraper.ops.notify sends them).
+CATEGORIES = ("rejected", "unknown", "duplicate", "disconnected", "auth", "risk", "startup", "fill")
+DEFAULT_EVENTS = ("rejected", "unknown", "duplicate", "disconnected", "auth", "risk", "startup")
 
+
+def split_urls(text: str) -> Tuple[str, ...]:
+    """``NOTIFY_URLS``: Apprise URLs separated by spaces or commas (a comma inside a URL, as in
+    ``mailto://...?to=a,b``, stays: only a comma followed by ``scheme://`` separates)."""
+    parts = re.split(r"\s+|,(?=\s*[A-Za-z][A-Za-z0-9+.-]*://)", text or "")
+    return tuple(p.strip().strip(",") for p in parts if p and p.strip().strip(","))
+
+
+def parse_events(text: Optional[str]) -> Tuple[str, ...]:
+    """``NOTIFY_EVENTS``: comma list of categories (``all`` for every one); unknown names raise."""
+    if text is None or not text.strip():
+        return DEFAULT_EVENTS
+    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    if "all" in names:
+        return CATEGORIES
+    unknown = [n for n in names if n not in CATEGORIES]
+    if unknown:
+        raise ValueError(f"NOTIFY_EVENTS: unknown event(s) {', '.join(unknown)}; known: {', '.join(CATEGORIES)}")
+    return names
+
+
+def _notify_urls(raw: Optional[str]) -> Tuple[str, ...]:
     return split_urls(raw or "")
 
 
 def _notify_events(raw: Optional[str]) -> Tuple[str, ...]:
-    from .notify import parse_events
-
     try:
         return parse_events(raw)
     except ValueError as exc:
@@ -285,7 +315,7 @@ class Settings:
     # Webhook
     webhook_budget_s: float = 2.0  # answer 200 with outcomes within this, else 202
 
-    # Several instances on one PostgreSQL journal (DATABASE_URL): see phantom_scraper/coordinator.py
+    # Several instances on one PostgreSQL journal (DATABASE_URL): see phantom_scraper/journal/coordinator.py
     lease_poll_interval_s: float = 1.0  # a standby tries to take the logins over this often
     pending_signal_max_age_s: float = 30.0  # a handed-off signal no owner took by then: expired
     handoff_poll_interval_s: float = 0.02  # a standby checks its handed-off signal's outcome
@@ -320,13 +350,13 @@ class Settings:
 
     # Risk guard (phantom_scraper/risk)
     risk: RiskSettings = field(default_factory=RiskSettings)
-    # Admin and status routes (phantom_scraper/admin_auth.py)
+    # Admin and status routes (phantom_scraper/web/admin_auth.py)
     status_open_in_sim: bool = True  # sim mode: / and the status JSON open to 127.0.0.1
     admin_max_failures: int = 10  # wrong admin credentials per source address within the window
     admin_failure_window_s: float = 300.0
     status_cache_s: float = 3.0  # the status page reads positions/orders/fills at most this often
 
-    # Notifications (phantom_scraper/notify.py); the URLs hold bot tokens/passwords
+    # Notifications (phantom_scraper/ops/notify.py); the URLs hold bot tokens/passwords
     notify_urls: Tuple[str, ...] = field(default=(), repr=False)
     notify_events: Tuple[str, ...] = ("rejected", "unknown", "duplicate", "disconnected", "auth", "risk", "startup")
     notify_disconnect_after_s: float = 60.0

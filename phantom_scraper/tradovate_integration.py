@@ -23,14 +23,14 @@ import uuid
 from typing import Any, Callable, List, Optional
 from urllib.parse import urlparse
 
-from .config import REAL_REST_URLS, Credentials, Settings, derive_ws_url
-from .errors import AuthError, BrokerError, NotSentError, PenaltyError, TradovateError
-from .order_router import OrderResult, SmartOrder
-from .outcome import Attempt, attempt_of
-from .tradovate_auth import TokenKeeper
-from .tradovate_rest import RestClient, is_order_endpoint
-from .tradovate_wire import check_order_result
-from .ws_client import TradovateWebSocket
+from phantom_scraper.config import REAL_REST_URLS, Credentials, Settings, derive_ws_url
+from phantom_scraper.errors import AuthError, BrokerError, NotSentError, PenaltyError, TradovateError
+from phantom_scraper.tradovate.router import OrderResult, SmartOrder
+from phantom_scraper.tradovate.outcome import Attempt, attempt_of
+from phantom_scraper.tradovate.auth import TokenKeeper
+from phantom_scraper.tradovate.rest import RestClient, is_order_endpoint
+from phantom_scraper.tradovate.wire import check_order_result
+from phantom_scraper.tradovate.ws import TradovateWebSocket
 
 logger = logging.getLogger(__name__)
 

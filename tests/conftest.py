@@ -15,7 +15,7 @@ import os
 # use (NQZ6, ESZ6, ...) never expire under the suite.
 os.environ.setdefault("TRADOVATE_SIM_TODAY", "2026-11-25")
 
-from phantom_scraper.service import TradingService  # noqa: E402  (after the calendar pin above)
+from phantom_scraper.app.service import TradingService  # noqa: E402  (after the calendar pin above)
 from phantom_scraper.tradovate_sim import Simulator  # noqa: E402
 from tests.helpers import FAST, SIM_TEST_CONFIG, ConnectProbe, Logins, rs, server_settings  # noqa: E402
 
@@ -39,10 +39,10 @@ def fresh_lanes(monkeypatch):
     """Each test starts with no (account, product) lane history: the simulators of different tests
     reuse account ids, and a lane's 'previous orders' from a stopped simulator would otherwise be
     waited for (or make the next signal take the general path) in the next test."""
-    from phantom_scraper import execution
-    from phantom_scraper.account_lanes import AccountLanes
+    from phantom_scraper.execution import executors
+    from phantom_scraper.execution.account_lanes import AccountLanes
 
-    monkeypatch.setattr(execution, "LANES", AccountLanes(lambda: execution.executor("order")))
+    monkeypatch.setattr(executors, "LANES", AccountLanes(lambda: executors.executor("order")))
 
 
 @pytest.fixture

@@ -530,7 +530,7 @@ def check_invariant(sim, journal, signal_id: str, account_ids: Iterable[int]) ->
     """Exactly one order per account, or none with a recorded reason.  -> {account: 'order'|reason}."""
     signal = journal.get_signal(signal_id)
     assert signal is not None, f"signal {signal_id} is not in the journal"
-    # A finished signal's final writes land just after its answer (final_writes.py): let them.
+    # A finished signal's final writes land just after its answer (phantom_scraper/execution/final_writes.py): let them.
     if settle(lambda: (journal.get_signal(signal_id) or {}).get("status") != "received", 5.0):
         signal = journal.get_signal(signal_id)
     per = orders_per_signal_account(sim)

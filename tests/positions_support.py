@@ -9,9 +9,9 @@ import time
 from typing import Dict, List, Optional
 
 import recorder_service as rs
-from phantom_scraper import execution
+from phantom_scraper.execution import dispatch as execution, executors
 from phantom_scraper.config import Credentials, Settings
-from phantom_scraper.journal import Journal
+from phantom_scraper.journal.journal import Journal
 from phantom_scraper.signals import AccountTarget, SymbolResolver, parse_signal
 from phantom_scraper.signals.symbols import parse_symbol
 from phantom_scraper.tradovate_integration import TradovateIntegration
@@ -86,7 +86,7 @@ class Desk:
 
         def still():
             snap = (json.dumps(sorted(self.sim.positions().items())), len(self.sim.orders()),
-                    json.dumps(self.legs_all(), sort_keys=True), execution.LANES.lanes.depth())
+                    json.dumps(self.legs_all(), sort_keys=True), executors.LANES.lanes.depth())
             now = time.monotonic()
             if snap != last[0]:
                 last[0], stable_since[0] = snap, now

@@ -1,4 +1,4 @@
-"""Status and admin routes behind the admin token (phantom_scraper/admin_auth.py).
+"""Status and admin routes behind the admin token (phantom_scraper/web/admin_auth.py).
 
 In demo/live every status route needs the token (HTTP Basic with the token as the password,
 Bearer, or X-Admin-Token); /health stays public and holds no account data; wrong credentials are
@@ -10,7 +10,7 @@ import base64
 
 import pytest
 
-from phantom_scraper.admin_auth import FailureLimiter, given_token
+from phantom_scraper.web.admin_auth import FailureLimiter, given_token
 from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
 
 STATUS_ROUTES = ["/", "/api/websocket-status", "/api/signals", "/api/history", "/metrics"]

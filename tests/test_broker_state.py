@@ -6,7 +6,7 @@ import threading
 import requests
 
 import recorder_service as rs
-from phantom_scraper.broker_state import BrokerState
+from phantom_scraper.tradovate.broker_state import BrokerState
 from phantom_scraper.config import Credentials, Settings
 from phantom_scraper.tradovate_integration import TradovateIntegration
 from phantom_scraper.tradovate_sim import UserSpec

@@ -17,11 +17,11 @@ from phantom_scraper.config import VARIABLES, ConfigError, Credentials, RiskSett
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PRODUCT_FILES = sorted(ROOT.glob("*.py")) + sorted((ROOT / "phantom_scraper").rglob("*.py"))
 TABLE = {v.name for v in VARIABLES}
-# Besides config.py: the simulator (a program of its own) reads its calendar pin, storage_check.py
-# the hosting platforms' variables (PLATFORM_VARS, in the table), and recorders.py the variables a
+# Besides config.py: the simulator (a program of its own) reads its calendar pin, phantom_scraper/journal/storage_check.py
+# the hosting platforms' variables (PLATFORM_VARS, in the table), and phantom_scraper/app/recorders.py the variables a
 # RECORDERS_FILE names (their names are the user's, not the code's).
-OTHER_READERS = {"phantom_scraper/tradovate_sim/exchange.py", "phantom_scraper/recorders.py",
-                 "phantom_scraper/storage_check.py"}
+OTHER_READERS = {"phantom_scraper/tradovate_sim/exchange.py", "phantom_scraper/app/recorders.py",
+                 "phantom_scraper/journal/storage_check.py"}
 READ_HELPERS = {"_float", "_int", "_bool", "_str", "_csv"}
 
 
@@ -60,10 +60,10 @@ def test_every_variable_read_anywhere_is_in_the_table():
     for path in PRODUCT_FILES:
         for name in env_reads(path)[0]:
             read.setdefault(name, str(path.relative_to(ROOT)))
-    from phantom_scraper.storage_check import PLATFORM_VARS
+    from phantom_scraper.journal.storage_check import PLATFORM_VARS
 
     for name, _platform in PLATFORM_VARS:  # read in a loop, so named here
-        read.setdefault(name, "phantom_scraper/storage_check.py")
+        read.setdefault(name, "phantom_scraper/journal/storage_check.py")
     assert {n: f for n, f in read.items() if n not in TABLE} == {}
     assert {"PORT", "HOST", "LOG_LEVEL", "GUNICORN_THREADS", "SHUTDOWN_TIMEOUT_S"} <= set(read)
 

@@ -317,7 +317,7 @@ def baseline(server):
 # holding a thread would add one per connection (up to --threads 32; 400 are open all the time).
 POOL_THREAD_SLACK = 2
 # The app's own executors (signal_N, order_N) also start threads on demand and keep them, bounded by
-# execution.EXECUTOR_SIZES, never per connection; every other thread kind must be back to baseline.
+# executors.EXECUTOR_SIZES, never per connection; every other thread kind must be back to baseline.
 APP_EXECUTORS = ("signal_", "order_")
 
 

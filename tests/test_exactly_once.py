@@ -16,10 +16,10 @@ import requests
 
 import recorder_service
 from phantom_scraper.errors import OutcomeUnknownError
-from phantom_scraper.journal import Journal
-from phantom_scraper.order_search import recent_duplicates
-from phantom_scraper.outcome import Outcome, attempt_of
-from phantom_scraper.tradovate_rest import RestClient
+from phantom_scraper.journal.journal import Journal
+from phantom_scraper.tradovate.search import recent_duplicates
+from phantom_scraper.tradovate.outcome import Outcome, attempt_of
+from phantom_scraper.tradovate.rest import RestClient
 from phantom_scraper.tradovate_sim import Simulator, UserSpec
 from phantom_scraper.tradovate_sim.handlers import Reply
 from tests.helpers import SIM_TEST_CONFIG, book_orders, post_webhook, server_settings, settle
@@ -227,7 +227,7 @@ def test_a_second_broker_order_for_one_intent_raises_the_duplicate_alarm(sim, tm
     service = app.extensions["runtime"].service
     status, body = post_webhook(app.test_client(), {"action": "buy", "ticker": "MNQ1!", "quantity": 1, "id": "dup"})
     assert status == 200 and body["status"] == "acked", body
-    # (the final state is journaled just after the answer: final_writes.py)
+    # (the final state is journaled just after the answer: phantom_scraper/execution/final_writes.py)
     assert settle(lambda: service.journal.intents_for_signal(body["signal_id"])[0]["state"] == "acked", 5.0)
     intent = service.journal.intents_for_signal(body["signal_id"])[0]
     # someone (never this server) places a second order carrying the same clOrdId
@@ -382,7 +382,8 @@ class _SkewedTime:
 
 @pytest.mark.parametrize("skew_s", [600.0, -600.0])
 def test_a_skewed_local_clock_neither_renews_on_every_call_nor_after_expiry(monkeypatch, skew_s):
-    from phantom_scraper import tradovate_auth, tradovate_rest
+    from phantom_scraper.tradovate import auth as tradovate_auth
+    from phantom_scraper.tradovate import rest as tradovate_rest
     from phantom_scraper.config import Credentials, Settings
     from phantom_scraper.tradovate_integration import TradovateIntegration
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from phantom_scraper.final_writes import FinalWriter
+from phantom_scraper.execution.final_writes import FinalWriter
 from tests.helpers import wait_for
 
 

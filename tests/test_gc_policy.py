@@ -4,7 +4,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from phantom_scraper import gc_policy
+from phantom_scraper.app import gc_policy
 
 
 class Cycle:

@@ -59,7 +59,7 @@ def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
         assert all(c["orders_via_websocket"] >= 1 and c["ws_connected"] for c in conns.values())
         assert status["keepalive_daemon"]["running"] is True
 
-        def final_signals():  # (the final status is journaled just after the answer: final_writes.py)
+        def final_signals():  # (the final status is journaled just after the answer: phantom_scraper/execution/final_writes.py)
             rows = requests.get(base + "/api/signals", headers={"Authorization": f"Bearer {ADMIN}"},
                                 timeout=5).json()["signals"]
             return rows if rows and rows[0]["status"] != "received" else None
@@ -101,7 +101,7 @@ def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
         pass
     wait_for(lambda: sim.ws_session_count() == 0, timeout_s=10)
     assert "Stopped" in logs
-    from phantom_scraper.journal import Journal
+    from phantom_scraper.journal.journal import Journal
 
     journal = Journal(str(tmp_path / "journal.sqlite3"))
     try:

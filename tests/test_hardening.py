@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from phantom_scraper import redact
-from phantom_scraper import journal
+from phantom_scraper.journal import journal
 from tests.helpers import post
 
 

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from phantom_scraper.history import Fill, build, equity_svg, realized_by_day, to_csv
+from phantom_scraper.ops.history import Fill, build, equity_svg, realized_by_day, to_csv
 from tests.helpers import ADMIN_HEADERS, post, wait_for, ws_ready
 
 MNQ_POINT_VALUE = 2.0

@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from phantom_scraper.ws_client import TradovateWebSocket
+from phantom_scraper.tradovate.ws import TradovateWebSocket
 from tests.helpers import ADMIN_HEADERS, post, wait_for, ws_ready
 
 

@@ -22,7 +22,7 @@ from phantom_scraper.errors import (
 from phantom_scraper.tradovate_integration import OrderResult, TradovateIntegration
 from phantom_scraper.tradovate_sim import Simulator
 from tests.helpers import SIM_TEST_CONFIG
-from phantom_scraper.ws_client import ConnState
+from phantom_scraper.tradovate.ws import ConnState
 from tests.helpers import FreezableProxy, assert_no_socket_threads, socket_threads
 
 FAST = Settings(

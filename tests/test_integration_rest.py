@@ -19,10 +19,10 @@ from phantom_scraper.errors import (
     PenaltyError,
     RateLimitedError,
 )
-from phantom_scraper.tradovate_auth import Token, parse_expiration
+from phantom_scraper.tradovate.auth import Token, parse_expiration
 from phantom_scraper.tradovate_integration import TradovateIntegration
-from phantom_scraper.tradovate_rest import RestClient
-from phantom_scraper.tradovate_wire import check_order_result
+from phantom_scraper.tradovate.rest import RestClient
+from phantom_scraper.tradovate.wire import check_order_result
 
 BASE = "http://broker.invalid/v1"
 

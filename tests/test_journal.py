@@ -19,7 +19,7 @@ import threading
 
 import pytest
 
-from phantom_scraper.journal import (
+from phantom_scraper.journal.journal import (
     FINAL_STATES,
     SCHEMA_VERSION,
     INTENT_STATES,
@@ -337,7 +337,7 @@ def test_pending_intents_after_sigkill(target):
     """A process journals an intent as 'sending' and is SIGKILLed: a restart finds it pending."""
     script = textwrap.dedent(f"""
         import os, signal
-        from phantom_scraper.journal import Journal, make_cl_ord_id
+        from phantom_scraper.journal.journal import Journal, make_cl_ord_id
         j = Journal({target!r})
         sid, _, _ = j.record_signal("rec", {{"action": "buy"}}, "crash-1", "h", 60.0)
         for acct, state in ((1, "sending"), (2, "acked"), (3, "unknown")):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 
-from phantom_scraper.lanes import Lanes
+from phantom_scraper.execution.lanes import Lanes
 
 WAIT_S = 10.0
 

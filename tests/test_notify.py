@@ -1,4 +1,4 @@
-"""Notifications (phantom_scraper/notify.py) through real Apprise to a local HTTP receiver on
+"""Notifications (phantom_scraper/ops/notify.py) through real Apprise to a local HTTP receiver on
 127.0.0.1: delivery, coalescing of a fan-out, rate limit per destination, disconnect alarms,
 no secret in a message, and a dead receiver that costs the order path nothing."""
 from __future__ import annotations
@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from phantom_scraper import events, redact
-from phantom_scraper.execution import AccountOutcome
-from phantom_scraper.notify import Notifier, parse_events, split_urls
+from phantom_scraper.execution.model import AccountOutcome
+from phantom_scraper.ops.notify import Notifier, parse_events, split_urls
 from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
 from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
 from tests.helpers import ADMIN_HEADERS, BUY, post, wait_for, ws_ready

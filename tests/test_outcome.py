@@ -19,7 +19,7 @@ from phantom_scraper.errors import (
     PenaltyError,
     RateLimitedError,
 )
-from phantom_scraper.outcome import (
+from phantom_scraper.tradovate.outcome import (
     REQUESTS_EXCEPTIONS,
     Attempt,
     IntentOutcome,
@@ -27,8 +27,8 @@ from phantom_scraper.outcome import (
     attempt_of,
     classify_requests_exception,
 )
-from phantom_scraper.tradovate_rest import RestClient
-from phantom_scraper.ws_client import TradovateWebSocket, _Pending
+from phantom_scraper.tradovate.rest import RestClient
+from phantom_scraper.tradovate.ws import TradovateWebSocket, _Pending
 
 NOT_SENT, ACKED, REJECTED, UNKNOWN = Outcome.NOT_SENT, Outcome.ACKED, Outcome.REJECTED, Outcome.UNKNOWN
 

@@ -10,12 +10,12 @@ import threading
 import pytest
 
 import recorder_service as rs
-from phantom_scraper.settlement import reconcile_pending
+from phantom_scraper.execution.settlement import reconcile_pending
 from phantom_scraper.errors import BrokerError
-from phantom_scraper.journal import Journal
+from phantom_scraper.journal.journal import Journal
 from phantom_scraper.signals import AccountTarget, SymbolResolver
 from phantom_scraper.tradovate_sim import UserSpec
-from phantom_scraper.ws_client import TradovateWebSocket
+from phantom_scraper.tradovate.ws import TradovateWebSocket
 from tests.helpers import FAST, SIM_CFG, WAIT_S, run_signal, service_settings, targets_of, wait_for
 
 
@@ -185,7 +185,7 @@ def test_unknown_outcome_is_journaled_unknown_then_reconciled_without_resend(mak
 def test_running_service_adopts_unknown_intents_once_the_book_shows_them(make_multi_sim, logins_for, journal):
     """settle_unknown (a keep-alive cycle hook) only adopts: never rejects, never resends, and
     leaves intents still 'sending' (in flight in this process) alone."""
-    from phantom_scraper.settlement import settle_unknown
+    from phantom_scraper.execution.settlement import settle_unknown
 
     sim = make_multi_sim([UserSpec()], **SIM_CFG)
     ti, conn, accounts = logins_for(sim).add()
@@ -216,7 +216,7 @@ def test_reconcile_of_an_intent_never_sent_leaves_it_unknown_then_not_placed_and
     """The contract since the outcome model: a restart cannot know whether an intent left
     'sending' was executed, so it is never 'rejected': not found -> unknown, and after the settle
     period -> not_placed.  Nothing is sent at any point."""
-    from phantom_scraper.settlement import Settler
+    from phantom_scraper.execution.settlement import Settler
 
     sim = make_multi_sim([UserSpec()], **SIM_CFG)
     ti, conn, accounts = logins_for(sim).add()

@@ -74,7 +74,7 @@ def test_hundred_threads_one_key_one_connect_one_socket_per_login(make_multi_sim
 
 
 def test_hung_connect_on_one_login_never_delays_another_login(make_multi_sim, logins_for, probe, tmp_path):
-    from phantom_scraper.journal import Journal
+    from phantom_scraper.journal.journal import Journal
 
     sim = make_multi_sim([UserSpec("alice", "pa", ("ALICE01",)), UserSpec("bob", "pb", ("BOB01", "BOB02"))],
                          **SIM_CFG)
@@ -147,7 +147,7 @@ def test_backoff_is_exponential_capped_and_jittered():
 # Token renewal
 
 def test_token_renewal_replaces_socket_without_failing_order_in_flight(make_multi_sim, logins_for, probe, tmp_path):
-    from phantom_scraper.journal import Journal
+    from phantom_scraper.journal.journal import Journal
 
     settings = FAST.replace(order_ack_timeout_s=15.0)
     sim = make_multi_sim([UserSpec()], **SIM_CFG)

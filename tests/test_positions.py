@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from phantom_scraper.exit_legs import plan_leg_changes
+from phantom_scraper.execution.exit_legs import plan_leg_changes
 from phantom_scraper.signals import plan_orders
 from phantom_scraper.tradovate_sim import UserSpec
 from tests.positions_support import FAST, Desk, target

@@ -16,7 +16,7 @@ import textwrap
 
 import pytest
 
-from phantom_scraper.journal import Journal
+from phantom_scraper.journal.journal import Journal
 from phantom_scraper.tradovate_sim import UserSpec
 from tests.helpers import SIM_CFG, WAIT_S, service_settings, wait_for
 
@@ -26,7 +26,7 @@ CHILD = textwrap.dedent("""
     import json, logging, sys
     from phantom_scraper.config import Credentials, Settings
     import recorder_service
-    from phantom_scraper.service import TradingService
+    from phantom_scraper.app.service import TradingService
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     cfg = json.loads(sys.argv[1])

@@ -332,7 +332,7 @@ def test_login_failure_before_an_order_is_not_sent_not_unknown(sim, make_server_
     """The token had to be re-obtained before the order and the login failed (HTTP 500): the order
     provably never left, so its intent is 'rejected' (not sent), not 'unknown' (found in the chaos
     test: BrokerError from auth/accesstokenrequest used to be journaled as an unknown outcome)."""
-    from phantom_scraper.tradovate_auth import Token
+    from phantom_scraper.tradovate.auth import Token
 
     app = make_server_app(use_websocket_orders=False, **FAULT_SETTINGS)
     client = app.test_client()

@@ -17,7 +17,7 @@ import pytest
 import recorder_service
 from phantom_scraper.config import Credentials, Settings
 from phantom_scraper.tradovate_integration import TradovateIntegration
-from phantom_scraper.ws_client import ConnState
+from phantom_scraper.tradovate.ws import ConnState
 from tests.helpers import fd_count, settle
 
 CLIENT_CYCLES = 500

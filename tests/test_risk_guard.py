@@ -165,7 +165,7 @@ def test_lock_survives_a_restart_and_clears_at_the_session_start(make_server_app
     database = str(tmp_path / "shared.sqlite3")
     app, guard = start(make_server_app, sim, database_path=database, daily_loss_limit=500.0)
     acct = sim.account_id("DEMO0001")
-    from phantom_scraper.risk.hours import next_session_start
+    from phantom_scraper.hours import next_session_start
 
     guard.lock(acct, "daily_loss_limit", "daily P&L -600.00 USD", until=next_session_start(sim.clock.now()), flatten=True)
     app.extensions["runtime"].shutdown(timeout_s=5.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from phantom_scraper.risk.marketdata import QuoteFeed
+from phantom_scraper.tradovate.marketdata import QuoteFeed
 from tests.helpers import FAST, token_of
 
 

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from phantom_scraper.risk.hours import TradingHours, TradingHoursError, next_session_start, trading_day
+from phantom_scraper.hours import TradingHours, TradingHoursError, next_session_start, trading_day
 from phantom_scraper.risk.rules import (CLIPPED, MAX_POSITION, RiskLimits, Refusal, SignalRateLimiter,
                                         apply_entry_rules, has_entry, pnl_breach)
 from phantom_scraper.signals import OrderStep

@@ -1,7 +1,7 @@
 """The risk guard's durable state on both journal backends (Postgres with TEST_DATABASE_URL)."""
 from __future__ import annotations
 
-from phantom_scraper.journal import Journal
+from phantom_scraper.journal.journal import Journal
 from phantom_scraper.risk.store import RiskStore
 
 

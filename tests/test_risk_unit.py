@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from phantom_scraper.config import ConfigError, RiskSettings, Settings
-from phantom_scraper.journal import Journal
+from phantom_scraper.journal.journal import Journal
 from phantom_scraper.risk.guard import RiskGuard
 from phantom_scraper.risk.limits import load_limits
 from phantom_scraper.risk.store import RiskStore

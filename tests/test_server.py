@@ -469,7 +469,7 @@ def test_api_signals_lists_outcomes(client, app, sim):
     ws_ready(app)
     post(client, BUY)
     post(client, '{"action":"buy","ticker":"ZZZ1!","quantity":1}')  # unknown symbol, journaled as rejected
-    # (final states and statuses are written just after each answer: final_writes.py)
+    # (final states and statuses are written just after each answer: phantom_scraper/execution/final_writes.py)
     r = wait_for(lambda: (lambda r: "received" not in [s["status"] for s in r.get_json()["signals"]] and r)(
         client.get("/api/signals?limit=5", headers=ADMIN_HEADERS)), what="final statuses")
     assert r.status_code == 200

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from phantom_scraper import strategy_exec
+from phantom_scraper.strategies import lifecycle as strategy_exec
 from tests.helpers import ADMIN_HEADERS, SERVER_WEBHOOK_SECRET, post, wait_for, ws_ready
 
 SYMBOL = "MNQZ6"

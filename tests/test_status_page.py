@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from phantom_scraper.status_page import render
+from phantom_scraper.web.status_page import render
 from tests.helpers import SERVER_ADMIN_TOKEN as ADMIN
 from tests.helpers import SERVER_WEBHOOK_SECRET as SECRET
 from tests.helpers import ADMIN_HEADERS, BUY, post, wait_for, ws_ready

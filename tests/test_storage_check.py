@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from phantom_scraper.storage_check import ephemeral_reason, mount_of, warn_if_ephemeral
+from phantom_scraper.journal.storage_check import ephemeral_reason, mount_of, warn_if_ephemeral
 
 CONTAINER = """\
 100 90 0:50 / / rw,relatime - overlay overlay rw,lowerdir=/a,upperdir=/b
@@ -34,12 +34,12 @@ def test_memory_filesystems_and_heroku_always_warn():
 
 
 def test_warning_is_logged_once_with_the_remedy(caplog):
-    with caplog.at_level(logging.WARNING, logger="phantom_scraper.storage_check"):
+    with caplog.at_level(logging.WARNING, logger="phantom_scraper.journal.storage_check"):
         reason = warn_if_ephemeral("/app/data/journal.sqlite3", {"RENDER": "true"}, CONTAINER)
     assert reason and "Render" in reason
     [record] = caplog.records
     assert "DATABASE_URL" in record.getMessage() and "/app/data/journal.sqlite3" in record.getMessage()
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="phantom_scraper.storage_check"):
+    with caplog.at_level(logging.WARNING, logger="phantom_scraper.journal.storage_check"):
         assert warn_if_ephemeral("/data/journal.sqlite3", {"RENDER": "true"}, CONTAINER) is None
     assert caplog.records == []

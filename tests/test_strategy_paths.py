@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 
-from phantom_scraper.breakeven import BreakevenManager
+from phantom_scraper.strategies.breakeven import BreakevenManager
 from phantom_scraper.config import Credentials, Settings
-from phantom_scraper.journal import Journal
+from phantom_scraper.journal.journal import Journal
 from phantom_scraper.signals import AccountTarget, Contract, parse_signal, plan_orders
-from phantom_scraper.strategy_store import StrategyStore
+from phantom_scraper.strategies.store import StrategyStore
 from phantom_scraper.tradovate_integration import TradovateIntegration
 
 SYMBOL = "NQZ6"
@@ -216,7 +216,7 @@ def test_a_moving_state_left_by_a_crash_is_finished_without_a_second_modify(sim,
 
 
 def test_housekeeping_closes_records_of_strategies_the_broker_finished(sim, ti, tmp_path):
-    from phantom_scraper import strategy_exec
+    from phantom_scraper.strategies import lifecycle as strategy_exec
     from tests.helpers import wait_for
 
     journal = Journal(str(tmp_path / "j.sqlite"))

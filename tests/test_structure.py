@@ -114,3 +114,113 @@ def test_recorder_service_keeps_its_documented_names_and_re_exports_no_privates(
                          and getattr(value, "__module__", "recorder_service") != "recorder_service"
                          and getattr(value, "__name__", name) == name]
     assert borrowed_privates == []  # e.g. execution's _executor
+
+
+# -- the floor plan (docs/DESIGN.md, "Floor plan") ---------------------------------------------
+# Each unit of the package and its floor.  A module may import its own unit and any unit on a lower
+# floor; never a unit above, never another unit on the same floor.  The ground floor is what every
+# layer uses.  tradovate_integration.py stays at the package root (the product's documented layout
+# names it) but belongs to the Tradovate floor.
+FLOORS = {
+    "ground": 0,  # config, errors, events, hours, redact
+    "tradovate": 1, "journal": 1, "signals": 1,
+    "strategies": 2, "ops": 2,
+    "execution": 3,
+    "risk": 4,
+    "app": 5,
+    "web": 6, "door": 6,
+}
+GROUND = {"config", "errors", "events", "hours", "redact"}
+PACKAGE = ROOT / "phantom_scraper"
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "package"
+    if parts[1] == "tradovate_integration":
+        return "tradovate"
+    if parts[1] in GROUND:
+        return "ground"
+    return parts[1]
+
+
+def _package_modules():
+    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py")) if "tradovate_sim" not in p.parts}
+
+
+def _package_imports():
+    """{module: {imported package module, ...}} for every module of the package but the simulator."""
+    modules = _package_modules()
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in imported_modules(path):
+            while imported and imported not in modules:  # "pkg.mod.attr" -> "pkg.mod"
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name and imported != "phantom_scraper":
+                targets.add(imported)
+        graph[name] = targets
+    return graph
+
+
+def test_every_package_unit_has_a_floor():
+    units = {_unit(m) for m in _package_modules()} - {"package"}
+    assert units <= set(FLOORS), sorted(units - set(FLOORS))
+
+
+def test_imports_run_down_the_floors_never_up_or_sideways():
+    offenders = []
+    for module, targets in sorted(_package_imports().items()):
+        unit = _unit(module)
+        if unit == "package":
+            continue
+        for target in sorted(targets):
+            other = _unit(target)
+            if other == unit:
+                continue
+            if FLOORS[other] >= FLOORS[unit]:
+                offenders.append(f"{module} ({unit}, floor {FLOORS[unit]}) imports {target} "
+                                 f"({other}, floor {FLOORS[other]})")
+    assert offenders == []
+
+
+def test_no_import_cycle_in_the_package():
+    graph = _package_imports()
+    cycles, state = [], {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    assert cycles == []
+
+
+def test_the_simulator_imports_nothing_from_the_product():
+    offenders = []
+    for path in sorted((PACKAGE / "tradovate_sim").rglob("*.py")):
+        for name in imported_modules(path):
+            if name.startswith("phantom_scraper") and not name.startswith("phantom_scraper.tradovate_sim"):
+                offenders.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert offenders == []
+
+
+def test_the_package_root_holds_at_most_twelve_modules_and_keeps_tradovate_integration():
+    root_modules = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert "tradovate_integration.py" in root_modules
+    assert len(root_modules) <= 12, root_modules

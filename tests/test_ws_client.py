@@ -18,7 +18,7 @@ from phantom_scraper.errors import (
     RateLimitedError,
 )
 from phantom_scraper.redact import redact
-from phantom_scraper.ws_client import ConnState, TradovateWebSocket
+from phantom_scraper.tradovate.ws import ConnState, TradovateWebSocket
 from tests.helpers import FreezableProxy, assert_no_socket_threads, socket_threads
 
 TOKEN = "tok-secret-123"

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Callable, Dict, Optional
 
-from phantom_scraper.execution import execute_trade_simple
+from phantom_scraper.execution.dispatch import execute_trade_simple
 from phantom_scraper.signals import AccountTarget, Contract, parse_signal
 
 log = logging.getLogger(__name__)

@@ -33,11 +33,11 @@ from typing import Callable, Dict, Iterable, List, Optional, Protocol, Set, Tupl
 from phantom_scraper import events
 from phantom_scraper.signals import PlanError
 
-from . import rules
-from .hours import next_session_start, trading_day
-from .limits import load_limits
-from .rules import Refusal, RiskLimits
-from .store import RiskStore
+from phantom_scraper.risk import rules
+from phantom_scraper.hours import next_session_start, trading_day
+from phantom_scraper.risk.limits import load_limits
+from phantom_scraper.risk.rules import Refusal, RiskLimits
+from phantom_scraper.risk.store import RiskStore
 
 log = logging.getLogger(__name__)
 

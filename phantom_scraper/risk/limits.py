@@ -21,8 +21,8 @@ from typing import Dict, Optional, Tuple
 
 from phantom_scraper.config import ConfigError, RiskSettings
 
-from .hours import TradingHours, TradingHoursError
-from .rules import RiskLimits
+from phantom_scraper.hours import TradingHours, TradingHoursError
+from phantom_scraper.risk.rules import RiskLimits
 
 _NUMBERS = ("daily_loss_limit", "daily_profit_target", "trailing_drawdown")
 _KEYS = set(_NUMBERS) | {"max_position", "trading_hours", "flatten_at_close"}

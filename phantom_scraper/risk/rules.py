@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Sequence, Tuple
 
-from .hours import TradingHours
+from phantom_scraper.hours import TradingHours
 
 # Refusal codes (webhook answer, journal, status).
 LOCKED = "locked"

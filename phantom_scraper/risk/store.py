@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Dict, List, Optional
 
-from phantom_scraper.journal_tables import JournalTables
+from phantom_scraper.journal.tables import JournalTables
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@
 order for this account; ``code``/``message``, ``nothing_to_do`` is not a failure) are the only
 exceptions besides broker errors from the resolver's client.  See each module's docstring.
 """
-from .model import AccountTarget, Bracket, Contract, OrderStep, PlanError, Signal, SignalError
-from .parse import parse_signal
-from .plan import needs_position, plan_orders, round_to_tick
-from .symbols import SymbolResolver, parse_symbol
+from phantom_scraper.signals.model import AccountTarget, Bracket, Contract, OrderStep, PlanError, Signal, SignalError
+from phantom_scraper.signals.parse import parse_signal
+from phantom_scraper.signals.plan import needs_position, plan_orders, round_to_tick
+from phantom_scraper.signals.symbols import SymbolResolver, parse_symbol
 
 __all__ = [
     "AccountTarget", "Bracket", "Contract", "OrderStep", "PlanError", "Signal", "SignalError",

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .fields import Fields, as_number, as_positive, as_whole, as_whole_positive, norm
-from .model import Bracket, Breakeven, Exits, SignalError, StopPlan, Target
+from phantom_scraper.signals.fields import Fields, as_number, as_positive, as_whole, as_whole_positive, norm
+from phantom_scraper.signals.model import Bracket, Breakeven, Exits, SignalError, StopPlan, Target
 
 _PRICE_KEYS = ("limitprice", "stopprice", "price")
 _TRAILING_TYPES = ("trailing", "trailingstop", "trail", "trailstop")

@@ -10,7 +10,7 @@ import math
 import re
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from .model import SignalError
+from phantom_scraper.signals.model import SignalError
 
 MAX_ABS_PRICE = 1e9
 MAX_QUANTITY = 100_000

@@ -69,11 +69,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Dict, Optional, Tuple, Union
 
-from .exits import read_exits
-from .fields import (Fields, as_bool, as_positive, as_text, as_whole, as_whole_positive, as_word,
+from phantom_scraper.signals.exits import read_exits
+from phantom_scraper.signals.fields import (Fields, as_bool, as_positive, as_text, as_whole, as_whole_positive, as_word,
                      decode_body, norm, sanitize)
-from .model import Bracket, Signal, SignalError
-from .pickmytrade import from_pickmytrade, is_pickmytrade
+from phantom_scraper.signals.model import Bracket, Signal, SignalError
+from phantom_scraper.signals.pickmytrade import from_pickmytrade, is_pickmytrade
 
 log = logging.getLogger(__name__)
 

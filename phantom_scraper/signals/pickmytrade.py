@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from .fields import Fields, as_bool, as_number, as_text, norm
-from .model import SignalError
+from phantom_scraper.signals.fields import Fields, as_bool, as_number, as_text, norm
+from phantom_scraper.signals.model import SignalError
 
 _SIDES = {"buy": "buy", "long": "buy", "sell": "sell", "short": "sell", "close": "close", "flat": "close"}
 _ORDER_TYPES = {"mkt": "market", "market": "market", "lmt": "limit", "limit": "limit", "stp": "stop",

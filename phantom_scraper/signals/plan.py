@@ -44,8 +44,8 @@ import logging
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Dict, List, Optional
 
-from .model import AccountTarget, Bracket, Contract, OrderStep, PlanError, Signal
-from .strategy_plan import distance_points, strategy_step
+from phantom_scraper.signals.model import AccountTarget, Bracket, Contract, OrderStep, PlanError, Signal
+from phantom_scraper.signals.strategy_plan import distance_points, strategy_step
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def plan_orders(signal: Signal, contract: Contract, account: AccountTarget, net_
                 has_working_orders: bool = False, open_strategies: bool = False) -> List[OrderStep]:
     """``open_strategies``: this server has order strategies running for the account and contract
     (journal); every liquidation is then preceded by an ``interrupt_strategies`` step.  (Their exit
-    legs follow reductions like any bracket's: ``trim_legs``, exit_legs.py.)"""
+    legs follow reductions like any bracket's: ``trim_legs``, phantom_scraper/execution/exit_legs.py.)"""
     _check_account(account)
     steps = _Planner(signal, contract, account, int(net_pos), has_working_orders).plan()
     return _interrupt_before_liquidating(steps, contract, account) if open_strategies else steps

@@ -25,7 +25,7 @@ import json
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Dict, List, Optional
 
-from .model import AccountTarget, Bracket, Contract, Exits, OrderStep, PlanError, StopPlan, Target
+from phantom_scraper.signals.model import AccountTarget, Bracket, Contract, Exits, OrderStep, PlanError, StopPlan, Target
 
 
 def ticks_round(points: float, tick: float) -> float:

@@ -43,8 +43,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from ..errors import TradovateError
-from .model import Contract, SignalError
+from phantom_scraper.errors import TradovateError
+from phantom_scraper.signals.model import Contract, SignalError
 
 log = logging.getLogger(__name__)
 

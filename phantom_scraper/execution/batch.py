@@ -1,0 +1,263 @@
+"""A fan-out's orders in one pass of each socket's loop.
+
+``execution._prepare_fan_out`` has planned the accounts that need no position read and journaled
+all of their intents as ``sending`` in one transaction.  Here, for every such account whose lane
+(account, product) is idle with this signal at its head and whose previous orders are already
+settled (``AccountLanes.claim``), the order is built and the frames of all of them are handed to
+their login's socket together (``TradovateWebSocket.request_many``: one hand-off to the loop
+thread, the frames written back to back, one future each) -- instead of one executor task per
+account, each hopping to the loop on its own.
+
+Then each account's answer goes through the same router flow as a single order
+(``SmartOrder.run(sent=...)``): an ack or a rejection is journaled right here (batched, see
+``execution.BatchedStates``); anything that needs more work -- a penalty to wait out, a frame
+that never left (REST fallback), an unknown outcome to search for -- continues on the ``order``
+executor, so one slow account never holds up the others.  Accounts not taken here (a busy lane,
+no live socket, a step that needs more than one placement) run the general per-account path.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import logging
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+from phantom_scraper.errors import NotSentError, PenaltyError, TradovateError
+from phantom_scraper.execution import executors
+from phantom_scraper.execution.account import _Placement, _run_account
+from phantom_scraper.execution.model import AccountOutcome, describe
+from phantom_scraper.journal.journal import JournalError
+from phantom_scraper.tradovate.outcome import Outcome, classify_error
+
+logger = logging.getLogger(__name__)
+
+_BATCH_KINDS = frozenset({"placeorder", "placeoso", "liquidateposition"})
+
+
+def run_batched(signal, contract, targets, prepared, tickets, journal, signal_id: str, settings,
+                start_others: Callable[[Dict[int, object]], None],
+                wait_s: Optional[float] = None) -> Dict[int, "concurrent.futures.Future"]:
+    """Send the orders of the accounts it can take in one batch per socket.  Returns
+    ``{target index: Future[AccountOutcome]}`` for those.  ``start_others(taken)`` is called once
+    the frames are written (before their answers are waited for): the caller starts the accounts
+    not in ``taken`` there.  ``wait_s``: how long this thread waits for the answers in all (None:
+    as long as they take); an answer not in by then is finished on the order executor."""
+
+    if not settings.use_websocket_orders:
+        start_others({})
+        return {}
+    results: Dict[int, concurrent.futures.Future] = {}
+    ready: List[tuple] = []  # (index, ticket, placement, started)
+    for index, (steps, cl_ord_id) in prepared.items():
+        target, conn = targets[index]
+        ticket = tickets.get(target.id)
+        if ticket is None or steps[0].kind not in _BATCH_KINDS:
+            continue
+        client = conn.live_client()
+        if client is None or not client.is_open or conn.integration.stop_event.is_set():
+            continue
+        taken = executors.LANES.claim(ticket, conn, contract, settings)
+        if taken is None:
+            continue
+        if not taken:  # the lane must wait for its previous orders first: in a worker, as a lane job would
+            results[index] = executors.executor("order").submit(
+                _settle_then_run, ticket, target, conn, signal, contract, journal, signal_id, settings,
+                steps, cl_ord_id)
+            continue
+        outcome = AccountOutcome(target.id, target.name, "acked")
+        outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
+        started = time.perf_counter()
+        try:
+            placement = _Placement(signal, contract, target, conn, journal, signal_id, 0, steps[0], outcome,
+                                      precreated=cl_ord_id)
+        except Exception as exc:  # nothing sent for this account
+            _account_error(outcome, signal_id, target, exc)
+            results[index] = _done(outcome)
+            executors.LANES.release(ticket, conn, target.id, contract, outcome)
+            continue
+        ready.append((index, ticket, placement, started))
+    if not ready:
+        start_others(results)
+        return results
+
+    # One hand-off per socket: every frame written back to back in one pass of its loop.
+    groups: Dict[int, List[tuple]] = {}
+    for item in ready:
+        groups.setdefault(id(item[2].client), []).append(item)
+    sent: Dict[int, object] = {}
+    for items in groups.values():
+        client = items[0][2].client
+        try:
+            batch = client.request_many([(p.order.endpoint, p.order.body) for _, _, p, _ in items],
+                                        timeout=settings.order_ack_timeout_s)
+        except NotSentError as exc:  # the socket closed meanwhile: nothing written (REST fallback)
+            for index, *_ in items:
+                sent[index] = (None, exc)
+            continue
+        for position, (index, *_) in enumerate(items):
+            sent[index] = (batch, position)
+
+    start_others({**results, **{index: None for index, *_ in ready}})
+    # Every answer is awaited at once: this thread wakes once for the batch, not once per answer
+    # (each wake-up takes the interpreter from the socket thread while it is still reading).
+    batches = {id(b): b for b, _ in sent.values() if b is not None}.values()
+    limit = max((b.deadline for b in batches), default=time.monotonic()) - time.monotonic()
+    if wait_s is not None:
+        limit = min(limit, wait_s)
+    concurrent.futures.wait([f for b in batches for f in b.futures], timeout=max(0.0, limit))
+    for index, ticket, placement, started in ready:
+        target, conn = targets[index]
+        batch, where = sent[index]
+        answer = functools.partial(_raise, where) if batch is None else functools.partial(batch.result, where)
+        finish = functools.partial(_finish, ticket, placement, answer, started, signal_id, target, conn, contract)
+        if batch is not None and batch.futures[where].done() and _quick(batch, where):
+            results[index] = _done(finish())
+        else:  # more work (penalty wait, REST fallback, unknown search): off this thread
+            results[index] = _off_thread(finish)
+    return results
+
+
+def _off_thread(finish) -> "concurrent.futures.Future":
+
+    try:
+        return executors.executor("order").submit(finish)
+    except RuntimeError:  # executors shut down (process stopping): finish here, the lane must move on
+        return _done(finish())
+
+
+def _quick(batch, position: int) -> bool:
+    """The answer is in and final (acked or rejected): finishing it only journals and reports."""
+    try:
+        batch.result(position)
+        return True
+    except PenaltyError:
+        return False
+    except TradovateError as exc:
+        attempt = classify_error(exc, "websocket")
+        return attempt.outcome is Outcome.REJECTED or (attempt.outcome is Outcome.NOT_SENT and attempt.rate_limited)
+
+
+def _finish(ticket, placement, answer, started, signal_id, target, conn, contract):
+
+    outcome = placement.outcome
+    try:
+        try:
+            placement.run_guarded(answer)
+        except Exception as exc:  # noqa: BLE001 - a bug must not take the other accounts down
+            _account_error(outcome, signal_id, target, exc)
+        if outcome.latency_ms is None:
+            outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    finally:
+        executors.LANES.release(ticket, conn, target.id, contract, outcome)
+    return outcome
+
+
+def _settle_then_run(ticket, target, conn, signal, contract, journal, signal_id, settings, steps, cl_ord_id,
+                     planner=None, needs_position=None):
+
+    outcome = None
+    try:
+        executors.LANES.settle_claimed(ticket, settings, conn)
+        outcome = _run_account(target, conn, signal, contract, journal, signal_id, settings, planner,
+                                  needs_position, steps=steps, precreated=cl_ord_id)
+        return outcome
+    finally:
+        executors.LANES.release(ticket, conn, target.id, contract, outcome)
+
+
+def run_now(signal, contract, target, conn, ticket, journal, signal_id: str, settings, planner, needs_position,
+            wait_s: float, states=None):
+    """One account's order sent from the calling thread (the webhook's own), with no hand-off to a
+    worker before the frame leaves: plan -> journal the intent (one commit) -> frame handed to the
+    socket.  The answer is then awaited here for up to ``wait_s``; an ack or a rejection is
+    journaled here too.  Anything slower (no answer yet, a penalty, a REST fallback, an unknown to
+    search, a lane that must first wait for its previous orders, a plan of several steps) goes on
+    in the ``order`` executor, exactly as the general path would run it.
+
+    ``states`` (``execution.BatchedStates``): where the order's final state goes, for the caller to
+    write after the answer; without it, it is committed here.
+
+    Returns a Future of the :class:`AccountOutcome`, or None when this path does not apply (no live
+    socket, a plan that reads the position first, the lane busy): then nothing was done and the
+    ticket is untouched."""
+    from phantom_scraper.signals import PlanError
+
+    if not settings.use_websocket_orders or ticket is None or needs_position(signal):
+        return None
+    client = conn.live_client()
+    if client is None or not client.is_open or conn.integration.stop_event.is_set():
+        return None
+    started_wait = time.perf_counter()
+    # The previous order of this lane is usually settled (its fill and position event in) within a
+    # moment of its answer: wait for that here, within half of what is left of the budget.
+    taken = executors.LANES.claim(ticket, conn, contract, settings, wait_s=wait_s / 2)
+    if taken is None:
+        return None
+    wait_s = max(0.0, wait_s - (time.perf_counter() - started_wait))
+    if not taken:  # the lane waits for its previous orders first: in a worker, as a lane job would
+        return executors.executor("order").submit(_settle_then_run, ticket, target, conn, signal, contract, journal,
+                                           signal_id, settings, None, None, planner, needs_position)
+    outcome = AccountOutcome(target.id, target.name, "acked")
+    started = time.perf_counter()
+    try:
+        try:
+            steps = planner(signal, contract, target, 0, False)
+        except PlanError as exc:
+            outcome.status = "skipped" if exc.code == "nothing_to_do" else "rejected"
+            outcome.error = f"{exc.code}: {exc.message}" if hasattr(exc, "message") else str(exc)
+            logger.info("Signal %s account %s: %s", signal_id, target.name, outcome.error)
+            steps = None
+        if steps is not None and (len(steps) != 1 or steps[0].kind not in _BATCH_KINDS):
+            future = executors.executor("order").submit(_settle_then_run, ticket, target, conn, signal, contract, journal,
+                                                 signal_id, settings, steps, None)
+            ticket = None  # released by the worker
+            return future
+        if steps is not None:
+            outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
+            placement = _Placement(signal, contract, target, conn, journal if states is None else states,
+                                      signal_id, 0, steps[0], outcome)
+    except JournalError as exc:  # nothing recorded, so nothing was sent
+        outcome.status, outcome.error = "error", "journal unavailable, not sent: " + describe(exc)
+        logger.error("Signal %s account %s: %s", signal_id, target.name, outcome.error)
+        steps = None
+    except Exception as exc:  # noqa: BLE001 - nothing was sent
+        _account_error(outcome, signal_id, target, exc)
+        steps = None
+    finally:
+        if ticket is not None and steps is None:
+            outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            executors.LANES.release(ticket, conn, target.id, contract, outcome)
+    if steps is None:
+        return _done(outcome)
+    try:
+        batch = client.request_many([(placement.order.endpoint, placement.order.body)],
+                                    timeout=settings.order_ack_timeout_s)
+        answer = functools.partial(batch.result, 0)
+    except NotSentError as exc:  # the socket closed meanwhile: nothing written (REST fallback)
+        batch, answer = None, functools.partial(_raise, exc)
+    finish = functools.partial(_finish, ticket, placement, answer, started, signal_id, target, conn, contract)
+    if batch is not None:
+        concurrent.futures.wait(batch.futures, timeout=wait_s)
+        if batch.futures[0].done() and _quick(batch, 0):
+            return _done(finish())
+    return _off_thread(finish)
+
+
+def _account_error(outcome, signal_id, target, exc: BaseException) -> None:
+
+    outcome.status, outcome.error = "error", describe(exc)
+    logger.error("Signal %s account %s crashed: %s", signal_id, target.name, outcome.error, exc_info=exc)
+
+
+def _raise(exc: BaseException):
+    raise exc
+
+
+def _done(value) -> "concurrent.futures.Future":
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    future.set_result(value)
+    return future
+
+
+__all__: Tuple[str, ...] = ("run_batched", "run_now")

@@ -1,0 +1,92 @@
+"""What execution hands around: an account's outcome, the batched final states, the step kinds."""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import List, Optional
+
+from phantom_scraper.journal.journal import JournalError
+
+logger = logging.getLogger(__name__)
+
+_PLACEMENT_KINDS = {"placeorder", "placeoso", "liquidateposition", "startorderstrategy"}
+RETRY_STEP_OFFSET = 100  # step numbers (clOrdIds) of a signal's second run after InvalidContract
+
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for logs and outcomes (messages never hold secrets: see errors.py)."""
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+@dataclass
+class AccountOutcome:
+    """What happened on one account for one signal (returned to the webhook and journaled)."""
+
+    account_id: int
+    account_name: str
+    status: str  # acked | rejected | not_sent | unknown | error | skipped | validated
+    order_id: Optional[int] = None  # the last order placed (the entry of a reverse)
+    order_ids: List[int] = field(default_factory=list)
+    cl_ord_ids: List[str] = field(default_factory=list)
+    transport: Optional[str] = None
+    latency_ms: Optional[float] = None
+    reconciled: bool = False
+    error: Optional[str] = None
+    planned: List[dict] = field(default_factory=list)
+    risk: List[dict] = field(default_factory=list)  # the risk guard's refusals/clips ({code, message})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def summary(self) -> dict:
+        """The journaled form (no order bodies): what /api/signals and the status page show."""
+        return {"account_id": self.account_id, "account_name": self.account_name, "status": self.status,
+                "order_id": self.order_id, "order_ids": list(self.order_ids), "cl_ord_ids": list(self.cl_ord_ids),
+                "transport": self.transport, "latency_ms": self.latency_ms, "reconciled": self.reconciled,
+                "error": self.error, **({"risk": list(self.risk)} if self.risk else {})}
+
+
+class BatchedStates:
+    """Collects the final state of single-step intents and commits them in one transaction.
+
+    Used only for orders that are the last external action of their account for this signal, so
+    "each state is committed before the next external action" still holds; if the process dies
+    before the states are written, those intents are still ``sending`` and start-up reconciles them
+    by clOrdId.  ``flush()`` writes them now; ``take()`` hands them to the caller, which writes them
+    after the webhook's answer together with the signal's status (``final_writes``).  Everything
+    else a placement asks of its journal goes to the journal itself.
+    """
+
+    def __init__(self, journal):
+        self.journal = journal
+        self._lock = threading.Lock()  # serialises appends from the account threads
+        self._updates: List[tuple] = []
+
+    def __getattr__(self, name):  # create_intent, write, ...: the journal's own
+        if name == "journal":  # (not yet set)
+            raise AttributeError(name)
+        return getattr(self.journal, name)
+
+    def set_intent_state(self, cl_ord_id, state, **fields) -> None:
+        if state == "unknown":  # committed at once: an unknown is on disk before it is searched
+            self.journal.set_intent_state(cl_ord_id, state, **fields)
+            return
+        with self._lock:
+            self._updates.append((cl_ord_id, state, fields))
+
+    def take(self) -> List[tuple]:
+        with self._lock:
+            updates, self._updates = self._updates, []
+        return updates
+
+    def flush(self) -> None:
+        updates = self.take()
+        if updates:
+            try:
+                self.journal.set_intent_states(updates)
+            except JournalError as exc:
+                logger.error("Could not journal %d order outcome(s): %s (start-up reconciles them)",
+                             len(updates), describe(exc))

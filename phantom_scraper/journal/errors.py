@@ -1,0 +1,34 @@
+"""What the journal raises (its own module, so the backends import it downward)::
+
+    JournalError
+    ├── JournalClosedError        used after close()
+    ├── JournalUnavailableError   the database failed: nothing was recorded, so nothing may be executed
+    ├── UnknownRecordError        (also LookupError) no such signal / intent
+    ├── InvalidTransitionError    (also ValueError) a programming error
+    └── DuplicateIntentError      (also ValueError) the clOrdId is already journalled
+"""
+from __future__ import annotations
+
+
+class JournalError(Exception):
+    """Base class for everything the journal raises."""
+
+
+class JournalClosedError(JournalError):
+    """The journal was used after :meth:`Journal.close`."""
+
+
+class JournalUnavailableError(JournalError):
+    """SQLite failed; nothing was recorded, so the caller must not execute anything."""
+
+
+class UnknownRecordError(JournalError, LookupError):
+    """No signal / intent with that id."""
+
+
+class InvalidTransitionError(JournalError, ValueError):
+    """An intent state change the state machine does not allow (a programming error)."""
+
+
+class DuplicateIntentError(JournalError, ValueError):
+    """An intent with that ``clOrdId`` is already journalled."""

@@ -1,0 +1,32 @@
+"""Turns the fills a login's socket reports (``BrokerState`` ``props`` events) into ``fill``
+events on :mod:`phantom_scraper.events` (for the notifier's optional ``fill`` messages and the
+metrics).  Runs on the socket thread: dictionary lookups only, no network, no formatting."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from phantom_scraper import events
+from phantom_scraper.ops import history_source
+
+
+def remember_contracts(event: events.Event) -> None:
+    """Subscriber: the contract a signal traded, so a fill can be shown by name (no network)."""
+    contract = event.fields.get("contract") if event.kind == "signal" else None
+    if contract is not None and getattr(contract, "id", None) is not None:
+        history_source.remember_contract(contract.id, contract.name, getattr(contract, "point_value", None))
+
+
+def listener(state) -> Callable[[str, str, Optional[dict]], None]:
+    """A ``BrokerState`` listener emitting one ``fill`` event per fill the broker creates (the
+    snapshot's old fills are not re-announced: they arrive as one ``("sync", "Loaded")``)."""
+    def on_change(entity_type: str, event_type: str, entity: Optional[dict]) -> None:
+        if entity_type != "fill" or event_type != "Created" or not entity:
+            return
+        order = state.entity("order", entity.get("orderId")) or {}
+        account_id = order.get("accountId")
+        account = state.entity("account", account_id) if account_id is not None else None
+        events.emit("fill", account=(account or {}).get("name") or account_id, account_id=account_id,
+                    contract=entity.get("contractId"),  # named on the notifier's thread
+                    side=entity.get("action"), qty=entity.get("qty"), price=entity.get("price"),
+                    order_id=entity.get("orderId"), latency_ms=None)
+    return on_change

@@ -1,0 +1,401 @@
+"""What the broker says one login holds, kept current from its socket's ``user/syncrequest`` stream.
+
+``BrokerState`` is fed by the pooled socket of one login (``attach(client, ...)`` right after the
+socket is authorized): the ``user/syncrequest`` snapshot loads every entity, then each ``props``
+event (``{"entityType", "eventType": Created|Updated|Deleted, "entity": {...} or [...]}``,
+docs/TRADOVATE.md "WebSocket") replaces or deletes one stored entity.  Every entity type is stored generically by id, so
+``position``, ``order``, ``orderVersion``, ``fill``, ``orderStrategy`` and ``cashBalance`` (the
+types subscribed, ``SYNC_ENTITY_TYPES``) are all available; the readers below answer the common
+questions.
+
+Freshness: the state is *fresh* only while the socket it was synced on is the current one and its
+snapshot has been applied.  A close, a replacement socket (reconnect, renewed token) or a failed
+sync makes it stale until the new socket's snapshot arrives; callers then read over REST instead
+(``fresh`` is False).  Events from a socket that is no longer current are ignored.  Events that
+arrive while the snapshot is in flight are buffered and applied after it.
+
+Threads: events arrive on the socket's loop thread, readers run on order threads.  ``_lock`` guards
+the dicts only; listeners are called after it is released, and ``wait_for`` waits on a Condition
+(which releases the lock while waiting).  Nothing here does network I/O except ``attach``, which
+sends the one syncrequest from the caller's (connect) thread, holding no lock.
+"""
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import threading
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+from phantom_scraper.errors import TradovateError
+
+logger = logging.getLogger(__name__)
+
+# Requested explicitly: Tradovate's Partner docs say an omitted entityTypes now means "nothing",
+# while the retail examples get everything; naming them works under both readings.  Only what is
+# read here or by a listener: a market order's command, commandReport and two executionReports
+# are a third of its events, and nothing reads them (the order's own status and its fill carry
+# what they say), so they are not subscribed -- less for the broker to send and for the socket
+# thread to parse on every order.
+SYNC_ENTITY_TYPES = ("user", "account", "position", "order", "orderVersion", "fill", "orderStrategy",
+                     "orderStrategyLink", "cashBalance")
+
+WORKING_STATES = frozenset({"Working", "Suspended", "PendingNew", "PendingReplace", "PendingCancel"})
+DONE_STATES = frozenset({"Filled", "Canceled", "Rejected", "Expired", "Completed"})
+
+# snapshot collection name -> entityType (docs/TRADOVATE.md, "WebSocket")
+_SINGULAR = {
+    "users": "user", "userProperties": "userProperty", "properties": "property", "accounts": "account",
+    "accountRiskStatuses": "accountRiskStatus", "marginSnapshots": "marginSnapshot",
+    "userAccountAutoLiqs": "userAccountAutoLiq", "cashBalances": "cashBalance", "currencies": "currency",
+    "positions": "position", "fillPairs": "fillPair", "orders": "order", "contracts": "contract",
+    "contractMaturities": "contractMaturity", "products": "product", "exchanges": "exchange",
+    "spreadDefinitions": "spreadDefinition", "commands": "command", "commandReports": "commandReport",
+    "executionReports": "executionReport", "orderVersions": "orderVersion", "fills": "fill",
+    "fillFees": "fillFee", "orderStrategies": "orderStrategy", "orderStrategyLinks": "orderStrategyLink",
+    "userPlugins": "userPlugin", "contractGroups": "contractGroup", "orderStrategyTypes": "orderStrategyType",
+}
+
+Listener = Callable[[str, str, Optional[dict]], None]
+
+_BY_ACCOUNT = ("position", "cashBalance")  # entity types indexed by their accountId
+
+
+class BrokerState:
+    """One login's positions, orders, fills, cash balances... as last reported by its socket.
+
+    Listeners ``fn(entity_type, event_type, entity)`` run on the socket thread after each change
+    (``("sync", "Loaded", None)`` after a snapshot, ``("sync", "Stale", None)`` when it goes stale);
+    they must be quick, must not call the socket, and must not change ``entity`` (it is the stored
+    row itself: no copy per event).
+    """
+
+    def __init__(self, name: str = "broker"):
+        self.name = name
+        self._generation = itertools.count(1)
+        # Guards every attribute below; dict bookkeeping only (no I/O, no listener calls under it).
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # notified after every applied change
+        self._entities: Dict[str, Dict[int, dict]] = {}
+        # Indexes kept with _entities (readers on the order path must not scan a day's history):
+        self._live: Dict[tuple, set] = {}  # (account, contract) -> ids of orders in WORKING_STATES
+        self._latest_version: Dict[int, dict] = {}  # order id -> its newest orderVersion
+        # position / cashBalance: account id -> {entity id: entity} (a 50-account fan-out reads
+        # each account's own, not every account's, 50 times)
+        self._by_account: Dict[str, Dict[Any, Dict[int, dict]]] = {t: {} for t in _BY_ACCOUNT}
+        self._account_of: Dict[tuple, Any] = {}  # (entity type, id) -> the account it is filed under
+        self._current_gen: Optional[int] = None  # generation of the socket feeding us
+        self._synced = False  # the current generation's snapshot has been applied
+        self._buffer: List[dict] = []  # events of the current generation received before its snapshot
+        self._listeners: List[tuple] = []  # (listener, entity types wanted or None)
+        # (account, contract) -> ids of orders whose fill arrived but no position event since
+        self._unposted_fills: Dict[tuple, set] = {}
+        self.synced_at: Optional[float] = None
+        self.events_applied = 0
+        self.last_error: Optional[str] = None
+
+    # ------------------------------------------------------------------ feeding
+    def attach(self, client: Any, *, account_ids: Iterable[int] = (), user_id: Optional[int] = None,
+               timeout_s: float = 10.0) -> bool:
+        """Make ``client`` (an authorized ``TradovateWebSocket``) the feed and sync on it.
+
+        Blocks for the one ``user/syncrequest`` (bounded by ``timeout_s``); call it from a
+        connect thread, never under a lock.  Returns whether the state is fresh afterwards.
+        """
+        gen = self.begin(client)
+        body: Dict[str, Any] = {"entityTypes": list(SYNC_ENTITY_TYPES)}
+        accounts = sorted({int(a) for a in account_ids})
+        if accounts:
+            body["accounts"] = accounts
+        elif user_id is not None:
+            body["users"] = [int(user_id)]
+        try:
+            snapshot = client.request("user/syncrequest", body, timeout=timeout_s)
+        except TradovateError as exc:
+            self._stale(gen, f"syncrequest failed: {exc}")
+            logger.warning("%s: user/syncrequest failed (%s); positions are read over REST until a resync",
+                           self.name, exc)
+            return False
+        return self.load_snapshot(gen, snapshot)
+
+    def begin(self, client: Any) -> int:
+        """Start a new generation fed by ``client``; returns its number.  No I/O."""
+        gen = next(self._generation)
+        with self._lock:
+            was_synced = self._synced
+            self._current_gen, self._synced, self._buffer = gen, False, []
+        add = getattr(client, "add_listener", None)
+        if add is not None:
+            add(lambda msg, _gen=gen: self.on_message(_gen, msg))
+        add_close = getattr(client, "add_close_listener", None)
+        if add_close is not None:
+            add_close(lambda _ws, _gen=gen: self._stale(_gen, "socket closed"))
+        if was_synced:
+            self._notify("sync", "Stale", None)
+        return gen
+
+    def load_snapshot(self, gen: int, snapshot: Any) -> bool:
+        """Apply a SyncMessage snapshot for generation ``gen``, then the events buffered behind it."""
+        if not isinstance(snapshot, dict):
+            self._stale(gen, f"unexpected snapshot {type(snapshot).__name__}")
+            return False
+        fresh: Dict[str, Dict[int, dict]] = {}
+        for plural, rows in snapshot.items():
+            etype = _SINGULAR.get(plural, plural)
+            store = fresh.setdefault(etype, {})
+            for row in rows if isinstance(rows, list) else ([rows] if isinstance(rows, dict) else []):
+                if isinstance(row, dict) and row.get("id") is not None:
+                    store[row["id"]] = dict(row)
+        with self._lock:
+            if gen != self._current_gen:
+                return False  # a newer socket took over while this snapshot was in flight
+            self._entities = fresh
+            self._reindex_locked()
+            self._unposted_fills = {}
+            buffered, self._buffer = self._buffer, []
+            for msg in buffered:
+                self._apply_locked(msg)
+            self._synced = True
+            self.synced_at = time.time()
+            self.last_error = None
+            self._changed.notify_all()
+        logger.info("%s: sync snapshot loaded (%d positions, %d orders, %d buffered events)", self.name,
+                    len(fresh.get("position", {})), len(fresh.get("order", {})), len(buffered))
+        self._notify("sync", "Loaded", None)
+        return True
+
+    def on_message(self, gen: int, msg: dict) -> None:
+        """Socket event listener (socket thread): ``props`` events change the state."""
+        if not isinstance(msg, dict) or msg.get("e") != "props" or not isinstance(msg.get("d"), dict):
+            return
+        d = msg["d"]
+        with self._lock:
+            if gen != self._current_gen:
+                return  # from a socket that is no longer ours
+            if not self._synced:
+                self._buffer.append(d)
+                return
+            changed = self._apply_locked(d)
+            self._changed.notify_all()
+        for etype, event_type, entity in changed:
+            self._notify(etype, event_type, entity)
+
+    def apply_event(self, d: dict) -> None:
+        """Apply one ``props`` payload directly (tests, REST-fed callers; copied: the caller keeps its own)."""
+        d = copy.deepcopy(d)
+        with self._lock:
+            changed = self._apply_locked(d)
+            self._changed.notify_all()
+        for etype, event_type, entity in changed:
+            self._notify(etype, event_type, entity)
+
+    def mark_stale(self, reason: str = "marked stale") -> None:
+        with self._lock:
+            gen = self._current_gen
+        if gen is not None:
+            self._stale(gen, reason)
+
+    def _stale(self, gen: int, reason: str) -> None:
+        with self._lock:
+            if gen != self._current_gen:
+                return
+            was_synced = self._synced
+            self._synced, self._current_gen, self._buffer = False, None, []
+            self.last_error = reason
+            self._changed.notify_all()
+        if was_synced:
+            logger.info("%s: broker state stale (%s)", self.name, reason)
+            self._notify("sync", "Stale", None)
+
+    def _apply_locked(self, d: dict) -> List[tuple]:
+        etype, event_type, entity = d.get("entityType"), d.get("eventType"), d.get("entity")
+        if not isinstance(etype, str):
+            return []
+        rows = entity if isinstance(entity, list) else [entity]
+        store = self._entities.setdefault(etype, {})
+        changed = []
+        for row in rows:
+            if not isinstance(row, dict) or row.get("id") is None:
+                continue
+            if event_type == "Deleted":
+                store.pop(row["id"], None)
+            else:  # (the decoded event is ours alone: stored as it is, never changed in place)
+                store[row["id"]] = row
+            self._index_locked(etype, store.get(row["id"]), row)
+            if etype == "fill" and event_type == "Created":
+                order = self._entities.get("order", {}).get(row.get("orderId"))
+                if order is not None:
+                    key = (order.get("accountId"), order.get("contractId"))
+                    self._unposted_fills.setdefault(key, set()).add(order["id"])
+            elif etype == "position":
+                self._unposted_fills.pop((row.get("accountId"), row.get("contractId")), None)
+            changed.append((etype, event_type, row))
+        self.events_applied += len(changed)
+        return changed
+
+    def _reindex_locked(self) -> None:
+        self._live, self._latest_version = {}, {}
+        self._by_account, self._account_of = {t: {} for t in _BY_ACCOUNT}, {}
+        for etype in _BY_ACCOUNT:
+            for row in self._entities.get(etype, {}).values():
+                self._index_locked(etype, row, row)
+        for version in self._entities.get("orderVersion", {}).values():
+            self._index_locked("orderVersion", version, version)
+        for order in self._entities.get("order", {}).values():
+            self._index_locked("order", order, order)
+
+    def _index_locked(self, etype: str, stored: Optional[dict], row: dict) -> None:
+        """Keep the indexes in step with one stored entity (``stored`` None: it was deleted)."""
+        if etype == "order":
+            key = (row.get("accountId"), row.get("contractId"))
+            if stored is not None:
+                key = (stored.get("accountId"), stored.get("contractId"))
+            live = self._live.setdefault(key, set())
+            if stored is not None and stored.get("ordStatus") in WORKING_STATES:
+                live.add(row["id"])
+            else:
+                for ids in ([live] if stored is not None else self._live.values()):
+                    ids.discard(row["id"])
+        elif etype == "orderVersion" and stored is not None and stored.get("orderId") is not None:
+            current = self._latest_version.get(stored["orderId"])
+            if current is None or stored["id"] >= current["id"]:
+                self._latest_version[stored["orderId"]] = stored
+        elif etype == "orderVersion" and stored is None:
+            for oid, version in list(self._latest_version.items()):
+                if version["id"] == row["id"]:
+                    del self._latest_version[oid]
+        elif etype in _BY_ACCOUNT:
+            key = (etype, row["id"])
+            if key in self._account_of:  # (where it was filed: moved or deleted)
+                self._by_account[etype].get(self._account_of.pop(key), {}).pop(row["id"], None)
+            if stored is not None:
+                account = stored.get("accountId")
+                self._by_account[etype].setdefault(account, {})[row["id"]] = stored
+                self._account_of[key] = account
+
+    # ------------------------------------------------------------------ listeners
+    def add_listener(self, fn: Listener, entity_types: Optional[Iterable[str]] = None) -> None:
+        """``entity_types``: call ``fn`` only for those (``"sync"`` for the snapshot/stale
+        notices); None: for everything.  A fan-out brings ~9 events per order: a listener that
+        wants one kind is not called for the other eight."""
+        wanted = None if entity_types is None else frozenset(entity_types)
+        with self._lock:  # copy-on-write: _notify iterates a snapshot
+            self._listeners = self._listeners + [(fn, wanted)]
+
+    def remove_listener(self, fn: Listener) -> None:
+        with self._lock:
+            self._listeners = [(f, w) for f, w in self._listeners if f is not fn]
+
+    def _notify(self, etype: str, event_type: str, entity: Optional[dict]) -> None:
+        for fn, wanted in self._listeners:
+            if wanted is not None and etype not in wanted:
+                continue
+            try:
+                fn(etype, event_type, entity)
+            except Exception:  # noqa: BLE001 - a listener must not break the feed
+                logger.exception("%s: broker-state listener failed", self.name)
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def fresh(self) -> bool:
+        """The snapshot of the current socket has been applied and the socket is still open."""
+        with self._lock:
+            return self._synced
+
+    def entities(self, entity_type: str) -> List[dict]:
+        """Copies of every stored entity of ``entity_type``."""
+        with self._lock:
+            return [dict(e) for e in self._entities.get(entity_type, {}).values()]
+
+    def entity(self, entity_type: str, entity_id: int) -> Optional[dict]:
+        with self._lock:
+            found = self._entities.get(entity_type, {}).get(entity_id)
+            return dict(found) if found is not None else None
+
+    def positions(self, account_id: Optional[int] = None) -> List[dict]:
+        """Position entities (of one account, or all), copies."""
+        with self._lock:
+            if account_id is None:
+                return [dict(p) for p in self._entities.get("position", {}).values()]
+            return [dict(p) for p in self._by_account["position"].get(account_id, {}).values()]
+
+    def net_pos(self, account_id: int, contract_id: int) -> int:
+        """The net position (0 when none is known).  Check ``fresh`` before trusting it."""
+        with self._lock:
+            return sum(int(p.get("netPos") or 0) for p in self._by_account["position"].get(account_id, {}).values()
+                       if p.get("contractId") == contract_id)
+
+    def order_status(self, order_id: int) -> Optional[str]:
+        with self._lock:
+            order = self._entities.get("order", {}).get(order_id)
+            return order.get("ordStatus") if order is not None else None
+
+    def order_settled(self, order_id: int) -> bool:
+        """The order rests (Working/Suspended) or is final, and if it filled, the position
+        event that follows its fill has arrived.  False while unknown or pending."""
+        with self._lock:
+            order = self._entities.get("order", {}).get(order_id)
+            if order is None:
+                return False
+            status = order.get("ordStatus")
+            if status in ("Working", "Suspended") or (status in DONE_STATES and status != "Filled"):
+                return True
+            if status != "Filled":
+                return False
+            pending = self._unposted_fills.get((order.get("accountId"), order.get("contractId")), ())
+            return order_id not in pending
+
+    def working_orders(self, account_id: int, contract_id: int) -> List[dict]:
+        """Live orders of the account in the contract, each with its latest version's
+        ``orderQty``/``orderType``/``price``/``stopPrice`` merged in (copies)."""
+        with self._lock:
+            orders = self._entities.get("order", {})
+            out = []
+            for oid in self._live.get((account_id, contract_id), ()):
+                o = orders.get(oid)
+                if o is not None and o.get("ordStatus") in WORKING_STATES:
+                    row = dict(o)
+                    version = self._latest_version.get(oid)
+                    if version is not None:
+                        for key in ("orderQty", "orderType", "price", "stopPrice"):
+                            if key in version:
+                                row[key] = version[key]
+                    out.append(row)
+            return sorted(out, key=lambda r: r["id"])
+
+    def cash_balance(self, account_id: int) -> Optional[dict]:
+        """The account's ``cashBalance`` entity (``amount``, ``realizedPnL``, ...), None if unknown."""
+        with self._lock:
+            rows = list(self._by_account["cashBalance"].get(account_id, {}).values())
+            return dict(max(rows, key=lambda c: c["id"])) if rows else None
+
+    def wait_for(self, predicate: Callable[["BrokerState"], bool], timeout_s: float) -> bool:
+        """Wait (lock released while waiting) until ``predicate(self)`` is true after a change,
+        the state goes stale, or ``timeout_s`` passes.  Returns the predicate's last value.
+
+        ``predicate`` runs without the lock held and may use the readers above."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if predicate(self):
+                return True
+            with self._lock:
+                if not self._synced:
+                    return False
+                seen = self.events_applied
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait_for(lambda: self.events_applied != seen or not self._synced,
+                                       timeout=remaining)
+
+    def wait_fresh(self, timeout_s: float) -> bool:
+        """Wait until a snapshot has been applied on the current socket (or ``timeout_s``)."""
+        with self._lock:
+            return self._changed.wait_for(lambda: self._synced, timeout=timeout_s)
+
+    def status(self) -> dict:
+        with self._lock:
+            return {"fresh": self._synced, "synced_at": self.synced_at, "events_applied": self.events_applied,
+                    "positions": sum(1 for p in self._entities.get("position", {}).values() if p.get("netPos")),
+                    "last_error": self.last_error}

@@ -1,0 +1,161 @@
+"""Live prices from Tradovate's market-data socket (``md/subscribeQuote``), for open positions only.
+
+One socket (``TRADOVATE_MD_URL``; Tradovate's md host by default) owned by a named thread that
+connects, authorizes with the login's access token, keeps the subscriptions equal to the wanted set
+(:meth:`QuoteFeed.want`) and reconnects with capped, jittered back-off.  Quotes reach ``on_quote``
+in the socket's thread: ``on_quote(contract_id, price, timestamp)`` with the last trade price (or
+the bid/offer mid when a quote has no trade).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import threading
+from typing import Callable, Optional, Set
+
+from phantom_scraper.errors import TradovateError
+from phantom_scraper.tradovate.ws import TradovateWebSocket
+
+log = logging.getLogger(__name__)
+
+
+def _quote_price(entries: dict) -> Optional[float]:
+    trade = (entries.get("Trade") or {}).get("price")
+    if trade is not None:
+        return float(trade)
+    bid, offer = (entries.get("Bid") or {}).get("price"), (entries.get("Offer") or {}).get("price")
+    if bid is not None and offer is not None:
+        return (float(bid) + float(offer)) / 2
+    return None
+
+
+def _epoch(stamp) -> Optional[float]:
+    try:
+        return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+class QuoteFeed:
+    def __init__(self, url: str, token: Callable[[], Optional[str]],
+                 on_quote: Callable[[int, float, Optional[float]], None], *, settings,
+                 name: str = "md"):
+        self.url = url
+        self._token = token
+        self._on_quote = on_quote
+        self._settings = settings
+        self.name = name
+        self._lock = threading.Lock()  # guards _wanted, _ws, _subscribed, last_error
+        self._wanted: Set[int] = set()
+        self._subscribed: Set[int] = set()
+        self._ws: Optional[TradovateWebSocket] = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self.last_error: Optional[str] = None
+        self._token_renewed = False  # the login's token changed: reconnect with the new one
+        self.quotes_received = 0
+        self.requests_sent = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"risk-{self.name}", daemon=True)
+            self._thread.start()
+
+    def want(self, contract_ids: Set[int]) -> None:
+        with self._lock:
+            changed = set(contract_ids) != self._wanted
+            self._wanted = set(contract_ids)
+        if changed:
+            self._wake.set()
+
+    def token_renewed(self, _token=None) -> None:
+        """Token listener (any thread): the feed's thread reconnects with the fresh token."""
+        with self._lock:
+            self._token_renewed = True
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        with self._lock:
+            ws, self._ws = self._ws, None
+        if ws is not None:
+            ws.close()
+
+    def status(self) -> dict:
+        with self._lock:
+            ws = self._ws
+            return {"url": self.url, "connected": bool(ws and ws.is_open), "subscribed": sorted(self._subscribed),
+                    "quotes_received": self.quotes_received, "requests_sent": self.requests_sent,
+                    "last_error": self.last_error}
+
+    # -- the feed's thread ------------------------------------------------------------------
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                self._tend()
+                failures = 0
+                wait_s = 5.0
+            except Exception as exc:  # one logged safety net: the feed must not die silently
+                failures += 1
+                with self._lock:
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                wait_s = min(60.0, self._settings.reconnect_backoff_initial_s * 2 ** min(failures, 6)) * random.uniform(0.5, 1.5)
+                log.warning("Market-data feed %s: %s; retrying in %.1f s", self.url, self.last_error, wait_s)
+            self._wake.wait(wait_s)
+            self._wake.clear()
+
+    def _tend(self) -> None:
+        with self._lock:
+            ws, wanted = self._ws, set(self._wanted)
+            renewed, self._token_renewed = self._token_renewed, False
+        if renewed and ws is not None:  # quotes pause for one reconnect, never for a token expiry
+            ws.close("token renewed")
+            ws = None
+        if not wanted and (ws is None or not ws.is_open):
+            with self._lock:
+                self._subscribed = set()
+            return
+        if ws is None or not ws.is_open:
+            token = self._token()
+            if not token:
+                raise TradovateError("no access token for the market-data socket")
+            s = self._settings
+            ws = TradovateWebSocket(self.url, token, name=f"{self.name}-quotes", heartbeat_interval_s=s.heartbeat_interval_s,
+                                    connect_timeout_s=s.ws_connect_timeout_s, idle_probe_after_s=s.ws_idle_probe_after_s,
+                                    probe_timeout_s=s.ws_probe_timeout_s)
+            ws.add_listener(self._on_event)
+            ws.add_close_listener(lambda _ws: self._wake.set())
+            ws.connect()
+            with self._lock:
+                self._ws, self._subscribed, self.last_error = ws, set(), None
+            log.info("Market-data socket connected: %s", self.url)
+        with self._lock:
+            subscribed = set(self._subscribed)
+        for contract_id in sorted(wanted - subscribed):
+            self.requests_sent += 1
+            answer = ws.request("md/subscribeQuote", body={"symbol": contract_id}, timeout=self._settings.order_ack_timeout_s)
+            if isinstance(answer, dict) and answer.get("errorText"):
+                raise TradovateError(f"md/subscribeQuote {contract_id}: {answer['errorText']}")
+            with self._lock:
+                self._subscribed.add(contract_id)
+        for contract_id in sorted(subscribed - wanted):
+            self.requests_sent += 1
+            ws.request("md/unsubscribeQuote", body={"symbol": contract_id}, timeout=self._settings.order_ack_timeout_s)
+            with self._lock:
+                self._subscribed.discard(contract_id)
+
+    def _on_event(self, event: dict) -> None:
+        if event.get("e") != "md":
+            return
+        for quote in (event.get("d") or {}).get("quotes") or []:
+            price = _quote_price(quote.get("entries") or {})
+            if price is None or quote.get("contractId") is None:
+                continue
+            self.quotes_received += 1
+            self._on_quote(int(quote["contractId"]), price, _epoch(quote.get("timestamp")))
