@@ -20,11 +20,12 @@ import threading
 import time
 from typing import Optional
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 
 import recorder_service
 from phantom_scraper import redact
 from phantom_scraper.web.account_view import AccountView
+from phantom_scraper.web.alert_log import OUTCOMES as ALERT_OUTCOMES, AlertLog
 from phantom_scraper.web.admin_auth import AdminGate, FailureLimiter, admin_required
 from phantom_scraper.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
 from phantom_scraper.config import ConfigError, Settings
@@ -49,6 +50,7 @@ class Runtime:
         self.metrics = None  # phantom_scraper.ops.metrics.Metrics (create_app sets it)
         self._forget_contracts = None  # unsubscribes fill_events.remember_contracts
         self.account_view = AccountView(ttl_s=settings.status_cache_s)  # the status page's broker reads
+        self.alert_log = AlertLog()  # every webhook request, refused ones included
         self._boot_lock = threading.Lock()  # serialises the one-time boot
         self._booted = False
 
@@ -94,6 +96,7 @@ class Runtime:
         if self._forget_contracts is not None:
             self._forget_contracts()
             self._forget_contracts = None
+        self.alert_log.stop()
 
     def unknown_open(self) -> Optional[int]:
         """Order intents in 'unknown' (need a person's attention), or None without a journal."""
@@ -241,6 +244,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
             raw = request.get_data(cache=False)  # 413 above MAX_CONTENT_LENGTH
         if len(raw) > settings.max_body_bytes:
             return None, error(413, "body_too_large", f"the body exceeds {settings.max_body_bytes} bytes")
+        g.alert_body = raw  # the alert log files it (redacted, truncated) after the answer
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -259,6 +263,18 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
             logger.warning("Webhook refused: source %s not in the allow-list", client_ip())
             return error(403, "forbidden_source", "source address not in the allow-list; nothing was placed")
         return None
+
+    @app.after_request
+    def _alert_log(response: Response) -> Response:
+        if request.endpoint in ("webhook_with_token", "webhook_with_body_secret"):
+            try:
+                runtime.alert_log.record(
+                    source=client_ip(), route=request.path, method=request.method, status=response.status_code,
+                    body=g.get("alert_body"), answer=None if response.is_streamed else response.get_data(),
+                    note=None if "alert_body" in g else "body not read")
+            except Exception:  # noqa: BLE001 - the answer goes out whatever happens here
+                logger.exception("alert log: could not record a request")
+        return response
 
     def webhook_common(token: Optional[str], raw: bytes) -> Response:
         recorder = service().recorder_for_token(token)
@@ -339,11 +355,39 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
     @app.get("/api/signals")
     @admin_required
     def api_signals():
+        """The journal's recent signals and the alert log (every webhook request, refused ones
+        included); ``?status=refused`` (or ``accepted``, ``duplicate``; a journal status such as
+        ``failed`` for the signals) filters both."""
         limit = min(max(request.args.get("limit", 50, type=int) or 50, 1), 500)
+        wanted = (request.args.get("status") or "").strip().lower() or None
         service().settle_writes()  # the outcomes of signals already answered are in the journal
         journal = service().journal
-        signals = journal.recent_signals(limit) if journal is not None else []
-        body = {"success": True, "signals": signals}
+        signals = journal.recent_signals(limit if wanted is None else 500) if journal is not None else []
+        if wanted is not None:
+            signals = [s for s in signals if s.get("status") == wanted][:limit]
+        alerts = runtime.alert_log.entries(limit, outcome=wanted if wanted in ALERT_OUTCOMES else None) \
+            if wanted is None or wanted in ALERT_OUTCOMES else []
+        body = {"success": True, "signals": signals, "alerts": alerts}
+        return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
+
+    def accounts_data() -> list:
+        from phantom_scraper.web import accounts_api
+
+        svc = service()
+        if svc.journal is None or svc.state != "ready":
+            raise ServiceUnavailable(f"service is {svc.state}")
+        view = runtime.account_view.get(svc, dict(runtime.metrics.locks))
+        risk = svc.risk
+        return accounts_api.build(view, risk.status() if risk is not None else None,
+                                  risk.last_price if risk is not None else (lambda _c: None)), view
+
+    @app.get("/api/accounts")
+    @admin_required
+    def api_accounts():
+        """Per account: positions with open P&L, working orders with their role, the trading day's
+        realized P&L, open P&L and locks (the status page renders the same data)."""
+        accounts, view = accounts_data()
+        body = redact.scrub_values({"success": True, "accounts": accounts, "errors": view.get("errors") or []})
         return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
 
     @app.get("/api/history")

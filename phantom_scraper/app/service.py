@@ -275,7 +275,7 @@ class TradingService:
             connection_for=lambda a: self._account_login[a].connection, account_name=names.get)
         feed = None
         md_url = s.resolved_md_url()
-        if md_url and any(guard.limits_for(a).watches_pnl for a in names):
+        if md_url:  # open positions are always priced (the console's open P&L), limits or not
             feed = QuoteFeed(md_url, lambda: first.access_token, guard.on_quote, settings=s)
             first.add_token_listener(feed.token_renewed)
         elif not md_url and any(guard.limits_for(a).watches_pnl for a in names):

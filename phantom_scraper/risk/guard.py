@@ -171,6 +171,12 @@ class RiskGuard:
             self._dirty |= {a for a, v in self._last_values.items() if contract_id in v.get("contracts", ())}
         self._wake.set()
 
+    def last_price(self, contract_id: int) -> Optional[float]:
+        """The market-data socket's last price of a contract (None before its first quote)."""
+        with self._lock:
+            entry = self._prices.get(int(contract_id))
+        return entry[0] if entry else None
+
     def on_account_change(self, account_id: int) -> None:
         with self._lock:
             self._dirty.add(int(account_id))
@@ -458,9 +464,10 @@ class RiskGuard:
         for account_id in sorted(self._accounts):
             positions = self.broker.positions(account_id) if self.broker is not None else {}
             open_contracts = {c for c, (n, _p) in positions.items() if n}
-            if self.limits_for(account_id).watches_pnl:  # no broker read for an account without P&L limits
-                wanted |= open_contracts
-                self._value_points(open_contracts)
+            # Every open position is priced (the console's open P&L), not only those under a P&L limit;
+            # the value per point is read once per contract.
+            wanted |= open_contracts
+            self._value_points(open_contracts)
             self._poll_snapshot(account_id, now)
             if self._fresh(account_id):  # decisions about positions wait for the sync snapshot
                 self._check_close(account_id, now, open_contracts)

@@ -79,7 +79,8 @@ def _login_view(login, today: str, risk_locks: Dict[str, dict], limits: Dict[str
             if p.get("accountId") != account_id or not p.get("netPos"):
                 continue
             contract, value = history_source.contract_info(ti, int(p["contractId"]))
-            pos_rows.append({"contract": contract, "net_pos": p["netPos"], "avg_price": p.get("netPrice"),
+            pos_rows.append({"contract": contract, "contract_id": int(p["contractId"]), "net_pos": p["netPos"],
+                             "avg_price": p.get("netPrice"),
                              "value_per_point": value})
         working = []
         for o in orders or []:
