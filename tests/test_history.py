@@ -109,3 +109,40 @@ def test_csv_and_svg_render():
     assert svg.startswith("<svg") and "http://" in svg and "<polyline" in svg and "#b00" in svg
     assert "src=" not in svg and "href" not in svg  # nothing fetched
     assert equity_svg([]) == ""
+
+
+def test_history_to_a_date_ends_with_that_day_at_the_boundaries(monkeypatch):
+    """``to=D`` shows day D and not D+1 (issue 31 #9); ``from=D&to=D`` is day D alone; a signal
+    received at 23:59:59 on D is in, one at 00:00:00 on D+1 is out."""
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from phantom_scraper.ops import history_source
+
+    fills = [fill(1, "Buy", 1, 100.0, day="2026-11-24"), fill(2, "Sell", 1, 101.0, day="2026-11-24"),
+             fill(3, "Buy", 1, 100.0, day="2026-11-25"), fill(4, "Sell", 1, 102.0, day="2026-11-25"),
+             fill(5, "Buy", 1, 100.0, day="2026-11-26"), fill(6, "Sell", 1, 103.0, day="2026-11-26")]
+    monkeypatch.setattr(history_source, "broker_fills", lambda service: (fills, {"MNQZ6": 2.0}, []))
+    midnight = dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc).timestamp()
+    asked = []
+
+    class Journal:
+        def signals_between(self, start, end, limit):
+            asked.append((start, end))
+            received = (midnight - 1.0, midnight)  # 23:59:59 on the 25th, 00:00:00 on the 26th
+            return [{"signal_id": str(i), "received_at": t, "payload": {}, "intents": []}
+                    for i, t in enumerate(received) if (start is None or t >= start) and (end is None or t < end)]
+
+    service = SimpleNamespace(journal=Journal())
+
+    def days(frm, to):
+        data = history_source.gather(service, history_source.parse_time(frm),
+                                     history_source.parse_time(to, end_of_day=True))
+        return [d["trade_date"] for d in data["days"]], len(data["signals"])
+
+    assert days(None, "2026-11-25") == (["2026-11-24", "2026-11-25"], 1)
+    assert asked[-1][1] == midnight  # the 26th's midnight is the (excluded) end
+    assert days("2026-11-25", "2026-11-25") == (["2026-11-25"], 1)
+    assert days("2026-11-26", "2026-11-26") == (["2026-11-26"], 1)
+    assert days("2026-11-24", "2026-11-24") == (["2026-11-24"], 0)
+    assert days(None, "2026-11-25T12:00:00Z") == (["2026-11-24", "2026-11-25"], 0)

@@ -21,8 +21,9 @@ _contracts_lock = threading.Lock()  # guards _contracts (lookups happen outside 
 
 
 def parse_time(text: Optional[str], end_of_day: bool = False) -> Optional[float]:
-    """``from``/``to`` of ``/api/history``: epoch seconds, an ISO date (``to``: through the end of
-    that day, UTC) or an ISO date-time; empty: None.  Raises ValueError."""
+    """``from``/``to`` of ``/api/history``: epoch seconds, an ISO date or an ISO date-time; empty:
+    None.  Raises ValueError.  The range is ``[from, to)``: an ISO date as ``to`` (``end_of_day``)
+    is the next midnight (UTC), so that day is the last one included."""
     if text is None or not text.strip():
         return None
     text = text.strip()
@@ -135,12 +136,13 @@ def broker_fills(service) -> Tuple[List[history.Fill], Dict[str, float], List[st
 
 def gather(service, start: Optional[float], end: Optional[float], account: Optional[str] = None,
            limit: int = 2000) -> Dict[str, Any]:
-    """The history between ``start`` and ``end`` (epoch seconds; None: open)."""
+    """The history in ``[start, end)`` (epoch seconds; None: open): the last day shown is the one
+    holding the last instant before ``end`` (``to=2026-11-24`` ends at the next midnight: the 24th)."""
     journal = service.journal
     signals = journal.signals_between(start, end, limit) if journal is not None else []
     fills, values, errors = broker_fills(service)
     day = lambda t: _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d")  # noqa: E731
     result = history.build(signals, fills, values, account, first_day=day(start) if start is not None else None,
-                           last_day=day(end) if end is not None else None)
+                           last_day=day(end - 0.001) if end is not None else None)
     result["errors"] = errors
     return result
