@@ -24,8 +24,11 @@ A recorder's optional ``"subtract_exit_quantity": false`` makes a reversal enter
 signal quantity instead of quantity minus the position closed (default ``SUBTRACT_EXIT_QUANTITY``,
 on; see docs/PAYLOAD.md, Reversals).
 
-A login's optional ``rest_url``/``ws_url`` override its environment's hosts (as
-``TRADOVATE_REST_URL``/``TRADOVATE_WS_URL`` do for the default login).
+A login's optional ``rest_url``/``ws_url``/``md_url`` override its environment's hosts (as
+``TRADOVATE_REST_URL``/``TRADOVATE_WS_URL``/``TRADOVATE_MD_URL`` do for the default login).  A login
+of the service's own environment without ``rest_url`` inherits all three of the service's URLs (one
+that names only ``rest_url`` gets its socket URL derived from it); a login of another environment
+gets that environment's hosts.  Start-up logs each login's three URLs (:func:`describe_urls`).
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional, Tuple
 
-from phantom_scraper.config import REAL_REST_URLS, ConfigError, Credentials, Settings, derive_ws_url
+from phantom_scraper.config import REAL_MD_URL, REAL_REST_URLS, ConfigError, Credentials, Settings, derive_ws_url
 
 DEFAULT_LOGIN = "default"
 DEFAULT_RECORDER = "default"
@@ -47,6 +50,7 @@ class LoginConfig:
     credentials: Credentials
     rest_url: Optional[str]
     ws_url: Optional[str]
+    md_url: Optional[str] = None  # the market-data socket (None: none known)
 
     @property
     def is_demo(self) -> bool:
@@ -83,7 +87,7 @@ def load(settings: Settings, env: Optional[Mapping[str, str]] = None) -> Tuple[D
     if not settings.recorders_file:
         creds = settings.credentials or Credentials(username="demo", password="demo")
         login = LoginConfig(DEFAULT_LOGIN, settings.tradovate_env, creds,
-                            settings.resolved_rest_url(), settings.ws_url)
+                            settings.resolved_rest_url(), settings.ws_url, settings.resolved_md_url())
         recorder = Recorder(DEFAULT_RECORDER, settings.webhook_secret or "", None, settings.accounts_filter,
                             subtract_exit_qty=settings.subtract_exit_qty)
         return {DEFAULT_LOGIN: login}, (recorder,)
@@ -93,6 +97,31 @@ def load(settings: Settings, env: Optional[Mapping[str, str]] = None) -> Tuple[D
     except (OSError, ValueError) as exc:
         raise ConfigError(f"RECORDERS_FILE {settings.recorders_file!r} cannot be read: {exc}") from exc
     return _parse(doc, settings, env)
+
+
+def _urls(spec: dict, login_env: str, settings: Settings) -> Tuple[Optional[str], Optional[str], Optional[str]]:
+    """(REST, socket, market data) of one login: its own, else inherited all three together."""
+    own_rest = spec.get("rest_url")
+    if own_rest:
+        rest = str(own_rest).rstrip("/")
+        ws = spec.get("ws_url") or derive_ws_url(rest)
+        md = spec.get("md_url") or (settings.resolved_md_url() if login_env == settings.tradovate_env
+                                    else REAL_MD_URL if login_env in REAL_REST_URLS else None)
+    elif login_env == settings.tradovate_env:  # the service's own environment: its three URLs
+        rest = settings.resolved_rest_url()
+        ws = spec.get("ws_url") or settings.resolved_ws_url()
+        md = spec.get("md_url") or settings.resolved_md_url()
+    else:
+        rest = REAL_REST_URLS.get(login_env)
+        ws = spec.get("ws_url") or (derive_ws_url(rest) if rest else None)
+        md = spec.get("md_url") or (REAL_MD_URL if rest else None)
+    return rest, ws, md
+
+
+def describe_urls(login: LoginConfig) -> str:
+    """``REST <url>, socket <url>, market data <url>`` (the start-up log's line per login)."""
+    ws = login.ws_url or (derive_ws_url(login.rest_url) if login.rest_url else None)
+    return f"REST {login.rest_url or '-'}, socket {ws or '-'}, market data {login.md_url or '-'}"
 
 
 def _parse(doc, settings: Settings, env: Mapping[str, str]):
@@ -126,8 +155,7 @@ def _parse(doc, settings: Settings, env: Mapping[str, str]):
             sec=secret("sec_env"),
             device_id=spec.get("device_id") or "",
         )
-        rest = spec.get("rest_url") or (settings.resolved_rest_url() if login_env == settings.tradovate_env else REAL_REST_URLS.get(login_env))
-        logins[name] = LoginConfig(name, login_env, creds, rest, spec.get("ws_url") or (derive_ws_url(rest) if rest and spec.get("rest_url") else None))
+        logins[name] = LoginConfig(name, login_env, creds, *_urls(spec, login_env, settings))
     recorders = []
     seen_tokens = set()
     for i, spec in enumerate(doc.get("recorders") or []):

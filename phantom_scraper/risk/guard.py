@@ -35,7 +35,7 @@ from phantom_scraper.signals import PlanError
 
 from phantom_scraper.risk import rules
 from phantom_scraper.hours import next_session_start, trading_day
-from phantom_scraper.risk.limits import load_limits
+from phantom_scraper.risk.limits import check_names, load_limits
 from phantom_scraper.risk.rules import Refusal, RiskLimits
 from phantom_scraper.risk.store import RiskStore
 
@@ -125,7 +125,9 @@ class RiskGuard:
 
     def attach(self, *, store: RiskStore, accounts: Dict[int, str], broker: Optional[BrokerView],
                actions: Optional[RiskActions], feed=None) -> None:
-        """Called once by the service at start-up (after the logins); loads the journaled locks."""
+        """Called once by the service at start-up (after the logins); loads the journaled locks.
+        Raises ConfigError when a per-account override names an account none of ``accounts`` is."""
+        check_names(self._by_name, accounts.values())
         self.store, self.broker, self.actions, self.feed = store, broker, actions, feed
         self._accounts = dict(accounts)
         locks = store.active_locks(self.clock())

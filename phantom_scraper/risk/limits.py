@@ -13,11 +13,13 @@ Per-account overrides (by account name) and per-recorder signal rates in ``RECOR
     }
 
 A key present overrides the default (``null`` removes a limit for that account); a key absent keeps it.
+An override must name an account some login has (:func:`check_names`, at start, as recorder links
+are checked): a mistyped name would otherwise leave that account on the defaults in silence.
 """
 from __future__ import annotations
 
 import json
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 from phantom_scraper.config import ConfigError, RiskSettings
 
@@ -86,3 +88,17 @@ def load_limits(settings) -> Tuple[RiskLimits, Dict[str, RiskLimits], Dict[str, 
                 raise ConfigError(f"recorder {rec.get('name')!r}: max_signals_per_minute must be a whole number or null")
             per_recorder[str(rec.get("name"))] = value
     return defaults, per_account, per_recorder
+
+
+def check_names(per_account: Dict[str, RiskLimits], known: Iterable[str]) -> None:
+    """ConfigError when an override names an account that no login has (names are exact: Tradovate's)."""
+    known = set(known)
+    unknown = sorted(n for n in per_account if n not in known)
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = sorted(k for k in known if k.lower() == name.lower())
+        hints.append(repr(name) + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ConfigError("RECORDERS_FILE risk.accounts names account(s) that no login has: " + ", ".join(hints)
+                      + "; the logins have: " + (", ".join(sorted(known)) or "none"))
