@@ -19,6 +19,10 @@ Kinds in use (fields in brackets; a producer may add more):
 ``token_renewed``       [login]
 ``auth``                authentication failed [login, error]; ``penalty`` [what, wait_s, captcha]
 ``risk``                a risk lock or the kill switch [account, locked, reason]
+``risk_pnl``            an account's P&L became unknown (its rules cannot act) or known again
+                        [account, unknown, reason]
+``risk_flatten``        a flatten the guard must do failed; it is retried [account, why, error,
+                        still_open, retry_in_s]
 ``fill``                [account, contract, side, qty, price, latency_ms]
 ``journal_write``       [seconds]
 ======================  =====================================================================

@@ -110,6 +110,8 @@ class Metrics:
         self.fills = Counter("phantom_fills", "fills reported by the broker's socket", ["account"], registry=r)
         self.risk_locks = Gauge("phantom_risk_locked", "1 while an account (or 'all') is locked by a risk rule",
                                 ["account"], registry=r)
+        self.risk_pnl_unknown = Gauge("phantom_risk_pnl_unknown", "1 while an account's P&L rules cannot act: a "
+                                      "figure they need is unknown (pnl_unknown)", ["account"], registry=r)
         r.register(_StateCollector(status, unknown_open, notifier_status))
         self.locks = {}  # account (or "all") -> {"account", "reason", "at"}: what the status page shows
         self._received = OrderedDict()  # signal id -> perf_counter at receipt (bounded)
@@ -126,6 +128,7 @@ class Metrics:
             "duplicate": lambda f: self.duplicates.inc(),
             "settled": lambda f: self.settled.labels(str(f.get("state"))).inc(),
             "risk": self._on_risk, "kill_switch": self._on_risk,
+            "risk_pnl": lambda f: self.risk_pnl_unknown.labels(str(f.get("account"))).set(1.0 if f.get("unknown") else 0.0),
             "fill": lambda f: self.fills.labels(str(f.get("account"))).inc(),
         }
 

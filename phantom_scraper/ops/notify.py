@@ -54,6 +54,8 @@ _KIND_CATEGORIES: Dict[str, Tuple[str, ...]] = {
     "penalty": ("auth",),
     "risk": ("risk",),
     "kill_switch": ("risk",),
+    "risk_pnl": ("risk",),
+    "risk_flatten": ("risk",),
     "startup": ("startup",),
     "shutdown": ("startup",),
     "fill": ("fill",),
@@ -286,6 +288,13 @@ class Notifier:
             state = "LOCKED" if f.get("locked", True) else "unlocked"
             who = f.get("account") or "all accounts"
             return [("risk", f"risk: {who} {state}" + (f" — {f.get('reason')}" if f.get("reason") else ""))]
+        if kind == "risk_pnl":
+            who = f.get("account")
+            return [("risk", f"risk: {who} P&L UNKNOWN — its P&L rules cannot act: {f.get('reason')}" if f.get("unknown")
+                     else f"risk: {who} P&L known again")]
+        if kind == "risk_flatten":
+            return [("risk", f"risk: {f.get('account')} flatten FAILED ({f.get('why')}): {f.get('error')}; "
+                             f"still open: {f.get('still_open') or 'nothing'}; retry in {f.get('retry_in_s')} s")]
         if kind in ("startup", "shutdown"):
             verb = "started" if kind == "startup" else "stopping"
             return [("startup", f"server {verb} ({f.get('environment', '?')}"

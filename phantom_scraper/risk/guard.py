@@ -24,6 +24,7 @@ imports the pool: ``broker`` (positions, working orders, cash balance: BrokerSta
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import threading
 import time
@@ -36,6 +37,7 @@ from phantom_scraper.signals import PlanError
 from phantom_scraper.risk import rules
 from phantom_scraper.hours import next_session_start, trading_day
 from phantom_scraper.risk.limits import check_names, load_limits
+from phantom_scraper.risk.pnl import account_pnl
 from phantom_scraper.risk.rules import Refusal, RiskLimits
 from phantom_scraper.risk.store import RiskStore
 
@@ -75,13 +77,6 @@ def _iso(epoch: Optional[float]) -> Optional[str]:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _date(trade_date) -> Optional[dt.date]:
-    try:
-        return dt.date(int(trade_date["year"]), int(trade_date["month"]), int(trade_date["day"]))
-    except (TypeError, KeyError, ValueError):
-        return None
-
-
 class RiskGuard:
     def __init__(self, settings, *, clock: Callable[[], float] = time.time):
         self.settings = settings
@@ -104,7 +99,11 @@ class RiskGuard:
         self._dirty: Set[int] = set()
         self._requests: List[Tuple[int, str, threading.Event, dict]] = []  # flatten requests for the worker
         self._last_flatten: Dict[int, float] = {}
-        self._snapshots: Dict[int, Tuple[float, dict]] = {}
+        self._snapshots: Dict[int, Tuple[float, int, dict]] = {}  # account -> (taken at, seq requested, body)
+        self._pos_marks: Dict[int, Dict[int, tuple]] = {}  # account -> contract -> ((net, price), seq seen)
+        self._seq = itertools.count(1)  # orders position changes and snapshot requests (under _lock)
+        self._unknown: Dict[int, Tuple[float, bool]] = {}  # account -> (unknown since, reported) (watcher thread)
+        self.unknown_report_after_s = 10.0  # monotonic seconds of unknown P&L before it is reported
         self._close_marks: Dict[int, float] = {}
         self._peak_saved_at: Dict[int, float] = {}  # watcher thread only
         self._last_values: Dict[int, dict] = {}
@@ -262,36 +261,26 @@ class RiskGuard:
 
     # -- P&L ---------------------------------------------------------------------------------------------
     def pnl(self, account_id: int, now: float) -> dict:
-        """The trading day's realized, open and total P&L (None where unknown)."""
-        day = trading_day(now)
-        realized = None
-        cash = self.broker.cash_balance(account_id) if self.broker is not None else None
-        snapshot = self._snapshots.get(account_id)
-        if cash:
-            stamp = _date(cash.get("tradeDate"))
-            realized = 0.0 if stamp is not None and stamp < day else float(cash.get("realizedPnL") or 0.0)
-        elif snapshot is not None:
-            stamp = _date(snapshot[1].get("tradeDate"))
-            realized = 0.0 if stamp is not None and stamp < day else float(snapshot[1].get("realizedPnL") or 0.0)
-        open_pnl, missing, contracts = 0.0, [], []
-        positions = self.broker.positions(account_id) if self.broker is not None else {}
+        """The trading day's realized, open and total P&L, each with its source and age
+        (:func:`.pnl.account_pnl`: None and ``unknown`` where it cannot be vouched for)."""
+        broker = self.broker
+        fresh_of = getattr(broker, "fresh", None)
+        fresh = None if broker is None or fresh_of is None else bool(fresh_of(account_id))
+        positions = broker.positions(account_id) if broker is not None and fresh is not False else {}
+        cash = broker.cash_balance(account_id) if broker is not None and fresh is not False else None
+        live = self.feed.live() if self.feed is not None and hasattr(self.feed, "live") else None
         with self._lock:
-            for contract_id, (net, net_price) in positions.items():
-                if not net:
-                    continue
-                contracts.append(contract_id)
-                price, vpp = self._prices.get(contract_id, (None, None))[0], self._vpp.get(contract_id)
-                if price is None or vpp is None or net_price is None:
-                    missing.append(contract_id)
-                    continue
-                open_pnl += net * (price - float(net_price)) * vpp
-        if missing and snapshot is not None and now - snapshot[0] <= 2 * self.risk.snapshot_poll_s:
-            open_pnl, missing = float(snapshot[1].get("openPnL") or 0.0), []
-        complete = realized is not None and not missing
-        total = round(realized + open_pnl, 2) if complete else None
-        return {"trading_day": day.isoformat(), "realized_pnl": realized,
-                "open_pnl": round(open_pnl, 2) if not missing else None, "total_pnl": total,
-                "complete": complete, "missing_prices": missing, "contracts": contracts}
+            marks = self._pos_marks.setdefault(account_id, {})
+            for contract_id, seen in positions.items():
+                if marks.get(contract_id, (None, 0))[0] != seen:
+                    marks[contract_id] = (seen, next(self._seq))
+            changed = max((seq for _seen, seq in marks.values()), default=0)
+            quotes = dict(self._prices)
+            vpp = dict(self._vpp)
+            snapshot = self._snapshots.get(account_id)
+        return account_pnl(day=trading_day(now), now=now, fresh=fresh, cash=cash, snapshot=snapshot,
+                           positions=positions, quotes=quotes, live=quotes.keys() if live is None else live,
+                           vpp=vpp, changed_seq=changed, max_snapshot_age_s=2 * self.risk.snapshot_poll_s)
 
     def _peak(self, account_id: int, day: str, total: Optional[float], now: float) -> float:
         with self._lock:
@@ -328,11 +317,37 @@ class RiskGuard:
             self._last_values[account_id] = values
             locked = account_id in self._locks
         limits = self.limits_for(account_id)
-        if locked or not limits.watches_pnl or not values["complete"]:
+        if not limits.watches_pnl:
             return
+        self._report_unknown(account_id, values.get("unknown"))
+        if locked or not values["complete"]:
+            return  # a rule never acts on a figure it cannot vouch for
         breach = rules.pnl_breach(limits, values["total_pnl"], values["peak_pnl"])
         if breach is not None:
             self.lock(account_id, breach[0], breach[1], until=next_session_start(now), flatten=True)
+
+    def _report_unknown(self, account_id: int, why: Optional[str]) -> None:
+        """``pnl_unknown``: journaled, logged and on the event bus (metric, notification) once an
+        account with P&L rules has been in it ``unknown_report_after_s`` (a start-up's sync does not
+        alarm anyone), and again when it leaves it (watcher thread).  The status shows it at once."""
+        since, reported = self._unknown.get(account_id, (None, False))
+        name = self._accounts.get(account_id)
+        if why is None:
+            self._unknown.pop(account_id, None)
+            if reported:
+                log.warning("Risk %s: P&L known again", name)
+                self._event("pnl_known", account_id, rules.PNL_UNKNOWN, "P&L known again")
+                events.emit("risk_pnl", account=name, unknown=False, reason=None)
+            return
+        if since is None:
+            since = time.monotonic()
+        if not reported and time.monotonic() - since >= self.unknown_report_after_s:
+            reported = True
+            log.warning("Risk %s: %s (%s): its P&L rules cannot act until it is known again",
+                        name, rules.PNL_UNKNOWN, why)
+            self._event("pnl_unknown", account_id, rules.PNL_UNKNOWN, why)
+            events.emit("risk_pnl", account=name, unknown=True, reason=why)
+        self._unknown[account_id] = (since, reported)
 
     # -- locks and flattening ---------------------------------------------------------------------------
     def lock(self, account_id: int, reason: str, message: str, *, until: Optional[float], flatten: bool,
@@ -516,13 +531,17 @@ class RiskGuard:
         last = self._snapshots.get(account_id)
         if last is not None and now - last[0] < self.risk.snapshot_poll_s:
             return
+        self.pnl(account_id, now)  # positions seen so far are marked before the request goes out
+        with self._lock:
+            seq = next(self._seq)  # covers only position changes seen before it was requested
         try:
             self.broker_reads += 1
             snap = self.actions.cash_snapshot(account_id)
         except Exception as exc:
             log.warning("risk: cash-balance snapshot of %s failed: %s", self._accounts.get(account_id), exc)
             snap = None
-        self._snapshots[account_id] = (now, snap or {})
+        with self._lock:
+            self._snapshots[account_id] = (now, seq, snap or {})
 
     def _check_close(self, account_id: int, now: float, open_contracts: Set[int]) -> None:
         limits = self.limits_for(account_id)
@@ -595,7 +614,10 @@ class RiskGuard:
                 "trading_day": values.get("trading_day") or trading_day(now).isoformat(),
                 "realized_pnl": values.get("realized_pnl"), "open_pnl": values.get("open_pnl"),
                 "total_pnl": values.get("total_pnl"), "peak_pnl": values.get("peak_pnl"),
-                "pnl_complete": bool(values.get("complete")), "limits": limits.to_dict(),
+                "pnl_complete": bool(values.get("complete")),
+                "pnl_status": "known" if values.get("complete") else rules.PNL_UNKNOWN,
+                "pnl_unknown": values.get("unknown") if values else "not evaluated yet",
+                "pnl_freshness": values.get("freshness"), "limits": limits.to_dict(),
                 "trading_hours_open": limits.trading_hours.is_open(now) if limits.trading_hours else None,
                 "lock": None if lock is None else {
                     "reason": lock["reason"], "message": lock["message"], "locked_at_utc": _iso(lock["locked_at"]),

@@ -24,6 +24,7 @@ RATE_LIMITED = "rate_limited"
 OUTSIDE_HOURS = "outside_trading_hours"
 MAX_POSITION = "max_position"
 CLIPPED = "clipped"
+PNL_UNKNOWN = "pnl_unknown"  # a P&L rule could not be applied: a figure it needs is not known
 
 # Lock reasons.
 DAILY_LOSS = "daily_loss_limit"

@@ -86,6 +86,12 @@ class QuoteFeed:
         if ws is not None:
             ws.close()
 
+    def live(self) -> Set[int]:
+        """Contracts whose quotes are current: subscribed on a connected socket (any thread)."""
+        with self._lock:
+            ws = self._ws
+            return set(self._subscribed) if ws is not None and ws.is_open else set()
+
     def status(self) -> dict:
         with self._lock:
             ws = self._ws
