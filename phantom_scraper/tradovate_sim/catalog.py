@@ -11,34 +11,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
+from .products import PRODUCTS, ProductSpec
+
+__all__ = ["Catalog", "Contract", "PRODUCTS", "ProductSpec", "round_to_tick", "MONTH_CODES"]
+
 MONTH_CODES = "FGHJKMNQUVXZ"  # Jan .. Dec
-
-
-@dataclass(frozen=True)
-class ProductSpec:
-    name: str
-    description: str
-    tick_size: float
-    value_per_point: float
-    months: str
-    base_price: float
-    price_format: int
-    exchange_id: int
-    upcoming: int  # number of unexpired maturities generated
-
-
-PRODUCTS: Tuple[ProductSpec, ...] = (
-    ProductSpec("ES", "E-Mini S&P 500", 0.25, 50.0, "HMUZ", 6000.0, -2, 1, 4),
-    ProductSpec("MES", "Micro E-Mini S&P 500", 0.25, 5.0, "HMUZ", 6000.0, -2, 1, 4),
-    ProductSpec("NQ", "E-Mini NASDAQ 100", 0.25, 20.0, "HMUZ", 21000.0, -2, 1, 4),
-    ProductSpec("MNQ", "Micro E-Mini NASDAQ 100", 0.25, 2.0, "HMUZ", 21000.0, -2, 1, 4),
-    ProductSpec("YM", "E-Mini Dow ($5)", 1.0, 5.0, "HMUZ", 44000.0, 0, 2, 4),
-    ProductSpec("MYM", "Micro E-Mini Dow", 1.0, 0.5, "HMUZ", 44000.0, 0, 2, 4),
-    ProductSpec("RTY", "E-Mini Russell 2000", 0.1, 50.0, "HMUZ", 2300.0, -1, 1, 4),
-    ProductSpec("M2K", "Micro E-Mini Russell 2000", 0.1, 5.0, "HMUZ", 2300.0, -1, 1, 4),
-    ProductSpec("CL", "Crude Oil", 0.01, 1000.0, "FGHJKMNQUVXZ", 70.0, -2, 3, 6),
-    ProductSpec("GC", "Gold", 0.1, 100.0, "GJMQVZ", 2600.0, -1, 4, 4),
-)
 
 
 @dataclass(frozen=True)
@@ -79,12 +56,39 @@ def _third_friday(year: int, month: int) -> dt.date:
     return first + dt.timedelta(days=offset + 14)
 
 
+def _business_days_back(day: dt.date, count: int) -> dt.date:
+    while count > 0:
+        day -= dt.timedelta(days=1)
+        if day.weekday() < 5:
+            count -= 1
+    return day
+
+
+def _last_business_day(year: int, month: int) -> dt.date:
+    day = dt.date(year, month, calendar.monthrange(year, month)[1])
+    while day.weekday() >= 5:
+        day -= dt.timedelta(days=1)
+    return day
+
+
 def _expiration(product: ProductSpec, year: int, month: int) -> dt.date:
-    if product.months == "HMUZ":
-        return _third_friday(year, month)
+    """Last trading day, by the product's (simplified) rule."""
+    rule = product.expiry or ("third_friday" if product.months == "HMUZ" else "energy")
     prev_year, prev_month = (year, month - 1) if month > 1 else (year - 1, 12)
-    day = 20 if product.name == "CL" else 26  # simplified energy / metals last trading days
-    return dt.date(prev_year, prev_month, day)
+    if rule == "third_friday":
+        return _third_friday(year, month)
+    if rule == "fx":  # two business days before the third Wednesday
+        return _business_days_back(_third_friday(year, month) - dt.timedelta(days=2), 2)
+    if rule == "rates":  # seventh business day before the last business day of the month
+        return _business_days_back(_last_business_day(year, month), 7)
+    if rule == "last_friday":
+        day = dt.date(year, month, calendar.monthrange(year, month)[1])
+        return day - dt.timedelta(days=(day.weekday() - calendar.FRIDAY) % 7)
+    if rule == "grains":  # the business day before the 15th
+        return _business_days_back(dt.date(year, month, 15), 1)
+    if rule == "metals":  # about the 26th of the month before (simplified)
+        return dt.date(prev_year, prev_month, 26)
+    return dt.date(prev_year, prev_month, 20)  # energy: about the 20th of the month before (simplified)
 
 
 class Catalog:
@@ -169,6 +173,15 @@ class Catalog:
             return None
         product_id, p = entry
         return {"id": product_id, "name": p.name, "currencyId": 1, "productType": "Futures",
-                "description": p.description, "exchangeId": p.exchange_id, "contractGroupId": 1,
-                "status": "Verified", "months": p.months, "valuePerPoint": p.value_per_point,
-                "priceFormatType": "Decimal", "priceFormat": p.price_format, "tickSize": p.tick_size}
+                "description": p.description, "exchangeId": p.exchange_id, "exchangeChannelId": p.exchange_id,
+                "contractGroupId": 1, "riskDiscountContractGroupId": 1, "status": "Verified",
+                "months": p.months, "isSecured": False, "valuePerPoint": p.value_per_point,
+                "priceFormatType": p.price_format_type, "priceFormat": p.price_format, "tickSize": p.tick_size,
+                "allowProviderContractInfo": False, "isMicro": p.is_micro}
+
+    def resolve(self, symbol: str) -> Optional[Contract]:
+        """A contract name, or a continuous symbol ``@ROOT`` (the root's front month; market data only)."""
+        text = (symbol or "").strip().upper()
+        if text.startswith("@"):
+            return self.front(text[1:])
+        return self.find(text)

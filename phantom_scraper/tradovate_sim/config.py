@@ -81,5 +81,12 @@ class SimConfig:
     http_500_after_execute: bool = False  # http_500_next: False = not executed, True = executed then 500
     enforce_penalty_time: bool = True  # a p-ticket resent before p-time elapsed earns a new penalty
 
+    # Market data (md socket): the seed of every product's simulated price path, the most elements one
+    # md/getChart answers with (Tradovate caps a request's size; clients page with closestTimestamp)
+    # and how many bars or ticks go in one `chart` packet.
+    md_seed: int = 0
+    md_max_chart_elements: int = 5000
+    md_chart_packet_elements: int = 500
+
     def replace(self, **changes) -> "SimConfig":
         return dataclasses.replace(self, **changes)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from .catalog import Catalog, Contract
 from .clock import SimClock
+from .market import Market
 from .config import SimConfig
 from .orders import OrderMixin
 from .strategies import StrategyMixin
@@ -83,6 +84,8 @@ class Exchange(StrategyMixin, OrderMixin, CashMixin):
         self.config = config
         self.catalog = Catalog(config.today or catalog_date())
         self.clock = SimClock()  # market time: fills, quotes, cash balances, book of record
+        # bars, ticks, quotes and the book, from one seeded history per contract (market.py)
+        self.market = Market(self.catalog, self.clock, config.md_seed, self.price)
         self._quote_listeners: List[Callable[[int, float, float], None]] = []  # (contract id, price, time)
         # Guards every attribute below (and those used by OrderMixin).  Bookkeeping only.
         self._lock = threading.Lock()
@@ -336,3 +339,4 @@ class Exchange(StrategyMixin, OrderMixin, CashMixin):
         """Forget orders, positions and the book; users, accounts, contracts and tokens stay."""
         with self._lock:
             self._reset_trading()
+        self.market.reset()

@@ -277,12 +277,14 @@ class OrderMixin:
         price = round_to_tick(price, contract.product.tick_size)
         ev: List[tuple] = []
         with self._lock:
+            old = self._prices[contract_id]
             self._prices[contract_id] = price
             self._trail_locked(ev, contract_id, price)  # strategies.py: trailing stops first
             for oid in sorted(self._working.get(contract_id, ())):
                 if oid in self._working.get(contract_id, ()):
                     self._try_fill_locked(ev, self._info[oid])
         self._publish(ev)
+        self.market.trade(contract_id, old, price, self.clock())  # before the quote listeners read it
         self._publish_quote(contract_id, price)
         return price
 
