@@ -24,6 +24,7 @@ from phantom_scraper import events
 from phantom_scraper.execution import dispatch as execution, executors
 from phantom_scraper.app import gc_policy
 from phantom_scraper.execution.dispatch import describe as _describe, execute_trade_simple
+from phantom_scraper.execution import expectation
 from phantom_scraper.execution.final_writes import FinalWriter
 from phantom_scraper.tradovate.search import recent_duplicates
 from phantom_scraper.execution.settlement import Settler, reconcile_pending
@@ -117,6 +118,7 @@ class TradingService:
             if self._state != "new":
                 return
             self._state = "starting"
+        expectation.BOOK.forget()  # what a previous service in this process expected is not ours
         self._start()
 
     def _start(self) -> None:
@@ -631,30 +633,19 @@ class TradingService:
         contract = self.resolver.cached(signal.symbol)
         if contract is None:
             return None
-        from phantom_scraper.execution import batch as fan_out
         from phantom_scraper.signals import needs_position
         budget = self.settings.webhook_budget_s - (time.perf_counter() - received)
         wait_s = max(0.0, budget - 0.05)
-        account = None
-        if len(targets) == 1:
-            target, conn = targets[0]
-            account = fan_out.run_now(signal, contract, target, conn, tickets.get(target.id), self.journal, signal_id,
-                                      self.settings, self._planner(recorder, signal_id), needs_position,
-                                      wait_s=wait_s, states=states)
-        if account is not None:
-            accounts = [account]
-        else:  # several accounts, or one that cannot go now (its lane busy, ...): queued on the lanes from here
-            try:
-                accounts = execution.start_fan_out(
-                    signal, contract, targets, journal=self.journal, signal_id=signal_id, settings=self.settings,
-                    planner=self._planner(recorder, signal_id), needs_position=needs_position, tickets=tickets,
-                    states=states, wait_s=wait_s)
-            except Exception as exc:  # noqa: BLE001 - a bug: reported like one in the executor
-                failed: concurrent.futures.Future = concurrent.futures.Future()
-                failed.set_exception(exc)
-                return failed
-            concurrent.futures.wait(accounts, timeout=max(
-                0.0, self.settings.webhook_budget_s - 0.05 - (time.perf_counter() - received)))
+        run = execution.signal_run(signal, contract, journal=self.journal, signal_id=signal_id, settings=self.settings,
+                                   planner=self._planner(recorder, signal_id), needs_position=needs_position)
+        try:  # the route (one account from here, or a fan-out) is chosen there, once
+            accounts = execution.dispatch(run, targets, tickets=tickets, states=states, wait_s=wait_s)
+        except Exception as exc:  # noqa: BLE001 - a bug: reported like one in the executor
+            failed: concurrent.futures.Future = concurrent.futures.Future()
+            failed.set_exception(exc)
+            return failed
+        concurrent.futures.wait(accounts, timeout=max(
+            0.0, self.settings.webhook_budget_s - 0.05 - (time.perf_counter() - received)))
         if all(a.done() and a.exception() is None for a in accounts):
             outcomes = [a.result() for a in accounts]
             if not any(o.status == "rejected" and "InvalidContract" in (o.error or "") for o in outcomes):

@@ -5,12 +5,13 @@ and its outcome journaled and reported; a fan-out (``batch``) sends several plac
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 from phantom_scraper.errors import TradovateError
-from phantom_scraper.execution import exit_legs
+from phantom_scraper.execution import cancels, exit_legs, expectation
 from phantom_scraper.execution.model import (_PLACEMENT_KINDS, RETRY_STEP_OFFSET, AccountOutcome,  # noqa: F401
                                              describe)
 from phantom_scraper.journal.journal import JournalError, make_cl_ord_id
@@ -57,41 +58,56 @@ def _working_orders(conn, account_id: int, contract_id: int, timeout_s: float) -
             and o.get("ordStatus") in _WORKING_STATES]
 
 
-def _run_account(target, conn, signal, contract, journal, signal_id, settings, planner,
-                 needs_position, steps=None, precreated=None, step_offset=0) -> AccountOutcome:
+def plan_refused(outcome: AccountOutcome, exc, signal_id: str, target) -> None:
+    """The planner (or the risk guard) left nothing to send: skipped, or rejected with its reason."""
+    outcome.status = "skipped" if exc.code == "nothing_to_do" else "rejected"
+    outcome.error = f"{exc.code}: {exc.message}" if hasattr(exc, "message") else str(exc)
+    logger.info("Signal %s account %s: %s", signal_id, target.name, outcome.error)
+
+
+def plan_at_head(run, target, conn) -> list:
+    """The account's steps, planned now -- at the head of its lane, from the broker state at this
+    moment (the risk guard reads the same state: position, working entries, orders in doubt).
+    Raises ``PlanError`` when nothing is to be sent."""
+    signal, contract, settings = run.signal, run.contract, run.settings
+    net_pos, has_working, extra = 0, False, {}
+    if run.needs_position(signal):
+        net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
+        # after the position read (a local journal read): strategies to interrupt first
+        if strategy_exec.has_open(run.journal, target.id, contract.id):
+            extra["open_strategies"] = True
+        flat_target = signal.action == "close" or (signal.action == "target" and signal.target_position == 0)
+        if net_pos == 0 and flat_target:  # leftover bracket legs still need cancelling
+            has_working = bool(_working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
+    return run.planner(signal, contract, target, net_pos, has_working, **extra)
+
+
+def _run_account(target, conn, run, steps=None, precreated=None, journal=None) -> AccountOutcome:
+    """One account of ``run`` (a :class:`SignalRun`), run at the head of its lane: plan (unless the
+    fan-out planned it a moment ago at the head of the same lane), then each step.  ``journal``:
+    where single-step final states go (a ``BatchedStates``), default the run's journal."""
     from phantom_scraper.signals import PlanError
 
     outcome = AccountOutcome(target.id, target.name, "acked")
     started = time.perf_counter()
+    signal_id = run.signal_id
     try:
-        if steps is None:  # (a fan-out account may arrive planned and journaled: _prepare_fan_out)
-            net_pos, has_working = 0, False
-            open_strategies = False
-            if needs_position(signal):
-                net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
-                # after the position read (a local journal read): strategies to interrupt first
-                open_strategies = strategy_exec.has_open(journal, target.id, contract.id)
-                flat_target = signal.action == "close" or (signal.action == "target" and signal.target_position == 0)
-                if net_pos == 0 and flat_target:  # leftover bracket legs still need cancelling
-                    has_working = bool(_working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
-            extra = {"open_strategies": True} if open_strategies else {}
+        if steps is None:
             try:
-                steps = planner(signal, contract, target, net_pos, has_working, **extra)
+                steps = plan_at_head(run, target, conn)
             except PlanError as exc:
-                outcome.status = "skipped" if exc.code == "nothing_to_do" else "rejected"
-                outcome.error = f"{exc.code}: {exc.message}" if hasattr(exc, "message") else str(exc)
-                logger.info("Signal %s account %s: %s", signal_id, target.name, outcome.error)
+                plan_refused(outcome, exc, signal_id, target)
                 return outcome
         outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
         if not steps:
             outcome.status, outcome.error = "skipped", "nothing to do"
             return outcome
-        if signal.test:
+        if run.signal.test:
             outcome.status = "validated"
             return outcome
         for index, step in enumerate(steps):
-            if not _run_step(signal, contract, target, conn, journal, signal_id, settings, index + step_offset, step,
-                             outcome, precreated if index == 0 else None):
+            if not _run_step(run, target, conn, index + run.step_offset, step, outcome,
+                             precreated if index == 0 else None, journal):
                 break
     except JournalError as exc:  # nothing recorded for the next order, so it was not sent
         outcome.status, outcome.error = "error", "journal unavailable, not sent: " + describe(exc)
@@ -107,10 +123,10 @@ def _run_account(target, conn, signal, contract, journal, signal_id, settings, p
     return outcome
 
 
-def _run_step(signal, contract, target, conn, journal, signal_id, settings, index, step, outcome,
-              precreated=None) -> bool:
+def _run_step(run, target, conn, index, step, outcome, precreated=None, journal=None) -> bool:
     """Execute one planned step; False stops the account's remaining steps."""
     ti = conn.integration
+    contract, settings, signal_id = run.contract, run.settings, run.signal_id
     if step.kind == "trim_legs":  # exit legs cut to what the reduction leaves, before it is sent
         exit_legs.trim(conn, target.id, contract.id, int(step.body.get("cover") or 0), settings.order_ack_timeout_s)
         return True
@@ -124,18 +140,28 @@ def _run_step(signal, contract, target, conn, journal, signal_id, settings, inde
                 return False
             time.sleep(settings.reconcile_poll_interval_s / 5)
         return True
-    if step.kind == "cancel_working":  # cancels may be retried; not journaled as intents
-        for order in _working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s):
-            ti.cancel_order_rest({"orderId": order["id"], "isAutomated": True})
-            outcome.order_ids.append(order["id"])
+    if step.kind == "cancel_working":  # cancels may be repeated; not journaled as intents
+        report = cancels.cancel_until_none_working(
+            conn, target.id, contract.id, settings.order_ack_timeout_s,
+            lambda: _working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
+        outcome.order_ids.extend(i for i in report.cancelled if i not in outcome.order_ids)
+        outcome.cancelled.extend(report.cancelled)
+        if not report.done:
+            outcome.status = "error"
+            outcome.error = f"orders {report.still_working} still working after the cancels: " + \
+                "; ".join(report.errors or ["the broker did not show them cancelled"])
+            return False
         return True
     if step.kind == "interrupt_strategies":  # like cancels: may be repeated; not an order intent
-        strategy_exec.interrupt_open(journal, ti, target.id, contract.id)
+        strategy_exec.interrupt_open(run.journal, ti, target.id, contract.id)
         return True
     if step.kind not in _PLACEMENT_KINDS:
         raise ValueError(f"unknown step kind {step.kind!r}")
 
-    placement = _Placement(signal, contract, target, conn, journal, signal_id, index, step, outcome, precreated)
+    # Only an account's last step may leave its final state to the batched writes.
+    last = index % RETRY_STEP_OFFSET == len(outcome.planned) - 1
+    placement = _Placement(run, target, conn, index, step, outcome, precreated,
+                           journal=journal if (journal is not None and last) else None)
     return placement.run_guarded()
 
 
@@ -144,7 +170,10 @@ class _Placement:
     order built; ``finish(result)`` journals and reports the outcome.  Between the two the order
     is sent -- by ``order.run()``, or as part of a fan-out's batch (``order.run(sent=...)``)."""
 
-    def __init__(self, signal, contract, target, conn, journal, signal_id, index, step, outcome, precreated=None):
+    def __init__(self, run, target, conn, index, step, outcome, precreated=None, journal=None):
+        contract, signal_id = run.contract, run.signal_id
+        journal = run.journal if journal is None else journal
+        self.run = run
         self.contract, self.target, self.conn, self.journal = contract, target, conn, journal
         self.signal_id, self.index, self.step, self.outcome = signal_id, index, step, outcome
         ti = conn.integration
@@ -153,6 +182,8 @@ class _Placement:
             journal.create_intent(signal_id, target.id, target.name, index, step.kind, step.body, cl_ord_id,
                                   state="sending")
         outcome.cl_ord_ids.append(cl_ord_id)
+        # In doubt from now until its answer (or its settlement): counts towards the exposure.
+        expectation.BOOK.in_doubt(cl_ord_id, target.id, contract.id, step_delta(step))
         endpoint = f"order/{step.kind}"
         if step.kind == "startorderstrategy":  # its own record (params, breakeven) before the frame leaves
             endpoint = strategy_exec.ENDPOINT
@@ -188,6 +219,8 @@ class _Placement:
 
     def finish(self, result) -> bool:
         journal, cl_ord_id, step, outcome, target = self.journal, self.cl_ord_id, self.step, self.outcome, self.target
+        if result.status != "unknown":  # answered (or provably not sent): no longer in doubt
+            expectation.BOOK.resolved(cl_ord_id)
         ti = self.conn.integration
         if step.kind == "startorderstrategy":
             strategy_exec.after_start(journal, cl_ord_id, result.status, result.order_id)
@@ -223,6 +256,20 @@ class _Placement:
             outcome.error = "placed, but the journal could not record it: " + describe(exc)
             logger.error("Order %s placed as %s but not journaled: %s", cl_ord_id, result.order_id, describe(exc))
         return True
+
+
+def step_delta(step) -> Optional[int]:
+    """Signed position change a placement step may make (None: unknown or an exit to flat)."""
+    body = step.body or {}
+    qty = body.get("orderQty")
+    if step.kind == "startorderstrategy":
+        try:
+            qty = json.loads(body.get("params") or "{}").get("entryVersion", {}).get("orderQty")
+        except (TypeError, ValueError, AttributeError):
+            qty = None
+    if body.get("action") not in ("Buy", "Sell") or isinstance(qty, bool) or not isinstance(qty, int):
+        return None
+    return qty if body["action"] == "Buy" else -qty
 
 
 def _already_flat(text: str) -> bool:

@@ -18,6 +18,7 @@ REST and the leg upkeep is skipped (see :mod:`.exit_legs`).
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import threading
 import weakref
@@ -134,6 +135,32 @@ class AccountLanes:
                            "reads the position from the broker", key, order_ids, timeout_s)
             exit_legs.set_state_behind(True)
         exit_legs.sync(conn, account_id, contract_id, timeout_s)
+
+    def drain(self, account_id: int, settings, timeout_s: float) -> bool:
+        """A job at the end of every lane of the account that has work queued, running or not yet
+        settled; returns once each has run (the jobs before it finished: in-flight orders answered
+        or searched, queued jobs planned -- and refused while a lock holds -- and the last orders
+        settled in the socket-fed state), or False after ``timeout_s``."""
+        account_id = int(account_id)
+        with self._lock:
+            keys = {k for k in self._unsettled if k[0] == account_id}
+        keys |= {k for k in self.lanes.depth() if k[0] == account_id}
+        if not keys:
+            return True
+
+        def settle(key):
+            with self._lock:
+                pending = self._unsettled.get(key)
+            if pending is None:
+                return
+            try:
+                self._settle_previous(key, settings, pending[0])
+            finally:
+                exit_legs.set_state_behind(False)
+
+        futures = [self.lanes.background(key, functools.partial(settle, key)) for key in sorted(keys)]
+        _done, waiting = concurrent.futures.wait(futures, timeout=timeout_s)
+        return not waiting
 
     # ------------------------------------------------------------------ upkeep between signals
     def watch(self, conn, settings) -> None:

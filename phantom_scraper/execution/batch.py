@@ -1,9 +1,9 @@
 """A fan-out's orders in one pass of each socket's loop.
 
-``execution._prepare_fan_out`` has planned the accounts that need no position read and journaled
-all of their intents as ``sending`` in one transaction.  Here, for every such account whose lane
-(account, product) is idle with this signal at its head and whose previous orders are already
-settled (``AccountLanes.claim``), the order is built and the frames of all of them are handed to
+For every account whose lane (account, product) is idle with this signal at its head and whose
+previous orders are already settled (``AccountLanes.claim``), the account is planned right there
+(the head of its lane: from the broker state at that moment, with the risk guard's exposure), all
+of their intents are journaled as ``sending`` in one transaction, and the frames are handed to
 their login's socket together (``TradovateWebSocket.request_many``: one hand-off to the loop
 thread, the frames written back to back, one future each) -- instead of one executor task per
 account, each hopping to the loop on its own.
@@ -25,9 +25,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from phantom_scraper.errors import NotSentError, PenaltyError, TradovateError
 from phantom_scraper.execution import executors
-from phantom_scraper.execution.account import _Placement, _run_account
+from phantom_scraper.execution.account import _Placement, _run_account, plan_at_head, plan_refused
 from phantom_scraper.execution.model import AccountOutcome, describe
-from phantom_scraper.journal.journal import JournalError
+from phantom_scraper.journal.journal import JournalError, make_cl_ord_id
 from phantom_scraper.tradovate.outcome import Outcome, classify_error
 
 logger = logging.getLogger(__name__)
@@ -35,24 +35,28 @@ logger = logging.getLogger(__name__)
 _BATCH_KINDS = frozenset({"placeorder", "placeoso", "liquidateposition"})
 
 
-def run_batched(signal, contract, targets, prepared, tickets, journal, signal_id: str, settings,
-                start_others: Callable[[Dict[int, object]], None],
+def run_batched(run, targets, tickets, states, start_others: Callable[[Dict[int, object]], None],
                 wait_s: Optional[float] = None) -> Dict[int, "concurrent.futures.Future"]:
     """Send the orders of the accounts it can take in one batch per socket.  Returns
     ``{target index: Future[AccountOutcome]}`` for those.  ``start_others(taken)`` is called once
     the frames are written (before their answers are waited for): the caller starts the accounts
     not in ``taken`` there.  ``wait_s``: how long this thread waits for the answers in all (None:
-    as long as they take); an answer not in by then is finished on the order executor."""
+    as long as they take); an answer not in by then is finished on the order executor.
 
-    if not settings.use_websocket_orders:
+    An account is taken when its lane is idle with this signal at its head (``claim``): it is
+    planned right then -- the head of its lane -- from the broker state at that moment, and the
+    intents of all taken accounts are journaled in one transaction before their frames leave.
+    A lane that is busy plans when this signal reaches its head (``start_others``)."""
+
+    signal, contract, settings, signal_id = run.signal, run.contract, run.settings, run.signal_id
+    if not settings.use_websocket_orders or signal.test or run.needs_position(signal):
         start_others({})
         return {}
     results: Dict[int, concurrent.futures.Future] = {}
-    ready: List[tuple] = []  # (index, ticket, placement, started)
-    for index, (steps, cl_ord_id) in prepared.items():
-        target, conn = targets[index]
+    claimed: List[tuple] = []  # (index, ticket)
+    for index, (target, conn) in enumerate(targets):
         ticket = tickets.get(target.id)
-        if ticket is None or steps[0].kind not in _BATCH_KINDS:
+        if ticket is None:
             continue
         client = conn.live_client()
         if client is None or not client.is_open or conn.integration.stop_event.is_set():
@@ -61,16 +65,15 @@ def run_batched(signal, contract, targets, prepared, tickets, journal, signal_id
         if taken is None:
             continue
         if not taken:  # the lane must wait for its previous orders first: in a worker, as a lane job would
-            results[index] = executors.executor("order").submit(
-                _settle_then_run, ticket, target, conn, signal, contract, journal, signal_id, settings,
-                steps, cl_ord_id)
+            results[index] = executors.executor("order").submit(_settle_then_run, ticket, target, conn, run)
             continue
-        outcome = AccountOutcome(target.id, target.name, "acked")
-        outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
-        started = time.perf_counter()
+        claimed.append((index, ticket))
+    planned = _plan_claimed(run, targets, claimed, results)
+    ready: List[tuple] = []  # (index, ticket, placement, started)
+    for index, ticket, steps, cl_ord_id, outcome, started in planned:
+        target, conn = targets[index]
         try:
-            placement = _Placement(signal, contract, target, conn, journal, signal_id, 0, steps[0], outcome,
-                                      precreated=cl_ord_id)
+            placement = _Placement(run, target, conn, 0, steps[0], outcome, precreated=cl_ord_id, journal=states)
         except Exception as exc:  # nothing sent for this account
             _account_error(outcome, signal_id, target, exc)
             results[index] = _done(outcome)
@@ -153,27 +156,82 @@ def _finish(ticket, placement, answer, started, signal_id, target, conn, contrac
     return outcome
 
 
-def _settle_then_run(ticket, target, conn, signal, contract, journal, signal_id, settings, steps, cl_ord_id,
-                     planner=None, needs_position=None):
+def _plan_claimed(run, targets, claimed, results) -> List[tuple]:
+    """Plan every claimed account now (the head of its lane) and journal the single-order ones as
+    ``sending`` in ONE transaction.  -> ``[(index, ticket, steps, clOrdId, outcome, started)]`` to
+    send; the others are finished (refused, error) or handed to a worker (several steps) in
+    ``results``."""
+    from phantom_scraper.signals import PlanError
 
+    planned, rows = [], []
+    for index, ticket in claimed:
+        target, conn = targets[index]
+        outcome = AccountOutcome(target.id, target.name, "acked")
+        started = time.perf_counter()
+        try:
+            steps = plan_at_head(run, target, conn)
+        except PlanError as exc:
+            plan_refused(outcome, exc, run.signal_id, target)
+            steps = []
+        except Exception as exc:  # noqa: BLE001 - a bug: this account only
+            _account_error(outcome, run.signal_id, target, exc)
+            steps = None
+        if not steps or len(steps) != 1 or steps[0].kind not in _BATCH_KINDS:
+            if steps:  # several steps (or a kind the batch does not send): the general path, lane kept
+                results[index] = executors.executor("order").submit(_run_claimed, ticket, target, conn, run, steps)
+                continue
+            if steps is not None and outcome.status == "acked":
+                outcome.status, outcome.error = "skipped", "nothing to do"
+            outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            results[index] = _done(outcome)
+            executors.LANES.release(ticket, conn, target.id, run.contract, outcome)
+            continue
+        outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
+        cl_ord_id = make_cl_ord_id(run.signal_id, target.id, run.step_offset)
+        rows.append((target.id, target.name, run.step_offset, steps[0].kind, steps[0].body, cl_ord_id))
+        planned.append((index, ticket, steps, cl_ord_id, outcome, started))
+    if rows:
+        try:
+            run.journal.create_intents(run.signal_id, rows, state="sending")
+        except JournalError as exc:  # nothing recorded, so nothing may be sent: report per account
+            logger.error("Signal %s: journal unavailable, fan-out not sent: %s", run.signal_id, describe(exc))
+            for index, ticket, _steps, _cl, outcome, _started in planned:
+                target, conn = targets[index]
+                outcome.status, outcome.error = "error", "journal unavailable, not sent: " + describe(exc)
+                results[index] = _done(outcome)
+                executors.LANES.release(ticket, conn, target.id, run.contract, outcome)
+            return []
+    return planned
+
+
+def _run_claimed(ticket, target, conn, run, steps):
     outcome = None
     try:
-        executors.LANES.settle_claimed(ticket, settings, conn)
-        outcome = _run_account(target, conn, signal, contract, journal, signal_id, settings, planner,
-                                  needs_position, steps=steps, precreated=cl_ord_id)
+        outcome = _run_account(target, conn, run, steps=steps)
         return outcome
     finally:
-        executors.LANES.release(ticket, conn, target.id, contract, outcome)
+        executors.LANES.release(ticket, conn, target.id, run.contract, outcome)
 
 
-def run_now(signal, contract, target, conn, ticket, journal, signal_id: str, settings, planner, needs_position,
-            wait_s: float, states=None):
+def _settle_then_run(ticket, target, conn, run):
+    """A claimed lane whose previous orders are not settled yet: wait for them, then plan and run."""
+    outcome = None
+    try:
+        executors.LANES.settle_claimed(ticket, run.settings, conn)
+        outcome = _run_account(target, conn, run)
+        return outcome
+    finally:
+        executors.LANES.release(ticket, conn, target.id, run.contract, outcome)
+
+
+def run_now(run, target, conn, ticket, wait_s: float, states=None):
     """One account's order sent from the calling thread (the webhook's own), with no hand-off to a
-    worker before the frame leaves: plan -> journal the intent (one commit) -> frame handed to the
-    socket.  The answer is then awaited here for up to ``wait_s``; an ack or a rejection is
-    journaled here too.  Anything slower (no answer yet, a penalty, a REST fallback, an unknown to
-    search, a lane that must first wait for its previous orders, a plan of several steps) goes on
-    in the ``order`` executor, exactly as the general path would run it.
+    worker before the frame leaves: claim the idle lane -> plan (the head of the lane) -> journal
+    the intent (one commit) -> frame handed to the socket.  The answer is then awaited here for up
+    to ``wait_s``; an ack or a rejection is journaled here too.  Anything slower (no answer yet, a
+    penalty, a REST fallback, an unknown to search, a lane that must first wait for its previous
+    orders, a plan of several steps) goes on in the ``order`` executor, exactly as the general path
+    would run it.
 
     ``states`` (``execution.BatchedStates``): where the order's final state goes, for the caller to
     write after the answer; without it, it is committed here.
@@ -183,7 +241,8 @@ def run_now(signal, contract, target, conn, ticket, journal, signal_id: str, set
     ticket is untouched."""
     from phantom_scraper.signals import PlanError
 
-    if not settings.use_websocket_orders or ticket is None or needs_position(signal):
+    signal, contract, settings, signal_id = run.signal, run.contract, run.settings, run.signal_id
+    if not settings.use_websocket_orders or ticket is None or run.needs_position(signal):
         return None
     client = conn.live_client()
     if client is None or not client.is_open or conn.integration.stop_event.is_set():
@@ -196,27 +255,22 @@ def run_now(signal, contract, target, conn, ticket, journal, signal_id: str, set
         return None
     wait_s = max(0.0, wait_s - (time.perf_counter() - started_wait))
     if not taken:  # the lane waits for its previous orders first: in a worker, as a lane job would
-        return executors.executor("order").submit(_settle_then_run, ticket, target, conn, signal, contract, journal,
-                                           signal_id, settings, None, None, planner, needs_position)
+        return executors.executor("order").submit(_settle_then_run, ticket, target, conn, run)
     outcome = AccountOutcome(target.id, target.name, "acked")
     started = time.perf_counter()
     try:
         try:
-            steps = planner(signal, contract, target, 0, False)
+            steps = plan_at_head(run, target, conn)
         except PlanError as exc:
-            outcome.status = "skipped" if exc.code == "nothing_to_do" else "rejected"
-            outcome.error = f"{exc.code}: {exc.message}" if hasattr(exc, "message") else str(exc)
-            logger.info("Signal %s account %s: %s", signal_id, target.name, outcome.error)
+            plan_refused(outcome, exc, signal_id, target)
             steps = None
         if steps is not None and (len(steps) != 1 or steps[0].kind not in _BATCH_KINDS):
-            future = executors.executor("order").submit(_settle_then_run, ticket, target, conn, signal, contract, journal,
-                                                 signal_id, settings, steps, None)
+            future = executors.executor("order").submit(_run_claimed, ticket, target, conn, run, steps)
             ticket = None  # released by the worker
             return future
         if steps is not None:
             outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
-            placement = _Placement(signal, contract, target, conn, journal if states is None else states,
-                                      signal_id, 0, steps[0], outcome)
+            placement = _Placement(run, target, conn, run.step_offset, steps[0], outcome, journal=states)
     except JournalError as exc:  # nothing recorded, so nothing was sent
         outcome.status, outcome.error = "error", "journal unavailable, not sent: " + describe(exc)
         logger.error("Signal %s account %s: %s", signal_id, target.name, outcome.error)

@@ -1,7 +1,12 @@
 """Signal execution: one validated signal on every targeted account, journaled at every step.
 
-``execute_trade_simple`` (also ``recorder_service``'s documented entry point) runs each account in
-parallel.  Per account: read the position if the plan needs it, plan the orders, then for each placement::
+One way in: :func:`dispatch` (the webhook's own thread: one account sent from it, or a fan-out with
+the idle lanes in one batch) and :func:`execute` (waited for; ``execute_trade_simple`` -- also
+``recorder_service``'s documented entry point -- builds the run and calls it).  Both take a frozen
+:class:`SignalRun` (signal, contract, signal id, journal, settings, planner).  Arrival only reserves
+the lanes; each account is planned, risk-checked and sent when the signal reaches the head of its
+(account, product) lane, from the broker state at that moment.  Per account: read the position if
+the plan needs it, plan the orders, then for each placement::
 
     create intent as 'sending' (one commit) -> place_order_smart(clOrdId) -> OrderResult.status
         acked      -> acked (order id, transport, latency)
@@ -29,15 +34,15 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import logging
+import time
 from typing import Dict, List, Optional
 
+from phantom_scraper.execution import batch as fan_out
 from phantom_scraper.execution import executors
 from phantom_scraper.execution.account import _run_account
 from phantom_scraper.execution.account_lanes import cancel_all
-from phantom_scraper.execution.batch import run_batched
 from phantom_scraper.execution.model import (_PLACEMENT_KINDS, RETRY_STEP_OFFSET, AccountOutcome,  # noqa: F401
-                                             BatchedStates, describe)
-from phantom_scraper.journal.journal import JournalError, make_cl_ord_id
+                                             BatchedStates, SignalRun, describe)
 
 logger = logging.getLogger(__name__)
 
@@ -66,117 +71,100 @@ def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, 
     :class:`AccountOutcome` per target, in the order given; an account's failure never affects
     another account.
     """
+    run = signal_run(signal, contract, journal=journal, signal_id=signal_id, settings=settings, planner=planner,
+                     needs_position=needs_position, retry=retry)
+    return execute(run, targets, tickets=tickets, states=states)
+
+
+def signal_run(signal, contract, *, journal, signal_id: str, settings, planner=None, needs_position=None,
+               retry: bool = False, received: Optional[float] = None) -> SignalRun:
+    """The frozen run object of one signal (defaults: the plain planner, no risk guard)."""
     if planner is None or needs_position is None:
         from phantom_scraper.signals import needs_position as _needs, plan_orders as _plan
         planner = planner or _plan
         needs_position = needs_position or _needs
+    return SignalRun(signal, contract, signal_id, journal, settings, planner, needs_position,
+                     RETRY_STEP_OFFSET if retry else 0, time.monotonic() if received is None else received)
+
+
+def execute(run: SignalRun, targets, *, tickets=None, states=None) -> List[AccountOutcome]:
+    """Every account of ``run``, waited for here (see :func:`execute_trade_simple`)."""
     tickets = dict(tickets or {})
-    if signal.test:  # validation places nothing: it takes no place in a lane
+    if run.signal.test:  # validation places nothing: it takes no place in a lane
         cancel_all(tickets)
         tickets = {}
     else:
         missing = [t.id for t, _ in targets if t.id not in tickets]
-        tickets.update(executors.LANES.reserve(missing, contract.root))
+        tickets.update(executors.LANES.reserve(missing, run.contract.root))
     try:
-        return _execute(signal, contract, targets, journal, signal_id, settings, planner, needs_position, tickets,
-                        RETRY_STEP_OFFSET if retry else 0, states)
+        if len(targets) == 1 or run.step_offset:  # one account: runs in this thread when its lane is idle
+            futures = [_in_lane(tickets, target, conn, run, functools.partial(_run_account, target, conn, run),
+                                inline=len(targets) == 1) for target, conn in targets]
+            return [f.result() for f in futures]
+        batch = states if states is not None else BatchedStates(run.journal)
+        outcomes = [f.result() for f in _start_fan_out(run, targets, tickets, batch)]
+        if states is None:
+            batch.flush()
+        return outcomes
     finally:
         cancel_all(tickets)  # places not used (a crash before submit) free their lanes
 
 
-def _in_lane(tickets, target, conn, contract, settings, job, inline: bool):
+def dispatch(run: SignalRun, targets, *, tickets, states: "BatchedStates",
+             wait_s: float) -> Optional[List["concurrent.futures.Future[AccountOutcome]"]]:
+    """THE way into execution from the webhook's own thread, the route chosen once:
+
+    * one account whose lane is idle: planned, journaled and sent from this thread (``run_now``);
+    * several accounts (or one whose lane is busy): the idle lanes planned and sent in one batch,
+      the busy ones queued to plan when this signal reaches the head of their lane (fan-out);
+
+    the answers awaited here for at most ``wait_s`` (the caller answers 202 past it).  Returns one
+    future per target, in order.  Every job plans at the head of its (account, product) lane."""
+    tickets = dict(tickets or {})
+    if len(targets) == 1:
+        target, conn = targets[0]
+        account = fan_out.run_now(run, target, conn, tickets.get(target.id), wait_s=wait_s, states=states)
+        if account is not None:
+            return [account]
+    missing = [t.id for t, _ in targets if t.id not in tickets]
+    tickets.update(executors.LANES.reserve(missing, run.contract.root))
+    try:
+        return _start_fan_out(run, targets, tickets, states, wait_s)
+    finally:
+        cancel_all(tickets)
+
+
+def start_fan_out(signal, contract, targets, *, journal, signal_id: str, settings, planner, needs_position,
+                  tickets, states: "BatchedStates", wait_s: float) -> List["concurrent.futures.Future[AccountOutcome]"]:
+    """A fan-out from the calling thread (see :func:`dispatch`, which it now is for several accounts)."""
+    run = signal_run(signal, contract, journal=journal, signal_id=signal_id, settings=settings, planner=planner,
+                     needs_position=needs_position)
+    tickets = dict(tickets or {})
+    missing = [t.id for t, _ in targets if t.id not in tickets]
+    tickets.update(executors.LANES.reserve(missing, contract.root))
+    try:
+        return _start_fan_out(run, targets, tickets, states, wait_s)
+    finally:
+        cancel_all(tickets)
+
+
+def _in_lane(tickets, target, conn, run, job, inline: bool):
     ticket = tickets.get(target.id)
     if ticket is None:  # a test signal: no lane
         future = concurrent.futures.Future()
         future.set_result(job())
         return future
-    return executors.LANES.submit(ticket, conn, target.id, contract, settings, job, inline=inline)
+    return executors.LANES.submit(ticket, conn, target.id, run.contract, run.settings, job, inline=inline)
 
 
-def _execute(signal, contract, targets, journal, signal_id, settings, planner, needs_position, tickets,
-             step_offset=0, states=None):
-    args = (signal, contract, journal, signal_id, settings, planner, needs_position)
-    if len(targets) == 1 or step_offset:  # one account: runs in this thread when its lane is idle
-        futures = [_in_lane(tickets, target, conn, contract, settings,
-                            functools.partial(_run_account, target, conn, *args, step_offset=step_offset),
-                            inline=len(targets) == 1) for target, conn in targets]
-        return [f.result() for f in futures]
-    batch = states if states is not None else BatchedStates(journal)
-    futures = _start_fan_out(signal, contract, targets, journal, signal_id, settings, planner, needs_position,
-                             tickets, batch)
-    outcomes = [f.result() for f in futures]
-    if states is None:
-        batch.flush()
-    return outcomes
-
-
-def start_fan_out(signal, contract, targets, *, journal, signal_id: str, settings, planner, needs_position,
-                  tickets, states: "BatchedStates", wait_s: float) -> List["concurrent.futures.Future[AccountOutcome]"]:
-    """A fan-out from the calling thread (the webhook's own): every account's intent journaled,
-    the idle lanes' frames written in one batch, and their answers awaited here for at most
-    ``wait_s``; returns one future per target (in order), the ones not finished yet continuing on
-    the order executor.  Single-step orders' final states go to ``states`` (the caller writes
-    them after the answer).  The tickets not used are cancelled, as by :func:`execute_trade_simple`."""
-    tickets = dict(tickets or {})
-    missing = [t.id for t, _ in targets if t.id not in tickets]
-    tickets.update(executors.LANES.reserve(missing, contract.root))
-    try:
-        return _start_fan_out(signal, contract, targets, journal, signal_id, settings, planner, needs_position,
-                              tickets, states, wait_s)
-    finally:
-        cancel_all(tickets)
-
-
-def _start_fan_out(signal, contract, targets, journal, signal_id, settings, planner, needs_position, tickets,
-                   batch, wait_s=None) -> List["concurrent.futures.Future[AccountOutcome]"]:
-    args = (signal, contract, journal, signal_id, settings, planner, needs_position)
-    prepared = _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, needs_position)
+def _start_fan_out(run, targets, tickets, batch, wait_s=None) -> List["concurrent.futures.Future[AccountOutcome]"]:
     futures: Dict[int, concurrent.futures.Future] = {}
 
-    def start_others(taken) -> None:  # every account the batch did not take: one lane job each
+    def start_others(taken) -> None:  # every account the batch did not take: one lane job each, planned at its head
         for index, (target, conn) in enumerate(targets):
-            if index in taken:
-                continue
-            if index in prepared:
-                steps, cl_ord_id = prepared[index]
-                job = functools.partial(_run_account, target, conn, signal, contract, batch, signal_id, settings,
-                                        planner, needs_position, steps=steps, precreated=cl_ord_id)
-            else:
-                job = functools.partial(_run_account, target, conn, *args)
-            futures[index] = _in_lane(tickets, target, conn, contract, settings, job, inline=False)
+            if index not in taken:
+                futures[index] = _in_lane(tickets, target, conn, run,
+                                          functools.partial(_run_account, target, conn, run), inline=False)
 
-    futures.update(run_batched(signal, contract, targets, prepared, tickets, batch, signal_id, settings,
-                               start_others, wait_s=wait_s))
+    futures.update(fan_out.run_batched(run, targets, tickets, batch, start_others, wait_s=wait_s))
     return [futures[index] for index in range(len(targets))]
-
-
-def _prepare_fan_out(signal, contract, targets, journal, signal_id, planner, needs_position):
-    """Plan every account that needs no position read and journal all of their orders as
-    ``sending`` in ONE transaction, so N accounts cost one commit before their frames leave.
-
-    Returns ``{target index: (steps, clOrdId)}``; other accounts take the general path.
-    """
-    from phantom_scraper.signals import PlanError
-
-    if signal.test or needs_position(signal):
-        return {}
-    prepared, rows = {}, []
-    for index, (target, _conn) in enumerate(targets):
-        try:
-            steps = planner(signal, contract, target, 0, False)
-        except PlanError:
-            continue  # the general path plans again and reports the reason
-        if len(steps) != 1 or steps[0].kind not in _PLACEMENT_KINDS:
-            continue
-        cl_ord_id = make_cl_ord_id(signal_id, target.id, 0)
-        rows.append((target.id, target.name, 0, steps[0].kind, steps[0].body, cl_ord_id))
-        prepared[index] = (steps, cl_ord_id)
-    if rows:
-        try:
-            journal.create_intents(signal_id, rows, state="sending")
-        except JournalError as exc:  # nothing recorded, so nothing may be sent: report per account
-            logger.error("Signal %s: journal unavailable, fan-out not sent: %s", signal_id, describe(exc))
-            return {}
-    return prepared
-
-

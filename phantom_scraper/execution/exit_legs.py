@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 TAKE_PROFIT_TYPES = frozenset({"Limit", "MIT", "LimitIfTouched"})
 STOP_TYPES = frozenset({"Stop", "StopLimit", "TrailingStop", "TrailingStopLimit"})
 _RESTING = frozenset({"Working", "Suspended"})
+WORKING = frozenset({"Working", "Suspended", "PendingNew", "PendingReplace"})
 _FINAL = frozenset({"Filled", "Canceled", "Rejected", "Expired", "Completed"})
 
 
@@ -71,15 +72,21 @@ def _kind(order: dict) -> Optional[str]:
     return None
 
 
-def plan_leg_changes(net_pos: int, orders: Iterable[dict], cover: Optional[int] = None) -> List[dict]:
+def plan_leg_changes(net_pos: int, orders: Iterable[dict], cover: Optional[int] = None,
+                     gone: Iterable[int] = (), refit: bool = False) -> List[dict]:
     """Pure: the cancels (``{"cancel": order}``) and cuts (``{"modify": order, "qty": n}``) that make
-    each kind of working exit leg cover at most ``cover`` (default ``|net_pos|``)."""
+    each kind of working exit leg cover at most ``cover`` (default ``|net_pos|``).
+
+    ``gone``: legs the broker is about to cancel itself (their OCO partner filled): neither counted
+    nor touched.  ``refit``: a kind that covers something but less than ``|net_pos|`` (the broker
+    left it short) has its newest leg raised to cover it (``modifyorder`` upward)."""
     cover = abs(net_pos) if cover is None else max(0, min(cover, abs(net_pos)))
+    gone = set(gone)
     exit_action = "Sell" if net_pos > 0 else "Buy"
     changes: List[dict] = []
     by_kind = {"take_profit": [], "stop": []}
     for order in orders:
-        if not is_leg(order):
+        if not is_leg(order) or order.get("id") in gone:
             continue
         if net_pos == 0 or order.get("action") != exit_action or _kind(order) is None:
             changes.append({"cancel": order})
@@ -87,6 +94,10 @@ def plan_leg_changes(net_pos: int, orders: Iterable[dict], cover: Optional[int] 
         by_kind[_kind(order)].append(order)
     for legs in by_kind.values():
         excess = sum(int(o.get("orderQty") or 0) for o in legs) - cover
+        if excess < 0 and refit and legs:  # short: the newest leg is raised to cover the position
+            newest = max(legs, key=lambda o: o["id"])
+            changes.append({"modify": newest, "qty": int(newest.get("orderQty") or 0) - excess})
+            continue
         for order in sorted(legs, key=lambda o: o["id"], reverse=True):  # newest first
             if excess <= 0:
                 break
@@ -98,6 +109,27 @@ def plan_leg_changes(net_pos: int, orders: Iterable[dict], cover: Optional[int] 
                 changes.append({"modify": order, "qty": qty - excess})
                 excess = 0
     return changes
+
+
+def oco_gone(state, account_id: int, contract_id: int, legs: Iterable[dict]) -> List[int]:
+    """The working legs whose OCO partner (or bracket partner) has filled: the broker cancels them
+    itself, so upkeep counts them as cancelled already."""
+    legs = [o for o in legs if is_leg(o)]
+    if not legs:
+        return []
+    filled = [o for o in state.entities("order") if o.get("ordStatus") == "Filled"
+              and o.get("accountId") == account_id and o.get("contractId") == contract_id
+              and (o.get("ocoId") is not None or o.get("parentId") is not None)]
+    out = []
+    for leg in legs:
+        oco = leg.get("ocoId")
+        for other in filled:
+            if other["id"] == leg["id"]:
+                continue
+            if other["id"] == oco or other.get("ocoId") == leg["id"] or (oco is not None and other.get("ocoId") == oco):
+                out.append(leg["id"])
+                break
+    return out
 
 
 def trim(conn, account_id: int, contract_id: int, cover: int, timeout_s: float) -> bool:
@@ -118,8 +150,18 @@ def _apply(conn, account_id, contract_id, cover, timeout_s, why) -> bool:
         logger.info("Exit legs of account %s contract %s not checked %s: broker state not synced",
                     account_id, contract_id, why)
         return False
+    gone = oco_gone(state, account_id, contract_id, state.working_orders(account_id, contract_id))
+    leg_filled = bool(gone)
+    if gone:  # a leg filled: wait until the broker has resolved its siblings before cutting anything
+        resolved = state.wait_for(lambda s: not any(s.order_status(i) in WORKING for i in gone), timeout_s)
+        if not resolved:
+            logger.warning("Exit legs %s of account %s: their OCO partner filled but the broker has not cancelled "
+                           "them within %.1f s; counted as cancelled", gone, account_id, timeout_s)
     net_pos = state.net_pos(account_id, contract_id)
-    changes = plan_leg_changes(net_pos, state.working_orders(account_id, contract_id), cover)
+    orders = state.working_orders(account_id, contract_id)
+    gone = oco_gone(state, account_id, contract_id, orders)
+    # After a leg filled, each kind must still cover the position: raised if the broker left it short.
+    changes = plan_leg_changes(net_pos, orders, cover, gone=gone, refit=cover is None and leg_filled)
     if not changes:
         return True
     ti = conn.integration
@@ -148,6 +190,15 @@ def _apply(conn, account_id, contract_id, cover, timeout_s, why) -> bool:
                            "cancel" if "cancel" in change else "modify", exc)
     _wait_reflected(state, sent, timeout_s)
     return True
+
+
+def send_cancel(ti, client, body: dict) -> None:
+    """``order/cancelorder`` over the socket when there is one (REST when it provably did not leave)."""
+    _send(ti, client, "cancel", body)
+
+
+def send_modify(ti, client, body: dict) -> None:
+    _send(ti, client, "modify", body)
 
 
 def _send(ti, client, what: str, body: dict) -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict, dataclass, field
-from typing import List, Optional
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, List, Optional
 
 from phantom_scraper.journal.journal import JournalError
 
@@ -13,6 +13,31 @@ logger = logging.getLogger(__name__)
 _PLACEMENT_KINDS = {"placeorder", "placeoso", "liquidateposition", "startorderstrategy"}
 RETRY_STEP_OFFSET = 100  # step numbers (clOrdIds) of a signal's second run after InvalidContract
 
+
+
+@dataclass(frozen=True)
+class SignalRun:
+    """One validated signal on its way through execution: what every account of it shares.
+
+    Built once per signal (``dispatch.SignalRun.of`` / the app's signal run) and handed to the lanes,
+    the fan-out batch and each account's placements instead of long argument lists.  ``planner`` is
+    the order planner with the risk guard's rules (called at the head of each lane, from the broker
+    state at that moment); ``needs_position(signal)`` says whether the plan reads the position first.
+    ``step_offset``: ``RETRY_STEP_OFFSET`` on the one re-run after ``InvalidContract`` (new clOrdIds).
+    ``received``: ``time.monotonic()`` at receipt (how fresh the signal still is)."""
+
+    signal: Any
+    contract: Any
+    signal_id: str
+    journal: Any
+    settings: Any
+    planner: Callable
+    needs_position: Callable
+    step_offset: int = 0
+    received: Optional[float] = None
+
+    def but(self, **changes) -> "SignalRun":
+        return replace(self, **changes)
 
 
 def describe(exc: BaseException) -> str:
@@ -37,6 +62,7 @@ class AccountOutcome:
     error: Optional[str] = None
     planned: List[dict] = field(default_factory=list)
     risk: List[dict] = field(default_factory=list)  # the risk guard's refusals/clips ({code, message})
+    cancelled: List[int] = field(default_factory=list)  # orders a cancel step ended (cancel, close, lock)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +72,8 @@ class AccountOutcome:
         return {"account_id": self.account_id, "account_name": self.account_name, "status": self.status,
                 "order_id": self.order_id, "order_ids": list(self.order_ids), "cl_ord_ids": list(self.cl_ord_ids),
                 "transport": self.transport, "latency_ms": self.latency_ms, "reconciled": self.reconciled,
-                "error": self.error, **({"risk": list(self.risk)} if self.risk else {})}
+                "error": self.error, **({"risk": list(self.risk)} if self.risk else {}),
+                **({"cancelled": list(self.cancelled)} if self.cancelled else {})}
 
 
 class BatchedStates:

@@ -22,6 +22,7 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 from phantom_scraper import events
+from phantom_scraper.execution import expectation
 from phantom_scraper.errors import RateLimitedError, TradovateError
 from phantom_scraper.tradovate.search import check_found, orders_by_intent, strategies_by_intent
 
@@ -164,6 +165,7 @@ class Settler:
     def _settle(self, intent: dict, ids: List[int], now: float) -> List[dict]:
         cl = intent["cl_ord_id"]
         if ids:
+            expectation.BOOK.resolved(cl)
             self.journal.set_intent_state(cl, "reconciled", broker_order_id=ids[0], reconciled=True)
             logger.warning("Reconciled %s: found at the broker as order %s (was %s)", cl, ids[0], intent["state"])
             events.emit("settled", cl_ord_id=cl, order_id=ids[0], state="reconciled")
@@ -171,6 +173,7 @@ class Settler:
         if intent["state"] == "unknown" and now - float(intent["created_at"]) >= self.settle_period_s:
             self.journal.set_intent_state(cl, "not_placed",
                                           error=f"not at the broker {self.settle_period_s:.0f} s later; not placed")
+            expectation.BOOK.resolved(cl)
             logger.warning("Order %s settled as NOT PLACED: no order at the broker after %.0f s (never resent; "
                            "adopted if it still turns up)", cl, self.settle_period_s)
             events.emit("settled", cl_ord_id=cl, order_id=None, state="not_placed")

@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Callable, Dict, Optional
 
+from phantom_scraper.execution import executors
 from phantom_scraper.execution.dispatch import execute_trade_simple
 from phantom_scraper.signals import AccountTarget, Contract, parse_signal
 
@@ -77,6 +78,11 @@ class ServiceRiskActions:
         text = outcome.status + (f" order {outcome.order_id}" if outcome.order_id else "") + \
             (f" ({outcome.error})" if outcome.error else "")
         return f"{text}; signal {signal_id}"
+
+    def drain(self, account_id: int, timeout_s: float) -> bool:
+        """Wait until every lane of the account has passed what was queued on it when called
+        (the lock barrier's first step).  False when that took longer than ``timeout_s``."""
+        return executors.LANES.drain(account_id, self.settings, timeout_s)
 
     def cancel(self, account_id: int, order_id: int) -> None:
         self._integration_for(account_id).cancel_order_rest({"orderId": order_id, "isAutomated": True})

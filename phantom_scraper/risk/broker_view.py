@@ -43,6 +43,15 @@ class BrokerStateView:
                        if o.get("accountId") == account_id and o.get("ordStatus") in _WORKING),
                       key=lambda o: o["id"])
 
+    def entry_orders(self, account_id: int, contract_id: int) -> List[dict]:
+        """Working orders of the contract that are not exit legs (no OSO parent, no OCO partner):
+        entries (or plain exits) that may still fill, with their latest ``orderQty``."""
+        state = self._state(account_id)
+        if state is None or not hasattr(state, "working_orders"):
+            return []
+        return [o for o in state.working_orders(account_id, contract_id)
+                if o.get("parentId") is None and o.get("ocoId") is None]
+
     def cash_balance(self, account_id: int) -> Optional[dict]:
         state = self._state(account_id)
         return state.cash_balance(account_id) if state is not None else None

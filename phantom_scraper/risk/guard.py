@@ -32,9 +32,10 @@ from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Optional, Protocol, Set, Tuple
 
 from phantom_scraper import events
+from phantom_scraper.execution import executors, expectation
 from phantom_scraper.signals import PlanError
 
-from phantom_scraper.risk import rules
+from phantom_scraper.risk import barrier, rules
 from phantom_scraper.hours import next_session_start, trading_day
 from phantom_scraper.risk.limits import check_names, load_limits
 from phantom_scraper.risk.pnl import account_pnl
@@ -97,7 +98,8 @@ class RiskGuard:
         self._peaks: Dict[int, Tuple[str, float, float]] = {}  # account -> (trading day, peak, saved peak)
         self._notes: "OrderedDict[str, Dict[int, List[dict]]]" = OrderedDict()
         self._dirty: Set[int] = set()
-        self._requests: List[Tuple[int, str, threading.Event, dict]] = []  # flatten requests for the worker
+        self._requests: List[Tuple[int, str, threading.Event, dict]] = []  # (unused: barriers run on workers)
+        self._barriers: Dict[int, Tuple[threading.Event, dict]] = {}  # account -> its running lock barrier
         self._last_flatten: Dict[int, float] = {}
         self._snapshots: Dict[int, Tuple[float, int, dict]] = {}  # account -> (taken at, seq requested, body)
         self._pos_marks: Dict[int, Dict[int, tuple]] = {}  # account -> contract -> ((net, price), seq seen)
@@ -208,12 +210,15 @@ class RiskGuard:
         elif limits.trading_hours is not None and not limits.trading_hours.is_open(now):
             refusal = Refusal(rules.OUTSIDE_HOURS, f"outside trading hours ({limits.trading_hours.describe()}); "
                                                    "entries refused, exits pass")
-        kept, notes = rules.apply_entry_rules(steps, position, refuse=refusal, max_position=limits.max_position)
+        pending = self._pending(target.id, contract.id) if limits.max_position is not None else (0, 0)
+        kept, notes = rules.apply_entry_rules(steps, position, refuse=refusal, max_position=limits.max_position,
+                                              pending=pending)
         if refusal is None and rate_limited and rules.has_entry(kept, position) and \
                 not self.limiter.acquire(recorder, signal_id, self.rate_for(recorder), now):
             refusal = Refusal(rules.RATE_LIMITED, f"more than {self.rate_for(recorder)} entry signals in a minute "
                                                    f"from recorder {recorder}; entries refused, exits pass")
-            kept, notes = rules.apply_entry_rules(steps, position, refuse=refusal, max_position=limits.max_position)
+            kept, notes = rules.apply_entry_rules(steps, position, refuse=refusal, max_position=limits.max_position,
+                                                  pending=pending)
         if notes:
             self._note(signal_id, target, notes)
         if not kept:
@@ -229,6 +234,23 @@ class RiskGuard:
         except Exception:  # the guard never breaks an order on a bug of its own
             log.exception("risk: broker state unreadable; using the planner's position")
             return fallback
+
+    def _pending(self, account_id: int, contract_id: int) -> Tuple[int, int]:
+        """(long, short) exposure beyond the position: working entry orders at the broker and
+        orders still in doubt (``sending``/``unknown``) -- both may still fill."""
+        long, short = expectation.BOOK.doubt(account_id, contract_id)
+        entries = getattr(self.broker, "entry_orders", None)
+        if entries is not None:
+            try:
+                for order in entries(account_id, contract_id):
+                    qty = int(order.get("orderQty") or 0) - int(order.get("cumQty") or 0)
+                    if order.get("action") == "Buy":
+                        long += max(0, qty)
+                    elif order.get("action") == "Sell":
+                        short += max(0, qty)
+            except Exception:  # the guard never breaks an order on a bug of its own
+                log.exception("risk: working orders unreadable; counting the position only")
+        return long, short
 
     def _note(self, signal_id: str, target, notes: Iterable[Refusal]) -> None:
         items = [{"code": n.code, "message": n.message} for n in notes]
@@ -377,10 +399,30 @@ class RiskGuard:
                     reason=f"{row.get('reason')}: {row.get('message')}" if locked else row.get("reason"))
 
     def request_flatten(self, account_id: int, why: str) -> Tuple[threading.Event, dict]:
-        done, result = threading.Event(), {}
+        """Run the lock barrier for the account on a worker (``barrier.run_barrier``): drain its
+        lanes, then flatten until the broker shows it flat with nothing working.  One barrier per
+        account at a time: a request while one runs gets that one's (done, result)."""
         with self._lock:
-            self._requests.append((account_id, why, done, result))
-        self._wake.set()
+            running = self._barriers.get(account_id)
+            if running is not None and not running[0].is_set():
+                return running
+            done, result = threading.Event(), {}
+            self._barriers[account_id] = (done, result)
+
+        def job():
+            try:
+                barrier.run_barrier(self, account_id, why, result)
+            except Exception as exc:  # noqa: BLE001 - logged; the retry flatten tries again
+                log.exception("Lock barrier of %s failed", self._accounts.get(account_id))
+                result.setdefault("errors", []).append(str(exc))
+            finally:
+                done.set()
+
+        try:
+            executors.executor("order").submit(job)
+        except RuntimeError:  # shutting down: nothing more is sent
+            result["error"] = "shutting down"
+            done.set()
         return done, result
 
     def _flatten(self, account_id: int, why: str) -> dict:
@@ -564,7 +606,7 @@ class RiskGuard:
                    else f"trading window ended at {_iso(end)} (FLATTEN_AT_CLOSE)")
             log.warning("Risk flatten at close for %s: %s", self._accounts.get(account_id), why)
             self._event("flatten_at_close", account_id, "flatten_at_close", why)
-            self._flatten(account_id, why)
+            self.request_flatten(account_id, why)
         self.store.set_mark(account_id, "flatten_at_close", end)
         self._close_marks[account_id] = end
 
@@ -578,7 +620,7 @@ class RiskGuard:
             return
         if last is not None and now - last < self.risk.flatten_retry_s:
             return
-        self._flatten(account_id, f"account locked ({lock['reason']}) still holds a position")
+        self.request_flatten(account_id, f"account locked ({lock['reason']}) still holds a position")
 
     def wait_idle(self, timeout_s: float = 10.0, *, tick: bool = False) -> bool:
         """Wait until the watcher has run a full cycle with nothing queued (``tick``: including
@@ -591,7 +633,8 @@ class RiskGuard:
         self._wake.set()
         with self._lock:
             while True:
-                if self._cycles >= target and not self._dirty and not self._requests \
+                barriers = any(not done.is_set() for done, _r in self._barriers.values())
+                if self._cycles >= target and not self._dirty and not self._requests and not barriers \
                         and not getattr(self, "_force_tick", False):
                     return True
                 remaining = deadline - time.monotonic()

@@ -84,11 +84,14 @@ def _with_qty(step, qty: int):
 
 
 def apply_entry_rules(steps: Sequence, net_pos: int, *, refuse: Optional[Refusal] = None,
-                      max_position: Optional[int] = None) -> Tuple[list, List[Refusal]]:
+                      max_position: Optional[int] = None,
+                      pending: Tuple[int, int] = (0, 0)) -> Tuple[list, List[Refusal]]:
     """Cut a plan down to what the rules allow.  -> (steps kept, refusals/clips to report).
 
     ``refuse``: every entry is refused with it (locked, outside hours, rate limited) — exits stay.
-    ``max_position``: an entry is reduced so that |net position| stays <= it.
+    ``max_position``: an entry is reduced so that the exposure stays <= it: |net position| plus
+    ``pending`` = (long, short) contracts of working entry orders and orders still in doubt, on the
+    side the entry adds to.
     Steps that are not placements (cancel_working, wait_flat) are kept as they are; a step left with
     nothing to do is dropped, as is a ``wait_flat`` with nothing after it.
     """
@@ -117,7 +120,8 @@ def apply_entry_rules(steps: Sequence, net_pos: int, *, refuse: Optional[Refusal
             allowed_entry = 0
             notes.append(refuse)
         if max_position is not None and allowed_entry:
-            room = max(0, max_position - (0 if exit_part else abs(pos)))
+            waiting = pending[0] if delta > 0 else pending[1]
+            room = max(0, max_position - (0 if exit_part else abs(pos)) - waiting)
             if allowed_entry > room and step.kind == "startorderstrategy":  # legs sized to the entry
                 notes.append(Refusal(MAX_POSITION, f"order strategy entry of {entry_part} refused: it cannot be "
                                                    f"clipped to {room} (RISK_MAX_POSITION {max_position})"))
@@ -127,7 +131,8 @@ def apply_entry_rules(steps: Sequence, net_pos: int, *, refuse: Optional[Refusal
                     notes.append(Refusal(CLIPPED, f"entry of {entry_part} reduced to {room}: the position "
                                                   f"may not exceed {max_position} (RISK_MAX_POSITION)"))
                 else:
-                    notes.append(Refusal(MAX_POSITION, f"entry of {entry_part} refused: the position is "
+                    held = "the position" + (f" with {waiting} working or in doubt" if waiting else "")
+                    notes.append(Refusal(MAX_POSITION, f"entry of {entry_part} refused: {held} is "
                                                        f"already at the maximum of {max_position}"))
                 allowed_entry = room
         qty = exit_part + allowed_entry

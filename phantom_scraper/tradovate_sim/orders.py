@@ -7,6 +7,7 @@ the public methods publish ``ev`` after releasing the lock.  Responses follow do
 from __future__ import annotations
 
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
@@ -445,7 +446,12 @@ class OrderMixin:
         for child_id in info.children:
             self._try_fill_locked(ev, self._info[child_id])
         if info.oco_id is not None and self._entities["order"][info.oco_id]["ordStatus"] in LIVE:
-            self._cancel_locked(ev, self._info[info.oco_id], self._info[info.oco_id].command_id)
+            faults = getattr(self, "faults", None)  # (set by the Simulator)
+            delay_ms = float(getattr(faults, "oco_cancel_delay_ms", 0.0) or 0.0)
+            if delay_ms > 0:  # a broker that reports the position before the OCO sibling's cancel
+                threading.Timer(delay_ms / 1000.0, self._cancel_sibling_later, args=(info.oco_id,)).start()
+            else:
+                self._cancel_locked(ev, self._info[info.oco_id], self._info[info.oco_id].command_id)
         self._after_fill_locked(ev, info, price)  # strategies.py
 
     def _update_position_locked(self, ev: list, info: OrderInfo, price: float) -> None:
@@ -477,6 +483,13 @@ class OrderMixin:
             pos["netPrice"] = (abs(old) * pos["netPrice"] + info.qty * price) / abs(new)
         pos["netPos"], pos["timestamp"] = new, _iso()
         self._emit(ev, "position", event_type, pos)
+
+    def _cancel_sibling_later(self, order_id: int) -> None:
+        ev: List[tuple] = []
+        with self._lock:
+            if self._entities["order"][order_id]["ordStatus"] in LIVE:
+                self._cancel_locked(ev, self._info[order_id], self._info[order_id].command_id)
+        self._publish(ev)
 
     def _cancel_locked(self, ev: list, info: OrderInfo, cmd_id: int) -> None:
         self._report_locked(ev, info, cmd_id, "Canceled", "Canceled")

@@ -30,6 +30,7 @@ class Simulator:
             "expire_all_tokens": self.expire_all_tokens,
             "send_shutdown": self.send_shutdown,
         })
+        self.exchange.faults = self.faults  # (the fill path reads oco_cancel_delay_ms)
         self.api = Api(self.exchange, self.faults)
         # Serialises start()/stop() so a double stop (test teardown + atexit) is harmless.
         self._lifecycle_lock = threading.Lock()

@@ -1,0 +1,231 @@
+"""Issue 24: every account ends where the strategy and the risk guard say -- the reproduced
+sequences, driven over HTTP against the simulator, at 1 and at 3 accounts of one recorder.
+
+1. two entries close together never pass the maximum position (planned at the head of the lane);
+2. working entry orders count towards the maximum (exposure, not just position);
+3. the kill switch holds in-flight and queued work: the queued entry is refused ``locked`` and the
+   account ends flat with nothing working (the lock is a lane barrier that repeats its flatten);
+4. a cancel goes on past "TooLate" until nothing is working, and says what it cancelled;
+5. a late execution after a later ``close`` is squared (the lane re-plans toward its expectation)
+   and reported;
+7. exit-leg upkeep never leaves stops below the position when the broker cancels a filled
+   target's OCO sibling after the position event;
+8. a position changed by hand at the broker is reported as drift (alert mode), not overridden.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+
+import pytest
+
+from phantom_scraper.config import RiskSettings
+from phantom_scraper.tradovate_sim import Simulator
+from phantom_scraper.tradovate_sim.config import UserSpec
+from tests.helpers import ADMIN_HEADERS, SERVER_WEBHOOK_SECRET, SIM_TEST_CONFIG, wait_for, ws_ready
+
+SYMBOL = "NQZ6"
+NAMES = ("DEMO0001", "DEMO0002", "DEMO0003")
+
+
+@pytest.fixture
+def sim():
+    """The simulator with one login owning three accounts."""
+    config = dataclasses.replace(SIM_TEST_CONFIG, users=(UserSpec.with_accounts("demo", "demo", 3, "DEMO"),))
+    simulator = Simulator(config).start()
+    try:
+        yield simulator
+    finally:
+        simulator.stop()
+
+
+@pytest.fixture(params=[1, 3], ids=["1-account", "3-accounts"])
+def accounts(request):
+    return NAMES[:request.param]
+
+
+def boot(make_server_app, accounts, **overrides):
+    app = make_server_app(accounts_filter=tuple(accounts), **overrides)
+    ws_ready(app)
+    service = app.extensions["runtime"].service
+    if service.risk is not None:
+        guard = service.risk
+        wait_for(lambda: all(guard.broker.fresh(a) for a in guard._accounts))
+    return app
+
+
+def webhook(app, body):
+    r = app.test_client().post(f"/webhook/{SERVER_WEBHOOK_SECRET}", data=json.dumps(body),
+                               content_type="application/json")
+    assert r.status_code in (200, 202), r.get_data(as_text=True)
+    return r.get_json()
+
+
+def at_once(app, bodies):
+    """Post the bodies from one thread each, released together; -> answers in the given order."""
+    answers = [None] * len(bodies)
+    gate = threading.Barrier(len(bodies))
+
+    def send(i, body):
+        gate.wait(10)
+        answers[i] = webhook(app, body)
+
+    threads = [threading.Thread(target=send, args=(i, b)) for i, b in enumerate(bodies)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return answers
+
+
+def position(sim, name, symbol=SYMBOL):
+    return sim.positions().get((sim.account_id(name), symbol), 0)
+
+
+def positions(sim, accounts, symbol=SYMBOL):
+    return {n: position(sim, n, symbol) for n in accounts}
+
+
+def working(sim, name):
+    acct = sim.account_id(name)
+    with sim.exchange._lock:  # (the simulator's own orders, read in place)
+        orders = [dict(o) for o in sim.exchange._entities["order"].values()]
+    return [o for o in orders if o["accountId"] == acct and o["ordStatus"] in ("Working", "Suspended", "PendingNew")]
+
+
+def signals(app):
+    return app.test_client().get("/api/signals", headers=ADMIN_HEADERS).get_json()["signals"]
+
+
+def final(app, signal_id):
+    def done():
+        found = next((s for s in signals(app) if s["id"] == signal_id), None)
+        return found if found and found["status"] not in ("received", "executing") else None
+    return wait_for(done, what=f"signal {signal_id} final")
+
+
+def price(sim, symbol=SYMBOL):
+    return sim.get_price(symbol)["price"]
+
+
+# -- 1. two entries at once never pass the maximum ------------------------------------------------
+
+def test_two_entries_at_once_never_pass_the_maximum_position(make_server_app, sim, accounts):
+    app = boot(make_server_app, accounts, risk=RiskSettings(max_position=2))
+    webhook(app, {"action": "sell", "ticker": SYMBOL, "quantity": 1, "id": "warm"})  # the contract known
+    webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "warm-back"})
+    wait_for(lambda: all(v == 0 for v in positions(sim, accounts).values()))
+    sim.faults.response_latency_ms = 300  # the first entry is still in flight when the second arrives
+    first, second = at_once(app, [{"action": "buy", "ticker": SYMBOL, "quantity": 2, "id": "e1"},
+                                  {"action": "buy", "ticker": SYMBOL, "quantity": 2, "id": "e2"}])
+    for answer in (first, second):
+        if answer.get("status") == "executing":
+            final(app, answer["signal_id"])
+    sim.faults.response_latency_ms = 0
+    wait_for(lambda: all(v >= 2 for v in positions(sim, accounts).values()))
+    time.sleep(0.3)  # (nothing more may arrive: a stray entry would show here)
+    assert positions(sim, accounts) == {n: 2 for n in accounts}
+
+
+# -- 2. working entries count ---------------------------------------------------------------------
+
+def test_working_limit_entries_count_towards_the_maximum(make_server_app, sim, accounts):
+    app = boot(make_server_app, accounts, risk=RiskSettings(max_position=2))
+    below = price(sim) - 50
+    answers = [webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 2, "orderType": "limit",
+                             "limitPrice": below, "id": f"lim{i}"}) for i in range(3)]
+    assert answers[0]["status"] == "acked"
+    refused = [acc for a in answers[1:] for acc in a["accounts"]]
+    assert refused and all(acc["risk"][0]["code"] == "max_position" for acc in refused)
+    sim.set_price(SYMBOL, below - 10)  # trades through every limit that is working
+    wait_for(lambda: all(v >= 2 for v in positions(sim, accounts).values()))
+    time.sleep(0.3)
+    assert positions(sim, accounts) == {n: 2 for n in accounts}
+
+
+# -- 3. the kill switch holds in-flight and queued work ------------------------------------------
+
+def test_kill_switch_refuses_the_queued_entry_and_ends_flat(make_server_app, sim, accounts):
+    app = boot(make_server_app, accounts, risk=RiskSettings(check_interval_s=0.05, flatten_retry_s=30.0),
+               webhook_budget_s=0.2)
+    webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "warm"})
+    webhook(app, {"action": "sell", "ticker": SYMBOL, "quantity": 1, "id": "warm-back"})
+    wait_for(lambda: all(v == 0 for v in positions(sim, accounts).values()))
+    sim.faults.hold_orders_ms = 1500
+    sim.faults.hold_next_orders = len(accounts) * 2
+    first = webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "k1"})
+    second = webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "k2"})
+    time.sleep(0.3)
+    r = app.test_client().post("/api/kill-switch", json={"accounts": "all", "flatten": True}, headers=ADMIN_HEADERS)
+    assert r.status_code == 200
+    body = r.get_json()
+    assert set(accounts) <= set(body["locked"])
+    # The answer says, per account, what the barrier flattened and what is still pending.
+    for account in body["accounts"]:
+        assert "flatten" in account and ("pending" in account["flatten"] or "flattened" in account["flatten"])
+    final(app, first["signal_id"])
+    done = final(app, second["signal_id"])
+    second_ids = {i["cl_ord_id"] for i in done["intents"]}
+    assert not [o for o in sim.orders() if o.get("clOrdId") in second_ids]  # the queued entry never left
+    wait_for(lambda: all(v == 0 for v in positions(sim, accounts).values()) and
+             not any(working(sim, n) for n in accounts), timeout_s=10)
+
+
+# -- 4. cancel until nothing is working -----------------------------------------------------------
+
+def test_cancel_goes_past_too_late_until_nothing_is_working(make_server_app, sim, accounts):
+    app = boot(make_server_app, accounts)
+    below = price(sim) - 50
+    oso = webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "orderType": "limit", "limitPrice": below,
+                        "takeProfit": {"limitPrice": below + 40}, "stopLoss": {"stopPrice": below - 40}, "id": "oso"})
+    plain = webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "orderType": "limit",
+                          "limitPrice": below - 5, "id": "plain"})
+    assert oso["status"] == "acked" and plain["status"] == "acked"
+    wait_for(lambda: all(len(working(sim, n)) == 4 for n in accounts))  # entry + 2 suspended legs + plain
+    answer = webhook(app, {"action": "cancel", "ticker": SYMBOL, "id": "cancel"})
+    assert answer["status"] == "acked", answer
+    for account in answer["accounts"]:
+        assert account["status"] == "acked" and len(account["cancelled"]) >= 2, account
+    wait_for(lambda: not any(working(sim, n) for n in accounts))
+    sim.set_price(SYMBOL, below - 100)
+    time.sleep(0.3)
+    assert positions(sim, accounts) == {n: 0 for n in accounts}
+
+
+# -- 7. leg upkeep knows the broker's OCO ---------------------------------------------------------
+
+def _legs(sim, name, otype):
+    return sum(int(o.get("orderQty") or 0) for o in working(sim, name) if o.get("orderType") == otype
+               and o["ordStatus"] == "Working")
+
+
+def _stop_qty(sim, name):
+    acct = sim.account_id(name)
+    with sim.exchange._lock:
+        infos = [(oid, info.qty) for oid, info in sim.exchange._info.items()
+                 if info.account_id == acct and sim.exchange._entities["order"][oid]["ordStatus"] == "Working"
+                 and info.order_type in ("Stop", "TrailingStop")]
+    return sum(q for _i, q in infos)
+
+
+@pytest.mark.parametrize("delay_ms", [0, 400], ids=["cancel-with-fill", "position-before-cancel"])
+def test_a_filled_target_never_leaves_the_position_short_of_stops(make_server_app, sim, accounts, delay_ms):
+    app = boot(make_server_app, accounts)
+    sim.faults.oco_cancel_delay_ms = delay_ms
+    p = price(sim)
+    answer = webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 3, "price": p,
+                           "takeProfit": [{"points": 5}, {"points": 10}, {"points": 15}],
+                           "stopLoss": {"points": 20}, "id": "three-targets"})
+    assert answer["status"] == "acked", answer
+    wait_for(lambda: all(position(sim, n) == 3 and _stop_qty(sim, n) == 3 for n in accounts))
+    sim.set_price(SYMBOL, p + 6)  # target 1 fills: 2 left
+    wait_for(lambda: all(position(sim, n) == 2 for n in accounts))
+    wait_for(lambda: all(_stop_qty(sim, n) == 2 for n in accounts))
+    time.sleep(delay_ms / 1000 + 0.5)  # the broker's own cancel and any upkeep have happened
+    assert {n: _stop_qty(sim, n) for n in accounts} == {n: 2 for n in accounts}
+    sim.set_price(SYMBOL, p + 11)  # target 2 fills: the runner
+    wait_for(lambda: all(position(sim, n) == 1 for n in accounts))
+    time.sleep(delay_ms / 1000 + 0.5)
+    assert {n: _stop_qty(sim, n) for n in accounts} == {n: 1 for n in accounts}
