@@ -27,9 +27,12 @@ from phantom_scraper import redact
 from phantom_scraper.web.account_view import AccountView
 from phantom_scraper.web.alert_log import OUTCOMES as ALERT_OUTCOMES, AlertLog
 from phantom_scraper.web.admin_auth import AdminGate, FailureLimiter, admin_required
+from phantom_scraper.web.csrf import same_origin_json
 from phantom_scraper.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
 from phantom_scraper.config import ConfigError, Settings
 from phantom_scraper.door.policy import SourcePolicy
+from phantom_scraper.journal.errors import JournalUnavailableError
+from phantom_scraper.journal.health import RETRY_AFTER_S
 from phantom_scraper.app.service import ServiceUnavailable, TradingService, WebhookResult
 
 logger = logging.getLogger(__name__)
@@ -97,6 +100,8 @@ class Runtime:
             self._forget_contracts()
             self._forget_contracts = None
         self.alert_log.stop()
+        if self.simulator is not None:
+            self.simulator.stop()
 
     def unknown_open(self) -> Optional[int]:
         """Order intents in 'unknown' (need a person's attention), or None without a journal."""
@@ -104,8 +109,6 @@ class Runtime:
         if journal is None:
             return None
         return sum(1 for intent in journal.pending_intents() if intent["state"] == "unknown")
-        if self.simulator is not None:
-            self.simulator.stop()
 
 
 def _sim_secret(settings: Settings) -> str:
@@ -209,6 +212,15 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
     @app.errorhandler(ServiceUnavailable)
     def _unavailable(exc):
         return error(503, "not_ready", str(exc))
+
+    @app.errorhandler(JournalUnavailableError)
+    def _journal_unavailable(_exc):
+        # Disk full, read-only, database down, or the journal file gone: nothing was recorded, so
+        # nothing was placed.  Logged once per episode by the journal (journal/health.py), not here.
+        response = error(503, "journal_unavailable",
+                         "the journal cannot record signals right now; nothing was placed; retry later")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
 
     @app.errorhandler(Exception)
     def _unexpected(exc):
@@ -318,8 +330,12 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         body = redact.scrub_values(service().status())  # defence in depth: it never holds one
         return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
 
+    # State-changing admin routes: JSON bodies only, never from another site (web/csrf.py).
+    app.extensions["csrf"] = {"error": error, "trust_forwarded_host": settings.trust_proxy_headers}
+
     @app.post("/api/manual-trade")
     @admin_required
+    @same_origin_json
     def manual_trade():
         raw, err = read_body()
         if err is not None:
@@ -327,15 +343,18 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         return as_response(service().manual_trade(raw))
 
     def kill_switch_selector():
-        body = request.get_json(silent=True, force=True)
-        if body is None:
-            body = {}
+        # Never a default: a missing or unreadable body is not "all accounts".
+        body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            return None, None, error(400, "invalid_json", "the body must be a JSON object")
-        return body.get("accounts", "all"), body, None
+            return None, None, error(400, "invalid_json", 'the body must be a JSON object with "accounts"')
+        if "accounts" not in body:
+            return None, None, error(400, "missing_field", 'name the accounts: "all" or a list of names',
+                                     field="accounts")
+        return body["accounts"], body, None
 
     @app.post("/api/kill-switch")
     @admin_required
+    @same_origin_json
     def kill_switch():
         """Lock accounts (until unlocked) and flatten them: {"accounts": "all" | [names], "flatten": true}."""
         selector, body, err = kill_switch_selector()
@@ -345,6 +364,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
 
     @app.delete("/api/kill-switch")
     @admin_required
+    @same_origin_json
     def kill_switch_release():
         """Unlock accounts (risk locks and kill switch): {"accounts": "all" | [names]}."""
         selector, _body, err = kill_switch_selector()

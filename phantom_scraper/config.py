@@ -167,6 +167,12 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("HTTP_MAX_CONNECTIONS", "http_max_connections", _int, "front door: open client connections"),
     Variable("HTTP_MAX_CONNECTIONS_PER_SOURCE", "http_max_connections_per_source", _int,
              "front door: open connections from one address"),
+    Variable("HTTP_WRITE_TIMEOUT_S", "http_write_timeout_s", _float,
+             "front door: a client that does not read its answer within this is closed"),
+    Variable("HTTP_MAX_PIPELINED", "http_max_pipelined", _int,
+             "front door: requests queued on one connection before it is closed"),
+    Variable("HTTP_MAX_THREADS_PER_SOURCE", "http_max_threads_per_source", _int,
+             "front door: requests from one address in threads at once (0: a quarter of the threads)"),
     Variable("PORT", "port", _int, "where the server listens (the Procfile binds 0.0.0.0:$PORT)"),
     Variable("HOST", "host", _str, "where python ultra_simple_server.py listens"),
     Variable("LOG_LEVEL", "log_level", _str, "log level"),
@@ -337,6 +343,9 @@ class Settings:
     http_keepalive_idle_s: float = 5.0  # an idle keep-alive connection is closed after this
     http_max_connections: int = 512  # open client connections, all sources together
     http_max_connections_per_source: int = 32  # open connections from one address
+    http_write_timeout_s: float = 2.0  # an answer not taken by the client within this: closed
+    http_max_pipelined: int = 16  # requests sent ahead of their answers on one connection
+    http_max_threads_per_source: int = 0  # requests of one address in threads at once (0: threads // 4)
 
     # Process (the local server, gunicorn.conf.py, logging)
     port: int = 8080

@@ -13,7 +13,7 @@ from phantom_scraper.journal.journal import (SCHEMA_VERSION, SQLITE_MIGRATIONS, 
 
 
 def _open_and_count(target, barrier, queue):
-    barrier.wait(30)
+    barrier.wait(120)  # spawned interpreters start slowly on a loaded machine
     j = Journal(target)
     try:
         queue.put(j.counts()["signals"])
@@ -41,9 +41,9 @@ def test_processes_starting_at_once_on_an_empty_database_migrate_once(journal_ta
     procs = [ctx.Process(target=_open_and_count, args=(journal_target, barrier, queue)) for _ in range(n)]
     for p in procs:
         p.start()
-    results = [queue.get(timeout=60) for _ in range(n)]
+    results = [queue.get(timeout=180) for _ in range(n)]
     for p in procs:
-        p.join(30)
+        p.join(60)
         assert p.exitcode == 0
     assert results == [0] * n
     assert _applied_versions(journal_target) == list(range(1, SCHEMA_VERSION + 1))

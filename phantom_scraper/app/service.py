@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from phantom_scraper import events
 from phantom_scraper.execution import dispatch as execution, executors
 from phantom_scraper.app import gc_policy
+from phantom_scraper.app.health import HealthCheck
 from phantom_scraper.execution.dispatch import describe as _describe, execute_trade_simple
 from phantom_scraper.execution import expectation
 from phantom_scraper.execution.final_writes import FinalWriter
@@ -94,6 +95,7 @@ class TradingService:
         self.coordinator: Optional[Coordinator] = None
         self._login_configs: Dict[str, recorders_mod.LoginConfig] = {}
         self._final: Optional[FinalWriter] = None  # finished signals' journal writes (guarded by _state_lock)
+        self._health: Optional[HealthCheck] = None  # /health (phantom_scraper/app/health.py)
 
     # -- life cycle ----------------------------------------------------------------------------
     @property
@@ -250,7 +252,8 @@ class TradingService:
         first = next(iter(self.logins.values()))
         self.resolver = SymbolResolver(first.integration, trading_date=self.settings.trading_date)
         settled = reconcile_pending(self.journal, self.integration_for_account)
-        self._settler = Settler(self.journal, self.integration_for_account, s.unknown_settle_period_s)
+        self._settler = Settler(self.journal, self.integration_for_account, s.unknown_settle_period_s,
+                                stale_sending_s=max(60.0, 12 * s.order_ack_timeout_s), held=self._held_final_writes)
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
         self._settle_interrupted_signals()
@@ -773,6 +776,11 @@ class TradingService:
         if final is not None:
             final.flush(timeout_s)
 
+    def _held_final_writes(self) -> set:
+        with self._state_lock:
+            final = self._final
+        return final.pending_cl_ord_ids() if final is not None else set()
+
     def _final_writer(self) -> FinalWriter:
         with self._state_lock:
             if self._final is None:
@@ -944,28 +952,10 @@ class TradingService:
         return {"unknown": unknown, "not_placed": not_placed, "duplicates": recent_duplicates()}
 
     def health(self) -> Tuple[bool, dict]:
-        checks = {"service": self.state}
-        journal_ok = False
-        if self.journal is not None:
-            try:
-                self.journal.counts()
-                journal_ok = True
-            except Exception as exc:
-                checks["journal_error"] = str(exc)
-        checks["journal"] = journal_ok
-        checks["daemon_alive"] = bool(self.pool.daemon_status().get("running"))
-        broker_ok = False
-        for login in self.logins.values():
-            broker_ok = self.pool.has_live_socket() or \
-                _rest_reachable(login.integration)
-            break
-        checks["broker_reachable"] = broker_ok
-        if self.coordinator is not None and not self.coordinator.is_owner:
-            # A standby has no socket and no daemon by design; it is healthy when it can journal.
-            checks["role"] = "standby"
-            return self.state == "ready" and journal_ok, checks
-        ready = self.state == "ready" and journal_ok and checks["daemon_alive"] and broker_ok
-        return ready, checks
+        """Readiness in constant time, from figures in memory (phantom_scraper/app/health.py)."""
+        if self._health is None:
+            self._health = HealthCheck(self)
+        return self._health.check()
 
 
 def _rest_reachable(ti) -> bool:

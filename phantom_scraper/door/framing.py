@@ -42,14 +42,38 @@ class Head:
 
     @property
     def path(self) -> str:
-        try:
-            return unquote(urlsplit(self.target).path)
-        except ValueError:
-            return self.target
+        """The target's path, normalised for the door's routing decision: percent-decoded, runs
+        of slashes merged, dot segments resolved.  An origin-form target is never read as a URL
+        (``urlsplit("//webhook/x")`` would take ``webhook`` for a host)."""
+        target = self.target
+        if target.startswith("/"):
+            raw = target.split("?", 1)[0].split("#", 1)[0]
+        else:  # absolute-form (``http://host/path``) or ``*``
+            try:
+                raw = urlsplit(target).path
+            except ValueError:
+                raw = target
+        return normalise_path(unquote(raw))
 
     def is_webhook(self) -> bool:
-        path = self.path
+        """Conservative: anything the app could route to a webhook (case aside) counts."""
+        path = self.path.lower()
         return path == "/webhook" or path.startswith("/webhook/")
+
+
+def normalise_path(path: str) -> str:
+    """``//a/./b/../c`` -> ``/a/c`` (never above the root); empty -> ``/``."""
+    out = []
+    for segment in path.replace("\\", "/").split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if out:
+                out.pop()
+            continue
+        out.append(segment)
+    tail = "/" if path.endswith("/") and out else ""
+    return "/" + "/".join(out) + tail
 
 
 def _bad(message: str) -> FramingError:

@@ -13,10 +13,19 @@ byte is read; the webhook allow-list is checked as soon as a request's head is i
 is read and before any thread.  Refusals are answered with a short canned response (or, at accept,
 a plain close).  Use: ``--worker-class phantom_scraper.door.worker.DoorWorker`` (the Procfile).
 
-Threads: the poller owns every connection in ``_waiting`` (registered for reads); a pool thread
-owns a connection it is serving; ``finish_request`` (in the pool thread) hands it back.  ``_lock``
-guards the poller registration, ``_waiting``, ``_ready`` and the caps - bookkeeping only, no
-socket I/O under it.
+Answers never block a thread either: the thread's gunicorn code writes the response into a
+buffer (``_OutBuffer``); ``finish_request`` sends what the socket takes at once (non-blocking)
+and leaves the rest to the poller, which closes a client that has not taken it within
+``HTTP_WRITE_TIMEOUT_S``.  The next request on a connection is read only after the previous answer
+has left (one answer per connection in memory); more than ``HTTP_MAX_PIPELINED`` requests sent
+ahead of their answers close the connection; and one address has at most
+``HTTP_MAX_THREADS_PER_SOURCE`` requests in threads at once (the others wait in the poller), so
+no single source can take every thread.
+
+Threads: the poller owns every connection in ``_waiting`` (registered for reads or writes); a
+pool thread owns a connection it is serving; ``finish_request`` (in the pool thread) hands it
+back.  ``_lock`` guards the poller registration, ``_waiting``, ``_ready``, the parked requests and
+the caps - bookkeeping only, no socket I/O under it.
 """
 from __future__ import annotations
 
@@ -71,11 +80,58 @@ class _OneRequest:
         return req
 
 
+class _OutBuffer:
+    """What a thread's gunicorn code writes to instead of the socket: the answer, in memory."""
+
+    def __init__(self):
+        self.data = bytearray()
+        self.close_requested = False  # gunicorn closed the "socket" (an error after headers)
+
+    def sendall(self, data) -> None:
+        self.data += data
+
+    def send(self, data) -> int:
+        self.data += data
+        return len(data)
+
+    def sendfile(self, file, offset=0, count=None):
+        file.seek(offset)
+        data = file.read() if count is None else file.read(count)
+        self.data += data
+        return len(data)
+
+    def shutdown(self, _how) -> None:
+        self.close_requested = True
+
+    def close(self) -> None:
+        self.close_requested = True
+
+    def fileno(self) -> int:  # gunicorn never needs it here; refuse clearly if it ever does
+        raise OSError(errno.EBADF, "the door's answer buffer has no descriptor")
+
+
+class _ThreadConn:
+    """The connection as the thread's gunicorn code sees it: writes go to an :class:`_OutBuffer`."""
+
+    def __init__(self, conn, out: _OutBuffer):
+        self.parser = conn.parser
+        self.sock = out
+        self.client = conn.client
+        self.server = conn.server
+        self.cfg = conn.cfg
+
+
 class DoorConn(TConn):
     def __init__(self, cfg, sock, client, server, peer: str, key: Optional[str]):
         super().__init__(cfg, sock, client, server)  # non-blocking
         self.peer = peer
         self.key = key  # counted per source under this address (None: not counted)
+        self.busy_key: Optional[str] = None  # the source whose thread budget this request uses
+        self.pipelined = 0  # requests answered in a row that were already buffered
+        self.out: Optional[_OutBuffer] = None  # the answer a thread wrote
+        self.pending = b""  # what the socket has not taken yet (the poller sends it)
+        self.writing = False
+        self.keep_after_write = False
         self.buf = bytearray()
         self.head: Optional[framing.Head] = None
         self.scan: Optional[framing.ChunkedScan] = None
@@ -93,7 +149,9 @@ class DoorWorker(ThreadWorker):
             raise RuntimeError("DoorWorker does not terminate TLS; let the platform's proxy do it")
         self._waiting = set()  # connections owned by the poller
         self._ready = deque()  # handed back by a thread with a complete request already buffered
-        self._stats = {"deadline": 0, "caps": 0, "allowlist": 0, "malformed": 0}
+        self._stats = {"deadline": 0, "caps": 0, "allowlist": 0, "malformed": 0, "slow_reader": 0, "pipelined": 0}
+        self._busy = {}  # source -> its requests in threads (guarded by _lock)
+        self._parked = {}  # source -> deque of connections with a complete request waiting for a thread
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -111,13 +169,20 @@ class DoorWorker(ThreadWorker):
         self.body_timeout_s = settings.http_body_timeout_s
         self.idle_timeout_s = settings.http_keepalive_idle_s
         self.max_body_bytes = settings.max_body_bytes
-        shortest = min(self.header_timeout_s, self.body_timeout_s, self.idle_timeout_s)
+        self.write_timeout_s = settings.http_write_timeout_s
+        self.max_pipelined = max(1, settings.http_max_pipelined)
+        threads = max(1, int(self.cfg.threads or 1))
+        per_source = settings.http_max_threads_per_source or threads // 4
+        self.max_threads_per_source = max(1, min(per_source, threads - 1)) if threads > 1 else 1
+        shortest = min(self.header_timeout_s, self.body_timeout_s, self.idle_timeout_s, self.write_timeout_s)
         self.sweep_interval_s = max(0.01, min(0.25, shortest / 5))
         self._next_sweep = 0.0
         self._next_summary = time.monotonic() + _SUMMARY_INTERVAL_S
-        logger.info("Front door: headers within %gs, body within %gs, idle keep-alive %gs, at most %d "
-                    "connections (%d per source); allow-list %s%s", self.header_timeout_s,
-                    self.body_timeout_s, self.idle_timeout_s, self.caps.max_total, self.caps.max_per_source,
+        logger.info("Front door: headers within %gs, body within %gs, answers taken within %gs, idle keep-alive "
+                    "%gs, at most %d connections (%d per source), %d requests per source in threads, %d "
+                    "pipelined; allow-list %s%s", self.header_timeout_s, self.body_timeout_s, self.write_timeout_s,
+                    self.idle_timeout_s, self.caps.max_total, self.caps.max_per_source, self.max_threads_per_source,
+                    self.max_pipelined,
                     "on" if self.policy.allowlist_enabled else "off",
                     ", X-Forwarded-For from trusted proxies" if self.policy.trust_proxy_headers else "")
 
@@ -214,6 +279,14 @@ class DoorWorker(ThreadWorker):
                 if not self._ready:
                     return
                 conn = self._ready.popleft()
+            parked = conn.parser is not None and not conn.initialized
+            if conn.closed:
+                if parked:
+                    self._release_thread(conn)  # hand its slot on
+                continue
+            if parked:  # a parked request got its thread
+                self._submit(conn)
+                continue
             conn.idle = False
             conn.deadline = time.monotonic() + self.header_timeout_s
             self._wait_for_bytes(conn)
@@ -261,18 +334,58 @@ class DoorWorker(ThreadWorker):
         data = bytes(conn.buf[head.start:end])
         del conn.buf[:end]
         conn.head = conn.scan = None
+        source = self.policy.source(conn.peer, head.forwarded_for)
+        conn.busy_key = None if self.policy.is_privileged(source) else source
+        conn.parser = _OneRequest(self.cfg, data, conn.client)
+        conn.initialized = False
         with self._lock:
             self._waiting.discard(conn)
             self._unregister(conn)
-        conn.parser = _OneRequest(self.cfg, data, conn.client)
+            if conn.busy_key is not None:
+                if self._busy.get(conn.busy_key, 0) >= self.max_threads_per_source:
+                    # This source already has its share of the threads: wait for one of its own.
+                    self._parked.setdefault(conn.busy_key, deque()).append(conn)
+                    return
+                self._busy[conn.busy_key] = self._busy.get(conn.busy_key, 0) + 1
+        self._submit(conn)
+
+    def _submit(self, conn: DoorConn) -> None:
         conn.initialized = True
-        try:
-            conn.sock.settimeout(self.body_timeout_s)  # bounds the thread's writes to a stalled reader
-        except OSError:
-            self._close(conn)
-            return
         fs = self.tpool.submit(self.handle, conn)
         self._wrap_future(fs, conn)
+
+    def handle(self, conn: DoorConn):
+        """In a pool thread: gunicorn's handling, its writes into a buffer (never the socket)."""
+        out = _OutBuffer()
+        keepalive, _view = super().handle(_ThreadConn(conn, out))
+        conn.out = out
+        return keepalive, conn
+
+    def _release_thread(self, conn: DoorConn) -> None:
+        """The request's thread is done: the source's next parked request may have one."""
+        key, conn.busy_key = conn.busy_key, None
+        if key is None:
+            return
+        woken = None
+        with self._lock:
+            parked = self._parked.get(key)
+            while parked:
+                candidate = parked.popleft()
+                if not candidate.closed:
+                    woken = candidate
+                    break
+            if parked is not None and not parked:
+                self._parked.pop(key, None)
+            if woken is not None:
+                self._ready.append(woken)  # keeps this request's slot in _busy
+            else:
+                left = self._busy.get(key, 0) - 1
+                if left > 0:
+                    self._busy[key] = left
+                else:
+                    self._busy.pop(key, None)
+        if woken is not None:
+            self._send_wake()
 
     def _wrap_future(self, fs, conn):
         """As gthread's, but a finished request leaves ``futures`` by itself (gthread polls every
@@ -291,22 +404,88 @@ class DoorWorker(ThreadWorker):
                 keepalive, _conn = fs.result()
             except Exception:  # handle() already logged it
                 keepalive = False
+        self._release_thread(conn)
+        conn.parser = None
+        out, conn.out = conn.out, None
+        if out is not None and out.close_requested:
+            keepalive = False
+        data = bytes(out.data) if out is not None else b""
+        if data and not self.alive:
+            self._send_at_shutdown(conn, data)  # the poller is gone: a bounded blocking send
+            data = b""
+        if data:
+            try:
+                sent = self._send_some(conn, data)
+            except OSError:
+                self._close(conn)
+                return
+            if sent < len(data):  # the client is not reading (fast enough): the poller waits for it
+                conn.pending = data[sent:]
+                conn.keep_after_write = keepalive
+                conn.writing = True
+                conn.deadline = time.monotonic() + self.write_timeout_s
+                self._wait_for_write(conn)
+                return
+        self._answered(conn, keepalive)
+
+    def _answered(self, conn: DoorConn, keepalive: bool) -> None:
+        """The answer has left: close, or wait for (or frame) the connection's next request."""
         if not (keepalive and self.alive):
-            self._close(conn)
-            return
-        try:
-            conn.sock.setblocking(False)
-        except OSError:
             self._close(conn)
             return
         conn.idle = True
         conn.deadline = time.monotonic() + self.idle_timeout_s
         if conn.buf:  # a pipelined request: the poller frames it (it owns framing and policy)
+            conn.pipelined += 1
+            if conn.pipelined > self.max_pipelined:
+                self._stats["pipelined"] += 1
+                logger.debug("Front door: %s sent more than %d requests ahead of their answers; closed",
+                             conn.peer, self.max_pipelined)
+                self._close(conn)
+                return
             with self._lock:
                 self._ready.append(conn)
             self._send_wake()
         else:
+            conn.pipelined = 0
             self._wait_for_bytes(conn)
+
+    @staticmethod
+    def _send_some(conn: DoorConn, data: bytes) -> int:
+        """Non-blocking: what the socket takes now (raises OSError when the connection is gone)."""
+        sent = 0
+        view = memoryview(data)
+        while sent < len(data):
+            try:
+                n = conn.sock.send(view[sent:])
+            except (BlockingIOError, InterruptedError):
+                break
+            if not n:
+                break
+            sent += n
+        return sent
+
+    def _send_at_shutdown(self, conn: DoorConn, data: bytes) -> None:
+        try:
+            conn.sock.settimeout(self.write_timeout_s)
+            conn.sock.sendall(data)
+        except OSError:
+            pass
+
+    def on_client_socket_writable(self, conn: DoorConn, _sock):
+        try:
+            sent = self._send_some(conn, conn.pending)
+        except OSError:
+            self._close(conn)
+            return
+        conn.pending = conn.pending[sent:]
+        if conn.pending:
+            return
+        conn.writing = False
+        with self._lock:
+            self._waiting.discard(conn)
+            self._unregister(conn)
+        self._answered(conn, conn.keep_after_write)
 
     def _send_wake(self) -> None:
         try:
@@ -339,7 +518,10 @@ class DoorWorker(ThreadWorker):
         with self._lock:
             expired = [conn for conn in self._waiting if conn.deadline <= now]
         for conn in expired:
-            if conn.idle:
+            if conn.writing:  # a client that does not read its answer
+                self._stats["slow_reader"] += 1
+                self._close(conn)
+            elif conn.idle:
                 self._close(conn)  # an idle keep-alive connection, or one that never sent a byte
             else:
                 self._stats["deadline"] += 1
@@ -348,9 +530,11 @@ class DoorWorker(ThreadWorker):
             self._next_summary = now + _SUMMARY_INTERVAL_S
             if any(self._stats.values()):
                 logger.warning("Front door, last %ds: %d connections closed at a deadline, %d refused over "
-                               "the connection caps, %d webhooks refused by the allow-list, %d malformed",
+                               "the connection caps, %d webhooks refused by the allow-list, %d malformed, "
+                               "%d closed for not reading their answers, %d for pipelining too far",
                                _SUMMARY_INTERVAL_S, self._stats["deadline"], self._stats["caps"],
-                               self._stats["allowlist"], self._stats["malformed"])
+                               self._stats["allowlist"], self._stats["malformed"], self._stats["slow_reader"],
+                               self._stats["pipelined"])
                 self._stats = dict.fromkeys(self._stats, 0)
 
     # -- connection bookkeeping ------------------------------------------------------------------------
@@ -361,6 +545,21 @@ class DoorWorker(ThreadWorker):
             try:
                 self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
             except (OSError, ValueError, KeyError):  # poller closed at shutdown, or socket gone
+                failed = True
+            else:
+                failed = False
+                conn.registered = True
+                self._waiting.add(conn)
+        if failed:
+            self._close(conn)
+
+    def _wait_for_write(self, conn: DoorConn) -> None:
+        with self._lock:
+            if conn.closed:
+                return
+            try:
+                self.poller.register(conn.sock, selectors.EVENT_WRITE, partial(self.on_client_socket_writable, conn))
+            except (OSError, ValueError, KeyError):
                 failed = True
             else:
                 failed = False

@@ -15,15 +15,29 @@ signal's status is recomputed from its intents).  So it is written here, off the
 Under load the queue holds several signals by the time the thread wakes, so N signals cost one
 commit instead of 2N.  ``submit`` never blocks; once the writer is stopped it writes in the
 caller's thread.
+
+A batch the journal refuses (disk full, database down) is kept and written again -- with the
+next batch, or alone after 0.5, 1, 2 ... 5 s -- until it lands: an acked order must not stay
+``sending`` until the next restart.  Each signal's ``after`` step still runs at once (its answer
+and in-flight count do not wait for the disk).  ``final_write_failed`` / ``final_write_landed``
+events count them (``phantom_final_writes`` in /metrics); one ERROR line per outage, one line
+when they land.  At ``stop`` what still cannot be written is left ``sending`` for the next start's
+reconciliation (logged).
 """
 from __future__ import annotations
 
 import logging
 import queue
 import threading
-from typing import Callable, List, Optional, Sequence, Tuple
+import time
+from typing import Callable, List, Optional, Sequence, Set, Tuple
+
+from phantom_scraper import events
 
 logger = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 5.0
 
 # (signal_id, status, summary, [(cl_ord_id, state, fields), ...]) -- or None: nothing to write
 FinalWrite = Optional[Tuple[str, str, Optional[str], Sequence[tuple]]]
@@ -50,6 +64,12 @@ class FinalWriter:
         self._kick = threading.Event()  # a reader is waiting: no linger
         self.batches = 0  # transactions written (a figure for tests and the status JSON)
         self.signals = 0
+        # Writes the journal refused, written again until they land (only the writer thread, or a
+        # caller once stopped, touches them; _retry_lock guards the list for pending_cl_ord_ids).
+        self._retry: List[tuple] = []
+        self._retry_lock = threading.Lock()
+        self._retry_delay = RETRY_FIRST_S
+        self.retried = 0  # writes that landed after failing at least once
 
     def submit(self, build: Build, after: After) -> None:
         """Queue one finished signal: ``build()`` (in the writer thread) says what to write,
@@ -77,20 +97,41 @@ class FinalWriter:
         with self._lock:
             return self._progress.wait_for(lambda: self._written >= target, timeout_s)
 
+    def pending_cl_ord_ids(self) -> Set[str]:
+        """The clOrdIds whose final state waits to be written again (settlement leaves them alone)."""
+        with self._retry_lock:
+            return {change[0] for write in self._retry for change in write[3]}
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Write what is queued, then end the thread; later submits write in the caller's thread."""
         with self._lock:
             self._stopped = True
             thread = self._thread
+        self._stop_deadline = time.monotonic() + timeout_s * 0.8
         if thread is not None:
             self._queue.put(_STOP)
             thread.join(timeout_s)
 
+    def _finish_retries(self) -> None:
+        """At stop: a few more tries within the stop's time, then leave the rest to the next start."""
+        deadline = getattr(self, "_stop_deadline", time.monotonic())
+        while self._retry and time.monotonic() < deadline:
+            time.sleep(min(self._retry_delay, max(0.0, deadline - time.monotonic())))
+            self._write([])
+        if self._retry:
+            logger.error("Stopping with %d finished signal(s) whose outcome the journal did not take; their "
+                         "orders stay 'sending' and are reconciled by clOrdId at the next start", len(self._retry))
+
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self._retry_delay if self._retry else None)
+            except queue.Empty:  # refused writes are waiting: try them again
+                self._write([])
+                continue
             if item is _STOP:
                 self._write(self._drain())
+                self._finish_retries()
                 return
             if self.linger_s > 0 and not self._kick.is_set():  # (no lock held) the answer leaves
                 self._kick.wait(self.linger_s)  # first, and later signals join this transaction
@@ -100,6 +141,7 @@ class FinalWriter:
             self._write([i for i in items if i is not _STOP])
             if stop:
                 self._write(self._drain())
+                self._finish_retries()
                 return
 
     def _drain(self) -> List[tuple]:
@@ -111,9 +153,11 @@ class FinalWriter:
                 return items
 
     def _write(self, items: List[tuple]) -> None:
-        if not items:
+        if not items and not self._retry:
             return
-        writes = []
+        with self._retry_lock:
+            retrying, self._retry = self._retry, []
+        writes = list(retrying)
         for build, _after in items:
             try:
                 write = build()
@@ -127,9 +171,24 @@ class FinalWriter:
                 self.journal.finish_signals(writes)
                 self.batches += 1
                 self.signals += len(writes)
-        except Exception as exc:  # noqa: BLE001 - the intents stay 'sending': reconciled at the next start
-            logger.error("Could not journal the outcome of %d signal(s): %s (their orders are reconciled by "
-                         "clOrdId at the next start)", len(writes), exc)
+        except Exception as exc:  # noqa: BLE001 - kept and written again until it lands
+            fresh = len(writes) - len(retrying)
+            with self._retry_lock:
+                self._retry = writes + self._retry
+            if not retrying:
+                logger.error("Could not journal the outcome of %d signal(s): %s; written again every few "
+                             "seconds until the journal takes it", len(writes), exc)
+            else:
+                self._retry_delay = min(RETRY_MAX_S, self._retry_delay * 2)
+            if fresh:
+                events.emit("final_write_failed", count=fresh)
+        else:
+            if retrying:
+                self.retried += len(retrying)
+                self._retry_delay = RETRY_FIRST_S
+                logger.warning("The outcome of %d finished signal(s) is journaled after all (written again once "
+                               "the journal was back)", len(retrying))
+                events.emit("final_write_landed", count=len(retrying))
         for _build, after in items:
             try:
                 after()

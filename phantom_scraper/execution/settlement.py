@@ -12,6 +12,12 @@ Two entry points, both read-only at the broker (``command/list``) and both one l
   list answers 429 or a penalty is skipped for 1, 2, 4 ... cycles (capped), so settlement never
   competes with orders for the login's rate budget.
 
+This process's own ``sending`` intents are in flight and left alone -- unless one is still
+``sending`` ``stale_sending_s`` after it was sent and its final state is not waiting in the final
+writer: its outcome was written and then lost (a PostgreSQL crash loses asynchronously committed
+final states) or never written.  It becomes ``unknown`` and is settled like the others, so an
+acked order does not stay ``sending`` while the process lives.
+
 Each list is also checked for a second order of one intent (``order_search.check_found``:
 ``DUPLICATE`` at ERROR).  Nothing here ever sends an order.
 """
@@ -19,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from phantom_scraper import events
 from phantom_scraper.execution import expectation
@@ -122,11 +128,14 @@ class Settler:
     """Background settlement, one :meth:`run_once` per keep-alive cycle (see the module doc)."""
 
     def __init__(self, journal, integration_for_account: IntegrationFor, settle_period_s: float = 300.0,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, *, stale_sending_s: Optional[float] = None,
+                 held: Callable[[], Set[str]] = set):
         self.journal = journal
         self.integration_for_account = integration_for_account
         self.settle_period_s = float(settle_period_s)
         self._clock = clock
+        self.stale_sending_s = stale_sending_s  # None: this process's own 'sending' intents are never touched
+        self._held = held  # clOrdIds whose final state waits in the final writer
         # Only the keep-alive thread calls run_once: no lock needed for these.
         self._cycle = 0
         self._skip_until: Dict[int, int] = {}  # id(integration) -> first cycle to try again
@@ -138,6 +147,7 @@ class Settler:
         for intent in self.journal.pending_intents(orphaned_only=True):
             if intent["state"] == "sending":  # its process went away after start-up (lease expired)
                 self.journal.set_intent_state(intent["cl_ord_id"], "unknown", error="owner gone while in flight")
+        self._own_stale_sending()
         intents = self.journal.unsettled_intents()
         changed: List[dict] = []
         for ti, group in _by_login(intents, self.integration_for_account):
@@ -161,6 +171,25 @@ class Settler:
             for intent in group:
                 changed.extend(self._settle(intent, found.get(intent["cl_ord_id"]) or [], now))
         return changed
+
+    def _own_stale_sending(self) -> None:
+        if self.stale_sending_s is None:
+            return
+        stale = self.journal.own_sending_since(self._clock() - self.stale_sending_s)
+        if not stale:
+            return
+        held = self._held()
+        for intent in stale:
+            cl = intent["cl_ord_id"]
+            if cl in held:
+                continue
+            try:
+                self.journal.set_intent_state(cl, "unknown", error="still 'sending' long after it was sent "
+                                                                  "(its outcome was not journaled)")
+            except ValueError:  # its outcome landed meanwhile
+                continue
+            logger.warning("Order %s was still 'sending' %.0f s after it was sent (its outcome was lost or never "
+                           "journaled): now 'unknown', looked up by clOrdId (never resent)", cl, self.stale_sending_s)
 
     def _settle(self, intent: dict, ids: List[int], now: float) -> List[dict]:
         cl = intent["cl_ord_id"]

@@ -3,6 +3,7 @@
     JournalError
     ├── JournalClosedError        used after close()
     ├── JournalUnavailableError   the database failed: nothing was recorded, so nothing may be executed
+    │   └── JournalGoneError      the journal file was deleted or replaced under the running process
     ├── UnknownRecordError        (also LookupError) no such signal / intent
     ├── InvalidTransitionError    (also ValueError) a programming error
     └── DuplicateIntentError      (also ValueError) the clOrdId is already journalled
@@ -20,6 +21,11 @@ class JournalClosedError(JournalError):
 
 class JournalUnavailableError(JournalError):
     """SQLite failed; nothing was recorded, so the caller must not execute anything."""
+
+
+class JournalGoneError(JournalUnavailableError):
+    """The SQLite file this process opened is no longer the one at its path (deleted, or replaced
+    by another file): writing on would record into a ghost, so nothing is recorded any more."""
 
 
 class UnknownRecordError(JournalError, LookupError):

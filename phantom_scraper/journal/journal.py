@@ -50,7 +50,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from phantom_scraper import events
 from phantom_scraper.journal.errors import (DuplicateIntentError, InvalidTransitionError, JournalClosedError,  # noqa: F401
-                                          JournalError, JournalUnavailableError, UnknownRecordError)
+                                          JournalError, JournalGoneError, JournalUnavailableError, UnknownRecordError)
+from phantom_scraper.journal.health import JournalHealth, WatchedBackend
 from phantom_scraper.journal.intents import (  # noqa: F401  (re-exported: the journal's vocabulary)
     ACKED, FINAL_STATES, INTENT_STATES, NOT_PLACED, PENDING_STATES, RECEIVED, RECONCILED, RECOVERABLE_STATES,
     REJECTED, SENDING, SIGNAL_DUPLICATE, SIGNAL_RECEIVED, SKIPPED, UNKNOWN, _CL_ORD_ID_RE, _state_update,
@@ -108,6 +109,9 @@ class Journal:
             self._db = SqliteBackend(target, SQLITE_MIGRATIONS, SCHEMA_VERSION, synchronous=synchronous,
                                      busy_timeout_ms=busy_timeout_ms,
                                      checkpoint_interval_s=checkpoint_interval_s)
+        # Every transaction reports to self.health (journal/health.py): /health reads it, no query.
+        self.health = JournalHealth(self._db.describe())
+        self._db = WatchedBackend(self._db, self.health)
         # The file's path (SQLite) or the URL without its password (Postgres), for log lines.
         self.path = self._db.describe()
         self.backend = self._db.name
@@ -241,7 +245,7 @@ class Journal:
 
     def _read(self, sql: str, params: Iterable[Any] = ()) -> List[Any]:
         """One SELECT, its rows (index- and name-addressable)."""
-        return self._db.run(lambda conn: conn.execute(sql, tuple(params)).fetchall())
+        return self._db.run_read(lambda conn: conn.execute(sql, tuple(params)).fetchall())
 
     # public for the modules that keep their own tables in this database (phantom_scraper/journal/tables.py)
     write = _write
@@ -548,6 +552,13 @@ class Journal:
         others = self.live_owners() - {self.owner_id}
         return [i for i in (_intent_dict(r) for r in rows) if i.get("owner") not in others]
 
+    def own_sending_since(self, before: float) -> List[Dict[str, Any]]:
+        """This process's intents still ``sending`` whose last change is older than ``before``
+        (epoch seconds): what settlement checks for a final state that was lost."""
+        rows = self._read("SELECT * FROM order_intents WHERE state = ? AND owner = ? AND updated_at < ? ORDER BY id",
+                          (SENDING, self.owner_id, float(before)))
+        return [_intent_dict(r) for r in rows]
+
     def intents_by_cl_ord_id(self, cl_ord_ids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
         """``{clOrdId: intent}`` for the given ids that are journaled (for the DUPLICATE check)."""
         ids = sorted(set(cl_ord_ids))
@@ -582,9 +593,11 @@ class Journal:
         sig, ints = self._db.read(txn)
         by_status = {r[0]: r[1] for r in sig}
         by_state = {r[0]: r[1] for r in ints}
-        return {
+        counts = {
             "signals": sum(by_status.values()),
             "signals_by_status": by_status,
             "intents_by_state": by_state,
             "pending_intents": sum(by_state.get(s, 0) for s in PENDING_STATES),
         }
+        self.health.set_counts(counts)  # the figure /health shows without a scan
+        return counts

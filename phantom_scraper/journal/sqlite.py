@@ -12,15 +12,24 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import sqlite3
 import threading
+import time
 from typing import Any, Callable, Dict, Optional, TypeVar
 
-from phantom_scraper.journal.errors import JournalClosedError, JournalError, JournalUnavailableError
+from phantom_scraper.journal.errors import JournalClosedError, JournalError, JournalGoneError, JournalUnavailableError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+OPEN_RETRY_S = 30.0  # how long opening retries "database is locked" (processes starting at once)
+
+
+def _is_busy(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 class SqliteBackend:
@@ -50,6 +59,7 @@ class SqliteBackend:
             os.makedirs(parent, exist_ok=True)
         self._pid = os.getpid()
         self._conn: Optional[sqlite3.Connection] = self._open()
+        self._identity = self._file_identity()  # the file opened: checked before every transaction
         # SQLite's automatic WAL checkpoint runs inside whichever commit crosses the threshold,
         # fsyncing the database while that commit (and so an order) waits ~20 ms.  It is turned
         # off on the writer; a background thread checkpoints on its own connection instead.
@@ -70,6 +80,23 @@ class SqliteBackend:
     # -- lifecycle -------------------------------------------------------------------------------
 
     def _open(self) -> sqlite3.Connection:
+        """Connect, switch to WAL, migrate.  Processes starting at once on a new file can see
+        ``database is locked`` where SQLite does not wait for its busy timeout (the switch to WAL,
+        a WAL being recovered): that is retried, with back-off, for up to ``OPEN_RETRY_S``."""
+        deadline = time.monotonic() + max(OPEN_RETRY_S, self._busy_timeout_ms / 1000.0)
+        delay = 0.02
+        while True:
+            try:
+                return self._open_once()
+            except JournalUnavailableError as exc:
+                locked = isinstance(exc.__cause__, sqlite3.OperationalError) and _is_busy(exc.__cause__)
+                if not locked or time.monotonic() + delay > deadline:
+                    raise
+                log.debug("Journal %s busy while opening (%s); trying again", self.path, exc.__cause__)
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(0.5, delay * 2)
+
+    def _open_once(self) -> sqlite3.Connection:
         try:
             # isolation_level=None: no implicit transactions; every write opens its own
             # BEGIN IMMEDIATE and commits it before returning.
@@ -113,6 +140,29 @@ class SqliteBackend:
             conn.execute("ROLLBACK")
             raise
 
+    def _file_identity(self):
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def _check_file(self) -> None:
+        """The file at our path is still the one our connection has open (one ``stat``): a
+        journal deleted or replaced under the process would take every later commit into a
+        ghost, and after a restart every signal id would execute again."""
+        if self._identity is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise JournalGoneError(f"journal file {self.path} was deleted while this process had it open") from None
+        except OSError as exc:
+            raise JournalUnavailableError(f"journal file {self.path} cannot be checked: {exc}") from exc
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise JournalGoneError(f"journal file {self.path} was replaced by another file while this process "
+                                   "had it open")
+
     def _connection(self) -> sqlite3.Connection:
         # Caller holds self._lock.
         if self._closed or self._conn is None:
@@ -121,6 +171,8 @@ class SqliteBackend:
             # Forked (e.g. gunicorn --preload): never use the parent's handle; abandon it.
             self._pid = os.getpid()
             self._conn = self._open()
+            self._identity = self._file_identity()
+        self._check_file()
         return self._conn
 
     def _checkpoint_loop(self) -> None:

@@ -108,6 +108,12 @@ class Metrics:
         self.duplicates = Counter("phantom_duplicate_alarms", "one clOrdId matching several orders", registry=r)
         self.settled = Counter("phantom_unknown_settled", "unknown intents settled", ["state"], registry=r)
         self.fills = Counter("phantom_fills", "fills reported by the broker's socket", ["account"], registry=r)
+        self.final_writes = Counter("phantom_final_writes_retried",
+                                    "finished signals' journal writes refused by the journal (failed) and "
+                                    "written later (landed)", ["result"], registry=r)
+        self.journal_outages = Counter("phantom_journal_outages", "journal unavailable episodes", registry=r)
+        self.journal_available = Gauge("phantom_journal_available", "1 while the journal takes writes", registry=r)
+        self.journal_available.set(1)
         self.risk_locks = Gauge("phantom_risk_locked", "1 while an account (or 'all') is locked by a risk rule",
                                 ["account"], registry=r)
         self.risk_pnl_unknown = Gauge("phantom_risk_pnl_unknown", "1 while an account's P&L rules cannot act: a "
@@ -130,6 +136,10 @@ class Metrics:
             "risk": self._on_risk, "kill_switch": self._on_risk,
             "risk_pnl": lambda f: self.risk_pnl_unknown.labels(str(f.get("account"))).set(1.0 if f.get("unknown") else 0.0),
             "fill": lambda f: self.fills.labels(str(f.get("account"))).inc(),
+            "final_write_failed": lambda f: self.final_writes.labels("failed").inc(f.get("count", 1)),
+            "final_write_landed": lambda f: self.final_writes.labels("landed").inc(f.get("count", 1)),
+            "journal_down": self._on_journal_down,
+            "journal_up": lambda f: self.journal_available.set(1),
         }
 
     def start(self) -> "Metrics":
@@ -173,6 +183,10 @@ class Metrics:
                 total = now - received
                 self.latency.labels("received_to_ack", transport).observe(total)
                 self.latency.labels("received_to_send", transport).observe(max(0.0, total - send_to_ack))
+
+    def _on_journal_down(self, _f: dict) -> None:
+        self.journal_outages.inc()
+        self.journal_available.set(0)
 
     def _on_risk(self, f: dict) -> None:
         account = str(f.get("account") or "all")

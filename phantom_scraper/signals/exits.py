@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from phantom_scraper.signals.fields import Fields, as_number, as_positive, as_whole, as_whole_positive, norm
+from phantom_scraper.signals.fields import Fields, as_number, as_positive, as_quantity, as_whole, as_whole_positive, norm
 from phantom_scraper.signals.model import Bracket, Breakeven, Exits, SignalError, StopPlan, Target
 
 _PRICE_KEYS = ("limitprice", "stopprice", "price")
@@ -96,7 +96,9 @@ def _target(key: str, value: Any, f: Fields) -> Target:
         elif n in ("dollars", "pnlamount"):
             where.append(Bracket("dollars", as_positive(name, sub_value, f)))
         elif n in ("quantity", "qty", "contracts"):
-            quantity = as_whole_positive(name, sub_value, f)
+            quantity = as_quantity(name, sub_value, f)
+            if quantity <= 0:
+                raise SignalError("invalid_field", name, f'"{name}" must be greater than 0')
         elif n in ("quantitypercent", "sizepercent", "positionpercent"):
             percent = _percent(name, sub_value, f)
         elif n == "stoploss" and isinstance(sub_value, dict):

@@ -50,7 +50,10 @@ _SECRET_KEYS = frozenset(_ALIASES["secret"])
 
 _TRUE_WORDS = ("true", "yes", "1", "on")
 _FALSE_WORDS = ("false", "no", "0", "off")
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# ASCII digits only: Python's \d and float() also read fullwidth and Arabic-Indic digits.
+_NUMBER_RE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# A quantity as text: ASCII digits, no exponent ("3", "+3", "3.0"; never "1e1" or "３").
+_QUANTITY_TEXT_RE = re.compile(r"[+-]?[0-9]+(?:\.[0-9]*)?")
 # A key followed by nothing before , } ] or the end: TradingView's empty placeholder.
 _EMPTY_PLACEHOLDER_RE = re.compile(r'"((?:[^"\\\r\n]|\\.){1,100})"\s*:\s*(?=[,}\]]|$)')
 _CONSTANT_RE = re.compile(r'"((?:[^"\\\r\n]|\\.){1,100})"\s*:\s*-?(?:NaN|Infinity)\b')
@@ -261,6 +264,21 @@ def as_bool(key: str, value: Any, f: Fields) -> bool:
     if isinstance(value, str) and value.strip().lower() in _TRUE_WORDS + _FALSE_WORDS:
         return value.strip().lower() in _TRUE_WORDS
     raise SignalError("invalid_field", key, f'"{key}" must be true or false')
+
+
+def as_quantity(key: str, value: Any, f: Fields) -> int:
+    """A contract count: a JSON integer (or integral number) or text of ASCII digits without an
+    exponent.  A trader never types ``1e1`` or fullwidth digits; such text is refused
+    (``invalid_quantity``, naming the field) rather than read as a number."""
+    check_quantity_text(key, value, f)
+    return as_whole(key, value, f)
+
+
+def check_quantity_text(key: str, value: Any, f: Fields) -> None:
+    """Raise ``invalid_quantity`` for a quantity sent as text that is not plain ASCII digits."""
+    if isinstance(value, str) and value.strip() and not _QUANTITY_TEXT_RE.fullmatch(value.strip()):
+        raise SignalError("invalid_quantity", key,
+                          f'"{key}" must be a whole number in ASCII digits (no exponent), got {f.show(value)}')
 
 
 def as_whole_positive(key: str, value: Any, f: Fields) -> int:

@@ -70,7 +70,7 @@ import logging
 from typing import Any, Dict, Optional, Tuple, Union
 
 from phantom_scraper.signals.exits import read_exits
-from phantom_scraper.signals.fields import (Fields, as_bool, as_positive, as_text, as_whole, as_whole_positive, as_word,
+from phantom_scraper.signals.fields import (Fields, as_bool, as_positive, as_quantity, as_text, as_whole, as_whole_positive, as_word,
                      decode_body, norm, sanitize)
 from phantom_scraper.signals.model import Bracket, Signal, SignalError
 from phantom_scraper.signals.pickmytrade import from_pickmytrade, is_pickmytrade
@@ -178,7 +178,7 @@ def _intent(f: Fields) -> Tuple[str, Optional[str], Optional[int], Optional[int]
         return action, None, quantity if quantity and quantity > 0 else None, None
 
     sent_key, sentiment = f.read("sentiment", as_word, _SENTIMENT_WORDS, "long, short, flat, bullish, bearish")
-    size_key, size = (None, None) if action == "reverse" else f.read("position_size", as_whole)
+    size_key, size = (None, None) if action == "reverse" else f.read("position_size", as_quantity)
     if size is not None:
         if sentiment is None:
             raise SignalError("missing_field", "position",
@@ -221,7 +221,7 @@ def _quantity(f: Fields) -> Tuple[Optional[str], Optional[int]]:
                               "percent_of_position on exits")
         if kind == "percent_of_position":
             return None, None
-    return f.read("quantity", as_whole)
+    return f.read("quantity", as_quantity)
 
 
 def _close_percent(f: Fields, action: str) -> Optional[float]:

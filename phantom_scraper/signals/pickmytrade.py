@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from phantom_scraper.signals.fields import Fields, as_bool, as_number, as_text, norm
+from phantom_scraper.signals.fields import Fields, as_bool, as_number, as_text, check_quantity_text, norm
 from phantom_scraper.signals.model import SignalError
 
 _SIDES = {"buy": "buy", "long": "buy", "sell": "sell", "short": "sell", "close": "close", "flat": "close"}
@@ -41,6 +41,7 @@ def from_pickmytrade(data: Dict[str, Any]) -> Dict[str, Any]:
     side = _word(raw, "data", _SIDES, f, "buy, sell, long, short, close, flat")
     out["action"] = side
     _refuse(raw, f)
+    check_quantity_text("quantity", raw.get("quantity"), f)
     qty = _num(raw, "quantity", f)
     if qty:
         out["quantity"] = qty
@@ -114,6 +115,7 @@ def _advanced(raw: Dict[str, Any], targets: Any, f: Fields, out: Dict[str, Any])
         if tp is None:
             raise SignalError("missing_field", f"{name}.tp", f'"{name}" needs a take profit (tp, dollar_tp or percentage_tp)')
         item.update(_distance(tp))
+        check_quantity_text(f"{name}.quantity", t.get("quantity"), f)
         qty = _num(t, "quantity", f, name)
         if qty:
             item["quantity"] = qty
