@@ -38,8 +38,21 @@ def many_fds():
 class Gunicorn:
     """The Procfile's command on 127.0.0.1 against the ``sim`` fixture."""
 
-    def __init__(self, sim, tmp_path, *, fd_limit=None, **extra_env):
-        self.port = free_port()
+    def __init__(self, sim, tmp_path, *, fd_limit=None, send_buffer=None, **extra_env):
+        """``send_buffer``: the listening socket is made here with that SO_SNDBUF (its connections
+        inherit it; the kernel's autotuning is off) and handed to gunicorn as ``fd://`` -- what a
+        host whose buffers are small gives, so a client that does not read fills it soon."""
+        self.listener = None
+        if send_buffer is not None:
+            self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+            self.listener.bind(("127.0.0.1", 0))
+            self.listener.listen(1024)
+            self.listener.set_inheritable(True)
+            self.port = self.listener.getsockname()[1]
+        else:
+            self.port = free_port()
         self.journal = str(tmp_path / "journal.sqlite3")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TRADOVATE_", "WEBHOOK_", "ADMIN_", "HTTP_"))}
         env.update(
@@ -57,8 +70,11 @@ class Gunicorn:
         if fd_limit is not None:
             def limit():
                 resource.setrlimit(resource.RLIMIT_NOFILE, (fd_limit, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
-        self.proc = subprocess.Popen(procfile_command(self.port), cwd=REPO, env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=limit)
+        args = procfile_command(self.port)
+        if self.listener is not None:
+            args[args.index("--bind") + 1] = f"fd://{self.listener.fileno()}"
+        self.proc = subprocess.Popen(args, cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     preexec_fn=limit, pass_fds=(self.listener.fileno(),) if self.listener else ())
         self.out, self.err = LineReader(self.proc.stdout), LineReader(self.proc.stderr)
 
         def ready():
@@ -138,6 +154,8 @@ class Gunicorn:
         return self.out.text() + self.err.text()
 
     def stop(self):
+        if self.listener is not None:
+            self.listener.close()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
