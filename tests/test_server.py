@@ -136,7 +136,7 @@ BAD_INPUTS = [
     ('{"ticker": "MNQ1!", "quantity": 1}', "missing_field", "action"),
     ('{"action": "buy", "quantity": 1}', "missing_field", "ticker"),
     ('{"action": "", "ticker": "MNQ1!"}', "empty_field", "action"),
-    ('{"action": "buy", "ticker": "MNQ1!", "quantity": "abc"}', "invalid_field", "quantity"),
+    ('{"action": "buy", "ticker": "MNQ1!", "quantity": "abc"}', "invalid_quantity", "quantity"),
     ('{"action": "buy", "ticker": "MNQ1!", "quantity": [1]}', "invalid_field", "quantity"),
     ('{"action": "buy", "ticker": "MNQ1!", "quantity": 1.5}', "invalid_field", "quantity"),
     ('{"action": "buy", "ticker": "MNQ1!", "quantity": 0}', "invalid_field", "quantity"),
