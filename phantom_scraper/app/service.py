@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from phantom_scraper import events
 from phantom_scraper.execution import dispatch as execution, executors
-from phantom_scraper.app import gc_policy
+from phantom_scraper.app import duplicates, gc_policy
 from phantom_scraper.app.health import HealthCheck
 from phantom_scraper.execution.dispatch import describe as _describe, execute_trade_simple
 from phantom_scraper.execution import expectation
@@ -551,7 +551,7 @@ class TradingService:
         try:
             signal_id, duplicate, existing = self.journal.record_signal(
                 recorder.name, signal.payload, signal.signal_id, None,
-                self.settings.dedupe_window_s)
+                self.settings.dedupe_window_s, retry_not_sent=True)  # an id that placed nothing runs again
             if duplicate:
                 if signal.signal_id:
                     how, message = "id", "duplicate signal: this id was already received; nothing placed"
@@ -563,8 +563,12 @@ class TradingService:
                 logger.info("Signal %s is a duplicate of %s by %s: nothing placed (recorder %s)",
                             signal_id, existing, "explicit id" if how == "id" else "identical body", recorder.name)
                 events.emit("duplicate_signal", signal_id=signal_id, duplicate_of=existing)
-                return WebhookResult(200, {"success": True, "duplicate": True, "deduplicated_by": how,
-                                           "signal_id": existing, "message": message})
+                self.settle_writes(1.0)  # a first delivery that just finished: its outcome is written first
+                success, first_status = duplicates.first_delivery(self.journal, existing)
+                if success is None:  # the first delivery may or may not have been placed: say so
+                    message = "this id was already received and its outcome is still unknown; nothing placed now"
+                return WebhookResult(200, {"success": success, "duplicate": True, "deduplicated_by": how,
+                                           "signal_id": existing, "status": first_status, "message": message})
             if self.coordinator is not None and not self.coordinator.is_owner:
                 self.coordinator.hand_off(signal_id)
                 return self._await_handed_off(signal_id, received)

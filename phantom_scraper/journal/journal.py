@@ -63,6 +63,25 @@ from phantom_scraper.journal.schema import SCHEMA_VERSION, SQLITE_MIGRATIONS  # 
 log = logging.getLogger(__name__)
 
 
+# A first delivery that gave up its id to a retry keeps its record under this key (ids are
+# stripped text: none starts with a newline).
+RETIRED_KEY_PREFIX = "\nretired "
+_NOT_SENT_STATES = frozenset({NOT_PLACED, RECEIVED})
+
+
+def provably_not_sent(status: Optional[str], intents: Sequence[Tuple[str, Optional[str]]]) -> bool:
+    """True when a finished signal placed nothing for certain: interrupted by a restart before any
+    order, or every one of its orders settled ``not_placed``, not sent (``rejected`` "not sent: ..."),
+    or never sent (``received``).  A signal still running (``received``) never qualifies: its
+    other accounts may not have their intents yet."""
+    if status in (None, SIGNAL_RECEIVED, SIGNAL_DUPLICATE):
+        return False
+    if not intents:
+        return status == "interrupted"
+    return all(state in _NOT_SENT_STATES or (state == REJECTED and (error or "").startswith("not sent"))
+               for state, error in intents)
+
+
 def is_database_url(target: Any) -> bool:
     """True when ``target`` names a PostgreSQL database (``postgres://`` or ``postgresql://``)."""
     return str(target).startswith(("postgres://", "postgresql://"))
@@ -260,7 +279,7 @@ class Journal:
 
     def record_signal(self, recorder: str, payload: Dict[str, Any], explicit_id: Optional[str],
                       payload_hash: Optional[str], window_s: float,
-                      now: Optional[float] = None) -> Tuple[str, bool, Optional[str]]:
+                      now: Optional[float] = None, *, retry_not_sent: bool = False) -> Tuple[str, bool, Optional[str]]:
         """Record a received signal and decide, atomically across threads and processes, whether
         it is a duplicate.  Returns ``(signal_id, is_duplicate, existing_signal_id)``.
 
@@ -274,6 +293,12 @@ class Journal:
         status page, and no intent can ever be created for it.  ``payload`` is stored with any
         secret-looking key removed.  ``payload_hash`` None: the SHA-256 of that stored form (one
         serialisation of the payload per signal).
+
+        ``retry_not_sent``: an explicit id whose first delivery provably placed nothing
+        (:func:`provably_not_sent`: interrupted before any order, or every order ``not_placed`` /
+        not sent / never sent, and the signal finished) is a *retry*: the first delivery gives up
+        its id (its ``dedupe_key`` is retired, its record stays) and this one is recorded as a new
+        signal, decided in the same transaction, so two retries at once execute once.
         """
         now = time.time() if now is None else float(now)
         key = None if explicit_id is None or str(explicit_id) == "" else str(explicit_id)
@@ -282,11 +307,21 @@ class Journal:
             payload_hash = hashlib.sha256(payload_json.encode("utf-8")).hexdigest()
         signal_id = uuid.uuid4().hex
 
+        retried: List[str] = []
+
         def txn(conn: Any) -> Optional[str]:
             if key is not None:
                 row = conn.execute(
-                    "SELECT id FROM signals WHERE recorder = ? AND dedupe_key = ? "
+                    "SELECT id, status FROM signals WHERE recorder = ? AND dedupe_key = ? "
                     "AND duplicate_of IS NULL", (recorder, key)).fetchone()
+                if row is not None and retry_not_sent:
+                    intents = conn.execute("SELECT state, error FROM order_intents WHERE signal_id = ?",
+                                           (row[0],)).fetchall()
+                    if provably_not_sent(row[1], [(i[0], i[1]) for i in intents]):
+                        conn.execute("UPDATE signals SET dedupe_key = ?, summary = COALESCE(summary, ?) WHERE id = ?",
+                                     (RETIRED_KEY_PREFIX + key, f"retried as {signal_id}", row[0]))
+                        retried.append(row[0])
+                        row = None
             elif window_s > 0:
                 row = conn.execute(
                     "SELECT id FROM signals WHERE recorder = ? AND payload_hash = ? "
@@ -308,6 +343,9 @@ class Journal:
         if existing:
             log.info("Signal %s from recorder %s is a duplicate of %s (%s)", signal_id, recorder,
                      existing, "explicit id" if key is not None else "same payload within window")
+        elif retried:
+            log.warning("Signal id %r from recorder %s arrived again and its first delivery (%s) provably placed "
+                        "nothing: executed now as %s", key, recorder, retried[0], signal_id)
         return signal_id, existing is not None, existing
 
     def set_signal_status(self, signal_id: str, status: str, summary: Optional[str] = None) -> None:
