@@ -279,7 +279,8 @@ class Journal:
 
     def record_signal(self, recorder: str, payload: Dict[str, Any], explicit_id: Optional[str],
                       payload_hash: Optional[str], window_s: float,
-                      now: Optional[float] = None, *, retry_not_sent: bool = False) -> Tuple[str, bool, Optional[str]]:
+                      now: Optional[float] = None, *, retry_not_sent: bool = False,
+                      status: str = SIGNAL_RECEIVED) -> Tuple[str, bool, Optional[str]]:
         """Record a received signal and decide, atomically across threads and processes, whether
         it is a duplicate.  Returns ``(signal_id, is_duplicate, existing_signal_id)``.
 
@@ -299,6 +300,9 @@ class Journal:
         not sent / never sent, and the signal finished) is a *retry*: the first delivery gives up
         its id (its ``dedupe_key`` is retired, its record stays) and this one is recorded as a new
         signal, decided in the same transaction, so two retries at once execute once.
+
+        ``status``: a new (not duplicate) signal's first status (``queued``: received while the
+        service starts, executed once it is ready).
         """
         now = time.time() if now is None else float(now)
         key = None if explicit_id is None or str(explicit_id) == "" else str(explicit_id)
@@ -335,7 +339,7 @@ class Journal:
                 "INSERT INTO signals (id, recorder, dedupe_key, payload_hash, payload_json, "
                 "received_at, status, summary, duplicate_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (signal_id, recorder, key, payload_hash, payload_json, now,
-                 SIGNAL_DUPLICATE if existing else SIGNAL_RECEIVED,
+                 SIGNAL_DUPLICATE if existing else status,
                  f"duplicate of {existing}" if existing else None, existing))
             return existing
 
