@@ -59,6 +59,7 @@ def test_a_full_disk_answers_503_journal_unavailable_once_per_episode(make_serve
     client = app.test_client()
     journal = app.extensions["runtime"].service.journal
     assert post(client, signal(0)).status_code == 200
+    app.extensions["runtime"].service.settle_writes(10.0)  # its outcome is journaled before the disk fills
     placed = len(sim.orders())
     free = fill_disk(journal)
     caplog.clear()
@@ -74,7 +75,7 @@ def test_a_full_disk_answers_503_journal_unavailable_once_per_episode(make_serve
     assert health.status_code == 503 and health.get_json()["ready"] is False
     assert health.get_json()["checks"]["journal"] is False
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 1 and "Journal unavailable" in errors[0].getMessage(), [r.getMessage() for r in errors]
+    assert [r.getMessage()[:19] for r in errors] == ["Journal unavailable"], [r.getMessage() for r in errors]
     assert not any(r.exc_info for r in caplog.records)  # no traceback per request
     assert len(sim.orders()) == placed  # nothing was placed
     # space is back: the same id is taken (nothing was recorded for it) and placed once
@@ -203,3 +204,57 @@ def test_own_sending_intent_with_a_lost_final_state_is_settled_not_resent(tmp_pa
         assert journal.get_intent("ps-fresh-1-0")["state"] == "sending"  # recently sent: in flight
     finally:
         journal.close()
+
+
+class _DownBackend:
+    """A database that does not answer: each call waits out a (scaled-down) pool timeout."""
+
+    def __init__(self):
+        self.calls = 0
+        self.down = True
+
+    def write(self, fn, durable=True):
+        self.calls += 1
+        if self.down:
+            time.sleep(0.6)
+            from phantom_scraper.journal.errors import JournalUnavailableError
+            raise JournalUnavailableError("journal write failed: no database connection: pool timeout")
+        return "ok"
+
+
+def test_a_database_that_does_not_answer_is_not_waited_for_by_every_call():
+    from phantom_scraper.journal.errors import JournalUnavailableError
+    from phantom_scraper.journal.health import JournalHealth, WatchedBackend
+
+    now = [0.0]
+    health = JournalHealth("db", probe_interval_s=1.0, clock=lambda: now[0])
+    backend = _DownBackend()
+    watched = WatchedBackend(backend, health)
+    with pytest.raises(JournalUnavailableError):
+        watched.write(lambda c: None)
+    for _ in range(5):  # within the probe interval: refused at once, the database is not tried
+        with pytest.raises(JournalUnavailableError):
+            watched.write(lambda c: None)
+    assert backend.calls == 1 and health.available is False
+    backend.down = False
+    now[0] = 1.5  # one probe goes through, and the episode ends
+    assert watched.write(lambda c: None) == "ok" and health.available is True and backend.calls == 2
+
+
+def test_a_failure_that_comes_at_once_does_not_refuse_the_next_call():
+    from phantom_scraper.journal.errors import JournalUnavailableError
+    from phantom_scraper.journal.health import JournalHealth, WatchedBackend
+
+    class Glitch:
+        calls = 0
+
+        def write(self, fn, durable=True):
+            Glitch.calls += 1
+            if Glitch.calls == 1:
+                raise JournalUnavailableError("journal write failed: disk I/O error")
+            return "ok"
+
+    watched = WatchedBackend(Glitch(), JournalHealth("db", clock=lambda: 0.0))
+    with pytest.raises(JournalUnavailableError):
+        watched.write(lambda c: None)
+    assert watched.write(lambda c: None) == "ok"  # tried again at once, not refused for a second

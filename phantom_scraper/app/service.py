@@ -24,6 +24,7 @@ from phantom_scraper import events
 from phantom_scraper.execution import dispatch as execution, executors
 from phantom_scraper.app import duplicates, gc_policy
 from phantom_scraper.app.health import HealthCheck
+from phantom_scraper.app.startup_queue import QUEUED, QueuedSignal, StartupQueue
 from phantom_scraper.execution.dispatch import describe as _describe, execute_trade_simple
 from phantom_scraper.execution import expectation
 from phantom_scraper.execution.final_writes import FinalWriter
@@ -96,6 +97,8 @@ class TradingService:
         self._login_configs: Dict[str, recorders_mod.LoginConfig] = {}
         self._final: Optional[FinalWriter] = None  # finished signals' journal writes (guarded by _state_lock)
         self._health: Optional[HealthCheck] = None  # /health (phantom_scraper/app/health.py)
+        # Webhooks that arrive while the logins are not ready yet (phantom_scraper/app/startup_queue.py)
+        self._startup_queue = StartupQueue(settings.pending_signal_max_age_s)
 
     # -- life cycle ----------------------------------------------------------------------------
     @property
@@ -144,6 +147,8 @@ class TradingService:
                     self._state = "failed" if self._state == "starting" else self._state
                     self._start_error = message
                 logger.error("Start-up failed: %s", message)
+                if self.journal is not None:
+                    self._startup_queue.fail(self.journal, message)
                 self._ready.set()
                 return
             with self._state_lock:
@@ -155,6 +160,8 @@ class TradingService:
             if self._stop_requested.wait(wait_s):
                 with self._state_lock:
                     self._state = "failed" if self._state == "starting" else self._state
+                if self.journal is not None:
+                    self._startup_queue.fail(self.journal, "stopped while starting")
                 self._ready.set()
                 return
             delay_s = min(self.settings.reconnect_backoff_max_s, delay_s * 2)
@@ -165,6 +172,7 @@ class TradingService:
             if became_ready:
                 self._state = "ready"
         if not became_ready:  # stop() came during the start: start no background work
+            self._startup_queue.fail(self.journal, "stopped while starting")
             self._ready.set()
             return
         gc_policy.start(self._nothing_in_flight)  # full collections only while no signal runs
@@ -178,6 +186,8 @@ class TradingService:
                             len(self._login_configs), len(self.recorders))
             finally:
                 self._ready.set()
+                # What arrived while starting: executed now (a standby hands it to the login owner).
+                self._startup_queue.drain(self.journal, self._execute_queued)
             return
         logger.info("Ready: %d login(s), %d account(s), %d recorder(s)", len(self.logins),
                     len(self._account_login), len(self.recorders))
@@ -190,6 +200,8 @@ class TradingService:
             self.pool.start_daemon(self.settings.keepalive_interval_s, self._settle_unknown)
         finally:
             self._ready.set()  # after the background work exists: stop() waits for this
+            # What arrived while starting: executed now, in arrival order, if still fresh.
+            self._startup_queue.drain(self.journal, self._execute_queued)
 
     def _reset_logins(self) -> None:
         """Forget a half-done start-up (before a retry or after a failure)."""
@@ -367,13 +379,24 @@ class TradingService:
         except SignalError as exc:
             self.journal.set_signal_status(signal_id, "rejected", json.dumps(_signal_error(exc)))
             return
+        self._execute_signal(signal_id, recorder, signal, "taken over from a standby")
+
+    def _execute_signal(self, signal_id: str, recorder, signal, how: str) -> None:
+        """Execute a signal already journaled (handed off by a standby, or received while starting)."""
+        if recorder is None:
+            self.journal.set_signal_status(signal_id, "rejected", json.dumps({"error": "unknown recorder"}))
+            return
         if not self._enter():  # stopping: leave it pending for the next owner
-            self.coordinator.hand_off(signal_id)
+            if self.coordinator is not None:
+                self.coordinator.hand_off(signal_id)
+            else:
+                self.journal.set_signal_status(signal_id, "interrupted", json.dumps(
+                    {"message": "the server stopped before it was executed: nothing placed"}))
             return
         try:
             targets = self.targets_for(recorder)
-            logger.info("Signal %s taken over from a standby: recorder=%s action=%s symbol=%s qty=%s accounts=%d",
-                        signal_id, recorder.name, signal.action, signal.symbol, signal.quantity, len(targets))
+            logger.info("Signal %s %s: recorder=%s action=%s symbol=%s qty=%s accounts=%d", signal_id, how,
+                        recorder.name, signal.action, signal.symbol, signal.quantity, len(targets))
             tickets = self._reserve_lanes(signal, targets)  # lane order on the owner: take-over order
             try:
                 future = executors.executor("signal").submit(self._process, signal, targets, signal_id, tickets,
@@ -408,7 +431,9 @@ class TradingService:
     def _settle_interrupted_signals(self) -> None:
         """Signals a previous process left ``received`` get a final status from their intents
         (which reconcile_pending has just settled), so /api/signals says what happened."""
-        for signal_id in self.journal.signal_ids_with_status("received"):
+        mine = self._startup_queue.ids()  # queued by this process while it starts: executed once ready
+        leftover = [i for i in self.journal.signal_ids_with_status(QUEUED) if i not in mine]
+        for signal_id in self.journal.signal_ids_with_status("received") + leftover:
             intents = self.journal.intents_for_signal(signal_id)
             if not intents:
                 status = "interrupted"
@@ -503,7 +528,7 @@ class TradingService:
             return None
         if self.state in ("new", "starting"):
             self.wait_ready(min(1.0, self.settings.webhook_budget_s / 2))
-        if self.state != "ready":
+        if self.state != "ready" and not self._queueing():
             raise ServiceUnavailable(self._unavailable_reason())
         found = None
         given = token.encode("utf-8", "surrogatepass")
@@ -546,6 +571,9 @@ class TradingService:
         except SignalError as exc:
             return WebhookResult(400, _signal_error(exc))
         if not self._enter():
+            queued = self._queue_while_starting(recorder, signal)
+            if queued is not None:
+                return queued
             raise ServiceUnavailable(self._unavailable_reason())
         submitted = False
         try:
@@ -553,22 +581,7 @@ class TradingService:
                 recorder.name, signal.payload, signal.signal_id, None,
                 self.settings.dedupe_window_s, retry_not_sent=True)  # an id that placed nothing runs again
             if duplicate:
-                if signal.signal_id:
-                    how, message = "id", "duplicate signal: this id was already received; nothing placed"
-                else:
-                    how = "body"
-                    message = (f"deduplicated: an identical body (no id) arrived within "
-                               f"{self.settings.dedupe_window_s:g} s; nothing placed (send an id to tell "
-                               f"repeated alerts apart)")
-                logger.info("Signal %s is a duplicate of %s by %s: nothing placed (recorder %s)",
-                            signal_id, existing, "explicit id" if how == "id" else "identical body", recorder.name)
-                events.emit("duplicate_signal", signal_id=signal_id, duplicate_of=existing)
-                self.settle_writes(1.0)  # a first delivery that just finished: its outcome is written first
-                success, first_status = duplicates.first_delivery(self.journal, existing)
-                if success is None:  # the first delivery may or may not have been placed: say so
-                    message = "this id was already received and its outcome is still unknown; nothing placed now"
-                return WebhookResult(200, {"success": success, "duplicate": True, "deduplicated_by": how,
-                                           "signal_id": existing, "status": first_status, "message": message})
+                return self._duplicate_result(signal, signal_id, existing, recorder)
             if self.coordinator is not None and not self.coordinator.is_owner:
                 self.coordinator.hand_off(signal_id)
                 return self._await_handed_off(signal_id, received)
@@ -617,6 +630,63 @@ class TradingService:
             return WebhookResult(200, {"success": True, "signal_id": signal_id, "status": "skipped",
                                        "accounts": [], "message": "no enabled account to trade"})
         return WebhookResult(200, _outcomes_body(signal_id, contract, signal, outcomes))
+
+    def _duplicate_result(self, signal, signal_id: str, existing: str, recorder) -> WebhookResult:
+        if signal.signal_id:
+            how, message = "id", "duplicate signal: this id was already received; nothing placed"
+        else:
+            how = "body"
+            message = (f"deduplicated: an identical body (no id) arrived within "
+                       f"{self.settings.dedupe_window_s:g} s; nothing placed (send an id to tell "
+                       f"repeated alerts apart)")
+        logger.info("Signal %s is a duplicate of %s by %s: nothing placed (recorder %s)",
+                    signal_id, existing, "explicit id" if how == "id" else "identical body", recorder.name)
+        events.emit("duplicate_signal", signal_id=signal_id, duplicate_of=existing)
+        self.settle_writes(1.0)  # a first delivery that just finished: its outcome is written first
+        success, first_status = duplicates.first_delivery(self.journal, existing)
+        if success is None:  # the first delivery may or may not have been placed: say so
+            message = "this id was already received and its outcome is still unknown; nothing placed now"
+        return WebhookResult(200, {"success": success, "duplicate": True, "deduplicated_by": how,
+                                   "signal_id": existing, "status": first_status, "message": message})
+
+    def _queueing(self) -> bool:
+        """Starting, with the journal open and the recorders known: webhooks are queued."""
+        return (self.state == "starting" and self.journal is not None and bool(self.recorders)
+                and self._startup_queue.has_room())
+
+    def _queue_while_starting(self, recorder, signal) -> Optional[WebhookResult]:
+        """A webhook while the logins are not ready: journaled ``queued``, answered 202, executed
+        once ready (phantom_scraper/app/startup_queue.py).  None: not starting (the caller says 503)."""
+        if not self._queueing():
+            return None
+        signal_id, duplicate, existing = self.journal.record_signal(
+            recorder.name, signal.payload, signal.signal_id, None, self.settings.dedupe_window_s,
+            retry_not_sent=True, status=QUEUED)
+        if duplicate:
+            return self._duplicate_result(signal, signal_id, existing, recorder)
+        item = QueuedSignal(signal_id, recorder.name, signal, time.time())
+        if not self._startup_queue.add(item):  # the start finished (or failed) meanwhile
+            if self.state != "ready":
+                self.journal.set_signal_status(signal_id, "failed", json.dumps(
+                    {"message": "received while the server started; the start failed: nothing placed"}))
+                return None
+            self.journal.set_signal_status(signal_id, "received")
+            self._execute_queued(item)
+            return WebhookResult(202, {"success": True, "signal_id": signal_id, "status": "executing",
+                                       "message": "accepted; execution continues (see /api/signals)"})
+        logger.info("Signal %s received while starting: queued until the broker logins are ready", signal_id)
+        return WebhookResult(202, {
+            "success": True, "signal_id": signal_id, "status": QUEUED,
+            "message": (f"received while the server starts: executed as soon as the broker logins are ready, "
+                        f"if within {self._startup_queue.max_age_s:g} s (see /api/signals)")})
+
+    def _execute_queued(self, item: QueuedSignal) -> None:
+        if self.coordinator is not None and not self.coordinator.is_owner:
+            self.journal.set_signal_status(item.signal_id, "pending")
+            self.coordinator.hand_off(item.signal_id)
+            return
+        recorder = next((r for r in self.recorders if r.name == item.recorder), None)
+        self._execute_signal(item.signal_id, recorder, item.payload, "received while starting")
 
     @staticmethod
     def _reserve_lanes(signal, targets) -> dict:

@@ -32,7 +32,7 @@ MAX_QUEUED = 1000  # a start-up that takes long under a flood: the rest are refu
 class QueuedSignal:
     signal_id: str
     recorder: str
-    payload: dict
+    payload: object  # the parsed Signal
     received_at: float  # epoch seconds
 
 

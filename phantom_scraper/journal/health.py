@@ -9,10 +9,12 @@ Every transaction the :class:`~phantom_scraper.journal.journal.Journal` runs goe
   request);
 * the first success after that ends it: one WARNING line, ``available`` true, ``journal_up``.  An
   episode a failed *write* started (a full disk still reads) ends only with a write that works;
-* while an episode lasts, calls fail fast (no database round trip, no pool wait) except one probe
-  every ``probe_interval_s``: a webhook gets its ``503 journal_unavailable`` at once, and the
-  database is still tried often enough to notice it is back.  Reads still go through while only
-  writes fail;
+* while an episode of *slow* failures lasts (a database that does not answer: a pool or connect
+  timeout), calls fail fast (no database round trip, no pool wait) except one probe every
+  ``probe_interval_s``: a webhook gets its ``503 journal_unavailable`` at once, and the database
+  is still tried often enough to notice it is back.  Failures that come at once (a full disk, a
+  read-only file) are simply tried again by the next call: one glitch never refuses the calls after
+  it.  Reads still go through while only writes fail;
 * SQLite's busy timeout (another writer held the lock) is contention, not an outage: no episode;
 * a journal file replaced or deleted under the process (:class:`JournalGoneError`) never ends:
   new signals are refused until a restart opens the file that is really there.
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 RETRY_AFTER_S = 5  # what a refused sender is told (Retry-After)
+SLOW_FAILURE_S = 0.5  # a failure that took this long (a timeout) makes the next calls fail fast
 
 
 class JournalHealth:
@@ -49,14 +52,16 @@ class JournalHealth:
         self.since: Optional[float] = None  # wall-clock start of the episode
         self.episodes = 0
         self._writes_only = False  # the episode was started by a write (reads still work)
+        self._slow = False  # the last failure took long (a timeout): fail fast between probes
         self._next_probe = 0.0
         self.counts: Optional[Dict[str, Any]] = None  # the last figure the writer computed
         self.counts_at: Optional[float] = None
 
     # -- outcomes ----------------------------------------------------------------------------------
-    def failed(self, exc: BaseException, writing: bool = True) -> None:
+    def failed(self, exc: BaseException, writing: bool = True, slow: bool = False) -> None:
         with self._lock:
             self._next_probe = self._clock() + self.probe_interval_s
+            self._slow = slow
             if isinstance(exc, JournalGoneError) and self.gone is None:
                 self.gone = str(exc)
                 first_gone = True
@@ -103,7 +108,7 @@ class JournalHealth:
                 return None
             if self.gone is not None:
                 return JournalGoneError(self.gone)
-            if self._writes_only and not writing:
+            if (self._writes_only and not writing) or not self._slow:
                 return None
             now = self._clock()
             if now >= self._next_probe:
@@ -139,11 +144,12 @@ class WatchedBackend:
         early = self.health.fail_fast(writing)
         if early is not None:
             raise early
+        started = time.monotonic()
         try:
             result = runner(fn, durable=durable)
         except JournalUnavailableError as exc:
             if not _contention(exc):  # a busy database is not an outage: the next call waits again
-                self.health.failed(exc, writing)
+                self.health.failed(exc, writing, slow=time.monotonic() - started >= SLOW_FAILURE_S)
             raise
         self.health.succeeded(writing)
         return result
