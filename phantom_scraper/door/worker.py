@@ -45,6 +45,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from phantom_scraper.config import Settings
 from phantom_scraper.door import framing
+from phantom_scraper.door.answers import OutBuffer as _OutBuffer, ThreadConn as _ThreadConn
 from phantom_scraper.door.policy import ConnectionCaps, SourcePolicy
 
 logger = logging.getLogger(__name__)
@@ -78,47 +79,6 @@ class _OneRequest:
         # The body is already here: gunicorn must not send a (second) "100 Continue".
         req.headers = [(name, value) for name, value in req.headers if name != "EXPECT"]
         return req
-
-
-class _OutBuffer:
-    """What a thread's gunicorn code writes to instead of the socket: the answer, in memory."""
-
-    def __init__(self):
-        self.data = bytearray()
-        self.close_requested = False  # gunicorn closed the "socket" (an error after headers)
-
-    def sendall(self, data) -> None:
-        self.data += data
-
-    def send(self, data) -> int:
-        self.data += data
-        return len(data)
-
-    def sendfile(self, file, offset=0, count=None):
-        file.seek(offset)
-        data = file.read() if count is None else file.read(count)
-        self.data += data
-        return len(data)
-
-    def shutdown(self, _how) -> None:
-        self.close_requested = True
-
-    def close(self) -> None:
-        self.close_requested = True
-
-    def fileno(self) -> int:  # gunicorn never needs it here; refuse clearly if it ever does
-        raise OSError(errno.EBADF, "the door's answer buffer has no descriptor")
-
-
-class _ThreadConn:
-    """The connection as the thread's gunicorn code sees it: writes go to an :class:`_OutBuffer`."""
-
-    def __init__(self, conn, out: _OutBuffer):
-        self.parser = conn.parser
-        self.sock = out
-        self.client = conn.client
-        self.server = conn.server
-        self.cfg = conn.cfg
 
 
 class DoorConn(TConn):

@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 from phantom_scraper import events
 from phantom_scraper.execution import expectation
 from phantom_scraper.errors import RateLimitedError, TradovateError
+from phantom_scraper.journal.records import _intent_dict
 from phantom_scraper.tradovate.search import check_found, orders_by_intent, strategies_by_intent
 
 logger = logging.getLogger(__name__)
@@ -175,7 +176,10 @@ class Settler:
     def _own_stale_sending(self) -> None:
         if self.stale_sending_s is None:
             return
-        stale = self.journal.own_sending_since(self._clock() - self.stale_sending_s)
+        # this process's intents still 'sending' whose last change is older than the limit
+        stale = [_intent_dict(r) for r in self.journal.query(
+            "SELECT * FROM order_intents WHERE state = 'sending' AND owner = ? AND updated_at < ? ORDER BY id",
+            (self.journal.owner_id, self._clock() - self.stale_sending_s))]
         if not stale:
             return
         held = self._held()

@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 
 from phantom_scraper import events
 from phantom_scraper.journal.errors import JournalGoneError, JournalUnavailableError
+from phantom_scraper.journal.intents import PENDING_STATES
 
 log = logging.getLogger(__name__)
 
@@ -169,4 +170,21 @@ class WatchedBackend:
         return self._call(self._backend.run, fn, durable, writing=False)
 
 
-__all__ = ("JournalHealth", "RETRY_AFTER_S", "WatchedBackend")
+def count_rows(db) -> Dict[str, Any]:
+    """Signals by status and intents by state (a scan of both tables: never on /health)."""
+    def txn(conn: Any):
+        return (conn.execute("SELECT status, COUNT(*) FROM signals GROUP BY status").fetchall(),
+                conn.execute("SELECT state, COUNT(*) FROM order_intents GROUP BY state").fetchall())
+
+    sig, ints = db.read(txn)
+    by_status = {r[0]: r[1] for r in sig}
+    by_state = {r[0]: r[1] for r in ints}
+    return {
+        "signals": sum(by_status.values()),
+        "signals_by_status": by_status,
+        "intents_by_state": by_state,
+        "pending_intents": sum(by_state.get(s, 0) for s in PENDING_STATES),
+    }
+
+
+__all__ = ("JournalHealth", "RETRY_AFTER_S", "WatchedBackend", "count_rows")

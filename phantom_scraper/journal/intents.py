@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from phantom_scraper.journal.errors import InvalidTransitionError
 
@@ -96,3 +96,22 @@ def _state_update(cl_ord_id: str, state: str, fields: Dict[str, Any], now: float
               fields.get("error"), None if reconciled is None else int(bool(reconciled)), now, cl_ord_id,
               *allowed_from)
     return sql, params
+
+
+# A first delivery that gave up its id to a retry keeps its record under this key (ids are
+# stripped text: none starts with a newline).
+RETIRED_KEY_PREFIX = "\nretired "
+_NOT_SENT_STATES = frozenset({NOT_PLACED, RECEIVED})
+
+
+def provably_not_sent(status: Optional[str], intents: Sequence[Tuple[str, Optional[str]]]) -> bool:
+    """True when a finished signal placed nothing for certain: interrupted by a restart before any
+    order, or every one of its orders settled ``not_placed``, not sent (``rejected`` "not sent: ..."),
+    or never sent (``received``).  A signal still running (``received``) never qualifies: its
+    other accounts may not have their intents yet."""
+    if status in (None, SIGNAL_RECEIVED, SIGNAL_DUPLICATE):
+        return False
+    if not intents:
+        return status == "interrupted"
+    return all(state in _NOT_SENT_STATES or (state == REJECTED and (error or "").startswith("not sent"))
+               for state, error in intents)

@@ -51,35 +51,16 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from phantom_scraper import events
 from phantom_scraper.journal.errors import (DuplicateIntentError, InvalidTransitionError, JournalClosedError,  # noqa: F401
                                           JournalError, JournalGoneError, JournalUnavailableError, UnknownRecordError)
-from phantom_scraper.journal.health import JournalHealth, WatchedBackend
+from phantom_scraper.journal.health import JournalHealth, WatchedBackend, count_rows
 from phantom_scraper.journal.intents import (  # noqa: F401  (re-exported: the journal's vocabulary)
     ACKED, FINAL_STATES, INTENT_STATES, NOT_PLACED, PENDING_STATES, RECEIVED, RECONCILED, RECOVERABLE_STATES,
-    REJECTED, SENDING, SIGNAL_DUPLICATE, SIGNAL_RECEIVED, SKIPPED, UNKNOWN, _CL_ORD_ID_RE, _state_update,
-    make_cl_ord_id)
+    REJECTED, RETIRED_KEY_PREFIX, SENDING, SIGNAL_DUPLICATE, SIGNAL_RECEIVED, SKIPPED, UNKNOWN, _CL_ORD_ID_RE,
+    _state_update, make_cl_ord_id, provably_not_sent)
 from phantom_scraper.journal.records import (MAX_NESTING, NestingTooDeep, _dumps, _intent_dict,  # noqa: F401
                                            _signal_dict, strip_secrets)
 from phantom_scraper.journal.schema import SCHEMA_VERSION, SQLITE_MIGRATIONS  # noqa: F401
 
 log = logging.getLogger(__name__)
-
-
-# A first delivery that gave up its id to a retry keeps its record under this key (ids are
-# stripped text: none starts with a newline).
-RETIRED_KEY_PREFIX = "\nretired "
-_NOT_SENT_STATES = frozenset({NOT_PLACED, RECEIVED})
-
-
-def provably_not_sent(status: Optional[str], intents: Sequence[Tuple[str, Optional[str]]]) -> bool:
-    """True when a finished signal placed nothing for certain: interrupted by a restart before any
-    order, or every one of its orders settled ``not_placed``, not sent (``rejected`` "not sent: ..."),
-    or never sent (``received``).  A signal still running (``received``) never qualifies: its
-    other accounts may not have their intents yet."""
-    if status in (None, SIGNAL_RECEIVED, SIGNAL_DUPLICATE):
-        return False
-    if not intents:
-        return status == "interrupted"
-    return all(state in _NOT_SENT_STATES or (state == REJECTED and (error or "").startswith("not sent"))
-               for state, error in intents)
 
 
 def is_database_url(target: Any) -> bool:
@@ -296,13 +277,9 @@ class Journal:
         serialisation of the payload per signal).
 
         ``retry_not_sent``: an explicit id whose first delivery provably placed nothing
-        (:func:`provably_not_sent`: interrupted before any order, or every order ``not_placed`` /
-        not sent / never sent, and the signal finished) is a *retry*: the first delivery gives up
-        its id (its ``dedupe_key`` is retired, its record stays) and this one is recorded as a new
-        signal, decided in the same transaction, so two retries at once execute once.
-
-        ``status``: a new (not duplicate) signal's first status (``queued``: received while the
-        service starts, executed once it is ready).
+        (``intents.provably_not_sent``) is a *retry*: the first delivery gives up its id (its
+        record stays) and this one is a new signal, decided in this transaction (retries at once
+        execute once).  ``status``: a new signal's first status (``queued`` while starting).
         """
         now = time.time() if now is None else float(now)
         key = None if explicit_id is None or str(explicit_id) == "" else str(explicit_id)
@@ -310,7 +287,6 @@ class Journal:
         if payload_hash is None:  # the body's identity: its stored form (keys sorted, secrets removed)
             payload_hash = hashlib.sha256(payload_json.encode("utf-8")).hexdigest()
         signal_id = uuid.uuid4().hex
-
         retried: List[str] = []
 
         def txn(conn: Any) -> Optional[str]:
@@ -318,14 +294,12 @@ class Journal:
                 row = conn.execute(
                     "SELECT id, status FROM signals WHERE recorder = ? AND dedupe_key = ? "
                     "AND duplicate_of IS NULL", (recorder, key)).fetchone()
-                if row is not None and retry_not_sent:
-                    intents = conn.execute("SELECT state, error FROM order_intents WHERE signal_id = ?",
-                                           (row[0],)).fetchall()
-                    if provably_not_sent(row[1], [(i[0], i[1]) for i in intents]):
-                        conn.execute("UPDATE signals SET dedupe_key = ?, summary = COALESCE(summary, ?) WHERE id = ?",
-                                     (RETIRED_KEY_PREFIX + key, f"retried as {signal_id}", row[0]))
-                        retried.append(row[0])
-                        row = None
+                if row is not None and retry_not_sent and provably_not_sent(row[1], [tuple(i) for i in conn.execute(
+                        "SELECT state, error FROM order_intents WHERE signal_id = ?", (row[0],)).fetchall()]):
+                    conn.execute("UPDATE signals SET dedupe_key = ?, summary = COALESCE(summary, ?) WHERE id = ?",
+                                 (RETIRED_KEY_PREFIX + key, f"retried as {signal_id}", row[0]))
+                    retried.append(row[0])
+                    row = None
             elif window_s > 0:
                 row = conn.execute(
                     "SELECT id FROM signals WHERE recorder = ? AND payload_hash = ? "
@@ -594,13 +568,6 @@ class Journal:
         others = self.live_owners() - {self.owner_id}
         return [i for i in (_intent_dict(r) for r in rows) if i.get("owner") not in others]
 
-    def own_sending_since(self, before: float) -> List[Dict[str, Any]]:
-        """This process's intents still ``sending`` whose last change is older than ``before``
-        (epoch seconds): what settlement checks for a final state that was lost."""
-        rows = self._read("SELECT * FROM order_intents WHERE state = ? AND owner = ? AND updated_at < ? ORDER BY id",
-                          (SENDING, self.owner_id, float(before)))
-        return [_intent_dict(r) for r in rows]
-
     def intents_by_cl_ord_id(self, cl_ord_ids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
         """``{clOrdId: intent}`` for the given ids that are journaled (for the DUPLICATE check)."""
         ids = sorted(set(cl_ord_ids))
@@ -626,20 +593,8 @@ class Journal:
         return self._write(txn)
 
     def counts(self) -> Dict[str, Any]:
-        """For the health endpoint: ``{"signals": n, "signals_by_status": {...},
-        "intents_by_state": {...}, "pending_intents": n}``."""
-        def txn(conn: Any) -> Tuple[List[Any], List[Any]]:
-            return (conn.execute("SELECT status, COUNT(*) FROM signals GROUP BY status").fetchall(),
-                    conn.execute("SELECT state, COUNT(*) FROM order_intents GROUP BY state").fetchall())
-
-        sig, ints = self._db.read(txn)
-        by_status = {r[0]: r[1] for r in sig}
-        by_state = {r[0]: r[1] for r in ints}
-        counts = {
-            "signals": sum(by_status.values()),
-            "signals_by_status": by_status,
-            "intents_by_state": by_state,
-            "pending_intents": sum(by_state.get(s, 0) for s in PENDING_STATES),
-        }
-        self.health.set_counts(counts)  # the figure /health shows without a scan
+        """``{"signals": n, "signals_by_status": {...}, "intents_by_state": {...}, "pending_intents": n}``
+        (a scan of both tables: for tests and tools, never /health -- see journal/health.py)."""
+        counts = count_rows(self._db)
+        self.health.set_counts(counts)
         return counts
