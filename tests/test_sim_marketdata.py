@@ -106,7 +106,7 @@ def test_dom_is_a_book_around_the_price_and_follows_it(md):
     assert sock.request("md/unsubscribeDOM", 2, {"symbol": "NQZ6"})["s"] == 200
     after = len(sock.seen)
     sim.set_price("NQZ6", price + 6)
-    sock.drain(0.5)
+    sock.barrier(99)
     assert not [m for m in sock.seen[after:] if m.get("e") == "md"]
 
 
@@ -130,7 +130,7 @@ def test_minute_bars_history_end_of_history_live_updates_and_cancel(md):
     assert live["bars"][0]["close"] == live["bars"][0]["high"] == bars[-1]["high"] + 1
     assert sock.request("md/cancelChart", 2, {"subscriptionId": chart_id}) == {"s": 200, "i": 2, "d": {}}
     sim.set_price("NQZ6", bars[-1]["high"] + 2)
-    sock.drain(0.5)
+    sock.barrier(99)
     assert [m for m in sock.seen if m.get("e") == "chart"][-1]["d"]["charts"][0] == live
 
 

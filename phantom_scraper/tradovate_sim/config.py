@@ -87,6 +87,10 @@ class SimConfig:
     md_seed: int = 0
     md_max_chart_elements: int = 5000
     md_chart_packet_elements: int = 500
+    # The history follows the getChart answer after this pause (a real server fetches it): the JS
+    # tutorials start listening for chart packets only after a contract/find REST call that they make
+    # once the answer is in, so history sent at once would pass them by.
+    md_chart_history_delay_s: float = 0.25
 
     def replace(self, **changes) -> "SimConfig":
         return dataclasses.replace(self, **changes)

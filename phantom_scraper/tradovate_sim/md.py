@@ -16,7 +16,7 @@ anything else answers 404.  Served (docs/TRADOVATE.md, "Market data and cash bal
   "timestamp","bids":[{"price","size"}…],"offers":[…]}]}}`` (ten levels a side, best first).
 - ``md/getChart`` / ``md/cancelChart``: see :mod:`.charts`; the answer is ``{"historicalId": n,
   "realtimeId": n}`` (one id: every packet of the chart, history and live, carries it; either name
-  cancels it).
+  cancels it); the history follows ``SimConfig.md_chart_history_delay_s`` later.
 
 Prices, sessions and history come from :class:`.market.Market`; times from the simulator clock.
 """
@@ -150,6 +150,8 @@ class MdServer(WsServer):
         packets = await loop.run_in_executor(None, charts.history, self._market(), spec, chart_id,
                                              cfg.md_chart_packet_elements)
         await self._reply(s, req_id, {"historicalId": chart_id, "realtimeId": chart_id})
+        if cfg.md_chart_history_delay_s > 0:
+            await asyncio.sleep(cfg.md_chart_history_delay_s)
         for packet in packets:
             await self._send(s, "a" + dumps([{"e": "chart", "d": {"charts": [packet]}}]))
         await self._send(s, "a" + dumps([{"e": "chart", "d": {"charts": [{"id": chart_id, "eoh": True}]}}]))
