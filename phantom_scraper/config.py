@@ -105,6 +105,13 @@ def _trading_hours(env: Mapping[str, str], name: str, default: str) -> str:
     return text or default
 
 
+def _drift_action(text: Optional[str], default: str) -> str:
+    value = (text or "").strip().lower() or default
+    if value not in ("alert", "heal"):
+        raise ConfigError(f"DRIFT_ACTION: {text!r} is not alert or heal")
+    return value
+
+
 def _str(env: Mapping[str, str], name: str, default):
     return env.get(name) or default
 
@@ -149,6 +156,11 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("RECONCILE_WINDOW_S", "reconcile_window_s", _float, "search for an unknown outcome by clOrdId"),
     Variable("UNKNOWN_SETTLE_PERIOD_S", "unknown_settle_period_s", _float,
              "an unknown order not found at the broker for this long is settled not_placed"),
+    Variable("DRIFT_ACTION", "drift_action", lambda env, name, default: _drift_action(env.get(name), default),
+             "alert (default): report an account that is not where its lane expects it; heal: also place the "
+             "orders that bring it back (never while locked, never over the risk limits, once per drift)"),
+    Variable("DRIFT_CHECK_S", "drift_check_s", _float, "how often the drift monitor compares (also on position events)"),
+    Variable("DRIFT_SETTLE_S", "drift_settle_s", _float, "a difference lasting this long is a drift"),
     Variable("KEEPALIVE_INTERVAL_S", "keepalive_interval_s", _float, "the keep-alive daemon's cycle"),
     Variable("WEBHOOK_BUDGET_S", "webhook_budget_s", _float, "answer 200 within this, else 202"),
     Variable("LEASE_POLL_INTERVAL_S", "lease_poll_interval_s", _float, "a standby tries to take the logins over"),
@@ -207,8 +219,8 @@ VARIABLES: Tuple[Variable, ...] = (
 
 
 # NOTIFY_EVENTS' categories (phantom_scraper.ops.notify sends them).
-CATEGORIES = ("rejected", "unknown", "duplicate", "disconnected", "auth", "risk", "startup", "fill")
-DEFAULT_EVENTS = ("rejected", "unknown", "duplicate", "disconnected", "auth", "risk", "startup")
+CATEGORIES = ("rejected", "unknown", "duplicate", "disconnected", "auth", "risk", "drift", "startup", "fill")
+DEFAULT_EVENTS = ("rejected", "unknown", "duplicate", "disconnected", "auth", "risk", "drift", "startup")
 
 
 def split_urls(text: str) -> Tuple[str, ...]:
@@ -306,6 +318,9 @@ class Settings:
     reconcile_window_s: float = 10.0  # how long an unknown outcome is searched by clOrdId
     reconcile_poll_interval_s: float = 0.5
     unknown_settle_period_s: float = 300.0  # an unknown order not found for this long -> not_placed
+    drift_action: str = "alert"  # DRIFT_ACTION: alert | heal (execution/drift.py)
+    drift_check_s: float = 2.0  # the drift monitor's period (it also runs on position and fill events)
+    drift_settle_s: float = 3.0  # a difference that lasts this long is a drift
     rest_timeout_s: float = 10.0
     penalty_max_wait_s: float = 60.0  # longest p-time waited out before resending with p-ticket
 
@@ -367,7 +382,7 @@ class Settings:
 
     # Notifications (phantom_scraper/ops/notify.py); the URLs hold bot tokens/passwords
     notify_urls: Tuple[str, ...] = field(default=(), repr=False)
-    notify_events: Tuple[str, ...] = ("rejected", "unknown", "duplicate", "disconnected", "auth", "risk", "startup")
+    notify_events: Tuple[str, ...] = ("rejected", "unknown", "duplicate", "disconnected", "auth", "risk", "drift", "startup")
     notify_disconnect_after_s: float = 60.0
     notify_coalesce_s: float = 2.0  # lines within this of the first go out as one message
     notify_min_interval_s: float = 10.0  # per destination

@@ -24,6 +24,10 @@ Kinds in use (fields in brackets; a producer may add more):
 ``risk_flatten``        a flatten the guard must do failed; it is retried [account, why, error,
                         still_open, retry_in_s]
 ``fill``                [account, contract, side, qty, price, latency_ms]
+``drift``               an account not where its lane expects it [account, contract, expected, actual, since]
+``drift_cleared``       [account, contract, actual]
+``late_execution``      a late unknown squared toward the lane's expectation [account, contract, expected,
+                        actual, result, signal_id, cl_ord_ids]; ``drift_healed`` (DRIFT_ACTION=heal) the same
 ``journal_write``       [seconds]
 ======================  =====================================================================
 """

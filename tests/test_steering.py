@@ -229,3 +229,71 @@ def test_a_filled_target_never_leaves_the_position_short_of_stops(make_server_ap
     wait_for(lambda: all(position(sim, n) == 1 for n in accounts))
     time.sleep(delay_ms / 1000 + 0.5)
     assert {n: _stop_qty(sim, n) for n in accounts} == {n: 1 for n in accounts}
+
+
+# -- 5. a late execution after a later signal is squared --------------------------------------------
+
+def test_a_late_entry_after_a_close_is_squared_and_reported(make_server_app, sim, accounts):
+    app = boot(make_server_app, accounts, order_ack_timeout_s=1.0, reconcile_window_s=0.3,
+               drift_check_s=0.1, drift_settle_s=0.3)
+    webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "warm"})
+    webhook(app, {"action": "close", "ticker": SYMBOL, "id": "warm-close"})
+    wait_for(lambda: all(v == 0 for v in positions(sim, accounts).values()))
+    sim.faults.hold_orders_ms = 3000  # executed 3 s late: past the ack timeout and the search
+    sim.faults.hold_next_orders = len(accounts)
+    entry = webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "late"})
+    entry = final(app, entry["signal_id"])
+    assert {i["state"] for i in entry["intents"]} == {"unknown"}
+    close = webhook(app, {"action": "close", "ticker": SYMBOL, "id": "close-meanwhile"})
+    assert close["status"] == "skipped", close  # the broker shows nothing yet
+    wait_for(lambda: all(v == 1 for v in positions(sim, accounts).values()), what="the late entry executed")
+    # The lanes square it: every account back where the close put it, and it is reported.
+    wait_for(lambda: all(v == 0 for v in positions(sim, accounts).values()), what="squared", timeout_s=15)
+    status = app.test_client().get("/api/websocket-status", headers=ADMIN_HEADERS).get_json()
+    late = status["drift"]["late_executions"]
+    assert {item["account"] for item in late} == set(accounts)
+    time.sleep(0.5)
+    assert positions(sim, accounts) == {n: 0 for n in accounts}
+
+
+# -- 8. drift is visible ----------------------------------------------------------------------------
+
+def _trade_by_hand(sim, name, action, qty):
+    user_id = 1
+    with sim.exchange._lock:
+        user_id = next(u for u, row in sim.exchange._users.items() if row["name"] == "demo")
+    answer = sim.exchange.place_order(user_id, {"accountSpec": name, "accountId": sim.account_id(name),
+                                                "action": action, "symbol": SYMBOL, "orderQty": qty,
+                                                "orderType": "Market", "isAutomated": False}, "rest")
+    assert answer.get("orderId"), answer
+
+
+def _attention(app):
+    return app.test_client().get("/api/websocket-status", headers=ADMIN_HEADERS).get_json()["orders_needing_attention"]
+
+
+def test_a_trade_by_hand_is_drift_reported_not_undone(make_server_app, sim, accounts):
+    app = boot(make_server_app, accounts, drift_check_s=0.1, drift_settle_s=0.3)
+    webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "open"})
+    wait_for(lambda: all(v == 1 for v in positions(sim, accounts).values()))
+    _trade_by_hand(sim, accounts[-1], "Buy", 2)
+    item = wait_for(lambda: next((d for d in _attention(app).get("drift", [])
+                                  if d["account"] == accounts[-1] and d["expected"] == 1), None), what="drift item")
+    assert item["kind"] == "drift" and item["actual"] == 3 and item["contract"] == SYMBOL and item["since"]
+    page = app.test_client().get("/", headers=ADMIN_HEADERS).get_data(as_text=True)
+    assert "id='drift'" in page and accounts[-1] in page
+    time.sleep(0.5)
+    assert position(sim, accounts[-1]) == 3  # alert mode: the trader's trade stands
+    webhook(app, {"action": "close", "ticker": SYMBOL, "id": "close"})  # a later signal: where it should be
+    wait_for(lambda: not _attention(app).get("drift"), what="drift cleared")
+
+
+def test_heal_brings_a_drifted_account_back_once(make_server_app, sim, accounts):
+    app = boot(make_server_app, accounts, drift_check_s=0.1, drift_settle_s=0.3, drift_action="heal")
+    webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "open"})
+    wait_for(lambda: all(v == 1 for v in positions(sim, accounts).values()))
+    _trade_by_hand(sim, accounts[0], "Sell", 1)
+    wait_for(lambda: position(sim, accounts[0]) == 1 and not _attention(app).get("drift"), what="healed")
+    healing = [s for s in signals(app) if s.get("recorder") == "steering"]
+    assert len(healing) == 1
+    assert positions(sim, accounts) == {n: 1 for n in accounts}

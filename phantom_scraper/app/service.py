@@ -27,6 +27,7 @@ from phantom_scraper.app.health import HealthCheck
 from phantom_scraper.app.startup_queue import QUEUED, QueuedSignal, StartupQueue
 from phantom_scraper.execution.dispatch import describe as _describe, execute_trade_simple
 from phantom_scraper.execution import expectation
+from phantom_scraper.execution.drift import DriftMonitor
 from phantom_scraper.execution.final_writes import FinalWriter
 from phantom_scraper.tradovate.search import recent_duplicates
 from phantom_scraper.execution.settlement import Settler, reconcile_pending
@@ -195,6 +196,7 @@ class TradingService:
         try:
             if self.risk is not None:
                 self.risk.start()
+            self._start_drift()
             self.pool.warm_up()
             # Each cycle also adopts 'unknown' order intents that have since appeared at the broker.
             self.pool.start_daemon(self.settings.keepalive_interval_s, self._settle_unknown)
@@ -271,6 +273,19 @@ class TradingService:
         self._settle_interrupted_signals()
         self._build_risk_guard()
         self._start_breakeven()
+
+    def _start_drift(self) -> None:
+        """The drift monitor (execution/drift.py): each lane's expectation against the broker."""
+        self._stop_drift()
+        self.drift = DriftMonitor(self.settings, journal=self.journal, planner_for=self._planner,
+                                  is_locked=lambda a: self.risk is not None and self.risk.is_locked(a),
+                                  lanes=lambda: executors.LANES)
+        self.drift.start()
+
+    def _stop_drift(self) -> None:
+        drift, self.drift = getattr(self, "drift", None), None
+        if drift is not None:
+            drift.stop()
 
     def _build_risk_guard(self) -> None:
         """The risk guard, wired to the logins' broker states and the market-data socket."""
@@ -350,6 +365,7 @@ class TradingService:
             return False
         if self.risk is not None:
             self.risk.start()
+        self._start_drift()
         self.pool.warm_up()
         self.pool.start_daemon(self.settings.keepalive_interval_s, self._settle_unknown)
         logger.info("Owner: %d login(s), %d account(s)", len(self.logins), len(self._account_login))
@@ -363,6 +379,7 @@ class TradingService:
         if self.risk is not None:  # the new owner's guard takes over (locks are in the journal)
             self.risk.stop()
             self.risk = None
+        self._stop_drift()
         self.pool.stop_daemon()
         self.pool.reset()
         self._reset_logins()
@@ -492,6 +509,7 @@ class TradingService:
             self.breakeven.stop()
         if self.risk is not None:
             self.risk.stop()
+        self._stop_drift()
         if self.coordinator is not None:  # after the drain: the lease (and the logins) pass on now
             self.coordinator.stop(timeout_s)
         self.pool.stop_daemon()
@@ -714,7 +732,8 @@ class TradingService:
         budget = self.settings.webhook_budget_s - (time.perf_counter() - received)
         wait_s = max(0.0, budget - 0.05)
         run = execution.signal_run(signal, contract, journal=self.journal, signal_id=signal_id, settings=self.settings,
-                                   planner=self._planner(recorder, signal_id), needs_position=needs_position)
+                                   planner=self._planner(recorder, signal_id), needs_position=needs_position,
+                                   recorder=recorder)
         try:  # the route (one account from here, or a fan-out) is chosen there, once
             accounts = execution.dispatch(run, targets, tickets=tickets, states=states, wait_s=wait_s)
         except Exception as exc:  # noqa: BLE001 - a bug: reported like one in the executor
@@ -751,7 +770,7 @@ class TradingService:
             return None, []
         outcomes = execute_trade_simple(signal, contract, targets, journal=self.journal, signal_id=signal_id,
                                         settings=self.settings, tickets=tickets,
-                                        planner=self._planner(recorder, signal_id), states=states)
+                                        planner=self._planner(recorder, signal_id), states=states, recorder=recorder)
         contract, outcomes = self._after_invalid_contract(signal, contract, targets, signal_id, outcomes, recorder)
         self._risk_notes(signal_id, outcomes)
         return contract, outcomes
@@ -777,7 +796,7 @@ class TradingService:
                        contract.name, len(refused), fresh.name)
         again = execute_trade_simple(signal, fresh, [targets[i] for i in refused], journal=self.journal,
                                      signal_id=signal_id, settings=self.settings, retry=True,
-                                     planner=self._planner(recorder, signal_id))
+                                     planner=self._planner(recorder, signal_id), recorder=recorder)
         for i, outcome in zip(refused, again):
             outcomes[i] = outcome
         return fresh, outcomes
@@ -962,6 +981,7 @@ class TradingService:
             "keepalive_daemon": self.pool.daemon_status(),
             "order_strategies": self._open_strategies(),
             "risk": self.risk.status() if self.risk is not None else None,
+            "drift": self.drift.status() if getattr(self, "drift", None) is not None else None,
             "coordinator": self.coordinator.status() if self.coordinator is not None else None,
             "orders_needing_attention": self.orders_needing_attention(),
             # each continuous root traded so far: its front month and the date it rolls
@@ -1023,7 +1043,9 @@ class TradingService:
                     (unknown if i["state"] == "unknown" else not_placed).append(row)
             except Exception as exc:  # noqa: BLE001 - the status must render without the journal
                 return {"error": _describe(exc), "unknown": [], "not_placed": [], "duplicates": recent_duplicates()}
-        return {"unknown": unknown, "not_placed": not_placed, "duplicates": recent_duplicates()}
+        drift = getattr(self, "drift", None)
+        return {"unknown": unknown, "not_placed": not_placed, "duplicates": recent_duplicates(),
+                "drift": drift.items() if drift is not None else []}
 
     def health(self) -> Tuple[bool, dict]:
         """Readiness in constant time, from figures in memory (phantom_scraper/app/health.py)."""

@@ -65,14 +65,23 @@ def plan_refused(outcome: AccountOutcome, exc, signal_id: str, target) -> None:
     logger.info("Signal %s account %s: %s", signal_id, target.name, outcome.error)
 
 
-def plan_at_head(run, target, conn) -> list:
+def plan_at_head(run, target, conn, outcome: Optional[AccountOutcome] = None) -> list:
     """The account's steps, planned now -- at the head of its lane, from the broker state at this
     moment (the risk guard reads the same state: position, working entries, orders in doubt).
-    Raises ``PlanError`` when nothing is to be sent."""
+    Raises ``PlanError`` when nothing is to be sent.  ``outcome`` records where the plan started
+    (the lane's expectation is built from it when the job ends)."""
     signal, contract, settings = run.signal, run.contract, run.settings
     net_pos, has_working, extra = 0, False, {}
+    state = _fresh_state(conn)
+    if outcome is not None:
+        outcome.plan_seq = expectation.BOOK.mark()
+        if state is not None:
+            outcome.base_position = state.net_pos(target.id, contract.id)
+            outcome.fill_mark = max((int(f.get("id") or 0) for f in state.entities("fill")), default=0)
     if run.needs_position(signal):
         net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
+        if outcome is not None and outcome.base_position is None:
+            outcome.base_position = net_pos  # (read from the broker: no fill mark, own fills all count)
         # after the position read (a local journal read): strategies to interrupt first
         if strategy_exec.has_open(run.journal, target.id, contract.id):
             extra["open_strategies"] = True
@@ -82,19 +91,43 @@ def plan_at_head(run, target, conn) -> list:
     return run.planner(signal, contract, target, net_pos, has_working, **extra)
 
 
-def _run_account(target, conn, run, steps=None, precreated=None, journal=None) -> AccountOutcome:
+def seed_from(outcome: AccountOutcome, planned: Optional[AccountOutcome]) -> AccountOutcome:
+    if planned is not None:
+        outcome.base_position, outcome.fill_mark, outcome.plan_seq = \
+            planned.base_position, planned.fill_mark, planned.plan_seq
+    return outcome
+
+
+def job_done(run, target, conn, outcome: AccountOutcome) -> None:
+    """The lane's job ended: its expectation (see :mod:`.expectation`); never fails the job."""
+    try:
+        expectation.BOOK.job_done(run, target, conn, outcome)
+    except Exception:  # noqa: BLE001 - bookkeeping must not break an order
+        logger.exception("Could not record the expectation of account %s", target.name)
+
+
+def _run_account(target, conn, run, steps=None, precreated=None, journal=None, planned=None) -> AccountOutcome:
     """One account of ``run`` (a :class:`SignalRun`), run at the head of its lane: plan (unless the
     fan-out planned it a moment ago at the head of the same lane), then each step.  ``journal``:
     where single-step final states go (a ``BatchedStates``), default the run's journal."""
     from phantom_scraper.signals import PlanError
 
-    outcome = AccountOutcome(target.id, target.name, "acked")
+    outcome = seed_from(AccountOutcome(target.id, target.name, "acked"), planned)
+    try:
+        return _run_planned(target, conn, run, outcome, steps, precreated, journal)
+    finally:
+        job_done(run, target, conn, outcome)
+
+
+def _run_planned(target, conn, run, outcome, steps, precreated, journal) -> AccountOutcome:
+    from phantom_scraper.signals import PlanError
+
     started = time.perf_counter()
     signal_id = run.signal_id
     try:
         if steps is None:
             try:
-                steps = plan_at_head(run, target, conn)
+                steps = plan_at_head(run, target, conn, outcome)
             except PlanError as exc:
                 plan_refused(outcome, exc, signal_id, target)
                 return outcome
@@ -220,7 +253,7 @@ class _Placement:
     def finish(self, result) -> bool:
         journal, cl_ord_id, step, outcome, target = self.journal, self.cl_ord_id, self.step, self.outcome, self.target
         if result.status != "unknown":  # answered (or provably not sent): no longer in doubt
-            expectation.BOOK.resolved(cl_ord_id)
+            expectation.BOOK.resolved(cl_ord_id, result.order_id if result.status == "acked" else None)
         ti = self.conn.integration
         if step.kind == "startorderstrategy":
             strategy_exec.after_start(journal, cl_ord_id, result.status, result.order_id)

@@ -25,7 +25,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from phantom_scraper.errors import NotSentError, PenaltyError, TradovateError
 from phantom_scraper.execution import executors
-from phantom_scraper.execution.account import _Placement, _run_account, plan_at_head, plan_refused
+from phantom_scraper.execution.account import _Placement, _run_account, job_done, plan_at_head, plan_refused
 from phantom_scraper.execution.model import AccountOutcome, describe
 from phantom_scraper.journal.journal import JournalError, make_cl_ord_id
 from phantom_scraper.tradovate.outcome import Outcome, classify_error
@@ -151,6 +151,7 @@ def _finish(ticket, placement, answer, started, signal_id, target, conn, contrac
             _account_error(outcome, signal_id, target, exc)
         if outcome.latency_ms is None:
             outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        job_done(placement.run, target, conn, outcome)
     finally:
         executors.LANES.release(ticket, conn, target.id, contract, outcome)
     return outcome
@@ -169,7 +170,7 @@ def _plan_claimed(run, targets, claimed, results) -> List[tuple]:
         outcome = AccountOutcome(target.id, target.name, "acked")
         started = time.perf_counter()
         try:
-            steps = plan_at_head(run, target, conn)
+            steps = plan_at_head(run, target, conn, outcome)
         except PlanError as exc:
             plan_refused(outcome, exc, run.signal_id, target)
             steps = []
@@ -178,11 +179,13 @@ def _plan_claimed(run, targets, claimed, results) -> List[tuple]:
             steps = None
         if not steps or len(steps) != 1 or steps[0].kind not in _BATCH_KINDS:
             if steps:  # several steps (or a kind the batch does not send): the general path, lane kept
-                results[index] = executors.executor("order").submit(_run_claimed, ticket, target, conn, run, steps)
+                results[index] = executors.executor("order").submit(_run_claimed, ticket, target, conn, run, steps,
+                                                                    outcome)
                 continue
             if steps is not None and outcome.status == "acked":
                 outcome.status, outcome.error = "skipped", "nothing to do"
             outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            job_done(run, target, conn, outcome)
             results[index] = _done(outcome)
             executors.LANES.release(ticket, conn, target.id, run.contract, outcome)
             continue
@@ -204,10 +207,10 @@ def _plan_claimed(run, targets, claimed, results) -> List[tuple]:
     return planned
 
 
-def _run_claimed(ticket, target, conn, run, steps):
+def _run_claimed(ticket, target, conn, run, steps, planned=None):
     outcome = None
     try:
-        outcome = _run_account(target, conn, run, steps=steps)
+        outcome = _run_account(target, conn, run, steps=steps, planned=planned)
         return outcome
     finally:
         executors.LANES.release(ticket, conn, target.id, run.contract, outcome)
@@ -260,12 +263,13 @@ def run_now(run, target, conn, ticket, wait_s: float, states=None):
     started = time.perf_counter()
     try:
         try:
-            steps = plan_at_head(run, target, conn)
+            steps = plan_at_head(run, target, conn, outcome)
         except PlanError as exc:
             plan_refused(outcome, exc, signal_id, target)
+            job_done(run, target, conn, outcome)
             steps = None
         if steps is not None and (len(steps) != 1 or steps[0].kind not in _BATCH_KINDS):
-            future = executors.executor("order").submit(_run_claimed, ticket, target, conn, run, steps)
+            future = executors.executor("order").submit(_run_claimed, ticket, target, conn, run, steps, outcome)
             ticket = None  # released by the worker
             return future
         if steps is not None:

@@ -58,7 +58,7 @@ def cancel_lanes(tickets) -> None:
 
 def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, settings,
                          planner=None, needs_position=None, tickets=None, retry: bool = False,
-                         states: Optional["BatchedStates"] = None) -> List[AccountOutcome]:
+                         states: Optional["BatchedStates"] = None, recorder: str = "") -> List[AccountOutcome]:
     """Run one validated signal on every targeted account, in parallel across accounts and in
     arrival order within each (account, product) lane.
 
@@ -72,23 +72,26 @@ def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, 
     another account.
     """
     run = signal_run(signal, contract, journal=journal, signal_id=signal_id, settings=settings, planner=planner,
-                     needs_position=needs_position, retry=retry)
+                     needs_position=needs_position, retry=retry, recorder=recorder)
     return execute(run, targets, tickets=tickets, states=states)
 
 
 def signal_run(signal, contract, *, journal, signal_id: str, settings, planner=None, needs_position=None,
-               retry: bool = False, received: Optional[float] = None) -> SignalRun:
+               retry: bool = False, received: Optional[float] = None, recorder: str = "") -> SignalRun:
     """The frozen run object of one signal (defaults: the plain planner, no risk guard)."""
     if planner is None or needs_position is None:
         from phantom_scraper.signals import needs_position as _needs, plan_orders as _plan
         planner = planner or _plan
         needs_position = needs_position or _needs
     return SignalRun(signal, contract, signal_id, journal, settings, planner, needs_position,
-                     RETRY_STEP_OFFSET if retry else 0, time.monotonic() if received is None else received)
+                     RETRY_STEP_OFFSET if retry else 0, time.monotonic() if received is None else received,
+                     recorder=recorder)
 
 
 def execute(run: SignalRun, targets, *, tickets=None, states=None) -> List[AccountOutcome]:
     """Every account of ``run``, waited for here (see :func:`execute_trade_simple`)."""
+    if run.leader is None and targets:
+        run = run.but(leader=targets[0][0].id)
     tickets = dict(tickets or {})
     if run.signal.test:  # validation places nothing: it takes no place in a lane
         cancel_all(tickets)
@@ -120,6 +123,8 @@ def dispatch(run: SignalRun, targets, *, tickets, states: "BatchedStates",
 
     the answers awaited here for at most ``wait_s`` (the caller answers 202 past it).  Returns one
     future per target, in order.  Every job plans at the head of its (account, product) lane."""
+    if run.leader is None and targets:
+        run = run.but(leader=targets[0][0].id)
     tickets = dict(tickets or {})
     if len(targets) == 1:
         target, conn = targets[0]

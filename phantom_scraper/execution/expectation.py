@@ -4,62 +4,87 @@ Kept in memory by execution (one :data:`BOOK` per process), fed by the lanes:
 
 * **in doubt**: a placement whose outcome is not known yet -- ``sending`` (its frame may be at the
   broker) or ``unknown`` (searched, not found yet).  Its signed size counts towards the account's
-  exposure for the risk guard's position rules until the order is found or settled.
-* **expected position**: the strategy's last stated target when a signal states one (``flat``,
-  ``close``, a sentiment with ``position_size``, ``reverse``), otherwise the position the lane
-  expected after its last job (the broker's position then, plus what that job placed).  The drift
-  monitor compares it with the broker; a late execution is squared towards it.
+  exposure for the risk guard's position rules until the order is answered, found or settled.
+* **expected position** of a lane (per account and contract): the broker's position when the lane
+  last planned (the head of the lane, where the signal's target -- ``position_size`` with a
+  sentiment, ``flat``, ``close``, ``reverse`` -- or its order was turned into steps, clipped by the
+  risk guard), plus what the lane's own orders have filled since (entries, bracket legs, the
+  guard's flattens), plus the signed size of the last job's orders still in doubt.  So after a
+  ``target``/``close`` signal it is the strategy's stated target, after a plain order the position
+  the lane expected after it.  A fill from an order the lane does not know (a trade made by hand at
+  the broker, an order whose outcome was unknown surfacing after a later job) is a difference: the
+  drift monitor (:mod:`.drift`) reports it and, for a late unknown, squares it.
 
 The lock guards the dicts only (no I/O under it).
 """
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 Key = Tuple[int, int]  # (account id, contract id)
+INTERNAL_RECORDERS = frozenset({"risk", "steering", "manual", ""})
+_MAX_OWN = 2000
 
 
 @dataclass
 class Expectation:
     account_id: int
     contract_id: int
-    position: int
-    why: str
-    at: float = field(default_factory=time.time)
-    stated: bool = False  # the strategy stated it (a target), rather than inferred after a job
-    recorder: Optional[str] = None
-    multiplier: float = 1.0
+    root: str
+    base: int  # the broker's position when the lane last planned
+    fill_mark: int  # the highest fill id the broker state held then
+    plan_seq: int  # when (in doubt-record order) the lane last planned
+    own_ids: set = field(default_factory=set)  # broker order ids of the lane's own orders (all jobs)
+    last_ids: List[int] = field(default_factory=list)  # the last job's orders (settled before judging)
+    doubt_ids: List[str] = field(default_factory=list)  # the last job's clOrdIds still in doubt then
+    surfaced: Dict[str, int] = field(default_factory=dict)  # earlier jobs' doubts found since: clOrdId -> size
+    conn: Any = None
+    contract: Any = None
     contract_name: Optional[str] = None
     account_name: Optional[str] = None
+    recorder: str = ""
+    leader: Optional[int] = None
+    multiplier: int = 1
+    at: float = field(default_factory=time.time)
 
 
 class ExpectationBook:
     def __init__(self):
-        self._lock = threading.Lock()  # guards the three dicts
-        self._doubt: Dict[str, Tuple[Key, int]] = {}  # clOrdId -> (key, signed qty)
+        self._lock = threading.Lock()  # guards the dicts and the counter
+        self._seq = itertools.count(1)
+        self._doubt: Dict[str, Tuple[Key, int, int]] = {}  # clOrdId -> (key, signed qty, seq)
         self._expected: Dict[Key, Expectation] = {}
-        self._late: List[dict] = []  # late executions squared (for the status page / attention list)
+        self._late: List[dict] = []  # late executions squared (status page, attention list)
 
     # -- orders in doubt --------------------------------------------------------------------------
     def in_doubt(self, cl_ord_id: str, account_id: int, contract_id: int, delta: Optional[int]) -> None:
-        if not delta:
-            return
         with self._lock:
-            self._doubt[cl_ord_id] = ((int(account_id), int(contract_id)), int(delta))
+            self._doubt[cl_ord_id] = ((int(account_id), int(contract_id)), int(delta or 0), next(self._seq))
 
-    def resolved(self, cl_ord_id: str) -> Optional[Tuple[Key, int]]:
+    def resolved(self, cl_ord_id: str, order_id: Optional[int] = None) -> None:
+        """Answered, found (``order_id``: its fills are the lane's own from now on) or settled."""
         with self._lock:
-            return self._doubt.pop(cl_ord_id, None)
+            entry = self._doubt.pop(cl_ord_id, None)
+            if entry is None or order_id is None:
+                return
+            exp = self._expected.get(entry[0])
+            if exp is None:
+                return
+            if cl_ord_id in exp.doubt_ids:
+                exp.own_ids.add(int(order_id))
+            elif entry[1] and entry[2] < exp.plan_seq:  # found after a later job planned: a late execution
+                exp.surfaced[cl_ord_id] = entry[1]
 
     def doubt(self, account_id: int, contract_id: int) -> Tuple[int, int]:
         """(long, short) contracts of orders in doubt in this account and contract."""
         key = (int(account_id), int(contract_id))
         long = short = 0
         with self._lock:
-            for k, delta in self._doubt.values():
+            for k, delta, _seq in self._doubt.values():
                 if k == key:
                     if delta > 0:
                         long += delta
@@ -67,25 +92,62 @@ class ExpectationBook:
                         short -= delta
         return long, short
 
-    def doubtful_ids(self, account_id: int, contract_id: int) -> List[str]:
-        key = (int(account_id), int(contract_id))
+    # -- the lane's expectation -------------------------------------------------------------------
+    def mark(self) -> int:
         with self._lock:
-            return [cl for cl, (k, _d) in self._doubt.items() if k == key]
+            return next(self._seq)
 
-    # -- expectations -----------------------------------------------------------------------------
-    def expect(self, account_id: int, contract_id: int, position: int, why: str, *, stated: bool = False,
-               **about) -> None:
-        key = (int(account_id), int(contract_id))
+    def job_done(self, run, target, conn, outcome) -> None:
+        """The lane's job for ``target`` ended: its expectation from the plan-time position, its
+        own orders and what is still in doubt."""
+        base = getattr(outcome, "base_position", None)
+        if base is None or run.signal.test:
+            return
+        key = (int(target.id), int(run.contract.id))
         with self._lock:
             old = self._expected.get(key)
-            if old is not None and not stated and old.stated and old.position == position:
-                return
-            extra = {k: v for k, v in about.items() if v is not None}
-            if old is not None:
-                for name in ("recorder", "multiplier", "contract_name", "account_name"):
-                    extra.setdefault(name, getattr(old, name))
-            self._expected[key] = Expectation(int(account_id), int(contract_id), int(position), why,
-                                              stated=stated, **extra)
+            own = set(old.own_ids) if old is not None else set()
+            own.update(int(i) for i in outcome.order_ids if i is not None)
+            if len(own) > _MAX_OWN:
+                own = set(sorted(own)[-_MAX_OWN:])
+            doubt = [cl for cl in outcome.cl_ord_ids if cl in self._doubt]
+            recorder, leader = run.recorder, run.leader
+            if recorder in INTERNAL_RECORDERS and old is not None:
+                recorder, leader = old.recorder, old.leader
+            self._expected[key] = Expectation(
+                key[0], key[1], run.contract.root, int(base), int(outcome.fill_mark or 0), int(outcome.plan_seq or 0),
+                own_ids=own, last_ids=[i for i in outcome.order_ids if i is not None], doubt_ids=doubt, conn=conn,
+                contract=run.contract, contract_name=run.contract.name, account_name=target.name, recorder=recorder,
+                leader=leader, multiplier=int(getattr(target, "multiplier", 1) or 1))
+
+    def expected_now(self, exp: Expectation, state) -> int:
+        """The expectation with the lane's own fills since it planned and its last job's doubts."""
+        fills = 0
+        for f in state.entities("fill"):
+            if f.get("orderId") in exp.own_ids and int(f.get("id") or 0) > exp.fill_mark:
+                qty = int(f.get("qty") or 0)
+                fills += qty if f.get("action") == "Buy" else -qty
+        with self._lock:
+            doubt = sum(self._doubt[cl][1] for cl in exp.doubt_ids if cl in self._doubt)
+        return exp.base + fills + doubt
+
+    def overtaken_doubt(self, exp: Expectation, difference: int) -> List[str]:
+        """clOrdIds of the lane from a job before the one the expectation is from that are still in
+        doubt, or were found at the broker after that job planned (late executions), and whose side
+        agrees with ``difference`` (actual - expected): what can explain it."""
+        key = (exp.account_id, exp.contract_id)
+        with self._lock:
+            found = {cl: d for cl, (k, d, seq) in self._doubt.items()
+                     if k == key and d and seq < exp.plan_seq and cl not in exp.doubt_ids}
+            found.update(exp.surfaced)
+        return sorted(cl for cl, d in found.items() if d and (d > 0) == (difference > 0))
+
+    def squared(self, exp: Expectation, cl_ord_ids) -> None:
+        """The late executions ``cl_ord_ids`` have been squared (the correction was sent)."""
+        with self._lock:
+            for cl in cl_ord_ids:
+                exp.surfaced.pop(cl, None)
+                self._doubt.pop(cl, None)
 
     def expected(self, account_id: int, contract_id: int) -> Optional[Expectation]:
         with self._lock:
@@ -95,14 +157,11 @@ class ExpectationBook:
         with self._lock:
             return list(self._expected.values())
 
-    def forget(self, account_id: Optional[int] = None) -> None:
+    def forget(self) -> None:
         with self._lock:
-            if account_id is None:
-                self._expected.clear()
-                self._doubt.clear()
-            else:
-                for key in [k for k in self._expected if k[0] == account_id]:
-                    self._expected.pop(key, None)
+            self._expected.clear()
+            self._doubt.clear()
+            self._late.clear()
 
     def note_late(self, item: dict) -> None:
         with self._lock:

@@ -35,6 +35,8 @@ class SignalRun:
     needs_position: Callable
     step_offset: int = 0
     received: Optional[float] = None
+    recorder: str = ""  # whose signal (the drift monitor compares a recorder's accounts)
+    leader: Optional[int] = None  # the recorder's first account (its followers are compared with it)
 
     def but(self, **changes) -> "SignalRun":
         return replace(self, **changes)
@@ -63,6 +65,11 @@ class AccountOutcome:
     planned: List[dict] = field(default_factory=list)
     risk: List[dict] = field(default_factory=list)  # the risk guard's refusals/clips ({code, message})
     cancelled: List[int] = field(default_factory=list)  # orders a cancel step ended (cancel, close, lock)
+    # Where the lane planned from (expectation.BOOK.job_done): the broker's position at the head of
+    # the lane (None: not known), the highest fill id then, and the plan's place in doubt order.
+    base_position: Optional[int] = None
+    fill_mark: int = 0
+    plan_seq: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -198,7 +198,7 @@ class Settler:
     def _settle(self, intent: dict, ids: List[int], now: float) -> List[dict]:
         cl = intent["cl_ord_id"]
         if ids:
-            expectation.BOOK.resolved(cl)
+            expectation.BOOK.resolved(cl, ids[0])
             self.journal.set_intent_state(cl, "reconciled", broker_order_id=ids[0], reconciled=True)
             logger.warning("Reconciled %s: found at the broker as order %s (was %s)", cl, ids[0], intent["state"])
             events.emit("settled", cl_ord_id=cl, order_id=ids[0], state="reconciled")

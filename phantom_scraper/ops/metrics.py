@@ -118,6 +118,9 @@ class Metrics:
                                 ["account"], registry=r)
         self.risk_pnl_unknown = Gauge("phantom_risk_pnl_unknown", "1 while an account's P&L rules cannot act: a "
                                       "figure they need is unknown (pnl_unknown)", ["account"], registry=r)
+        self.drift = Gauge("phantom_drift", "1 while an account is not where its lane expects it (drift)",
+                           ["account", "contract"], registry=r)
+        self.steering = Counter("phantom_steering", "late executions squared and drifts healed", ["kind"], registry=r)
         r.register(_StateCollector(status, unknown_open, notifier_status))
         self.locks = {}  # account (or "all") -> {"account", "reason", "at"}: what the status page shows
         self._received = OrderedDict()  # signal id -> perf_counter at receipt (bounded)
@@ -140,6 +143,10 @@ class Metrics:
             "final_write_landed": lambda f: self.final_writes.labels("landed").inc(f.get("count", 1)),
             "journal_down": self._on_journal_down,
             "journal_up": lambda f: self.journal_available.set(1),
+            "drift": lambda f: self.drift.labels(str(f.get("account")), str(f.get("contract"))).set(1.0),
+            "drift_cleared": lambda f: self.drift.labels(str(f.get("account")), str(f.get("contract"))).set(0.0),
+            "late_execution": lambda f: self.steering.labels("late_execution").inc(),
+            "drift_healed": lambda f: self.steering.labels("drift_healed").inc(),
         }
 
     def start(self) -> "Metrics":

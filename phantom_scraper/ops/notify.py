@@ -20,6 +20,7 @@ Event kinds map to the categories of ``NOTIFY_EVENTS``::
     disconnected  a login's socket down longer than NOTIFY_DISCONNECT_AFTER_S, and back
     auth       authentication failures, penalties, captcha
     risk       risk locks and the kill switch
+    drift      an account not where its lane expects it, a late execution squared, a heal
     startup    start and stop
     fill       every fill (off by default)
 """
@@ -56,6 +57,10 @@ _KIND_CATEGORIES: Dict[str, Tuple[str, ...]] = {
     "kill_switch": ("risk",),
     "risk_pnl": ("risk",),
     "risk_flatten": ("risk",),
+    "drift": ("drift",),
+    "drift_cleared": ("drift",),
+    "late_execution": ("drift",),
+    "drift_healed": ("drift",),
     "startup": ("startup",),
     "shutdown": ("startup",),
     "fill": ("fill",),
@@ -295,6 +300,15 @@ class Notifier:
         if kind == "risk_flatten":
             return [("risk", f"risk: {f.get('account')} flatten FAILED ({f.get('why')}): {f.get('error')}; "
                              f"still open: {f.get('still_open') or 'nothing'}; retry in {f.get('retry_in_s')} s")]
+        if kind == "drift":
+            return [("drift", f"DRIFT: {f.get('account')} {f.get('contract')} is at {f.get('actual')}, expected "
+                              f"{f.get('expected')} (since {f.get('since')})")]
+        if kind == "drift_cleared":
+            return [("drift", f"drift cleared: {f.get('account')} {f.get('contract')} at {f.get('actual')} again")]
+        if kind in ("late_execution", "drift_healed"):
+            what = "late execution squared" if kind == "late_execution" else "drift healed"
+            return [("drift", f"{what}: {f.get('account')} {f.get('contract')} from {f.get('actual')} toward "
+                              f"{f.get('expected')}: {f.get('result')}")]
         if kind in ("startup", "shutdown"):
             verb = "started" if kind == "startup" else "stopping"
             return [("startup", f"server {verb} ({f.get('environment', '?')}"

@@ -157,6 +157,10 @@ class RiskGuard:
         if self.store is not None:
             self._save_peaks()
 
+    def is_locked(self, account_id: int) -> bool:
+        with self._lock:
+            return int(account_id) in self._locks
+
     def account_name(self, account_id: int) -> Optional[str]:
         return self._accounts.get(account_id)
 

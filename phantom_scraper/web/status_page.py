@@ -168,6 +168,14 @@ def _settlement_html(status: dict) -> str:
                         for d in dups)
         parts.append(f"<div class='alarm' id='duplicates'><b>DUPLICATE</b>: a second broker order for one "
                      f"intent (this should never happen; check the account in Tradovate)<ul>{items}</ul></div>")
+    drift = att.get("drift") or []
+    if drift:
+        items = "".join(f"<li>{_e(d.get('account'))} {_e(d.get('contract'))}: at {_e(d.get('actual'))}, expected "
+                        f"{_e(d.get('expected'))} since {_e(d.get('since'))} ({_e(d.get('compared_with'))})</li>"
+                        for d in drift)
+        parts.append(f"<div class='alarm' id='drift'><b>DRIFT</b>: {len(drift)} account(s) not where the strategy "
+                     f"and the risk guard put them (DRIFT_ACTION decides whether the server brings them back)"
+                     f"<ul>{items}</ul></div>")
     placed = att.get("not_placed") or []
     if placed:
         items = "".join(f"<li>{_e(i.get('account_name'))}: <code>{_e(i.get('cl_ord_id'))}</code> — {_e(i.get('error'))}</li>"
