@@ -161,6 +161,10 @@ VARIABLES: Tuple[Variable, ...] = (
              "orders that bring it back (never while locked, never over the risk limits, once per drift)"),
     Variable("DRIFT_CHECK_S", "drift_check_s", _float, "how often the drift monitor compares (also on position events)"),
     Variable("DRIFT_SETTLE_S", "drift_settle_s", _float, "a difference lasting this long is a drift"),
+    Variable("ABSENCE_GRACE_S", "absence_grace_s", _float,
+             "an order whose socket closed before its answer is searched this long after the reconnect"),
+    Variable("RESEND_FRESH_S", "resend_fresh_s", _float,
+             "an order proved absent is placed once more (new clOrdId) only this long after its signal arrived"),
     Variable("KEEPALIVE_INTERVAL_S", "keepalive_interval_s", _float, "the keep-alive daemon's cycle"),
     Variable("WEBHOOK_BUDGET_S", "webhook_budget_s", _float, "answer 200 within this, else 202"),
     Variable("LEASE_POLL_INTERVAL_S", "lease_poll_interval_s", _float, "a standby tries to take the logins over"),
@@ -321,6 +325,8 @@ class Settings:
     drift_action: str = "alert"  # DRIFT_ACTION: alert | heal (execution/drift.py)
     drift_check_s: float = 2.0  # the drift monitor's period (it also runs on position and fill events)
     drift_settle_s: float = 3.0  # a difference that lasts this long is a drift
+    absence_grace_s: float = 3.0  # socket closed before the answer: searched this long after the reconnect
+    resend_fresh_s: float = 10.0  # proved absent: placed once more only this long after the signal arrived
     rest_timeout_s: float = 10.0
     penalty_max_wait_s: float = 60.0  # longest p-time waited out before resending with p-ticket
 

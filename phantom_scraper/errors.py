@@ -10,6 +10,7 @@
     │       └── PenaltyError      a p-ticket: wait p-time, then resend with "p-ticket"
     ├── OrderRejectedError        the broker answered with failureReason: final, never retried
     ├── OutcomeUnknownError       it may or may not have executed: reconcile by clOrdId
+    │   └── ConnectionLostError   ... because its socket closed before the answer
     └── BrokerError               any other broker/HTTP error on a read or a cancel
 
 Library errors (``requests``, ``websockets``, ``asyncio``) are translated into these at the
@@ -78,6 +79,13 @@ class OutcomeUnknownError(TradovateError):
 
     Never resend blindly: look the order up by its ``clOrdId`` first.
     """
+
+
+class ConnectionLostError(OutcomeUnknownError):
+    """The socket closed after the frame was written and before its answer: the frame may have
+    been executed, or may never have been read.  Unlike a socket that stays open and does not
+    answer (a broker executing late), this one can be proved absent after the reconnect
+    (``tradovate.outcome``'s ``connection_lost``; execution/absence.py)."""
 
 
 class BrokerError(TradovateError):

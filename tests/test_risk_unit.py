@@ -127,10 +127,26 @@ def test_locked_flatten_cancels_orders_elsewhere(guard):
     broker.pos = {1: {NQ: (1, 21000.0)}}
     broker.orders = {1: [{"id": 77, "contractId": 999, "ordStatus": "Working"},
                          {"id": 78, "contractId": NQ, "ordStatus": "Working"}]}
-    g.lock(1, "kill_switch", "test", until=None, flatten=True)
+    g.lock(1, "kill_switch", "test", until=None, flatten=False)  # (the barrier is tested below)
     result = g._flatten(1, "test")
     assert g.actions.calls == [("flatten", 1, NQ), ("cancel", 1, 77)]  # NQ's order goes with the liquidation
     assert result["cancelled"] == [77]
+
+
+def test_the_lock_barrier_repeats_until_flat_and_reports_what_is_left(guard):
+    g, broker = guard()
+    g.settings = g.settings.replace(order_ack_timeout_s=0.05)  # each round waits for the broker this long
+    broker.pos = {1: {NQ: (1, 21000.0)}}
+    broker.orders = {1: [{"id": 77, "contractId": 999, "ordStatus": "Working"}]}  # never goes (a fake cancel)
+    row = g.lock(1, "kill_switch", "test", until=None, flatten=True)
+    done, result = row["flatten_wait"]
+    assert done.wait(30)
+    assert result["flat"] is False and result["rounds"] == 4  # bounded
+    assert result["pending"] == {"positions": [], "working_orders": [77]}
+    assert [c for c in g.actions.calls if c[0] == "flatten"] == [("flatten", 1, NQ)]  # flattened once: then flat
+    broker.orders = {1: []}
+    done, result = g.request_flatten(1, "again")
+    assert done.wait(30) and result["flat"] is True and result["rounds"] == 0
 
 
 def test_entry_check_uses_the_broker_state_not_a_read(guard):

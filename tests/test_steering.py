@@ -297,3 +297,47 @@ def test_heal_brings_a_drifted_account_back_once(make_server_app, sim, accounts)
     healing = [s for s in signals(app) if s.get("recorder") == "steering"]
     assert len(healing) == 1
     assert positions(sim, accounts) == {n: 1 for n in accounts}
+
+
+# -- 6. a socket that dies mid fan-out leaves no account behind ------------------------------------
+
+def _intents(app, signal_id):
+    return final(app, signal_id)["intents"]
+
+
+def test_a_socket_dying_mid_fan_out_leaves_no_account_behind(make_server_app, sim, accounts):
+    app = boot(make_server_app, accounts, order_ack_timeout_s=1.0, reconcile_window_s=0.3, absence_grace_s=0.5,
+               drift_check_s=0.1, drift_settle_s=0.3)
+    webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "warm"})
+    webhook(app, {"action": "close", "ticker": SYMBOL, "id": "warm-close"})
+    wait_for(lambda: all(v == 0 for v in positions(sim, accounts).values()))
+    sim.faults.close_drops_unread = True
+    sim.faults.close_after_next_orders = 1  # the first frame executes, the socket closes, the rest unread
+    answer = webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "dies"})
+    wait_for(lambda: all(v == 1 for v in positions(sim, accounts).values()), what="every account long 1",
+             timeout_s=20)
+    time.sleep(1.0)
+    assert positions(sim, accounts) == {n: 1 for n in accounts}  # and never more
+    from tests.helpers import assert_at_most_one
+    assert_at_most_one(sim)
+    intents = _intents(app, answer["signal_id"])
+    states = sorted(i["state"] for i in intents)
+    # one order executed (adopted), every other one proved absent and placed once more
+    assert states.count("not_placed") == len(accounts) - 1 and "acked" in states or \
+        (len(accounts) == 1 and states in (["reconciled"], ["acked"])), states
+
+
+def test_an_open_socket_that_does_not_answer_is_never_resent(make_server_app, sim, accounts):
+    app = boot(make_server_app, accounts, order_ack_timeout_s=0.5, reconcile_window_s=0.2, absence_grace_s=0.3)
+    webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "warm"})
+    webhook(app, {"action": "close", "ticker": SYMBOL, "id": "warm-close"})
+    wait_for(lambda: all(v == 0 for v in positions(sim, accounts).values()))
+    before = len(sim.orders())
+    sim.faults.hold_orders_ms = 1500  # the socket stays open; the broker executes 1.5 s later
+    sim.faults.hold_next_orders = len(accounts)
+    answer = webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "held"})
+    wait_for(lambda: all(v == 1 for v in positions(sim, accounts).values()))
+    time.sleep(1.5)  # a resend would show by now
+    assert len(sim.orders()) - before == len(accounts)  # one order per account, none sent twice
+    assert positions(sim, accounts) == {n: 1 for n in accounts}
+    assert all(i["cl_ord_id"].endswith("-0") for i in _intents(app, answer["signal_id"]))

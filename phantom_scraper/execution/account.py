@@ -11,7 +11,7 @@ import time
 from typing import Callable, List, Optional
 
 from phantom_scraper.errors import TradovateError
-from phantom_scraper.execution import cancels, exit_legs, expectation
+from phantom_scraper.execution import absence, cancels, exit_legs, expectation
 from phantom_scraper.execution.model import (_PLACEMENT_KINDS, RETRY_STEP_OFFSET, AccountOutcome,  # noqa: F401
                                              describe)
 from phantom_scraper.journal.journal import JournalError, make_cl_ord_id
@@ -80,14 +80,18 @@ def plan_at_head(run, target, conn, outcome: Optional[AccountOutcome] = None) ->
             outcome.fill_mark = max((int(f.get("id") or 0) for f in state.entities("fill")), default=0)
     if run.needs_position(signal):
         net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
-        if outcome is not None and outcome.base_position is None:
-            outcome.base_position = net_pos  # (read from the broker: no fill mark, own fills all count)
         # after the position read (a local journal read): strategies to interrupt first
         if strategy_exec.has_open(run.journal, target.id, contract.id):
             extra["open_strategies"] = True
         flat_target = signal.action == "close" or (signal.action == "target" and signal.target_position == 0)
         if net_pos == 0 and flat_target:  # leftover bracket legs still need cancelling
             has_working = bool(_working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
+    if state is None and getattr(run.planner, "takes_broker", False) and not signal.test:
+        # The socket-fed state is stale or behind this lane's own orders: the risk guard must not
+        # judge the exposure from it.  Read the position and the working orders from the broker.
+        position = net_pos if run.needs_position(signal) else \
+            _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
+        extra["broker"] = (position, _working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
     return run.planner(signal, contract, target, net_pos, has_working, **extra)
 
 
@@ -265,6 +269,8 @@ class _Placement:
         if result.status == "not_sent":  # provably not executed (429/penalty included): nothing at the broker
             return _fail(journal, cl_ord_id, "not_sent", "not sent: " + (result.error or ""), outcome, target)
         if result.status != "acked":  # unknown: journaled, searched, not found; settled in the background
+            if absence.may_prove(self, result):  # its socket died: provable absent after the reconnect
+                absence.start(self, result, _run_account)
             return _fail(journal, cl_ord_id, "unknown", result.error or "outcome unknown", outcome, target,
                          bool(self.journaled_unknown))
         self.conn.record_order(result.transport, result.latency_ms)

@@ -101,9 +101,13 @@ class ExpectationBook:
         """The lane's job for ``target`` ended: its expectation from the plan-time position, its
         own orders and what is still in doubt."""
         base = getattr(outcome, "base_position", None)
-        if base is None or run.signal.test:
+        if run.signal.test:
             return
         key = (int(target.id), int(run.contract.id))
+        if base is None:  # planned without a fresh socket-fed state: nothing to judge until the next job
+            with self._lock:
+                self._expected.pop(key, None)
+            return
         with self._lock:
             old = self._expected.get(key)
             own = set(old.own_ids) if old is not None else set()

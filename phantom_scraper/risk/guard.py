@@ -193,17 +193,20 @@ class RiskGuard:
     # -- the order path ---------------------------------------------------------------------------------
     def planner(self, recorder: str, signal_id: str, base: Callable, *, rate_limited: bool = True) -> Callable:
         """The order planner with the entry rules applied (same signature as ``plan_orders``)."""
-        def plan(signal, contract, target, net_pos, has_working=False, **kwargs):
+        def plan(signal, contract, target, net_pos, has_working=False, broker=None, **kwargs):
             steps = base(signal, contract, target, net_pos, has_working, **kwargs)
             return self.check_steps(recorder, signal_id, contract, target, steps, net_pos,
-                                    rate_limited=rate_limited and not getattr(signal, "test", False))
+                                    rate_limited=rate_limited and not getattr(signal, "test", False), broker=broker)
+        plan.takes_broker = True  # execution passes broker=(position, working orders) read when its state is stale
         return plan
 
     def check_steps(self, recorder: str, signal_id: str, contract, target, steps, net_pos: int, *,
-                    rate_limited: bool = True) -> list:
+                    rate_limited: bool = True, broker=None) -> list:
+        """``broker``: (position, working orders) read from the broker by execution when the
+        socket-fed state could not be trusted; else the guard's broker view is used."""
         now = self.clock()
         limits = self.limits_for(target.id)
-        position = self._net_pos(target.id, contract.id, net_pos)
+        position = int(broker[0]) if broker is not None else self._net_pos(target.id, contract.id, net_pos)
         with self._lock:
             lock = self._locks.get(target.id)
         refusal = None
@@ -214,7 +217,8 @@ class RiskGuard:
         elif limits.trading_hours is not None and not limits.trading_hours.is_open(now):
             refusal = Refusal(rules.OUTSIDE_HOURS, f"outside trading hours ({limits.trading_hours.describe()}); "
                                                    "entries refused, exits pass")
-        pending = self._pending(target.id, contract.id) if limits.max_position is not None else (0, 0)
+        pending = self._pending(target.id, contract.id, None if broker is None else broker[1]) \
+            if limits.max_position is not None else (0, 0)
         kept, notes = rules.apply_entry_rules(steps, position, refuse=refusal, max_position=limits.max_position,
                                               pending=pending)
         if refusal is None and rate_limited and rules.has_entry(kept, position) and \
@@ -239,11 +243,14 @@ class RiskGuard:
             log.exception("risk: broker state unreadable; using the planner's position")
             return fallback
 
-    def _pending(self, account_id: int, contract_id: int) -> Tuple[int, int]:
+    def _pending(self, account_id: int, contract_id: int, working=None) -> Tuple[int, int]:
         """(long, short) exposure beyond the position: working entry orders at the broker and
-        orders still in doubt (``sending``/``unknown``) -- both may still fill."""
+        orders still in doubt (``sending``/``unknown``) -- both may still fill.  ``working``: the
+        contract's live orders as read from the broker (else the broker view's)."""
         long, short = expectation.BOOK.doubt(account_id, contract_id)
         entries = getattr(self.broker, "entry_orders", None)
+        if working is not None:
+            entries = lambda _a, _c: [o for o in working if o.get("parentId") is None and o.get("ocoId") is None]  # noqa: E731
         if entries is not None:
             try:
                 for order in entries(account_id, contract_id):

@@ -39,6 +39,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from phantom_scraper.errors import (
     AuthError,
     BrokerError,
+    ConnectionLostError,
     NotSentError,
     OrderRejectedError,
     OutcomeUnknownError,
@@ -69,6 +70,9 @@ class Attempt:
     failure_reason: Optional[str] = None  # rejected: the broker's failureReason
     failure_text: Optional[str] = None
     rate_limited: bool = False  # not_sent because the broker said "back off" (429, penalty)
+    # unknown because the socket closed before the answer (not: an open socket that did not answer
+    # in time).  The ONE place that tells the two apart; only this kind may be proved absent later.
+    connection_lost: bool = False
 
     @property
     def order_id(self) -> Optional[int]:
@@ -145,6 +149,8 @@ def classify_error(exc: BaseException, transport: str) -> Attempt:
         return Attempt(Outcome.NOT_SENT, transport, reason=text, rate_limited=True)
     if isinstance(exc, (NotSentError, AuthError)):  # never left / token refused before execution
         return Attempt(Outcome.NOT_SENT, transport, reason=text)
+    if isinstance(exc, ConnectionLostError):
+        return Attempt(Outcome.UNKNOWN, transport, reason=text, connection_lost=True)
     if isinstance(exc, OutcomeUnknownError):
         return Attempt(Outcome.UNKNOWN, transport, reason=text)
     if isinstance(exc, BrokerError):

@@ -68,6 +68,7 @@ class OrderResult:
     response: Dict[str, Any] = field(default_factory=dict)  # the broker's answer (e.g. oso1Id)
     error: Optional[str] = None  # not_sent / unknown: why
     rate_limited: bool = False  # not_sent because the broker said "back off"
+    connection_lost: bool = False  # unknown because the socket closed before the answer (outcome.py)
 
 
 class SmartOrder:
@@ -194,4 +195,5 @@ class SmartOrder:
         return OrderResult(status=status, order_id=fields.pop("order_id", None), transport=attempt.transport,
                            latency_ms=round((time.monotonic() - self.started) * 1000.0, 1),
                            reconciled=fields.pop("reconciled", False), cl_ord_id=self.intent,
-                           fallback_reason=self.fallback_reason, **fields)
+                           fallback_reason=self.fallback_reason, connection_lost=attempt.connection_lost,
+                           **fields)

@@ -40,6 +40,7 @@ from websockets.protocol import State as _ProtoState
 from phantom_scraper.errors import (
     AuthError,
     BrokerError,
+    ConnectionLostError,
     NotSentError,
     OutcomeUnknownError,
     RateLimitedError,
@@ -602,7 +603,7 @@ class TradovateWebSocket:
         def fail_pending() -> None:  # the waiting callers are woken (their futures are thread-safe)
             for rid, p in pending.items():
                 if not p.future.done():
-                    p.future.set_exception(OutcomeUnknownError(
+                    p.future.set_exception(ConnectionLostError(
                         f"{self.name}: socket closed ({reason}) before the answer to {p.endpoint} #{rid}"))
 
         current = asyncio.current_task()

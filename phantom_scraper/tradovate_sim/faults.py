@@ -27,6 +27,7 @@ _DEFAULTS: Dict[str, Any] = {
     "refuse_ws_connects": False,  # WS handshakes answered HTTP 503
     "no_answer_next_orders": 0,  # execute the next N order requests, never answer
     "close_after_next_orders": 0,  # execute, then close the connection before answering
+    "close_drops_unread": False,  # with it: the frames behind the closing one are never read (not executed)
     "hold_next_orders": 0,  # socket only: hold the next N order frames hold_orders_ms, then execute
     "hold_orders_ms": 0.0,  # (and answer, if the socket is still open): a broker executing late
     "oco_cancel_delay_ms": 0.0,  # a filled leg's OCO sibling is cancelled this long after the fill's events

@@ -245,6 +245,8 @@ class WsServer:
                 self._shutdown(oldest, "ConnectionQuotaReached", "Too many connections"))
 
     async def _request(self, s: _Session, req_id: int, endpoint: str, query: str, body: str) -> None:
+        if s.dropped and self.api.faults.close_drops_unread:
+            return  # the connection is gone: frames behind the one that closed it are never read
         if normalise_endpoint(endpoint) in ORDER_ENDPOINTS and self.api.faults.take("hold_next_orders"):
             # a broker executing late: the frame is executed after the hold even if the socket is gone
             await asyncio.sleep(self.api.faults.hold_orders_ms / 1000.0)
