@@ -77,7 +77,7 @@ def plan_at_head(run, target, conn, outcome: Optional[AccountOutcome] = None) ->
         outcome.plan_seq = expectation.BOOK.mark()
         if state is not None:
             outcome.base_position = state.net_pos(target.id, contract.id)
-            outcome.fill_mark = max((int(f.get("id") or 0) for f in state.entities("fill")), default=0)
+            outcome.fill_mark = state.fill_mark()
     if run.needs_position(signal):
         net_pos = _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s)
         # after the position read (a local journal read): strategies to interrupt first

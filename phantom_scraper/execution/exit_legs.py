@@ -112,24 +112,10 @@ def plan_leg_changes(net_pos: int, orders: Iterable[dict], cover: Optional[int] 
 
 
 def oco_gone(state, account_id: int, contract_id: int, legs: Iterable[dict]) -> List[int]:
-    """The working legs whose OCO partner (or bracket partner) has filled: the broker cancels them
-    itself, so upkeep counts them as cancelled already."""
-    legs = [o for o in legs if is_leg(o)]
-    if not legs:
-        return []
-    filled = [o for o in state.entities("order") if o.get("ordStatus") == "Filled"
-              and o.get("accountId") == account_id and o.get("contractId") == contract_id
-              and (o.get("ocoId") is not None or o.get("parentId") is not None)]
-    out = []
-    for leg in legs:
-        oco = leg.get("ocoId")
-        for other in filled:
-            if other["id"] == leg["id"]:
-                continue
-            if other["id"] == oco or other.get("ocoId") == leg["id"] or (oco is not None and other.get("ocoId") == oco):
-                out.append(leg["id"])
-                break
-    return out
+    """The working legs whose OCO partner (the other leg of its bracket, ``ocoId``) has filled: the
+    broker cancels them itself, so upkeep counts them as cancelled already."""
+    return [leg["id"] for leg in legs if is_leg(leg) and leg.get("ocoId") is not None
+            and state.order_status(leg["ocoId"]) == "Filled"]
 
 
 def trim(conn, account_id: int, contract_id: int, cover: int, timeout_s: float) -> bool:

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 Key = Tuple[int, int]  # (account id, contract id)
 INTERNAL_RECORDERS = frozenset({"risk", "steering", "manual", ""})
-_MAX_OWN = 2000
+_MAX_OWN = 400  # the newest of a lane's own broker order ids kept (older ones have long filled)
 
 
 @dataclass
@@ -110,10 +110,10 @@ class ExpectationBook:
             return
         with self._lock:
             old = self._expected.get(key)
-            own = set(old.own_ids) if old is not None else set()
+            own = old.own_ids if old is not None else set()  # (kept in place: no copy per job)
             own.update(int(i) for i in outcome.order_ids if i is not None)
             if len(own) > _MAX_OWN:
-                own = set(sorted(own)[-_MAX_OWN:])
+                own = set(sorted(own)[-_MAX_OWN // 2:])
             doubt = [cl for cl in outcome.cl_ord_ids if cl in self._doubt]
             recorder, leader = run.recorder, run.leader
             if recorder in INTERNAL_RECORDERS and old is not None:
@@ -126,11 +126,9 @@ class ExpectationBook:
 
     def expected_now(self, exp: Expectation, state) -> int:
         """The expectation with the lane's own fills since it planned and its last job's doubts."""
-        fills = 0
-        for f in state.entities("fill"):
-            if f.get("orderId") in exp.own_ids and int(f.get("id") or 0) > exp.fill_mark:
-                qty = int(f.get("qty") or 0)
-                fills += qty if f.get("action") == "Buy" else -qty
+        with self._lock:
+            own = list(exp.own_ids)
+        fills = state.filled_since(own, exp.fill_mark)
         with self._lock:
             doubt = sum(self._doubt[cl][1] for cl in exp.doubt_ids if cl in self._doubt)
         return exp.base + fills + doubt

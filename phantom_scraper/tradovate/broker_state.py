@@ -91,6 +91,8 @@ class BrokerState:
         self._listeners: List[tuple] = []  # (listener, entity types wanted or None)
         # (account, contract) -> ids of orders whose fill arrived but no position event since
         self._unposted_fills: Dict[tuple, set] = {}
+        self._fills_by_order: Dict[Any, Dict[int, dict]] = {}  # order id -> {fill id: fill}
+        self._max_fill_id = 0
         self.synced_at: Optional[float] = None
         self.events_applied = 0
         self.last_error: Optional[str] = None
@@ -223,6 +225,8 @@ class BrokerState:
             else:  # (the decoded event is ours alone: stored as it is, never changed in place)
                 store[row["id"]] = row
             self._index_locked(etype, store.get(row["id"]), row)
+            if etype == "fill":
+                self._index_fill_locked(store.get(row["id"]), row)
             if etype == "fill" and event_type == "Created":
                 order = self._entities.get("order", {}).get(row.get("orderId"))
                 if order is not None:
@@ -234,7 +238,19 @@ class BrokerState:
         self.events_applied += len(changed)
         return changed
 
+    def _index_fill_locked(self, stored: Optional[dict], row: dict) -> None:
+        fills = self._fills_by_order.setdefault(row.get("orderId"), {})
+        if stored is None:
+            fills.pop(row["id"], None)
+        else:
+            fills[row["id"]] = stored
+            if isinstance(row["id"], int) and row["id"] > self._max_fill_id:
+                self._max_fill_id = row["id"]
+
     def _reindex_locked(self) -> None:
+        self._fills_by_order, self._max_fill_id = {}, 0
+        for row in self._entities.get("fill", {}).values():
+            self._index_fill_locked(row, row)
         self._live, self._latest_version = {}, {}
         self._by_account, self._account_of = {t: {} for t in _BY_ACCOUNT}, {}
         for etype in _BY_ACCOUNT:
@@ -307,6 +323,22 @@ class BrokerState:
         """Copies of every stored entity of ``entity_type``."""
         with self._lock:
             return [dict(e) for e in self._entities.get(entity_type, {}).values()]
+
+    def fill_mark(self) -> int:
+        """The highest fill id held (fills after it are newer)."""
+        with self._lock:
+            return self._max_fill_id
+
+    def filled_since(self, order_ids: Iterable[int], after_id: int) -> int:
+        """Signed quantity (Buy +, Sell -) of the fills of ``order_ids`` with an id above ``after_id``."""
+        total = 0
+        with self._lock:
+            for order_id in order_ids:
+                for fill in self._fills_by_order.get(order_id, {}).values():
+                    if int(fill.get("id") or 0) > after_id:
+                        qty = int(fill.get("qty") or 0)
+                        total += qty if fill.get("action") == "Buy" else -qty
+        return total
 
     def entity(self, entity_type: str, entity_id: int) -> Optional[dict]:
         with self._lock:
