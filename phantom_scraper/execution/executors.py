@@ -9,13 +9,15 @@ from phantom_scraper.execution.account_lanes import AccountLanes
 
 # The one owner of the worker threads.  Two pools so a signal task never waits on account tasks
 # queued behind other signal tasks in the same bounded pool (that nesting deadlocks once it is full).
-EXECUTOR_SIZES = {"signal": 32, "order": 64}  # signal: whole signals (TradingService); order: one task per account
+# signal: whole signals (TradingService); order: one task per account; barrier: the risk guard's lock
+# barriers, which wait on lane jobs (run on "order"), so they must never occupy "order" threads.
+EXECUTOR_SIZES = {"signal": 32, "order": 64, "barrier": 8}
 _EXECUTORS: Dict[str, concurrent.futures.ThreadPoolExecutor] = {}
 _EXECUTOR_LOCK = threading.Lock()  # serialises creation/shutdown of the executors
 
 
 def executor(kind: str) -> concurrent.futures.ThreadPoolExecutor:
-    """The ``"signal"`` or ``"order"`` executor, created on first use."""
+    """The ``"signal"``, ``"order"`` or ``"barrier"`` executor, created on first use."""
     with _EXECUTOR_LOCK:
         pool = _EXECUTORS.get(kind)
         if pool is None:

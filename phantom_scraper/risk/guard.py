@@ -430,7 +430,7 @@ class RiskGuard:
                 done.set()
 
         try:
-            executors.executor("order").submit(job)
+            executors.executor("barrier").submit(job)  # (it waits on lane jobs, which run on "order")
         except RuntimeError:  # shutting down: nothing more is sent
             result["error"] = "shutting down"
             done.set()
