@@ -212,7 +212,7 @@ def _stop_qty(sim, name):
 
 @pytest.mark.parametrize("delay_ms", [0, 400], ids=["cancel-with-fill", "position-before-cancel"])
 def test_a_filled_target_never_leaves_the_position_short_of_stops(make_server_app, sim, accounts, delay_ms):
-    app = boot(make_server_app, accounts)
+    app = boot(make_server_app, accounts, drift_check_s=0.1, drift_settle_s=0.3)
     sim.faults.oco_cancel_delay_ms = delay_ms
     p = price(sim)
     answer = webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 3, "price": p,
@@ -229,6 +229,8 @@ def test_a_filled_target_never_leaves_the_position_short_of_stops(make_server_ap
     wait_for(lambda: all(position(sim, n) == 1 for n in accounts))
     time.sleep(delay_ms / 1000 + 0.5)
     assert {n: _stop_qty(sim, n) for n in accounts} == {n: 1 for n in accounts}
+    # the strategy's own targets filled: that is where the lanes expect the accounts, not drift
+    assert _attention(app).get("drift") == []
 
 
 # -- 5. a late execution after a later signal is squared --------------------------------------------

@@ -38,7 +38,8 @@ class Expectation:
     base: int  # the broker's position when the lane last planned
     fill_mark: int  # the highest fill id the broker state held then
     plan_seq: int  # when (in doubt-record order) the lane last planned
-    own_ids: set = field(default_factory=set)  # broker order ids of the lane's own orders (all jobs)
+    # the lane's own broker orders (all jobs; ("strategy", id) for an order strategy), oldest first
+    own_ids: Dict[Any, None] = field(default_factory=dict)
     last_ids: List[int] = field(default_factory=list)  # the last job's orders (settled before judging)
     doubt_ids: List[str] = field(default_factory=list)  # the last job's clOrdIds still in doubt then
     surfaced: Dict[str, int] = field(default_factory=dict)  # earlier jobs' doubts found since: clOrdId -> size
@@ -75,7 +76,7 @@ class ExpectationBook:
             if exp is None:
                 return
             if cl_ord_id in exp.doubt_ids:
-                exp.own_ids.add(int(order_id))
+                exp.own_ids[int(order_id)] = None
             elif entry[1] and entry[2] < exp.plan_seq:  # found after a later job planned: a late execution
                 exp.surfaced[cl_ord_id] = entry[1]
 
@@ -110,10 +111,12 @@ class ExpectationBook:
             return
         with self._lock:
             old = self._expected.get(key)
-            own = old.own_ids if old is not None else set()  # (kept in place: no copy per job)
-            own.update(int(i) for i in outcome.order_ids if i is not None)
+            own = old.own_ids if old is not None else {}  # (kept in place: no copy per job)
+            own.update((int(i), None) for i in outcome.order_ids if i is not None)
+            if outcome.order_id is not None and any(p.get("kind") == "startorderstrategy" for p in outcome.planned):
+                own[("strategy", int(outcome.order_id))] = None  # its orders (legs made later) are found through it
             if len(own) > _MAX_OWN:
-                own = set(sorted(own)[-_MAX_OWN // 2:])
+                own = dict.fromkeys(list(own)[-_MAX_OWN // 2:])
             doubt = [cl for cl in outcome.cl_ord_ids if cl in self._doubt]
             recorder, leader = run.recorder, run.leader
             if recorder in INTERNAL_RECORDERS and old is not None:

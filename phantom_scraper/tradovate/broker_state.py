@@ -93,6 +93,9 @@ class BrokerState:
         self._unposted_fills: Dict[tuple, set] = {}
         self._fills_by_order: Dict[Any, Dict[int, dict]] = {}  # order id -> {fill id: fill}
         self._max_fill_id = 0
+        # order id -> ids of the orders it made: OSO/strategy legs (parentId), and an order strategy's
+        # orders (orderStrategyLink) under ("strategy", its id)
+        self._made_by: Dict[Any, set] = {}
         self.synced_at: Optional[float] = None
         self.events_applied = 0
         self.last_error: Optional[str] = None
@@ -227,6 +230,8 @@ class BrokerState:
             self._index_locked(etype, store.get(row["id"]), row)
             if etype == "fill":
                 self._index_fill_locked(store.get(row["id"]), row)
+            elif etype in ("order", "orderStrategyLink") and event_type != "Deleted":
+                self._index_made_locked(etype, row)
             if etype == "fill" and event_type == "Created":
                 order = self._entities.get("order", {}).get(row.get("orderId"))
                 if order is not None:
@@ -247,10 +252,19 @@ class BrokerState:
             if isinstance(row["id"], int) and row["id"] > self._max_fill_id:
                 self._max_fill_id = row["id"]
 
+    def _index_made_locked(self, etype: str, row: dict) -> None:
+        if etype == "order" and row.get("parentId") is not None:
+            self._made_by.setdefault(row["parentId"], set()).add(row["id"])
+        elif etype == "orderStrategyLink" and row.get("orderStrategyId") is not None and row.get("orderId") is not None:
+            self._made_by.setdefault(("strategy", row["orderStrategyId"]), set()).add(row["orderId"])
+
     def _reindex_locked(self) -> None:
-        self._fills_by_order, self._max_fill_id = {}, 0
+        self._fills_by_order, self._max_fill_id, self._made_by = {}, 0, {}
         for row in self._entities.get("fill", {}).values():
             self._index_fill_locked(row, row)
+        for etype in ("order", "orderStrategyLink"):
+            for row in self._entities.get(etype, {}).values():
+                self._index_made_locked(etype, row)
         self._live, self._latest_version = {}, {}
         self._by_account, self._account_of = {t: {} for t in _BY_ACCOUNT}, {}
         for etype in _BY_ACCOUNT:
@@ -330,10 +344,19 @@ class BrokerState:
             return self._max_fill_id
 
     def filled_since(self, order_ids: Iterable[int], after_id: int) -> int:
-        """Signed quantity (Buy +, Sell -) of the fills of ``order_ids`` with an id above ``after_id``."""
+        """Signed quantity (Buy +, Sell -) of the fills with an id above ``after_id`` of ``order_ids``
+        and of the orders they made (bracket legs by ``parentId``; an order strategy's orders when
+        ``("strategy", its id)`` is given)."""
         total = 0
         with self._lock:
-            for order_id in order_ids:
+            ids, todo = set(), list(order_ids)
+            while todo:
+                oid = todo.pop()
+                if oid in ids:
+                    continue
+                ids.add(oid)
+                todo.extend(self._made_by.get(oid, ()))
+            for order_id in ids:
                 for fill in self._fills_by_order.get(order_id, {}).values():
                     if int(fill.get("id") or 0) > after_id:
                         qty = int(fill.get("qty") or 0)
