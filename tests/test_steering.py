@@ -343,3 +343,31 @@ def test_an_open_socket_that_does_not_answer_is_never_resent(make_server_app, si
     assert len(sim.orders()) - before == len(accounts)  # one order per account, none sent twice
     assert positions(sim, accounts) == {n: 1 for n in accounts}
     assert all(i["cl_ord_id"].endswith("-0") for i in _intents(app, answer["signal_id"]))
+
+
+def test_a_socket_lost_between_the_claim_and_the_batch_falls_back_to_rest(make_server_app, sim, accounts,
+                                                                           monkeypatch):
+    """Planning now happens between claiming the lane and writing the batch: a socket that is gone
+    when the order is built leaves its frame unwritten (REST, once), never a crashed signal."""
+    from phantom_scraper.execution import batch
+
+    app = boot(make_server_app, accounts)
+    webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "warm"})
+    webhook(app, {"action": "sell", "ticker": SYMBOL, "quantity": 1, "id": "warm-back"})
+    wait_for(lambda: all(v == 0 for v in positions(sim, accounts).values()))
+
+    class SocketGoneMeanwhile(batch._Placement):
+        def __init__(self, run, target, conn, *args, **kwargs):
+            live = type(conn).live_client
+            type(conn).live_client = lambda self: None  # (the socket closed after the claim)
+            try:
+                super().__init__(run, target, conn, *args, **kwargs)
+            finally:
+                type(conn).live_client = live
+
+    monkeypatch.setattr(batch, "_Placement", SocketGoneMeanwhile)
+    answer = webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "window"})
+    assert answer["status"] == "acked", answer
+    wait_for(lambda: all(v == 1 for v in positions(sim, accounts).values()))
+    from tests.helpers import assert_at_most_one
+    assert_at_most_one(sim)

@@ -91,6 +91,10 @@ def run_batched(run, targets, tickets, states, start_others: Callable[[Dict[int,
     sent: Dict[int, object] = {}
     for items in groups.values():
         client = items[0][2].client
+        if client is None:  # the socket went away between the claim and the placement: not written
+            for index, *_ in items:
+                sent[index] = (None, NotSentError("no live WebSocket when the batch was written; not sent"))
+            continue
         try:
             batch = client.request_many([(p.order.endpoint, p.order.body) for _, _, p, _ in items],
                                         timeout=settings.order_ack_timeout_s)
