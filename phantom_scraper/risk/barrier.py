@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
+
+from phantom_scraper import events
 from typing import Dict, List
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,10 @@ def run_barrier(guard, account_id: int, why: str, result: dict) -> None:
                       guard.account_name(account_id), rounds, positions, [o["id"] for o in orders], why)
             guard._event("error", account_id, "flatten_incomplete",
                          f"still holding {positions} with {len(orders)} working order(s) after {rounds} round(s)")
+            events.emit("risk_flatten", account=guard.account_name(account_id), why=why,
+                        error=f"not flat with nothing working after {rounds} round(s)",
+                        still_open={"positions": positions, "working_orders": [o["id"] for o in orders]},
+                        retry_in_s=getattr(guard.risk, "flatten_retry_s", None))
             break
         rounds += 1
         one = guard._flatten(account_id, why)  # each position closed, other contracts' orders cancelled
