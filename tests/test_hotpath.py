@@ -36,13 +36,18 @@ def placements(monkeypatch):
     return calls
 
 
-def lanes_idle():
-    """Wait until no (account, product) lane has work: after a signal is answered its lane may
-    still run the release and an upkeep job for a while (longer on a loaded machine), and a signal
-    that finds its lane busy takes the executor instead of the request thread."""
+def lanes_idle(app):
+    """Wait until every (account, product) lane is idle with its last orders settled in the
+    socket-fed state: after a signal is answered its lane may still run the release and an upkeep
+    job, and its fills reach the broker state a little later (longer on a loaded machine); a signal
+    that finds its lane busy, or its previous orders not yet settled, takes the executor (it may
+    have to wait) instead of the request thread."""
     from phantom_scraper.execution import executors
 
-    wait_for(lambda: not executors.LANES.lanes.depth(), timeout_s=30, what="lanes idle")
+    service = app.extensions["runtime"].service
+    accounts = [int(a["id"]) for login in service.logins.values() for a in login.accounts.values()]
+    wait_for(lambda: all(executors.LANES.drain(a, service.settings, 5.0) for a in accounts)
+             and not executors.LANES.lanes.depth(), timeout_s=30, what="lanes idle and settled")
 
 
 def _signal(client, signal_id):
@@ -56,7 +61,7 @@ def test_single_account_order_leaves_from_the_request_thread(make_server_app, si
     ws_ready(app)
     first = post(client, '{"action":"buy","ticker":"MNQ1!","quantity":1,"id":"a1"}')
     assert first.status_code == 200 and first.get_json()["status"] == "acked"  # the symbol is now known
-    lanes_idle()
+    lanes_idle(app)
     del placements[:]
     r = post(client, '{"action":"sell","ticker":"MNQ1!","quantity":1,"id":"a2"}')
     assert r.status_code == 200, r.get_data(as_text=True)
@@ -76,7 +81,7 @@ def test_single_account_slow_broker_is_202_then_completes_with_one_order(make_se
     client = app.test_client()
     ws_ready(app)
     assert post(client, '{"action":"buy","ticker":"MES1!","quantity":1,"id":"b1"}').status_code == 200
-    lanes_idle()
+    lanes_idle(app)
     del placements[:]
     sim.faults.response_latency_ms = 600
     r = post(client, '{"action":"buy","ticker":"MES1!","quantity":1,"id":"b2"}')
@@ -116,7 +121,7 @@ def test_a_fan_out_leaves_from_the_request_thread_in_one_batch(make_server_app, 
     client = app.test_client()
     ws_ready(app)
     assert post(client, '{"action":"buy","ticker":"MNQ1!","quantity":1,"id":"f1"}').status_code == 200
-    lanes_idle()
+    lanes_idle(app)
     del placements[:]
     r = post(client, '{"action":"sell","ticker":"MNQ1!","quantity":1,"id":"f2"}')
     assert r.status_code == 200, r.get_data(as_text=True)
@@ -136,7 +141,7 @@ def test_a_fan_out_with_a_slow_broker_is_202_then_completes_with_one_order_each(
     client = app.test_client()
     ws_ready(app)
     assert post(client, '{"action":"buy","ticker":"MES1!","quantity":1,"id":"g1"}').status_code == 200
-    lanes_idle()
+    lanes_idle(app)
     del placements[:]
     sim.faults.response_latency_ms = 600
     r = post(client, '{"action":"buy","ticker":"MES1!","quantity":1,"id":"g2"}')
