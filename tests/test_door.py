@@ -125,7 +125,9 @@ def attack_while_webhooks(server, sim, *, expect_attacker_webhooks_refused=False
     latencies, refused = [], []
     try:
         trickler.start()
-        assert trickler.open_count() == SLOW_HEADERS + SLOW_BODIES
+        # every slow connection was opened (with the allow-list on, the trickler's thread may already
+        # have seen the first 403s and closed those: count what was opened, not what is still open)
+        assert trickler.opened >= SLOW_HEADERS + SLOW_BODIES
         started = time.monotonic()
         for i in range(WEBHOOKS):
             t0 = time.monotonic()
