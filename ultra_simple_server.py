@@ -53,7 +53,9 @@ class Runtime:
         self.metrics = None  # phantom_scraper.ops.metrics.Metrics (create_app sets it)
         self._forget_contracts = None  # unsubscribes fill_events.remember_contracts
         self.account_view = AccountView(ttl_s=settings.status_cache_s)  # the status page's broker reads
-        self.alert_log = AlertLog()  # every webhook request, refused ones included
+        # every webhook request, refused ones included; never kept past the journal's retention
+        days = settings.journal_retention_days
+        self.alert_log = AlertLog(max_age_s=min(7 * 86400, days * 86400) if days and days > 0 else 7 * 86400)
         self._boot_lock = threading.Lock()  # serialises the one-time boot
         self._booted = False
 

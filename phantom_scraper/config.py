@@ -150,6 +150,16 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("ADMIN_TOKEN", "admin_token", _str, "enables the admin routes"),
     Variable("DATABASE_PATH", "database_path", _str, "the SQLite journal"),
     Variable("DATABASE_URL", "database_url", _database_url, "a postgresql:// URL: the journal in PostgreSQL"),
+    Variable("JOURNAL_RETENTION_DAYS", "journal_retention_days", _float,
+             "signals, intents, fills and the alert log older than this are pruned (0: keep everything)"),
+    Variable("BROKER_STATE_KEEP_S", "broker_state_keep_s", _float,
+             "a finished order (journaled, needed by no lane) leaves the in-memory broker state after this"),
+    Variable("HOUSEKEEPING_INTERVAL_S", "housekeeping_interval_s", _float,
+             "how often the broker states are pruned and the journal retention runs"),
+    Variable("TRADOVATE_REQUESTS_PER_MINUTE", "broker_requests_per_minute", _int,
+             "a login's request budget per minute (warning at 80 %)"),
+    Variable("TRADOVATE_REQUESTS_PER_HOUR", "broker_requests_per_hour", _int,
+             "a login's request budget per hour (warning at 80 %)"),
     Variable("USE_WEBSOCKET_ORDERS", "use_websocket_orders", _bool, "0 sends every order over REST"),
     Variable("WS_HEARTBEAT_INTERVAL_S", "heartbeat_interval_s", _float, "client heartbeat on each socket"),
     Variable("ORDER_ACK_TIMEOUT_S", "order_ack_timeout_s", _float, "wait for an order's answer"),
@@ -309,6 +319,11 @@ class Settings:
     # DATABASE_URL: a postgresql:// URL puts the journal in PostgreSQL instead (it holds a password)
     database_url: Optional[str] = field(default=None, repr=False)
     use_websocket_orders: bool = True
+    journal_retention_days: float = 90.0  # journal/retention.py; 0 keeps everything
+    broker_state_keep_s: float = 120.0  # tradovate/broker_state.py prune_finished
+    housekeeping_interval_s: float = 60.0  # app/housekeeping.py
+    broker_requests_per_minute: int = 80  # Tradovate's limits per user (tradovate/budget.py)
+    broker_requests_per_hour: int = 5000
 
     # WebSocket client
     heartbeat_interval_s: float = 2.5

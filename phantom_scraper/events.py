@@ -23,7 +23,8 @@ Kinds in use (fields in brackets; a producer may add more):
                         [account, unknown, reason]
 ``risk_flatten``        a flatten the guard must do failed; it is retried [account, why, error,
                         still_open, retry_in_s]
-``fill``                [account, contract, side, qty, price, latency_ms]
+``fill``                [account, account_id, contract, side, qty, price, order_id, latency_ms,
+                        fill_id, timestamp, trade_date]
 ``drift``               an account not where its lane expects it [account, contract, expected, actual, since]
 ``drift_cleared``       [account, contract, actual]
 ``late_execution``      a late unknown squared toward the lane's expectation [account, contract, expected,

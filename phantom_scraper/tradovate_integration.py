@@ -28,6 +28,7 @@ from phantom_scraper.errors import AuthError, BrokerError, NotSentError, Penalty
 from phantom_scraper.tradovate.router import OrderResult, SmartOrder
 from phantom_scraper.tradovate.outcome import Attempt, attempt_of
 from phantom_scraper.tradovate.auth import TokenKeeper
+from phantom_scraper.tradovate import budget as request_budget
 from phantom_scraper.tradovate.rest import RestClient, is_order_endpoint
 from phantom_scraper.tradovate.wire import check_order_result
 from phantom_scraper.tradovate.ws import TradovateWebSocket
@@ -61,6 +62,14 @@ class TradovateIntegration:
         self._rest = RestClient(self.rest_url, timeout_s=self.settings.rest_timeout_s,
                                 connect_timeout_s=min(5.0, self.settings.rest_timeout_s))
         self._auth = TokenKeeper(creds, self._rest, self.settings, self._stop)
+        # what this login sends, REST and its order sockets alike (Tradovate's limits are per user)
+        self._rest.budget = request_budget.for_login(
+            f"{creds.username}@{urlparse(self.rest_url).netloc}", per_minute=self.settings.broker_requests_per_minute,
+            per_hour=self.settings.broker_requests_per_hour)
+
+    @property
+    def request_budget(self) -> request_budget.RequestBudget:
+        return self._rest.budget
 
     # ------------------------------------------------------------------ token
     def authenticate(self) -> str:
@@ -271,7 +280,7 @@ class TradovateIntegration:
 
     def _new_socket(self, token: str, name: Optional[str]) -> TradovateWebSocket:
         s = self.settings
-        return TradovateWebSocket(
+        ws = TradovateWebSocket(
             self.ws_url, token,
             name=name or f"{self.credentials.username}@{urlparse(self.ws_url).netloc}",
             heartbeat_interval_s=s.heartbeat_interval_s,
@@ -280,6 +289,8 @@ class TradovateIntegration:
             idle_probe_after_s=s.ws_idle_probe_after_s,
             probe_timeout_s=s.ws_probe_timeout_s,
         )
+        ws.budget = self._rest.budget
+        return ws
 
     def _ws_order(self, ws: TradovateWebSocket, endpoint: str, body: dict,
                   sent: Optional[Callable[[], Any]] = None) -> Any:

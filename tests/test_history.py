@@ -122,7 +122,7 @@ def test_history_to_a_date_ends_with_that_day_at_the_boundaries(monkeypatch):
     fills = [fill(1, "Buy", 1, 100.0, day="2026-11-24"), fill(2, "Sell", 1, 101.0, day="2026-11-24"),
              fill(3, "Buy", 1, 100.0, day="2026-11-25"), fill(4, "Sell", 1, 102.0, day="2026-11-25"),
              fill(5, "Buy", 1, 100.0, day="2026-11-26"), fill(6, "Sell", 1, 103.0, day="2026-11-26")]
-    monkeypatch.setattr(history_source, "broker_fills", lambda service: (fills, {"MNQZ6": 2.0}, []))
+    monkeypatch.setattr(history_source, "broker_fills", lambda service, *_window: (fills, {"MNQZ6": 2.0}, []))
     midnight = dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc).timestamp()
     asked = []
 

@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from phantom_scraper import events
 from phantom_scraper.execution import dispatch as execution, executors
-from phantom_scraper.app import duplicates, gc_policy
+from phantom_scraper.app import duplicates, gc_policy, housekeeping
 from phantom_scraper.app.health import HealthCheck
 from phantom_scraper.app.startup_queue import QUEUED, QueuedSignal, StartupQueue
 from phantom_scraper.execution.dispatch import describe as _describe, execute_trade_simple
@@ -100,6 +100,8 @@ class TradingService:
         self._health: Optional[HealthCheck] = None  # /health (phantom_scraper/app/health.py)
         # Webhooks that arrive while the logins are not ready yet (phantom_scraper/app/startup_queue.py)
         self._startup_queue = StartupQueue(settings.pending_signal_max_age_s)
+        self.fill_ledger = None  # journal/fills.py, and app/housekeeping.py's thread (set at start)
+        self.housekeeping = None
 
     # -- life cycle ----------------------------------------------------------------------------
     @property
@@ -225,6 +227,7 @@ class TradingService:
             if not s.database_url:
                 warn_if_ephemeral(s.database_path)
             self.journal = Journal(s.journal_target)
+        housekeeping.start_ledger(self)  # fills journaled from the first socket on
         login_configs, self.recorders = recorders_mod.load(s)
         self._login_configs = login_configs
         if self.journal.backend == "postgres" and self.coordinator is None:
@@ -273,6 +276,7 @@ class TradingService:
         self._settle_interrupted_signals()
         self._build_risk_guard()
         self._start_breakeven()
+        housekeeping.start_for(self)
 
     def _start_drift(self) -> None:
         """The drift monitor (execution/drift.py): each lane's expectation against the broker."""
@@ -530,6 +534,7 @@ class TradingService:
                                  ", ".join(left))
             except Exception as exc:  # noqa: BLE001 - the next start treats 'sending' the same way
                 logger.error("Shutdown: could not journal in-flight orders: %s", _describe(exc))
+        housekeeping.stop_for(self)
         for login in self.logins.values():
             login.integration.close()
         if self.journal is not None:
@@ -986,6 +991,7 @@ class TradingService:
             "orders_needing_attention": self.orders_needing_attention(),
             # each continuous root traded so far: its front month and the date it rolls
             "front_months": resolver.fronts() if resolver is not None else {},
+            **housekeeping.status(self),  # request_budget per login, housekeeping
         }
 
     def _open_strategies(self) -> dict:

@@ -21,7 +21,6 @@ settlement touch only intents whose owner is this process or gone (released, no 
 ``lease_ttl_s``, or no such process on this host), so a new worker never settles an old worker's
 live intent.  On Postgres an owner also holds a session advisory lock, and is gone exactly when
 Postgres has released it (its process died, on any host): no heartbeat age is needed there.
-
 Exceptions: :mod:`phantom_scraper.journal.errors`.
 
 Backends: this module holds the journal's logic and its SQL, written once for both databases
@@ -265,16 +264,15 @@ class Journal:
         """Record a received signal and decide, atomically across threads and processes, whether
         it is a duplicate.  Returns ``(signal_id, is_duplicate, existing_signal_id)``.
 
-        * With an ``explicit_id``: a duplicate if that recorder ever recorded that id (also before
-          a restart).  The payload hash is not consulted: two distinct ids are two signals.
+        * With an ``explicit_id``: a duplicate if that recorder ever recorded that id (a restart or
+          retention's deletion, ``signal_keys``, notwithstanding).  Two distinct ids are two signals.
         * Without one: a duplicate if the same recorder recorded the same ``payload_hash`` within
           the last ``window_s`` seconds (``window_s <= 0`` disables this).  The window counts
           from the original signal; duplicates do not extend it.
 
-        A duplicate is recorded too (status ``duplicate``, ``duplicate_of`` the original) for the
-        status page, and no intent can ever be created for it.  ``payload`` is stored with any
-        secret-looking key removed.  ``payload_hash`` None: the SHA-256 of that stored form (one
-        serialisation of the payload per signal).
+        A duplicate is recorded too (status ``duplicate``, ``duplicate_of`` the original); no intent
+        can ever be created for it.  ``payload`` is stored with any secret-looking key removed.
+        ``payload_hash`` None: the SHA-256 of that stored form (one serialisation per signal).
 
         ``retry_not_sent``: an explicit id whose first delivery provably placed nothing
         (``intents.provably_not_sent``) is a *retry*: the first delivery gives up its id (its
@@ -300,6 +298,8 @@ class Journal:
                                  (RETIRED_KEY_PREFIX + key, f"retried as {signal_id}", row[0]))
                     retried.append(row[0])
                     row = None
+                row = row or conn.execute("SELECT signal_id FROM signal_keys WHERE recorder = ? AND dedupe_key = ?",
+                                          (recorder, key)).fetchone()
             elif window_s > 0:
                 row = conn.execute(
                     "SELECT id FROM signals WHERE recorder = ? AND payload_hash = ? "

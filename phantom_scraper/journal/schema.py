@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Dict
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # SQLite schema, one entry per version (applied in order by journal_sqlite; Postgres's own DDL
 # for the same versions is in journal_postgres).
@@ -60,4 +60,14 @@ CREATE TABLE IF NOT EXISTS owners (
     released      INTEGER NOT NULL DEFAULT 0
 );
 """
-SQLITE_MIGRATIONS: Dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# v3: retention (journal/retention.py) deletes signals older than the retained window; the explicit
+# ids among them stay here, compact, so "an explicit id is executed once per recorder, ever" holds.
+_SCHEMA_V3 = """
+CREATE TABLE IF NOT EXISTS signal_keys (
+    recorder      TEXT NOT NULL,
+    dedupe_key    TEXT NOT NULL,
+    signal_id     TEXT NOT NULL,
+    PRIMARY KEY (recorder, dedupe_key)
+);
+"""
+SQLITE_MIGRATIONS: Dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}

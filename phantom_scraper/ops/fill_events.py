@@ -28,5 +28,7 @@ def listener(state) -> Callable[[str, str, Optional[dict]], None]:
         events.emit("fill", account=(account or {}).get("name") or account_id, account_id=account_id,
                     contract=entity.get("contractId"),  # named on the notifier's thread
                     side=entity.get("action"), qty=entity.get("qty"), price=entity.get("price"),
-                    order_id=entity.get("orderId"), latency_ms=None)
+                    order_id=entity.get("orderId"), latency_ms=None,
+                    # the journal's fill ledger keeps it (journal/fills.py): parsed on its thread
+                    fill_id=entity.get("id"), timestamp=entity.get("timestamp"), trade_date=entity.get("tradeDate"))
     return on_change

@@ -94,11 +94,41 @@ def contract_info(ti, contract_id: int) -> Tuple[str, Optional[float]]:
     return found
 
 
-def broker_fills(service) -> Tuple[List[history.Fill], Dict[str, float], List[str]]:
-    """Every fill of every traded account, the value per point per contract name, and errors."""
+def broker_fills(service, start: Optional[float] = None,
+                 end: Optional[float] = None) -> Tuple[List[history.Fill], Dict[str, float], List[str]]:
+    """Every fill of every traded account, the value per point per contract name, and errors:
+    the journal's fill ledger in ``[start, end)`` (the broker state drops finished orders and
+    their fills once they are journaled), merged by fill id with the broker's own list."""
     fills: List[history.Fill] = []
     values: Dict[str, float] = {}
     errors: List[str] = []
+    seen: set = set()
+    owners = {}
+    for login_name, login in list(service.logins.items()):
+        for a in login.accounts.values():
+            owners[int(a["id"])] = (login_name, login.integration, a["name"])
+    ledger = getattr(service, "fill_ledger", None)
+    if ledger is not None:
+        try:
+            rows = ledger.between(start, end)
+        except Exception as exc:  # noqa: BLE001 - the broker's copy still answers
+            rows = []
+            errors.append(f"journal fills: {type(exc).__name__}")
+        for r in rows:
+            owner = owners.get(int(r["account_id"]))
+            if owner is None:
+                continue
+            try:
+                name, value = contract_info(owner[1], int(r["contract_id"]))
+            except TradovateError as exc:
+                errors.append(f"{owner[0]}: {type(exc).__name__}")
+                continue
+            if value:
+                values[name] = value
+            seen.add(r["fill_id"])
+            fills.append(history.Fill(int(r["account_id"]), owner[2], name, r["order_id"], str(r["action"]),
+                                      int(r["qty"] or 0), float(r["price"] or 0.0), float(r["at"]),
+                                      str(r["trade_date"]), r["fill_id"]))
     for login_name, login in list(service.logins.items()):
         ti = login.integration
         names = {int(a["id"]): a["name"] for a in login.accounts.values()}
@@ -114,7 +144,7 @@ def broker_fills(service) -> Tuple[List[history.Fill], Dict[str, float], List[st
             errors.append(f"{login_name}: {type(exc).__name__}")
             continue
         for f in raw or []:
-            if not isinstance(f, dict) or not f.get("active", True):
+            if not isinstance(f, dict) or not f.get("active", True) or f.get("id") in seen:
                 continue
             order = orders.get(int(f.get("orderId") or 0)) or {}
             account_id = order.get("accountId")
@@ -140,7 +170,7 @@ def gather(service, start: Optional[float], end: Optional[float], account: Optio
     holding the last instant before ``end`` (``to=2026-11-24`` ends at the next midnight: the 24th)."""
     journal = service.journal
     signals = journal.signals_between(start, end, limit) if journal is not None else []
-    fills, values, errors = broker_fills(service)
+    fills, values, errors = broker_fills(service, start, end)
     day = lambda t: _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%d")  # noqa: E731
     result = history.build(signals, fills, values, account, first_day=day(start) if start is not None else None,
                            last_day=day(end - 0.001) if end is not None else None)

@@ -53,10 +53,11 @@ class _StateCollector:
         heartbeat = GaugeMetricFamily("phantom_socket_seconds_since_heartbeat", "age of the last heartbeat sent",
                                       labels=["login"])
         try:
-            pool = (self._status() or {}).get("connection_pool", {}).get("connections", {})
+            status = self._status() or {}
+            pool = status.get("connection_pool", {}).get("connections", {})
         except Exception:  # noqa: BLE001 - a scrape must still answer
             logger.exception("metrics: pool status failed")
-            pool = {}
+            status, pool = {}, {}
         seen = set()
         for conn in pool.values():  # sub-accounts of one login share its socket: one series per login
             login = str(conn.get("login"))
@@ -70,6 +71,19 @@ class _StateCollector:
             if conn.get("seconds_since_heartbeat") is not None:
                 heartbeat.add_metric([login], float(conn["seconds_since_heartbeat"]))
         yield from (connected, reconnects, expires, heartbeat)
+        budgets = status.get("request_budget") or {}
+        if budgets:  # tradovate/budget.py: against Tradovate's ~80/minute and ~5,000/hour per login
+            minute = GaugeMetricFamily("phantom_broker_requests_last_minute", "requests a login sent in the last minute",
+                                       labels=["login"])
+            hour = GaugeMetricFamily("phantom_broker_requests_last_hour", "requests a login sent in the last hour",
+                                     labels=["login"])
+            used = GaugeMetricFamily("phantom_broker_budget_used", "the larger of the minute's and the hour's share "
+                                     "of the login's request budget (0..1; warning at 0.8)", labels=["login"])
+            for login, b in budgets.items():
+                minute.add_metric([login], float(b["last_minute"]))
+                hour.add_metric([login], float(b["last_hour"]))
+                used.add_metric([login], float(max(b["minute_used"], b["hour_used"])))
+            yield from (minute, hour, used)
         try:
             unknown = self._unknown_open()
         except Exception:  # noqa: BLE001

@@ -14,6 +14,15 @@ sync makes it stale until the new socket's snapshot arrives; callers then read o
 (``fresh`` is False).  Events from a socket that is no longer current are ignored.  Events that
 arrive while the snapshot is in flight are buffered and applied after it.
 
+Bounded memory: a finished order (``DONE_STATES``) stays while something may still read it, then
+``prune_finished`` (called off the hot path by the server's housekeeping) drops it with its
+versions, fills and strategy links: only after ``keep_s`` since it finished, after the position
+event that follows its fill, when no working order of its account and contract is its OCO partner
+or bracket child, and when the caller's ``may_drop`` (the fills journaled) agrees.  What the
+readers answered for it stays true: ``order_status`` and ``order_settled`` of a dropped order give
+its final status and True (a compact record of the last ``FINISHED_KEPT`` dropped orders);
+``entity``/``entities`` no longer list it (the history reads the journal's fills).
+
 Threads: events arrive on the socket's loop thread, readers run on order threads.  ``_lock`` guards
 the dicts only; listeners are called after it is released, and ``wait_for`` waits on a Condition
 (which releases the lock while waiting).  Nothing here does network I/O except ``attach``, which
@@ -26,6 +35,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from phantom_scraper.errors import TradovateError
@@ -60,6 +70,9 @@ _SINGULAR = {
 Listener = Callable[[str, str, Optional[dict]], None]
 
 _BY_ACCOUNT = ("position", "cashBalance")  # entity types indexed by their accountId
+# entity types that belong to one order (its ``orderId``): they leave with it
+_OF_ORDER = ("orderVersion", "fill", "orderStrategyLink", "executionReport", "commandReport", "command")
+FINISHED_KEPT = 100_000  # dropped orders whose final status is still answered (~100 bytes each)
 
 
 class BrokerState:
@@ -96,6 +109,14 @@ class BrokerState:
         # order id -> ids of the orders it made: OSO/strategy legs (parentId), and an order strategy's
         # orders (orderStrategyLink) under ("strategy", its id)
         self._made_by: Dict[Any, set] = {}
+        # Pruning (see the module docstring): order id -> monotonic time it was first seen finished;
+        # order id -> {(entity type, id)} of its versions, fills, links; dropped order id -> final status
+        self._done_at: Dict[int, float] = {}
+        self._of_order: Dict[Any, set] = {}
+        self._finished: "OrderedDict[int, str]" = OrderedDict()
+        # dropped order id -> its fills as (fill id, signed qty): filled_since still counts them
+        self._gone_fills: Dict[Any, List[tuple]] = {}
+        self.pruned_orders = 0
         self.synced_at: Optional[float] = None
         self.events_applied = 0
         self.last_error: Optional[str] = None
@@ -267,6 +288,11 @@ class BrokerState:
                 self._index_made_locked(etype, row)
         self._live, self._latest_version = {}, {}
         self._by_account, self._account_of = {t: {} for t in _BY_ACCOUNT}, {}
+        self._of_order = {}
+        done_at, self._done_at = self._done_at, {}
+        for etype in _OF_ORDER[1:]:  # (orderVersion: below)
+            for row in self._entities.get(etype, {}).values():
+                self._index_locked(etype, row, row)
         for etype in _BY_ACCOUNT:
             for row in self._entities.get(etype, {}).values():
                 self._index_locked(etype, row, row)
@@ -274,6 +300,9 @@ class BrokerState:
             self._index_locked("orderVersion", version, version)
         for order in self._entities.get("order", {}).values():
             self._index_locked("order", order, order)
+        for oid in self._done_at:  # a resync does not restart an order's clock
+            if oid in done_at:
+                self._done_at[oid] = done_at[oid]
 
     def _index_locked(self, etype: str, stored: Optional[dict], row: dict) -> None:
         """Keep the indexes in step with one stored entity (``stored`` None: it was deleted)."""
@@ -287,7 +316,21 @@ class BrokerState:
             else:
                 for ids in ([live] if stored is not None else self._live.values()):
                     ids.discard(row["id"])
-        elif etype == "orderVersion" and stored is not None and stored.get("orderId") is not None:
+            if stored is not None and stored.get("ordStatus") in DONE_STATES:
+                self._done_at.setdefault(row["id"], time.monotonic())
+            else:
+                self._done_at.pop(row["id"], None)
+        elif etype in _OF_ORDER:
+            owner = (stored or row).get("orderId")
+            if owner is not None:
+                members = self._of_order.setdefault(owner, set())
+                if stored is not None:
+                    members.add((etype, row["id"]))
+                else:
+                    members.discard((etype, row["id"]))
+            if etype != "orderVersion":
+                return
+        if etype == "orderVersion" and stored is not None and stored.get("orderId") is not None:
             current = self._latest_version.get(stored["orderId"])
             if current is None or stored["id"] >= current["id"]:
                 self._latest_version[stored["orderId"]] = stored
@@ -357,10 +400,14 @@ class BrokerState:
                 ids.add(oid)
                 todo.extend(self._made_by.get(oid, ()))
             for order_id in ids:
-                for fill in self._fills_by_order.get(order_id, {}).values():
+                held = self._fills_by_order.get(order_id, {})
+                for fill in held.values():
                     if int(fill.get("id") or 0) > after_id:
                         qty = int(fill.get("qty") or 0)
                         total += qty if fill.get("action") == "Buy" else -qty
+                for fill_id, signed in self._gone_fills.get(order_id, ()):  # its order was pruned
+                    if fill_id > after_id and fill_id not in held:
+                        total += signed
         return total
 
     def entity(self, entity_type: str, entity_id: int) -> Optional[dict]:
@@ -384,7 +431,7 @@ class BrokerState:
     def order_status(self, order_id: int) -> Optional[str]:
         with self._lock:
             order = self._entities.get("order", {}).get(order_id)
-            return order.get("ordStatus") if order is not None else None
+            return order.get("ordStatus") if order is not None else self._finished.get(order_id)
 
     def order_settled(self, order_id: int) -> bool:
         """The order rests (Working/Suspended) or is final, and if it filled, the position
@@ -392,7 +439,7 @@ class BrokerState:
         with self._lock:
             order = self._entities.get("order", {}).get(order_id)
             if order is None:
-                return False
+                return order_id in self._finished  # dropped only once settled
             status = order.get("ordStatus")
             if status in ("Working", "Suspended") or (status in DONE_STATES and status != "Filled"):
                 return True
@@ -449,8 +496,69 @@ class BrokerState:
         with self._lock:
             return self._changed.wait_for(lambda: self._synced, timeout=timeout_s)
 
+    # ------------------------------------------------------------------ pruning
+    def prune_finished(self, keep_s: float, may_drop: Optional[Callable[[dict], bool]] = None,
+                       now: Optional[float] = None, limit: int = 5000) -> int:
+        """Drop finished orders no one needs any more (see the module docstring) with their
+        versions, fills and links; returns how many.  ``may_drop(order)`` (a copy; quick, no I/O)
+        runs without the lock.  Off the hot path: the housekeeping thread calls it."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            candidates = [self._entities.get("order", {}).get(oid)
+                          for oid, at in self._done_at.items() if now - at >= keep_s]
+            candidates = [dict(o) for o in candidates[:limit] if o is not None and self._droppable_locked(o)]
+        if may_drop is not None:
+            candidates = [o for o in candidates if may_drop(o)]
+        dropped = 0
+        with self._lock:
+            orders = self._entities.get("order", {})
+            for seen in candidates:
+                order = orders.get(seen["id"])
+                if order is None or order.get("ordStatus") not in DONE_STATES or not self._droppable_locked(order):
+                    continue  # changed meanwhile
+                oid = order["id"]
+                del orders[oid]
+                self._done_at.pop(oid, None)
+                self._latest_version.pop(oid, None)
+                gone = self._fills_by_order.pop(oid, {})
+                if gone:
+                    self._gone_fills[oid] = [(int(f.get("id") or 0), (1 if f.get("action") == "Buy" else -1)
+                                              * int(f.get("qty") or 0)) for f in gone.values()]
+                for etype, eid in self._of_order.pop(oid, ()):
+                    self._entities.get(etype, {}).pop(eid, None)
+                self._finished[oid] = order.get("ordStatus")
+                dropped += 1
+            while len(self._finished) > FINISHED_KEPT:
+                oldest, _status = self._finished.popitem(last=False)
+                self._gone_fills.pop(oldest, None)
+                self._made_by.pop(oldest, None)
+            self.pruned_orders += dropped
+        return dropped
+
+    def _droppable_locked(self, order: dict) -> bool:
+        """Settled (its fill's position event arrived) and no working order of its account and
+        contract refers to it (an OCO partner, a bracket child) or shares its OCO group."""
+        key = (order.get("accountId"), order.get("contractId"))
+        oid = order["id"]
+        if oid in self._unposted_fills.get(key, ()):
+            return False
+        orders = self._entities.get("order", {})
+        oco = order.get("ocoId")
+        for live_id in self._live.get(key, ()):
+            live = orders.get(live_id) or {}
+            if oid in (live.get("parentId"), live.get("ocoId")) or live_id in (order.get("parentId"), oco) \
+                    or (oco is not None and live.get("ocoId") == oco):
+                return False
+        return True
+
+    def sizes(self) -> Dict[str, int]:
+        """How many entities of each type are held (the soak benchmark and /status watch them)."""
+        with self._lock:
+            return {etype: len(rows) for etype, rows in self._entities.items() if rows}
+
     def status(self) -> dict:
         with self._lock:
             return {"fresh": self._synced, "synced_at": self.synced_at, "events_applied": self.events_applied,
                     "positions": sum(1 for p in self._entities.get("position", {}).values() if p.get("netPos")),
+                    "orders_held": len(self._entities.get("order", {})), "orders_pruned": self.pruned_orders,
                     "last_error": self.last_error}

@@ -68,6 +68,7 @@ class RestClient:
         # Server clock minus local clock, from the last answer's Date header (None before one):
         # token expiry is measured on the server's clock.  A float written whole (GIL-atomic).
         self.server_clock_offset_s: Optional[float] = None
+        self.budget: Any = None  # the login's RequestBudget (tradovate/budget.py)
 
     def close(self) -> None:
         self.session.close()
@@ -88,6 +89,8 @@ class RestClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         read_timeout = timeout_s if timeout_s is not None else self.timeout_s
         started = time.monotonic()
+        if self.budget is not None:
+            self.budget.note()
         try:
             resp = self.session.request(
                 method, url, params=params, json=body, headers=headers,

@@ -156,6 +156,7 @@ class TradovateWebSocket:
         self._close_reason: Optional[str] = None
         self._connect_called = False
         self._last_frame_mono = 0.0
+        self.budget: Any = None  # the login's RequestBudget (tradovate/budget.py), counted per frame
         self._stats: Dict[str, Any] = {
             "connected_since": None,
             "last_heartbeat_sent_at": None,
@@ -432,6 +433,8 @@ class TradovateWebSocket:
                 break
             rids.append(rid)
         if rids:
+            if self.budget is not None:
+                self.budget.note(len(rids))
             loop = asyncio.get_running_loop()
             loop.call_later(batch.timeout, self._expire, rids, batch.timeout)
             if proto.transport.get_write_buffer_size() > 0:

@@ -133,7 +133,8 @@ class AccountView:
             except TradovateError as exc:
                 errors.append(f"{login_name}: broker read failed ({type(exc).__name__})")
         try:
-            fills, values, fill_errors = history_source.broker_fills(service)
+            # the last trading day with fills lies within a long weekend (journal fills: few days' rows)
+            fills, values, fill_errors = history_source.broker_fills(service, time.time() - 4 * 86400)
         except Exception:  # noqa: BLE001 - the page still renders
             logger.exception("history for the status page failed")
             fills, values, fill_errors = [], {}, ["history unavailable"]

@@ -1,0 +1,224 @@
+"""Issue 29: bounded memory and journal retention.
+
+* A finished order leaves ``BrokerState`` only after it is journaled (its fills in the fill ledger),
+  after the position event that follows its fill, after ``keep_s``, and when no working order
+  refers to it; the readers still answer for it (final status, settled).
+* Retention deletes signals (with their intents), fills and risk events older than the window, in
+  batches; an explicit id stays a duplicate; a signal with an unknown intent is kept; the history of
+  the retained window is unchanged; the status page / history / health queries use indexes on
+  PostgreSQL (EXPLAIN).
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from phantom_scraper import events
+from phantom_scraper.app.housekeeping import Housekeeping
+from phantom_scraper.config import Settings
+from phantom_scraper.journal import retention
+from phantom_scraper.journal.fills import FillLedger
+from phantom_scraper.journal.journal import Journal, make_cl_ord_id
+from phantom_scraper.ops import fill_events
+from phantom_scraper.tradovate import budget
+from phantom_scraper.tradovate.broker_state import BrokerState
+
+ACCT, CONTRACT = 10, 7
+DAY = 86400.0
+
+
+def _state_with_snapshot():
+    state = BrokerState("t")
+    gen = state.begin(object())
+    assert state.load_snapshot(gen, {"positions": [{"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": 0}]})
+    return state
+
+
+def _order(oid, status, **extra):
+    return {"id": oid, "accountId": ACCT, "contractId": CONTRACT, "ordStatus": status, **extra}
+
+
+def _fill_order(state, oid, fill_id, net):
+    state.apply_event({"entityType": "order", "eventType": "Created", "entity": _order(oid, "Working")})
+    state.apply_event({"entityType": "orderVersion", "eventType": "Created",
+                       "entity": {"id": oid * 10, "orderId": oid, "orderQty": 1, "orderType": "Market"}})
+    state.apply_event({"entityType": "order", "eventType": "Updated", "entity": _order(oid, "Filled")})
+    state.apply_event({"entityType": "fill", "eventType": "Created",
+                       "entity": {"id": fill_id, "orderId": oid, "contractId": CONTRACT, "action": "Buy", "qty": 1,
+                                  "price": 100.0, "timestamp": "2026-12-07T14:30:00Z"}})
+
+
+def test_a_finished_order_leaves_only_when_settled_journaled_and_past_its_keep_time():
+    state = _state_with_snapshot()
+    _fill_order(state, 5, 50, 1)
+    later = time.monotonic() + 1000
+    journaled = set()
+    may_drop = lambda o: o["id"] in journaled  # noqa: E731
+    # the fill's position event has not arrived: a lane still waits on order_settled
+    assert not state.order_settled(5)
+    assert state.prune_finished(60, lambda o: True, now=later) == 0
+    state.apply_event({"entityType": "position", "eventType": "Updated",
+                       "entity": {"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": 1}})
+    assert state.order_settled(5)
+    # settled, but not journaled yet
+    assert state.prune_finished(60, may_drop, now=later) == 0
+    assert state.entity("order", 5) is not None
+    # journaled, but finished less than keep_s ago
+    journaled.add(5)
+    assert state.prune_finished(3600, may_drop) == 0
+    # now it goes, with its version and its fill; the readers still answer for it
+    assert state.prune_finished(60, may_drop, now=later) == 1
+    assert state.entity("order", 5) is None
+    assert state.entities("fill") == [] and state.entities("orderVersion") == []
+    assert state.order_status(5) == "Filled" and state.order_settled(5)
+    assert state.net_pos(ACCT, CONTRACT) == 1
+    assert state.status()["orders_pruned"] == 1
+
+
+def test_a_filled_entry_stays_while_its_bracket_legs_work():
+    state = _state_with_snapshot()
+    _fill_order(state, 5, 50, 1)
+    state.apply_event({"entityType": "position", "eventType": "Updated",
+                       "entity": {"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": 1}})
+    state.apply_event({"entityType": "order", "eventType": "Created",
+                       "entity": _order(6, "Working", parentId=5, ocoId=7)})
+    state.apply_event({"entityType": "order", "eventType": "Created",
+                       "entity": _order(7, "Working", parentId=5, ocoId=6)})
+    later = time.monotonic() + 1000
+    assert state.prune_finished(60, lambda o: True, now=later) == 0  # the legs refer to it
+    # the target fills: its OCO partner (7) still works, so 6 stays too (upkeep reads it)
+    state.apply_event({"entityType": "order", "eventType": "Updated", "entity": _order(6, "Filled", parentId=5, ocoId=7)})
+    state.apply_event({"entityType": "position", "eventType": "Updated",
+                       "entity": {"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": 0}})
+    assert state.prune_finished(60, lambda o: True, now=later + 1000) == 0
+    state.apply_event({"entityType": "order", "eventType": "Updated", "entity": _order(7, "Canceled", parentId=5, ocoId=6)})
+    assert state.prune_finished(60, lambda o: True, now=later + 2000) == 3
+    assert state.entities("order") == []
+    assert [state.order_status(i) for i in (5, 6, 7)] == ["Filled", "Filled", "Canceled"]
+
+
+def test_housekeeping_prunes_after_the_fill_ledger_journaled_the_fill(tmp_path):
+    journal = Journal(str(tmp_path / "j.sqlite3"))
+    ledger = FillLedger(journal, batch_interval_s=3600)  # not started: flushed by hand below
+    unsubscribe = events.subscribe(ledger.on_event)
+    state = _state_with_snapshot()
+    state.add_listener(fill_events.listener(state), entity_types=("fill",))
+    try:
+        _fill_order(state, 5, 50, 1)
+        state.apply_event({"entityType": "position", "eventType": "Updated",
+                           "entity": {"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": 1}})
+        keeper = Housekeeping(Settings(broker_state_keep_s=0.0, journal_retention_days=90), journal, ledger,
+                              lambda: [state])
+        assert not ledger.journaled(5)
+        assert keeper.run_once()["orders_pruned"] == 0  # its fill is not in the journal yet
+        assert state.entity("order", 5) is not None
+        assert ledger.flush() == 1
+        assert ledger.journaled(5)
+        assert keeper.run_once()["orders_pruned"] == 1
+        assert state.entity("order", 5) is None
+        [row] = ledger.between(None, None)
+        assert (row["fill_id"], row["order_id"], row["account_id"], row["qty"], row["price"]) == (50, 5, ACCT, 1, 100.0)
+        assert row["trade_date"] == "2026-12-07"
+    finally:
+        unsubscribe()
+        journal.close()
+
+
+def _signal(journal, recorder, sid, at, *, state="acked"):
+    signal_id, dup, _ = journal.record_signal(recorder, {"action": "buy", "id": sid}, sid, None, 5.0, now=at)
+    assert not dup
+    cl = make_cl_ord_id(signal_id, ACCT, 0)
+    journal.create_intents(signal_id, [(ACCT, "A", 0, "placeorder", {"x": 1}, cl)], now=at, state="sending")
+    journal.set_intent_state(cl, state, broker_order_id=1 if state == "acked" else None, now=at)
+    return signal_id
+
+
+def test_retention_deletes_old_signals_intents_fills_in_batches_and_keeps_explicit_ids(journal_target):
+    journal = Journal(journal_target)
+    try:
+        now = time.time()
+        old = [_signal(journal, "r", f"old-{i}", now - 100 * DAY + i) for i in range(7)]
+        stuck = _signal(journal, "r", "old-unknown", now - 100 * DAY, state="unknown")
+        recent = [_signal(journal, "r", f"new-{i}", now - 10 * DAY + i) for i in range(3)]
+        ledger = FillLedger(journal)
+        ledger.tables.ensure()
+        for fill_id, at in ((1, now - 100 * DAY), (2, now - 1 * DAY)):
+            ledger.on_event(events.Event("fill", {"fill_id": fill_id, "account_id": ACCT, "account": "A",
+                                                  "contract": CONTRACT, "order_id": fill_id, "side": "Buy", "qty": 1,
+                                                  "price": 1.0, "timestamp": at}))
+        assert ledger.flush() == 2
+        before = journal.signals_between(now - 90 * DAY, None)
+
+        deleted = retention.prune(journal, 90, now=now, batch=3, pause_s=0)
+
+        assert deleted["signals"] == 7 and deleted["intents"] == 7 and deleted["keys_kept"] == 7
+        assert deleted["fills"] == 1
+        assert all(journal.get_signal(s) is None for s in old)
+        assert journal.get_signal(stuck) is not None  # its unknown intent needs attention
+        assert all(journal.get_signal(s) is not None for s in recent)
+        assert journal.signals_between(now - 90 * DAY, None) == before  # the retained window is untouched
+        assert [r["fill_id"] for r in ledger.between(None, None)] == [2]
+        # an explicit id is still a duplicate after its signal was deleted
+        _sid, dup, existing = journal.record_signal("r", {"action": "buy"}, "old-3", None, 5.0, now=now)
+        assert dup and existing == old[3]
+        assert not journal.record_signal("other", {"action": "buy"}, "old-3", None, 5.0, now=now)[1]
+        assert retention.prune(journal, 90, now=now, batch=3, pause_s=0)["signals"] == 0
+    finally:
+        journal.close()
+
+
+def test_explain_uses_indexes_for_status_history_and_health_queries_on_postgres(journal_target):
+    if not str(journal_target).startswith("postgres"):
+        pytest.skip("EXPLAIN plans checked on PostgreSQL")
+    journal = Journal(journal_target)
+    try:
+        FillLedger(journal).tables.ensure()
+        queries = {
+            "history": ("SELECT * FROM signals WHERE received_at >= ? AND received_at < ? ORDER BY received_at "
+                        "LIMIT 2000", (0.0, 1.0), "signals_received_at"),
+            "history intents": ("SELECT * FROM order_intents WHERE signal_id IN (?, ?) ORDER BY step",
+                                ("a", "b"), "order_intents_signal"),
+            "status unsettled": ("SELECT * FROM order_intents WHERE state = ? ORDER BY id", ("unknown",),
+                                 "order_intents_state"),
+            "dedupe": ("SELECT id FROM signals WHERE recorder = ? AND dedupe_key = ? AND duplicate_of IS NULL",
+                       ("r", "k"), "signals_recorder_dedupe_key"),
+            "dedupe kept": ("SELECT signal_id FROM signal_keys WHERE recorder = ? AND dedupe_key = ?", ("r", "k"),
+                            "signal_keys_pkey"),
+            "fills": ("SELECT * FROM broker_fills WHERE at >= ? AND at < ? ORDER BY at", (0.0, 1.0), "broker_fills_at"),
+            "health": ("SELECT status, COUNT(*) FROM signals GROUP BY status", (), "signals_status"),
+        }
+
+        def plans(conn):
+            conn.execute("SET LOCAL enable_seqscan = off")  # which index would serve it (tables are empty here)
+            out = {}
+            for name, (sql, params, _index) in queries.items():
+                out[name] = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params).fetchall())
+            return out
+        found = journal.write(plans)
+        for name, (_sql, _params, index) in queries.items():
+            assert index in found[name], (name, found[name])
+    finally:
+        journal.close()
+
+
+def test_the_request_budget_counts_per_minute_and_hour_and_warns_at_80_percent(caplog):
+    now = [1000.0]
+    b = budget.RequestBudget("u@h", per_minute=10, per_hour=100, clock=lambda: now[0])
+    seen = []
+    unsubscribe = events.subscribe(lambda e: seen.append(e) if e.kind == "budget" else None)
+    try:
+        for _ in range(7):
+            b.note()
+        assert b.status()["last_minute"] == 7 and not b.status()["warning"] and not seen
+        b.note()
+        assert b.status()["warning"] and len(seen) == 1
+        b.note()
+        assert len(seen) == 1  # once per episode
+        now[0] += 61
+        st = b.status()
+        assert (st["last_minute"], st["last_hour"], st["peak_minute"]) == (0, 9, 9)
+        now[0] += 3600
+        assert b.status()["last_hour"] == 0
+    finally:
+        unsubscribe()
