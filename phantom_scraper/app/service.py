@@ -992,6 +992,7 @@ class TradingService:
             # each continuous root traded so far: its front month and the date it rolls
             "front_months": resolver.fronts() if resolver is not None else {},
             **housekeeping.status(self),  # request_budget per login, housekeeping
+            "gc": gc_policy.pause_stats(),
         }
 
     def _open_strategies(self) -> dict:
