@@ -120,7 +120,7 @@ class PooledConnection:
         self.on_reconnected: Optional[Callable[["PooledConnection"], None]] = None
         # Positions/orders/fills of this login, fed by each new socket's user/syncrequest stream.
         self.broker_state = BrokerState(f"broker-state {login_key}")
-        self.broker_state.add_listener(fill_events.listener(self.broker_state), entity_types=("fill",))  # -> events
+        self.broker_state.add_listener(fill_events.listener(self.broker_state), entity_types=("fill", "sync"))  # -> events, the fill ledger
         integration.add_token_listener(self._on_token_renewed)
 
     # -- reading state (never blocks on I/O) ---------------------------------------------------

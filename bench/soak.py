@@ -468,7 +468,8 @@ class Day:
             code, st = 0, {}
         if code == 200:
             conns = (st.get("connection_pool") or {}).get("connections") or {}
-            held = [c.get("broker_state", {}) for c in conns.values()]
+            # (one connection entry per account: a login's socket and state once)
+            held = list({str(c.get("login")): c.get("broker_state", {}) for c in conns.values()}.values())
             out["orders_held"] = sum(h.get("orders_held", 0) for h in held)
             out["orders_pruned"] = sum(h.get("orders_pruned", 0) for h in held)
             gcs = st.get("gc") or {}

@@ -25,6 +25,7 @@ Kinds in use (fields in brackets; a producer may add more):
                         still_open, retry_in_s]
 ``fill``                [account, account_id, contract, side, qty, price, order_id, latency_ms,
                         fill_id, timestamp, trade_date]
+``fill_snapshot``       a socket's snapshot loaded: its fills [fills: dicts with the fields of ``fill``]
 ``drift``               an account not where its lane expects it [account, contract, expected, actual, since]
 ``drift_cleared``       [account, contract, actual]
 ``late_execution``      a late unknown squared toward the lane's expectation [account, contract, expected,

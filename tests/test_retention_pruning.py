@@ -125,6 +125,34 @@ def test_housekeeping_prunes_after_the_fill_ledger_journaled_the_fill(tmp_path):
         journal.close()
 
 
+def test_fills_in_a_snapshot_reach_the_journal_before_their_orders_can_leave(tmp_path):
+    """Fills made while the socket was down arrive only in the next snapshot: the ledger keeps them
+    (once each), so pruning their orders never takes them out of the history."""
+    journal = Journal(str(tmp_path / "j.sqlite3"))
+    ledger = FillLedger(journal, batch_interval_s=3600)
+    unsubscribe = events.subscribe(ledger.on_event)
+    state = BrokerState("t")
+    state.add_listener(fill_events.listener(state), entity_types=("fill", "sync"))
+    try:
+        snapshot = {"orders": [_order(5, "Filled")],
+                    "fills": [{"id": 50, "orderId": 5, "contractId": CONTRACT, "action": "Sell", "qty": 2, "price": 99.5,
+                               "timestamp": "2026-12-07T15:00:00Z",
+                               "tradeDate": {"year": 2026, "month": 12, "day": 7}}],
+                    "positions": [{"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": -2}]}
+        for _ in range(2):  # a resync brings the same fill again: kept once
+            assert state.load_snapshot(state.begin(object()), snapshot)
+        assert not ledger.journaled(5)
+        assert Housekeeping(Settings(broker_state_keep_s=0.0), journal, ledger, lambda: [state]).run_once()[
+            "orders_pruned"] == 0
+        ledger.flush()
+        assert [(r["fill_id"], r["account_id"], r["qty"], r["action"]) for r in ledger.between(None, None)] == [
+            (50, ACCT, 2, "Sell")]
+        assert ledger.journaled(5)
+    finally:
+        unsubscribe()
+        journal.close()
+
+
 def _signal(journal, recorder, sid, at, *, state="acked"):
     signal_id, dup, _ = journal.record_signal(recorder, {"action": "buy", "id": sid}, sid, None, 5.0, now=at)
     assert not dup

@@ -92,9 +92,17 @@ class FillLedger:
 
     # -- the socket thread ----------------------------------------------------------------------
     def on_event(self, event: events.Event) -> None:
+        if event.kind == "fill_snapshot":  # a socket's snapshot: every fill it holds (kept once each)
+            for f in event.fields.get("fills") or ():
+                self._queue_fill(f, event.at)
+            self._wake.set()
+            return
         if event.kind != "fill":
             return
-        f = event.fields
+        self._queue_fill(event.fields, event.at)
+        self._wake.set()
+
+    def _queue_fill(self, f: dict, at: float) -> None:
         if f.get("fill_id") is None or f.get("account_id") is None:
             return
         order_id = f.get("order_id")
@@ -103,8 +111,7 @@ class FillLedger:
         account = f.get("account")
         self._queue.append((int(f["fill_id"]), int(f["account_id"]), None if account is None else str(account),
                             f.get("contract"), order_id, f.get("side"), int(f.get("qty") or 0),
-                            float(f.get("price") or 0.0), f.get("timestamp") or event.at, f.get("trade_date")))
-        self._wake.set()
+                            float(f.get("price") or 0.0), f.get("timestamp") or at, f.get("trade_date")))
 
     # -- readers --------------------------------------------------------------------------------
     def journaled(self, order_id: Any) -> bool:

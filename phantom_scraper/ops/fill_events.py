@@ -20,6 +20,9 @@ def listener(state) -> Callable[[str, str, Optional[dict]], None]:
     """A ``BrokerState`` listener emitting one ``fill`` event per fill the broker creates (the
     snapshot's old fills are not re-announced: they arrive as one ``("sync", "Loaded")``)."""
     def on_change(entity_type: str, event_type: str, entity: Optional[dict]) -> None:
+        if entity_type == "sync" and event_type == "Loaded":
+            snapshot_fills(state)
+            return
         if entity_type != "fill" or event_type != "Created" or not entity:
             return
         order = state.entity("order", entity.get("orderId")) or {}
@@ -32,3 +35,21 @@ def listener(state) -> Callable[[str, str, Optional[dict]], None]:
                     # the journal's fill ledger keeps it (journal/fills.py): parsed on its thread
                     fill_id=entity.get("id"), timestamp=entity.get("timestamp"), trade_date=entity.get("tradeDate"))
     return on_change
+
+
+def snapshot_fills(state) -> None:
+    """After a snapshot: its fills (those made while the socket was down or before the start
+    included) as one ``fill_snapshot`` event for the journal's fill ledger, which keeps each fill
+    once (by id).  Not ``fill`` events: they were announced when they happened, or not at all."""
+    orders = {o.get("id"): o for o in state.entities("order")}
+    rows = []
+    for f in state.entities("fill"):
+        order = orders.get(f.get("orderId")) or {}
+        if order.get("accountId") is None or f.get("id") is None:
+            continue
+        rows.append({"fill_id": f["id"], "account_id": order["accountId"], "account": None,
+                     "contract": f.get("contractId"), "side": f.get("action"), "qty": f.get("qty"),
+                     "price": f.get("price"), "order_id": f.get("orderId"), "timestamp": f.get("timestamp"),
+                     "trade_date": f.get("tradeDate")})
+    if rows:
+        events.emit("fill_snapshot", fills=rows)
