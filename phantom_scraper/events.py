@@ -30,6 +30,7 @@ Kinds in use (fields in brackets; a producer may add more):
 ``drift_cleared``       [account, contract, actual]
 ``late_execution``      a late unknown squared toward the lane's expectation [account, contract, expected,
                         actual, result, signal_id, cl_ord_ids]; ``drift_healed`` (DRIFT_ACTION=heal) the same
+``budget``              a login passed 80 % of its request budget [login, last_minute, last_hour]
 ``journal_write``       [seconds]
 ======================  =====================================================================
 """
