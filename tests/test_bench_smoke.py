@@ -179,3 +179,23 @@ def test_door_comparison_runs(tmp_path):
     assert "DoorWorker" in rows["1g-door"]["command"] and "gthread" in rows["1g-gthread"]["command"]
     for row in rows.values():
         assert row["latency_ms"]["n"] == 4 and row["errors"] == 0, row
+
+
+def test_soak_runs_a_tiny_day_with_nothing_lost_or_duplicated(tmp_path):
+    """bench/soak.py at the smallest scale: one login, two accounts, one short simulated hour, a
+    small burst and fan-out.  Asserts it completes, loses and duplicates nothing and the positions
+    match what the signals asked (no timing)."""
+    out = tmp_path / "soak.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--logins", "1", "--accounts", "2", "--signals", "16", "--hours", "1",
+         "--hour-s", "6", "--fan-per-hour", "1", "--burst", "6", "--fanout-n", "2", "--rtts", "0", "--out", str(out)],
+        cwd=str(ROOT), env=_env(), capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(out.read_text())["result"]
+    once = result["exactly_once"]
+    assert (once["lost_orders"], once["lost_signals"], once["duplicated_orders"], once["book_orders_not_journaled"]) \
+        == (0, 0, 0, 0), once
+    assert once["signals_2xx"] == once["signals_sent"] > 16
+    assert [h["positions_exact"] for h in result["hours"]] == [True]
+    assert result["burst"]["positions_exact"] and result["burst"]["orders"] == 12
+    assert result["fanout"][0]["accounts"] == 2
