@@ -32,7 +32,8 @@ What runs (all on 127.0.0.1):
   5,000/hour.
 * After the day: the burst (``--burst`` signals at once on the burst recorder: orders/s, exact
   position, the lane's turnaround gap = the next order's arrival at the broker minus the previous
-  order's execution on the same account, from the simulator's book), and the fan-out to every
+  order's execution on the same account, from the simulator's book, split at the moment the next
+  order's intent was journaled (the journal's ``created_at``)), and the fan-out to every
   account across all logins at each RTT of ``--rtts`` (answer, last order, first-to-last spread).
 * At the end, from the journal file and the simulator's book: lost orders (an acked intent the
   broker never received; a 2xx-answered signal missing from the journal), duplicated orders (a
@@ -529,21 +530,40 @@ class Day:
         book = [o for o in self.sim.control("GET", "/orders")[book_before:] if o.get("symbol") == contract]
         times = sorted(o["time"] for o in book)
         span = (times[-1] - t0) if times else float("nan")
-        gaps = []
+        # the lane's turnaround, per account: the previous order executed at the broker -> the next
+        # order's intent journaled (its fill event reached the server, the lane woke, planned) ->
+        # the next order at the broker (journal commit, frame, loopback)
+        created = self.intent_times()
+        gaps, to_intent, to_broker = [], [], []
         by_acct = collections.defaultdict(list)
         for o in book:
-            by_acct[o["accountSpec"]].append(o["time"])
-        for ts in by_acct.values():
-            ts.sort()
-            gaps += [(b - a) * 1000 for a, b in zip(ts, ts[1:])]
-        gaps.sort()
+            by_acct[o["accountSpec"]].append(o)
+        for orders in by_acct.values():
+            orders.sort(key=lambda o: o["time"])
+            for prev, nxt in zip(orders, orders[1:]):
+                gaps.append((nxt["time"] - prev["time"]) * 1000)
+                at = created.get(nxt.get("clOrdId"))
+                if at is not None:
+                    to_intent.append((at - prev["time"]) * 1000)
+                    to_broker.append((nxt["time"] - at) * 1000)
+        gaps.sort(), to_intent.sort(), to_broker.sort()
         ms = sorted(r["ms"] for r in self.sent if r["hour"] == "burst")
         return {"signals": n, "orders": len(book), "seconds": round(span, 3),
                 "orders_per_s": round(len(book) / span, 1) if span and span > 0 else None,
                 "answer_p50_ms": round(_pct(ms, 50), 1), "answer_p99_ms": round(_pct(ms, 99), 1),
                 "lane_gap_p50_ms": round(_pct(gaps, 50), 2) if gaps else None,
                 "lane_gap_p99_ms": round(_pct(gaps, 99), 2) if gaps else None,
+                "gap_to_next_intent_p50_ms": round(_pct(to_intent, 50), 2) if to_intent else None,
+                "gap_intent_to_broker_p50_ms": round(_pct(to_broker, 50), 2) if to_broker else None,
                 "positions_exact": not wrong, "positions_wrong": {k[0]: v for k, v in wrong.items()}}
+
+    def intent_times(self) -> Dict[str, float]:
+        """clOrdId -> when its intent was journaled (the server's clock; one machine)."""
+        conn = sqlite3.connect(f"file:{self.server.db}?mode=ro", uri=True)
+        try:
+            return {r[0]: r[1] for r in conn.execute("SELECT cl_ord_id, created_at FROM order_intents")}
+        finally:
+            conn.close()
 
     def fanout(self, rtt: float, n: int) -> dict:
         rec = self.recorders["fan"]
