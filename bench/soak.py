@@ -355,7 +355,7 @@ class Day:
             if name:
                 self.prices[name] = float(self.sim.control("GET", f"/price?symbol={name}")["price"])
         per_hour = max(1, a.signals // a.hours)
-        restart_at = a.hours // 2 + 1 if a.hours >= 3 else None
+        restart_at = a.hours // 2 + 1 if a.hours >= 3 and a.events else None
         hour_ref = [0]
         stop_sampler = threading.Event()
         sampler = threading.Thread(target=self.sampler, args=(stop_sampler, hour_ref), daemon=True)
@@ -387,9 +387,9 @@ class Day:
         stop_prices = threading.Event()
         walker = threading.Thread(target=self.price_walker, args=(stop_prices,), daemon=True)
         walker.start()
-        if hour == 2:
+        if hour == 2 and a.events:
             threading.Timer(a.hour_s * 0.4, self._event, args=(hour, "expire-tokens", "token renewal")).start()
-        if hour == 3:
+        if hour == 3 and a.events:
             threading.Timer(a.hour_s * 0.4, self._event, args=(hour, "close-all-sockets", "socket drop")).start()
         share = {r.name: n // len(recs) + (1 if i < n % len(recs) else 0) for i, r in enumerate(recs)}
         kinds, weights = zip(*KINDS)
@@ -474,7 +474,8 @@ class Day:
             out["orders_held"] = sum(h.get("orders_held", 0) for h in held)
             out["orders_pruned"] = sum(h.get("orders_pruned", 0) for h in held)
             gcs = st.get("gc") or {}
-            out["gc"] = {k: gcs.get(k) for k in ("collections", "total_ms", "max_ms", "pauses_over_1ms")}
+            out["gc"] = {k: gcs.get(k) for k in ("collections", "total_ms", "max_ms", "pauses_over_1ms", "gen2",
+                                                 "idle_passes", "last_idle_pass_ms")}
             keeper = st.get("housekeeping") or {}
             out["fills_pending"] = keeper.get("fills_pending")
             out["budget_warning"] = [k for k, v in (st.get("request_budget") or {}).items() if v.get("warning")]
@@ -658,6 +659,8 @@ def main(argv=None) -> int:
     p.add_argument("--fanout-n", type=int, default=20)
     p.add_argument("--rtts", default="0,50")
     p.add_argument("--seed", type=int, default=29)
+    p.add_argument("--no-events", dest="events", action="store_false",
+                   help="no token renewal, socket drop or restart (what grows without them)")
     p.add_argument("--quick", action="store_true", help="2 logins x 2 accounts, 240 signals, 3 hours of 20 s")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "soak.json"))
     p.add_argument("--keep", action="store_true")
