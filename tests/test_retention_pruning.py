@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -250,3 +251,28 @@ def test_the_request_budget_counts_per_minute_and_hour_and_warns_at_80_percent(c
         assert b.status()["last_hour"] == 0
     finally:
         unsubscribe()
+
+
+def test_metrics_show_each_logins_request_budget():
+    from phantom_scraper.ops.metrics import Metrics
+    b = budget.RequestBudget("u@h", per_minute=80, per_hour=5000)
+    for _ in range(70):
+        b.note()
+    text = Metrics(status=lambda: {"request_budget": {"u@h": b.status()}}).render().decode()
+    assert 'phantom_broker_requests_last_minute{login="u@h"} 70.0' in text
+    assert 'phantom_broker_requests_last_hour{login="u@h"} 70.0' in text
+    assert 'phantom_broker_budget_used{login="u@h"} 0.875' in text
+
+
+def test_the_status_and_metrics_of_a_running_server_show_the_request_budget_and_housekeeping(make_server_app):
+    from tests.helpers import ADMIN_HEADERS, post
+    budget.reset()
+    app = make_server_app()
+    client = app.test_client()
+    assert post(client, json.dumps({"action": "buy", "ticker": "MNQ1!", "quantity": 1})).status_code == 200
+    status = client.get("/api/websocket-status", headers=ADMIN_HEADERS).get_json()
+    [(login, figures)] = status["request_budget"].items()
+    assert figures["total"] >= 2 and figures["last_hour"] == figures["total"]  # at least the auth and the order
+    assert status["housekeeping"]["passes"] == 0 and status["gc"]["collections"] >= 0
+    assert f'phantom_broker_requests_last_hour{{login="{login}"}}' in client.get("/metrics", headers=ADMIN_HEADERS).get_data(
+        as_text=True)
