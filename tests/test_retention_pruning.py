@@ -276,3 +276,29 @@ def test_the_status_and_metrics_of_a_running_server_show_the_request_budget_and_
     assert status["housekeeping"]["passes"] == 0 and status["gc"]["collections"] >= 0
     assert f'phantom_broker_requests_last_hour{{login="{login}"}}' in client.get("/metrics", headers=ADMIN_HEADERS).get_data(
         as_text=True)
+
+
+def test_a_pruned_orders_fills_still_count_for_the_drift_monitors_filled_since():
+    """The drift monitor sums the fills of a lane's own orders (and the legs they made) after its
+    mark: pruning a filled leg must not change that sum (no false drift)."""
+    state = _state_with_snapshot()
+    mark = state.fill_mark()
+    _fill_order(state, 5, 50, 1)
+    state.apply_event({"entityType": "order", "eventType": "Created", "entity": _order(6, "Working", parentId=5)})
+    state.apply_event({"entityType": "order", "eventType": "Updated", "entity": _order(6, "Filled", parentId=5)})
+    state.apply_event({"entityType": "fill", "eventType": "Created",
+                       "entity": {"id": 60, "orderId": 6, "contractId": CONTRACT, "action": "Sell", "qty": 1,
+                                  "price": 101.0, "timestamp": "2026-12-07T14:31:00Z"}})
+    state.apply_event({"entityType": "position", "eventType": "Updated",
+                       "entity": {"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": 0}})
+    before = (state.filled_since([5], mark), state.filled_since([5], 50), state.filled_since([6], mark))
+    assert before == (0, -1, -1)
+    assert state.prune_finished(60, lambda o: True, now=time.monotonic() + 1000) == 2
+    assert state.entities("fill") == []
+    assert (state.filled_since([5], mark), state.filled_since([5], 50), state.filled_since([6], mark)) == before
+    # a resync brings the same fills back: counted once
+    gen = state.begin(object())
+    assert state.load_snapshot(gen, {"orders": [_order(5, "Filled"), _order(6, "Filled", parentId=5)],
+                                     "fills": [{"id": 50, "orderId": 5, "action": "Buy", "qty": 1},
+                                               {"id": 60, "orderId": 6, "action": "Sell", "qty": 1}]})
+    assert (state.filled_since([5], mark), state.filled_since([5], 50), state.filled_since([6], mark)) == before
