@@ -60,23 +60,24 @@ def install() -> None:
     from phantom_scraper import signals, tradovate_integration
     from phantom_scraper.execution import account, executors
     from phantom_scraper.journal import journal
-    from phantom_scraper.app import service
+    from phantom_scraper.app import intake, service, signal_run
+    from phantom_scraper.app.logins import LoginBook
     from phantom_scraper.tradovate import ws as ws_client
     from phantom_scraper.signals import SymbolResolver
 
-    timed(service, "parse_signal", "parse_signal")
+    timed(intake, "parse_signal", "parse_signal")
     timed(SymbolResolver, "resolve", "resolver.resolve")
     timed(journal.Journal, "record_signal", "journal.record_signal")
     timed(journal.Journal, "create_intent", "journal.create_intent")
     timed(journal.Journal, "set_intent_state", "journal.set_intent_state")
     timed(journal.Journal, "set_signal_status", "journal.set_signal_status")
-    timed(service.TradingService, "targets_for", "service.targets_for")
+    timed(LoginBook, "targets_for", "service.targets_for")
     timed(service.TradingService, "handle_signal", "service.handle_signal (whole)")
-    timed(service, "_outcomes_body", "service._outcomes_body")
-    timed(service, "execute_trade_simple", "execution.execute_trade_simple")
+    timed(intake, "outcomes_body", "service._outcomes_body")
+    timed(signal_run, "execute_trade_simple", "execution.execute_trade_simple")
     timed(account, "_run_step", "account._run_step")
     timed(account, "_run_account", "account._run_account")
-    timed(service.TradingService, "_process", "service._process (executor thread)")
+    timed(signal_run.SignalRunner, "process", "service._process (executor thread)")
     timed(tradovate_integration.TradovateIntegration, "place_order_smart", "place_order_smart")
     timed(ws_client.TradovateWebSocket, "request", "ws.request (caller thread)")
     timed(ws_client.TradovateWebSocket, "_send_request", "ws._send_request (loop thread)")

@@ -35,12 +35,9 @@ processes.  After ``fork()`` the child opens its own connection on first use.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
-import json
 import logging
 import os
-import re
 import socket
 import threading
 import time

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
 import urllib.parse
