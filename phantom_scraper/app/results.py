@@ -1,11 +1,31 @@
 """What the service answers: a webhook result, the unavailable error, and how outcomes are summarised."""
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
+from phantom_scraper.execution.model import AccountStatus
 from phantom_scraper.signals import SignalError
 
 MANUAL_RECORDER = "manual"
+
+
+class SignalStatus(enum.StrEnum):
+    """A signal's status in the journal and in its answer (equal to its string)."""
+
+    RECEIVED = "received"  # journaled, not finished (a crash here is settled at the next start)
+    DUPLICATE = "duplicate"  # recorded as a duplicate of another signal; never executed
+    PENDING = "pending"  # handed to the login owner (several instances)
+    EXECUTING = "executing"  # answered 202: still running
+    ACKED = "acked"  # every account acked
+    PARTIAL = "partial"  # some accounts acked, others not
+    UNKNOWN = "unknown"  # an order's outcome is unknown (searched, settled in the background)
+    FAILED = "failed"  # no account acked
+    REJECTED = "rejected"  # the alert was refused (bad input, unknown symbol)
+    SKIPPED = "skipped"  # nothing to do on any account
+    VALIDATED = "validated"  # test mode
+    INTERRUPTED = "interrupted"  # a restart came before any order was sent: nothing sent
+    ERROR = "error"  # a bug, reported
 
 
 class ServiceUnavailable(Exception):
@@ -36,21 +56,22 @@ def accounts_brief(outcomes, limit: int = 5) -> str:
     return " [" + ", ".join(parts) + more + "]"
 
 
-def summary_status(outcomes) -> str:
+def summary_status(outcomes) -> SignalStatus:
+    """A signal's status from its accounts' outcomes."""
     statuses = {o.status for o in outcomes}
     if not statuses:
-        return "skipped"
-    if statuses <= {"acked"}:
-        return "acked"
-    if statuses <= {"validated"}:
-        return "validated"
-    if "unknown" in statuses:
-        return "unknown"
-    if statuses & {"acked"}:
-        return "partial"
-    if statuses <= {"skipped"}:
-        return "skipped"
-    return "failed"
+        return SignalStatus.SKIPPED
+    if statuses <= {AccountStatus.ACKED}:
+        return SignalStatus.ACKED
+    if statuses <= {AccountStatus.VALIDATED}:
+        return SignalStatus.VALIDATED
+    if AccountStatus.UNKNOWN in statuses:
+        return SignalStatus.UNKNOWN
+    if AccountStatus.ACKED in statuses:
+        return SignalStatus.PARTIAL
+    if statuses <= {AccountStatus.SKIPPED}:
+        return SignalStatus.SKIPPED
+    return SignalStatus.FAILED
 
 
 def outcomes_body(signal_id, contract, signal, outcomes) -> dict:

@@ -16,10 +16,11 @@ from phantom_scraper.execution.model import (_PLACEMENT_KINDS, RETRY_STEP_OFFSET
                                              describe)
 from phantom_scraper.journal.journal import JournalError, make_cl_ord_id
 from phantom_scraper.strategies import lifecycle as strategy_exec
+from phantom_scraper.tradovate.broker_state import CANCELLABLE_STATES
 
 logger = logging.getLogger(__name__)
 
-_WORKING_STATES = {"Working", "Suspended", "PendingNew", "PendingReplace"}
+_WORKING_STATES = CANCELLABLE_STATES
 
 
 # Reads (may fall back freely: a read is never an order)

@@ -28,13 +28,14 @@ import time
 from typing import Iterable, List, Optional
 
 from phantom_scraper.errors import TradovateError
+from phantom_scraper.tradovate.broker_state import CANCELLABLE_STATES, RESTING_STATES
 
 logger = logging.getLogger(__name__)
 
 TAKE_PROFIT_TYPES = frozenset({"Limit", "MIT", "LimitIfTouched"})
 STOP_TYPES = frozenset({"Stop", "StopLimit", "TrailingStop", "TrailingStopLimit"})
-_RESTING = frozenset({"Working", "Suspended"})
-WORKING = frozenset({"Working", "Suspended", "PendingNew", "PendingReplace"})
+_RESTING = RESTING_STATES
+WORKING = CANCELLABLE_STATES
 _FINAL = frozenset({"Filled", "Canceled", "Rejected", "Expired", "Completed"})
 
 

@@ -1,6 +1,7 @@
 """What execution hands around: an account's outcome, the batched final states, the step kinds."""
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 from dataclasses import asdict, dataclass, field, replace
@@ -48,13 +49,25 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 
 
+class AccountStatus(enum.StrEnum):
+    """What happened on one account for one signal (``AccountOutcome.status``; equal to its string)."""
+
+    ACKED = "acked"  # the broker took every order
+    REJECTED = "rejected"  # refused (by the broker, the plan or the risk guard): nothing executed
+    NOT_SENT = "not_sent"  # provably never reached the broker
+    UNKNOWN = "unknown"  # may have executed: searched by clOrdId, settled in the background, never resent
+    ERROR = "error"  # a read, a cancel or the journal failed before the order left
+    SKIPPED = "skipped"  # nothing to do (already there, test mode)
+    VALIDATED = "validated"  # test mode: planned, not sent
+
+
 @dataclass
 class AccountOutcome:
     """What happened on one account for one signal (returned to the webhook and journaled)."""
 
     account_id: int
     account_name: str
-    status: str  # acked | rejected | not_sent | unknown | error | skipped | validated
+    status: str  # an AccountStatus
     order_id: Optional[int] = None  # the last order placed (the entry of a reverse)
     order_ids: List[int] = field(default_factory=list)
     cl_ord_ids: List[str] = field(default_factory=list)

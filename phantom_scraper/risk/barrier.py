@@ -25,6 +25,8 @@ import time
 from phantom_scraper import events
 from typing import Dict, List
 
+from phantom_scraper.tradovate.broker_state import CANCELLABLE_STATES
+
 log = logging.getLogger(__name__)
 
 MAX_ROUNDS = 4
@@ -84,7 +86,7 @@ def _left(guard, account_id: int):
         return {}, []
     positions: Dict[int, int] = {c: n for c, (n, _p) in guard.broker.positions(account_id).items() if n}
     orders: List[dict] = [o for o in guard.broker.working_orders(account_id)
-                          if o.get("ordStatus") in ("Working", "Suspended", "PendingNew", "PendingReplace")]
+                          if o.get("ordStatus") in CANCELLABLE_STATES]
     return positions, orders
 
 

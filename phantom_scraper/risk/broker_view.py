@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from typing import Callable, Dict, List, Optional, Tuple
 
+from phantom_scraper.tradovate.broker_state import WORKING_STATES
+
 log = logging.getLogger(__name__)
 
-_WORKING = frozenset({"Working", "Suspended", "PendingNew", "PendingReplace", "PendingCancel"})
+_WORKING = WORKING_STATES
 _WATCHED = frozenset({"cashBalance", "position", "order"})
 
 

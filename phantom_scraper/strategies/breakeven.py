@@ -23,10 +23,11 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Dict, List, Optional
 
 from phantom_scraper.errors import TradovateError
+from phantom_scraper.tradovate.broker_state import MODIFIABLE_STATES
 
 log = logging.getLogger(__name__)
 
-LIVE = ("Working", "Suspended", "PendingNew")
+LIVE = MODIFIABLE_STATES
 
 
 def _round(price: float, tick: float) -> float:

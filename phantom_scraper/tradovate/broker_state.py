@@ -51,7 +51,12 @@ logger = logging.getLogger(__name__)
 SYNC_ENTITY_TYPES = ("user", "account", "position", "order", "orderVersion", "fill", "orderStrategy",
                      "orderStrategyLink", "cashBalance")
 
-WORKING_STATES = frozenset({"Working", "Suspended", "PendingNew", "PendingReplace", "PendingCancel"})
+# The one table of order states (Tradovate's OrderStatus), used everywhere an order's state matters:
+RESTING_STATES = frozenset({"Working", "Suspended"})  # accepted, waiting at the broker
+PENDING_STATES = frozenset({"PendingNew", "PendingReplace", "PendingCancel"})  # a request of ours in flight
+WORKING_STATES = RESTING_STATES | PENDING_STATES  # not final: it may still fill
+CANCELLABLE_STATES = WORKING_STATES - {"PendingCancel"}  # what a cancel (or a modify) can still act on
+MODIFIABLE_STATES = RESTING_STATES | {"PendingNew"}  # what a stop move (breakeven) may modify
 DONE_STATES = frozenset({"Filled", "Canceled", "Rejected", "Expired", "Completed"})
 
 # snapshot collection name -> entityType (docs/TRADOVATE.md, "WebSocket")
@@ -441,7 +446,7 @@ class BrokerState:
             if order is None:
                 return order_id in self._finished  # dropped only once settled
             status = order.get("ordStatus")
-            if status in ("Working", "Suspended") or (status in DONE_STATES and status != "Filled"):
+            if status in RESTING_STATES or (status in DONE_STATES and status != "Filled"):
                 return True
             if status != "Filled":
                 return False

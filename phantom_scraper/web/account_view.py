@@ -19,10 +19,11 @@ from typing import Any, Callable, Dict, List, Optional
 from phantom_scraper.ops import history
 from phantom_scraper.ops import history_source
 from phantom_scraper.errors import TradovateError
+from phantom_scraper.tradovate.broker_state import WORKING_STATES
 
 logger = logging.getLogger(__name__)
 
-WORKING = frozenset({"Working", "Suspended", "PendingNew", "PendingReplace", "PendingCancel"})
+WORKING = WORKING_STATES
 
 
 def attention(journal) -> List[dict]:
