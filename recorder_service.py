@@ -36,6 +36,7 @@ from typing import Callable, Dict, List, Optional
 from phantom_scraper import events
 from phantom_scraper.ops import fill_events
 from phantom_scraper.execution import dispatch as execution
+from phantom_scraper.tradovate import keepalive
 from phantom_scraper.tradovate.broker_state import BrokerState
 from phantom_scraper.errors import BrokerError, NotSentError, RateLimitedError, TradovateError
 from phantom_scraper.execution.dispatch import describe as _describe
@@ -493,104 +494,11 @@ def reset_pool() -> None:
 # ---------------------------------------------------------------------------------------------
 # The keep-alive daemon
 
-class KeepAliveDaemon:
-    """Every ``interval_s``: renew tokens that are due, check each socket with a cheap request,
-    and start reconnects for the dropped ones (bounded and staggered by the pool, backed off).
-    Woken early when a socket closes.  It never waits for a connect."""
-
-    THREAD_NAME = "ws-keepalive"
+class KeepAliveDaemon(keepalive.KeepAliveDaemon):
+    """The pool's daemon: tends every login in ``_WS_POOL`` (see ``phantom_scraper.tradovate.keepalive``)."""
 
     def __init__(self, interval_s: float = 30.0, check_timeout_s: float = 5.0):
-        self.interval_s = interval_s
-        self.check_timeout_s = check_timeout_s
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._start_lock = threading.Lock()  # serialises start() so one thread is ever started
-        self._thread: Optional[threading.Thread] = None
-        self.cycle_hooks: List[Callable[[], None]] = []  # run after each cycle, in the daemon thread
-        self.cycles = 0
-        self.last_cycle_at: Optional[float] = None
-        self.last_error: Optional[str] = None
-
-    def start(self) -> bool:
-        """Start the thread (idempotent); True if this call started it."""
-        with self._start_lock:
-            if self._thread is not None:
-                return False
-            self._thread = threading.Thread(target=self._run, name=self.THREAD_NAME, daemon=True)
-            self._thread.start()
-        logger.info("WebSocket keep-alive daemon started (every %.1fs)", self.interval_s)
-        return True
-
-    @property
-    def alive(self) -> bool:
-        thread = self._thread
-        return thread is not None and thread.is_alive()
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop and join (idempotent).  A cycle in progress finishes its current connection."""
-        self._stop.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout_s)
-            if thread.is_alive():
-                logger.error("WebSocket keep-alive daemon did not stop within %.1fs", timeout_s)
-
-    def status(self) -> dict:
-        return {"running": self.alive, "interval_s": self.interval_s, "cycles": self.cycles,
-                "last_cycle_at": self.last_cycle_at, "last_error": self.last_error}
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.clear()  # a wake during the cycle triggers one more cycle at once
-            try:
-                self.run_cycle()
-                self.last_error = None
-            except Exception as exc:  # the safety net: one bad cycle never kills the daemon
-                self.last_error = _describe(exc)
-                logger.exception("WebSocket keep-alive cycle failed")
-            self._wake.wait(self.interval_s)
-        logger.info("WebSocket keep-alive daemon stopped")
-
-    def run_cycle(self) -> None:
-        self.cycles += 1
-        self.last_cycle_at = time.time()
-        for conn in logins_snapshot():
-            if self._stop.is_set():
-                return
-            try:
-                self._tend(conn)
-            except Exception:  # one login's problem never starves the others
-                logger.exception("WebSocket keep-alive failed for %s", conn.login_key)
-        for hook in list(self.cycle_hooks):  # e.g. settling 'unknown' order intents
-            try:
-                hook()
-            except Exception:
-                logger.exception("keep-alive cycle hook failed")
-
-    def _tend(self, conn: PooledConnection) -> None:
-        if conn.closed:
-            return
-        try:
-            conn.integration.ensure_token()  # renews ahead of expiry; the listener swaps the socket
-        except TradovateError as exc:
-            logger.warning("Token renewal failed for %s: %s", conn.login_key, _describe(exc))
-            return
-        if conn.connecting:
-            return
-        if conn.live_client() is not None:
-            if conn.token_is_stale():
-                conn.ensure_connecting(ignore_backoff=True, reason="token")
-                return
-            if conn.check(self.check_timeout_s):
-                return
-        if conn.backoff_remaining_s() > 0:
-            return
-        conn.ensure_connecting(reason="reconnect")  # runs in its own thread; not waited for
+        super().__init__(interval_s, check_timeout_s, connections=logins_snapshot, log=logger)
 
 
 _DAEMON: Optional[KeepAliveDaemon] = None

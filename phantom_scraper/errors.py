@@ -94,3 +94,9 @@ class BrokerError(TradovateError):
     def __init__(self, message: str, status: Optional[int] = None):
         super().__init__(message)
         self.status = status
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` for logs and outcomes (messages never hold secrets: see the module docstring)."""
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

@@ -7,6 +7,7 @@ import threading
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, List, Optional
 
+from phantom_scraper.errors import describe  # noqa: F401  (the execution modules import it from here)
 from phantom_scraper.journal.journal import JournalError
 
 logger = logging.getLogger(__name__)
@@ -41,12 +42,6 @@ class SignalRun:
 
     def but(self, **changes) -> "SignalRun":
         return replace(self, **changes)
-
-
-def describe(exc: BaseException) -> str:
-    """``Type: message`` for logs and outcomes (messages never hold secrets: see errors.py)."""
-    text = str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 
 
 class AccountStatus(enum.StrEnum):
