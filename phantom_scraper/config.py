@@ -140,7 +140,12 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("TRADOVATE_APP_VERSION", "credentials.app_version", _str, "API key field"),
     Variable("TRADOVATE_CID", "credentials.cid", _str, "API key field"),
     Variable("TRADOVATE_SEC", "credentials.sec", _str, "API key field (secret)"),
-    Variable("TRADOVATE_DEVICE_ID", "credentials.device_id", _str, "a stable id per machine"),
+    Variable("TRADOVATE_DEVICE_ID", "credentials.device_id", _str,
+             "a stable id per machine (required for live; see docs/TRADOVATE.md \"Device id\")"),
+    Variable("TRADOVATE_CUSTOM_TAG50", "custom_tag50", _bool,
+             "1: liquidations carry the intent id in customTag50 (only if the login has tag 50 enabled)"),
+    Variable("TRADOVATE_RATE_LIMIT_QUIET_S", "rate_limit_quiet_s", _float,
+             "after an HTTP 429 the login makes no background calls for this long (Tradovate: an hour)"),
     Variable("TRADOVATE_REST_URL", "rest_url", _str, "overrides the environment's REST base"),
     Variable("TRADOVATE_WS_URL", "ws_url", _str, "overrides the WebSocket URL (default: derived from the REST base)"),
     Variable("TRADOVATE_MD_URL", "md_url", _str, "the market-data socket (default: Tradovate's md host; sim: the simulator's)"),
@@ -268,6 +273,20 @@ def _notify_events(raw: Optional[str]) -> Tuple[str, ...]:
         raise ConfigError(str(exc)) from exc
 
 
+HOW_TO_CHOOSE_DEVICE_ID = (
+    "choose one stable id per machine and keep it (e.g. the output of "
+    "`python -c \"import uuid; print(uuid.uuid4())\"`, stored once); Tradovate checks the device id on "
+    "live orders and answers 401 \"Access is denied\" to an unapproved or changing one")
+
+
+def device_id_problem(env: str, device_id: str) -> Optional[str]:
+    """Live without a device id: the reason the process must not start (Tradovate's FAQ: placeOrder
+    checks the device id, strictly on live).  Demo/sim: None (the caller warns)."""
+    if env == "live" and not (device_id or "").strip():
+        return "TRADOVATE_DEVICE_ID is required for live trading: " + HOW_TO_CHOOSE_DEVICE_ID
+    return None
+
+
 @dataclass(frozen=True)
 class Credentials:
     """One Tradovate login (``auth/accesstokenrequest`` body)."""
@@ -344,6 +363,9 @@ class Settings:
     resend_fresh_s: float = 10.0  # proved absent: placed once more only this long after the signal arrived
     rest_timeout_s: float = 10.0
     penalty_max_wait_s: float = 60.0  # longest p-time waited out before resending with p-ticket
+    # customTag50 is FIX tag 50 (a CME-registered operator id): only logins with it enabled may send it
+    custom_tag50: bool = False
+    rate_limit_quiet_s: float = 3600.0  # HTTP 429: Tradovate's lock-out is a rolling hour
 
     # Token
     token_renew_margin_s: float = 15 * 60  # renew this long before expirationTime
@@ -449,7 +471,14 @@ class Settings:
             missing.append("TRADOVATE_PASSWORD")
         if not self.webhook_secret:
             missing.append("WEBHOOK_SECRET")
+        if self.device_id_problem():
+            missing.append("TRADOVATE_DEVICE_ID")
         return tuple(missing)
+
+    def device_id_problem(self) -> Optional[str]:
+        """Why this start must not trade live (None when it may): see :func:`device_id_problem`."""
+        creds = self.credentials
+        return device_id_problem(self.tradovate_env, creds.device_id if creds else "")
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None, **overrides) -> "Settings":

@@ -52,6 +52,13 @@ class RateLimitedError(NotSentError):
         self.retry_after_s = retry_after_s
 
 
+class TooManyRequestsError(RateLimitedError):
+    """HTTP 429 (socket ``s=429``): Tradovate's user-level limit.  Not executed; documented with an
+    empty body, no ``Retry-After`` and a rolling hour's lock-out (``tradovate.quiet``)."""
+
+    TEXT = "HTTP 429: Tradovate locked this login out (a rolling hour); not executed"
+
+
 class PenaltyError(RateLimitedError):
     """A penalty ticket (``p-ticket``/``p-time``): the request was not executed.
 

@@ -23,6 +23,9 @@ Kinds in use (fields in brackets; a producer may add more):
                         [account, unknown, reason]
 ``risk_flatten``        a flatten the guard must do failed; it is retried [account, why, error,
                         still_open, retry_in_s]
+``rate_limited``        HTTP 429: the login goes quiet for Tradovate's hour [login, what, quiet_s]
+``strategy_alert``      an order strategy needs the trader (breakeven found no stop, a refusal,
+                        bracket legs not where the plan put them) [intent_id, account, text]
 ``fill``                [account, account_id, contract, side, qty, price, order_id, latency_ms,
                         fill_id, timestamp, trade_date]
 ``fill_snapshot``       a socket's snapshot loaded: its fills [fills: dicts with the fields of ``fill``]

@@ -13,7 +13,10 @@ when the socket attempt provably never left, and never a second order after an a
 have executed (an ``unknown`` is searched by ``clOrdId``, then settled in the background).
 Penalty tickets and HTTP 401 are proofs of non-execution: they are waited out / re-authenticated
 and resent inside one attempt.  ``order/liquidateposition`` has no ``clOrdId``: the intent id
-travels in ``customTag50``.
+travels in ``customTag50`` only with the ``TRADOVATE_CUSTOM_TAG50`` opt-in; otherwise an unknown
+liquidation is found by ``find_liquidation`` (account, contract, time).  An HTTP 429 makes the
+login quiet (``tradovate.quiet``): background calls stop for Tradovate's hour, orders still go.
+Live refuses to start without a device id (``config.device_id_problem``).
 """
 from __future__ import annotations
 
@@ -23,13 +26,17 @@ import uuid
 from typing import Any, Callable, List, Optional
 from urllib.parse import urlparse
 
-from phantom_scraper.config import REAL_REST_URLS, Credentials, Settings, derive_ws_url
-from phantom_scraper.errors import AuthError, BrokerError, NotSentError, PenaltyError, TradovateError
+from phantom_scraper.config import (HOW_TO_CHOOSE_DEVICE_ID, REAL_REST_URLS, ConfigError, Credentials, Settings,
+                                    derive_ws_url, device_id_problem)
+from phantom_scraper.errors import (AuthError, BrokerError, NotSentError, PenaltyError, TooManyRequestsError,
+                                    TradovateError)
 from phantom_scraper.tradovate.router import OrderResult, SmartOrder
 from phantom_scraper.tradovate.outcome import Attempt, attempt_of
 from phantom_scraper.tradovate.auth import TokenKeeper
 from phantom_scraper.tradovate import budget as request_budget
+from phantom_scraper.tradovate.quiet import QuietGate
 from phantom_scraper.tradovate.rest import RestClient, is_order_endpoint
+from phantom_scraper.tradovate.search import liquidations_since
 from phantom_scraper.tradovate.wire import check_order_result
 from phantom_scraper.tradovate.ws import TradovateWebSocket
 
@@ -54,6 +61,12 @@ class TradovateIntegration:
         creds = credentials or self.settings.credentials
         if creds is None:
             raise AuthError("no Tradovate credentials configured (TRADOVATE_USERNAME/TRADOVATE_PASSWORD)")
+        problem = device_id_problem("demo" if is_demo else "live", creds.device_id)
+        if problem:
+            raise ConfigError(f"login {creds.username!r}: {problem}")
+        if not creds.device_id and self.settings.tradovate_env != "sim":
+            logger.warning("login %r has no device id (TRADOVATE_DEVICE_ID); demo tolerates it, live refuses to "
+                           "start without one: %s", creds.username, HOW_TO_CHOOSE_DEVICE_ID)
         self.credentials = creds
         self.rest_url = (rest_url or REAL_REST_URLS["demo" if is_demo else "live"]).rstrip("/")
         self.ws_url = ws_url or derive_ws_url(self.rest_url)
@@ -62,6 +75,7 @@ class TradovateIntegration:
         self._rest = RestClient(self.rest_url, timeout_s=self.settings.rest_timeout_s,
                                 connect_timeout_s=min(5.0, self.settings.rest_timeout_s))
         self._auth = TokenKeeper(creds, self._rest, self.settings, self._stop)
+        self.quiet = QuietGate(creds.username, self.settings.rate_limit_quiet_s)
         # what this login sends, REST and its order sockets alike (Tradovate's limits are per user)
         self._rest.budget = request_budget.for_login(
             f"{creds.username}@{urlparse(self.rest_url).netloc}", per_minute=self.settings.broker_requests_per_minute,
@@ -124,7 +138,16 @@ class TradovateIntegration:
         raise AssertionError("unreachable")
 
     def _rest_call(self, method: str, path: str, params: Optional[dict] = None, body: Any = None) -> Any:
-        """One logical REST call: token, penalty handling, at most one re-login and resend on 401."""
+        """One logical REST call: token, penalty handling, at most one re-login and resend on 401.
+        While the login is quiet after a 429, a non-essential call is refused before it leaves."""
+        self.quiet.check(path, is_order_endpoint(path))
+        try:
+            return self._rest_call_once(method, path, params, body)
+        except TooManyRequestsError:
+            self.quiet.trip(path)
+            raise
+
+    def _rest_call_once(self, method: str, path: str, params: Optional[dict], body: Any) -> Any:
         timeout = self.settings.order_ack_timeout_s if is_order_endpoint(path) else self.settings.rest_timeout_s
 
         def attempt(token: str) -> Any:
@@ -248,6 +271,22 @@ class TradovateIntegration:
     def list_order_versions(self, order_id: Optional[int] = None) -> List[dict]:
         return self.list_deps("orderVersion", order_id)
 
+    LIQUIDATION_SLACK_S = 5.0  # the broker's clock may run behind ours; its Date header has 1 s resolution
+
+    def find_liquidation(self, account_id: Any, contract_id: Any, since: float,
+                         exclude: Any = ()) -> List[int]:
+        """The orders that may be the ``order/liquidateposition`` sent at ``since`` (epoch seconds,
+        this machine's clock) without ``customTag50``: orders of the account in the contract created
+        since then (on the broker's clock, less a slack) that no ``clOrdId`` claims.  One id: found.
+        Several: ambiguous (the caller adopts none).  Raises ``TradovateError`` when unreadable."""
+        if account_id is None or contract_id is None:
+            return []
+        offset = self._rest.server_clock_offset_s or 0.0
+        orders = self.list_orders(int(account_id))
+        commands = self.list_commands()
+        return liquidations_since(orders, commands, int(account_id), int(contract_id),
+                                  since + offset - self.LIQUIDATION_SLACK_S, exclude)
+
     # ------------------------------------------------------------------ REST orders
     def _rest_order(self, endpoint: str, body: dict) -> dict:
         return check_order_result(endpoint, self._rest_call("POST", endpoint, body=body))
@@ -301,7 +340,11 @@ class TradovateIntegration:
                 return sent()
             b = body if ticket is None else dict(body, **{"p-ticket": ticket})
             return ws.request(endpoint, b, timeout=self.settings.order_ack_timeout_s)
-        return self._with_penalty(send, endpoint)
+        try:
+            return self._with_penalty(send, endpoint)
+        except TooManyRequestsError:
+            self.quiet.trip(endpoint)
+            raise
 
     def send_ws(self, ws: TradovateWebSocket, endpoint: str, body: dict,
                 sent: Optional[Callable[[], Any]] = None) -> Attempt:

@@ -468,8 +468,8 @@ def test_find_contract_unknown_is_none(make_sim, make_ti, status):
     assert ti.find_contract(name)["name"] == name
 
 
-def test_liquidate_reconciled_by_custom_tag50(sim, make_ti):
-    ti = make_ti(sim)
+def _lost_liquidation(sim, ti):
+    """A position, then a liquidation whose socket closes before the answer (executed)."""
     body = order_body(ti)
     assert ti.place_order_smart(body, ws=None).status == "acked"
     contract = ti.find_contract(body["symbol"])
@@ -478,5 +478,35 @@ def test_liquidate_reconciled_by_custom_tag50(sim, make_ti):
     res = ti.place_order_smart({"accountId": body["accountId"], "contractId": contract["id"], "admin": False},
                                ws=ws, endpoint="order/liquidateposition", cl_ord_id="intent-liq-1")
     ws.close()
+    return res
+
+
+def test_liquidate_reconciled_by_custom_tag50_when_opted_in(sim, make_ti):
+    ti = make_ti(sim, settings=FAST.replace(custom_tag50=True))
+    res = _lost_liquidation(sim, ti)
     assert res.status == "acked" and res.reconciled
     assert len(book(sim, "intent-liq-1", field="customTag50")) == 1
+
+
+def test_liquidation_without_custom_tag50_is_found_after_an_unknown_outcome(make_sim, make_ti):
+    """The default sends no customTag50 (a login without tag 50 enabled is refused with it: the
+    simulator's ``refuse_custom_tag50``); a liquidation whose answer was lost is still found, by
+    account, contract and time, and adopted -- never resent."""
+    sim = make_sim(refuse_custom_tag50=True)
+    ti = make_ti(sim)
+    res = _lost_liquidation(sim, ti)
+    liquidations = [o for o in sim.orders() if o["endpoint"] == "liquidateposition"]
+    assert len(liquidations) == 1 and liquidations[0]["customTag50"] is None
+    assert res.status == "acked" and res.reconciled and res.order_id == liquidations[0]["orderId"]
+
+
+def test_custom_tag50_refused_by_a_login_without_it(make_sim, make_ti):
+    """What the opt-in risks: a login without tag 50 gets the liquidation refused, position open."""
+    sim = make_sim(refuse_custom_tag50=True)
+    ti = make_ti(sim, settings=FAST.replace(custom_tag50=True))
+    body = order_body(ti)
+    assert ti.place_order_smart(body, ws=None).status == "acked"
+    contract = ti.find_contract(body["symbol"])
+    res = ti.place_order_smart({"accountId": body["accountId"], "contractId": contract["id"], "admin": False},
+                               ws=None, endpoint="order/liquidateposition", cl_ord_id="intent-liq-2")
+    assert res.status == "rejected" and "customTag50" in (res.failure_text or "")

@@ -23,6 +23,7 @@ Each list is also checked for a second order of one intent (``order_search.check
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Callable, Dict, List, Optional, Set, Tuple
@@ -69,12 +70,33 @@ def _search(journal, ti, intents: List[dict]) -> Dict[str, List[int]]:
         known = {}
     acked = {cl: i["broker_order_id"] for cl, i in known.items() if i["state"] in ("acked", "reconciled")}
     check_found(found, acked)
-    return {i["cl_ord_id"]: found.get(i["cl_ord_id"], []) for i in intents}
+    result = {i["cl_ord_id"]: found.get(i["cl_ord_id"], []) for i in intents}
+    if not getattr(ti.settings, "custom_tag50", False):  # liquidations carry no id: found by what they are
+        claimed = {oid for ids in found.values() for oid in ids}
+        for intent in intents:
+            if intent.get("kind") == "liquidateposition" and not result[intent["cl_ord_id"]]:
+                result[intent["cl_ord_id"]] = _liquidation(ti, intent, claimed)
+    return result
+
+
+def _liquidation(ti, intent: dict, claimed: set) -> List[int]:
+    """The one order that can be this liquidation (account, contract, created after the intent),
+    or [] (none, or several: ambiguous, logged, never adopted)."""
+    try:
+        body = json.loads(intent.get("request_json") or "{}")
+    except ValueError:
+        return []
+    ids = ti.find_liquidation(body.get("accountId"), body.get("contractId"), float(intent["created_at"]), claimed)
+    if len(ids) > 1:
+        logger.error("Liquidation %s: %d candidate orders %s on its account and contract; none adopted",
+                     intent["cl_ord_id"], len(ids), ids)
+        return []
+    return ids
 
 
 def find_order_id(ti, cl_ord_id: str, kind: str = "placeorder") -> Optional[int]:
     """The broker order id of the command carrying ``cl_ord_id`` (``customTag50`` for a
-    liquidation), or None.  Raises ``TradovateError`` when the book cannot be read."""
+    liquidation with the opt-in), or None.  Raises ``TradovateError`` when the book cannot be read."""
     if kind == "startorderstrategy":
         found = strategies_by_intent(ti.list_order_strategies(), [cl_ord_id])
     else:  # both id fields are searched

@@ -118,6 +118,10 @@ class Metrics:
         self.socket_drops = Counter("phantom_socket_drops", "WebSocket closes and failed connects", ["login"],
                                     registry=r)
         self.penalties = Counter("phantom_penalties", "Tradovate penalty tickets", ["what", "captcha"], registry=r)
+        self.rate_limited = Counter("phantom_rate_limited", "HTTP 429 lock-outs (the login went quiet)", ["login"],
+                                    registry=r)
+        self.strategy_alerts = Counter("phantom_strategy_alerts", "order strategies that need the trader",
+                                       registry=r)
         self.auth_failures = Counter("phantom_auth_failures", "authentication failures", registry=r)
         self.duplicates = Counter("phantom_duplicate_alarms", "one clOrdId matching several orders", registry=r)
         self.settled = Counter("phantom_unknown_settled", "unknown intents settled", ["state"], registry=r)
@@ -148,6 +152,8 @@ class Metrics:
             "socket_down": lambda f: self.socket_drops.labels(str(f.get("login"))).inc(),
             "penalty": lambda f: self.penalties.labels(str(f.get("what")), str(bool(f.get("captcha"))).lower()).inc(),
             "auth": lambda f: self.auth_failures.inc(),
+            "rate_limited": lambda f: self.rate_limited.labels(str(f.get("login"))).inc(),
+            "strategy_alert": lambda f: self.strategy_alerts.inc(),
             "duplicate": lambda f: self.duplicates.inc(),
             "settled": lambda f: self.settled.labels(str(f.get("state"))).inc(),
             "risk": self._on_risk, "kill_switch": self._on_risk,

@@ -52,6 +52,8 @@ _KIND_CATEGORIES: Dict[str, Tuple[str, ...]] = {
     "socket_up": ("disconnected",),
     "auth": ("auth",),
     "penalty": ("auth",),
+    "rate_limited": ("auth",),
+    "strategy_alert": ("risk",),
     "risk": ("risk",),
     "kill_switch": ("risk",),
     "risk_pnl": ("risk",),
@@ -288,6 +290,12 @@ class Notifier:
         if kind == "penalty":
             extra = " (captcha required)" if f.get("captcha") else ""
             return [("auth", f"penalty on {f.get('what')}: wait {f.get('wait_s')} s{extra}")]
+        if kind == "rate_limited":
+            return [("auth", f"HTTP 429 for {f.get('login')} on {f.get('what')}: Tradovate locks the login out for "
+                             f"an hour; background calls paused {float(f.get('quiet_s') or 0):.0f} s, orders still "
+                             f"sent")]
+        if kind == "strategy_alert":
+            return [("risk", f"order strategy {f.get('intent_id')} ({f.get('account')}): {f.get('text')}")]
         if kind in ("risk", "kill_switch"):
             state = "LOCKED" if f.get("locked", True) else "unlocked"
             who = f.get("account") or "all accounts"

@@ -179,6 +179,11 @@ def classify_answer(d: Any, transport: str) -> Attempt:
         return Attempt(Outcome.REJECTED, transport, answer=dict(d), reason="Violation",
                        failure_reason="Violation", failure_text=text)
     strategy = d.get("orderStrategy")  # orderStrategy/* answer (OrderStrategyStatusResponse)
+    if isinstance(strategy, dict) and strategy.get("status") == "ExecutionFailed":
+        # The strategy exists but failed at once (e.g. its entry was refused): nothing is working.
+        text = d.get("errorText") or d.get("failureText") or strategy.get("text") or "order strategy ExecutionFailed"
+        return Attempt(Outcome.REJECTED, transport, answer=dict(d), reason="ExecutionFailed",
+                       failure_reason=str(d.get("failureReason") or "ExecutionFailed"), failure_text=str(text))
     has_id = d.get("orderId") is not None or d.get("commandId") is not None or \
         (isinstance(strategy, dict) and strategy.get("id") is not None)
     if not has_id and d.get("errorText"):

@@ -8,7 +8,7 @@ with ``max_retries=0``) and maps the outcome onto ``errors.py``:
   be prepared) -> ``NotSentError``; anything else (read timeout, connection lost after sending,
   an answer cut mid-body) -> ``OutcomeUnknownError`` for order endpoints, ``BrokerError`` for reads
 * HTTP 401 -> ``BrokerError(status=401)`` (the caller re-authenticates once)
-* HTTP 429 -> ``RateLimitedError``; a ``p-ticket`` body -> ``PenaltyError`` (not executed)
+* HTTP 429 -> ``TooManyRequestsError`` (a ``RateLimitedError``; the login goes quiet: ``quiet.py``); a ``p-ticket`` body -> ``PenaltyError`` (not executed)
 * HTTP 5xx -> ``OutcomeUnknownError`` for order endpoints, else ``BrokerError``
 * any other non-2xx -> ``BrokerError(status)``
 
@@ -25,7 +25,7 @@ from typing import Any, Mapping, Optional
 import requests
 from requests.adapters import HTTPAdapter
 
-from phantom_scraper.errors import BrokerError, NotSentError, OutcomeUnknownError, RateLimitedError
+from phantom_scraper.errors import BrokerError, NotSentError, OutcomeUnknownError, TooManyRequestsError
 from phantom_scraper.tradovate.outcome import Outcome, classify_requests_exception
 from phantom_scraper.tradovate.wire import penalty_from
 
@@ -124,13 +124,8 @@ class RestClient:
     @staticmethod
     def _translate(path: str, order: bool, resp: requests.Response) -> Any:
         status = resp.status_code
-        if status == 429:
-            retry_after = resp.headers.get("Retry-After")
-            try:
-                retry_s = float(retry_after) if retry_after else None
-            except ValueError:
-                retry_s = None
-            raise RateLimitedError(f"{path}: rate limited (HTTP 429)", retry_s)
+        if status == 429:  # empty body, no Retry-After (Partner docs): the login is locked out for an hour
+            raise TooManyRequestsError(f"{path}: {TooManyRequestsError.TEXT}")
         if status >= 500 and order:
             raise OutcomeUnknownError(f"{path}: HTTP {status} after sending")
         if status >= 300:

@@ -1,7 +1,9 @@
 """One order intent through ``place_order_smart``: WebSocket first, REST only when safe, never twice.
 
-Exactly one intent id per call (``clOrdId``; ``customTag50`` for ``order/liquidateposition``, which
-has no ``clOrdId``), set in the body once and reused on every attempt.  Each attempt is classified
+Exactly one intent id per call (``clOrdId``; ``uuid`` for an order strategy; ``customTag50`` for
+``order/liquidateposition`` only with the ``TRADOVATE_CUSTOM_TAG50`` opt-in -- without it no field
+carries the id and an unknown liquidation is searched by account, contract and time), set in the
+body once and reused on every attempt.  Each attempt is classified
 by ``outcome`` into ``not_sent`` / ``acked`` / ``rejected`` / ``unknown``; the router only reads
 that outcome::
 
@@ -53,6 +55,8 @@ class OrderTransport(Protocol):
 
     def list_order_strategies(self) -> List[dict]: ...  # only for orderStrategy/* intents
 
+    def find_liquidation(self, account_id: Any, contract_id: Any, since: float) -> List[int]: ...  # liquidations
+
 
 @dataclass
 class OrderResult:
@@ -79,14 +83,20 @@ class SmartOrder:
         self.ti = transport
         self.ws = ws
         self.endpoint = endpoint.strip("/")
-        self.key_field = key_field(self.endpoint)
-        intent = intent_id or body.get(self.key_field) or new_id()
+        # None for a liquidation without the customTag50 opt-in: no field carries the intent id.
+        self.key_field = key_field(self.endpoint, bool(getattr(transport.settings, "custom_tag50", False)))
+        self.id_label = self.key_field or "intent"
+        intent = intent_id or (body.get(self.key_field) if self.key_field else None) or new_id()
         if len(str(intent)) > MAX_INTENT_ID:
-            raise ValueError(f"{self.key_field} longer than {MAX_INTENT_ID} characters")
+            raise ValueError(f"{self.id_label} longer than {MAX_INTENT_ID} characters")
         self.intent = str(intent)
-        self.body = dict(body, **{self.key_field: self.intent})
+        if self.key_field:
+            self.body = dict(body, **{self.key_field: self.intent})
+        else:  # never sent without the opt-in (an unregistered tag 50 is an execution reject)
+            self.body = {k: v for k, v in body.items() if k != "customTag50"}
         self.body.setdefault("isAutomated", True)  # exchange rule for non-manual orders
         self.started = time.monotonic()
+        self.sent_at = time.time()  # wall clock: a liquidation is searched by the time it left
         self.fallback_reason = fallback_reason
         self.on_unknown = on_unknown
         self.outcome = IntentOutcome()
@@ -102,7 +112,7 @@ class SmartOrder:
             if attempt.outcome is not Outcome.NOT_SENT or attempt.rate_limited:
                 return self._finish(attempt)
             self.fallback_reason = f"WebSocket request not sent: {attempt.reason}"
-            logger.warning("REST fallback for %s %s=%s: %s", self.endpoint, self.key_field, self.intent,
+            logger.warning("REST fallback for %s %s=%s: %s", self.endpoint, self.id_label, self.intent,
                            self.fallback_reason)
             return self._finish(self._attempt(lambda: self.ti.send_rest(self.endpoint, self.body)))
         # Settings.use_websocket_orders is read here and nowhere else (webhooks and manual trades alike).
@@ -123,13 +133,13 @@ class SmartOrder:
             else:
                 self.fallback_reason = f"WebSocket is {ws.state.value}"
         if self.fallback_reason:
-            logger.warning("REST fallback for %s %s=%s: %s", self.endpoint, self.key_field, self.intent,
+            logger.warning("REST fallback for %s %s=%s: %s", self.endpoint, self.id_label, self.intent,
                            self.fallback_reason)
         return self._finish(self._attempt(lambda: self.ti.send_rest(self.endpoint, self.body)))
 
     def _attempt(self, send: Callable[[], Attempt]) -> Attempt:
         if self.outcome.may_have_executed:  # unreachable by construction; the guard proves it
-            raise AssertionError(f"{self.key_field}={self.intent}: a second attempt after a possible execution")
+            raise AssertionError(f"{self.id_label}={self.intent}: a second attempt after a possible execution")
         if self.ti.stop_event.is_set():  # stopped between the socket attempt and REST
             return self.outcome.record(Attempt(Outcome.NOT_SENT, "rest", reason="shutting down; not sent"))
         return self.outcome.record(send())
@@ -138,23 +148,23 @@ class SmartOrder:
         if attempt.outcome is Outcome.ACKED:
             result = self._result("acked", attempt, order_id=attempt.order_id, response=dict(attempt.answer))
             logger.debug("%s placed via %s: %s=%s orderId=%s latency=%.0f ms", self.endpoint,
-                        "WebSocket" if attempt.transport == "websocket" else "REST", self.key_field,
+                        "WebSocket" if attempt.transport == "websocket" else "REST", self.id_label,
                         self.intent, result.order_id, result.latency_ms)
             return result
         if attempt.outcome is Outcome.REJECTED:
-            logger.warning("%s %s=%s rejected via %s: %s", self.endpoint, self.key_field, self.intent,
+            logger.warning("%s %s=%s rejected via %s: %s", self.endpoint, self.id_label, self.intent,
                            attempt.transport, attempt.reason)
             return self._result("rejected", attempt, failure_reason=attempt.failure_reason,
                                 failure_text=attempt.failure_text)
         if attempt.outcome is Outcome.NOT_SENT:
-            logger.warning("%s %s=%s not sent via %s: %s", self.endpoint, self.key_field, self.intent,
+            logger.warning("%s %s=%s not sent via %s: %s", self.endpoint, self.id_label, self.intent,
                            attempt.transport, attempt.reason)
             return self._result("not_sent", attempt, error=attempt.reason, rate_limited=attempt.rate_limited)
         return self._after_unknown(attempt)
 
     def _after_unknown(self, attempt: Attempt) -> OrderResult:
         logger.warning("%s %s=%s: outcome unknown over %s (%s); searching, never resending", self.endpoint,
-                       self.key_field, self.intent, attempt.transport, attempt.reason)
+                       self.id_label, self.intent, attempt.transport, attempt.reason)
         if self.on_unknown is not None:
             self.on_unknown(attempt.reason)  # journaled 'unknown' before the search
         order_ids = self._search()
@@ -162,7 +172,7 @@ class SmartOrder:
             result = self._result("acked", attempt, order_id=order_ids[0], reconciled=True,
                                   response={"orderId": order_ids[0]})
             logger.warning("%s %s=%s: found at the broker, adopting orderId=%s (%s)", self.endpoint,
-                           self.key_field, self.intent, result.order_id, attempt.transport)
+                           self.id_label, self.intent, result.order_id, attempt.transport)
             return result
         return self._result("unknown", attempt, error=attempt.reason)
 
@@ -176,10 +186,18 @@ class SmartOrder:
             try:
                 if self.key_field == "uuid":  # an order strategy: orderStrategy/list by uuid
                     found = strategies_by_intent(self.ti.list_order_strategies(), [self.intent])
+                elif self.key_field is None:  # a liquidation without customTag50: by what it is
+                    ids = self.ti.find_liquidation(self.body.get("accountId"), self.body.get("contractId"),
+                                                   self.sent_at)
+                    found = {self.intent: ids} if len(ids) == 1 else {}
+                    if len(ids) > 1:
+                        logger.error("%s %s: %d candidate orders %s on the account and contract since it was "
+                                     "sent; none adopted (the intent stays unknown)", self.endpoint, self.intent,
+                                     len(ids), ids)
                 else:
                     found = orders_by_intent(self.ti.list_commands(), [self.intent])
             except TradovateError as exc:
-                logger.warning("search %s=%s: command/list failed: %s", self.key_field, self.intent, exc)
+                logger.warning("search %s=%s: the book is unreadable: %s", self.id_label, self.intent, exc)
                 found = {}
             if found.get(self.intent):
                 check_found(found)

@@ -1,9 +1,13 @@
 """Finding order intents at the broker by their id, and the DUPLICATE alarm (no I/O here).
 
-Every intent carries one id on every attempt: ``clOrdId``, or ``customTag50`` for
-``order/liquidateposition`` (which has no ``clOrdId``).  The broker's ``command/list`` shows
-each command with its ``orderId`` and those fields, so one list answers for every intent of a
-login at once.  Used by the router's bounded search after an ``unknown`` outcome, by start-up
+Every intent carries one id on every attempt: ``clOrdId`` (``uuid`` for an order strategy).
+``order/liquidateposition`` has no ``clOrdId``; its intent id travels in ``customTag50`` only when
+the login opted in (``TRADOVATE_CUSTOM_TAG50``: CME treats tag 50 as a registered operator id and
+Tradovate answers "customTag50 is not enabled" to logins without it).  Without the tag a
+liquidation is found by what it is (:func:`liquidations_since`): an order on the account and
+contract, created after the request left, that no ``clOrdId`` claims.  The broker's
+``command/list`` shows each command with its ``orderId`` and those fields, so one list answers
+for every intent of a login at once.  Used by the router's bounded search after an ``unknown`` outcome, by start-up
 reconciliation and by background settlement.
 
 The alarm: a search that sees two broker orders for one intent id, or an order whose id belongs
@@ -14,6 +18,7 @@ status page (:func:`recent_duplicates`).
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import logging
 import threading
 import time
@@ -26,13 +31,48 @@ logger = logging.getLogger(__name__)
 INTENT_FIELDS = ("clOrdId", "customTag50")
 
 
-def key_field(kind_or_endpoint: str) -> str:
+def key_field(kind_or_endpoint: str, custom_tag50: bool = False) -> Optional[str]:
     """The field carrying the intent id for an order kind (``placeorder``) or endpoint: ``uuid``
-    for an order strategy (found in ``orderStrategy/list``, see :func:`strategies_by_intent`)."""
+    for an order strategy (found in ``orderStrategy/list``, see :func:`strategies_by_intent`);
+    for a liquidation ``customTag50`` when the login opted in, else None (no field carries it)."""
     name = kind_or_endpoint.strip("/").lower()
     if name.endswith("startorderstrategy"):
         return "uuid"
-    return "customTag50" if name.endswith("liquidateposition") else "clOrdId"
+    if name.endswith("liquidateposition"):
+        return "customTag50" if custom_tag50 else None
+    return "clOrdId"
+
+
+def _epoch(value: Any) -> Optional[float]:
+    """An entity ``timestamp`` (ISO-8601, ``Z``) as epoch seconds, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def liquidations_since(orders: Optional[Iterable[Any]], commands: Optional[Iterable[Any]], account_id: int,
+                       contract_id: int, since: float, exclude: Iterable[int] = ()) -> List[int]:
+    """Order ids that may be the liquidation sent at ``since`` (epoch seconds, on the broker's
+    clock, already widened by the caller's slack): orders of ``account_id`` in ``contract_id``
+    created at or after ``since`` whose commands carry no ``clOrdId`` (every other order of this
+    server carries one) and that are not in ``exclude`` (orders already adopted by an intent).
+    One id: that is the liquidation.  Several: ambiguous (a manual order at the same moment);
+    the caller adopts none of them."""
+    claimed = {c.get("orderId") for c in commands or () if isinstance(c, dict) and c.get("clOrdId")}
+    claimed.update(exclude)
+    found = set()
+    for o in orders or ():
+        if not isinstance(o, dict) or o.get("id") is None or o["id"] in claimed:
+            continue
+        if o.get("accountId") != account_id or o.get("contractId") != contract_id:
+            continue
+        at = _epoch(o.get("timestamp"))
+        if at is not None and at >= since:
+            found.add(o["id"])
+    return sorted(found)
 
 
 def strategies_by_intent(strategies: Optional[Iterable[Any]], wanted: Optional[Iterable[str]] = None) -> Dict[str, List[int]]:

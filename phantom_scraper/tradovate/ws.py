@@ -13,7 +13,7 @@ Error classification of ``request()`` (see ``errors.py``):
 
 * ``NotSentError``: the frame was never written (not open, loop gone, socket already closing).
 * ``OutcomeUnknownError``: the frame was written, then a timeout or the socket was lost.
-* ``BrokerError`` (status = ``s``) for ``s >= 400``; ``RateLimitedError`` for ``s = 429``;
+* ``BrokerError`` (status = ``s``) for ``s >= 400``; ``TooManyRequestsError`` for ``s = 429``;
   ``PenaltyError`` for a ``p-ticket`` body (not executed: wait ``p-time`` and resend with it).
 
 ``outcome.classify_error`` maps these onto an order attempt's outcome (``not_sent`` / ``rejected``
@@ -40,7 +40,7 @@ from phantom_scraper.errors import (
     ConnectionLostError,
     NotSentError,
     OutcomeUnknownError,
-    RateLimitedError,
+    TooManyRequestsError,
     TradovateError,
 )
 from phantom_scraper.redact import redact
@@ -496,7 +496,7 @@ class TradovateWebSocket:
             self._stats["last_order_latency_ms"] = round((time.monotonic() - pending.sent_mono) * 1000.0, 1)
         where = f"{self.name}: {pending.endpoint} #{rid}"
         if status == 429:
-            pending.future.set_exception(RateLimitedError(f"{where}: rate limited (s=429)"))
+            pending.future.set_exception(TooManyRequestsError(f"{where}: {TooManyRequestsError.TEXT}"))
         elif status >= 400:
             pending.future.set_exception(BrokerError(f"{where}: s={status} {d}", status=status))
             if status == 401:

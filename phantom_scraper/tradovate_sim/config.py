@@ -92,5 +92,15 @@ class SimConfig:
     # once the answer is in, so history sent at once would pass them by.
     md_chart_history_delay_s: float = 0.25
 
+    # Refusals Tradovate documents (or integrations report), off unless a test selects them
+    live: bool = False  # play the live environment: order requests need an approved deviceId (else 401)
+    approved_device_ids: Tuple[str, ...] = ()  # live: () = any non-empty deviceId is approved
+    refuse_custom_tag50: bool = False  # a login without tag 50 enabled: "customTag50 is not enabled"
+    # Order strategies: the unit Tradovate applies to profitTarget/stopLoss/autoTrail (not documented):
+    # "points" (what the client sends) or "ticks" (the offsets are multiplied by the tick size)
+    strategy_bracket_unit: str = "points"
+    # orderStrategyLink labels: "ours" (entry, tp<n>, sl<n>) or "opaque" (labels that say nothing)
+    strategy_link_labels: str = "ours"
+
     def replace(self, **changes) -> "SimConfig":
         return dataclasses.replace(self, **changes)

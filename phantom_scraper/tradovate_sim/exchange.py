@@ -62,6 +62,7 @@ class _Token:
     expires_at: float  # epoch seconds
     pair: str  # the access token this md token belongs to (or itself)
     revoked: bool = False
+    device_id: str = ""  # the login's deviceId (renewals keep it)
 
     def valid(self, now: float) -> bool:
         return not self.revoked and now < self.expires_at
@@ -177,15 +178,15 @@ class Exchange(StrategyMixin, OrderMixin, CashMixin):
             limit = self.config.max_sessions_per_user
             while limit and len(sessions) >= limit:
                 self._revoke_locked(sessions.pop(0))
-            result = self._issue_locked(user_id)
+            result = self._issue_locked(user_id, str(body.get("deviceId") or ""))
         return 200, result
 
-    def _issue_locked(self, user_id: int) -> dict:
+    def _issue_locked(self, user_id: int, device_id: str = "") -> dict:
         now = time.time()
         expires = now + self.config.token_lifetime_s
         access, md = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        self._tokens[access] = _Token(user_id, expires, access)
-        self._tokens[md] = _Token(user_id, expires, access)
+        self._tokens[access] = _Token(user_id, expires, access, device_id=device_id)
+        self._tokens[md] = _Token(user_id, expires, access, device_id=device_id)
         self._sessions.setdefault(user_id, []).append(access)
         return {"accessToken": access, "mdAccessToken": md, "expirationTime": iso_z(expires),
                 "userStatus": "Active", "userId": user_id, "name": self._users[user_id]["name"],
@@ -202,7 +203,16 @@ class Exchange(StrategyMixin, OrderMixin, CashMixin):
             sessions = self._sessions.get(rec.user_id, [])
             if token in sessions:
                 sessions.remove(token)
-            return self._issue_locked(rec.user_id)
+            return self._issue_locked(rec.user_id, rec.device_id)
+
+    def device_approved(self, token: Optional[str]) -> bool:
+        """Live (``SimConfig.live``): placeOrder checks the login's device id (Tradovate's FAQ
+        "Understanding deviceId"); a missing or unapproved one is answered 401 "Access is denied"."""
+        with self._lock:
+            rec = self._tokens.get(token or "")
+            device = rec.device_id if rec is not None else ""
+        approved = self.config.approved_device_ids
+        return bool(device) and (not approved or device in approved)
 
     def token_user(self, token: Optional[str], md_ok: bool = False) -> Optional[int]:
         """The user id of a valid token (md tokens only when ``md_ok``), else None."""

@@ -111,6 +111,8 @@ class Api:
                 req.user_id = self.exchange.token_user(req.token)
                 if req.user_id is None:
                     return Reply(401, "Access is denied")
+            if self.config.live and name in ORDER_ENDPOINTS and not self.exchange.device_approved(req.token):
+                return Reply(401, "Access is denied")
             result = fn(self, req)
         except BadRequest as exc:
             return Reply(400, str(exc))

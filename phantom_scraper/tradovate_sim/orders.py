@@ -24,6 +24,9 @@ ACCESS_DENIED = ("UnknownReason", "Access is denied")
 MAX_QTY_TEXT = "Your maximum order quantity has been met."
 
 
+CUSTOM_TAG50_TEXT = "customTag50 is not enabled"  # as integrations report it (docs/TRADOVATE.md)
+
+
 def failure(reason: str, text: str) -> dict:
     return {"failureReason": reason, "failureText": text}
 
@@ -111,6 +114,8 @@ class OrderMixin:
         err = self._leg_error(body)
         if err:
             return err, spec
+        if self.config.refuse_custom_tag50 and body.get("customTag50"):
+            return failure("UnknownReason", CUSTOM_TAG50_TEXT), spec
         contract = self.catalog.find(str(body.get("symbol") or ""))
         if contract is None or contract.expired or contract.name in self.catalog.delisted:
             text = f"Unknown or untradable contract {body.get('symbol')!r}"
@@ -216,6 +221,11 @@ class OrderMixin:
             if order is None or not self._visible(user_id, "order", order):
                 return failure(*ACCESS_DENIED)
             info = self._info[order_id]
+            if info.order_type in ("TrailingStop", "TrailingStopLimit") and (
+                    body["orderType"] != info.order_type
+                    or any(body.get(k) is not None for k in ("price", "stopPrice", "pegDifference"))):
+                # Tradovate's failureReason of that name: a trailing stop's quantity only may change
+                return failure("TrailingStopNonOrderQtyModify", "Only the quantity of a trailing stop can be modified")
             err = self._leg_error({"action": info.action, **body})
             if err:
                 return err
@@ -244,6 +254,8 @@ class OrderMixin:
         acct_id, err = self._account_for(user_id, {"accountId": body.get("accountId")})
         if err:
             return err
+        if self.config.refuse_custom_tag50 and body.get("customTag50"):
+            return failure("UnknownReason", CUSTOM_TAG50_TEXT)
         contract = self.contract_by_id(body.get("contractId"))
         if contract is None:
             return failure(self.config.unknown_symbol_reason, "Unknown contractId")

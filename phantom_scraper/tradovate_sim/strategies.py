@@ -14,7 +14,10 @@ Models Tradovate's multi-bracket order strategy (docs/TRADOVATE.md, "Order strat
   when ``trailingStop`` is true) are created ``Suspended`` with the entry as ``parentId`` and
   linked OCO; when the entry fills they are re-priced from the fill price and go ``Working``.
 * ``orderStrategyLink`` entities tie the orders to the strategy (labels ``entry``, ``tp<n>``,
-  ``sl<n>``); ``orderStrategy`` and its links are pushed as ``props`` like every other entity.
+  ``sl<n>``, or with ``strategy_link_labels="opaque"`` labels that say nothing, since Tradovate
+  documents ``label`` as a free string); ``orderStrategy`` and its links are pushed as ``props``.
+* ``strategy_bracket_unit="ticks"`` reads the offsets as ticks (Tradovate does not say which unit
+  it applies), so a client's read-back of the legs can be tested both ways.
 * Trailing: a ``trailingStop`` leg, an ``autoTrail`` leg once the price has gone ``trigger``
   points in profit (then in steps of ``freq``), and a standalone ``TrailingStop`` order
   (``pegDifference`` = distance) follow the price set with :meth:`set_price`; they never loosen.
@@ -189,6 +192,12 @@ class StrategyMixin:
         direction = 1 if action == "Buy" else -1
         tick = contract.product.tick_size
         legs = [self._parse_bracket(i, b, direction, tick) for i, b in enumerate(brackets, start=1)]
+        if self.config.strategy_bracket_unit == "ticks":  # the other reading: offsets counted in ticks
+            for leg in legs:
+                leg.profit_target = None if leg.profit_target is None else leg.profit_target * tick
+                leg.stop_loss = None if leg.stop_loss is None else leg.stop_loss * tick
+                if leg.auto_trail is not None:
+                    leg.auto_trail = tuple(v * tick for v in leg.auto_trail)
         if sum(leg.qty for leg in legs) != qty:
             raise _Refused(INVALID_PARAMS)
         return contract, action, dict(entry, orderQty=qty), legs
@@ -290,6 +299,8 @@ class StrategyMixin:
         return self._prices[contract_id]
 
     def _link_locked(self, ev: list, strat: _Strategy, order_id: int, label: str) -> None:
+        if self.config.strategy_link_labels == "opaque":  # Tradovate documents label as a free string
+            label = f"order{len(strat.order_ids) + 1}"
         link = {"id": next(self._ids), "orderStrategyId": strat.id, "orderId": order_id, "label": label}
         self._add("orderStrategyLink", link, strat.account_id)
         self._emit(ev, "orderStrategyLink", "Created", link)
