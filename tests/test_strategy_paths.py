@@ -178,7 +178,9 @@ def test_breakeven_while_down_moves_when_back_only_if_the_trigger_still_holds(si
     journal.close()
 
 
-def test_breakeven_never_loosens_a_stop_that_trailed_past_it(sim, ti, tmp_path):
+def test_breakeven_never_modifies_a_trailing_leg_and_says_so_once(sim, ti, tmp_path, monkeypatch):
+    """Tradovate refuses to reprice a trailing stop (TrailingStopNonOrderQtyModify): breakeven sends
+    no modify for it, leaves it trailing, and reports that once (final state ``skipped``)."""
     journal = Journal(str(tmp_path / "j.sqlite"))
     store = StrategyStore(journal)
     manager = BreakevenManager(store, lambda account_id: ti)
@@ -188,10 +190,90 @@ def test_breakeven_never_loosens_a_stop_that_trailed_past_it(sim, ti, tmp_path):
                                                      "breakeven": {"triggerPoints": 4, "offsetPoints": 1}}},
                               store=store)
     sid = answer["orderStrategy"]["id"]
+    modifies = []
+    monkeypatch.setattr(ti, "modify_order_rest", lambda body: modifies.append(body))
     sim.set_price(SYMBOL, base + 6)  # trailed to +4
     assert manager.check(contract(sim).id, base + 6) == [intent]
-    assert legs(ti, sid)["sl1"]["stopPrice"] == base + 4
-    assert store.get(intent)["be_state"] == "done"
+    assert modifies == [] and legs(ti, sid)["sl1"]["stopPrice"] == base + 4
+    assert store.get(intent)["be_state"] == "skipped" and len(manager.alerts) == 1
+    assert manager.check(contract(sim).id, base + 7) == [] and len(manager.alerts) == 1  # reported once
+    journal.close()
+
+
+def test_the_simulator_refuses_to_reprice_a_trailing_stop(sim, ti):
+    from phantom_scraper.errors import OrderRejectedError
+    base = sim.get_price(SYMBOL)["price"]
+    answer, _, _ = start(sim, ti, {"action": "buy", "quantity": 1, "stopLoss": {"type": "trailing", "points": 2}})
+    sl = legs(ti, answer["orderStrategy"]["id"])["sl1"]
+    with pytest.raises(OrderRejectedError) as refused:
+        ti.modify_order_rest({"orderId": sl["orderId"], "orderQty": 1, "orderType": "TrailingStop",
+                              "stopPrice": base, "isAutomated": True})
+    assert refused.value.failure_reason == "TrailingStopNonOrderQtyModify"
+
+
+def test_breakeven_finds_the_stop_by_what_it_is_when_labels_say_nothing(make_multi_sim, tmp_path):
+    """Tradovate documents orderStrategyLink.label as free text: with labels unlike ours the stop
+    leg is still found (opposite side, orderType Stop) and moved."""
+    from phantom_scraper.tradovate_sim import UserSpec
+    sim = make_multi_sim([UserSpec()], strategy_link_labels="opaque")
+    ti = TradovateIntegration(Credentials("demo", "demo"), sim.rest_url, sim.ws_url, is_demo=True, settings=SETTINGS)
+    journal = Journal(str(tmp_path / "j.sqlite"))
+    try:
+        store = StrategyStore(journal)
+        manager = BreakevenManager(store, lambda account_id: ti)
+        base = sim.get_price(SYMBOL)["price"]
+        answer, _, intent = start(sim, ti, {"action": "buy", "quantity": 1, "takeProfit": {"points": 30},
+                                            "stopLoss": {"points": 8, "breakeven": {"triggerPoints": 4}}},
+                                  store=store)
+        labels = {l["label"] for l in ti.list_deps("orderStrategyLink", answer["orderStrategy"]["id"])}
+        assert not labels & {"entry", "sl1", "tp1"}
+        sim.set_price(SYMBOL, base + 4)
+        assert manager.check(contract(sim).id, base + 4) == [intent]
+        stops = [o for o in sim.orders() if o.get("orderType") == "Stop"]
+        assert store.get(intent)["be_state"] == "done" and manager.moves == 1
+        sl_id = stops[0]["orderId"]
+        assert max(ti.list_deps("orderVersion", sl_id), key=lambda v: v["id"])["stopPrice"] == base
+    finally:
+        journal.close()
+        ti.close()
+
+
+def test_an_armed_breakeven_with_no_stop_is_an_alert_not_done(sim, ti, tmp_path):
+    journal = Journal(str(tmp_path / "j.sqlite"))
+    store = StrategyStore(journal)
+    manager = BreakevenManager(store, lambda account_id: ti)
+    base = sim.get_price(SYMBOL)["price"]
+    answer, _, intent = start(sim, ti, {"action": "buy", "quantity": 1, "takeProfit": {"points": 30},
+                                        "stopLoss": {"points": 8, "breakeven": {"triggerPoints": 4}}}, store=store)
+    sl = legs(ti, answer["orderStrategy"]["id"])["sl1"]
+    ti.cancel_order_rest({"orderId": sl["orderId"], "isAutomated": True})  # someone cancelled the stop
+    sim.set_price(SYMBOL, base + 4)
+    assert manager.check(contract(sim).id, base + 4) == [intent]
+    assert store.get(intent)["be_state"] == "no_stop"
+    assert [a[1] for a in manager.alerts] == ["no_stop"]
+    journal.close()
+
+
+def test_a_refusal_a_retry_cannot_change_is_final_and_reported_once(sim, ti, tmp_path, monkeypatch):
+    from phantom_scraper.errors import OrderRejectedError
+    journal = Journal(str(tmp_path / "j.sqlite"))
+    store = StrategyStore(journal)
+    manager = BreakevenManager(store, lambda account_id: ti)
+    base = sim.get_price(SYMBOL)["price"]
+    _, _, intent = start(sim, ti, {"action": "buy", "quantity": 1, "takeProfit": {"points": 30},
+                                   "stopLoss": {"points": 8, "breakeven": {"triggerPoints": 4}}}, store=store)
+    calls = []
+
+    def refuse(body):
+        calls.append(body)
+        raise OrderRejectedError("InvalidPrice", "stop price on the wrong side of the market")
+    monkeypatch.setattr(ti, "modify_order_rest", refuse)
+    for price in (base + 4, base + 5, base + 6):
+        sim.set_price(SYMBOL, price)
+        manager.check(contract(sim).id, price)
+    assert len(calls) == 1  # not retried on every quote
+    rec = store.get(intent)
+    assert rec["be_state"] == "refused" and len(manager.alerts) == 1 and "InvalidPrice" in manager.alerts[0][2]
     journal.close()
 
 

@@ -3,9 +3,14 @@ multi-bracket strategy ("Stop and Stop/Limit breakeven supported only", docs/TRA
 
 For every open strategy with a breakeven (``StrategyStore``: ``be_state`` ``armed``/``moving``),
 once a price at or beyond ``entry fill ± trigger`` is seen, each of the strategy's working stop legs
-is modified to ``entry fill ± offset`` -- only when that is tighter (a stop never loosens; a
-trailing stop already past it stays) -- and the move is journaled: ``moving`` before the first
-modify, ``done`` after.  ``done`` is final, so the move happens once.  If the process was down when
+is modified to ``entry fill ± offset`` -- only when that is tighter (a stop never loosens) -- and
+the move is journaled: ``moving`` before the first modify, ``done`` after.  ``done`` is final, so
+the move happens once.  Legs are found by what they are (``strategies.legs``: the entry by its
+side, stops by ``orderType``), never by link labels.  Trailing legs are never modified (Tradovate
+refuses: ``TrailingStopNonOrderQtyModify``).  Final states that need the trader are journaled,
+logged at ERROR and notified once (``strategy_alert``): ``no_stop`` (the trigger traded, the
+strategy still runs, and no working stop leg exists), ``skipped`` (its only stop trails),
+``refused`` (the broker refused a modify with a reason a retry cannot change; not retried).  If the process was down when
 the trigger traded, nothing moved (the stop stayed where it was); when it is back, the first price
 that still holds the trigger moves it.  A ``moving`` left by a crash is finished the same way: legs
 already at the new stop are left alone.
@@ -22,12 +27,15 @@ import time
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Dict, List, Optional
 
-from phantom_scraper.errors import TradovateError
-from phantom_scraper.tradovate.broker_state import MODIFIABLE_STATES
+from phantom_scraper import events
+from phantom_scraper.errors import OrderRejectedError, TradovateError
+from phantom_scraper.strategies.legs import Leg, entry_fill_price, strategy_legs
 
 log = logging.getLogger(__name__)
 
-LIVE = MODIFIABLE_STATES
+# failureReasons a later retry can change; any other refusal of a modify is final
+TRANSIENT_REFUSALS = frozenset({"AnotherCommandPending", "RiskCheckTimeout", "ExecutionProviderUnavailable",
+                                "NoQuote", "SessionClosed"})
 
 
 def _round(price: float, tick: float) -> float:
@@ -56,6 +64,7 @@ class BreakevenManager:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self.moves = 0
+        self.alerts: List[tuple] = []  # (intent id, state, text): final states that need the trader
         self.last_error: Optional[str] = None
 
     # -- feeding -----------------------------------------------------------------------------------
@@ -131,54 +140,72 @@ class BreakevenManager:
         direction, meta = rec["direction"], rec["meta"]
         be, tick = meta["breakeven"], float(meta.get("tick") or 0.25)
         entry = rec["entry_price"]
-        links = ti.list_deps("orderStrategyLink", rec["strategy_id"]) or []
         if entry is None:
-            entry = self._entry_price(ti, links)
+            entry_leg, _ = strategy_legs(ti, rec["strategy_id"], direction)
+            entry = entry_fill_price(ti, entry_leg.order_id) if entry_leg is not None else None
             if entry is None:
                 return False  # the entry has not filled: nothing to protect yet
-            self.store.set_legs(rec["intent_id"], [{"orderId": l.get("orderId"), "label": l.get("label")}
-                                                   for l in links], entry_price=entry)
+            self.store.set_legs(rec["intent_id"], [{"orderId": entry_leg.order_id, "role": "entry"}],
+                                entry_price=entry)
         trigger = entry + direction * be["trigger"]
         if (price - trigger) * direction < 0:
             return False
         new_stop = _round(entry + direction * be["offset"], tick)
         if rec["be_state"] != "moving":
             self.store.breakeven(rec["intent_id"], "moving", stop=new_stop)  # journaled before acting
-        changed = 0
-        for link in links:
-            if not str(link.get("label", "")).startswith("sl"):
-                continue
-            changed += self._move_leg(ti, int(link["orderId"]), new_stop, direction)
-        self.store.breakeven(rec["intent_id"], "done", stop=new_stop)
+        _, exits = strategy_legs(ti, rec["strategy_id"], direction)
+        stops = [l for l in exits if l.live and l.role == "stop"]
+        trailing = [l for l in exits if l.live and l.role == "trailing"]
+        changed, refused = 0, []
+        for leg in stops:
+            try:
+                changed += self._move_leg(ti, leg, new_stop, direction)
+            except OrderRejectedError as exc:
+                if exc.failure_reason in TRANSIENT_REFUSALS:
+                    raise  # a retry can change it: the next price tries again
+                refused.append(f"order {leg.order_id}: {exc}")
         self.moves += changed
-        log.info("breakeven %s account %s: price %s passed %s; %d stop leg(s) moved to %s",
-                 rec["intent_id"], rec["account_name"], price, trigger, changed, new_stop)
+        if refused:
+            return self._final(rec, "refused", new_stop, f"breakeven to {new_stop}: the broker refused "
+                               f"{'; '.join(refused)} ({changed} stop(s) moved); not retried")
+        if not stops and not trailing:
+            if self._strategy_ended(ti, rec["strategy_id"]):
+                self.store.breakeven(rec["intent_id"], "done", stop=new_stop)
+                return True
+            return self._final(rec, "no_stop", new_stop, f"price {price} passed the breakeven trigger {trigger} "
+                               "but the strategy has no working stop leg: nothing was moved")
+        if trailing and not stops:
+            # Tradovate lets no one reprice a trailing stop (TrailingStopNonOrderQtyModify): it trails.
+            return self._final(rec, "skipped", new_stop, f"breakeven not applied: the stop is a trailing stop "
+                               f"(order {', '.join(str(l.order_id) for l in trailing)}), which the broker does "
+                               "not let anyone reprice; it keeps trailing")
+        self.store.breakeven(rec["intent_id"], "done", stop=new_stop)
+        log.info("breakeven %s account %s: price %s passed %s; %d stop leg(s) moved to %s%s",
+                 rec["intent_id"], rec["account_name"], price, trigger, changed, new_stop,
+                 f" ({len(trailing)} trailing leg(s) left trailing)" if trailing else "")
+        return True
+
+    def _final(self, rec: Dict[str, Any], state: str, stop: float, text: str) -> bool:
+        """A final breakeven state that needs the trader: journaled, logged and notified once."""
+        self.store.breakeven(rec["intent_id"], state, stop=stop)
+        log.error("breakeven %s account %s: %s", rec["intent_id"], rec["account_name"], text)
+        events.emit("strategy_alert", intent_id=rec["intent_id"], account=rec["account_name"], text=text)
+        self.alerts.append((rec["intent_id"], state, text))
         return True
 
     @staticmethod
-    def _entry_price(ti, links) -> Optional[float]:
-        entry_ids = [int(l["orderId"]) for l in links if l.get("label") == "entry" and l.get("orderId")]
-        if not entry_ids:
-            return None
-        fills = ti.list_deps("fill", entry_ids[0]) or []
-        qty = sum(f.get("qty") or 0 for f in fills)
-        if not qty:
-            return None
-        return sum((f.get("qty") or 0) * float(f.get("price")) for f in fills) / qty
+    def _strategy_ended(ti, strategy_id: int) -> bool:
+        try:
+            entity = ti.get_order_strategy(strategy_id)
+        except TradovateError:
+            return False
+        return isinstance(entity, dict) and entity.get("status") not in (None, "ActiveStrategy")
 
     @staticmethod
-    def _move_leg(ti, order_id: int, new_stop: float, direction: int) -> int:
-        order = ti.get_order(order_id)
-        if not isinstance(order, dict) or order.get("ordStatus") not in LIVE:
-            return 0
-        versions = [v for v in (ti.list_deps("orderVersion", order_id) or []) if isinstance(v, dict)]
-        if not versions:
-            return 0
-        version = max(versions, key=lambda v: v.get("id") or 0)
-        current = version.get("stopPrice")
+    def _move_leg(ti, leg: Leg, new_stop: float, direction: int) -> int:
+        current = leg.version.get("stopPrice")
         if current is not None and (new_stop - float(current)) * direction <= 0:
-            return 0  # already at or beyond breakeven (e.g. trailed there): never loosen
-        ti.modify_order_rest({"orderId": order_id, "orderQty": version.get("orderQty"),
-                              "orderType": version.get("orderType") or "Stop", "stopPrice": new_stop,
-                              "isAutomated": True})
+            return 0  # already at or beyond breakeven (e.g. a crash after the modify): never loosen
+        ti.modify_order_rest({"orderId": leg.order_id, "orderQty": leg.qty, "orderType": leg.order_type,
+                              "stopPrice": new_stop, "isAutomated": True})
         return 1

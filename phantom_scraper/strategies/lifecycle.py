@@ -73,9 +73,9 @@ def after_start(journal, intent_id: str, status: str, strategy_id: Any) -> None:
 
 
 def strategy_order_ids(ti, intent_id: str, strategy_id: Any) -> List[int]:
-    """The strategy's broker orders, its entry (``orderStrategyLink`` labelled ``entry``) first and
-    then its legs; [] when they cannot be read (logged: the next signal on the lane then does not
-    wait for them, and the answer cannot list them)."""
+    """The strategy's broker orders (its ``orderStrategyLink`` rows, by order id; labels are free
+    text at Tradovate and are not read); [] when they cannot be read (logged: the next signal on
+    the lane then does not wait for them, and the answer cannot list them)."""
     if strategy_id is None:
         return []
     try:
@@ -83,9 +83,7 @@ def strategy_order_ids(ti, intent_id: str, strategy_id: Any) -> List[int]:
     except TradovateError as exc:
         log.warning("order strategy %s: links unreadable (%s)", strategy_id, exc)
         return []
-    links = [l for l in links if isinstance(l, dict) and l.get("orderId") is not None]
-    entry = [l["orderId"] for l in links if l.get("label") == "entry"]
-    return entry + [l["orderId"] for l in links if l.get("label") != "entry"]
+    return sorted({int(l["orderId"]) for l in links if isinstance(l, dict) and l.get("orderId") is not None})
 
 
 def interrupt_open(journal, ti, account_id: int, contract_id: int) -> List[int]:

@@ -5,7 +5,7 @@ same id as the journal's order intent): the broker's strategy id, the params, th
 management (breakeven) and the legs as last seen.  Its table is created if missing through the
 journal's backend and every write is one committed transaction, so the breakeven state survives a
 crash: ``armed`` (waiting for the trigger) -> ``moving`` (journaled before the stop is modified)
--> ``done``.  Portable SQL only.
+-> ``done`` (or a final state that alerted the trader: ``no_stop``, ``skipped``, ``refused``).  Portable SQL only.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS order_strategies (
     meta         TEXT NOT NULL,        -- JSON: brackets, tick, breakeven {trigger, offset} (points)
     status       TEXT NOT NULL,        -- open | closed | failed
     entry_price  REAL,
-    be_state     TEXT,                 -- NULL (no breakeven) | armed | moving | done
+    be_state     TEXT,                 -- NULL | armed | moving | done | no_stop | skipped | refused
     be_stop      REAL,
     legs         TEXT,                 -- JSON [{orderId, label}]
     created_at   REAL NOT NULL,
