@@ -22,6 +22,7 @@ class FakeSocket:
         self.snapshot = snapshot
         self.listeners, self.close_listeners = [], []
         self.on_request = None
+        self.bodies = []
 
     def add_listener(self, fn):
         self.listeners.append(fn)
@@ -30,7 +31,8 @@ class FakeSocket:
         self.close_listeners.append(fn)
 
     def request(self, endpoint, body=None, timeout=5.0):
-        assert endpoint == "user/syncrequest" and "entityTypes" in body
+        assert endpoint == "user/syncrequest"
+        self.bodies.append(body)
         if self.on_request:
             self.on_request()
         return self.snapshot
@@ -42,6 +44,18 @@ class FakeSocket:
     def close(self):
         for fn in self.close_listeners:
             fn(self)
+
+
+def test_the_syncrequest_body_follows_the_partner_docs():
+    """``accounts`` with ``entityTypes``, ``splitResponses`` always sent (false), and never ``users``
+    together with ``entityTypes``; without accounts only ``users`` (the retail examples' form)."""
+    from phantom_scraper.tradovate.broker_state import SYNC_ENTITY_TYPES
+    sock = FakeSocket({"users": [{"id": 1}]})
+    BrokerState("t").attach(sock, account_ids=[11, 10], user_id=1)
+    BrokerState("t").attach(sock, user_id=1)
+    with_accounts, without = sock.bodies
+    assert with_accounts == {"accounts": [10, 11], "entityTypes": list(SYNC_ENTITY_TYPES), "splitResponses": False}
+    assert without == {"users": [1], "splitResponses": False}
 
 
 def pos(pid, acct, contract, net):

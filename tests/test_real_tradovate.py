@@ -131,7 +131,9 @@ def test_the_simulator_answers_429_with_no_body_and_no_retry_after(sim):
 
 # -- ExecutionFailed --------------------------------------------------------------------------------
 def test_an_execution_failed_strategy_is_rejected_with_the_brokers_text():
-    answer = {"orderStrategy": {"id": 7, "status": "ExecutionFailed"}, "errorText": "Entry rejected: NoQuote"}
+    answer = {"orderStrategy": {"id": 7, "status": "ExecutionFailed", "failureMessage": "Entry rejected: NoQuote"}}
     attempt = classify_answer(answer, "rest")
     assert attempt.outcome is Outcome.REJECTED and attempt.failure_text == "Entry rejected: NoQuote"
+    assert classify_answer({"orderStrategy": {"id": 8, "status": "ExecutionFailed"}, "errorText": "no quote"},
+                           "rest").failure_text == "no quote"
     assert classify_answer({"orderStrategy": {"id": 7, "status": "ActiveStrategy"}}, "rest").outcome is Outcome.ACKED

@@ -51,6 +51,27 @@ logger = logging.getLogger(__name__)
 SYNC_ENTITY_TYPES = ("user", "account", "position", "order", "orderVersion", "fill", "orderStrategy",
                      "orderStrategyLink", "cashBalance")
 
+
+def sync_body(account_ids: Iterable[int], user_id: Optional[int]) -> Dict[str, Any]:
+    """The ``user/syncrequest`` body, per Tradovate's Partner docs ("user/syncrequest"):
+
+    * ``accounts`` (the login's account ids) with ``entityTypes`` -- never ``users`` together with
+      ``entityTypes`` (the docs say not to combine them);
+    * ``splitResponses: false``, sent explicitly (the docs call the field mandatory; ``true`` is for
+      B2B vendors and splits the snapshot into several answers, which this client does not read --
+      one login's accounts fit one answer, ``Settings.ws_max_message_bytes`` allows 64 MiB);
+    * without any account id (nothing to trade yet) only ``users``, the official retail examples'
+      form, which subscribes to everything.
+    """
+    accounts = sorted({int(a) for a in account_ids})
+    if accounts:
+        return {"accounts": accounts, "entityTypes": list(SYNC_ENTITY_TYPES), "splitResponses": False}
+    body: Dict[str, Any] = {"splitResponses": False}
+    if user_id is not None:
+        body["users"] = [int(user_id)]
+    return body
+
+
 # The one table of order states (Tradovate's OrderStatus), used everywhere an order's state matters:
 RESTING_STATES = frozenset({"Working", "Suspended"})  # accepted, waiting at the broker
 PENDING_STATES = frozenset({"PendingNew", "PendingReplace", "PendingCancel"})  # a request of ours in flight
@@ -135,12 +156,7 @@ class BrokerState:
         connect thread, never under a lock.  Returns whether the state is fresh afterwards.
         """
         gen = self.begin(client)
-        body: Dict[str, Any] = {"entityTypes": list(SYNC_ENTITY_TYPES)}
-        accounts = sorted({int(a) for a in account_ids})
-        if accounts:
-            body["accounts"] = accounts
-        elif user_id is not None:
-            body["users"] = [int(user_id)]
+        body = sync_body(account_ids, user_id)
         try:
             snapshot = client.request("user/syncrequest", body, timeout=timeout_s)
         except TradovateError as exc:

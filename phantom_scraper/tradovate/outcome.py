@@ -166,6 +166,10 @@ def classify_error(exc: BaseException, transport: str) -> Attempt:
     return Attempt(Outcome.UNKNOWN, transport, reason=f"{type(exc).__name__}: {text}")
 
 
+# OrderStrategy.status values that mean "started, and already failed" (nothing works at the broker)
+FAILED_STRATEGY_STATUSES = frozenset({"ExecutionFailed", "NotEnoughLiquidity"})
+
+
 def classify_answer(d: Any, transport: str) -> Attempt:
     """A 2xx/``s=200`` answer to an order request: a PlaceOrderResult / CommandResult."""
     if not isinstance(d, dict):
@@ -179,11 +183,14 @@ def classify_answer(d: Any, transport: str) -> Attempt:
         return Attempt(Outcome.REJECTED, transport, answer=dict(d), reason="Violation",
                        failure_reason="Violation", failure_text=text)
     strategy = d.get("orderStrategy")  # orderStrategy/* answer (OrderStrategyStatusResponse)
-    if isinstance(strategy, dict) and strategy.get("status") == "ExecutionFailed":
+    if isinstance(strategy, dict) and strategy.get("status") in FAILED_STRATEGY_STATUSES:
         # The strategy exists but failed at once (e.g. its entry was refused): nothing is working.
-        text = d.get("errorText") or d.get("failureText") or strategy.get("text") or "order strategy ExecutionFailed"
-        return Attempt(Outcome.REJECTED, transport, answer=dict(d), reason="ExecutionFailed",
-                       failure_reason=str(d.get("failureReason") or "ExecutionFailed"), failure_text=str(text))
+        # OrderStrategy.failureMessage carries the broker's text (Tradovate's model reference).
+        status = str(strategy["status"])
+        text = (strategy.get("failureMessage") or d.get("errorText") or d.get("failureText")
+                or f"order strategy {status}")
+        return Attempt(Outcome.REJECTED, transport, answer=dict(d), reason=status,
+                       failure_reason=str(d.get("failureReason") or status), failure_text=str(text))
     has_id = d.get("orderId") is not None or d.get("commandId") is not None or \
         (isinstance(strategy, dict) and strategy.get("id") is not None)
     if not has_id and d.get("errorText"):
