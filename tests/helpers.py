@@ -51,6 +51,7 @@ FAST = Settings(
     reconnect_backoff_initial_s=0.05,
     reconnect_backoff_max_s=0.5,
     keepalive_interval_s=0.2,
+    rate_limit_quiet_s=0.5,  # Tradovate's hour after a 429, scaled down (the simulator's 429s are one-shot)
 )
 SIM_CFG = dict(ws_idle_timeout_s=5.0)  # generous: a loaded CI box must not drop idle sockets
 WAIT_S = 20.0  # generous upper bound for any event in these tests (never reached when passing)
@@ -106,6 +107,7 @@ def server_settings(sim, tmp_path, **overrides):
         keepalive_interval_s=0.5, ws_connect_timeout_s=3.0, order_ack_timeout_s=3.0,
         reconcile_window_s=1.0, reconcile_poll_interval_s=0.05, rest_timeout_s=3.0,
         reconnect_backoff_initial_s=0.05, reconnect_backoff_max_s=0.5,
+        rate_limit_quiet_s=0.5,  # Tradovate's hour after a 429, scaled down (the simulator's 429s are one-shot)
         trading_date=os.environ.get("TRADOVATE_SIM_TODAY"),  # the roll calendar = the simulator's
     )
     values.update(overrides)
