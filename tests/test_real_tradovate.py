@@ -137,3 +137,17 @@ def test_an_execution_failed_strategy_is_rejected_with_the_brokers_text():
     assert classify_answer({"orderStrategy": {"id": 8, "status": "ExecutionFailed"}, "errorText": "no quote"},
                            "rest").failure_text == "no quote"
     assert classify_answer({"orderStrategy": {"id": 7, "status": "ActiveStrategy"}}, "rest").outcome is Outcome.ACKED
+
+
+# -- product/find tick size --------------------------------------------------------------------------
+def test_any_root_the_broker_describes_is_tradable_with_its_product_tick_size(make_sim, make_ti):
+    """The Partner schema's Contract has no tick size; ``product/find`` has ``tickSize`` and
+    ``valuePerPoint``.  A root outside the built-in table (6E) resolves from the product."""
+    from phantom_scraper.signals.symbols import TICK_SIZES, SymbolResolver
+    sim = make_sim(contract_provider_tick_size=False)
+    ti = make_ti(sim)
+    assert "6E" not in TICK_SIZES and "providerTickSize" not in ti.find_contract(ti.suggest_contracts("6E", 1)[0]["name"])
+    resolver = SymbolResolver(ti, trading_date=None)
+    c = resolver.resolve("6E1!")
+    assert c.tick_size == 0.00005 and c.point_value == 125000.0
+    assert resolver.resolve("NQ1!").tick_size == 0.25

@@ -222,17 +222,17 @@ class _Placement:
         outcome.cl_ord_ids.append(cl_ord_id)
         # In doubt from now until its answer (or its settlement): counts towards the exposure.
         expectation.BOOK.in_doubt(cl_ord_id, target.id, contract.id, step_delta(step))
-        endpoint = f"order/{step.kind}"
+        endpoint, body = f"order/{step.kind}", dict(step.body)
         if step.kind == "startorderstrategy":  # its own record (params, breakeven) before the frame leaves
             endpoint = strategy_exec.ENDPOINT
-            strategy_exec.before_start(journal, signal_id, target, contract, step, cl_ord_id)
+            body = strategy_exec.before_start(journal, signal_id, target, contract, step, cl_ord_id)
         client, fallback = conn.live_client(), None  # the router decides whether to use it
         if client is None:
             conn.ensure_connecting()  # repaired in the background; this order goes over REST now
             fallback = "no live WebSocket (reconnecting in the background)"
         self.client = client
         self.journaled_unknown: List[bool] = []
-        self.order = ti.smart_order(dict(step.body), ws=client, endpoint=endpoint, cl_ord_id=cl_ord_id,
+        self.order = ti.smart_order(body, ws=client, endpoint=endpoint, cl_ord_id=cl_ord_id,
                                     fallback_reason=fallback, on_unknown=self._on_unknown)
 
     def _on_unknown(self, reason: str) -> None:  # before the router searches: 'unknown' is on disk first

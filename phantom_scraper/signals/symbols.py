@@ -26,9 +26,13 @@ dated contract instead.
   (with a warning) when its refresh fails, so a network blip at the daily refresh does not stop
   trading.
 
-Tick size: the contract dict's ``providerTickSize`` or ``tickSize`` when present and positive,
-else ``TICK_SIZES`` by root; a root in neither is ``unsupported`` (prices could not be rounded).
-Point value: ``valuePerPoint`` if present, else ``POINT_VALUES``, else None.
+Tick size: the product's ``tickSize`` (``product/find?name=<root>``, Tradovate's Product model;
+read once per root and kept), else the contract dict's ``providerTickSize``/``tickSize`` (seen in
+examples, not in the Partner schema), else ``TICK_SIZES`` -- a cache of known roots, no longer a
+gate: any root the broker describes is tradable; a root nobody describes is ``unsupported``
+(prices could not be rounded).  Point value: the product's ``valuePerPoint``, else the
+contract's, else ``POINT_VALUES``, else None.  A broker value that differs from the table wins
+(logged once).
 
 Thread-safe: one lock guards the cache dict only; suggest/find calls happen outside it (two
 threads missing at once may both fetch; the last one stored wins, both results are valid).
@@ -58,6 +62,8 @@ POINT_VALUES: Dict[str, float] = {
     "ES": 50.0, "MES": 5.0, "NQ": 20.0, "MNQ": 2.0, "YM": 5.0, "MYM": 0.5,
     "RTY": 50.0, "M2K": 5.0, "CL": 1000.0, "MCL": 100.0, "GC": 100.0, "MGC": 10.0,
 }
+
+_DIFFERS: Set[Tuple[str, str]] = set()  # (root, what) already logged; a set add is GIL-atomic
 
 # Roots that roll by the CME equity-index convention (the Thursday 8 days before expiry).
 EQUITY_INDEX_ROOTS = frozenset({"ES", "MES", "NQ", "MNQ", "YM", "MYM", "RTY", "M2K", "EMD", "NKD"})
@@ -97,12 +103,21 @@ def _positive_number(value: Any) -> Optional[float]:
     return None
 
 
-def contract_from_dict(data: Dict[str, Any], root: str) -> Contract:
-    tick = _positive_number(data.get("providerTickSize")) or _positive_number(data.get("tickSize")) \
-        or TICK_SIZES.get(root)
+def contract_from_dict(data: Dict[str, Any], root: str, product: Optional[Dict[str, Any]] = None) -> Contract:
+    product = product or {}
+    broker_tick = _positive_number(product.get("tickSize")) or _positive_number(data.get("providerTickSize")) \
+        or _positive_number(data.get("tickSize"))
+    tick = broker_tick or TICK_SIZES.get(root)
     if tick is None:
         raise SignalError("unsupported", "symbol", f"no tick size is known for {root}")
-    point_value = _positive_number(data.get("valuePerPoint")) or POINT_VALUES.get(root)
+    broker_pv = _positive_number(product.get("valuePerPoint")) or _positive_number(data.get("valuePerPoint"))
+    point_value = broker_pv or POINT_VALUES.get(root)
+    for what, said, table in (("tick size", broker_tick, TICK_SIZES.get(root)),
+                              ("value per point", broker_pv, POINT_VALUES.get(root))):
+        if said is not None and table is not None and abs(said - table) > 1e-12 and (root, what) not in _DIFFERS:
+            _DIFFERS.add((root, what))
+            log.warning("%s: the broker's %s is %s, the built-in table says %s; using the broker's", root, what,
+                        said, table)
     return Contract(id=data["id"], name=data["name"].upper(), root=root, tick_size=tick,
                     point_value=point_value)
 
@@ -147,6 +162,7 @@ class SymbolResolver:
         self._cache: Dict[str, Tuple[float, Contract, float, Optional[dt.date]]] = {}
         self._rolls: Dict[str, dt.date] = {}  # root -> next roll date of its current front
         self._refused: Set[str] = set()  # contract names the broker refused (InvalidContract)
+        self._products: Dict[str, Dict[str, Any]] = {}  # root -> product/find answer (tickSize, valuePerPoint)
 
     def today(self) -> dt.date:
         pinned = (self.trading_date or "").strip()
@@ -236,11 +252,31 @@ class SymbolResolver:
             self._rolls.clear()
             self._refused.clear()
 
+    def _product(self, root: str) -> Dict[str, Any]:
+        """``product/find?name=<root>`` (kept per root once found), or {} when unavailable."""
+        with self._lock:
+            known = self._products.get(root)
+        if known is not None:
+            return known
+        find_product = getattr(self._client, "find_product", None)
+        if find_product is None:
+            return {}
+        try:
+            product = find_product(root)
+        except TradovateError as exc:  # the contract or the table may still know the tick size
+            log.warning("product/find %s failed (%s); tick size from the contract or the table", root, exc)
+            return {}
+        if not isinstance(product, dict):
+            return {}
+        with self._lock:
+            self._products[root] = product
+        return product
+
     def _fetch_dated(self, root: str, name: str) -> Optional[Contract]:
         data = self._client.find_contract(name)
         if not _valid(data, re.compile(re.escape(name))):
             return None
-        return contract_from_dict(data, root)
+        return contract_from_dict(data, root, self._product(root))
 
     def _fetch_front(self, root: str) -> Tuple[Optional[Contract], Optional[dt.date]]:
         by_maturity = self._front_by_maturity(root)
@@ -254,8 +290,8 @@ class SymbolResolver:
         list_maturities = getattr(self._client, "list_maturities", None)
         if find_product is None or list_maturities is None:
             return None
-        product = find_product(root)
-        if not isinstance(product, dict) or product.get("id") is None:
+        product = self._product(root)
+        if product.get("id") is None:
             return None
         dated: List[Tuple[dt.date, str]] = []
         for m in list_maturities(product["id"]) or []:
@@ -276,14 +312,14 @@ class SymbolResolver:
                 continue
             data = self._client.find_contract(name)
             if _valid(data, pattern):
-                return contract_from_dict(data, root), rolls_on
+                return contract_from_dict(data, root, product), rolls_on
         return None, None
 
     def _front_by_suggest(self, root: str) -> Optional[Contract]:
         pattern = re.compile(rf"{re.escape(root)}[{MONTH_CODES}]\d")
         for data in self._client.suggest_contracts(root, self._suggest_limit) or []:
             if _valid(data, pattern):
-                return contract_from_dict(data, root)
+                return contract_from_dict(data, root, self._product(root))
         roll = getattr(self._client, "roll_contract", None)
         if roll is not None:
             try:
@@ -294,5 +330,5 @@ class SymbolResolver:
             if isinstance(data, dict) and isinstance(data.get("contract"), dict):
                 data = data["contract"]
             if _valid(data, pattern):
-                return contract_from_dict(data, root)
+                return contract_from_dict(data, root, self._product(root))
         return None

@@ -15,6 +15,9 @@ the trigger traded, nothing moved (the stop stayed where it was); when it is bac
 that still holds the trigger moves it.  A ``moving`` left by a crash is finished the same way: legs
 already at the new stop are left alone.
 
+The same thread reads back each strategy's legs once its entry has filled (``readback.ReadBack``:
+bracket units checked against the plan, fixed or replaced, reported).
+
 Prices arrive with :meth:`on_quote` (``QuoteFeed``'s callback signature) from any thread; the
 broker calls run in the manager's own thread (:meth:`start`), never in the caller's and never
 under a lock.  :meth:`check` does one pass synchronously (tests, start-up).
@@ -30,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional
 from phantom_scraper import events
 from phantom_scraper.errors import OrderRejectedError, TradovateError
 from phantom_scraper.strategies.legs import Leg, entry_fill_price, strategy_legs
+from phantom_scraper.strategies.readback import ReadBack
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,8 @@ class BreakevenManager:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        # the legs of every strategy read back once its entry fills (bracket units, strategies/readback.py)
+        self.readback = ReadBack(store, integration_for_account)
         self.moves = 0
         self.alerts: List[tuple] = []  # (intent id, state, text): final states that need the trader
         self.last_error: Optional[str] = None
@@ -107,6 +113,11 @@ class BreakevenManager:
                 except Exception as exc:  # the next round tries again
                     log.warning("order strategy housekeeping failed: %s", exc)
             self._want_quotes()
+            try:
+                self.readback.run_once()  # each strategy on its own back-off; reads only until a fix is due
+            except Exception as exc:  # the journal may be closing; the next round tries again
+                self.last_error = f"read-back: {type(exc).__name__}: {exc}"
+                log.warning("order strategy read-back failed: %s", exc)
             self._wake.wait(self.refresh_s)
             self._wake.clear()
             if self._stop.is_set():

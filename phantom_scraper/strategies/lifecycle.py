@@ -21,6 +21,7 @@ import weakref
 from typing import Any, Dict, List
 
 from phantom_scraper.errors import TradovateError
+from phantom_scraper.strategies.readback import params_for_broker
 from phantom_scraper.strategies.store import StrategyStore
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,15 @@ def has_open(journal, account_id: int, contract_id: int) -> bool:
     return store_for(journal).has_open(account_id, contract_id)
 
 
-def before_start(journal, signal_id: str, target, contract, step, intent_id: str) -> None:
+def before_start(journal, signal_id: str, target, contract, step, intent_id: str) -> Dict[str, Any]:
+    """Record the strategy (committed before the frame leaves) and return the body to send: its
+    offsets in the unit the broker was seen to apply for this product (``readback.params_for_broker``)."""
+    params, unit = params_for_broker(step.body["params"], contract.name, float(step.meta.get("tick") or 0))
+    meta = dict(step.meta, sent_unit=unit)
     store_for(journal).record(intent_id, signal_id, target.id, target.name, contract.id, contract.name,
                               int(step.meta.get("direction") or (1 if step.body.get("action") == "Buy" else -1)),
-                              step.body["params"], step.meta)
+                              params, meta)
+    return dict(step.body, params=params)
 
 
 def strategy_id_of(response: Dict[str, Any]) -> Any:

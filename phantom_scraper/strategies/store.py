@@ -99,6 +99,10 @@ class StrategyStore:
             fields["entry_price"] = float(entry_price)
         self._update(intent_id, **fields)
 
+    def set_meta(self, intent_id: str, meta: Dict[str, Any]) -> None:
+        """Replace the record's ``meta`` (the read-back keeps its state there)."""
+        self._update(intent_id, meta=meta)
+
     def breakeven(self, intent_id: str, state: str, stop: Optional[float] = None) -> None:
         fields: Dict[str, Any] = {"be_state": state}
         if stop is not None:

@@ -101,6 +101,8 @@ class SimConfig:
     strategy_bracket_unit: str = "points"
     # orderStrategyLink labels: "ours" (entry, tp<n>, sl<n>) or "opaque" (labels that say nothing)
     strategy_link_labels: str = "ours"
+    # contract entities carry providerTickSize (seen in Tradovate's examples; not in the Partner schema)
+    contract_provider_tick_size: bool = True
 
     def replace(self, **changes) -> "SimConfig":
         return dataclasses.replace(self, **changes)

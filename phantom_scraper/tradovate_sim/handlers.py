@@ -119,6 +119,8 @@ class Api:
         except Exception:  # one safety net: the client sees Tradovate's 500, the log has the trace
             log.exception("handler for %s failed", name)
             return server_error()
+        if not self.config.contract_provider_tick_size and name.startswith("contract/"):
+            result = _without_provider_tick(result)  # the Partner schema's Contract has no tick size
         reply = result if isinstance(result, Reply) else Reply(200, result)
         return self._post_faults(name, reply)
 
@@ -154,6 +156,14 @@ class Api:
 
 
 # ---- helpers ------------------------------------------------------------------------------------
+def _without_provider_tick(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_provider_tick(v) for k, v in value.items() if k != "providerTickSize"}
+    if isinstance(value, list):
+        return [_without_provider_tick(v) for v in value]
+    return value
+
+
 def _int_param(req: Request, name: str) -> int:
     try:
         return int(req.params[name])

@@ -1,0 +1,130 @@
+"""Strategy bracket units: no Tradovate text says whether ``profitTarget``/``stopLoss`` are points or
+ticks.  The read-back (``strategies.readback``) checks the legs against the plan after the entry
+fills, both ways against the simulator (``strategy_bracket_unit``)."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from phantom_scraper.config import Credentials, Settings
+from phantom_scraper.journal.journal import Journal
+from phantom_scraper.signals import AccountTarget, Contract, parse_signal, plan_orders
+from phantom_scraper.strategies.readback import ReadBack, UnitMemory, params_for_broker
+from phantom_scraper.strategies.store import StrategyStore
+from phantom_scraper.tradovate_integration import TradovateIntegration
+from phantom_scraper.tradovate_sim import UserSpec
+
+SYMBOL = "NQZ6"
+SETTINGS = Settings(order_ack_timeout_s=2.0, rest_timeout_s=3.0, reconcile_window_s=1.0,
+                    reconcile_poll_interval_s=0.05)
+
+
+@pytest.fixture
+def setup(make_multi_sim, tmp_path):
+    made = []
+
+    def _make(unit):
+        sim = make_multi_sim([UserSpec()], strategy_bracket_unit=unit)
+        ti = TradovateIntegration(Credentials("demo", "demo"), sim.rest_url, sim.ws_url, is_demo=True,
+                                  settings=SETTINGS)
+        journal = Journal(str(tmp_path / f"j-{unit}.sqlite"))
+        made.append((ti, journal))
+        return sim, ti, StrategyStore(journal)
+
+    yield _make
+    for ti, journal in made:
+        journal.close()
+        ti.close()
+
+
+def contract(sim):
+    c = sim.exchange.catalog.find(SYMBOL)
+    return Contract(id=c.id, name=c.name, root="NQ", tick_size=c.product.tick_size,
+                    point_value=c.product.value_per_point)
+
+
+def start(sim, ti, store, message, units):
+    """Plan ``message``, send it the way the server does (offsets in the learned unit), record it."""
+    name = "DEMO0001"
+    acct = AccountTarget(id=sim.account_id(name), name=name, multiplier=1)
+    base = sim.get_price(SYMBOL)["price"]
+    [step] = plan_orders(parse_signal(json.dumps({"ticker": "NQ1!", "price": base, **message})), contract(sim), acct, 0)
+    intent = f"ps-{uuid.uuid4().hex[:12]}"
+    params, unit = params_for_broker(step.body["params"], SYMBOL, step.meta["tick"], units)
+    meta = dict(step.meta, sent_unit=unit)
+    store.record(intent, "sig", acct.id, name, contract(sim).id, SYMBOL, meta["direction"], params, meta)
+    answer = ti._rest_call("POST", "orderStrategy/startorderstrategy", body=dict(step.body, params=params, uuid=intent))
+    store.acked(intent, answer["orderStrategy"]["id"])
+    return intent, base
+
+
+def exits(sim):
+    """The live exit orders' prices at the simulator: {orderType: [price or stopPrice]}."""
+    out = {}
+    for (oid, info) in sim.exchange._info.items():
+        order = sim.exchange._entities["order"][oid]
+        if order["ordStatus"] in ("Working", "Suspended") and info.action == "Sell":
+            out.setdefault(info.order_type, []).append(info.price if info.order_type == "Limit" else info.stop_price)
+    return {k: sorted(v) for k, v in out.items()}
+
+
+BRACKET = {"action": "buy", "quantity": 2, "takeProfit": [{"points": 10}, {"points": 20}], "stopLoss": {"points": 8}}
+
+
+def test_points_as_sent_the_read_back_changes_nothing(setup):
+    sim, ti, store = setup("points")
+    units = UnitMemory()
+    intent, base = start(sim, ti, store, BRACKET, units)
+    rb = ReadBack(store, lambda a: ti, units)
+    assert rb.run_once(force=True) == [intent]
+    assert store.get(intent)["meta"]["readback"]["state"] == "ok" and rb.results == []
+    assert exits(sim) == {"Limit": [base + 10, base + 20], "Stop": [base - 8] * 2} and units.get("NQ") == "points"
+
+
+def test_a_broker_reading_ticks_is_found_fixed_with_modify_and_learned_for_the_product(setup):
+    sim, ti, store = setup("ticks")
+    units = UnitMemory()
+    intent, base = start(sim, ti, store, BRACKET, units)
+    assert exits(sim) == {"Limit": [base + 2.5, base + 5], "Stop": [base - 2] * 2}  # 4x closer than asked on NQ
+    rb = ReadBack(store, lambda a: ti, units)
+    assert rb.run_once(force=True) == [intent]
+    assert exits(sim) == {"Limit": [base + 10, base + 20], "Stop": [base - 8] * 2}
+    assert store.get(intent)["meta"]["readback"]["state"] == "fixed" and units.get("NQ") == "ticks"
+    assert len(rb.results) == 1 and "ticks" in rb.results[0][2]  # reported once
+    # the next strategy on the product is sent in ticks: right at once, nothing to fix
+    sim.set_price(SYMBOL, base + 20)  # the first one's targets fill: flat again
+    base2 = sim.get_price(SYMBOL)["price"]
+    second, _ = start(sim, ti, store, BRACKET, units)
+    assert json.loads(store.get(second)["params"])["brackets"][0]["profitTarget"] == 40
+    assert rb.run_once(force=True) == [second]
+    assert store.get(second)["meta"]["readback"]["state"] == "ok"
+    assert exits(sim) == {"Limit": [base2 + 10, base2 + 20], "Stop": [base2 - 8] * 2}
+
+
+def test_a_trailing_leg_in_ticks_is_interrupted_and_replaced_by_plain_exits(setup):
+    sim, ti, store = setup("ticks")
+    units = UnitMemory()
+    intent, base = start(sim, ti, store, {"action": "buy", "quantity": 1, "takeProfit": {"points": 10},
+                                          "stopLoss": {"type": "trailing", "points": 8}}, units)
+    rb = ReadBack(store, lambda a: ti, units)
+    assert rb.run_once(force=True) == [intent]
+    rec = store.get(intent)
+    assert rec["meta"]["readback"]["state"] == "replaced"
+    status = ti.get_order_strategy(rec["strategy_id"])["status"]
+    assert status == "ExecutionInterrupted"
+    assert exits(sim) == {"Limit": [base + 10], "TrailingStop": [base - 8]}
+    replacement = [o for o in sim.orders() if o["endpoint"] == "placeoco"]
+    assert [o["clOrdId"] for o in replacement] == [f"{intent}-x1", None]  # the OCO: target, then its stop
+    assert sim.positions().get((sim.account_id("DEMO0001"), SYMBOL)) == 1
+
+
+def test_nothing_is_read_back_before_the_entry_fills(setup):
+    sim, ti, store = setup("ticks")
+    units = UnitMemory()
+    base = sim.get_price(SYMBOL)["price"]
+    intent, _ = start(sim, ti, store, dict(BRACKET, orderType="limit", limitPrice=base - 20), units)
+    rb = ReadBack(store, lambda a: ti, units)
+    assert rb.run_once(force=True) == []
+    assert "readback" not in store.get(intent)["meta"]
