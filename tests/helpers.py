@@ -542,6 +542,10 @@ def check_invariant(sim, journal, signal_id: str, account_ids: Iterable[int]) ->
         orders = per.get((signal_id, account), [])
         assert len(orders) <= 1, f"DUPLICATE: signal {signal_id} account {account}: {orders}"
         intent = intents.get(account)
+        if not orders and intent is not None and intent.get("kind") == "liquidateposition" \
+                and intent.get("broker_order_id") is not None:  # no customTag50 by default: tied by its order id
+            orders = [o for o in book_orders(sim) if o.get("orderId") == intent["broker_order_id"]
+                      and o.get("endpoint") == "liquidateposition"]
         if orders:
             assert intent is not None, f"order without an intent: {orders}"
             if intent["state"] in ("acked", "reconciled", "unknown"):

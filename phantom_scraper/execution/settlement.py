@@ -71,7 +71,7 @@ def _search(journal, ti, intents: List[dict]) -> Dict[str, List[int]]:
     acked = {cl: i["broker_order_id"] for cl, i in known.items() if i["state"] in ("acked", "reconciled")}
     check_found(found, acked)
     result = {i["cl_ord_id"]: found.get(i["cl_ord_id"], []) for i in intents}
-    if not getattr(ti.settings, "custom_tag50", False):  # liquidations carry no id: found by what they are
+    if not getattr(getattr(ti, "settings", None), "custom_tag50", False):  # liquidations carry no id: found by what they are
         claimed = {oid for ids in found.values() for oid in ids}
         for intent in intents:
             if intent.get("kind") == "liquidateposition" and not result[intent["cl_ord_id"]]:

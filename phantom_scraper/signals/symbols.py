@@ -252,8 +252,9 @@ class SymbolResolver:
             self._rolls.clear()
             self._refused.clear()
 
-    def _product(self, root: str) -> Dict[str, Any]:
-        """``product/find?name=<root>`` (kept per root once found), or {} when unavailable."""
+    def _product(self, root: str, swallow: bool = True) -> Dict[str, Any]:
+        """``product/find?name=<root>`` (kept per root once found), or {} when unavailable (a
+        broker error propagates with ``swallow=False``: the front-month search reports it)."""
         with self._lock:
             known = self._products.get(root)
         if known is not None:
@@ -264,6 +265,8 @@ class SymbolResolver:
         try:
             product = find_product(root)
         except TradovateError as exc:  # the contract or the table may still know the tick size
+            if not swallow:
+                raise
             log.warning("product/find %s failed (%s); tick size from the contract or the table", root, exc)
             return {}
         if not isinstance(product, dict):
@@ -290,7 +293,7 @@ class SymbolResolver:
         list_maturities = getattr(self._client, "list_maturities", None)
         if find_product is None or list_maturities is None:
             return None
-        product = self._product(root)
+        product = self._product(root, swallow=False)
         if product.get("id") is None:
             return None
         dated: List[Tuple[dt.date, str]] = []
