@@ -84,13 +84,21 @@ def install() -> None:
     timed(signals, "plan_orders", "signals.plan_orders") if hasattr(signals, "plan_orders") else None
     timed(logging.FileHandler, "emit", "logging FileHandler.emit")
 
-    orig_submit = executors.executor("signal").submit
+    orig_executor = executors.Workers.executor
 
-    def submit(fn, *a, **k):
-        MARKS["submit"] = time.perf_counter()
-        return orig_submit(fn, *a, **k)
+    def executor(self, kind):  # every service's "signal" executor marks the hand-off
+        pool = orig_executor(self, kind)
+        if kind == "signal" and not getattr(pool, "_profiled", False):
+            orig_submit = pool.submit
 
-    executors.executor("signal").submit = submit
+            def submit(fn, *a, **k):
+                MARKS["submit"] = time.perf_counter()
+                return orig_submit(fn, *a, **k)
+
+            pool.submit, pool._profiled = submit, True
+        return pool
+
+    executors.Workers.executor = executor
 
 
 def main(argv=None) -> int:

@@ -38,11 +38,12 @@ def pytest_unconfigure(config):
 def fresh_lanes(monkeypatch):
     """Each test starts with no (account, product) lane history: the simulators of different tests
     reuse account ids, and a lane's 'previous orders' from a stopped simulator would otherwise be
-    waited for (or make the next signal take the general path) in the next test."""
+    waited for (or make the next signal take the general path) in the next test.  A service owns
+    its own workers; this is for the bare module functions (``execute_trade_simple`` without a
+    service), whose shared set starts afresh."""
     from phantom_scraper.execution import executors
-    from phantom_scraper.execution.account_lanes import AccountLanes
 
-    monkeypatch.setattr(executors, "LANES", AccountLanes(lambda: executors.executor("order")))
+    monkeypatch.setattr(executors, "_shared", None)
 
 
 @pytest.fixture

@@ -86,7 +86,7 @@ class Desk:
 
         def still():
             snap = (json.dumps(sorted(self.sim.positions().items())), len(self.sim.orders()),
-                    json.dumps(self.legs_all(), sort_keys=True), executors.LANES.lanes.depth())
+                    json.dumps(self.legs_all(), sort_keys=True), executors.shared().lanes.lanes.depth())
             now = time.monotonic()
             if snap != last[0]:
                 last[0], stable_since[0] = snap, now

@@ -42,12 +42,11 @@ def lanes_idle(app):
     job, and its fills reach the broker state a little later (longer on a loaded machine); a signal
     that finds its lane busy, or its previous orders not yet settled, takes the executor (it may
     have to wait) instead of the request thread."""
-    from phantom_scraper.execution import executors
-
     service = app.extensions["runtime"].service
     accounts = [int(a["id"]) for login in service.logins.values() for a in login.accounts.values()]
-    wait_for(lambda: all(executors.LANES.drain(a, service.settings, 5.0) for a in accounts)
-             and not executors.LANES.lanes.depth(), timeout_s=30, what="lanes idle and settled")
+    lanes = service.ctx.workers.lanes
+    wait_for(lambda: all(lanes.drain(a, service.settings, 5.0) for a in accounts)
+             and not lanes.lanes.depth(), timeout_s=30, what="lanes idle and settled")
 
 
 def _signal(client, signal_id):

@@ -241,13 +241,16 @@ def test_a_late_entry_after_a_close_is_squared_and_reported(make_server_app, sim
     webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "warm"})
     webhook(app, {"action": "close", "ticker": SYMBOL, "id": "warm-close"})
     wait_for(lambda: all(v == 0 for v in positions(sim, accounts).values()))
-    sim.faults.hold_orders_ms = 3000  # executed 3 s late: past the ack timeout and the search
+    # Executed late: held past the ack timeout and the search, until the close below has been
+    # answered (released then, however long a loaded machine took to get there).
+    sim.faults.hold_orders_ms = 120_000
     sim.faults.hold_next_orders = len(accounts)
     entry = webhook(app, {"action": "buy", "ticker": SYMBOL, "quantity": 1, "id": "late"})
     entry = final(app, entry["signal_id"])
     assert {i["state"] for i in entry["intents"]} == {"unknown"}
     close = webhook(app, {"action": "close", "ticker": SYMBOL, "id": "close-meanwhile"})
     assert close["status"] == "skipped", close  # the broker shows nothing yet
+    sim.faults.hold_orders_ms = 0  # the broker executes the held entries now
     wait_for(lambda: all(v == 1 for v in positions(sim, accounts).values()), what="the late entry executed")
     # The lanes square it: every account back where the close put it, and it is reported.
     wait_for(lambda: all(v == 0 for v in positions(sim, accounts).values()), what="squared", timeout_s=15)

@@ -23,7 +23,6 @@ from hypothesis import settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from phantom_scraper.config import RiskSettings
-from phantom_scraper.execution import executors
 from phantom_scraper.tradovate_sim import Simulator
 from tests.helpers import (ADMIN_HEADERS, FINAL_SIGNAL_STATES, SIM_TEST_CONFIG, assert_at_most_one, check_invariant,
                            post_webhook, server_settings, settle)
@@ -72,7 +71,8 @@ class SteeringMachine(RuleBasedStateMachine):
         return body
 
     def _quiet(self, timeout_s=10.0) -> bool:
-        return settle(lambda: not executors.LANES.lanes.depth(), timeout_s, 0.02)
+        lanes = self.app.extensions["runtime"].service.ctx.workers.lanes
+        return settle(lambda: not lanes.lanes.depth(), timeout_s, 0.02)
 
     def _positions(self):
         return {n: self.sim.positions().get((self.sim.account_id(n), SYMBOL), 0) for n in NAMES}

@@ -15,6 +15,7 @@ from phantom_scraper.app.gate import Gate
 from phantom_scraper.app.logins import LoginBook
 from phantom_scraper.app.startup_queue import StartupQueue
 from phantom_scraper.config import Settings
+from phantom_scraper.execution.executors import Workers
 from phantom_scraper.journal.coordinator import Coordinator
 from phantom_scraper.journal.journal import Journal
 from phantom_scraper.risk.guard import RiskGuard
@@ -29,6 +30,7 @@ class Context:
     journal: Optional[Journal] = None
     logins: LoginBook = field(default_factory=LoginBook)
     gate: Gate = field(default_factory=Gate)
+    workers: Workers = field(default_factory=Workers)  # this service's lanes and executors (passed in, never global)
     recorders: Tuple = ()
     resolver: Optional[SymbolResolver] = None
     risk: Optional[RiskGuard] = None  # built at start-up (after the logins)

@@ -17,7 +17,7 @@ from phantom_scraper.app.startup_queue import QUEUED, QueuedSignal
 from phantom_scraper.app.results import (MANUAL_RECORDER, ServiceUnavailable, WebhookResult, outcomes_body,
                                          signal_error, summary_status)
 from phantom_scraper.errors import TradovateError
-from phantom_scraper.execution import dispatch as execution, executors
+from phantom_scraper.execution import dispatch as execution
 from phantom_scraper.execution.dispatch import describe, execute_trade_simple
 from phantom_scraper.signals import SignalError, parse_signal
 
@@ -82,7 +82,7 @@ class Intake:
             try:
                 future = self.runner.run_here(signal, targets, signal_id, tickets, recorder.name, received, states)
                 if future is None:
-                    future = executors.executor("signal").submit(self.runner.process, signal, targets, signal_id,
+                    future = self.ctx.workers.executor("signal").submit(self.runner.process, signal, targets, signal_id,
                                                                   tickets, recorder.name, states)
             except BaseException:
                 execution.cancel_lanes(tickets)
@@ -160,7 +160,8 @@ class Intake:
                 outcomes = execute_trade_simple(
                     signal, contract, [target], journal=self.ctx.journal, signal_id=signal_id,
                     settings=self.ctx.settings,
-                    planner=self.runner.planner(MANUAL_RECORDER, signal_id, rate_limited=False))
+                    planner=self.runner.planner(MANUAL_RECORDER, signal_id, rate_limited=False),
+                    workers=self.ctx.workers)
                 self.runner.risk_notes(signal_id, outcomes)
             finally:
                 status = summary_status(outcomes) if outcomes else "error"
@@ -204,7 +205,7 @@ class Intake:
                         recorder.name, signal.action, signal.symbol, signal.quantity, len(targets))
             tickets = self.runner.reserve_lanes(signal, targets)  # lane order on the owner: take-over order
             try:
-                future = executors.executor("signal").submit(self.runner.process, signal, targets, signal_id, tickets,
+                future = self.ctx.workers.executor("signal").submit(self.runner.process, signal, targets, signal_id, tickets,
                                                               recorder.name)
             except BaseException:
                 execution.cancel_lanes(tickets)

@@ -32,7 +32,7 @@ from phantom_scraper.app.results import MANUAL_RECORDER, ServiceUnavailable, Web
 from phantom_scraper.app.signal_run import SignalRunner
 from phantom_scraper.config import Settings
 from phantom_scraper.errors import AuthError, CaptchaRequiredError, TradovateError
-from phantom_scraper.execution import executors, expectation
+from phantom_scraper.execution import expectation
 from phantom_scraper.execution.drift import DriftMonitor
 from phantom_scraper.execution.dispatch import describe
 from phantom_scraper.execution.settlement import Settler, reconcile_pending
@@ -213,7 +213,7 @@ class TradingService:
         risk = lambda: self.risk  # noqa: E731  (read at call time: the guard is rebuilt on a retried start)
         self.drift = DriftMonitor(self.settings, journal=self.journal, planner_for=self.runner.planner,
                                   is_locked=lambda a: risk() is not None and risk().is_locked(a),
-                                  lanes=lambda: executors.LANES)
+                                  lanes=lambda: self.ctx.workers.lanes)
         self.drift.start()
 
     def _stop_drift(self) -> None:
@@ -316,6 +316,7 @@ class TradingService:
         if self.journal is not None:
             self.journal.close()
         gc_policy.stop(gate.nothing_in_flight)
+        self.ctx.workers.shutdown(wait=False)  # idle worker threads end (anything queued still runs)
         gate.stopped()
         logger.info("Stopped")
 

@@ -18,7 +18,7 @@ from phantom_scraper import events
 from phantom_scraper.app import gc_policy
 from phantom_scraper.app.results import accounts_brief, summary_status
 from phantom_scraper.errors import TradovateError
-from phantom_scraper.execution import dispatch as execution, executors
+from phantom_scraper.execution import dispatch as execution
 from phantom_scraper.execution.dispatch import describe, execute_trade_simple
 from phantom_scraper.execution.final_writes import FinalWriter
 from phantom_scraper.signals import SignalError, plan_orders
@@ -33,15 +33,14 @@ class SignalRunner:
         self._lock = threading.Lock()  # guards _final (created on first use, stopped at shutdown)
         self._final: Optional[FinalWriter] = None  # finished signals' journal writes
 
-    @staticmethod
-    def reserve_lanes(signal, targets) -> dict:
+    def reserve_lanes(self, signal, targets) -> dict:
         if signal.test or not targets:
             return {}
         try:
             root, _ = parse_symbol(signal.symbol)
         except SignalError:
             return {}  # the resolver reports it; nothing will run
-        return execution.reserve_lanes([t.id for t, _ in targets], root)
+        return execution.reserve_lanes([t.id for t, _ in targets], root, self.ctx.workers)
 
     def run_here(self, signal, targets, signal_id: str, tickets, recorder: str, received: float, states=None):
         """A signal whose contract is already known runs from this (the request's) thread, without
@@ -60,7 +59,7 @@ class SignalRunner:
         wait_s = max(0.0, budget - 0.05)
         run = execution.signal_run(signal, contract, journal=self.ctx.journal, signal_id=signal_id,
                                    settings=self.ctx.settings, planner=self.planner(recorder, signal_id),
-                                   needs_position=needs_position, recorder=recorder)
+                                   needs_position=needs_position, recorder=recorder, workers=self.ctx.workers)
         try:  # the route (one account from here, or a fan-out) is chosen there, once
             accounts = execution.dispatch(run, targets, tickets=tickets, states=states, wait_s=wait_s)
         except Exception as exc:  # noqa: BLE001 - a bug: reported like one in the executor
@@ -76,7 +75,7 @@ class SignalRunner:
                 done: concurrent.futures.Future = concurrent.futures.Future()
                 done.set_result((contract, outcomes))
                 return done
-        return executors.executor("signal").submit(self.complete, signal, contract, targets, signal_id, recorder,
+        return self.ctx.workers.executor("signal").submit(self.complete, signal, contract, targets, signal_id, recorder,
                                                     accounts)
 
     def complete(self, signal, contract, targets, signal_id: str, recorder: str, accounts):
@@ -97,7 +96,8 @@ class SignalRunner:
             return None, []
         outcomes = execute_trade_simple(signal, contract, targets, journal=self.ctx.journal, signal_id=signal_id,
                                         settings=self.ctx.settings, tickets=tickets,
-                                        planner=self.planner(recorder, signal_id), states=states, recorder=recorder)
+                                        planner=self.planner(recorder, signal_id), states=states, recorder=recorder,
+                                        workers=self.ctx.workers)
         contract, outcomes = self.after_invalid_contract(signal, contract, targets, signal_id, outcomes, recorder)
         self.risk_notes(signal_id, outcomes)
         return contract, outcomes
@@ -123,7 +123,8 @@ class SignalRunner:
                        contract.name, len(refused), fresh.name)
         again = execute_trade_simple(signal, fresh, [targets[i] for i in refused], journal=self.ctx.journal,
                                      signal_id=signal_id, settings=self.ctx.settings, retry=True,
-                                     planner=self.planner(recorder, signal_id), recorder=recorder)
+                                     planner=self.planner(recorder, signal_id), recorder=recorder,
+                                     workers=self.ctx.workers)
         for i, outcome in zip(refused, again):
             outcomes[i] = outcome
         return fresh, outcomes

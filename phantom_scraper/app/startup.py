@@ -23,7 +23,7 @@ def build_risk_guard(ctx) -> RiskGuard:
     if ctx.risk is not None:
         ctx.risk.stop()
     s = ctx.settings
-    guard = RiskGuard(s, clock=ctx.risk_clock)
+    guard = RiskGuard(s, clock=ctx.risk_clock, workers=ctx.workers)
     names = ctx.logins.account_names()
 
     def state_of(account_id: int):
@@ -35,7 +35,8 @@ def build_risk_guard(ctx) -> RiskGuard:
     actions = ServiceRiskActions(
         journal=ctx.journal, settings=s,
         integration_for=lambda a: first if a is None else ctx.logins.integration_for_account(a),
-        connection_for=lambda a: ctx.logins.by_account[a].connection, account_name=names.get)
+        connection_for=lambda a: ctx.logins.by_account[a].connection, account_name=names.get,
+        workers=ctx.workers)
     feed = None
     md_url = s.resolved_md_url()
     if md_url:  # open positions are always priced (the console's open P&L), limits or not

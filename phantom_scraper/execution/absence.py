@@ -28,7 +28,7 @@ import time
 
 from phantom_scraper import events
 from phantom_scraper.errors import TradovateError
-from phantom_scraper.execution import executors, expectation
+from phantom_scraper.execution import expectation
 from phantom_scraper.execution.model import RETRY_STEP_OFFSET, describe
 from phantom_scraper.journal.journal import JournalError
 from phantom_scraper.tradovate.search import check_found, orders_by_intent
@@ -48,7 +48,7 @@ def start(placement, result, rerun) -> None:
     """Called by the placement that ended ``unknown`` with its socket lost: prove in the background.
     ``rerun(target, conn, run)`` runs one account of a run (``account._run_account``)."""
     try:
-        executors.executor("order").submit(_prove, placement, rerun)
+        placement.run.workers.executor("order").submit(_prove, placement, rerun)
     except RuntimeError:  # shutting down: it stays unknown, settled as usual
         pass
 
@@ -104,9 +104,10 @@ def _prove(placement, rerun) -> None:
 
 def _place_again(run, target, conn, rerun) -> None:
     again = run.but(step_offset=RESEND_STEP_OFFSET)
-    ticket = executors.LANES.reserve([target.id], run.contract.root)[target.id]
-    future = executors.LANES.submit(ticket, conn, target.id, run.contract, run.settings,
-                                    lambda: rerun(target, conn, again), inline=False)
+    lanes = run.workers.lanes
+    ticket = lanes.reserve([target.id], run.contract.root)[target.id]
+    future = lanes.submit(ticket, conn, target.id, run.contract, run.settings,
+                          lambda: rerun(target, conn, again), inline=False)
     future.add_done_callback(lambda f: _placed_again(f, run, target))
 
 

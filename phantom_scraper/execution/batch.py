@@ -24,7 +24,6 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 from phantom_scraper.errors import NotSentError, PenaltyError, TradovateError
-from phantom_scraper.execution import executors
 from phantom_scraper.execution.account import _Placement, _run_account, job_done, plan_at_head, plan_refused
 from phantom_scraper.execution.model import AccountOutcome, describe
 from phantom_scraper.journal.journal import JournalError, make_cl_ord_id
@@ -61,11 +60,11 @@ def run_batched(run, targets, tickets, states, start_others: Callable[[Dict[int,
         client = conn.live_client()
         if client is None or not client.is_open or conn.integration.stop_event.is_set():
             continue
-        taken = executors.LANES.claim(ticket, conn, contract, settings)
+        taken = run.workers.lanes.claim(ticket, conn, contract, settings)
         if taken is None:
             continue
         if not taken:  # the lane must wait for its previous orders first: in a worker, as a lane job would
-            results[index] = executors.executor("order").submit(_settle_then_run, ticket, target, conn, run)
+            results[index] = run.workers.executor("order").submit(_settle_then_run, ticket, target, conn, run)
             continue
         claimed.append((index, ticket))
     planned = _plan_claimed(run, targets, claimed, results)
@@ -77,7 +76,7 @@ def run_batched(run, targets, tickets, states, start_others: Callable[[Dict[int,
         except Exception as exc:  # nothing sent for this account
             _account_error(outcome, signal_id, target, exc)
             results[index] = _done(outcome)
-            executors.LANES.release(ticket, conn, target.id, contract, outcome)
+            run.workers.lanes.release(ticket, conn, target.id, contract, outcome)
             continue
         ready.append((index, ticket, placement, started))
     if not ready:
@@ -121,14 +120,14 @@ def run_batched(run, targets, tickets, states, start_others: Callable[[Dict[int,
         if batch is not None and batch.futures[where].done() and _quick(batch, where):
             results[index] = _done(finish())
         else:  # more work (penalty wait, REST fallback, unknown search): off this thread
-            results[index] = _off_thread(finish)
+            results[index] = _off_thread(run, finish)
     return results
 
 
-def _off_thread(finish) -> "concurrent.futures.Future":
+def _off_thread(run, finish) -> "concurrent.futures.Future":
 
     try:
-        return executors.executor("order").submit(finish)
+        return run.workers.executor("order").submit(finish)
     except RuntimeError:  # executors shut down (process stopping): finish here, the lane must move on
         return _done(finish())
 
@@ -157,7 +156,7 @@ def _finish(ticket, placement, answer, started, signal_id, target, conn, contrac
             outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
         job_done(placement.run, target, conn, outcome)
     finally:
-        executors.LANES.release(ticket, conn, target.id, contract, outcome)
+        placement.run.workers.lanes.release(ticket, conn, target.id, contract, outcome)
     return outcome
 
 
@@ -183,7 +182,7 @@ def _plan_claimed(run, targets, claimed, results) -> List[tuple]:
             steps = None
         if not steps or len(steps) != 1 or steps[0].kind not in _BATCH_KINDS:
             if steps:  # several steps (or a kind the batch does not send): the general path, lane kept
-                results[index] = executors.executor("order").submit(_run_claimed, ticket, target, conn, run, steps,
+                results[index] = run.workers.executor("order").submit(_run_claimed, ticket, target, conn, run, steps,
                                                                     outcome)
                 continue
             if steps is not None and outcome.status == "acked":
@@ -191,7 +190,7 @@ def _plan_claimed(run, targets, claimed, results) -> List[tuple]:
             outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
             job_done(run, target, conn, outcome)
             results[index] = _done(outcome)
-            executors.LANES.release(ticket, conn, target.id, run.contract, outcome)
+            run.workers.lanes.release(ticket, conn, target.id, run.contract, outcome)
             continue
         outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
         cl_ord_id = make_cl_ord_id(run.signal_id, target.id, run.step_offset)
@@ -206,7 +205,7 @@ def _plan_claimed(run, targets, claimed, results) -> List[tuple]:
                 target, conn = targets[index]
                 outcome.status, outcome.error = "error", "journal unavailable, not sent: " + describe(exc)
                 results[index] = _done(outcome)
-                executors.LANES.release(ticket, conn, target.id, run.contract, outcome)
+                run.workers.lanes.release(ticket, conn, target.id, run.contract, outcome)
             return []
     return planned
 
@@ -217,18 +216,18 @@ def _run_claimed(ticket, target, conn, run, steps, planned=None):
         outcome = _run_account(target, conn, run, steps=steps, planned=planned)
         return outcome
     finally:
-        executors.LANES.release(ticket, conn, target.id, run.contract, outcome)
+        run.workers.lanes.release(ticket, conn, target.id, run.contract, outcome)
 
 
 def _settle_then_run(ticket, target, conn, run):
     """A claimed lane whose previous orders are not settled yet: wait for them, then plan and run."""
     outcome = None
     try:
-        executors.LANES.settle_claimed(ticket, run.settings, conn)
+        run.workers.lanes.settle_claimed(ticket, run.settings, conn)
         outcome = _run_account(target, conn, run)
         return outcome
     finally:
-        executors.LANES.release(ticket, conn, target.id, run.contract, outcome)
+        run.workers.lanes.release(ticket, conn, target.id, run.contract, outcome)
 
 
 def run_now(run, target, conn, ticket, wait_s: float, states=None):
@@ -257,12 +256,12 @@ def run_now(run, target, conn, ticket, wait_s: float, states=None):
     started_wait = time.perf_counter()
     # The previous order of this lane is usually settled (its fill and position event in) within a
     # moment of its answer: wait for that here, within half of what is left of the budget.
-    taken = executors.LANES.claim(ticket, conn, contract, settings, wait_s=wait_s / 2)
+    taken = run.workers.lanes.claim(ticket, conn, contract, settings, wait_s=wait_s / 2)
     if taken is None:
         return None
     wait_s = max(0.0, wait_s - (time.perf_counter() - started_wait))
     if not taken:  # the lane waits for its previous orders first: in a worker, as a lane job would
-        return executors.executor("order").submit(_settle_then_run, ticket, target, conn, run)
+        return run.workers.executor("order").submit(_settle_then_run, ticket, target, conn, run)
     outcome = AccountOutcome(target.id, target.name, "acked")
     started = time.perf_counter()
     try:
@@ -273,7 +272,7 @@ def run_now(run, target, conn, ticket, wait_s: float, states=None):
             job_done(run, target, conn, outcome)
             steps = None
         if steps is not None and (len(steps) != 1 or steps[0].kind not in _BATCH_KINDS):
-            future = executors.executor("order").submit(_run_claimed, ticket, target, conn, run, steps, outcome)
+            future = run.workers.executor("order").submit(_run_claimed, ticket, target, conn, run, steps, outcome)
             ticket = None  # released by the worker
             return future
         if steps is not None:
@@ -289,7 +288,7 @@ def run_now(run, target, conn, ticket, wait_s: float, states=None):
     finally:
         if ticket is not None and steps is None:
             outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
-            executors.LANES.release(ticket, conn, target.id, contract, outcome)
+            run.workers.lanes.release(ticket, conn, target.id, contract, outcome)
     if steps is None:
         return _done(outcome)
     try:
@@ -303,7 +302,7 @@ def run_now(run, target, conn, ticket, wait_s: float, states=None):
         concurrent.futures.wait(batch.futures, timeout=wait_s)
         if batch.futures[0].done() and _quick(batch, 0):
             return _done(finish())
-    return _off_thread(finish)
+    return _off_thread(run, finish)
 
 
 def _account_error(outcome, signal_id, target, exc: BaseException) -> None:

@@ -46,10 +46,10 @@ from phantom_scraper.execution.model import (_PLACEMENT_KINDS, RETRY_STEP_OFFSET
 
 logger = logging.getLogger(__name__)
 
-def reserve_lanes(account_ids, root: str) -> dict:
+def reserve_lanes(account_ids, root: str, workers: Optional[executors.Workers] = None) -> dict:
     """Take each account's place in its lane now (at arrival), before the symbol is resolved.
     Hand the result to ``execute_trade_simple(tickets=...)``, or ``cancel_lanes`` it."""
-    return executors.LANES.reserve(account_ids, root)
+    return (workers or executors.shared()).lanes.reserve(account_ids, root)
 
 
 def cancel_lanes(tickets) -> None:
@@ -58,7 +58,8 @@ def cancel_lanes(tickets) -> None:
 
 def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, settings,
                          planner=None, needs_position=None, tickets=None, retry: bool = False,
-                         states: Optional["BatchedStates"] = None, recorder: str = "") -> List[AccountOutcome]:
+                         states: Optional["BatchedStates"] = None, recorder: str = "",
+                         workers: Optional[executors.Workers] = None) -> List[AccountOutcome]:
     """Run one validated signal on every targeted account, in parallel across accounts and in
     arrival order within each (account, product) lane.
 
@@ -69,23 +70,26 @@ def execute_trade_simple(signal, contract, targets, *, journal, signal_id: str, 
     single-step orders put their final states for the caller to write after the answer
     (``BatchedStates.take``); without it they are committed before this returns.  Returns one
     :class:`AccountOutcome` per target, in the order given; an account's failure never affects
-    another account.
+    another account.  ``workers``: the caller's lanes and executors (a service passes its own;
+    without, the bare functions' shared set, ``executors.shared()``).
     """
     run = signal_run(signal, contract, journal=journal, signal_id=signal_id, settings=settings, planner=planner,
-                     needs_position=needs_position, retry=retry, recorder=recorder)
+                     needs_position=needs_position, retry=retry, recorder=recorder, workers=workers)
     return execute(run, targets, tickets=tickets, states=states)
 
 
 def signal_run(signal, contract, *, journal, signal_id: str, settings, planner=None, needs_position=None,
-               retry: bool = False, received: Optional[float] = None, recorder: str = "") -> SignalRun:
-    """The frozen run object of one signal (defaults: the plain planner, no risk guard)."""
+               retry: bool = False, received: Optional[float] = None, recorder: str = "",
+               workers: Optional[executors.Workers] = None) -> SignalRun:
+    """The frozen run object of one signal (defaults: the plain planner, no risk guard, the bare
+    functions' shared workers)."""
     if planner is None or needs_position is None:
         from phantom_scraper.signals import needs_position as _needs, plan_orders as _plan
         planner = planner or _plan
         needs_position = needs_position or _needs
     return SignalRun(signal, contract, signal_id, journal, settings, planner, needs_position,
                      RETRY_STEP_OFFSET if retry else 0, time.monotonic() if received is None else received,
-                     recorder=recorder)
+                     recorder=recorder, workers=workers or executors.shared())
 
 
 def execute(run: SignalRun, targets, *, tickets=None, states=None) -> List[AccountOutcome]:
@@ -98,7 +102,7 @@ def execute(run: SignalRun, targets, *, tickets=None, states=None) -> List[Accou
         tickets = {}
     else:
         missing = [t.id for t, _ in targets if t.id not in tickets]
-        tickets.update(executors.LANES.reserve(missing, run.contract.root))
+        tickets.update(run.workers.lanes.reserve(missing, run.contract.root))
     try:
         if len(targets) == 1 or run.step_offset:  # one account: runs in this thread when its lane is idle
             futures = [_in_lane(tickets, target, conn, run, functools.partial(_run_account, target, conn, run),
@@ -132,21 +136,7 @@ def dispatch(run: SignalRun, targets, *, tickets, states: "BatchedStates",
         if account is not None:
             return [account]
     missing = [t.id for t, _ in targets if t.id not in tickets]
-    tickets.update(executors.LANES.reserve(missing, run.contract.root))
-    try:
-        return _start_fan_out(run, targets, tickets, states, wait_s)
-    finally:
-        cancel_all(tickets)
-
-
-def start_fan_out(signal, contract, targets, *, journal, signal_id: str, settings, planner, needs_position,
-                  tickets, states: "BatchedStates", wait_s: float) -> List["concurrent.futures.Future[AccountOutcome]"]:
-    """A fan-out from the calling thread (see :func:`dispatch`, which it now is for several accounts)."""
-    run = signal_run(signal, contract, journal=journal, signal_id=signal_id, settings=settings, planner=planner,
-                     needs_position=needs_position)
-    tickets = dict(tickets or {})
-    missing = [t.id for t, _ in targets if t.id not in tickets]
-    tickets.update(executors.LANES.reserve(missing, contract.root))
+    tickets.update(run.workers.lanes.reserve(missing, run.contract.root))
     try:
         return _start_fan_out(run, targets, tickets, states, wait_s)
     finally:
@@ -159,7 +149,7 @@ def _in_lane(tickets, target, conn, run, job, inline: bool):
         future = concurrent.futures.Future()
         future.set_result(job())
         return future
-    return executors.LANES.submit(ticket, conn, target.id, run.contract, run.settings, job, inline=inline)
+    return run.workers.lanes.submit(ticket, conn, target.id, run.contract, run.settings, job, inline=inline)
 
 
 def _start_fan_out(run, targets, tickets, batch, wait_s=None) -> List["concurrent.futures.Future[AccountOutcome]"]:

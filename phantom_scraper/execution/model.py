@@ -26,7 +26,8 @@ class SignalRun:
     the order planner with the risk guard's rules (called at the head of each lane, from the broker
     state at that moment); ``needs_position(signal)`` says whether the plan reads the position first.
     ``step_offset``: ``RETRY_STEP_OFFSET`` on the one re-run after ``InvalidContract`` (new clOrdIds).
-    ``received``: ``time.monotonic()`` at receipt (how fresh the signal still is)."""
+    ``received``: ``time.monotonic()`` at receipt (how fresh the signal still is).
+    ``workers``: the owner's :class:`~phantom_scraper.execution.executors.Workers` (lanes, executors)."""
 
     signal: Any
     contract: Any
@@ -39,6 +40,7 @@ class SignalRun:
     received: Optional[float] = None
     recorder: str = ""  # whose signal (the drift monitor compares a recorder's accounts)
     leader: Optional[int] = None  # the recorder's first account (its followers are compared with it)
+    workers: Any = None  # executors.Workers: the lanes and executors this run uses (its owner's)
 
     def but(self, **changes) -> "SignalRun":
         return replace(self, **changes)

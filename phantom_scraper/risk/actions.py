@@ -30,8 +30,12 @@ class ServiceRiskActions:
     come from the service; ``settings`` and ``journal`` are the service's."""
 
     def __init__(self, *, journal, settings, integration_for: Callable, connection_for: Callable,
-                 account_name: Callable[[int], str], contract_name: Callable[[int], Optional[str]] = lambda c: None):
+                 account_name: Callable[[int], str], contract_name: Callable[[int], Optional[str]] = lambda c: None,
+                 workers=None):
         self.journal = journal
+        # the service's executors.Workers: its lanes are what a lock barrier drains (without one:
+        # the bare functions' shared set, as execute_trade_simple uses then)
+        self.workers = workers if workers is not None else executors.shared()
         self.settings = settings
         self._integration_for = integration_for
         self._connection_for = connection_for
@@ -69,7 +73,8 @@ class ServiceRiskActions:
         outcomes = []
         try:
             outcomes = execute_trade_simple(signal, contract, [(target, self._connection_for(account_id))],
-                                            journal=self.journal, signal_id=signal_id, settings=self.settings)
+                                            journal=self.journal, signal_id=signal_id, settings=self.settings,
+                                            workers=self.workers)
         finally:
             status = outcomes[0].status if outcomes else "error"
             self.journal.set_signal_status(signal_id, {"skipped": "skipped"}.get(status, status),
@@ -82,7 +87,7 @@ class ServiceRiskActions:
     def drain(self, account_id: int, timeout_s: float) -> bool:
         """Wait until every lane of the account has passed what was queued on it when called
         (the lock barrier's first step).  False when that took longer than ``timeout_s``."""
-        return executors.LANES.drain(account_id, self.settings, timeout_s)
+        return self.workers.lanes.drain(account_id, self.settings, timeout_s)
 
     def cancel(self, account_id: int, order_id: int) -> None:
         self._integration_for(account_id).cancel_order_rest({"orderId": order_id, "isAutomated": True})

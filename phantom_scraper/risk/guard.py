@@ -79,8 +79,10 @@ def _iso(epoch: Optional[float]) -> Optional[str]:
 
 
 class RiskGuard:
-    def __init__(self, settings, *, clock: Callable[[], float] = time.time):
+    def __init__(self, settings, *, clock: Callable[[], float] = time.time, workers=None):
         self.settings = settings
+        # whose "barrier" executor runs lock barriers (the service's; else the bare functions' set)
+        self._workers = workers if workers is not None else executors.shared()
         self.risk = settings.risk
         self.clock = clock
         self.defaults, self._by_name, self._rates = load_limits(settings)
@@ -430,7 +432,7 @@ class RiskGuard:
                 done.set()
 
         try:
-            executors.executor("barrier").submit(job)  # (it waits on lane jobs, which run on "order")
+            self._workers.executor("barrier").submit(job)  # (it waits on lane jobs, which run on "order")
         except RuntimeError:  # shutting down: nothing more is sent
             result["error"] = "shutting down"
             done.set()

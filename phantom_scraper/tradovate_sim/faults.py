@@ -30,6 +30,7 @@ _DEFAULTS: Dict[str, Any] = {
     "close_drops_unread": False,  # with it: the frames behind the closing one are never read (not executed)
     "hold_next_orders": 0,  # socket only: hold the next N order frames hold_orders_ms, then execute
     "hold_orders_ms": 0.0,  # (and answer, if the socket is still open): a broker executing late
+    #                        (read while holding: set it to 0 to release the held frames now)
     "oco_cancel_delay_ms": 0.0,  # a filled leg's OCO sibling is cancelled this long after the fill's events
     "blackhole_next_responses": 0,  # drop the next N responses (any request, after execution)
     "http_429_next": 0,  # answer 429 (REST: empty body; WS: {"s":429,"i":..}); not executed

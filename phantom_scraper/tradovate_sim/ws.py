@@ -248,8 +248,13 @@ class WsServer:
         if s.dropped and self.api.faults.close_drops_unread:
             return  # the connection is gone: frames behind the one that closed it are never read
         if normalise_endpoint(endpoint) in ORDER_ENDPOINTS and self.api.faults.take("hold_next_orders"):
-            # a broker executing late: the frame is executed after the hold even if the socket is gone
-            await asyncio.sleep(self.api.faults.hold_orders_ms / 1000.0)
+            # a broker executing late: the frame is executed after the hold even if the socket is gone.
+            # The hold is read as it runs: lowering hold_orders_ms (to 0) releases held frames early.
+            loop = asyncio.get_running_loop()
+            held_since = loop.time()
+            while loop.time() - held_since < self.api.faults.hold_orders_ms / 1000.0:
+                await asyncio.sleep(min(0.02, max(0.0, self.api.faults.hold_orders_ms / 1000.0
+                                                  - (loop.time() - held_since))))
         delay_ms = self.api.faults.order_delay(normalise_endpoint(endpoint))
         if delay_ms:  # transit to the exchange; one socket's orders still execute in sending order
             loop = asyncio.get_running_loop()
