@@ -128,3 +128,95 @@ def test_nothing_is_read_back_before_the_entry_fills(setup):
     rb = ReadBack(store, lambda a: ti, units)
     assert rb.run_once(force=True) == []
     assert "readback" not in store.get(intent)["meta"]
+
+
+def live_exit(sim, order_type):
+    """(order id, price or stop price, qty) of each live exit leg of ``order_type`` at the simulator."""
+    out = []
+    for (oid, info) in sim.exchange._info.items():
+        order = sim.exchange._entities["order"][oid]
+        if order["ordStatus"] in ("Working", "Suspended") and info.action == "Sell" and info.order_type == order_type:
+            out.append((oid, info.price if order_type == "Limit" else info.stop_price, info.qty))
+    return sorted(out)
+
+
+def test_a_stop_leg_sized_unlike_the_position_is_resized_to_what_is_held(setup):
+    """One bracket of 2: the broker's stop leg covers 1 contract only (as if it had sized the leg
+    differently): the read-back resizes it to the 2 held, prices untouched."""
+    sim, ti, store = setup("points")
+    units = UnitMemory()
+    intent, base = start(sim, ti, store, {"action": "buy", "quantity": 2, "takeProfit": [{"points": 10, "quantity": 2}],
+                                          "stopLoss": {"points": 8}}, units)
+    [(stop_id, stop_price, qty)] = live_exit(sim, "Stop")
+    assert qty == 2 and stop_price == base - 8
+    ti.modify_order_rest({"orderId": stop_id, "orderQty": 1, "orderType": "Stop", "stopPrice": stop_price})
+    rb = ReadBack(store, lambda a: ti, units)
+    assert rb.run_once(force=True) == [intent]
+    assert live_exit(sim, "Stop") == [(stop_id, base - 8, 2)]
+    assert live_exit(sim, "Limit")[0][1:] == (base + 10, 2)
+    assert store.get(intent)["meta"]["readback"]["state"] == "fixed"
+    assert len(rb.results) == 1 and "resized from 1 to 2" in rb.results[0][2]
+
+
+def test_stop_legs_that_would_reverse_the_position_are_an_alert_and_nothing_changes(setup):
+    """Two brackets of 1: one stop leg for 2 contracts -- 3 stop contracts on 2 held would turn the
+    position short when they trigger.  Which leg is wrong is not knowable: an alert, nothing sent."""
+    sim, ti, store = setup("points")
+    units = UnitMemory()
+    intent, base = start(sim, ti, store, BRACKET, units)
+    stops = live_exit(sim, "Stop")
+    assert [q for _, _, q in stops] == [1, 1]
+    ti.modify_order_rest({"orderId": stops[0][0], "orderQty": 2, "orderType": "Stop", "stopPrice": stops[0][1]})
+    modifies = len([o for o in sim.orders() if o["endpoint"] == "modifyorder"])
+    rb = ReadBack(store, lambda a: ti, units)
+    assert rb.run_once(force=True) == [intent]
+    assert store.get(intent)["meta"]["readback"]["state"] == "alert"
+    assert "stop legs for 3 contract(s), 2 held" in rb.results[0][2]
+    assert len([o for o in sim.orders() if o["endpoint"] == "modifyorder"]) == modifies
+    assert sorted(q for _, _, q in live_exit(sim, "Stop")) == [1, 2]
+
+
+def test_a_trailing_leg_sized_wrong_is_resized_by_quantity_only(setup):
+    sim, ti, store = setup("points")
+    units = UnitMemory()
+    intent, base = start(sim, ti, store, {"action": "buy", "quantity": 2, "takeProfit": {"points": 10},
+                                          "stopLoss": {"type": "trailing", "points": 8}}, units)
+    [(trail_id, trail_price, qty)] = live_exit(sim, "TrailingStop")
+    assert qty == 2
+    ti.modify_order_rest({"orderId": trail_id, "orderQty": 1, "orderType": "TrailingStop"})
+    rb = ReadBack(store, lambda a: ti, units)
+    assert rb.run_once(force=True) == [intent]
+    assert store.get(intent)["meta"]["readback"]["state"] == "fixed"
+    assert live_exit(sim, "TrailingStop") == [(trail_id, trail_price, 2)]  # still trailing from where it was
+
+
+def test_the_unit_a_read_back_learned_survives_a_restart(setup):
+    """A broker reading ticks, found once: a new process (a fresh UnitMemory seeded from the journal)
+    sends the next strategy in ticks at once instead of exposing it with stops 4x too close."""
+    sim, ti, store = setup("ticks")
+    intent, _ = start(sim, ti, store, BRACKET, UnitMemory())
+    assert ReadBack(store, lambda a: ti, UnitMemory()).run_once(force=True) == [intent]
+    assert store.get(intent)["meta"]["readback"]["unit"] == "ticks"
+    restarted = UnitMemory()
+    assert restarted.get("NQ") is None
+    assert restarted.seed(store) == 1 and restarted.get("NQ") == "ticks"
+    assert params_for_broker(store.get(intent)["params"], SYMBOL, 0.25, restarted)[1] == "ticks"
+
+
+def test_a_fill_on_the_account_makes_its_strategy_due_at_once(setup):
+    """A resting limit entry is read back on a growing back-off; its fill (the socket's ``fill``
+    event, through the breakeven manager's subscriber) makes it due on the next turn."""
+    from phantom_scraper import events
+    from phantom_scraper.strategies.breakeven import BreakevenManager
+    sim, ti, store = setup("ticks")
+    units = UnitMemory()
+    base = sim.get_price(SYMBOL)["price"]
+    intent, _ = start(sim, ti, store, dict(BRACKET, orderType="limit", limitPrice=base - 20), units)
+    manager = BreakevenManager(store, lambda a: ti)
+    rb = manager.readback = ReadBack(store, lambda a: ti, units, clock=lambda: 100.0)
+    assert rb.run_once() == []  # not filled: next turn in 2 s (the clock stands still)
+    sim.set_price(SYMBOL, base - 20)  # the entry fills
+    assert rb.run_once() == []  # not due yet
+    manager._on_event(events.Event("fill", {"account_id": store.get(intent)["account_id"]}))
+    assert rb.run_once() == [intent]
+    assert store.get(intent)["meta"]["readback"]["state"] == "fixed"

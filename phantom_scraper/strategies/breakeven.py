@@ -67,6 +67,7 @@ class BreakevenManager:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self._unsubscribe: Optional[Callable[[], None]] = None
         # the legs of every strategy read back once its entry fills (bracket units, strategies/readback.py)
         self.readback = ReadBack(store, integration_for_account)
         self.moves = 0
@@ -79,14 +80,28 @@ class BreakevenManager:
             self._latest[int(contract_id)] = float(price)
         self._wake.set()
 
+    def _on_event(self, event: events.Event) -> None:
+        """Subscriber (a socket thread): a fill makes its account's strategies due for read-back."""
+        if event.kind == "fill":
+            self.readback.poke(event.fields.get("account_id"))
+            self._wake.set()
+
     def start(self) -> None:
         if self._thread is None:
+            try:
+                self.readback.units.seed(self.store)  # the units earlier read-backs learned
+            except Exception as exc:  # the journal unreadable now: units are learned again
+                log.warning("order strategy bracket units from earlier read-backs unreadable: %s", exc)
+            self._unsubscribe = events.subscribe(self._on_event)
             if self.feed is not None:
                 self.feed.start()
             self._thread = threading.Thread(target=self._run, name="breakeven", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         self._stop.set()
         self._wake.set()
         if self._thread is not None:

@@ -88,10 +88,16 @@ def strategy_legs(ti, strategy_id: int, direction: int) -> Tuple[Optional[Leg], 
     return (min(entries, key=lambda l: l.order_id) if entries else None), exits
 
 
-def entry_fill_price(ti, entry_order_id: int) -> Optional[float]:
-    """The entry's average fill price, None while it has not filled."""
-    fills = ti.list_deps("fill", entry_order_id) or []
+def entry_fill(ti, entry_order_id: int) -> Optional[Tuple[float, int]]:
+    """The entry's (average fill price, contracts filled), None while it has not filled."""
+    fills = [f for f in (ti.list_deps("fill", entry_order_id) or []) if isinstance(f, dict)]
     qty = sum(f.get("qty") or 0 for f in fills)
     if not qty:
         return None
-    return sum((f.get("qty") or 0) * float(f.get("price")) for f in fills) / qty
+    return sum((f.get("qty") or 0) * float(f.get("price")) for f in fills) / qty, int(qty)
+
+
+def entry_fill_price(ti, entry_order_id: int) -> Optional[float]:
+    """The entry's average fill price, None while it has not filled."""
+    fill = entry_fill(ti, entry_order_id)
+    return fill[0] if fill is not None else None

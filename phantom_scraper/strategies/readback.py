@@ -38,7 +38,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from phantom_scraper import events
 from phantom_scraper.errors import OrderRejectedError, TradovateError
-from phantom_scraper.strategies.legs import Leg, entry_fill_price, strategy_legs
+from phantom_scraper.strategies.legs import Leg, entry_fill, strategy_legs
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,22 @@ class UnitMemory:
     def clear(self) -> None:
         with self._lock:
             self._units.clear()
+
+    def seed(self, store) -> int:
+        """After a restart: each product's unit as its latest read-back found it (the journal keeps
+        it in ``meta.readback.unit``).  Returns how many read-backs were read."""
+        seeded = 0
+        for row in reversed(store.learned_units()):  # oldest first: the newest read-back wins
+            root = root_of(row["symbol"])
+            with self._lock:
+                self._units[root] = row["unit"]
+            seeded += 1
+        if seeded:
+            with self._lock:
+                known = dict(self._units)
+            log.info("order strategy bracket units from earlier read-backs: %s",
+                     ", ".join(f"{r}={u}" for r, u in sorted(known.items())))
+        return seeded
 
 
 UNITS = UnitMemory()
@@ -115,12 +131,24 @@ class ReadBack:
         self._next: Dict[str, Tuple[float, float]] = {}  # intent -> (next check, delay); one thread
         self.results: List[Tuple[str, str, str]] = []  # (intent id, state, text)
         self._alerted: set = set()
+        self._poke_lock = threading.Lock()  # guards _poked only (poke runs on a socket thread)
+        self._poked: set = set()  # accounts with a fill since the last turn: their strategies are due now
+
+    def poke(self, account_id: Any) -> None:
+        """A fill on ``account_id`` (a socket's ``fill`` event): its strategies are read back on the
+        next turn instead of after their back-off, so an entry's legs are checked as soon as it fills.
+        Cheap: called on the socket thread."""
+        if account_id is not None:
+            with self._poke_lock:
+                self._poked.add(account_id)
 
     # -- driving -----------------------------------------------------------------------------------
     def run_once(self, force: bool = False) -> List[str]:
         """Check every open strategy not read back yet whose turn it is; returns the intents settled."""
         done = []
         now = self._clock()
+        with self._poke_lock:
+            poked, self._poked = self._poked, set()
         for rec in self.store.open():
             state = (rec["meta"].get("readback") or {}).get("state")
             if state in ("fixing", "replacing") and rec["intent_id"] not in self._alerted:
@@ -131,6 +159,8 @@ class ReadBack:
             if rec["strategy_id"] is None or state in FINAL:
                 continue
             due, delay = self._next.get(rec["intent_id"], (0.0, FIRST_DELAY_S))
+            if rec["account_id"] in poked:
+                due, delay = 0.0, FIRST_DELAY_S
             if not force and now < due:
                 continue
             try:
@@ -152,24 +182,46 @@ class ReadBack:
         meta, direction = rec["meta"], rec["direction"]
         tick = float(meta.get("tick") or 0.25)
         entry, exits = strategy_legs(ti, rec["strategy_id"], direction)
-        fill = entry_fill_price(ti, entry.order_id) if entry is not None else None
-        if fill is None:
+        got = entry_fill(ti, entry.order_id) if entry is not None else None
+        if got is None:
             return False
+        fill, filled = got
+        if entry.live and entry.qty and filled < entry.qty:
+            return False  # still filling: the legs follow the fills
         sent = meta.get("sent_unit", "points")
         planned = meta.get("brackets") or []
+        notes: List[str] = []
+        resize, problems = quantities(entry, exits, planned, filled)
+        if problems and self._strategy_running(ti, rec["strategy_id"]):
+            return self._settle(rec, "alert", "quantities not as planned: " + "; ".join(problems)
+                                + "; nothing changed -- check the position's exits")
+        if resize and not problems:
+            self._mark(rec, "fixing")
+            for leg, qty in resize:
+                body = {"orderId": leg.order_id, "orderQty": qty, "orderType": leg.order_type, "isAutomated": True}
+                if leg.role != "trailing":  # a trailing stop's quantity only (TrailingStopNonOrderQtyModify)
+                    body["price" if leg.role == "target" else "stopPrice"] = leg.price_of()
+                try:
+                    ti.modify_order_rest(body)
+                except OrderRejectedError as exc:
+                    return self._settle(rec, "alert", f"{leg.role} leg {leg.order_id} is for {leg.qty} contract(s), "
+                                                      f"{qty} are held; the resize was refused ({exc}) -- check "
+                                                      "the position's exits")
+                notes.append(f"{leg.role} leg {leg.order_id} resized from {leg.qty} to {qty} contract(s)")
+                leg.version["orderQty"] = qty
         verdict, factor = self._measure(exits, planned, fill, tick)
         root = root_of(rec["symbol"] or "")
         if verdict == "as_sent":
             self.units.learn(root, sent)
-            return self._settle(rec, "ok", None)
+            return self._settle(rec, "fixed" if notes else "ok", "; ".join(notes) or None, unit=sent)
         if verdict == "wrong_unit":
             broker_unit = "ticks" if sent == "points" else "points"
             self.units.learn(root, broker_unit)
-            return self._fix(ti, rec, exits, planned, fill, tick, factor, broker_unit)
+            return self._fix(ti, rec, exits, planned, fill, tick, factor, broker_unit, notes)
         if verdict == "missing_stop" and not self._strategy_running(ti, rec["strategy_id"]):
             return self._settle(rec, "ok", None)  # the legs already did their job
-        return self._settle(rec, "alert", f"legs do not match the plan ({verdict}); nothing changed -- "
-                                          "check the position's exits")
+        return self._settle(rec, "alert", "; ".join(notes + [f"legs do not match the plan ({verdict}); nothing "
+                                                             "changed -- check the position's exits"]))
 
     def _measure(self, exits: List[Leg], planned: List[dict], fill: float, tick: float) -> Tuple[str, float]:
         """``as_sent`` | ``wrong_unit`` (with the factor actual/planned) | ``missing_stop`` | ``unexplained``."""
@@ -211,7 +263,7 @@ class ReadBack:
         return "unexplained", 1.0
 
     def _fix(self, ti, rec, exits: List[Leg], planned: List[dict], fill: float, tick: float, factor: float,
-             broker_unit: str) -> bool:
+             broker_unit: str, notes: List[str]) -> bool:
         trailing = any(b.get("trailingStop") or b.get("autoTrail") for b in planned)
         if not trailing:
             self._mark(rec, "fixing")
@@ -229,20 +281,23 @@ class ReadBack:
                 except OrderRejectedError as exc:
                     refused.append(f"order {leg.order_id}: {exc}")
             if not refused:
-                return self._settle(rec, "fixed", f"the broker read the bracket offsets in {broker_unit}: "
-                                                  f"{moved} leg(s) moved to the planned prices")
+                return self._settle(rec, "fixed", "; ".join(notes + [
+                    f"the broker read the bracket offsets in {broker_unit}: {moved} leg(s) moved to the planned "
+                    "prices"]), unit=broker_unit)
             log.error("read-back %s: modify refused (%s); replacing the strategy's exits", rec["intent_id"],
                       "; ".join(refused))
-        return self._replace(ti, rec, planned, fill, tick, broker_unit)
+        return self._replace(ti, rec, planned, fill, tick, broker_unit, notes)
 
-    def _replace(self, ti, rec, planned: List[dict], fill: float, tick: float, broker_unit: str) -> bool:
+    def _replace(self, ti, rec, planned: List[dict], fill: float, tick: float, broker_unit: str,
+                 notes: List[str]) -> bool:
         self._mark(rec, "replacing")
         direction = rec["direction"]
         answer = ti.interrupt_order_strategy(rec["strategy_id"])
         _, exits = strategy_legs(ti, rec["strategy_id"], direction)
         if isinstance(answer, dict) and answer.get("errorText") or any(l.live for l in exits):
-            return self._settle(rec, "alert", f"the broker read the bracket offsets in {broker_unit}; the "
-                                              "strategy could not be interrupted, its legs stay as they are")
+            return self._settle(rec, "alert", "; ".join(notes + [
+                f"the broker read the bracket offsets in {broker_unit}; the strategy could not be interrupted, its "
+                "legs stay as they are"]), unit=broker_unit)
         held = self._held(ti, rec)
         exit_action = "Sell" if direction > 0 else "Buy"
         placed, failed = [], []
@@ -257,8 +312,9 @@ class ReadBack:
                                                                      + (f" {result.failure_text or result.error or ''}"
                                                                         if result.status != "acked" else ""))
         state = "replaced" if not failed else "alert"
-        return self._settle(rec, state, f"the broker read the bracket offsets in {broker_unit}; the strategy was "
-                                        f"interrupted and replaced by plain exits ({'; '.join(placed + failed)})")
+        return self._settle(rec, state, "; ".join(notes + [
+            f"the broker read the bracket offsets in {broker_unit}; the strategy was interrupted and replaced by "
+            f"plain exits ({'; '.join(placed + failed)})"]), unit=broker_unit)
 
     @staticmethod
     def _exit_body(rec, b: dict, qty: int, action: str, fill: float, tick: float) -> Tuple[dict, str]:
@@ -288,17 +344,49 @@ class ReadBack:
         entity = ti.get_order_strategy(strategy_id)
         return isinstance(entity, dict) and entity.get("status") == "ActiveStrategy"
 
-    # -- journal -----------------------------------------------------------------------------------
-    def _mark(self, rec, state: str) -> None:
-        meta = dict(rec["meta"], readback={"state": state, "at": time.time()})
+    # -- journal ---------------------------------------------------------------------------------------
+    def _mark(self, rec, state: str, unit: Optional[str] = None) -> None:
+        readback: Dict[str, Any] = {"state": state, "at": time.time()}
+        if unit:
+            readback["unit"] = unit  # the unit the broker applied: seeds UNITS after a restart
+        meta = dict(rec["meta"], readback=readback)
         self.store.set_meta(rec["intent_id"], meta)  # before the broker call: a restart never repeats it
         rec["meta"] = meta
 
-    def _settle(self, rec, state: str, text: Optional[str]) -> bool:
-        self._mark(rec, state)
+    def _settle(self, rec, state: str, text: Optional[str], unit: Optional[str] = None) -> bool:
+        self._mark(rec, state, unit)
         if text:
             self.results.append((rec["intent_id"], state, text))
             (log.error if state == "alert" else log.warning)("read-back %s (account %s): %s", rec["intent_id"],
                                                               rec["account_name"], text)
             events.emit("strategy_alert", intent_id=rec["intent_id"], account=rec["account_name"], text=text)
         return True
+
+
+def quantities(entry: Leg, exits: List[Leg], planned: List[dict], filled: int) -> Tuple[List[Tuple[Leg, int]],
+                                                                                         List[str]]:
+    """Compare the legs' quantities with the plan and the contracts the strategy holds: (legs to
+    resize, problems no resize fixes).  Held = the entry's fills less the exits that filled.  While
+    every bracket has a stop, the live stop legs together must cover exactly what is held (fewer
+    leaves contracts unprotected, more would reverse the position when they trigger); likewise the
+    targets when every bracket has one, and never more than held.  A mismatch on a single live leg
+    of its kind is resized to what is held (``order/modifyorder`` with ``orderQty``, which Tradovate
+    allows even for trailing stops); anything else is a problem for the trader."""
+    resize: List[Tuple[Leg, int]] = []
+    problems: List[str] = []
+    planned_total = sum(int(b.get("qty") or 0) for b in planned)
+    if entry.qty is not None and planned_total and int(entry.qty) != planned_total:
+        problems.append(f"the entry is for {entry.qty} contract(s), the plan for {planned_total}")
+    held = filled - sum(int(l.qty or 0) for l in exits if l.status == "Filled")
+    live = [l for l in exits if l.live]
+    for kind, roles, key in (("stop", ("stop", "trailing"), "stopLoss"), ("target", ("target",), "profitTarget")):
+        legs = [l for l in live if l.role in roles]
+        total = sum(int(l.qty or 0) for l in legs)
+        every = bool(planned) and all(b.get(key) is not None for b in planned)
+        if total == held or (not every and total <= held) or (every and not legs):
+            continue  # as planned (a missing leg is the price check's business: missing_stop)
+        if len(legs) == 1 and held > 0:
+            resize.append((legs[0], held))
+        else:
+            problems.append(f"{kind} legs for {total} contract(s), {held} held")
+    return resize, problems

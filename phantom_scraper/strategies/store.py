@@ -127,6 +127,18 @@ class StrategyStore:
             sql, params = sql + " AND s.contract_id = ?", params + [int(contract_id)]
         return [_row(r) for r in self._tables.read(sql + " ORDER BY s.created_at", params)]
 
+    def learned_units(self, limit: int = 500) -> List[Dict[str, Any]]:
+        """The most recent read-backs that learned a bracket unit (``meta.readback.unit``), newest
+        first: ``[{"symbol", "unit"}]``.  Rows are filtered by text first (portable SQL), then parsed."""
+        rows = self._tables.read("SELECT symbol, meta FROM order_strategies WHERE meta LIKE ? "
+                                 "ORDER BY updated_at DESC LIMIT ?", ('%"unit":%', int(limit)))
+        out = []
+        for row in rows:
+            unit = ((json.loads(row["meta"] or "{}").get("readback") or {}).get("unit"))
+            if unit in ("points", "ticks") and row["symbol"]:
+                out.append({"symbol": row["symbol"], "unit": unit})
+        return out
+
     def has_open(self, account_id: int, contract_id: int) -> bool:
         return bool(self.open(account_id, contract_id))
 

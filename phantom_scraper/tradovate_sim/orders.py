@@ -226,7 +226,8 @@ class OrderMixin:
                     or any(body.get(k) is not None for k in ("price", "stopPrice", "pegDifference"))):
                 # Tradovate's failureReason of that name: a trailing stop's quantity only may change
                 return failure("TrailingStopNonOrderQtyModify", "Only the quantity of a trailing stop can be modified")
-            err = self._leg_error({"action": info.action, **body})
+            trailing = info.order_type in ("TrailingStop", "TrailingStopLimit")
+            err = self._leg_error({"action": info.action, **body, **({"stopPrice": info.stop_price} if trailing else {})})
             if err:
                 return err
             if order["ordStatus"] not in LIVE:
@@ -235,9 +236,14 @@ class OrderMixin:
             if max_qty is not None and qty > max_qty:
                 return failure("MaxOrderQtyLimitReached", MAX_QTY_TEXT)
             cmd_id = self._command_locked(ev, user_id, order_id, "Modify", body)
+            if trailing:  # its quantity only: it keeps trailing
+                prev = max((v for v in self._entities["orderVersion"].values() if v.get("orderId") == order_id),
+                           key=lambda v: v["id"], default={})
+                body = dict(body, pegDifference=prev.get("pegDifference"))
+            else:
+                info.price, info.stop_price = _num(body.get("price")), _num(body.get("stopPrice"))
+                info.triggered = False
             info.qty, info.order_type = qty, body["orderType"]
-            info.price, info.stop_price = _num(body.get("price")), _num(body.get("stopPrice"))
-            info.triggered = False
             self._version_locked(ev, cmd_id, info, body)
             self._report_locked(ev, info, cmd_id, "Replaced", order["ordStatus"])
             if order["ordStatus"] == "Working":
