@@ -191,7 +191,9 @@ class ReadBack:
         sent = meta.get("sent_unit", "points")
         planned = meta.get("brackets") or []
         notes: List[str] = []
-        resize, problems = quantities(entry, exits, planned, filled)
+        # read after the legs: a position reduced since (an opposite order; the server then shrinks
+        # the legs itself, execution/exit legs) shows here too, so legs are never resized above it
+        resize, problems = quantities(entry, exits, planned, filled, self._held(ti, rec))
         if problems and self._strategy_running(ti, rec["strategy_id"]):
             return self._settle(rec, "alert", "quantities not as planned: " + "; ".join(problems)
                                 + "; nothing changed -- check the position's exits")
@@ -363,10 +365,12 @@ class ReadBack:
         return True
 
 
-def quantities(entry: Leg, exits: List[Leg], planned: List[dict], filled: int) -> Tuple[List[Tuple[Leg, int]],
-                                                                                         List[str]]:
+def quantities(entry: Leg, exits: List[Leg], planned: List[dict], filled: int,
+               position: Optional[int] = None) -> Tuple[List[Tuple[Leg, int]], List[str]]:
     """Compare the legs' quantities with the plan and the contracts the strategy holds: (legs to
-    resize, problems no resize fixes).  Held = the entry's fills less the exits that filled.  While
+    resize, problems no resize fixes).  Held = the entry's fills less the exits that filled, and
+    never more than the account's ``position`` in the strategy's direction (read after the legs: an
+    opposite order may have reduced it, and the server shrinks the legs to match).  While
     every bracket has a stop, the live stop legs together must cover exactly what is held (fewer
     leaves contracts unprotected, more would reverse the position when they trigger); likewise the
     targets when every bracket has one, and never more than held.  A mismatch on a single live leg
@@ -378,6 +382,8 @@ def quantities(entry: Leg, exits: List[Leg], planned: List[dict], filled: int) -
     if entry.qty is not None and planned_total and int(entry.qty) != planned_total:
         problems.append(f"the entry is for {entry.qty} contract(s), the plan for {planned_total}")
     held = filled - sum(int(l.qty or 0) for l in exits if l.status == "Filled")
+    if position is not None:
+        held = min(held, int(position))
     live = [l for l in exits if l.live]
     for kind, roles, key in (("stop", ("stop", "trailing"), "stopLoss"), ("target", ("target",), "profitTarget")):
         legs = [l for l in live if l.role in roles]
