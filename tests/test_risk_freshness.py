@@ -81,7 +81,7 @@ def make(tmp_path):
         actions = Actions(broker)
         journal = Journal(str(tmp_path / "j.sqlite3"))
         g.attach(store=RiskStore(journal), accounts={1: "A", 2: "B"}, broker=broker, actions=actions)
-        g.unknown_report_after_s = 0.0
+        g.unknown.report_after_s = 0.0
         made.append((g, journal))
         return g, broker, actions, clock
 

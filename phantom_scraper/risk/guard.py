@@ -23,7 +23,6 @@ imports the pool: ``broker`` (positions, working orders, cash balance: BrokerSta
 """
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import logging
 import threading
@@ -38,7 +37,10 @@ from phantom_scraper.signals import PlanError
 from phantom_scraper.risk import barrier, rules
 from phantom_scraper.hours import next_session_start, trading_day
 from phantom_scraper.risk.limits import check_names, load_limits
+from phantom_scraper.risk.closing import CloseFlattener, flatten_once
 from phantom_scraper.risk.pnl import account_pnl
+from phantom_scraper.risk.status import guard_status, iso
+from phantom_scraper.risk.unlocks import UnknownReports, UnlockBases
 from phantom_scraper.risk.rules import Refusal, RiskLimits
 from phantom_scraper.risk.store import RiskStore
 
@@ -72,12 +74,6 @@ class RiskActions(Protocol):
         """``cashBalance/getcashbalancesnapshot``."""
 
 
-def _iso(epoch: Optional[float]) -> Optional[str]:
-    if epoch is None:
-        return None
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class RiskGuard:
     def __init__(self, settings, *, clock: Callable[[], float] = time.time, workers=None):
         self.settings = settings
@@ -106,9 +102,10 @@ class RiskGuard:
         self._snapshots: Dict[int, Tuple[float, int, dict]] = {}  # account -> (taken at, seq requested, body)
         self._pos_marks: Dict[int, Dict[int, tuple]] = {}  # account -> contract -> ((net, price), seq seen)
         self._seq = itertools.count(1)  # orders position changes and snapshot requests (under _lock)
-        self._unknown: Dict[int, Tuple[float, bool]] = {}  # account -> (unknown since, reported) (watcher thread)
-        self.unknown_report_after_s = 10.0  # monotonic seconds of unknown P&L before it is reported
-        self._close_marks: Dict[int, float] = {}
+        self.relock_notes: Dict[int, Optional[str]] = {}  # account -> what its last unlock means (answer, log)
+        self.unlocks = UnlockBases(lambda: self.store)
+        self.unknown = UnknownReports(self.account_name, self._event)
+        self.closer = CloseFlattener(self)
         self._peak_saved_at: Dict[int, float] = {}  # watcher thread only
         self._last_values: Dict[int, dict] = {}
         self._force_tick = False
@@ -139,7 +136,7 @@ class RiskGuard:
         for account_id, row in self._locks.items():
             self._announce(row, locked=True)
             log.warning("Risk lock on %s kept from before the restart: %s (%s), until %s", row["account_name"],
-                        row["reason"], row["message"], _iso(row["until"]) or "unlocked by an operator")
+                        row["reason"], row["message"], iso(row["until"]) or "unlocked by an operator")
 
     def start(self) -> None:
         if self._thread is None:
@@ -213,7 +210,7 @@ class RiskGuard:
             lock = self._locks.get(target.id)
         refusal = None
         if lock is not None:
-            until = _iso(lock["until"]) or "an operator unlocks it"
+            until = iso(lock["until"]) or "an operator unlocks it"
             refusal = Refusal(rules.LOCKED, f"account locked ({lock['reason']}: {lock['message']}); "
                                             f"entries refused until {until}; exits pass")
         elif limits.trading_hours is not None and not limits.trading_hours.is_open(now):
@@ -354,35 +351,13 @@ class RiskGuard:
         limits = self.limits_for(account_id)
         if not limits.watches_pnl:
             return
-        self._report_unknown(account_id, values.get("unknown"))
+        self.unknown.report(account_id, values.get("unknown"))
         if locked or not values["complete"]:
             return  # a rule never acts on a figure it cannot vouch for
-        breach = rules.pnl_breach(limits, values["total_pnl"], values["peak_pnl"])
+        breach = self.unlocks.breach(account_id, limits, values, rules.pnl_breach(limits, values["total_pnl"],
+                                                                                  values["peak_pnl"]))
         if breach is not None:
             self.lock(account_id, breach[0], breach[1], until=next_session_start(now), flatten=True)
-
-    def _report_unknown(self, account_id: int, why: Optional[str]) -> None:
-        """``pnl_unknown``: journaled, logged and on the event bus (metric, notification) once an
-        account with P&L rules has been in it ``unknown_report_after_s`` (a start-up's sync does not
-        alarm anyone), and again when it leaves it (watcher thread).  The status shows it at once."""
-        since, reported = self._unknown.get(account_id, (None, False))
-        name = self._accounts.get(account_id)
-        if why is None:
-            self._unknown.pop(account_id, None)
-            if reported:
-                log.warning("Risk %s: P&L known again", name)
-                self._event("pnl_known", account_id, rules.PNL_UNKNOWN, "P&L known again")
-                events.emit("risk_pnl", account=name, unknown=False, reason=None)
-            return
-        if since is None:
-            since = time.monotonic()
-        if not reported and time.monotonic() - since >= self.unknown_report_after_s:
-            reported = True
-            log.warning("Risk %s: %s (%s): its P&L rules cannot act until it is known again",
-                        name, rules.PNL_UNKNOWN, why)
-            self._event("pnl_unknown", account_id, rules.PNL_UNKNOWN, why)
-            events.emit("risk_pnl", account=name, unknown=True, reason=why)
-        self._unknown[account_id] = (since, reported)
 
     # -- locks and flattening ---------------------------------------------------------------------------
     def lock(self, account_id: int, reason: str, message: str, *, until: Optional[float], flatten: bool,
@@ -398,7 +373,7 @@ class RiskGuard:
             self._last_flatten.pop(account_id, None)
         self._announce(row, locked=True)
         log.warning("Risk LOCK %s (%s by %s): %s; entries refused until %s%s", name, reason, by, message,
-                    _iso(until) or "an operator unlocks it", "; cancelling working orders and flattening" if flatten else "")
+                    iso(until) or "an operator unlocks it", "; cancelling working orders and flattening" if flatten else "")
         self._event("lock", account_id, reason, message)
         if flatten:
             row["flatten_wait"] = self.request_flatten(account_id, f"{reason}: {message}")
@@ -438,42 +413,16 @@ class RiskGuard:
             done.set()
         return done, result
 
-    def _flatten(self, account_id: int, why: str) -> dict:
-        """Worker thread: cancel working orders and close every position of the account."""
-        now = self.clock()
-        with self._lock:
-            self._last_flatten[account_id] = now
-        if self.broker is None or self.actions is None:
-            return {"error": "no broker state"}
-        positions = {c: n for c, (n, _p) in self.broker.positions(account_id).items() if n}
-        orders = [o for o in self.broker.working_orders(account_id) if o.get("contractId") not in positions]
-        result = {"flattened": [], "cancelled": [], "errors": []}
-        for contract_id in sorted(positions):
-            try:
-                text = self.actions.flatten(account_id, contract_id, why)
-                result["flattened"].append({"contract_id": contract_id, "net_pos": positions[contract_id], "result": text})
-                self._event("flatten", account_id, "liquidateposition", f"contract {contract_id} ({positions[contract_id]:+d}): {text}; {why}")
-            except Exception as exc:
-                result["errors"].append(f"flatten {contract_id}: {exc}")
-                log.error("Risk flatten of %s contract %s failed: %s", self._accounts.get(account_id), contract_id, exc)
-                self._event("error", account_id, "flatten_failed", f"contract {contract_id}: {exc}")
-        for order in orders:
-            try:
-                self.actions.cancel(account_id, int(order["id"]))
-                result["cancelled"].append(order["id"])
-                self._event("cancel", account_id, "cancelorder", f"order {order['id']}; {why}")
-            except Exception as exc:
-                result["errors"].append(f"cancel {order.get('id')}: {exc}")
-                log.warning("Risk cancel of order %s failed: %s", order.get("id"), exc)
-        log.warning("Risk flatten %s: %d position(s) closed, %d order(s) cancelled (%s)", self._accounts.get(account_id),
-                    len(result["flattened"]), len(result["cancelled"]), why)
-        return result
+    def _flatten(self, account_id: int, why: str, retry_in_s: Optional[float] = None) -> dict:
+        """Cancel working orders and close every position of the account, once (``closing.flatten_once``)."""
+        return flatten_once(self, account_id, why, retry_in_s)
 
     def unlock(self, account_ids: Iterable[int], by: str = "operator") -> Dict[int, bool]:
         now = self.clock()
         out = {}
         for account_id in account_ids:
-            changed = self.store.unlock(account_id, by, now)
+            note = self._unlock_base(account_id, now)  # before the lock goes: the watcher never
+            changed = self.store.unlock(account_id, by, now)  # sees it unlocked and not re-armed
             with self._lock:
                 was = self._locks.pop(account_id, None)
                 self._last_flatten.pop(account_id, None)
@@ -481,9 +430,18 @@ class RiskGuard:
             if was is not None:
                 self._announce(was, locked=False)
             if out[account_id]:
-                log.warning("Risk UNLOCK %s by %s", self._accounts.get(account_id), by)
-                self._event("unlock", account_id, by, f"unlocked by {by}")
+                self.relock_notes[account_id] = note
+                log.warning("Risk UNLOCK %s by %s%s", self._accounts.get(account_id), by, f"; {note}" if note else "")
+                self._event("unlock", account_id, by, f"unlocked by {by}" + (f"; {note}" if note else ""))
         return out
+
+    def _unlock_base(self, account_id: int, now: float) -> Optional[str]:
+        limits = self.limits_for(account_id)
+        if not limits.watches_pnl:
+            return None
+        values = self.pnl(account_id, now)
+        peak = self._peak(account_id, values["trading_day"], values["total_pnl"], now) if values["complete"] else None
+        return self.unlocks.on_unlock(account_id, limits, values, peak)
 
     def kill(self, account_ids: Iterable[int], *, flatten: bool, wait_s: float = 10.0, by: str = "kill switch") -> dict:
         """Lock the accounts until an operator unlocks them and (optionally) flatten them now."""
@@ -542,7 +500,7 @@ class RiskGuard:
             self._value_points(open_contracts)
             self._poll_snapshot(account_id, now)
             if self._fresh(account_id):  # decisions about positions wait for the sync snapshot
-                self._check_close(account_id, now, open_contracts)
+                self.closer.check(account_id, now, open_contracts)
                 self._retry_flatten(account_id, now, open_contracts)
             self._evaluate(account_id, now)
         if self.feed is not None:
@@ -559,7 +517,7 @@ class RiskGuard:
                 self._locks.pop(row["account_id"], None)
         for row in expired:
             self._announce(row, locked=False)
-            log.warning("Risk lock on %s cleared at the session start (%s)", row["account_name"], _iso(row["until"]))
+            log.warning("Risk lock on %s cleared at the session start (%s)", row["account_name"], iso(row["until"]))
             self._event("unlock", row["account_id"], "session_start", f"{row['reason']} lock cleared at the session start")
 
     def _value_points(self, contracts: Set[int]) -> None:
@@ -598,31 +556,6 @@ class RiskGuard:
         with self._lock:
             self._snapshots[account_id] = (now, seq, snap or {})
 
-    def _check_close(self, account_id: int, now: float, open_contracts: Set[int]) -> None:
-        limits = self.limits_for(account_id)
-        hours = limits.trading_hours
-        if not (limits.flatten_at_close and hours is not None):
-            return
-        end = hours.last_end(now)
-        if end is None:
-            return
-        mark = self._close_marks.get(account_id)
-        if mark is None:
-            mark = self.store.mark(account_id, "flatten_at_close") or 0.0
-        if mark >= end:
-            self._close_marks[account_id] = mark
-            return
-        working = self.broker.working_orders(account_id) if self.broker is not None else []
-        if (open_contracts or working) and not hours.is_open(now):
-            late = account_id not in self._close_marks and now - end > max(5.0, 3 * self.risk.check_interval_s)
-            why = (f"trading window ended at {_iso(end)} while the process was down: flattened at start" if late
-                   else f"trading window ended at {_iso(end)} (FLATTEN_AT_CLOSE)")
-            log.warning("Risk flatten at close for %s: %s", self._accounts.get(account_id), why)
-            self._event("flatten_at_close", account_id, "flatten_at_close", why)
-            self.request_flatten(account_id, why)
-        self.store.set_mark(account_id, "flatten_at_close", end)
-        self._close_marks[account_id] = end
-
     def _retry_flatten(self, account_id: int, now: float, open_contracts: Set[int]) -> None:
         with self._lock:
             lock = self._locks.get(account_id)
@@ -658,40 +591,8 @@ class RiskGuard:
 
     # -- status ----------------------------------------------------------------------------------------------
     def status(self) -> dict:
-        now = self.clock()
-        accounts = []
-        for account_id, name in sorted(self._accounts.items(), key=lambda kv: kv[1]):
-            with self._lock:
-                values = dict(self._last_values.get(account_id) or {})
-                lock = self._locks.get(account_id)
-            limits = self.limits_for(account_id)
-            accounts.append({
-                "account_id": account_id, "account_name": name,
-                "trading_day": values.get("trading_day") or trading_day(now).isoformat(),
-                "realized_pnl": values.get("realized_pnl"), "open_pnl": values.get("open_pnl"),
-                "total_pnl": values.get("total_pnl"), "peak_pnl": values.get("peak_pnl"),
-                "pnl_complete": bool(values.get("complete")),
-                "pnl_status": "known" if values.get("complete") else rules.PNL_UNKNOWN,
-                "pnl_unknown": values.get("unknown") if values else "not evaluated yet",
-                "pnl_freshness": values.get("freshness"), "limits": limits.to_dict(),
-                "trading_hours_open": limits.trading_hours.is_open(now) if limits.trading_hours else None,
-                "lock": None if lock is None else {
-                    "reason": lock["reason"], "message": lock["message"], "locked_at_utc": _iso(lock["locked_at"]),
-                    "until_utc": _iso(lock["until"]), "flatten": bool(lock.get("flatten"))},
-            })
-        polled = sum(1 for a in self._accounts if self.limits_for(a).watches_pnl
-                     and not (self.broker is not None and self.broker.cash_balance(a)))
-        return {
-            "enabled": self.enabled,
-            "trading_day": trading_day(now).isoformat(),
-            "next_session_start_utc": _iso(next_session_start(now)),
-            "market_data": self.feed.status() if self.feed is not None else None,
-            "requests": {"broker_reads": self.broker_reads,
-                         "snapshot_polls_per_hour_now": round(polled * 3600 / max(1.0, self.risk.snapshot_poll_s), 1),
-                         "market_data_requests": self.feed.requests_sent if self.feed is not None else 0},
-            "accounts": accounts,
-            "recent_events": self.store.recent_events(20) if self.store is not None else [],
-        }
+        """Per account: the day's figures with their freshness, limits, lock (``risk`` in the status)."""
+        return guard_status(self)
 
     def accounts_by_name(self, names) -> Tuple[List[int], List[str]]:
         """(ids, unknown names) for a kill-switch selector: ``"all"`` or a list of account names."""

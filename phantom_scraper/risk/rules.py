@@ -165,6 +165,40 @@ def pnl_breach(limits: RiskLimits, total_pnl: float, peak_pnl: float) -> Optiona
     return None
 
 
+def breach_since_unlock(limits: RiskLimits, total_pnl: float, peak_since: float,
+                        base: float) -> Optional[Tuple[str, str]]:
+    """After an operator lifted a daily lock at P&L ``base``: only a *new* breach counts, measured
+    from ``base`` by the configured amounts (a new low ``loss limit`` below it, a further gain of the
+    profit target above it, a drawdown from the highest P&L since the unlock)."""
+    at = f"the P&L when the lock was lifted ({base:.2f})"
+    if limits.daily_loss_limit is not None and total_pnl <= base - abs(limits.daily_loss_limit):
+        return DAILY_LOSS, (f"daily P&L {total_pnl:.2f} USD fell {abs(limits.daily_loss_limit):.2f} (the loss limit) "
+                            f"below {at}")
+    if limits.daily_profit_target is not None and total_pnl >= base + limits.daily_profit_target:
+        return PROFIT_TARGET, (f"daily P&L {total_pnl:.2f} USD rose {limits.daily_profit_target:.2f} (the profit target) "
+                               f"above {at}")
+    if limits.trailing_drawdown is not None and peak_since - total_pnl >= abs(limits.trailing_drawdown):
+        return TRAILING_DRAWDOWN, (f"daily P&L {total_pnl:.2f} USD is {peak_since - total_pnl:.2f} below its peak "
+                                   f"{peak_since:.2f} since the unlock (trailing drawdown {abs(limits.trailing_drawdown):.2f})")
+    return None
+
+
+def relock_note(limits: RiskLimits, base: Optional[float]) -> str:
+    """What lifting a daily lock at P&L ``base`` means, in words (the unlock's answer and log)."""
+    if base is None:
+        return ("relocks only on a new breach, measured from the P&L once it is known again "
+                "(not on the figures that locked it)")
+    parts = []
+    if limits.daily_loss_limit is not None:
+        parts.append(f"P&L at or below {base - abs(limits.daily_loss_limit):.2f}")
+    if limits.daily_profit_target is not None:
+        parts.append(f"at or above {base + limits.daily_profit_target:.2f}")
+    if limits.trailing_drawdown is not None:
+        parts.append(f"{abs(limits.trailing_drawdown):.2f} below the highest P&L since the unlock")
+    return (f"the P&L when the lock was lifted is {base:.2f}: the same figures do not lock again today; it relocks "
+            f"only on a new breach ({'; '.join(parts)})")
+
+
 class SignalRateLimiter:
     """Entry signals per minute per recorder, as a sliding 60 s window.
 
