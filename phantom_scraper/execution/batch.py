@@ -20,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import logging
+import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -105,14 +106,53 @@ def run_batched(run, targets, tickets, states, start_others: Callable[[Dict[int,
             sent[index] = (batch, position)
 
     start_others({**results, **{index: None for index, *_ in ready}})
-    # Every answer is awaited at once: this thread wakes once for the batch, not once per answer
-    # (each wake-up takes the interpreter from the socket thread while it is still reading).
-    batches = {id(b): b for b, _ in sent.values() if b is not None}.values()
-    limit = max((b.deadline for b in batches), default=time.monotonic()) - time.monotonic()
+    # Each socket's answers are awaited as one: this thread wakes once per socket, not once per answer
+    # (each wake-up takes the interpreter from the socket thread while it is still reading), and the
+    # accounts of a socket whose answers are in are finished (their lanes released) at once -- a slow
+    # login delays only its own accounts.
+    batches = {id(b): b for b, _ in sent.values() if b is not None}
+    limit = max((b.deadline for b in batches.values()), default=time.monotonic()) - time.monotonic()
     if wait_s is not None:
         limit = min(limit, wait_s)
-    concurrent.futures.wait([f for b in batches for f in b.futures], timeout=max(0.0, limit))
-    for index, ticket, placement, started in ready:
+    deadline = time.monotonic() + max(0.0, limit)
+    whole = {key: _all_done(b.futures) for key, b in batches.items()}
+    waiting = [item for item in ready if sent[item[0]][0] is None]  # nothing written: finished first
+    _finish_ready(run, waiting, sent, targets, results, signal_id, contract)
+    pending = dict(whole)
+    while pending:
+        done, _ = concurrent.futures.wait(list(pending.values()), timeout=max(0.0, deadline - time.monotonic()),
+                                          return_when=concurrent.futures.FIRST_COMPLETED)
+        keys = [key for key, fut in pending.items() if fut in done] if done else list(pending)
+        for key in keys:
+            pending.pop(key)
+        _finish_ready(run, [item for item in ready if sent[item[0]][0] is not None and id(sent[item[0]][0]) in keys],
+                      sent, targets, results, signal_id, contract)
+    return results
+
+
+def _all_done(futures) -> "concurrent.futures.Future":
+    """A future done when every one of ``futures`` is (one wake-up per socket's batch)."""
+    whole: concurrent.futures.Future = concurrent.futures.Future()
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def one_done(_f) -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            whole.set_result(None)
+
+    if not futures:
+        whole.set_result(None)
+    for fut in futures:
+        fut.add_done_callback(one_done)
+    return whole
+
+
+def _finish_ready(run, items, sent, targets, results, signal_id, contract) -> None:
+    """Finish these accounts: here when the answer is in and final, else on the order executor."""
+    for index, ticket, placement, started in items:
         target, conn = targets[index]
         batch, where = sent[index]
         answer = functools.partial(_raise, where) if batch is None else functools.partial(batch.result, where)
@@ -121,7 +161,6 @@ def run_batched(run, targets, tickets, states, start_others: Callable[[Dict[int,
             results[index] = _done(finish())
         else:  # more work (penalty wait, REST fallback, unknown search): off this thread
             results[index] = _off_thread(run, finish)
-    return results
 
 
 def _off_thread(run, finish) -> "concurrent.futures.Future":
