@@ -59,7 +59,7 @@ def start(make_server_app, sim, at=TUESDAY_10, settings=None, **risk):
 
 
 def test_the_readmes_recorders_file_example_with_a_per_account_loss_limit_sees_open_pnl(
-        make_server_app, sim, tmp_path, monkeypatch):
+        make_server_app, sim, tmp_path, monkeypatch, caplog):
     """#1 (and #3's inheritance): a daily loss limit set only per account, in the recorders file of
     the README (its login names no URL: it inherits the service's), never saw open P&L: buy 2 NQ at
     21000, price to 20950, the broker shows -2,000 open, the guard showed 0.0 complete, no lock."""
@@ -77,7 +77,9 @@ def test_the_readmes_recorders_file_example_with_a_per_account_loss_limit_sees_o
     path = tmp_path / "recorders.json"
     path.write_text(json.dumps(doc))
     sim.set_price("NQZ6", 21000.0)
+    caplog.set_level(logging.INFO)
     app, guard = start(make_server_app, sim, settings={"recorders_file": str(path)})
+    assert f"Login main (sim): REST {sim.rest_url}, socket {sim.ws_url}, market data {sim.md_url}" in caplog.text
     connections = app.test_client().get("/api/websocket-status", headers=AUTH).get_json()["connection_pool"]["connections"]
     wait_for(lambda: all(c["ws_connected"] for c in app.test_client().get(
         "/api/websocket-status", headers=AUTH).get_json()["connection_pool"]["connections"].values()))
@@ -116,6 +118,8 @@ def test_an_operators_unlock_holds_until_a_new_breach_from_the_pnl_at_unlock(mak
 
     r = app.test_client().delete("/api/kill-switch", json={"accounts": ["DEMO0001"]}, headers=AUTH)
     assert r.status_code == 200 and r.get_json()["unlocked"] == ["DEMO0001"]
+    (answer,) = r.get_json()["accounts"]  # the answer says what the unlock means
+    assert "relocks only on a new breach" in answer["relock"] and "-1100.00" in answer["relock"]
     for _ in range(5):  # the watcher re-evaluates the same figures: no relock
         sim.clock.advance(0.3)
         assert guard.wait_idle(tick=True)

@@ -78,7 +78,9 @@ class Admin:
         results = self.ctx.risk.unlock(ids, by="operator (DELETE /api/kill-switch)")
         return WebhookResult(200, {"success": True, "unlocked": [self.ctx.risk.account_name(a) for a in ids if results[a]],
                                    "accounts": [{"account_id": a, "account_name": self.ctx.risk.account_name(a),
-                                                 "was_locked": results[a]} for a in ids]})
+                                                 "was_locked": results[a],
+                                                 "relock": self.ctx.risk.relock_notes.get(a) if results[a] else None}
+                                                for a in ids]})
 
     def orders_needing_attention(self) -> dict:
         """Unknown order outcomes (never resent; settled in the background), recent not_placed

@@ -41,6 +41,7 @@ class LoginBook:
         redact.register_secret(*(c.credentials.sec for c in login_configs.values()))
         pool.configure(settings)
         for name, cfg in login_configs.items():
+            logger.info("Login %s (%s): %s", name, cfg.env, recorders_mod.describe_urls(cfg))
             ti = TradovateIntegration(cfg.credentials, cfg.rest_url, cfg.ws_url, is_demo=cfg.is_demo, settings=settings)
             ti.authenticate()
             accounts = {a["name"]: a for a in ti.list_accounts() if _active(a)}

@@ -38,14 +38,14 @@ def build_risk_guard(ctx) -> RiskGuard:
         connection_for=lambda a: ctx.logins.by_account[a].connection, account_name=names.get,
         workers=ctx.workers)
     feed = None
-    md_url = s.resolved_md_url()
+    md_url = ctx.logins.first().config.md_url or s.resolved_md_url()  # the feed's login's
     if md_url:  # open positions are always priced (the console's open P&L), limits or not
         feed = QuoteFeed(md_url, lambda: first.access_token, guard.on_quote, settings=s)
         first.add_token_listener(feed.token_renewed)
-    elif not md_url and any(guard.limits_for(a).watches_pnl for a in names):
+    guard.attach(store=RiskStore(ctx.journal), accounts=names, broker=view, actions=actions, feed=feed)
+    if not md_url and any(guard.limits_for(a).watches_pnl for a in names):  # (per-account limits: after attach)
         logger.warning("Risk: no market-data URL (TRADOVATE_MD_URL): open P&L comes from the "
                        "cash-balance snapshot every %.0f s", s.risk.snapshot_poll_s)
-    guard.attach(store=RiskStore(ctx.journal), accounts=names, broker=view, actions=actions, feed=feed)
     view.listen(guard.on_account_change, lambda: [guard.on_account_change(a) for a in names])
     if guard.enabled:
         logger.info("Risk guard on: defaults %s", guard.defaults.to_dict())
@@ -65,7 +65,7 @@ def start_breakeven(ctx, on_quote) -> None:
     if ctx.breakeven is not None:  # a retried start-up
         ctx.breakeven.stop()
     feed = None
-    md_url = ctx.settings.resolved_md_url()
+    md_url = ctx.logins.first().config.md_url or ctx.settings.resolved_md_url()
     if md_url:  # quotes only for contracts with a breakeven waiting (no socket otherwise)
         first = ctx.logins.first().integration
         feed = QuoteFeed(md_url, lambda: first.access_token, on_quote, settings=ctx.settings,
