@@ -119,9 +119,6 @@ class CloseFlattener:
                   name, closing["attempts"], still, backoff, "; ".join(errors) or "no error reported")
         g._event("error", account_id, "flatten_at_close", f"attempt {closing['attempts']} left {still} open; "
                                                            f"retried in {backoff:.1f} s")
-        if not errors:  # (a failed liquidation was notified by the flatten itself)
-            events.emit("risk_flatten", account=name, why=closing["why"], error="not flat after the flatten",
-                        still_open=str(still), retry_in_s=round(backoff, 1))
 
     def check(self, account_id: int, now: float, open_contracts: Set[int]) -> None:
         """Flatten at the end of each trading window, until it is done: the window's mark is set

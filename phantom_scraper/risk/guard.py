@@ -293,8 +293,7 @@ class RiskGuard:
 
     # -- P&L ---------------------------------------------------------------------------------------------
     def pnl(self, account_id: int, now: float) -> dict:
-        """The trading day's realized, open and total P&L, each with its source and age
-        (:func:`.pnl.account_pnl`: None and ``unknown`` where it cannot be vouched for)."""
+        """The day's realized, open and total P&L with sources and ages (:func:`.pnl.account_pnl`)."""
         broker = self.broker
         fresh_of = getattr(broker, "fresh", None)
         fresh = None if broker is None or fresh_of is None else bool(fresh_of(account_id))
