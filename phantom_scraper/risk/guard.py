@@ -96,7 +96,6 @@ class RiskGuard:
         self._peaks: Dict[int, Tuple[str, float, float]] = {}  # account -> (trading day, peak, saved peak)
         self._notes: "OrderedDict[str, Dict[int, List[dict]]]" = OrderedDict()
         self._dirty: Set[int] = set()
-        self._requests: List[Tuple[int, str, threading.Event, dict]] = []  # (unused: barriers run on workers)
         self._barriers: Dict[int, Tuple[threading.Event, dict]] = {}  # account -> its running lock barrier
         self._last_flatten: Dict[int, float] = {}
         self._snapshots: Dict[int, Tuple[float, int, dict]] = {}  # account -> (taken at, seq requested, body)
@@ -463,13 +462,7 @@ class RiskGuard:
         while not self._stop.is_set():
             try:
                 with self._lock:
-                    requests, self._requests = self._requests, []
                     dirty, self._dirty = self._dirty, set()
-                for account_id, why, done, result in requests:
-                    try:
-                        result.update(self._flatten(account_id, why))
-                    finally:
-                        done.set()
                 now = self.clock()
                 for account_id in sorted(dirty):
                     if account_id in self._accounts:
@@ -579,7 +572,7 @@ class RiskGuard:
         with self._lock:
             while True:
                 barriers = any(not done.is_set() for done, _r in self._barriers.values())
-                if self._cycles >= target and not self._dirty and not self._requests and not barriers \
+                if self._cycles >= target and not self._dirty and not barriers \
                         and not getattr(self, "_force_tick", False):
                     return True
                 remaining = deadline - time.monotonic()
