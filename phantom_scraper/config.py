@@ -186,6 +186,8 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("PENDING_SIGNAL_MAX_AGE_S", "pending_signal_max_age_s", _float, "a handed-off signal expires"),
     Variable("DEDUPE_WINDOW_S", "dedupe_window_s", _float, "an identical body within this is a duplicate"),
     Variable("SUBTRACT_EXIT_QUANTITY", "subtract_exit_qty", _bool, "a reversal's entry is its size minus the exit"),
+    Variable("SIGNAL_MODE", "signal_mode", _str,
+             "what buy/sell mean: orders (buy the quantity) or side (be long, as TradersPost/PickMyTrade)"),
     Variable("TRADING_DATE", "trading_date", _str, "pins the front-month roll calendar (YYYY-MM-DD)"),
     Variable("MAX_BODY_BYTES", "max_body_bytes", _int, "largest webhook body (413 above)"),
     Variable("WEBHOOK_IP_ALLOWLIST_ENABLED", "ip_allowlist_enabled", _bool, "refuse sources not in the allow-list"),
@@ -386,6 +388,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     dedupe_window_s: float = 5.0  # identical bodies WITHOUT an id within this are dropped (ids: always)
     subtract_exit_qty: bool = True  # reversal entry = signal quantity - quantity closed (default recorder)
+    signal_mode: str = "orders"  # SIGNAL_MODE: orders | side, for recorders that do not set their own
     trading_date: Optional[str] = None  # YYYY-MM-DD: the roll calendar's "today" (tests, replays); None = UTC today
     ip_allowlist_enabled: bool = False
     ip_allowlist: Tuple[str, ...] = ("52.89.214.238", "34.212.75.30", "54.218.53.128", "52.32.178.7")

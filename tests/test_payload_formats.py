@@ -184,9 +184,9 @@ def pmt(**fields):
 
 PICKMYTRADE = [
     ("template, dollar take profit", pmt(dollar_tp="200"), 0, [oso("Buy", 1, tp=21010.0)]),
-    ("template with multiple_accounts is refused",
+    ("template with multiple_accounts: ignored (with a warning, tests/test_dropin.py)",
      pmt(multiple_accounts=[{"token": "x", "account_id": "2", "risk_percentage": 2, "quantity_multiplier": 0}]), 0,
-     refused("unsupported", "multiple_accounts")),
+     [("placeorder", order("Buy", 1))]),
     ("close", pmt(data="close", quantity="0"), 3, [LIQ]),
     ("flat", pmt(data="flat", quantity="0"), -2, [LIQ]),
     ("close part of the position", pmt(data="close", quantity="1"), 3, [trim(2), ("placeorder", order("Sell", 1))]),

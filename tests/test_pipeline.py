@@ -110,7 +110,8 @@ def test_broker_rejection_is_journaled_rejected(make_multi_sim, logins_for, jour
 def test_plan_rejection_sends_nothing_and_journals_no_intent(make_multi_sim, logins_for, journal):
     sim = make_multi_sim([UserSpec()], **SIM_CFG)
     ti, conn, accounts = logins_for(sim).add()
-    target = (AccountTarget(id=int(accounts[0]["id"]), name=accounts[0]["name"], max_qty=1), conn)
+    target = (AccountTarget(id=int(accounts[0]["id"]), name=accounts[0]["name"], max_qty=1,
+                                 max_qty_mode="reject"), conn)
     signal_id, [outcome] = run_signal(journal, ti, [target], {"action": "buy", "symbol": "NQ", "qty": 5})
     assert outcome.status == "rejected" and outcome.error.startswith("exceeds_max_qty")
     assert journal.intents_for_signal(signal_id) == [] and sim.orders() == []

@@ -152,6 +152,7 @@ def test_close_flat_with_working_orders_liquidates():
 # -- multiplier and max order size -----------------------------------------------------------
 
 BIG = AccountTarget(id=8, name="DEMO0002", multiplier=3, max_qty=6)
+BIG_REJECT = AccountTarget(id=8, name="DEMO0002", multiplier=3, max_qty=6, max_qty_mode="reject")
 
 
 @pytest.mark.parametrize("fields,net_pos,expected", [
@@ -190,7 +191,7 @@ def test_multiplier(fields, net_pos, expected):
 ])
 def test_exceeds_max_qty(fields, net_pos):
     with pytest.raises(PlanError) as info:
-        plan_orders(sig(**fields), NQ, BIG, net_pos)
+        plan_orders(sig(**fields), NQ, BIG_REJECT, net_pos)
     assert info.value.code == "exceeds_max_qty"
     assert "DEMO0002" in info.value.message and "6" in info.value.message
 
@@ -203,7 +204,8 @@ def test_liquidation_not_limited_by_max_qty():
     (AccountTarget(1, "OFF", enabled=False), "account_disabled"),
     (AccountTarget(1, "BAD", multiplier=0), "invalid_account"),
     (AccountTarget(1, "BAD", multiplier=-2), "invalid_account"),
-    (AccountTarget(1, "BAD", multiplier=1.5), "invalid_account"),
+    (AccountTarget(1, "BAD", multiplier=True), "invalid_account"),
+    (AccountTarget(1, "BAD", max_qty=3, max_qty_mode="drop"), "invalid_account"),
     (AccountTarget(1, "BAD", max_qty=0), "invalid_account"),
 ])
 def test_bad_accounts(account, code):
@@ -384,4 +386,7 @@ def test_plan_properties(payload, net_pos, multiplier, max_qty, working):
         b = plan[-1].body
         signed = b["orderQty"] if b["action"] == "Buy" else -b["orderQty"]
         start = 0 if "wait_flat" in kinds else net_pos  # a reversal enters from flat
-        assert start + signed == s.target_position * multiplier
+        if plan[-1].meta.get("notes"):  # max_qty_mode clip: the order was cut to max_qty
+            assert abs(signed) == max_qty
+        else:
+            assert start + signed == s.target_position * multiplier

@@ -19,7 +19,7 @@ from phantom_scraper.app.results import (MANUAL_RECORDER, ServiceUnavailable, We
 from phantom_scraper.errors import TradovateError
 from phantom_scraper.execution import dispatch as execution
 from phantom_scraper.execution.dispatch import describe, execute_trade_simple
-from phantom_scraper.signals import SignalError, parse_signal
+from phantom_scraper.signals import SignalError, parse_signal, with_mode
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Intake:
         """
         received = time.perf_counter()
         try:
-            signal = parse_signal(raw)
+            signal = with_mode(parse_signal(raw), recorder.signal_mode)  # what buy/sell mean: the recorder's
         except SignalError as exc:
             return WebhookResult(400, signal_error(exc))
         if not self.ctx.gate.enter():
@@ -181,7 +181,7 @@ class Intake:
                                            json.dumps({"error": f"unknown recorder {recorder_name!r}"}))
             return
         try:
-            signal = parse_signal(json.dumps(payload).encode("utf-8"))
+            signal = with_mode(parse_signal(json.dumps(payload).encode("utf-8")), recorder.signal_mode)
         except SignalError as exc:
             self.ctx.journal.set_signal_status(signal_id, "rejected", json.dumps(signal_error(exc)))
             return

@@ -57,6 +57,9 @@ class LoginBook:
                 if link.account not in self.by_name[link.login].accounts:
                     raise recorders_mod.ConfigError(
                         f"recorder {rec.name!r} links account {link.account!r}, which login {link.login!r} does not have")
+        for line in recorders_mod.check_accounts(recorders, {n: lg.accounts for n, lg in self.by_name.items()},
+                                                 settings.tradovate_env):
+            logger.info("Accounts: %s", line)
 
     def reset(self) -> None:
         """Forget a half-done start-up (before a retry or after a failure)."""
@@ -94,7 +97,7 @@ class LoginBook:
             login = self.by_name[link.login]
             acct = login.accounts[link.account]
             targets.append((AccountTarget(id=int(acct["id"]), name=link.account, multiplier=link.multiplier,
-                                          max_qty=link.max_qty, enabled=link.enabled,
+                                          max_qty=link.max_qty, enabled=link.enabled, max_qty_mode=link.max_qty_mode,
                                           subtract_exit_qty=recorder.subtract_exit_qty), login.connection))
         return targets
 

@@ -22,7 +22,19 @@ secret: passwords and webhook tokens are named by environment variables::
 
 A recorder's optional ``"subtract_exit_quantity": false`` makes a reversal enter with the full
 signal quantity instead of quantity minus the position closed (default ``SUBTRACT_EXIT_QUANTITY``,
-on; see docs/PAYLOAD.md, Reversals).
+on; see docs/PAYLOAD.md, Reversals).  Its optional ``"signal_mode"``: ``orders`` (buy = buy the
+quantity) or ``side`` (buy = be long, as TradersPost and PickMyTrade mean it; default
+``SIGNAL_MODE``; docs/PAYLOAD.md, "Signal modes").
+
+An account link's ``multiplier`` may be a fraction (1.5: each order rounded to the nearest
+contract, half up, at least 1); ``max_qty_mode`` is ``clip`` (default: an order above ``max_qty``
+is cut to it, noted in the answer, so the copies stay in step) or ``reject`` (that account places
+nothing for the signal).
+
+In demo/live, the default recorder (no recorders file) trades more than one account only when
+``TRADOVATE_ACCOUNTS`` names them (``check_accounts``): a login's first alert must never reach
+accounts nobody chose (a prop trader's evaluation accounts).  The start-up log lists the accounts
+each recorder trades.
 
 A login's optional ``rest_url``/``ws_url``/``md_url`` override its environment's hosts (as
 ``TRADOVATE_REST_URL``/``TRADOVATE_WS_URL``/``TRADOVATE_MD_URL`` do for the default login).  A login
@@ -35,9 +47,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 from phantom_scraper.config import REAL_MD_URL, REAL_REST_URLS, ConfigError, Credentials, Settings, derive_ws_url
+
+SIGNAL_MODES = ("orders", "side")  # (the same words as phantom_scraper.signals.model's)
+MAX_QTY_MODES = ("clip", "reject")
 
 DEFAULT_LOGIN = "default"
 DEFAULT_RECORDER = "default"
@@ -61,9 +76,10 @@ class LoginConfig:
 class AccountLink:
     login: str
     account: str  # the Tradovate account name (account/list .name)
-    multiplier: int = 1
+    multiplier: Union[int, float] = 1
     max_qty: Optional[int] = None
     enabled: bool = True
+    max_qty_mode: str = "clip"
 
 
 @dataclass(frozen=True)
@@ -73,12 +89,26 @@ class Recorder:
     accounts: Optional[Tuple[AccountLink, ...]]  # None: every active account of the default login
     account_filter: Tuple[str, ...] = ()  # with accounts=None: only these names (TRADOVATE_ACCOUNTS)
     subtract_exit_qty: bool = True  # reversal sizing (docs/PAYLOAD.md): False = the quantity is the entry
+    signal_mode: str = "orders"  # orders | side (docs/PAYLOAD.md, "Signal modes")
 
 
 def _positive_int(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{what} must be a positive integer")
     return value
+
+
+def _positive_number(value, what: str) -> Union[int, float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6:
+        raise ConfigError(f"{what} must be a number greater than 0 (e.g. 1, 2 or 1.5)")
+    return value
+
+
+def _word(value, allowed: Tuple[str, ...], what: str) -> str:
+    word = str(value).strip().lower() if isinstance(value, str) else None
+    if word not in allowed:
+        raise ConfigError(f"{what} must be one of: {', '.join(allowed)}")
+    return word
 
 
 def load(settings: Settings, env: Optional[Mapping[str, str]] = None) -> Tuple[Dict[str, LoginConfig], Tuple[Recorder, ...]]:
@@ -89,7 +119,8 @@ def load(settings: Settings, env: Optional[Mapping[str, str]] = None) -> Tuple[D
         login = LoginConfig(DEFAULT_LOGIN, settings.tradovate_env, creds,
                             settings.resolved_rest_url(), settings.ws_url, settings.resolved_md_url())
         recorder = Recorder(DEFAULT_RECORDER, settings.webhook_secret or "", None, settings.accounts_filter,
-                            subtract_exit_qty=settings.subtract_exit_qty)
+                            subtract_exit_qty=settings.subtract_exit_qty,
+                            signal_mode=_word(settings.signal_mode, SIGNAL_MODES, "SIGNAL_MODE"))
         return {DEFAULT_LOGIN: login}, (recorder,)
     try:
         with open(settings.recorders_file, "r", encoding="utf-8") as fh:
@@ -176,21 +207,52 @@ def _parse(doc, settings: Settings, env: Mapping[str, str]):
             if not link.get("account"):
                 raise ConfigError(f"recorder {spec['name']!r}: every account link needs 'account'")
             max_qty = link.get("max_qty")
+            where = f"{spec['name']}/{link['account']}"
             links.append(AccountLink(
                 login=login,
                 account=str(link["account"]),
-                multiplier=_positive_int(link.get("multiplier", 1), f"{spec['name']}/{link['account']} multiplier"),
-                max_qty=None if max_qty is None else _positive_int(max_qty, f"{spec['name']}/{link['account']} max_qty"),
+                multiplier=_positive_number(link.get("multiplier", 1), f"{where} multiplier"),
+                max_qty=None if max_qty is None else _positive_int(max_qty, f"{where} max_qty"),
                 enabled=bool(link.get("enabled", True)),
+                max_qty_mode=_word(link.get("max_qty_mode", "clip"), MAX_QTY_MODES, f"{where} max_qty_mode"),
             ))
         if not links:
             raise ConfigError(f"recorder {spec['name']!r} links no account")
         subtract = spec.get("subtract_exit_quantity", settings.subtract_exit_qty)
         if not isinstance(subtract, bool):
             raise ConfigError(f"recorder {spec['name']!r}: subtract_exit_quantity must be true or false")
-        recorders.append(Recorder(str(spec["name"]), token, tuple(links), subtract_exit_qty=subtract))
+        mode = _word(spec.get("signal_mode", settings.signal_mode), SIGNAL_MODES,
+                     f"recorder {spec['name']!r}: signal_mode")
+        recorders.append(Recorder(str(spec["name"]), token, tuple(links), subtract_exit_qty=subtract,
+                                  signal_mode=mode))
     if missing:
         raise ConfigError("RECORDERS_FILE names environment variables that are not set: " + ", ".join(sorted(set(missing))))
     if not logins or not recorders:
         raise ConfigError("RECORDERS_FILE needs at least one login and one recorder")
     return logins, tuple(recorders)
+
+
+def check_accounts(recorders: Iterable[Recorder], accounts: Mapping[str, Iterable[str]], env: str) -> List[str]:
+    """The start-up log's lines: the accounts each recorder will trade.  ``accounts``: login name
+    -> the login's active account names.  ConfigError when, in demo/live, the default recorder
+    would trade more than one account that ``TRADOVATE_ACCOUNTS`` did not name, or when it names
+    an account the login does not have."""
+    lines = []
+    for rec in recorders:
+        if rec.accounts is None:
+            have = sorted(accounts.get(DEFAULT_LOGIN, ()))
+            unknown = [a for a in rec.account_filter if a not in have]
+            if unknown:
+                raise ConfigError(f"TRADOVATE_ACCOUNTS names {', '.join(unknown)}, which the login does not have "
+                                  f"(it has: {', '.join(have) or 'no active account'})")
+            names = [a for a in have if not rec.account_filter or a in rec.account_filter]
+            if env in ("demo", "live") and not rec.account_filter and len(names) > 1:
+                raise ConfigError(f"the login has {len(names)} accounts ({', '.join(names)}); set TRADOVATE_ACCOUNTS "
+                                  "to the ones this server may trade (or describe them in RECORDERS_FILE) -- "
+                                  "without it every account of the login would trade")
+        else:
+            names = [f"{link.account} x{link.multiplier:g}" + (f" max {link.max_qty} ({link.max_qty_mode})"
+                                                               if link.max_qty else "")
+                     for link in rec.accounts if link.enabled]
+        lines.append(f"recorder {rec.name} ({rec.signal_mode} mode) trades: {', '.join(names) or 'no account'}")
+    return lines

@@ -46,12 +46,16 @@ def signal_error(exc: SignalError, signal=None) -> dict:
     return {"success": False, "error": {"code": exc.code, "field": field, "message": exc.message}}
 
 
+_TRANSPORT_WORDS = {"websocket": "WebSocket", "rest": "REST"}  # "via WebSocket": the check in WEBSOCKET_FAST_EXECUTION.md
+
+
 def accounts_brief(outcomes, limit: int = 5) -> str:
-    """`` [DEMO1 acked #123 websocket, ...]`` for the signal's log line (the first ``limit``)."""
+    """`` [DEMO1 acked #123 via WebSocket, ...]`` for the signal's log line (the first ``limit``)."""
     if not outcomes:
         return ""
     parts = [f"{o.account_name} {o.status}" + (f" #{o.order_id}" if o.order_id is not None else "")
-             + (f" {o.transport}" if o.transport else "") for o in outcomes[:limit]]
+             + (f" via {_TRANSPORT_WORDS.get(o.transport, o.transport)}" if o.transport else "")
+             for o in outcomes[:limit]]
     more = f", +{len(outcomes) - limit} more" if len(outcomes) > limit else ""
     return " [" + ", ".join(parts) + more + "]"
 
@@ -85,4 +89,5 @@ def outcomes_body(signal_id, contract, signal, outcomes) -> dict:
         "contract": contract.name,
         # The planned order bodies only in test mode (that is what a test is for); else the outcome.
         "accounts": [o.to_dict() if signal.test else o.summary() for o in outcomes],
+        **({"warnings": list(signal.warnings)} if signal.warnings else {}),  # parts of the body not used
     }

@@ -71,6 +71,8 @@ def plan_at_head(run, target, conn, outcome: Optional[AccountOutcome] = None) ->
     moment (the risk guard reads the same state: position, working entries, orders in doubt).
     Raises ``PlanError`` when nothing is to be sent.  ``outcome`` records where the plan started
     (the lane's expectation is built from it when the job ends)."""
+    from phantom_scraper.signals import reads_working_orders
+
     signal, contract, settings = run.signal, run.contract, run.settings
     net_pos, has_working, extra = 0, False, {}
     state = _fresh_state(conn)
@@ -84,8 +86,7 @@ def plan_at_head(run, target, conn, outcome: Optional[AccountOutcome] = None) ->
         # after the position read (a local journal read): strategies to interrupt first
         if strategy_exec.has_open(run.journal, target.id, contract.id):
             extra["open_strategies"] = True
-        flat_target = signal.action == "close" or (signal.action == "target" and signal.target_position == 0)
-        if net_pos == 0 and flat_target:  # leftover bracket legs still need cancelling
+        if net_pos == 0 and reads_working_orders(signal):  # leftover legs / a side entry's cancel
             has_working = bool(_working_orders(conn, target.id, contract.id, settings.order_ack_timeout_s))
     if state is None and getattr(run.planner, "takes_broker", False) and not signal.test:
         # The socket-fed state is stale or behind this lane's own orders: the risk guard must not
@@ -137,6 +138,7 @@ def _run_planned(target, conn, run, outcome, steps, precreated, journal) -> Acco
                 plan_refused(outcome, exc, signal_id, target)
                 return outcome
         outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
+        outcome.warnings = list(dict.fromkeys(n for s in steps for n in s.meta.get("notes", ())))
         if not steps:
             outcome.status, outcome.error = "skipped", "nothing to do"
             return outcome

@@ -232,6 +232,7 @@ def _plan_claimed(run, targets, claimed, results) -> List[tuple]:
             run.workers.lanes.release(ticket, conn, target.id, run.contract, outcome)
             continue
         outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
+        outcome.warnings = list(dict.fromkeys(n for s in steps for n in s.meta.get("notes", ())))
         cl_ord_id = make_cl_ord_id(run.signal_id, target.id, run.step_offset)
         rows.append((target.id, target.name, run.step_offset, steps[0].kind, steps[0].body, cl_ord_id))
         planned.append((index, ticket, steps, cl_ord_id, outcome, started))
@@ -316,6 +317,7 @@ def run_now(run, target, conn, ticket, wait_s: float, states=None):
             return future
         if steps is not None:
             outcome.planned = [{"kind": s.kind, "body": s.body} for s in steps]
+            outcome.warnings = list(dict.fromkeys(n for s in steps for n in s.meta.get("notes", ())))
             placement = _Placement(run, target, conn, run.step_offset, steps[0], outcome, journal=states)
     except JournalError as exc:  # nothing recorded, so nothing was sent
         outcome.status, outcome.error = "error", "journal unavailable, not sent: " + describe(exc)

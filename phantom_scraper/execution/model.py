@@ -80,6 +80,7 @@ class AccountOutcome:
     base_position: Optional[int] = None
     fill_mark: int = 0
     plan_seq: int = 0
+    warnings: List[str] = field(default_factory=list)  # the plan's notes: max_qty clips, brackets raised to a tick
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +91,8 @@ class AccountOutcome:
                 "order_id": self.order_id, "order_ids": list(self.order_ids), "cl_ord_ids": list(self.cl_ord_ids),
                 "transport": self.transport, "latency_ms": self.latency_ms, "reconciled": self.reconciled,
                 "error": self.error, **({"risk": list(self.risk)} if self.risk else {}),
-                **({"cancelled": list(self.cancelled)} if self.cancelled else {})}
+                **({"cancelled": list(self.cancelled)} if self.cancelled else {}),
+                **({"warnings": list(self.warnings)} if self.warnings else {})}
 
 
 class BatchedStates:

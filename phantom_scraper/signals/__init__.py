@@ -11,10 +11,12 @@ exceptions besides broker errors from the resolver's client.  See each module's 
 """
 from phantom_scraper.signals.model import AccountTarget, Bracket, Contract, OrderStep, PlanError, Signal, SignalError
 from phantom_scraper.signals.parse import parse_signal
-from phantom_scraper.signals.plan import needs_position, plan_orders, round_to_tick
+from phantom_scraper.signals.plan import (needs_position, plan_orders, reads_working_orders, round_to_tick, scaled,
+                                          with_mode)
 from phantom_scraper.signals.symbols import SymbolResolver, parse_symbol
 
 __all__ = [
     "AccountTarget", "Bracket", "Contract", "OrderStep", "PlanError", "Signal", "SignalError",
-    "SymbolResolver", "needs_position", "parse_signal", "parse_symbol", "plan_orders", "round_to_tick",
+    "SymbolResolver", "needs_position", "parse_signal", "parse_symbol", "plan_orders", "reads_working_orders",
+    "round_to_tick", "scaled", "with_mode",
 ]

@@ -44,6 +44,7 @@ _ALIASES: Dict[str, Tuple[str, ...]] = {
     "time": ("time",),
     "id": ("id", "signalid"),
     "test": ("test",),
+    "allow_add": ("allowadd",),
     "secret": ("secret", "passphrase"),
 }
 _SECRET_KEYS = frozenset(_ALIASES["secret"])

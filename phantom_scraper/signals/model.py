@@ -7,8 +7,12 @@ sends for one account.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
+# What buy/sell mean (a recorder's ``signal_mode``; docs/PAYLOAD.md, "Signal modes"):
+# "orders" = buy/sell the quantity; "side" = be long/short (TradersPost, PickMyTrade).
+SIGNAL_MODES = ("orders", "side")
+MAX_QTY_MODES = ("clip", "reject")  # an order above an account's max_qty: cut to it, or refused
 # Normalised actions (see parse.py for the words that map to each).
 ACTIONS = ("buy", "sell", "close", "close_long", "close_short", "reverse", "cancel", "target")
 ORDER_TYPES = ("Market", "Limit", "Stop", "StopLimit")
@@ -21,7 +25,8 @@ class SignalError(ValueError):
     """The alert cannot be turned into orders; nothing was sent.
 
     ``code`` is machine-readable (``invalid_json``, ``missing_field``, ``empty_field``,
-    ``invalid_field``, ``unsupported``, ``unknown_symbol``), ``field`` names the offending field
+    ``invalid_field``, ``unsupported``, ``unsupported_format``, ``unknown_symbol``,
+    ``expired_contract``), ``field`` names the offending field
     as the sender spelled it (or ``None`` for the body as a whole), ``message`` is for people.
     Messages never contain the webhook secret.
     """
@@ -128,6 +133,10 @@ class Signal:
     signal_id: Optional[str] = None  # explicit ``id`` only
     time: Optional[str] = None
     test: bool = False
+    mode: str = "orders"  # one of SIGNAL_MODES: set from the recorder (``with_mode``), never from the body
+    add: bool = False  # side mode: a same-side signal adds (TradersPost ``add``, PickMyTrade duplicate_position_allow)
+    # Parts of the body that were understood but not used (e.g. PickMyTrade's multiple_accounts): the answer's "warnings"
+    warnings: Tuple[str, ...] = field(default=(), compare=False)
     secret: Optional[str] = field(default=None, repr=False, compare=False)
     payload: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False, hash=False)
 
@@ -153,8 +162,11 @@ class AccountTarget:
 
     id: int
     name: str  # accountSpec
-    multiplier: int = 1
+    # Contracts per signal unit; a fraction (1.5) is allowed: each order's quantity is rounded to the
+    # nearest whole contract, half up, and is at least 1 (``plan.scaled``).
+    multiplier: Union[int, float] = 1
     max_qty: Optional[int] = None
+    max_qty_mode: str = "clip"  # one of MAX_QTY_MODES
     enabled: bool = True
     # TradersPost's "subtract exit quantity": on a reversal TradingView's order size is close +
     # open, so the entry is the signal quantity minus the quantity closed.  False: the signal

@@ -11,14 +11,18 @@ action             ``action``; ``order`` (strategy-position templates) only when
 symbol             ``ticker``, ``symbol``
 quantity           ``quantity``, ``qty``, ``contracts`` -- a whole number (``3``, ``"3"``, ``3.0``)
 order type         ``orderType``: market/limit/stop/stop_limit (+ ``mkt``, ``lmt``, ``stp``,
-                   ``StopLimit``...); trailing stops, MIT, QTS -> ``unsupported``
+                   ``StopLimit``...); trailing stops (pointed at ``stopLoss.type: trailing``),
+                   MIT, QTS -> ``unsupported``
 prices             ``limitPrice``, ``stopPrice``, ``price``/``signalPrice`` (the signal price)
 brackets           ``takeProfit``/``stopLoss``: see ``exits.py`` (one or several targets, percent,
                    trailing stops, breakeven); flat forms ``take_profit_ticks``,
                    ``take_profit_points``, ``take_profit_price``, ``tp``, ``tp_ticks``...
                    (``stop_loss_*``/``sl*`` likewise)
 exits              ``percent``/``quantityType: percent_of_position``: part of the position
-formats            PickMyTrade bodies (``data``, no ``action``) are rewritten by ``pickmytrade.py``
+formats            PickMyTrade bodies (``data``, no ``action``) are rewritten by ``pickmytrade.py``;
+                   CrossTrade's ``key=value;`` text by ``crosstrade.py``
+adding             ``allowAdd`` (true/false): in ``side`` mode a same-side signal adds (the
+                   ``add`` action and PickMyTrade's ``duplicate_position_allow`` set it)
 sentiment          ``sentiment``, ``position``, ``market_position``: long/bullish,
                    short/bearish, flat
 position size      ``position_size``, ``market_position_size``
@@ -40,7 +44,10 @@ What the actions mean (the planner turns them into orders)
   - ``flat`` (``sell`` + flat): exit the long only (``close_long``), whole position;
   - opposite side (``sell`` + long): reduce the long by the quantity (``close_long`` with a
     quantity), never crossing to short.
-* ``add`` (TradersPost) = buy/sell in the sentiment's direction (sentiment required).
+* ``add`` (TradersPost) = buy/sell in the sentiment's direction (sentiment required); in ``side``
+  mode it adds to a same-side position.
+* What plain buy/sell mean depends on the recorder's signal mode (``Signal.mode``, set after
+  parsing by ``plan.with_mode``): ``orders`` as above, ``side`` = be long/short (see plan.py).
 * ``close``/``exit``/``flatten``/``flat``: flatten the contract (cancels its working orders too).
   ``closelong``/``exit_long``/``close_long`` and the ``short`` forms act only on that side.  With a
   positive quantity they reduce by that many contracts (flatten if it covers the position).
@@ -66,6 +73,7 @@ the limit price, the stop price of a stop order, or ``price`` for a market order
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -73,6 +81,7 @@ from phantom_scraper.signals.exits import read_exits
 from phantom_scraper.signals.fields import (Fields, as_bool, as_positive, as_quantity, as_text, as_whole, as_whole_positive, as_word,
                      decode_body, norm, sanitize)
 from phantom_scraper.signals.model import Bracket, Signal, SignalError
+from phantom_scraper.signals.crosstrade import from_crosstrade, is_crosstrade
 from phantom_scraper.signals.pickmytrade import from_pickmytrade, is_pickmytrade
 
 log = logging.getLogger(__name__)
@@ -108,11 +117,16 @@ def parse_signal(raw: Union[bytes, str]) -> Signal:
     """Parse one webhook body.  Raises only ``SignalError``; see the module docstring."""
     fields: Optional[Fields] = None
     try:
-        data = decode_body(raw)
-        if is_pickmytrade(data):
-            data = from_pickmytrade(data)
+        warnings: list = []
+        if is_crosstrade(raw):
+            data, warnings = from_crosstrade(raw)
+        else:
+            data = decode_body(raw)
+            if is_pickmytrade(data):
+                data, warnings = from_pickmytrade(data)
         fields = Fields(data)
-        return _build(data, fields)
+        signal = _build(data, fields)
+        return dataclasses.replace(signal, warnings=tuple(warnings)) if warnings else signal
     except SignalError as exc:
         secret = fields.secret if fields is not None else None
         if secret and secret in exc.message:  # belt and braces: never echo the secret
@@ -148,9 +162,16 @@ def _build(data: Dict[str, Any], f: Fields) -> Signal:
     _, signal_id = f.read("id", as_text)
     _, time_value = f.read("time", as_text)
     _, test = f.read("test", as_bool)
+    _, allow_add = f.read("allow_add", as_bool)
+    add = bool(allow_add) or _is_add(f)
     return Signal(action=action, symbol=symbol, quantity=quantity, price=price, sentiment=sentiment,
-                  target_position=target, signal_id=signal_id, time=time_value, test=bool(test),
+                  target_position=target, signal_id=signal_id, time=time_value, test=bool(test), add=add,
                   secret=f.secret, payload=sanitize(data), **order)
+
+
+def _is_add(f: Fields) -> bool:
+    got = f.get("action")
+    return got is not None and isinstance(got[1], str) and norm(got[1]) == "add"
 
 
 def _symbol(f: Fields) -> str:
@@ -304,6 +325,11 @@ def _order_type(f: Fields) -> Tuple[Optional[str], Optional[str]]:
     if got is None:
         return None, None
     key, value = got
+    if isinstance(value, str) and norm(value) in ("trailingstop", "trailingstoplimit"):
+        raise SignalError("unsupported", key,
+                          f'"{key}" {f.show(value)}: a trailing-stop entry order is not supported; for a trailing '
+                          'stop loss send "stopLoss": {"type": "trailing", "trailAmount": points} with a market, '
+                          'limit or stop entry')
     if isinstance(value, str) and norm(value) in _UNSUPPORTED_ORDER_TYPES:
         raise SignalError("unsupported", key,
                           f'"{key}" {f.show(value)} is not supported; use market, limit, stop or stop_limit')

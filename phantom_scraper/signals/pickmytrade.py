@@ -4,11 +4,15 @@ A body is PickMyTrade's when it has ``data`` (the side) and no ``action``/``orde
 are checked here, with their own names in every error, and rewritten into the fields the rest of
 the parser reads; the mapping table is in docs/PAYLOAD.md.  Values of ``0``/``"0"`` mean "not set"
 (PickMyTrade's templates send every field).  What Tradovate or this server cannot do is refused with
-``unsupported`` naming the field.
+``unsupported`` naming the field.  Its published template is accepted as it is: ``multiple_accounts``
+(PickMyTrade's own account ids and tokens) is ignored with a warning -- here the webhook URL's
+recorder chooses the accounts and multipliers; ``token`` is PickMyTrade's account token, never
+checked (the URL carries this server's secret); ``duplicate_position_allow`` lets a ``side``-mode
+recorder add to a same-side position (``allowAdd``).
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from phantom_scraper.signals.fields import Fields, as_bool, as_number, as_text, check_quantity_text, norm
 from phantom_scraper.signals.model import SignalError
@@ -26,8 +30,10 @@ def is_pickmytrade(data: Dict[str, Any]) -> bool:
     return "data" in keys and "action" not in keys and "order" not in keys
 
 
-def from_pickmytrade(data: Dict[str, Any]) -> Dict[str, Any]:
+def from_pickmytrade(data: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
+    """-> (the body in this project's field names, warnings for the answer)."""
     f = Fields({})
+    warnings: List[str] = []
     raw = {k.strip().lower(): v for k, v in data.items() if isinstance(k, str)}
     token = raw.get("token")
     if isinstance(token, str):
@@ -42,11 +48,16 @@ def from_pickmytrade(data: Dict[str, Any]) -> Dict[str, Any]:
     out["action"] = side
     _refuse(raw, f)
     check_quantity_text("quantity", raw.get("quantity"), f)
+    if raw.get("multiple_accounts") not in (None, "", []):
+        warnings.append('"multiple_accounts" ignored: PickMyTrade\'s account list means nothing here; the '
+                        "recorder of the webhook URL chooses the accounts and their multipliers")
+    if _flag(raw, "duplicate_position_allow", f):
+        out["allowAdd"] = True
     qty = _num(raw, "quantity", f)
     if qty:
         out["quantity"] = qty
     if side == "close":
-        return out
+        return out, warnings
     price = _num(raw, "price", f)
     if price:
         out["price"] = price
@@ -76,17 +87,13 @@ def from_pickmytrade(data: Dict[str, Any]) -> Dict[str, Any]:
         be = _num(raw, "breakeven", f)
         if be:
             out["breakeven"] = {"triggerPoints": be}
-    return out
+    return out, warnings
 
 
 def _refuse(raw: Dict[str, Any], f: Fields) -> None:
     if _num(raw, "risk_percentage", f):
         raise SignalError("unsupported", "risk_percentage",
                           '"risk_percentage": sizing by account risk is not supported; send "quantity"')
-    if raw.get("multiple_accounts") not in (None, "", []):
-        raise SignalError("unsupported", "multiple_accounts",
-                          '"multiple_accounts": accounts and multipliers are configured on this server '
-                          "(the webhook URL chooses them); remove the field")
     for key in ("update_tp", "update_sl"):
         if _flag(raw, key, f):
             raise SignalError("unsupported", key, f'"{key}": changing the brackets of an open position is not supported')

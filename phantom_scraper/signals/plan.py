@@ -6,10 +6,16 @@ a close, no long on a close_long, ...): report it as skipped, not failed.
 
 Rules
 -----
-* Size: ``quantity`` (1 when an entry sends none) x ``account.multiplier``.  Every
-  placeorder/placeoso quantity is checked against ``account.max_qty`` before any step is
-  returned, so a multi-step plan (reversal) is rejected whole, never half-done.
-  ``liquidateposition`` is not size-checked (it only closes what is held).
+* Size: ``quantity`` (1 when an entry sends none) x ``account.multiplier`` (``scaled``: a
+  fractional multiplier rounds to the nearest contract, half up, at least 1).  An order above
+  ``account.max_qty`` is cut to it (``max_qty_mode`` ``clip``, the default, with a note in the
+  answer) or refused (``reject``: checked before any step is returned, so a reversal is rejected
+  whole, never half-done).  ``liquidateposition`` is not size-checked (it only closes what is held).
+* Signal mode ``side`` (``signal.mode``; TradersPost's and PickMyTrade's meaning, see ``_side``):
+  buy = be long.  Short -> ``[liquidateposition, wait_flat, entry]`` (the quantity is the entry
+  size); flat -> the entry, after ``cancel_working`` when orders are working; long -> nothing
+  (``nothing_to_do``; the position's exit legs are left working), or the entry when
+  ``signal.add``.  sell mirrors it.  ``flattenFirst``/``flattenOpposite`` work as in ``orders``.
 * buy/sell: one ``placeorder``, or one ``placeoso`` when a take-profit / stop-loss is set
   (``bracket1`` = take profit, a Limit at ``price``; ``bracket2`` = stop loss, a Stop at
   ``stopPrice``; a lone stop loss goes in ``bracket1``).  With a same-side sentiment while the
@@ -41,22 +47,54 @@ Rules
 from __future__ import annotations
 
 import logging
-from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Dict, List, Optional
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+import dataclasses
+from typing import Any, Dict, List, Optional, Union
 
-from phantom_scraper.signals.model import AccountTarget, Bracket, Contract, OrderStep, PlanError, Signal
+from phantom_scraper.signals.model import (MAX_QTY_MODES, SIGNAL_MODES, AccountTarget, Bracket, Contract, OrderStep,
+                                           PlanError, Signal)
 from phantom_scraper.signals.strategy_plan import distance_points, strategy_step
 
 log = logging.getLogger(__name__)
 
 
+def with_mode(signal: Signal, mode: str) -> Signal:
+    """``signal`` as a recorder in ``mode`` (one of ``SIGNAL_MODES``) means it."""
+    if mode not in SIGNAL_MODES:
+        raise ValueError(f"signal mode must be one of {', '.join(SIGNAL_MODES)}")
+    return signal if signal.mode == mode else dataclasses.replace(signal, mode=mode)
+
+
 def needs_position(signal: Signal) -> bool:
     """Whether the executor must read the account's net position before ``plan_orders``.
 
-    Plain buy/sell (no sentiment) and cancel do not: that keeps the hot path at one frame."""
+    Plain buy/sell (no sentiment, ``orders`` mode) and cancel do not: that keeps the hot path at one frame."""
     if signal.action in ("buy", "sell"):
-        return signal.sentiment is not None or signal.flatten_first or signal.flatten_opposite
+        return (signal.mode == "side" or signal.sentiment is not None or signal.flatten_first
+                or signal.flatten_opposite)
     return signal.action in ("close", "close_long", "close_short", "reverse", "target")
+
+
+def reads_working_orders(signal: Signal) -> bool:
+    """Whether the executor must also tell ``plan_orders`` if orders are working on a flat account:
+    a close or a target of 0 cancels leftover legs; a ``side`` entry cancels the ticker's orders first."""
+    return (signal.action == "close" or (signal.action == "target" and signal.target_position == 0)
+            or (signal.mode == "side" and signal.action in ("buy", "sell")))
+
+
+def scaled(units: int, multiplier: Union[int, float]) -> int:
+    """``units`` signal units in contracts for an account: x multiplier, rounded to the nearest
+    whole contract (half up), at least 1 -- 0 stays 0; the sign is kept."""
+    if units == 0:
+        return 0
+    qty = (Decimal(abs(units)) * Decimal(str(multiplier))).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return (1 if units > 0 else -1) * max(1, int(qty))
+
+
+def in_units(contracts: int, multiplier: Union[int, float]) -> int:
+    """A position of ``contracts`` in signal units (rounded up): the inverse of ``scaled``."""
+    units = Decimal(abs(contracts)) / Decimal(str(multiplier))
+    return int(units.to_integral_value(rounding=ROUND_CEILING))
 
 
 def round_to_tick(price: float, tick: float) -> float:
@@ -71,8 +109,15 @@ def plan_orders(signal: Signal, contract: Contract, account: AccountTarget, net_
     (journal); every liquidation is then preceded by an ``interrupt_strategies`` step.  (Their exit
     legs follow reductions like any bracket's: ``trim_legs``, phantom_scraper/execution/exit_legs.py.)"""
     _check_account(account)
-    steps = _Planner(signal, contract, account, int(net_pos), has_working_orders).plan()
-    return _interrupt_before_liquidating(steps, contract, account) if open_strategies else steps
+    planner = _Planner(signal, contract, account, int(net_pos), has_working_orders)
+    steps = planner.plan()
+    if open_strategies:
+        steps = _interrupt_before_liquidating(steps, contract, account)
+    if planner.notes:  # clipped sizes, brackets rounded up to a tick: the account's "warnings" in the answer
+        notes = list(dict.fromkeys(planner.notes))
+        for step in steps:
+            step.meta["notes"] = notes
+    return steps
 
 
 def _interrupt_before_liquidating(steps: List[OrderStep], contract: Contract,
@@ -91,11 +136,13 @@ def _check_account(account: AccountTarget) -> None:
     if not account.enabled:
         raise PlanError("account_disabled", f"account {account.name} is disabled")
     m = account.multiplier
-    if isinstance(m, bool) or not isinstance(m, int) or m < 1:
-        raise PlanError("invalid_account", f"account {account.name}: multiplier must be a whole number >= 1")
+    if isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 < m < 1e6:
+        raise PlanError("invalid_account", f"account {account.name}: multiplier must be a number > 0")
     mq = account.max_qty
     if mq is not None and (isinstance(mq, bool) or not isinstance(mq, int) or mq < 1):
         raise PlanError("invalid_account", f"account {account.name}: max_qty must be a whole number >= 1")
+    if account.max_qty_mode not in MAX_QTY_MODES:
+        raise PlanError("invalid_account", f"account {account.name}: max_qty_mode must be clip or reject")
 
 
 class _Planner:
@@ -106,6 +153,7 @@ class _Planner:
         self.a = account
         self.pos = net_pos
         self.working = has_working_orders
+        self.notes: List[str] = []
 
     def plan(self) -> List[OrderStep]:
         action = self.s.action
@@ -136,23 +184,43 @@ class _Planner:
             qty = max(1, int((Decimal(abs(pos)) * Decimal(str(self.s.close_percent)) / 100)
                              .quantize(Decimal(1), rounding=ROUND_HALF_UP)))
         elif self.s.quantity is not None:
-            qty = self.s.quantity * self.a.multiplier
+            qty = scaled(self.s.quantity, self.a.multiplier)
         if qty is not None and qty < abs(pos):
             return self._reduce(-1 if pos > 0 else 1, qty, f"reduce position {pos} by {qty}")
         return [self._liquidate(f"close position {pos}")]
 
     def _buy_sell(self, direction: int) -> List[OrderStep]:
         units = self.s.quantity if self.s.quantity is not None else 1
+        m = self.a.multiplier
         if (self.s.flatten_first and self.pos != 0) or (self.s.flatten_opposite and self.pos * direction < 0):
-            return self._reversal(self._entry(direction, units * self.a.multiplier))
+            return self._reversal(self._entry(direction, scaled(units, m)))
+        if self.s.mode == "side":
+            return self._side(direction, scaled(units, m))
         if self.s.sentiment is not None and self.pos * direction < 0:
-            closed_units = -(-abs(self.pos) // self.a.multiplier)  # position in signal units (ceil)
+            closed_units = in_units(self.pos, m)  # position in signal units (ceil)
             if self.a.subtract_exit_qty and self.s.quantity is not None:
                 units = self.s.quantity - closed_units
             if units <= 0:
                 return [self._liquidate(f"reverse to flat: close {self.pos}")]
-            return self._reversal(self._entry(direction, units * self.a.multiplier))
-        return [self._entry(direction, units * self.a.multiplier)]
+            return self._reversal(self._entry(direction, scaled(units, m)))
+        return [self._entry(direction, scaled(units, m))]
+
+    def _side(self, direction: int, qty: int) -> List[OrderStep]:
+        """``side`` mode: end on the signal's side.  Opposite: flatten (which cancels the
+        contract's orders), wait until flat, enter ``qty``.  Flat: cancel the working orders, then
+        enter.  Same side: nothing (its exit legs stay), or add ``qty`` when ``signal.add``."""
+        word = "long" if direction > 0 else "short"
+        if self.pos * direction < 0:
+            return self._reversal(self._entry(direction, qty))
+        if self.pos * direction > 0:
+            if self.s.add:
+                return [self._entry(direction, qty)]
+            raise PlanError("nothing_to_do", f"account {self.a.name} is already {word} {abs(self.pos)} "
+                                             f"{self.c.name} (side mode; send \"add\" to add)")
+        entry = self._entry(direction, qty)
+        if self.working:
+            return [self._marker("cancel_working", f"cancel the working orders before going {word}"), entry]
+        return [entry]
 
     def _reverse(self) -> List[OrderStep]:
         pos = self.pos
@@ -165,16 +233,16 @@ class _Planner:
         else:
             direction = -1 if pos > 0 else 1
         if self.s.quantity is not None:
-            qty = self.s.quantity * self.a.multiplier
+            qty = scaled(self.s.quantity, self.a.multiplier)
         else:
-            qty = abs(pos) if pos else self.a.multiplier
+            qty = abs(pos) if pos else scaled(1, self.a.multiplier)
         entry = self._entry(direction, qty)
         return self._reversal(entry) if pos else [entry]
 
     def _target(self) -> List[OrderStep]:
         if self.s.target_position is None:
             raise PlanError("unsupported_action", "target signal without a target position")
-        want = self.s.target_position * self.a.multiplier
+        want = scaled(self.s.target_position, self.a.multiplier)
         pos = self.pos
         if want == pos:
             if want == 0 and self.working:
@@ -198,10 +266,20 @@ class _Planner:
 
     def _reduce(self, direction: int, qty: int, reason: str) -> List[OrderStep]:
         """Cut the exit legs to what will remain, then reduce with a Market order."""
+        qty = self._clip(qty)
         market = self._market(direction, qty, reason)
         trim = self._marker("trim_legs", f"exit legs to cover {abs(self.pos) - qty}")
         trim.body["cover"] = abs(self.pos) - qty
         return [trim, market]
+
+    def _clip(self, qty: int) -> int:
+        """``max_qty_mode`` clip: an order above ``max_qty`` is cut to it (noted); reject: ``_check_qty`` refuses."""
+        mq = self.a.max_qty
+        if mq is not None and qty > mq and self.a.max_qty_mode == "clip":
+            self.notes.append(f"max_qty: order of {qty} {self.c.name} clipped to account {self.a.name}'s "
+                              f"maximum of {mq}")
+            return mq
+        return qty
 
     def _check_qty(self, qty: int) -> None:
         if qty < 1:
@@ -221,6 +299,7 @@ class _Planner:
 
     def _entry(self, direction: int, qty: int) -> OrderStep:
         s, tick = self.s, self.c.tick_size
+        qty = self._clip(qty)
         body = self._base(direction, qty, s.order_type)
         limit = round_to_tick(s.limit_price, tick) if s.limit_price is not None else None
         stop = round_to_tick(s.stop_price, tick) if s.stop_price is not None else None
@@ -238,7 +317,7 @@ class _Planner:
         ref = {"Limit": limit, "StopLimit": limit, "Stop": stop}.get(
             s.order_type, round_to_tick(s.price, tick) if s.price is not None else None)
         if s.exits is not None:
-            return strategy_step(s.exits, self.c, self.a, direction, qty, body, ref, self.a.multiplier)
+            return strategy_step(s.exits, self.c, self.a, direction, qty, body, ref, self.a.multiplier, self.notes)
         if s.take_profit is None and s.stop_loss is None:
             return OrderStep("placeorder", body, reason)
         tp = self._bracket_price(s.take_profit, ref, direction, "take profit", qty)
@@ -274,7 +353,7 @@ class _Planner:
             if ref is None:
                 raise PlanError("missing_reference_price",
                                 f"{what} in {bracket.kind} needs a reference price (send \"price\")")
-            distance = distance_points(bracket, ref, away, tick, self.c.point_value, qty, what)
+            distance = distance_points(bracket, ref, away, tick, self.c.point_value, qty, what, self.notes)
             price = round_to_tick(ref + away * distance, tick)
         if ref is not None and (price - ref) * away <= 0:
             raise PlanError("invalid_bracket",

@@ -5,11 +5,14 @@ Tradovate's multi-bracket strategy (docs/TRADOVATE.md, "Order strategies") takes
 
 * Distances: ticks x tick size; points; percent of the reference price; a price minus the
   reference price; dollars / (point value x the account's quantity).  Each is rounded to the
-  nearest tick (half a tick away from zero) and must be at least one tick.
+  nearest tick (half a tick away from zero) and must be at least one tick -- except dollars: a
+  dollar distance below one tick is raised to one tick, with a note (PickMyTrade's template sends
+  ``"dollar_tp": "2"``, under a tick on NQ; one tick is the nearest distance the exchange can take).
 * Sizes (the legs always sum to the account's quantity ``Q``):
   - no sizes: ``Q // n`` per target, the leftover one each to the earliest targets -- a 1-lot
     with three targets gets only the FIRST target; targets left with 0 contracts are dropped;
-  - ``quantity``: contracts per signal unit x the account multiplier;
+  - ``quantity``: contracts per signal unit x the account multiplier (a fractional multiplier:
+    rounded down per target, the rest rides with the runner);
   - ``percent``: ``Q x percent / 100`` rounded down, then the contracts the percents add up to
     (rounded half up) handed one each to the earliest targets.
   Contracts the targets do not cover ride as a "runner" bracket holding only the stop; without a
@@ -35,8 +38,9 @@ def ticks_round(points: float, tick: float) -> float:
 
 
 def distance_points(b: Bracket, ref: Optional[float], away: int, tick: float, point_value: Optional[float],
-                    qty: int, what: str) -> float:
-    """The positive distance in points (a multiple of ``tick``) that ``b`` means."""
+                    qty: int, what: str, notes: Optional[List[str]] = None) -> float:
+    """The positive distance in points (a multiple of ``tick``) that ``b`` means.  A dollar
+    distance below one tick becomes one tick, noted in ``notes``."""
     if b.kind == "ticks":
         raw = b.value * tick
     elif b.kind == "points":
@@ -52,6 +56,11 @@ def distance_points(b: Bracket, ref: Optional[float], away: int, tick: float, po
     else:
         raise PlanError("invalid_bracket", f"{what}: unknown distance kind {b.kind!r}")
     points = ticks_round(raw, tick)
+    if points < tick / 2 and b.kind == "dollars" and raw > 0:
+        points = ticks_round(tick, tick)
+        if notes is not None:
+            notes.append(f"{what}: ${b.value:g} over {qty} contract(s) is less than one tick "
+                         f"(${tick * point_value * qty:g}); set to one tick ({points:g} points)")
     if points < tick / 2:
         if b.kind == "price":
             raise PlanError("invalid_bracket", f"{what} {b.value} is on the wrong side of the entry price {ref}")
@@ -59,10 +68,10 @@ def distance_points(b: Bracket, ref: Optional[float], away: int, tick: float, po
     return points
 
 
-def allocate(total: int, targets: List[Target], multiplier: int) -> List[int]:
+def allocate(total: int, targets: List[Target], multiplier) -> List[int]:
     n = len(targets)
     if targets[0].quantity is not None:
-        sizes = [t.quantity * multiplier for t in targets]
+        sizes = [int(Decimal(t.quantity) * Decimal(str(multiplier))) for t in targets]  # (fractions: down)
         if sum(sizes) > total:
             raise PlanError("invalid_quantity", f"targets ask for {sum(sizes)} contracts but the entry is {total}")
         return sizes
@@ -80,7 +89,8 @@ def allocate(total: int, targets: List[Target], multiplier: int) -> List[int]:
 
 
 def strategy_step(exits: Exits, contract: Contract, account: AccountTarget, direction: int, qty: int,
-                  entry: Dict[str, Any], ref: Optional[float], signal_multiplier: int) -> OrderStep:
+                  entry: Dict[str, Any], ref: Optional[float], signal_multiplier,
+                  notes: Optional[List[str]] = None) -> OrderStep:
     """``entry``: the placeorder body the entry would have had (prices already rounded)."""
     tick, pv = contract.tick_size, contract.point_value
     targets = list(exits.targets)
@@ -92,16 +102,16 @@ def strategy_step(exits: Exits, contract: Contract, account: AccountTarget, dire
             dropped.append(i)
             continue
         leg: Dict[str, Any] = {"qty": size}
-        tp = distance_points(target.distance, ref, direction, tick, pv, qty, f"take profit {i}")
+        tp = distance_points(target.distance, ref, direction, tick, pv, qty, f"take profit {i}", notes)
         leg["profitTarget"] = direction * tp
         stop = target.stop or exits.stop
         if stop is not None:
-            leg.update(_stop_fields(stop, ref, direction, tick, pv, qty))
+            leg.update(_stop_fields(stop, ref, direction, tick, pv, qty, notes))
         brackets.append(leg)
     rest = qty - sum(sizes)
     if rest:
         if exits.stop is not None:
-            brackets.append({"qty": rest, **_stop_fields(exits.stop, ref, direction, tick, pv, qty)})
+            brackets.append({"qty": rest, **_stop_fields(exits.stop, ref, direction, tick, pv, qty, notes)})
         elif brackets:
             brackets[-1]["qty"] += rest
         else:
@@ -120,7 +130,7 @@ def strategy_step(exits: Exits, contract: Contract, account: AccountTarget, dire
     meta: Dict[str, Any] = {"direction": direction, "brackets": brackets, "tick": tick}
     if exits.breakeven is not None:
         be = exits.breakeven
-        trigger = distance_points(be.trigger, ref, direction, tick, pv, qty, "breakeven trigger")
+        trigger = distance_points(be.trigger, ref, direction, tick, pv, qty, "breakeven trigger", notes)
         offset = ticks_round(be.offset.value * (tick if be.offset.kind == "ticks" else 1.0), tick)
         if offset >= trigger:
             raise PlanError("invalid_bracket", "breakeven offset must be smaller than its trigger")
@@ -132,13 +142,13 @@ def strategy_step(exits: Exits, contract: Contract, account: AccountTarget, dire
 
 
 def _stop_fields(stop: StopPlan, ref: Optional[float], direction: int, tick: float, pv: Optional[float],
-                 qty: int) -> Dict[str, Any]:
-    dist = distance_points(stop.distance, ref, -direction, tick, pv, qty, "stop loss")
+                 qty: int, notes: Optional[List[str]] = None) -> Dict[str, Any]:
+    dist = distance_points(stop.distance, ref, -direction, tick, pv, qty, "stop loss", notes)
     out: Dict[str, Any] = {"stopLoss": -direction * dist}
     if not stop.trailing:
         out["trailingStop"] = False
         return out
-    trail = distance_points(stop.trail, ref, -direction, tick, pv, qty, "trail distance") if stop.trail else dist
+    trail = distance_points(stop.trail, ref, -direction, tick, pv, qty, "trail distance", notes) if stop.trail else dist
     trigger = distance_points(stop.trigger, ref, direction, tick, pv, qty, "trail trigger") \
         if stop.trigger is not None and stop.trigger.value > 0 else 0.0
     freq = distance_points(stop.step, ref, direction, tick, pv, qty, "trail step") if stop.step else tick
