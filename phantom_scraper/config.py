@@ -136,12 +136,12 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("TRADOVATE_ENV", "tradovate_env", _str, "sim (default: the embedded simulator), demo or live"),
     Variable("TRADOVATE_USERNAME", "credentials.username", _str, "the login (required for demo/live)"),
     Variable("TRADOVATE_PASSWORD", "credentials.password", _str, "the login's password"),
-    Variable("TRADOVATE_APP_ID", "credentials.app_id", _str, "API key field of auth/accesstokenrequest"),
-    Variable("TRADOVATE_APP_VERSION", "credentials.app_version", _str, "API key field"),
-    Variable("TRADOVATE_CID", "credentials.cid", _str, "API key field"),
-    Variable("TRADOVATE_SEC", "credentials.sec", _str, "API key field (secret)"),
+    Variable("TRADOVATE_APP_ID", "credentials.app_id", _str, "the API key's application name (appId; README: Tradovate API credentials)"),
+    Variable("TRADOVATE_APP_VERSION", "credentials.app_version", _str, "the API key's appVersion"),
+    Variable("TRADOVATE_CID", "credentials.cid", _str, "the API key's client id (CID, a number)"),
+    Variable("TRADOVATE_SEC", "credentials.sec", _str, "the API key's secret"),
     Variable("TRADOVATE_DEVICE_ID", "credentials.device_id", _str,
-             "a stable id per machine (required for live; see docs/TRADOVATE.md \"Device id\")"),
+             "a stable id for this server (a UUID you keep; required for live, see docs/TRADOVATE.md)"),
     Variable("TRADOVATE_CUSTOM_TAG50", "custom_tag50", _bool,
              "1: liquidations carry the intent id in customTag50 (only if the login has tag 50 enabled)"),
     Variable("TRADOVATE_RATE_LIMIT_QUIET_S", "rate_limit_quiet_s", _float,
@@ -149,7 +149,8 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("TRADOVATE_REST_URL", "rest_url", _str, "overrides the environment's REST base"),
     Variable("TRADOVATE_WS_URL", "ws_url", _str, "overrides the WebSocket URL (default: derived from the REST base)"),
     Variable("TRADOVATE_MD_URL", "md_url", _str, "the market-data socket (default: Tradovate's md host; sim: the simulator's)"),
-    Variable("TRADOVATE_ACCOUNTS", "accounts_filter", _csv, "comma list of account names to trade"),
+    Variable("TRADOVATE_ACCOUNTS", "accounts_filter", _csv,
+             "comma list of account names to trade (demo/live: required when the login has several)"),
     Variable("RECORDERS_FILE", "recorders_file", _str, "JSON file for several strategies/logins"),
     Variable("WEBHOOK_SECRET", "webhook_secret", _str, "the webhook token (required for demo/live)"),
     Variable("ADMIN_TOKEN", "admin_token", _str, "enables the admin routes"),
@@ -518,3 +519,53 @@ class Settings:
             values["ip_allowlist_enabled"] = True
         values.update(overrides)
         return cls(**values)
+
+
+# -- .env.example (generated from VARIABLES; tests/test_config_table.py keeps the file equal) --------
+
+ENV_EXAMPLE_HEADER = """\
+# .env.example -- generated from phantom_scraper/config.py (VARIABLES): python -m phantom_scraper.config
+# Copy to .env and uncomment what you change.  Each commented line shows the default.  With
+# TRADOVATE_ENV unset or "sim" the server trades on the embedded simulator and needs nothing else.
+# demo/live need TRADOVATE_USERNAME, TRADOVATE_PASSWORD and WEBHOOK_SECRET, the API key fields
+# (README: "Tradovate API credentials"), and TRADOVATE_ACCOUNTS when the login has several accounts.
+"""
+
+
+def _default_of(var: Variable) -> object:
+    if var.field.startswith("credentials."):
+        return getattr(Credentials, var.field.split(".", 1)[1], "")
+    if var.field.startswith("risk."):
+        return getattr(RiskSettings, var.field.split(".", 1)[1])
+    return getattr(Settings, var.field)
+
+
+def default_text(var: Variable) -> Optional[str]:
+    """The default of ``var`` as it would be written in ``.env`` ("" = unset); None for the
+    variables set by others (the hosting platform, the simulator's calendar pin)."""
+    if var.field is None:
+        return None
+    value = _default_of(var)
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float) and value == int(value):
+        return str(int(value)) if abs(value) >= 1e15 else f"{value:g}"
+    return str(value)
+
+
+def env_example() -> str:
+    lines = [ENV_EXAMPLE_HEADER]
+    for var in VARIABLES:
+        default = default_text(var)
+        if default is None:
+            continue
+        lines.append(f"# {var.meaning}\n# {var.name}={default}\n")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m phantom_scraper.config > .env.example
+    print(env_example(), end="")

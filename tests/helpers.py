@@ -362,7 +362,8 @@ def procfile_command(port: int) -> list:
     assert "--preload" not in args
     assert args[args.index("--workers") + 1] == "1"
     assert args[args.index("--worker-class") + 1] == "phantom_scraper.door.worker.DoorWorker"  # gthread + door
-    assert int(args[args.index("--threads") + 1]) >= 8
+    assert "--threads" not in args  # threads: GUNICORN_THREADS, read by gunicorn.conf.py (default 32)
+    assert args[args.index("--config") + 1] == "gunicorn.conf.py"
     assert args[args.index("--bind") + 1] == f"0.0.0.0:{port}"
     args[args.index("--bind") + 1] = f"127.0.0.1:{port}"  # tests bind loopback only
     args[0] = str(Path(sys.executable).parent / "gunicorn")

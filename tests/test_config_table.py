@@ -76,7 +76,7 @@ def test_only_config_reads_the_environment():
 def test_the_readme_table_lists_every_variable_of_the_table():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    rows = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    rows = "\n".join(line.split(" | ")[0] for line in section.splitlines() if line.startswith("|"))
     in_readme = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", rows))
     assert TABLE - in_readme == set(), "add them to the README's Configuration table"
     assert in_readme - TABLE == set(), "the README names variables the code does not read"
@@ -128,3 +128,63 @@ def test_local_server_reads_port_and_host_from_settings(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "ultra_simple_server.py")], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "PORT must be an integer" in proc.stderr
+
+
+# -- .env.example and the README's table: generated from / checked against VARIABLES -----------------
+
+def _readme_rows():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return [[cell.strip() for cell in row.strip("|").split(" | ")] for row in rows]
+
+
+def test_env_example_is_generated_from_the_table():
+    from phantom_scraper.config import env_example
+
+    assert (ROOT / ".env.example").read_text(encoding="utf-8") == env_example(), \
+        "regenerate it: python -m phantom_scraper.config > .env.example"
+
+
+def test_env_example_lists_every_variable_you_set_with_its_default():
+    from phantom_scraper.config import default_text
+
+    text = (ROOT / ".env.example").read_text(encoding="utf-8")
+    written = dict(re.findall(r"^# ([A-Z][A-Z0-9_]+)=(.*)$", text, re.M))
+    ours = {v.name for v in VARIABLES if v.field is not None}
+    assert set(written) == ours
+    defaults = Settings()
+    for var in VARIABLES:
+        if var.field is None:
+            continue
+        assert written[var.name] == default_text(var)
+        # the written default, read back, is the default: uncommenting a line changes nothing
+        env = {var.name: written[var.name]}
+        if var.field.startswith("credentials."):
+            env["TRADOVATE_USERNAME"] = env.get("TRADOVATE_USERNAME") or "u"
+            got = getattr(Settings.from_env(env).credentials, var.field.split(".", 1)[1])
+            want = getattr(Credentials(username="u", password=""), var.field.split(".", 1)[1])
+            assert got == (want if var.name != "TRADOVATE_USERNAME" else "u"), var.name
+            continue
+        read = Settings.from_env(env)
+        if var.field.startswith("risk."):
+            name = var.field.split(".", 1)[1]
+            assert getattr(read.risk, name) == getattr(defaults.risk, name), var.name
+        else:
+            assert getattr(read, var.field) == getattr(defaults, var.field), var.name
+
+
+def test_the_readme_has_one_row_per_variable_with_its_default():
+    from phantom_scraper.config import default_text
+
+    rows = _readme_rows()
+    names = [re.fullmatch(r"`([A-Z][A-Z0-9_]+)`", row[0]) for row in rows]
+    assert all(names), [row[0] for row, m in zip(rows, names) if not m]
+    listed = [m.group(1) for m in names]
+    assert len(listed) == len(set(listed)), "a variable has two rows"
+    assert set(listed) == TABLE
+    for name, row in zip(listed, rows):
+        [var] = [v for v in VARIABLES if v.name == name]
+        default = default_text(var)
+        expected = "(set by others)" if default is None else "(empty)" if default == "" else f"`{default}`"
+        assert row[1] == expected, name

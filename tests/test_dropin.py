@@ -310,3 +310,134 @@ def test_pickmytrade_template_through_the_server_with_fractional_copies(make_ser
     assert any("clipped" in w for w in by_name["DEMO0002"]["warnings"])
     a1, a2 = sim.account_id("DEMO0001"), sim.account_id("DEMO0002")
     wait_for(lambda: _positions(sim) == {a1: 3, a2: 3}, what="2 x 1.5 = 3; 2 x 2 = 4 clipped to 3")
+
+
+# ---- dated symbols that expired; a failed maturity lookup falls back ------------------------------
+class MaturityClient:
+    """contract/find, contract/suggest and the product's maturities; ``maturities_fail`` makes
+    ``contractMaturity`` answer like an HTTP 404."""
+
+    CONTRACTS = {"NQZ6": {"id": 101, "name": "NQZ6"}, "NQH7": {"id": 102, "name": "NQH7"},
+                 "NQM7": {"id": 103, "name": "NQM7"}}
+
+    def __init__(self):
+        self.maturities_fail = False
+        self.calls = []
+
+    def find_contract(self, name):
+        self.calls.append(("find", name))
+        return self.CONTRACTS.get(name)
+
+    def suggest_contracts(self, root, limit):
+        self.calls.append(("suggest", root))
+        return [self.CONTRACTS[n] for n in ("NQH7", "NQM7", "NQZ6")]  # by relevance, not by date
+
+    def find_product(self, root):
+        self.calls.append(("product", root))
+        return {"id": 7, "name": root}
+
+    def list_maturities(self, product_id):
+        from phantom_scraper.errors import BrokerError
+        self.calls.append(("maturities", product_id))
+        if self.maturities_fail:
+            raise BrokerError("contractMaturity/deps: HTTP 404", status=404)
+        return [{"expirationMonth": 202612, "expirationDate": "2026-12-18T14:30:00Z"},
+                {"expirationMonth": 202703, "expirationDate": "2027-03-19T13:30:00Z"},
+                {"expirationMonth": 202706, "expirationDate": "2027-06-18T13:30:00Z"}]
+
+
+@pytest.mark.parametrize("today,front", [("2026-11-25", "NQZ6"), ("2026-12-11", "NQH7")])
+def test_a_failed_maturity_lookup_chooses_the_front_from_suggest(today, front, caplog):
+    from phantom_scraper.signals import SymbolResolver
+
+    client = MaturityClient()
+    client.maturities_fail = True
+    resolver = SymbolResolver(client, trading_date=today)
+    with caplog.at_level(logging.WARNING, logger="phantom_scraper.signals.symbols"):
+        assert resolver.resolve("NQ1!").name == front
+    assert any("contractMaturity lookup for NQ failed" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failed_maturity_lookup_keeps_the_cached_front_and_asks_again_soon():
+    from phantom_scraper.signals import SymbolResolver
+    from phantom_scraper.signals.symbols import FALLBACK_CACHE_S
+
+    now = [1000.0]
+    client = MaturityClient()
+    resolver = SymbolResolver(client, clock=lambda: now[0], refresh_s=600, trading_date="2026-11-25")
+    assert resolver.resolve("NQ1!").name == "NQZ6"
+    client.maturities_fail = True
+    now[0] += 601  # the daily-style refresh is due; the roll (2026-12-10) is not
+    assert resolver.resolve("NQ1!").name == "NQZ6"
+    client.maturities_fail = False
+    client.calls.clear()
+    now[0] += FALLBACK_CACHE_S + 1
+    assert resolver.resolve("NQ1!").name == "NQZ6"
+    assert ("maturities", 7) in client.calls, "the fallback is trusted only for a while"
+
+
+@pytest.mark.parametrize("symbol", ["NQH2022", "NQH22", "CME_MINI:NQZ2025"])
+def test_an_expired_dated_symbol_names_the_front_month(symbol):
+    from phantom_scraper.signals import SymbolResolver
+
+    resolver = SymbolResolver(MaturityClient(), trading_date="2026-11-25")
+    with pytest.raises(SignalError) as info:
+        resolver.resolve(symbol)
+    assert info.value.code == "expired_contract" and info.value.field == "symbol"
+    assert "the front month is NQZ6" in info.value.message and "NQ1!" in info.value.message
+
+
+def test_current_and_one_digit_dated_symbols_go_to_the_broker():
+    from phantom_scraper.signals import SymbolResolver
+
+    resolver = SymbolResolver(MaturityClient(), trading_date="2026-11-25")
+    assert resolver.resolve("NQZ2026").name == "NQZ6" and resolver.resolve("NQH7").name == "NQH7"
+
+
+def test_expired_contract_and_maturity_fallback_through_the_server(make_server_app, sim, caplog):
+    from phantom_scraper.errors import BrokerError
+
+    app = make_server_app()
+    ws_ready(app)
+    client = app.test_client()
+    r = post(client, '{"ticker": "NQH2022", "action": "buy", "quantity": 1}')  # TradersPost's dated example
+    assert r.status_code == 400
+    error = r.get_json()["error"]
+    assert error["code"] == "expired_contract" and "NQZ6" in error["message"] and sim.orders() == []
+
+    resolver = app.extensions["runtime"].service.resolver
+    resolver.clear()
+
+    def not_found(*_a, **_k):
+        raise BrokerError("contractMaturity/deps: HTTP 404", status=404)
+
+    resolver._client.list_maturities = not_found  # (the instance attribute shadows the method)
+    with caplog.at_level(logging.WARNING, logger="phantom_scraper.signals.symbols"):
+        body = post(client, '{"ticker": "NQ1!", "action": "buy", "quantity": 1}').get_json()
+    assert body["status"] == "acked" and body["contract"] == "NQZ6", body
+    assert any("contractMaturity lookup for NQ failed" in rec.getMessage() for rec in caplog.records)
+
+
+def test_a_start_up_that_cannot_reach_the_broker_names_the_host(tmp_path, caplog, clean_pool):
+    import socket
+
+    from phantom_scraper.app.service import TradingService
+    from tests.helpers import rs, server_settings
+
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now: connections are refused
+
+    class Nowhere:
+        rest_url, ws_url = f"http://127.0.0.1:{port}/v1", f"ws://127.0.0.1:{port}/v1/websocket"
+
+    settings = server_settings(Nowhere, tmp_path, rest_timeout_s=1.0)
+    svc = TradingService(settings, pool=rs.WebSocketPool())
+    with caplog.at_level(logging.WARNING, logger="phantom_scraper.app.service"):
+        svc.start_in_background()
+        try:
+            wait_for(lambda: any("retrying" in r.getMessage() and f"broker http://127.0.0.1:{port}" in r.getMessage()
+                                 for r in caplog.records), what="the retry warning naming the broker")
+        finally:
+            svc.stop(timeout_s=5.0)

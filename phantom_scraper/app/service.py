@@ -124,7 +124,9 @@ class TradingService:
             wait_s = min(self.settings.reconnect_backoff_max_s, delay_s) * random.uniform(0.8, 1.2)
             if isinstance(error, CaptchaRequiredError) and error.p_time_s:
                 wait_s = max(wait_s, float(error.p_time_s))  # the broker said how long
-            logger.warning("Start-up failed (%s); retrying in %.1f s", message, wait_s)
+            hosts = sorted({c.rest_url for c in self._login_configs.values() if c.rest_url})
+            logger.warning("Start-up failed (%s; broker %s); retrying in %.1f s", message,
+                           ", ".join(hosts) or "?", wait_s)
             if gate.stop_requested.wait(wait_s):
                 gate.fail()
                 if self.journal is not None:

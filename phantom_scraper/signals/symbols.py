@@ -20,7 +20,15 @@ dated contract instead.
   ``roll_contract(root)``.
 * "Today" is the UTC date of ``clock()``, or ``trading_date`` (YYYY-MM-DD, the ``TRADING_DATE``
   setting) when set: tests and replays pin the calendar with it.
-* Dated: ``client.find_contract(name)``; cached per name for ``refresh_s``.
+* A failed ``contractMaturity`` lookup (HTTP 404/5xx, a timeout: ``TradovateError``) does not fail
+  the signal: it is logged (WARNING) and the front is chosen without it -- the cached front while
+  its roll date is still ahead, else the earliest ``contract/suggest`` month not yet rolled by the
+  calendar (equity index: the third Friday - 8 days; other products: the month itself).  Such a
+  choice is cached for ``FALLBACK_CACHE_S`` only, so the maturity list is asked again soon.
+* Dated: ``client.find_contract(name)``; cached per name for ``refresh_s``.  A dated month already
+  past (``NQH2022``, ``NQH22``: a two- or four-digit year before this month) is
+  ``SignalError("expired_contract")`` naming the root's front month; a one-digit year is
+  ambiguous (Tradovate reads it as the next such year) and goes to the broker as sent.
 * Nothing found -> ``SignalError("unknown_symbol", "symbol", ...)`` before anything is sent.
 * Broker errors (``TradovateError``) propagate -- except that a stale cached contract is served
   (with a warning) when its refresh fails, so a network blip at the daily refresh does not stop
@@ -68,6 +76,10 @@ _DIFFERS: Set[Tuple[str, str]] = set()  # (root, what) already logged; a set add
 # Roots that roll by the CME equity-index convention (the Thursday 8 days before expiry).
 EQUITY_INDEX_ROOTS = frozenset({"ES", "MES", "NQ", "MNQ", "YM", "MYM", "RTY", "M2K", "EMD", "NKD"})
 
+FALLBACK_CACHE_S = 300.0  # a front chosen without the maturity list is trusted this long
+_MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
+                "October", "November", "December")
+
 _DATED_RE = re.compile(rf"(?P<root>[A-Z0-9]+?)(?P<month>[{MONTH_CODES}])(?P<year>\d{{4}}|\d{{1,2}})")
 _CONTINUOUS_RE = re.compile(r"(?P<root>[A-Z0-9]+?)(?P<n>\d)!")
 _ROOT_RE = re.compile(r"[A-Z0-9]{0,5}[A-Z][A-Z0-9]{0,5}")
@@ -95,6 +107,24 @@ def parse_symbol(symbol: Any) -> Tuple[str, str]:
     if _ROOT_RE.fullmatch(text):
         return text, ""
     raise SignalError("unknown_symbol", "symbol", f"{shown} is not a futures symbol")
+
+
+def dated_month(symbol: Any) -> Optional[Tuple[int, int]]:
+    """``(year, month)`` of a dated symbol sent with a two- or four-digit year (``NQH22``,
+    ``NQH2022``); None for a one-digit year (ambiguous), a continuous symbol or a root."""
+    if not isinstance(symbol, str):
+        return None
+    text = symbol.strip().upper().rsplit(":", 1)[-1].strip().lstrip("@/")
+    m = _DATED_RE.fullmatch(text)
+    if m is None or len(m.group("year")) == 1:
+        return None
+    year = m.group("year")
+    return (int(year) if len(year) == 4 else 2000 + int(year)), MONTH_CODES.index(m.group("month")) + 1
+
+
+def _third_friday(year: int, month: int) -> dt.date:
+    first = dt.date(year, month, 1)
+    return first + dt.timedelta(days=(4 - first.weekday()) % 7 + 14)
 
 
 def _positive_number(value: Any) -> Optional[float]:
@@ -177,17 +207,19 @@ class SymbolResolver:
         """The dated contract for ``symbol``; ``SignalError`` if there is none."""
         root, name = parse_symbol(symbol)
         key = name or root + "!"
+        if name:
+            self._refuse_expired(symbol, root)
         with self._lock:
             cached = self._cache.get(key)
         now = self._clock()
         if cached is not None and now < cached[2] and (cached[3] is None or self.today() < cached[3]):
             return cached[1]
-        next_roll = None
+        next_roll, provisional = None, False
         try:
             if name:
                 contract = self._fetch_dated(root, name)
             else:
-                contract, next_roll = self._fetch_front(root)
+                contract, next_roll, provisional = self._fetch_front(root, cached)
         except TradovateError as exc:
             if cached is None:
                 raise
@@ -196,7 +228,7 @@ class SymbolResolver:
         if contract is None:
             raise SignalError("unknown_symbol", "symbol",
                               f"{symbol.strip()[:40]}: no such Tradovate contract")
-        valid_until = now + self._refresh_s
+        valid_until = now + (min(self._refresh_s, FALLBACK_CACHE_S) if provisional else self._refresh_s)
         if next_roll is not None:  # cached until the roll date (00:00 UTC of that day)
             roll_at = dt.datetime.combine(next_roll, dt.time(), tzinfo=dt.timezone.utc).timestamp()
             today_at = dt.datetime.combine(self.today(), dt.time(), tzinfo=dt.timezone.utc).timestamp()
@@ -281,11 +313,79 @@ class SymbolResolver:
             return None
         return contract_from_dict(data, root, self._product(root))
 
-    def _fetch_front(self, root: str) -> Tuple[Optional[Contract], Optional[dt.date]]:
-        by_maturity = self._front_by_maturity(root)
+    def _refuse_expired(self, symbol: str, root: str) -> None:
+        """``expired_contract`` for a dated month already past, naming the front month."""
+        dated = dated_month(symbol)
+        today = self.today()
+        if dated is None or dated >= (today.year, today.month):
+            return
+        shown = symbol.strip()[:40]
+        try:
+            front = f"; the front month is {self.resolve(root).name}"
+        except (SignalError, TradovateError) as exc:  # the hint is a courtesy: the refusal stands
+            log.info("front month of %s for the expired-contract message: %s", root, exc)
+            front = ""
+        raise SignalError("expired_contract", "symbol",
+                          f"{shown} expired ({_MONTH_NAMES[dated[1] - 1]} {dated[0]}){front}: send "
+                          f"{root}1! (the front month, rolled automatically) or a current dated contract")
+
+    def _fetch_front(self, root: str, cached=None) -> Tuple[Optional[Contract], Optional[dt.date], bool]:
+        """(front, its roll date, provisional: chosen without the maturity list)."""
+        try:
+            by_maturity = self._front_by_maturity(root)
+        except TradovateError as exc:  # an auxiliary lookup: the front can still be chosen safely
+            log.warning("contractMaturity lookup for %s failed (%s); choosing the front from the cached front "
+                        "and contract/suggest", root, exc)
+            contract, rolls_on = self._front_without_maturities(root, cached)
+            return contract, rolls_on, True
         if by_maturity is not None:
-            return by_maturity
-        return self._front_by_suggest(root), None
+            return by_maturity[0], by_maturity[1], False
+        return self._front_by_suggest(root), None, False
+
+    def _front_without_maturities(self, root: str, cached) -> Tuple[Optional[Contract], Optional[dt.date]]:
+        """The cached front while its roll is ahead; else the earliest suggested month whose
+        estimated roll (``_estimated_roll``) is still ahead and that is later than the cached front."""
+        today = self.today()
+        if cached is not None and cached[3] is not None and today < cached[3]:
+            log.warning("front of %s: keeping the cached %s (rolls on %s)", root, cached[1].name, cached[3])
+            return cached[1], cached[3]
+        pattern = re.compile(rf"{re.escape(root)}[{MONTH_CODES}]\d")
+        with self._lock:
+            refused = set(self._refused)
+        after = self._year_month(cached[1].name, root, today) if cached is not None else None
+        candidates = []
+        for data in self._client.suggest_contracts(root, self._suggest_limit) or []:
+            if not _valid(data, pattern) or data["name"].upper() in refused:
+                continue
+            ym = self._year_month(data["name"].upper(), root, today)
+            rolls_on = self._estimated_roll(root, ym)
+            if today < rolls_on and (after is None or ym > after):
+                candidates.append((ym, rolls_on, data))
+        if not candidates:
+            if cached is not None:
+                log.warning("front of %s: no later month suggested; keeping %s", root, cached[1].name)
+                return cached[1], None
+            return None, None
+        ym, rolls_on, data = min(candidates, key=lambda c: c[0])
+        contract = contract_from_dict(data, root)
+        log.warning("front of %s chosen without the maturity list: %s (estimated roll %s)", root, contract.name,
+                    rolls_on)
+        return contract, rolls_on
+
+    @staticmethod
+    def _year_month(name: str, root: str, today: dt.date) -> Tuple[int, int]:
+        """A one-digit-year contract name's (year, month): the year ending in that digit from last year on."""
+        month = MONTH_CODES.index(name[len(root)]) + 1
+        digit = int(name[len(root) + 1:])
+        year = today.year - today.year % 10 + digit
+        if year < today.year - 1:
+            year += 10
+        return year, month
+
+    def _estimated_roll(self, root: str, ym: Tuple[int, int]) -> dt.date:
+        if self._roll_days_before is not None or root in EQUITY_INDEX_ROOTS:
+            return roll_date(root, _third_friday(*ym), self._roll_days_before)
+        return dt.date(*ym, 1)  # other products stop trading before their month: leave them by its start
 
     def _front_by_maturity(self, root: str) -> Optional[Tuple[Optional[Contract], Optional[dt.date]]]:
         """(front, its roll date) from the product's maturities; None when there are none."""
