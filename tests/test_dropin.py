@@ -441,3 +441,21 @@ def test_a_start_up_that_cannot_reach_the_broker_names_the_host(tmp_path, caplog
                                  for r in caplog.records), what="the retry warning naming the broker")
         finally:
             svc.stop(timeout_s=5.0)
+
+
+def test_crosstrade_text_through_the_server(make_server_app, sim):
+    app = make_server_app()
+    ws_ready(app)
+    client = app.test_client()
+    text = ("key=your-secret-key; command=PLACE; account=sim101; instrument=MNQ1!; action=BUY; qty=1; "
+            "order_type=MARKET; tif=DAY;")
+    body = post(client, text, content_type="text/plain").get_json()
+    assert body["status"] == "acked" and any("account" in w for w in body["warnings"]), body
+    a1, a2 = sim.account_id("DEMO0001"), sim.account_id("DEMO0002")
+    wait_for(lambda: _positions(sim) == {a1: 1, a2: 1}, what="long 1")
+    body = post(client, "key=your-secret-key; command=FLATTEN; account=sim101; instrument=MNQ1!;",
+                content_type="text/plain").get_json()
+    assert body["status"] == "acked", body
+    wait_for(lambda: _positions(sim) == {}, what="flat")
+    r = post(client, "key=k; command=CHANGE; account=sim101; order_id=1; limit_price=1;", content_type="text/plain")
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "unsupported_format"
