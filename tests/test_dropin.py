@@ -263,7 +263,7 @@ def test_side_mode_through_the_server_ends_long_where_orders_mode_ended_flat(mak
     a1, a2 = sim.account_id("DEMO0001"), sim.account_id("DEMO0002")
     assert post(client, TP_SELL).get_json()["status"] == "acked"
     wait_for(lambda: _positions(sim) == {a1: -1, a2: -1}, what="short 1")
-    with caplog.at_level(logging.INFO, logger="phantom_scraper.app.service"):
+    with caplog.at_level(logging.INFO, logger="phantom_scraper.app.signal_run"):
         r = post(client, TP_BUY)
         body = r.get_json()
         assert body["status"] == "acked", body
