@@ -322,6 +322,7 @@ class MaturityClient:
 
     def __init__(self):
         self.maturities_fail = False
+        self.maturities_error = None  # raised instead of the 404 when set
         self.calls = []
 
     def find_contract(self, name):
@@ -339,6 +340,8 @@ class MaturityClient:
     def list_maturities(self, product_id):
         from phantom_scraper.errors import BrokerError
         self.calls.append(("maturities", product_id))
+        if self.maturities_fail and self.maturities_error is not None:
+            raise self.maturities_error
         if self.maturities_fail:
             raise BrokerError("contractMaturity/deps: HTTP 404", status=404)
         return [{"expirationMonth": 202612, "expirationDate": "2026-12-18T14:30:00Z"},
@@ -356,6 +359,26 @@ def test_a_failed_maturity_lookup_chooses_the_front_from_suggest(today, front, c
     with caplog.at_level(logging.WARNING, logger="phantom_scraper.signals.symbols"):
         assert resolver.resolve("NQ1!").name == front
     assert any("contractMaturity lookup for NQ failed" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("error", [
+    lambda e: e.TooManyRequestsError(e.TooManyRequestsError.TEXT),
+    lambda e: e.PenaltyError("contractMaturity/deps: penalty", "ticket", 2.0),
+    lambda e: e.AuthError("access token expired"),
+], ids=["429", "penalty", "auth"])
+def test_a_maturity_lookup_refused_for_the_login_is_reported_not_fallen_back(error):
+    """A 429 (an hour's lock-out that each further request restarts), a penalty or an auth refusal
+    is the login's, not the lookup's: no suggest call, the error reaches the signal."""
+    from phantom_scraper import errors
+    from phantom_scraper.signals import SymbolResolver
+
+    client = MaturityClient()
+    client.maturities_fail = True
+    client.maturities_error = error(errors)
+    resolver = SymbolResolver(client, trading_date="2026-11-25")
+    with pytest.raises(type(client.maturities_error)):
+        resolver.resolve("NQ1!")
+    assert not [c for c in client.calls if c[0] == "suggest"]
 
 
 def test_a_failed_maturity_lookup_keeps_the_cached_front_and_asks_again_soon():

@@ -55,7 +55,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from phantom_scraper.errors import TradovateError
+from phantom_scraper.errors import AuthError, RateLimitedError, TradovateError
 from phantom_scraper.signals.model import Contract, SignalError
 
 log = logging.getLogger(__name__)
@@ -333,7 +333,12 @@ class SymbolResolver:
         """(front, its roll date, provisional: chosen without the maturity list)."""
         try:
             by_maturity = self._front_by_maturity(root)
-        except TradovateError as exc:  # an auxiliary lookup: the front can still be chosen safely
+        except (RateLimitedError, AuthError):
+            # the login itself is refused (a 429's hour of lock-out, a penalty, a token): more
+            # requests would not help -- a 429 window even restarts with each -- so the signal
+            # reports it instead of falling back
+            raise
+        except TradovateError as exc:  # an auxiliary lookup (404, 5xx, timeout): the front can still be chosen safely
             log.warning("contractMaturity lookup for %s failed (%s); choosing the front from the cached front "
                         "and contract/suggest", root, exc)
             contract, rolls_on = self._front_without_maturities(root, cached)
