@@ -220,3 +220,22 @@ def test_a_fill_on_the_account_makes_its_strategy_due_at_once(setup):
     manager._on_event(events.Event("fill", {"account_id": store.get(intent)["account_id"]}))
     assert rb.run_once() == [intent]
     assert store.get(intent)["meta"]["readback"]["state"] == "fixed"
+
+
+def test_a_stop_breakeven_moved_before_the_read_back_is_left_where_breakeven_put_it(setup):
+    """The market reaches the breakeven trigger before the read-back: the stop is at entry + offset,
+    not at the plan's offset.  The read-back judges the unit by the targets alone, fixes them, and
+    leaves the stop (moving it back to the plan would undo breakeven; comparing it would alert)."""
+    from phantom_scraper.strategies.breakeven import BreakevenManager
+    sim, ti, store = setup("ticks")
+    units = UnitMemory()
+    intent, base = start(sim, ti, store, dict(BRACKET, stopLoss={"points": 8, "breakeven": {"trigger": 8, "offset": 2}}),
+                         units)
+    assert exits(sim) == {"Limit": [base + 2.5, base + 5], "Stop": [base - 2] * 2}  # read as ticks
+    sim.set_price(SYMBOL, base + 2)  # the trigger (8 ticks), below the misread first target
+    assert BreakevenManager(store, lambda a: ti).check(contract(sim).id, base + 2) == [intent]
+    assert exits(sim)["Stop"] == [base + 0.5] * 2
+    rb = ReadBack(store, lambda a: ti, units)
+    assert rb.run_once(force=True) == [intent]
+    assert store.get(intent)["meta"]["readback"]["state"] == "fixed" and units.get("NQ") == "ticks"
+    assert exits(sim) == {"Limit": [base + 10, base + 20], "Stop": [base + 0.5] * 2}

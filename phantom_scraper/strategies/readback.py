@@ -211,7 +211,10 @@ class ReadBack:
                                                       "the position's exits")
                 notes.append(f"{leg.role} leg {leg.order_id} resized from {leg.qty} to {qty} contract(s)")
                 leg.version["orderQty"] = qty
-        verdict, factor = self._measure(exits, planned, fill, tick)
+        # breakeven (this server's own stop move) may have moved the stop before this read: its
+        # price is no longer the plan's, so only the targets tell the unit then
+        verdict, factor = self._measure(exits, planned, fill, tick,
+                                        stop_moved=rec.get("be_state") in ("moving", "done"))
         root = root_of(rec["symbol"] or "")
         if verdict == "as_sent":
             self.units.learn(root, sent)
@@ -225,16 +228,18 @@ class ReadBack:
         return self._settle(rec, "alert", "; ".join(notes + [f"legs do not match the plan ({verdict}); nothing "
                                                              "changed -- check the position's exits"]))
 
-    def _measure(self, exits: List[Leg], planned: List[dict], fill: float, tick: float) -> Tuple[str, float]:
-        """``as_sent`` | ``wrong_unit`` (with the factor actual/planned) | ``missing_stop`` | ``unexplained``."""
+    def _measure(self, exits: List[Leg], planned: List[dict], fill: float, tick: float,
+                 stop_moved: bool = False) -> Tuple[str, float]:
+        """``as_sent`` | ``wrong_unit`` (with the factor actual/planned) | ``missing_stop`` | ``unexplained``.
+        ``stop_moved``: breakeven moved the stop already; its price is not compared."""
         wanted_stops = [b["stopLoss"] for b in planned if b.get("stopLoss") is not None]
         live = [l for l in exits if l.live and l.role in ("stop", "trailing", "target")]
         if wanted_stops and not any(l.role in ("stop", "trailing") for l in live):
             return "missing_stop", 1.0
         factors = []
         for leg in live:
-            if leg.role == "trailing":
-                continue  # its stop may have trailed already; its unit shows in its siblings
+            if leg.role == "trailing" or (leg.role == "stop" and stop_moved):
+                continue  # its stop may have trailed (or been moved) already; its unit shows in its siblings
             key = "profitTarget" if leg.role == "target" else "stopLoss"
             offsets = [b[key] for b in planned if b.get(key) is not None]
             price = leg.price_of()
@@ -273,6 +278,8 @@ class ReadBack:
             for leg in exits:
                 if not leg.live or leg.role not in ("stop", "target"):
                     continue
+                if leg.role == "stop" and rec.get("be_state") in ("moving", "done"):
+                    continue  # breakeven placed it from the fill, not from the offsets the broker misread
                 price = leg.price_of()
                 wanted = _round(fill + (price - fill) / factor, tick)
                 key = "price" if leg.role == "target" else "stopPrice"
@@ -325,6 +332,8 @@ class ReadBack:
         stop = None
         if b.get("stopLoss") is not None:
             stop = {"action": action, "orderType": "Stop", "stopPrice": _round(fill + b["stopLoss"], tick)}
+            if rec.get("be_state") == "done" and rec.get("be_stop") is not None:
+                stop["stopPrice"] = float(rec["be_stop"])  # breakeven moved it already: keep that level
             if b.get("trailingStop") or b.get("autoTrail"):
                 stop.update(orderType="TrailingStop", pegDifference=abs(b["stopLoss"]))
         if b.get("profitTarget") is None:
