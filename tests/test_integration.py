@@ -510,3 +510,26 @@ def test_custom_tag50_refused_by_a_login_without_it(make_sim, make_ti):
     res = ti.place_order_smart({"accountId": body["accountId"], "contractId": contract["id"], "admin": False},
                                ws=None, endpoint="order/liquidateposition", cl_ord_id="intent-liq-2")
     assert res.status == "rejected" and "customTag50" in (res.failure_text or "")
+
+
+def test_a_lost_liquidation_right_after_a_bracketed_entry_is_still_found(make_sim, make_ti):
+    """An OSO entry (its two exit legs carry no clOrdId of their own) seconds before a close whose
+    answer is lost: the legs were created inside the search's clock slack and the liquidation
+    cancels them, but a leg (``parentId``/``ocoId``) is never a liquidation's order -- the one
+    candidate is found and adopted, not left unknown as ambiguous."""
+    sim = make_sim(refuse_custom_tag50=True)
+    ti = make_ti(sim)
+    body = order_body(ti)
+    price = sim.get_price(body["symbol"])["price"]
+    oso = dict(body, bracket1={"action": "Sell", "orderType": "Limit", "price": price + 50},
+               bracket2={"action": "Sell", "orderType": "Stop", "stopPrice": price - 50})
+    assert ti.place_order_smart(oso, ws=None, endpoint="order/placeoso", cl_ord_id="intent-oso-1").status == "acked"
+    contract = ti.find_contract(body["symbol"])
+    sim.faults.close_after_next_orders = 1
+    ws = ti.open_websocket()
+    res = ti.place_order_smart({"accountId": body["accountId"], "contractId": contract["id"], "admin": False},
+                               ws=ws, endpoint="order/liquidateposition", cl_ord_id="intent-liq-3")
+    ws.close()
+    liquidations = [o for o in sim.orders() if o["endpoint"] == "liquidateposition"]
+    assert len(liquidations) == 1
+    assert res.status == "acked" and res.reconciled and res.order_id == liquidations[0]["orderId"]

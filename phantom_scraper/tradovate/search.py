@@ -58,7 +58,9 @@ def liquidations_since(orders: Optional[Iterable[Any]], commands: Optional[Itera
     """Order ids that may be the liquidation sent at ``since`` (epoch seconds, on the broker's
     clock, already widened by the caller's slack): orders of ``account_id`` in ``contract_id``
     created at or after ``since`` whose commands carry no ``clOrdId`` (every other order of this
-    server carries one) and that are not in ``exclude`` (orders already adopted by an intent).
+    server carries one), that are not in ``exclude`` (orders already adopted by an intent) and
+    that are no exit leg (``parentId``/``ocoId`` set: an OSO bracket or an OCO partner, created by
+    the command of their entry; a liquidation's order stands alone).
     One id: that is the liquidation.  Several: ambiguous (a manual order at the same moment);
     the caller adopts none of them."""
     claimed = {c.get("orderId") for c in commands or () if isinstance(c, dict) and c.get("clOrdId")}
@@ -69,6 +71,8 @@ def liquidations_since(orders: Optional[Iterable[Any]], commands: Optional[Itera
             continue
         if o.get("accountId") != account_id or o.get("contractId") != contract_id:
             continue
+        if o.get("parentId") is not None or o.get("ocoId") is not None:
+            continue  # an exit leg of an entry of ours, never a liquidation
         at = _epoch(o.get("timestamp"))
         if at is not None and at >= since:
             found.add(o["id"])
