@@ -224,3 +224,14 @@ def test_the_package_root_holds_at_most_twelve_modules_and_keeps_tradovate_integ
     root_modules = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert "tradovate_integration.py" in root_modules
     assert len(root_modules) <= 12, root_modules
+
+
+MAX_MODULE_LINES = 600
+
+
+def test_no_product_module_is_over_600_lines():
+    """Small modules with one job: the package (the simulator included) and the top-level modules."""
+    modules = list(PACKAGE.rglob("*.py")) + [ROOT / f"{name}.py" for name in TOP_LEVEL_MODULES]
+    long = {str(p.relative_to(ROOT)): n for p in modules
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"split these by responsibility (at most {MAX_MODULE_LINES} lines each): {long}"
