@@ -32,7 +32,6 @@ from phantom_scraper.app.results import MANUAL_RECORDER, ServiceUnavailable, Web
 from phantom_scraper.app.signal_run import SignalRunner
 from phantom_scraper.config import Settings
 from phantom_scraper.errors import AuthError, CaptchaRequiredError, TradovateError
-from phantom_scraper.execution import expectation
 from phantom_scraper.execution.drift import DriftMonitor
 from phantom_scraper.execution.dispatch import describe
 from phantom_scraper.execution.settlement import Settler, reconcile_pending
@@ -93,7 +92,7 @@ class TradingService:
 
     def start(self) -> None:
         if self._gate.begin():
-            expectation.BOOK.forget()  # what a previous service in this process expected is not ours
+            self.ctx.workers.book.forget()  # what a previous service in this process expected is not ours
             self._start()
 
     def _start(self) -> None:
@@ -201,7 +200,7 @@ class TradingService:
         settled = reconcile_pending(self.journal, self.integration_for_account)
         self._settler = Settler(self.journal, self.integration_for_account, s.unknown_settle_period_s,
                                 stale_sending_s=max(60.0, 12 * s.order_ack_timeout_s),
-                                held=self.runner.held_final_writes)
+                                held=self.runner.held_final_writes, book=self.ctx.workers.book)
         if settled:
             logger.warning("Reconciled %d order intent(s) left in flight by the previous run", len(settled))
         startup.settle_interrupted_signals(self.journal, self.ctx.startup_queue.ids())
@@ -215,7 +214,7 @@ class TradingService:
         risk = lambda: self.risk  # noqa: E731  (read at call time: the guard is rebuilt on a retried start)
         self.drift = DriftMonitor(self.settings, journal=self.journal, planner_for=self.runner.planner,
                                   is_locked=lambda a: risk() is not None and risk().is_locked(a),
-                                  lanes=lambda: self.ctx.workers.lanes)
+                                  workers=self.ctx.workers)
         self.drift.start()
 
     def _stop_drift(self) -> None:

@@ -28,7 +28,6 @@ import time
 
 from phantom_scraper import events
 from phantom_scraper.errors import TradovateError
-from phantom_scraper.execution import expectation
 from phantom_scraper.execution.model import RETRY_STEP_OFFSET, describe
 from phantom_scraper.journal.journal import JournalError
 from phantom_scraper.tradovate.search import check_found, orders_by_intent
@@ -80,7 +79,7 @@ def _prove(placement, rerun) -> None:
     journal = run.journal
     if ids:
         _journal(journal, cl, "reconciled", broker_order_id=ids[0], reconciled=True)
-        expectation.BOOK.resolved(cl, ids[0])
+        run.workers.book.resolved(cl, ids[0])
         logger.warning("Order %s: its socket died before the answer; found at the broker as order %s (adopted)",
                        cl, ids[0])
         events.emit("settled", cl_ord_id=cl, order_id=ids[0], state="reconciled")
@@ -88,14 +87,14 @@ def _prove(placement, rerun) -> None:
     age = time.monotonic() - (run.received if run.received is not None else time.monotonic())
     fresh_s = float(getattr(settings, "resend_fresh_s", 10.0))
     key = (int(target.id), int(run.contract.id))
-    exp = expectation.BOOK.expected(*key)
+    exp = run.workers.book.expected(*key)
     overtaken = exp is not None and cl not in exp.doubt_ids  # a later job has planned on the lane since
     fresh = age <= fresh_s and not overtaken
     why = (f"not sent: absent from order/list and command/list {grace:g} s after the reconnect (its socket "
            f"closed before the answer)" + ("; placed once more under a new clOrdId" if fresh else
                                            f"; not placed again ({'a later signal ran' if overtaken else f'the signal is {age:.1f} s old'})"))
     _journal(journal, cl, "not_placed", error=why)
-    expectation.BOOK.resolved(cl)
+    run.workers.book.resolved(cl)
     events.emit("settled", cl_ord_id=cl, order_id=None, state="not_placed")
     logger.warning("Order %s account %s: %s", cl, target.name, why)
     if fresh:

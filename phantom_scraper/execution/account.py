@@ -5,17 +5,17 @@ and its outcome journaled and reported; a fan-out (``batch``) sends several plac
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Callable, List, Optional
 
 from phantom_scraper.errors import TradovateError
-from phantom_scraper.execution import absence, cancels, exit_legs, expectation
+from phantom_scraper.execution import absence, cancels, exit_legs
 from phantom_scraper.execution.model import (_PLACEMENT_KINDS, RETRY_STEP_OFFSET, AccountOutcome,  # noqa: F401
                                              describe)
 from phantom_scraper.journal.journal import JournalError, make_cl_ord_id
 from phantom_scraper.strategies import lifecycle as strategy_exec
+from phantom_scraper.signals.model import step_delta
 from phantom_scraper.tradovate.broker_state import CANCELLABLE_STATES
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def plan_at_head(run, target, conn, outcome: Optional[AccountOutcome] = None) ->
     net_pos, has_working, extra = 0, False, {}
     state = _fresh_state(conn)
     if outcome is not None:
-        outcome.plan_seq = expectation.BOOK.mark()
+        outcome.plan_seq = run.workers.book.mark()
         if state is not None:
             outcome.base_position = state.net_pos(target.id, contract.id)
             outcome.fill_mark = state.fill_mark()
@@ -107,7 +107,7 @@ def seed_from(outcome: AccountOutcome, planned: Optional[AccountOutcome]) -> Acc
 def job_done(run, target, conn, outcome: AccountOutcome) -> None:
     """The lane's job ended: its expectation (see :mod:`.expectation`); never fails the job."""
     try:
-        expectation.BOOK.job_done(run, target, conn, outcome)
+        run.workers.book.job_done(run, target, conn, outcome)
     except Exception:  # noqa: BLE001 - bookkeeping must not break an order
         logger.exception("Could not record the expectation of account %s", target.name)
 
@@ -118,7 +118,7 @@ def _run_account(target, conn, run, steps=None, precreated=None, journal=None, p
     where single-step final states go (a ``BatchedStates``), default the run's journal."""
     from phantom_scraper.signals import PlanError
 
-    outcome = seed_from(AccountOutcome(target.id, target.name, "acked"), planned)
+    outcome = seed_from(AccountOutcome.begin(target), planned)
     try:
         return _run_planned(target, conn, run, outcome, steps, precreated, journal)
     finally:
@@ -158,8 +158,7 @@ def _run_planned(target, conn, run, outcome, steps, precreated, journal) -> Acco
     except Exception as exc:  # a bug must not take the other accounts down with it
         outcome.status, outcome.error = "error", describe(exc)
         logger.exception("Signal %s account %s crashed", signal_id, target.name)
-    if outcome.latency_ms is None:
-        outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    outcome.stamp_latency(started)
     return outcome
 
 
@@ -223,7 +222,7 @@ class _Placement:
                                   state="sending")
         outcome.cl_ord_ids.append(cl_ord_id)
         # In doubt from now until its answer (or its settlement): counts towards the exposure.
-        expectation.BOOK.in_doubt(cl_ord_id, target.id, contract.id, step_delta(step))
+        self.run.workers.book.in_doubt(cl_ord_id, target.id, contract.id, step_delta(step))
         endpoint, body = f"order/{step.kind}", dict(step.body)
         if step.kind == "startorderstrategy":  # its own record (params, breakeven) before the frame leaves
             endpoint = strategy_exec.ENDPOINT
@@ -260,7 +259,7 @@ class _Placement:
     def finish(self, result) -> bool:
         journal, cl_ord_id, step, outcome, target = self.journal, self.cl_ord_id, self.step, self.outcome, self.target
         if result.status != "unknown":  # answered (or provably not sent): no longer in doubt
-            expectation.BOOK.resolved(cl_ord_id, result.order_id if result.status == "acked" else None)
+            self.run.workers.book.resolved(cl_ord_id, result.order_id if result.status == "acked" else None)
         ti = self.conn.integration
         if step.kind == "startorderstrategy":
             strategy_exec.after_start(journal, cl_ord_id, result.status, result.order_id)
@@ -299,19 +298,6 @@ class _Placement:
             logger.error("Order %s placed as %s but not journaled: %s", cl_ord_id, result.order_id, describe(exc))
         return True
 
-
-def step_delta(step) -> Optional[int]:
-    """Signed position change a placement step may make (None: unknown or an exit to flat)."""
-    body = step.body or {}
-    qty = body.get("orderQty")
-    if step.kind == "startorderstrategy":
-        try:
-            qty = json.loads(body.get("params") or "{}").get("entryVersion", {}).get("orderQty")
-        except (TypeError, ValueError, AttributeError):
-            qty = None
-    if body.get("action") not in ("Buy", "Sell") or isinstance(qty, bool) or not isinstance(qty, int):
-        return None
-    return qty if body["action"] == "Buy" else -qty
 
 
 def _already_flat(text: str) -> bool:

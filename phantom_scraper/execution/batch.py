@@ -191,8 +191,7 @@ def _finish(ticket, placement, answer, started, signal_id, target, conn, contrac
             placement.run_guarded(answer)
         except Exception as exc:  # noqa: BLE001 - a bug must not take the other accounts down
             _account_error(outcome, signal_id, target, exc)
-        if outcome.latency_ms is None:
-            outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+        outcome.stamp_latency(started)
         job_done(placement.run, target, conn, outcome)
     finally:
         placement.run.workers.lanes.release(ticket, conn, target.id, contract, outcome)
@@ -209,7 +208,7 @@ def _plan_claimed(run, targets, claimed, results) -> List[tuple]:
     planned, rows = [], []
     for index, ticket in claimed:
         target, conn = targets[index]
-        outcome = AccountOutcome(target.id, target.name, "acked")
+        outcome = AccountOutcome.begin(target)
         started = time.perf_counter()
         try:
             steps = plan_at_head(run, target, conn, outcome)
@@ -226,7 +225,7 @@ def _plan_claimed(run, targets, claimed, results) -> List[tuple]:
                 continue
             if steps is not None and outcome.status == "acked":
                 outcome.status, outcome.error = "skipped", "nothing to do"
-            outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            outcome.stamp_latency(started)
             job_done(run, target, conn, outcome)
             results[index] = _done(outcome)
             run.workers.lanes.release(ticket, conn, target.id, run.contract, outcome)
@@ -302,7 +301,7 @@ def run_now(run, target, conn, ticket, wait_s: float, states=None):
     wait_s = max(0.0, wait_s - (time.perf_counter() - started_wait))
     if not taken:  # the lane waits for its previous orders first: in a worker, as a lane job would
         return run.workers.executor("order").submit(_settle_then_run, ticket, target, conn, run)
-    outcome = AccountOutcome(target.id, target.name, "acked")
+    outcome = AccountOutcome.begin(target)
     started = time.perf_counter()
     try:
         try:
@@ -328,7 +327,7 @@ def run_now(run, target, conn, ticket, wait_s: float, states=None):
         steps = None
     finally:
         if ticket is not None and steps is None:
-            outcome.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            outcome.stamp_latency(started)
             run.workers.lanes.release(ticket, conn, target.id, contract, outcome)
     if steps is None:
         return _done(outcome)

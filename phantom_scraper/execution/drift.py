@@ -44,7 +44,7 @@ STEERING_RECORDER = "steering"
 
 class DriftMonitor:
     def __init__(self, settings, *, journal, planner_for: Callable, is_locked: Callable[[int], bool] = lambda a: False,
-                 lanes=None, clock: Callable[[], float] = time.time):
+                 workers=None, clock: Callable[[], float] = time.time):
         self.settings = settings
         self.journal = journal
         self.planner_for = planner_for  # (recorder, signal_id) -> planner with the risk guard's rules
@@ -53,7 +53,7 @@ class DriftMonitor:
         self.check_s = float(getattr(settings, "drift_check_s", 2.0))
         self.settle_s = float(getattr(settings, "drift_settle_s", 3.0))
         self.clock = clock
-        self._lanes = lanes
+        self._workers = workers  # executors.Workers: the lanes and the expectation book it watches
         self._lock = threading.Lock()  # guards the dicts below
         self._since: Dict[tuple, Tuple[float, int, int, str]] = {}  # key -> (since, expected, actual, why)
         self._reported: Dict[tuple, dict] = {}  # key -> the drift item reported
@@ -112,11 +112,11 @@ class DriftMonitor:
         """Compare every expectation with the broker now; returns the drifts reported so far."""
         self.checks += 1
         now = self.clock()
-        lanes = self._lanes() if callable(self._lanes) else self._lanes
+        lanes = self._workers.lanes
         busy = set(lanes.lanes.depth()) if lanes is not None else set()
         seen = set()
         actual_of: Dict[tuple, Tuple[expectation.Expectation, int]] = {}
-        for exp in expectation.BOOK.all():
+        for exp in self._workers.book.all():
             key = (exp.account_id, exp.contract_id)
             self._watch(exp.conn)
             state = exit_legs.fresh_state(exp.conn)
@@ -127,7 +127,7 @@ class DriftMonitor:
                 seen.add(key)
                 continue
             actual = state.net_pos(exp.account_id, exp.contract_id)
-            wanted = expectation.BOOK.expected_now(exp, state)
+            wanted = self._workers.book.expected_now(exp, state)
             actual_of[key] = (exp, actual)
             seen.add(key)
             self._judge(key, exp, wanted, actual, now, "expected position")
@@ -189,9 +189,9 @@ class DriftMonitor:
             events.emit("drift", **{k: item[k] for k in ("account", "contract", "expected", "actual", "since")})
         if acted or key[0] == "follower":
             return
-        late = expectation.BOOK.overtaken_doubt(exp, actual - wanted)
+        late = self._workers.book.overtaken_doubt(exp, actual - wanted)
         if late:
-            expectation.BOOK.squared(exp, late)
+            self._workers.book.squared(exp, late)
             self._correct(exp, wanted, actual, f"late execution of {', '.join(late)} after a later signal", late=late)
         elif self.action == "heal":
             if self.is_locked(exp.account_id):
@@ -239,7 +239,7 @@ class DriftMonitor:
         events.emit(kind, account=exp.account_name, contract=exp.contract_name, expected=wanted, actual=actual,
                     result=text, signal_id=signal_id, cl_ord_ids=list(late or ()))
         if late:
-            expectation.BOOK.note_late({"kind": "late_execution", "account": exp.account_name,
+            self._workers.book.note_late({"kind": "late_execution", "account": exp.account_name,
                                         "contract": exp.contract_name, "cl_ord_ids": list(late), "expected": wanted,
                                         "actual": actual, "result": text, "at": _iso(self.clock())})
 
@@ -250,7 +250,7 @@ class DriftMonitor:
 
     def status(self) -> dict:
         return {"action": self.action, "check_s": self.check_s, "settle_s": self.settle_s, "checks": self.checks,
-                "corrections": self.corrections, "drift": self.items(), "late_executions": expectation.BOOK.late()}
+                "corrections": self.corrections, "drift": self.items(), "late_executions": self._workers.book.late()}
 
 
 def _iso(epoch: float) -> str:

@@ -1,6 +1,7 @@
-"""The worker threads (three executors) and the lanes whose jobs run on them, owned by whoever
-runs signals: :class:`Workers`.  The service builds one and passes it in (``SignalRun.workers``,
-the risk guard's actions and barriers, the drift monitor); nothing reads it from a module global.
+"""The worker threads (three executors), the lanes whose jobs run on them and what those lanes
+expect (the expectation book), owned by whoever runs signals: :class:`Workers`.  The service builds
+one and passes it in (``SignalRun.workers``, the risk guard's actions and barriers, the drift
+monitor, settlement); nothing reads it from a module global.
 """
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 from typing import Dict, Optional
 
 from phantom_scraper.execution.account_lanes import AccountLanes
+from phantom_scraper.execution.expectation import ExpectationBook
 
 # Separate pools so a signal task never waits on account tasks queued behind other signal tasks in
 # the same bounded pool (that nesting deadlocks once it is full).
@@ -18,14 +20,16 @@ EXECUTOR_SIZES = {"signal": 32, "order": 64, "barrier": 8}
 
 
 class Workers:
-    """One set of executors, created on first use, and one :class:`AccountLanes` (one lane per
-    (account, product), its jobs on the ``"order"`` executor)."""
+    """One set of executors, created on first use, one :class:`AccountLanes` (one lane per
+    (account, product), its jobs on the ``"order"`` executor) and one :class:`ExpectationBook`
+    (each lane's expected position and its orders in doubt)."""
 
     def __init__(self, sizes: Optional[Dict[str, int]] = None):
         self._sizes = dict(EXECUTOR_SIZES if sizes is None else sizes)
         self._pools: Dict[str, concurrent.futures.ThreadPoolExecutor] = {}
         self._lock = threading.Lock()  # serialises creation/shutdown of the executors
         self.lanes = AccountLanes(lambda: self.executor("order"))
+        self.book = ExpectationBook()
 
     def executor(self, kind: str) -> concurrent.futures.ThreadPoolExecutor:
         """The ``"signal"``, ``"order"`` or ``"barrier"`` executor, created on first use."""

@@ -1,6 +1,6 @@
 """Where each (account, contract) should be, and which of its orders are still in doubt.
 
-Kept in memory by execution (one :data:`BOOK` per process), fed by the lanes:
+Kept in memory by execution (one book per service: ``executors.Workers.book``), fed by the lanes:
 
 * **in doubt**: a placement whose outcome is not known yet -- ``sending`` (its frame may be at the
   broker) or ``unknown`` (searched, not found yet).  Its signed size counts towards the account's
@@ -176,6 +176,3 @@ class ExpectationBook:
     def late(self) -> List[dict]:
         with self._lock:
             return list(self._late)
-
-
-BOOK = ExpectationBook()  # read as expectation.BOOK at call time (tests may swap it)

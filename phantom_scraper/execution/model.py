@@ -4,6 +4,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, List, Optional
 
@@ -75,13 +76,22 @@ class AccountOutcome:
     planned: List[dict] = field(default_factory=list)
     risk: List[dict] = field(default_factory=list)  # the risk guard's refusals/clips ({code, message})
     cancelled: List[int] = field(default_factory=list)  # orders a cancel step ended (cancel, close, lock)
-    # Where the lane planned from (expectation.BOOK.job_done): the broker's position at the head of
+    # Where the lane planned from (the expectation book's job_done): the broker's position at the head of
     # the lane (None: not known), the highest fill id then, and the plan's place in doubt order.
     base_position: Optional[int] = None
     fill_mark: int = 0
     plan_seq: int = 0
     warnings: List[str] = field(default_factory=list)  # the plan's notes: max_qty clips, brackets raised to a tick
 
+    @classmethod
+    def begin(cls, target) -> "AccountOutcome":
+        """The outcome of one account's job as it starts: acked until something says otherwise."""
+        return cls(target.id, target.name, AccountStatus.ACKED.value)
+
+    def stamp_latency(self, started: float) -> None:
+        """The job's latency from ``started`` (``time.perf_counter()``), unless a placement set it."""
+        if self.latency_ms is None:
+            self.latency_ms = round((time.perf_counter() - started) * 1000, 3)
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -29,7 +29,7 @@ import time
 from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from phantom_scraper import events
-from phantom_scraper.execution import expectation
+from phantom_scraper.execution import executors
 from phantom_scraper.errors import RateLimitedError, TradovateError
 from phantom_scraper.journal.records import _intent_dict
 from phantom_scraper.tradovate.search import check_found, orders_by_intent, strategies_by_intent
@@ -152,8 +152,11 @@ class Settler:
 
     def __init__(self, journal, integration_for_account: IntegrationFor, settle_period_s: float = 300.0,
                  clock: Callable[[], float] = time.time, *, stale_sending_s: Optional[float] = None,
-                 held: Callable[[], Set[str]] = set):
+                 held: Callable[[], Set[str]] = set, book=None):
         self.journal = journal
+        # the lanes' expectation book whose orders in doubt a settlement resolves (the service's;
+        # without one, the bare functions' shared set's)
+        self._book = book if book is not None else executors.shared().book
         self.integration_for_account = integration_for_account
         self.settle_period_s = float(settle_period_s)
         self._clock = clock
@@ -220,7 +223,7 @@ class Settler:
     def _settle(self, intent: dict, ids: List[int], now: float) -> List[dict]:
         cl = intent["cl_ord_id"]
         if ids:
-            expectation.BOOK.resolved(cl, ids[0])
+            self._book.resolved(cl, ids[0])
             self.journal.set_intent_state(cl, "reconciled", broker_order_id=ids[0], reconciled=True)
             logger.warning("Reconciled %s: found at the broker as order %s (was %s)", cl, ids[0], intent["state"])
             events.emit("settled", cl_ord_id=cl, order_id=ids[0], state="reconciled")
@@ -228,7 +231,7 @@ class Settler:
         if intent["state"] == "unknown" and now - float(intent["created_at"]) >= self.settle_period_s:
             self.journal.set_intent_state(cl, "not_placed",
                                           error=f"not at the broker {self.settle_period_s:.0f} s later; not placed")
-            expectation.BOOK.resolved(cl)
+            self._book.resolved(cl)
             logger.warning("Order %s settled as NOT PLACED: no order at the broker after %.0f s (never resent; "
                            "adopted if it still turns up)", cl, self.settle_period_s)
             events.emit("settled", cl_ord_id=cl, order_id=None, state="not_placed")

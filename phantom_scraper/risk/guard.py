@@ -31,7 +31,7 @@ from collections import OrderedDict
 from typing import Callable, Dict, Iterable, List, Optional, Protocol, Set, Tuple
 
 from phantom_scraper import events
-from phantom_scraper.execution import executors, expectation
+from phantom_scraper.execution import executors
 from phantom_scraper.signals import PlanError
 
 from phantom_scraper.risk import barrier, rules
@@ -245,7 +245,7 @@ class RiskGuard:
         """(long, short) exposure beyond the position: working entry orders at the broker and
         orders still in doubt (``sending``/``unknown``) -- both may still fill.  ``working``: the
         contract's live orders as read from the broker (else the broker view's)."""
-        long, short = expectation.BOOK.doubt(account_id, contract_id)
+        long, short = self._workers.book.doubt(account_id, contract_id)
         entries = getattr(self.broker, "entry_orders", None)
         if working is not None:
             entries = lambda _a, _c: [o for o in working if o.get("parentId") is None and o.get("ocoId") is None]  # noqa: E731

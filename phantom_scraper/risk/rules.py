@@ -10,13 +10,13 @@ an exit is never refused, and a flip on a locked account is cut down to its exit
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Sequence, Tuple
 
 from phantom_scraper.hours import TradingHours
+from phantom_scraper.signals.model import step_delta
 
 # Refusal codes (webhook answer, journal, status).
 LOCKED = "locked"
@@ -64,19 +64,6 @@ class Refusal:
     code: str
     message: str
 
-
-def step_delta(step) -> Optional[int]:
-    """Signed position change of a placement step; None for an unknown size, 'flat' handled apart."""
-    body = step.body or {}
-    qty = body.get("orderQty")
-    if step.kind == "startorderstrategy":  # the entry's size is inside the params string
-        try:
-            qty = json.loads(body.get("params") or "{}").get("entryVersion", {}).get("orderQty")
-        except (TypeError, ValueError, AttributeError):
-            qty = None
-    if body.get("action") not in ("Buy", "Sell") or isinstance(qty, bool) or not isinstance(qty, int):
-        return None
-    return qty if body["action"] == "Buy" else -qty
 
 
 def _with_qty(step, qty: int):

@@ -6,6 +6,7 @@ sends for one account.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -186,3 +187,19 @@ class OrderStep:
     reason: str = ""  # short human description for logs and the status page
     # Not sent: what this server manages itself (startorderstrategy: {"breakeven": {...}}).
     meta: Dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+def step_delta(step) -> Optional[int]:
+    """Signed position change a placement step may make (None: an unknown size, or not a Buy/Sell
+    placement; an exit to flat is handled apart by its callers).  ``startorderstrategy`` carries the
+    entry's size inside its ``params`` string."""
+    body = step.body or {}
+    qty = body.get("orderQty")
+    if step.kind == "startorderstrategy":
+        try:
+            qty = json.loads(body.get("params") or "{}").get("entryVersion", {}).get("orderQty")
+        except (TypeError, ValueError, AttributeError):
+            qty = None
+    if body.get("action") not in ("Buy", "Sell") or isinstance(qty, bool) or not isinstance(qty, int):
+        return None
+    return qty if body["action"] == "Buy" else -qty
