@@ -17,6 +17,8 @@ Kinds in use (fields in brackets; a producer may add more):
 ``settled``             an ``unknown`` intent settled [cl_ord_id, order_id, state]
 ``socket_down``         [login, reason]; ``socket_up`` [login, reconnect]
 ``token_renewed``       [login]
+``login_down``          a login could not be opened; the others run [login, error, retrying]
+``login_up``            a login that was down is open [login, accounts]
 ``auth``                authentication failed [login, error]; ``penalty`` [what, wait_s, captcha]
 ``risk``                a risk lock or the kill switch [account, locked, reason]
 ``risk_pnl``            an account's P&L became unknown (its rules cannot act) or known again

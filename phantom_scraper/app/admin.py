@@ -24,6 +24,7 @@ class Admin:
             "websocket_orders_enabled": bool(self.ctx.settings.use_websocket_orders),
             "service_state": self.ctx.gate.state,
             "start_error": self.ctx.gate.start_error,
+            "logins": self.ctx.logins.status(),  # open, or down/failed with the reason (each on its own)
             "environment": self.ctx.settings.tradovate_env,
             "connection_pool": self.ctx.pool.status(),
             "keepalive_daemon": self.ctx.pool.daemon_status(),
@@ -69,7 +70,14 @@ class Admin:
         results = self.ctx.risk.kill(ids, flatten=flatten, wait_s=max(5.0, self.ctx.settings.order_ack_timeout_s * 2))
         names = dict((a, self.ctx.risk.account_name(a)) for a in ids)
         return WebhookResult(200, {"success": True, "locked": [names[a] for a in ids], "flatten": bool(flatten),
-                                   "accounts": [{"account_id": a, "account_name": names[a], **results[a]} for a in ids]})
+                                   "accounts": [{"account_id": a, "account_name": names[a], **results[a]} for a in ids],
+                                   **self.unavailable_logins()})
+
+    def unavailable_logins(self) -> dict:
+        """The logins that are down: their accounts are unknown to this process and were not acted on."""
+        with self.ctx.logins.lock:
+            down = {name: d.error for name, d in self.ctx.logins.down.items()}
+        return {"unavailable_logins": down} if down else {}
 
     def unlock_accounts(self, selector) -> WebhookResult:
         ids, error = self.risk_accounts(selector)

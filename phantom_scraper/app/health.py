@@ -51,6 +51,9 @@ class HealthCheck:
         if login is not None:
             broker_ok = svc.pool.has_live_socket() or self._rest_reachable(login.integration)
         checks["broker_reachable"] = broker_ok
+        down = {name: d for name, d in svc.logins_status().items() if d["state"] != "open"}
+        if down:  # ready with at least one login open; the others are named here
+            checks["logins_down"] = {name: d["error"] for name, d in down.items()}
         if svc.coordinator is not None and not svc.coordinator.is_owner:
             # A standby has no socket and no daemon by design; it is healthy when it can journal.
             checks["role"] = "standby"

@@ -71,7 +71,7 @@ class Intake:
             if self.ctx.coordinator is not None and not self.ctx.coordinator.is_owner:
                 self.ctx.coordinator.hand_off(signal_id)
                 return self.await_handed_off(signal_id, received)
-            targets = self.ctx.logins.targets_for(recorder)
+            targets, unavailable = self.ctx.logins.plan(recorder)  # (accounts on a login that is down)
             # The signal's one INFO line is written when it is done (_finished).
             logger.debug("Signal %s received: recorder=%s action=%s symbol=%s qty=%s accounts=%d%s",
                          signal_id, recorder.name, signal.action, signal.symbol, signal.quantity,
@@ -83,7 +83,8 @@ class Intake:
                 future = self.runner.run_here(signal, targets, signal_id, tickets, recorder.name, received, states)
                 if future is None:
                     future = self.ctx.workers.executor("signal").submit(self.runner.process, signal, targets, signal_id,
-                                                                  tickets, recorder.name, states)
+                                                                        tickets, recorder.name, states, unavailable)
+                future = self.runner.with_unavailable(future, unavailable)
             except BaseException:
                 execution.cancel_lanes(tickets)
                 raise
@@ -200,13 +201,14 @@ class Intake:
                     {"message": "the server stopped before it was executed: nothing placed"}))
             return
         try:
-            targets = self.ctx.logins.targets_for(recorder)
+            targets, unavailable = self.ctx.logins.plan(recorder)
             logger.info("Signal %s %s: recorder=%s action=%s symbol=%s qty=%s accounts=%d", signal_id, how,
                         recorder.name, signal.action, signal.symbol, signal.quantity, len(targets))
             tickets = self.runner.reserve_lanes(signal, targets)  # lane order on the owner: take-over order
             try:
-                future = self.ctx.workers.executor("signal").submit(self.runner.process, signal, targets, signal_id, tickets,
-                                                              recorder.name)
+                future = self.ctx.workers.executor("signal").submit(self.runner.process, signal, targets, signal_id,
+                                                                    tickets, recorder.name, None, unavailable)
+                future = self.runner.with_unavailable(future, unavailable)
             except BaseException:
                 execution.cancel_lanes(tickets)
                 raise

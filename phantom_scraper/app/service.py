@@ -27,6 +27,7 @@ from phantom_scraper.app.admin import Admin
 from phantom_scraper.app.context import Context
 from phantom_scraper.app.health import HealthCheck
 from phantom_scraper.app.intake import Intake
+from phantom_scraper.app.login_retry import LoginRetrier
 from phantom_scraper.app.logins import Login  # noqa: F401  (re-exported)
 from phantom_scraper.app.results import MANUAL_RECORDER, ServiceUnavailable, WebhookResult  # noqa: F401
 from phantom_scraper.app.signal_run import SignalRunner
@@ -71,6 +72,7 @@ class TradingService:
         self._gate = self.ctx.gate
         self._settler: Optional[Settler] = None  # built at start; run by the keep-alive daemon
         self._login_configs: Dict[str, recorders_mod.LoginConfig] = {}
+        self._retrier = LoginRetrier(self.ctx, self._login_opened)  # logins down at start, opened again
         self._health = HealthCheck(self)  # /health (phantom_scraper/app/health.py)
 
     @property
@@ -153,6 +155,9 @@ class TradingService:
             return
         logger.info("Ready: %d login(s), %d account(s), %d recorder(s)", len(self.logins),
                     len(self.ctx.logins.by_account), len(self.recorders))
+        for name, down in list(self.ctx.logins.down.items()):
+            logger.warning("Ready without login %s (%s): %s", name, "not retried" if down.final else "retrying",
+                           down.error)
         events.emit("startup", environment=self.settings.tradovate_env, accounts=len(self.ctx.logins.by_account))
         try:
             if self.risk is not None:
@@ -161,6 +166,7 @@ class TradingService:
             self.pool.warm_up()
             # Each cycle also adopts 'unknown' order intents that have since appeared at the broker.
             self.pool.start_daemon(self.settings.keepalive_interval_s, self._settle_unknown)
+            self._retrier.start()
         finally:
             gate.ready.set()  # after the background work exists: stop() waits for this
             # What arrived while starting: executed now, in arrival order, if still fresh.
@@ -244,11 +250,14 @@ class TradingService:
         self._start_drift()
         self.pool.warm_up()
         self.pool.start_daemon(self.settings.keepalive_interval_s, self._settle_unknown)
+        self._retrier = LoginRetrier(self.ctx, self._login_opened)
+        self._retrier.start()
         logger.info("Owner: %d login(s), %d account(s)", len(self.logins), len(self.ctx.logins.by_account))
         return True
 
     def _lose_logins(self) -> None:
         """The lease is gone (database session lost): stop using the logins at once."""
+        self._retrier.stop()
         if self.breakeven is not None:
             self.breakeven.stop()
             self.breakeven = None
@@ -259,6 +268,18 @@ class TradingService:
         self.pool.stop_daemon()
         self.pool.reset()
         self.ctx.logins.reset()
+
+    def _login_opened(self, name: str) -> None:
+        """A login that was down is open (the login retrier): its socket connects and the risk
+        guard is built again over every open login's accounts (the locks are in the journal)."""
+        if self._gate.state != "ready" or self._gate.stop_requested.is_set():
+            return
+        self.logins[name].connection.ensure_connecting(ignore_backoff=True)
+        if self.risk is not None:
+            self.risk = startup.build_risk_guard(self.ctx, strict_names=False)
+            self.risk.start()
+        logger.info("Login %s joined: %d login(s) open, %d account(s)", name, len(self.logins),
+                    len(self.ctx.logins.by_account))
 
     def integration_for_account(self, account_id: int):
         return self.ctx.logins.integration_for_account(account_id)
@@ -278,6 +299,7 @@ class TradingService:
         gate.stop_requested.set()
         if was_starting or not gate.ready.is_set():  # let the start-up finish before tearing it down
             gate.ready.wait(timeout_s)
+        self._retrier.stop(timeout_s)  # no login joins while the service winds down
 
         logger.info("Stopping: intake closed, %d signal(s) in flight", in_flight)
         events.emit("shutdown", environment=self.settings.tradovate_env)
@@ -348,6 +370,9 @@ class TradingService:
 
     def orders_needing_attention(self) -> dict:
         return self.admin.orders_needing_attention()
+
+    def logins_status(self) -> dict:
+        return self.ctx.logins.status()
 
     def health(self):
         """Readiness in constant time, from figures in memory (phantom_scraper/app/health.py)."""

@@ -21,6 +21,7 @@ from phantom_scraper.errors import TradovateError
 from phantom_scraper.execution import dispatch as execution
 from phantom_scraper.execution.dispatch import describe, execute_trade_simple
 from phantom_scraper.execution.final_writes import FinalWriter
+from phantom_scraper.execution.model import AccountOutcome, AccountStatus
 from phantom_scraper.signals import SignalError, plan_orders
 from phantom_scraper.signals.symbols import parse_symbol
 
@@ -85,15 +86,18 @@ class SignalRunner:
         self.risk_notes(signal_id, outcomes)
         return contract, outcomes
 
-    def process(self, signal, targets, signal_id: str, tickets=None, recorder: str = "", states=None):
-        """In the executor: resolve the symbol, then run every account.  -> (contract, outcomes)."""
+    def process(self, signal, targets, signal_id: str, tickets=None, recorder: str = "", states=None,
+                unavailable=()):
+        """In the executor: resolve the symbol, then run every account.  -> (contract, outcomes).
+        With no target but accounts on a login that is down (``unavailable``) the contract is still
+        returned (their refusals are added by :meth:`with_unavailable`)."""
         try:
             contract = self.ctx.resolver.resolve(signal.symbol)  # SignalError: unknown symbol
         except BaseException:
             execution.cancel_lanes(tickets)
             raise
         if not targets:
-            return None, []
+            return (contract if unavailable else None), []
         outcomes = execute_trade_simple(signal, contract, targets, journal=self.ctx.journal, signal_id=signal_id,
                                         settings=self.ctx.settings, tickets=tickets,
                                         planner=self.planner(recorder, signal_id), states=states, recorder=recorder,
@@ -101,6 +105,28 @@ class SignalRunner:
         contract, outcomes = self.after_invalid_contract(signal, contract, targets, signal_id, outcomes, recorder)
         self.risk_notes(signal_id, outcomes)
         return contract, outcomes
+
+    @staticmethod
+    def with_unavailable(future: concurrent.futures.Future, unavailable) -> concurrent.futures.Future:
+        """``future``'s ``(contract, outcomes)`` with a ``login_unavailable`` refusal added for each
+        ``(account name, login, reason)`` of a login that is down (nothing was sent for them)."""
+        if not unavailable:
+            return future
+        refusals = [AccountOutcome(0, name, AccountStatus.REJECTED,
+                                   error=f"login_unavailable: login {login!r} is not open: {reason}")
+                    for name, login, reason in unavailable]
+        out: concurrent.futures.Future = concurrent.futures.Future()
+
+        def done(f: concurrent.futures.Future) -> None:
+            try:
+                contract, outcomes = f.result()
+            except BaseException as exc:  # noqa: BLE001 - handed on as it is
+                out.set_exception(exc)
+                return
+            out.set_result((contract, list(outcomes) + (refusals if contract is not None else [])))
+
+        future.add_done_callback(done)
+        return out
 
     def after_invalid_contract(self, signal, contract, targets, signal_id: str, outcomes, recorder: str = ""):
         """The broker refused the resolved month (``InvalidContract``: not executed).  Resolve the

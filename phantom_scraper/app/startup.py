@@ -18,8 +18,10 @@ from phantom_scraper.tradovate.marketdata import QuoteFeed
 logger = logging.getLogger(__name__)
 
 
-def build_risk_guard(ctx) -> RiskGuard:
-    """The risk guard, wired to the logins' broker states and the market-data socket."""
+def build_risk_guard(ctx, *, strict_names: bool = True) -> RiskGuard:
+    """The risk guard, wired to the open logins' broker states and the market-data socket (built
+    again, the old one stopped, when a login that was down opens).  A risk override naming an
+    account no login has stops the start (``strict_names``) unless a login is down (then a warning)."""
     if ctx.risk is not None:
         ctx.risk.stop()
     s = ctx.settings
@@ -42,7 +44,8 @@ def build_risk_guard(ctx) -> RiskGuard:
     if md_url:  # open positions are always priced (the console's open P&L), limits or not
         feed = QuoteFeed(md_url, lambda: first.access_token, guard.on_quote, settings=s)
         first.add_token_listener(feed.token_renewed)
-    guard.attach(store=RiskStore(ctx.journal), accounts=names, broker=view, actions=actions, feed=feed)
+    guard.attach(store=RiskStore(ctx.journal), accounts=names, broker=view, actions=actions, feed=feed,
+                 complete=strict_names and not ctx.logins.down)
     if not md_url and any(guard.limits_for(a).watches_pnl for a in names):  # (per-account limits: after attach)
         logger.warning("Risk: no market-data URL (TRADOVATE_MD_URL): open P&L comes from the "
                        "cash-balance snapshot every %.0f s", s.risk.snapshot_poll_s)

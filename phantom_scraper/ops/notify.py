@@ -53,6 +53,8 @@ _KIND_CATEGORIES: Dict[str, Tuple[str, ...]] = {
     "auth": ("auth",),
     "penalty": ("auth",),
     "rate_limited": ("auth",),
+    "login_down": ("disconnected",),
+    "login_up": ("disconnected",),
     "strategy_alert": ("risk",),
     "risk": ("risk",),
     "kill_switch": ("risk",),
@@ -285,6 +287,12 @@ class Notifier:
             since = self._alerted.pop(login, None)
             return [("disconnected", f"WebSocket of {login} back up after {time.monotonic() - since:.0f} s")] \
                 if since is not None else []
+        if kind == "login_down":
+            how = "retrying" if f.get("retrying") else "not retried: fix it and restart"
+            return [("disconnected", f"login {f.get('login')} unavailable ({how}); its accounts' signals are "
+                                     f"refused: {f.get('error')}")]
+        if kind == "login_up":
+            return [("disconnected", f"login {f.get('login')} open again ({f.get('accounts')} account(s))")]
         if kind == "auth":
             return [("auth", f"authentication failed for {f.get('login')}: {f.get('error')}")]
         if kind == "penalty":

@@ -123,10 +123,11 @@ class RiskGuard:
             or self.risk.max_signals_per_minute is not None
 
     def attach(self, *, store: RiskStore, accounts: Dict[int, str], broker: Optional[BrokerView],
-               actions: Optional[RiskActions], feed=None) -> None:
+               actions: Optional[RiskActions], feed=None, complete: bool = True) -> None:
         """Called once by the service at start-up (after the logins); loads the journaled locks.
-        Raises ConfigError when a per-account override names an account none of ``accounts`` is."""
-        check_names(self._by_name, accounts.values())
+        Raises ConfigError when a per-account override names an account none of ``accounts`` is
+        (only warns when not ``complete``: a login is down, its accounts are not known)."""
+        check_names(self._by_name, accounts.values(), complete=complete)
         self.store, self.broker, self.actions, self.feed = store, broker, actions, feed
         self._accounts = dict(accounts)
         locks = store.active_locks(self.clock())

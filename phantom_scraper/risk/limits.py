@@ -19,12 +19,15 @@ are checked): a mistyped name would otherwise leave that account on the defaults
 from __future__ import annotations
 
 import json
+import logging
 from typing import Dict, Iterable, Optional, Tuple
 
 from phantom_scraper.config import ConfigError, RiskSettings
 
 from phantom_scraper.hours import TradingHours, TradingHoursError
 from phantom_scraper.risk.rules import RiskLimits
+
+log = logging.getLogger(__name__)
 
 _NUMBERS = ("daily_loss_limit", "daily_profit_target", "trailing_drawdown")
 _KEYS = set(_NUMBERS) | {"max_position", "trading_hours", "flatten_at_close"}
@@ -90,8 +93,9 @@ def load_limits(settings) -> Tuple[RiskLimits, Dict[str, RiskLimits], Dict[str, 
     return defaults, per_account, per_recorder
 
 
-def check_names(per_account: Dict[str, RiskLimits], known: Iterable[str]) -> None:
-    """ConfigError when an override names an account that no login has (names are exact: Tradovate's)."""
+def check_names(per_account: Dict[str, RiskLimits], known: Iterable[str], *, complete: bool = True) -> None:
+    """ConfigError when an override names an account that no login has (names are exact: Tradovate's).
+    With ``complete`` False (a login is down: its accounts are not known yet) a loud warning instead."""
     known = set(known)
     unknown = sorted(n for n in per_account if n not in known)
     if not unknown:
@@ -100,5 +104,9 @@ def check_names(per_account: Dict[str, RiskLimits], known: Iterable[str]) -> Non
     for name in unknown:
         close = sorted(k for k in known if k.lower() == name.lower())
         hints.append(repr(name) + (f" (did you mean {close[0]!r}?)" if close else ""))
-    raise ConfigError("RECORDERS_FILE risk.accounts names account(s) that no login has: " + ", ".join(hints)
-                      + "; the logins have: " + (", ".join(sorted(known)) or "none"))
+    message = ("RECORDERS_FILE risk.accounts names account(s) that no login has: " + ", ".join(hints)
+               + "; the logins have: " + (", ".join(sorted(known)) or "none"))
+    if not complete:
+        log.warning("%s (a login that is down may have them; their limits apply once it is open)", message)
+        return
+    raise ConfigError(message)
