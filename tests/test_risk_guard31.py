@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import pathlib
+import re
 from zoneinfo import ZoneInfo
 
 from phantom_scraper import events
@@ -44,6 +46,14 @@ def holds(guard, sim, name, symbol, qty):
     wait_for(lambda: guard.broker.positions(acct).get(cid, (0, None))[0] == qty)
 
 
+def readme_risk_example() -> dict:
+    """The ``"risk"`` example of README.md, read from the README itself (so the two cannot part)."""
+    text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    found = re.search(r'e\.g\. `("risk": \{.*?\}\}\})`', text, re.DOTALL)
+    assert found, "README.md no longer shows a recorders-file risk example"
+    return json.loads("{" + found.group(1) + "}")
+
+
 def start(make_server_app, sim, at=TUESDAY_10, settings=None, **risk):
     """An app on ``sim`` with the guard on the simulator clock (frozen at ``at``)."""
     sim.clock.freeze(at)
@@ -70,10 +80,9 @@ def test_the_readmes_recorders_file_example_with_a_per_account_loss_limit_sees_o
         "logins": {"main": {"env": "sim", "username_env": "MAIN_USER", "password_env": "MAIN_PASS"}},
         "recorders": [{"name": "nq-scalper", "webhook_token_env": "NQ_SCALPER_TOKEN",
                        "accounts": [{"login": "main", "account": "DEMO0001"}, {"login": "main", "account": "DEMO0002"}]}],
-        "risk": {"accounts": {"DEMO0001": {"daily_loss_limit": 500, "max_position": 2,
-                                           "trading_hours": "Mon-Fri 08:30-15:00 America/Chicago",
-                                           "flatten_at_close": True}}},
+        **readme_risk_example(),
     }
+    assert doc["risk"]["accounts"]["DEMO0001"]["daily_loss_limit"] == 500  # a limit set only per account
     path = tmp_path / "recorders.json"
     path.write_text(json.dumps(doc))
     sim.set_price("NQZ6", 21000.0)
@@ -174,5 +183,43 @@ def test_flatten_at_close_retries_a_failed_liquidation_until_the_account_is_flat
             "flatten at close for DEMO0001 done" in r.getMessage() for r in caplog.records))
         events_ = app.test_client().get("/api/websocket-status", headers=AUTH).get_json()["risk"]["recent_events"]
         assert any(e["kind"] == "error" and e["code"] == "flatten_failed" for e in events_)
+    finally:
+        unsubscribe()
+
+
+def test_a_login_whose_socket_never_synced_is_unknown_never_flat(make_server_app, sim):
+    """#3 on the simulator: the login's socket refused, positions open over REST (-2,000 open at the
+    broker).  The guard's copy of the positions is empty; it counted that as flat, complete, P&L 0.
+    Now the account's P&L is unknown (its rules do not act on a guess), and known once the socket syncs."""
+    seen = []
+    unsubscribe = events.subscribe(lambda e: seen.append(e) if e.kind == "risk_pnl" else None)
+    try:
+        sim.set_price("NQZ6", 21000.0)
+        sim.faults.refuse_ws_connects = True
+        sim.clock.freeze(TUESDAY_10)
+        app = make_server_app(boot=False, md_url=sim.md_url,
+                              risk=RiskSettings(check_interval_s=0.05, daily_loss_limit=500.0))
+        runtime = app.extensions["runtime"]
+        runtime.service.risk_clock = sim.clock
+        runtime.boot(wait=True)
+        guard = runtime.service.risk
+        guard.unknown.report_after_s = 0.2  # (10 s in production) scaled down
+        answer = manual(app, {"action": "buy", "ticker": "NQZ6", "quantity": 2, "account": "DEMO0001"})
+        assert answer["status"] == "acked" and answer["accounts"][0]["transport"] == "rest", answer
+        sim.set_price("NQZ6", 20950.0)  # the broker: 2 x -50 x $20 = -2,000 open
+        wait_for(lambda: guard.wait_idle(tick=True) and risk_status(app, "DEMO0001")["open_pnl"] is None
+                 and risk_status(app, "DEMO0001")["pnl_complete"] is False, timeout_s=20.0,
+                 what="the P&L of a login whose socket never synced shown unknown (it was 0.0, complete)")
+        unknown = risk_status(app, "DEMO0001")
+        assert unknown["pnl_status"] == "pnl_unknown" and "not synced" in unknown["pnl_unknown"]
+        assert unknown["open_pnl"] is None and unknown["total_pnl"] is None and unknown["lock"] is None
+        wait_for(lambda: guard.wait_idle(tick=True) and ("DEMO0001", True) in [
+            (e.fields["account"], e.fields["unknown"]) for e in seen], what="the unknown P&L reported")
+        assert positions(sim)  # nothing was flattened on a guess
+        sim.faults.refuse_ws_connects = False  # the socket connects and syncs: the loss is seen and acted on
+        wait_for(lambda: guard.wait_idle(tick=True) and risk_status(app, "DEMO0001")["lock"] is not None,
+                 timeout_s=30.0)
+        assert risk_status(app, "DEMO0001")["lock"]["reason"] == "daily_loss_limit"
+        wait_for(lambda: positions(sim) == {}, timeout_s=20.0)
     finally:
         unsubscribe()
