@@ -98,6 +98,12 @@ class TradovateIntegration:
         return tok.access_token if tok else None
 
     @property
+    def md_access_token(self) -> Optional[str]:
+        """The login's ``mdAccessToken`` (the market-data socket's second choice), or None."""
+        tok = self._auth.token
+        return (tok.md_access_token or None) if tok else None
+
+    @property
     def token_expires_at(self) -> Optional[float]:
         tok = self._auth.token
         return tok.expires_at if tok else None

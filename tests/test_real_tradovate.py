@@ -151,3 +151,31 @@ def test_any_root_the_broker_describes_is_tradable_with_its_product_tick_size(ma
     c = resolver.resolve("6E1!")
     assert c.tick_size == 0.00005 and c.point_value == 125000.0
     assert resolver.resolve("NQ1!").tick_size == 0.25
+
+
+@pytest.mark.parametrize("accepted", ["md", "access"])
+def test_the_md_socket_takes_whichever_token_the_broker_accepts(make_sim, make_ti, accepted):
+    """Uncertain 7: the official samples authorize the md socket with ``accessToken`` (JS) or
+    ``mdAccessToken`` (trading-strategy).  A broker taking only one still feeds quotes (breakeven
+    and the risk guard's open P&L depend on them); the token that worked goes first next time."""
+    from phantom_scraper.tradovate.marketdata import QuoteFeed
+    sim = make_sim(md_socket_token=accepted)
+    ti = make_ti(sim)
+    ti.authenticate()
+    assert ti.md_access_token and ti.md_access_token != ti.access_token
+    quotes = []
+    feed = QuoteFeed(sim.md_url, lambda: ti.access_token, lambda c, p, at: quotes.append((c, p)),
+                     settings=FAST.replace(reconnect_backoff_initial_s=0.05), md_token=lambda: ti.md_access_token)
+    nq = sim.get_price("NQZ6")["contractId"]
+    feed.start()
+    try:
+        feed.want({nq})
+        wait_for(lambda: feed.status()["subscribed"] == [nq], what="subscribed")
+        sim.set_price("NQZ6", 21001.0)
+        wait_for(lambda: (nq, 21001.0) in quotes, what="a quote")
+        assert feed.token_kind == {"md": "mdAccessToken", "access": "accessToken"}[accepted]
+        sim.close_all_sockets()  # reconnects with the token that worked
+        wait_for(lambda: feed.status()["connected"] and feed.status()["subscribed"] == [nq], what="back")
+        assert feed.token_kind == {"md": "mdAccessToken", "access": "accessToken"}[accepted]
+    finally:
+        feed.stop()

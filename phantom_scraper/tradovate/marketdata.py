@@ -1,7 +1,8 @@
 """Live prices from Tradovate's market-data socket (``md/subscribeQuote``), for open positions only.
 
 One socket (``TRADOVATE_MD_URL``; Tradovate's md host by default) owned by a named thread that
-connects, authorizes with the login's access token, keeps the subscriptions equal to the wanted set
+connects, authorizes with the login's access token (or its ``mdAccessToken`` when the access
+token is refused: ``QuoteFeed._connect``), keeps the subscriptions equal to the wanted set
 (:meth:`QuoteFeed.want`) and reconnects with capped, jittered back-off.  Quotes reach ``on_quote``
 in the socket's thread: ``on_quote(contract_id, price, timestamp)`` with the last trade price (or
 the bid/offer mid when a quote has no trade).
@@ -14,7 +15,7 @@ import random
 import threading
 from typing import Callable, Optional, Set
 
-from phantom_scraper.errors import TradovateError
+from phantom_scraper.errors import AuthError, TradovateError
 from phantom_scraper.tradovate.ws import TradovateWebSocket
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,11 @@ def _epoch(stamp) -> Optional[float]:
 class QuoteFeed:
     def __init__(self, url: str, token: Callable[[], Optional[str]],
                  on_quote: Callable[[int, float, Optional[float]], None], *, settings,
-                 name: str = "md"):
+                 name: str = "md", md_token: Optional[Callable[[], Optional[str]]] = None):
         self.url = url
         self._token = token
+        self._md_token = md_token  # the login's mdAccessToken: tried when accessToken is refused
+        self.token_kind: Optional[str] = None  # the token the md socket last accepted (learned)
         self._on_quote = on_quote
         self._settings = settings
         self.name = name
@@ -128,16 +131,9 @@ class QuoteFeed:
                 self._subscribed = set()
             return
         if ws is None or not ws.is_open:
-            token = self._token()
-            if not token:
-                raise TradovateError("no access token for the market-data socket")
-            s = self._settings
-            ws = TradovateWebSocket(self.url, token, name=f"{self.name}-quotes", heartbeat_interval_s=s.heartbeat_interval_s,
-                                    connect_timeout_s=s.ws_connect_timeout_s, idle_probe_after_s=s.ws_idle_probe_after_s,
-                                    probe_timeout_s=s.ws_probe_timeout_s)
+            ws = self._connect()
             ws.add_listener(self._on_event)
             ws.add_close_listener(lambda _ws: self._wake.set())
-            ws.connect()
             with self._lock:
                 self._ws, self._subscribed, self.last_error = ws, set(), None
             log.info("Market-data socket connected: %s", self.url)
@@ -155,6 +151,38 @@ class QuoteFeed:
             ws.request("md/unsubscribeQuote", body={"symbol": contract_id}, timeout=self._settings.order_ack_timeout_s)
             with self._lock:
                 self._subscribed.discard(contract_id)
+
+    def _connect(self) -> TradovateWebSocket:
+        """An authorized md socket.  Which token it takes is not settled (Uncertain 7: the official
+        JS examples authorize with ``accessToken``, the trading-strategy example with
+        ``mdAccessToken``): the one that worked last goes first, and a refused authorize is tried
+        once more with the other token before the feed backs off.  Learned per feed, logged once."""
+        tokens = [("accessToken", self._token), ("mdAccessToken", self._md_token)]
+        if self.token_kind == "mdAccessToken":
+            tokens.reverse()
+        s = self._settings
+        refused = []
+        for kind, get in tokens:
+            token = get() if get is not None else None
+            if not token:
+                continue
+            ws = TradovateWebSocket(self.url, token, name=f"{self.name}-quotes", heartbeat_interval_s=s.heartbeat_interval_s,
+                                    connect_timeout_s=s.ws_connect_timeout_s, idle_probe_after_s=s.ws_idle_probe_after_s,
+                                    probe_timeout_s=s.ws_probe_timeout_s)
+            try:
+                ws.connect()  # cleans up after itself on failure
+            except AuthError as exc:
+                refused.append(f"{kind}: {exc}")
+                continue
+            if kind != self.token_kind:
+                (log.warning if refused else log.info)(
+                    "Market-data socket %s authorized with the login's %s%s", self.url, kind,
+                    f" (refused: {'; '.join(refused)})" if refused else "")
+                self.token_kind = kind
+            return ws
+        if not refused:
+            raise TradovateError("no access token for the market-data socket")
+        raise AuthError(f"market-data socket {self.url}: authorize refused with every token ({'; '.join(refused)})")
 
     def _on_event(self, event: dict) -> None:
         if event.get("e") != "md":

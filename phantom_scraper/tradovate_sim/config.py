@@ -58,6 +58,9 @@ class SimConfig:
     max_sessions_per_user: int = 0  # >0: the old "2 sessions" rule, a new login revokes the oldest token
     renew_revokes_old_token: bool = False
     close_ws_on_token_expiry: bool = True  # Uncertain 2: socket lives only for its token's lifetime
+    # Uncertain 7: which token the md socket's authorize takes ("any": both; "md": mdAccessToken
+    # only, as example-api-trading-strategy sends; "access": accessToken only, as example-api-js)
+    md_socket_token: str = "any"
     bad_credentials_status: int = 200  # Uncertain 8: 200 + errorText (samples); 401 = conformance page
 
     # WebSocket (docs/TRADOVATE.md "WebSocket"; Uncertain 3-6)

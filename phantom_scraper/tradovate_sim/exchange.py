@@ -222,6 +222,14 @@ class Exchange(StrategyMixin, OrderMixin, CashMixin):
                 return None
             return rec.user_id
 
+    def token_kind(self, token: Optional[str]) -> Optional[str]:
+        """``"access"`` or ``"md"`` for a known token (valid or not), else None."""
+        with self._lock:
+            rec = self._tokens.get(token or "")
+            if rec is None:
+                return None
+            return "access" if rec.pair == token else "md"
+
     def _revoke_locked(self, token: str) -> None:
         for rec in self._tokens.values():
             if rec.pair == token:

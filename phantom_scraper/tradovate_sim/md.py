@@ -1,7 +1,7 @@
 """The market-data socket (Tradovate's ``md`` host): quotes, the book (DOM) and charts.
 
 Same framing, heartbeats, timeouts and ``authorize`` as the user socket (it is a :class:`.ws.WsServer`
-on its own port; access and md tokens are both accepted), but only market-data requests are served:
+on its own port; access and md tokens are both accepted unless ``SimConfig.md_socket_token`` names one), but only market-data requests are served:
 anything else answers 404.  Served (docs/TRADOVATE.md, "Market data and cash balance"):
 
 - ``md/subscribeQuote`` / ``md/unsubscribeQuote`` ``{"symbol": name|id|"@ROOT"}``: ``{"s":200,"i":..,"d":{}}``,
@@ -48,6 +48,13 @@ class MdServer(WsServer):
         self._doms: Dict[int, Set[_Session]] = {}
         self._charts: Dict[int, Tuple[_Session, charts.ChartSpec]] = {}  # chart id -> (session, spec)
         self._chart_ids = itertools.count(1)
+
+    def _token_user(self, token: str) -> Optional[int]:
+        """``SimConfig.md_socket_token``: "md" or "access" accept only that kind of token."""
+        wanted = self.config.md_socket_token
+        if wanted in ("md", "access") and self.api.exchange.token_kind(token) != wanted:
+            return None
+        return super()._token_user(token)
 
     # any thread
     def publish_quote(self, contract_id: int, price: float, at: float) -> None:

@@ -224,7 +224,7 @@ class WsServer:
                 token = str(json.loads(token))
             except ValueError:
                 pass
-        user_id = self.api.exchange.token_user(token, md_ok=True)
+        user_id = self._token_user(token)
         if user_id is None:
             reply = {"s": 401, "i": req_id, "d": "Invalid access token"}
         else:
@@ -233,6 +233,10 @@ class WsServer:
                 s.user_id, s.token = user_id, token
                 self._register(s)
         await self._answer(s, reply)
+
+    def _token_user(self, token: str) -> Optional[int]:
+        """The user an ``authorize`` token stands for (access and md tokens alike), else None."""
+        return self.api.exchange.token_user(token, md_ok=True)
 
     def _register(self, s: _Session) -> None:
         sessions = self._by_user.setdefault(s.user_id, [])
