@@ -182,6 +182,7 @@ class SmartOrder:
         early, empty, when the stop event is set)."""
         settings = self.ti.settings
         deadline = time.monotonic() + settings.reconcile_window_s
+        said_ambiguous = False
         while True:
             try:
                 if self.key_field == "uuid":  # an order strategy: orderStrategy/list by uuid
@@ -190,7 +191,8 @@ class SmartOrder:
                     ids = self.ti.find_liquidation(self.body.get("accountId"), self.body.get("contractId"),
                                                    self.sent_at)
                     found = {self.intent: ids} if len(ids) == 1 else {}
-                    if len(ids) > 1:
+                    if len(ids) > 1 and not said_ambiguous:  # once per search, not on every poll
+                        said_ambiguous = True
                         logger.error("%s %s: %d candidate orders %s on the account and contract since it was "
                                      "sent; none adopted (the intent stays unknown)", self.endpoint, self.intent,
                                      len(ids), ids)
