@@ -179,3 +179,32 @@ def test_the_md_socket_takes_whichever_token_the_broker_accepts(make_sim, make_t
         assert feed.token_kind == {"md": "mdAccessToken", "access": "accessToken"}[accepted]
     finally:
         feed.stop()
+
+
+@pytest.mark.parametrize("socket_ends_with_its_token", [True, False])
+def test_token_renewal_measured_a_socket_authorized_before_it_keeps_its_old_tokens_life(
+        make_sim, make_ti, socket_ends_with_its_token):
+    """Uncertain 2, measured against the simulator's two readings: a renewal does not close a socket
+    authorized with the old token, and it does not extend it either -- where a socket lives for its
+    token's lifetime it ends when the old token expires, renewal or not.  Nothing documents a
+    re-authorize, so the client replaces its sockets at each renewal (docs/TRADOVATE.md, "Tokens"):
+    safe under both readings, at the price of one new socket and sync per token lifetime."""
+    from tests.helpers import WAIT_S
+    sim = make_sim(token_lifetime_s=2.0, close_ws_on_token_expiry=socket_ends_with_its_token)
+    ti = make_ti(sim)
+    ti.authenticate()
+    first = ti.access_token
+    ws = ti.open_websocket()
+    try:
+        wait_for(lambda: ti.ensure_token() != first, what="a renewal ahead of expiry")
+        assert ws.is_open  # the renewal itself closes nothing
+        if socket_ends_with_its_token:
+            assert ws.wait_closed(WAIT_S)  # ... and extends nothing: it ends with the old token
+        else:
+            assert not ws.wait_closed(2.5)  # well past the old token's expiry
+            assert ws.request("account/list", timeout=WAIT_S)
+        fresh = ti.open_websocket()  # what the pool does at a renewal: a socket on the new token
+        assert fresh.is_open and fresh.request("account/list", timeout=WAIT_S)
+        fresh.close()
+    finally:
+        ws.close()
