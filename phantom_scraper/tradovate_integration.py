@@ -92,6 +92,11 @@ class TradovateIntegration:
     def ensure_token(self) -> str:
         return self._auth.ensure_token()
 
+    def reauthenticate(self, stale_token: str) -> str:
+        """After ``stale_token`` was refused (a socket's authorize, a 401): a fresh token -- a new
+        login unless another thread already replaced that token (single flight)."""
+        return self._auth.reauthenticate(stale_token)
+
     @property
     def access_token(self) -> Optional[str]:
         tok = self._auth.token

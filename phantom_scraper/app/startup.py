@@ -42,7 +42,8 @@ def build_risk_guard(ctx, *, strict_names: bool = True) -> RiskGuard:
     feed = None
     md_url = ctx.logins.first().config.md_url or s.resolved_md_url()  # the feed's login's
     if md_url:  # open positions are always priced (the console's open P&L), limits or not
-        feed = QuoteFeed(md_url, lambda: first.access_token, guard.on_quote, settings=s,
+        # the login's token (renewed when due); a refused authorize asks the login for a fresh one
+        feed = QuoteFeed(md_url, first.ensure_token, guard.on_quote, settings=s, renew=first.reauthenticate,
                          md_token=lambda: first.md_access_token)
         first.add_token_listener(feed.token_renewed)
     guard.attach(store=RiskStore(ctx.journal), accounts=names, broker=view, actions=actions, feed=feed,
@@ -72,8 +73,8 @@ def start_breakeven(ctx, on_quote) -> None:
     md_url = ctx.logins.first().config.md_url or ctx.settings.resolved_md_url()
     if md_url:  # quotes only for contracts with a breakeven waiting (no socket otherwise)
         first = ctx.logins.first().integration
-        feed = QuoteFeed(md_url, lambda: first.access_token, on_quote, settings=ctx.settings,
-                         name="breakeven", md_token=lambda: first.md_access_token)
+        feed = QuoteFeed(md_url, first.ensure_token, on_quote, settings=ctx.settings, name="breakeven",
+                         renew=first.reauthenticate, md_token=lambda: first.md_access_token)
         first.add_token_listener(feed.token_renewed)  # re-authorized on renewal, as the risk feed is
     journal = ctx.journal
     ctx.breakeven = BreakevenManager(
