@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from phantom_scraper.app.results import summary_status
 from phantom_scraper.execution.exit_legs import plan_leg_changes
 from phantom_scraper.signals import plan_orders
 from phantom_scraper.tradovate_sim import UserSpec
@@ -116,6 +117,63 @@ def test_reversal_goes_on_when_the_position_closed_just_before_the_flatten(desk)
     d.quiet()
     assert [d.position(t.id) for t, _ in d.targets] == [-1, -1]
     assert [o.status for o in d.outcomes[sid]] == ["acked", "acked"]
+
+
+def test_a_close_that_loses_the_race_with_a_bracket_fill_reached_its_goal(desk):
+    """Account 1 is long 1 with a bracket, account 2 long 1 without.  A ``close`` reads "long 1" on
+    both, then account 1's stop fills before its liquidation: the broker answers "Position is
+    already flat".  That close reached its goal: account 1 is ``skipped`` (its intent too, not
+    ``rejected``), account 2 ``acked``, and the signal ``acked`` -- not ``partial``."""
+    d = desk()
+    both = d.targets
+    d.targets = both[:1]
+    d.send({"ticker": "NQ1!", "action": "buy", "quantity": 1, **BRACKETS})
+    d.targets = both[1:]
+    d.send({"ticker": "NQ1!", "action": "buy", "quantity": 1})
+    d.targets = both
+    d.quiet()
+    planned = threading.Barrier(len(d.targets), timeout=20,  # both accounts have read "long 1"...
+                                action=lambda: d.sim.set_price("NQZ6", 20990))  # ...then account 1's stop fills
+
+    def planner_then_stop_fills(signal, contract, account, net_pos, has_working=False):
+        steps = plan_orders(signal, contract, account, net_pos, has_working)
+        planned.wait()
+        return steps
+
+    sid = d.send({"ticker": "NQ1!", "action": "close"}, planner=planner_then_stop_fills)
+    d.quiet()
+    assert [d.position(t.id) for t, _ in d.targets] == [0, 0]
+    by_account = {o.account_id: o for o in d.outcomes[sid]}
+    first, second = (by_account[t.id] for t, _ in d.targets)
+    assert (first.status, first.error) == ("skipped", "position already flat")
+    assert second.status == "acked"
+    assert summary_status(d.outcomes[sid]) == "acked"
+    intents = {i["account_id"]: i for i in d.journal.intents_for_signal(sid)}
+    assert intents[d.targets[0][0].id]["state"] == "skipped"
+    assert "already flat" in intents[d.targets[0][0].id]["error"]
+    assert intents[d.targets[1][0].id]["state"] == "acked"
+
+
+def test_a_liquidation_refused_for_another_reason_stays_a_rejection(desk):
+    """Only "already flat" is a reached goal: a liquidation the broker refuses for anything else
+    (here an account it does not know: "Access is denied") is reported and journaled as rejected."""
+    d = desk(accounts=1)
+    d.send({"ticker": "NQ1!", "action": "buy", "quantity": 1})
+    d.quiet()
+
+    def planner_foreign_account(signal, contract, account, net_pos, has_working=False):
+        steps = plan_orders(signal, contract, account, net_pos, has_working)
+        return [dataclasses.replace(s, body=dict(s.body, accountId=987654)) if s.kind == "liquidateposition" else s
+                for s in steps]
+
+    sid = d.send({"ticker": "NQ1!", "action": "close"}, planner=planner_foreign_account)
+    d.quiet()
+    [outcome] = d.outcomes[sid]
+    assert outcome.status == "rejected" and "Access is denied" in outcome.error
+    assert summary_status(d.outcomes[sid]) == "failed"
+    [intent] = d.journal.intents_for_signal(sid)
+    assert intent["state"] == "rejected"
+    assert d.position(d.targets[0][0].id) == 1
 
 
 # -- pure: the leg plan never leaves more than the position ---------------------------------------

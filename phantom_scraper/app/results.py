@@ -17,7 +17,7 @@ class SignalStatus(enum.StrEnum):
     DUPLICATE = "duplicate"  # recorded as a duplicate of another signal; never executed
     PENDING = "pending"  # handed to the login owner (several instances)
     EXECUTING = "executing"  # answered 202: still running
-    ACKED = "acked"  # every account acked
+    ACKED = "acked"  # every account acked (or had nothing to do, the others acked)
     PARTIAL = "partial"  # some accounts acked, others not
     UNKNOWN = "unknown"  # an order's outcome is unknown (searched, settled in the background)
     FAILED = "failed"  # no account acked
@@ -65,8 +65,8 @@ def summary_status(outcomes) -> SignalStatus:
     statuses = {o.status for o in outcomes}
     if not statuses:
         return SignalStatus.SKIPPED
-    if statuses <= {AccountStatus.ACKED}:
-        return SignalStatus.ACKED
+    if AccountStatus.ACKED in statuses and statuses <= {AccountStatus.ACKED, AccountStatus.SKIPPED}:
+        return SignalStatus.ACKED  # every account reached the goal: placed, or nothing to do there
     if statuses <= {AccountStatus.VALIDATED}:
         return SignalStatus.VALIDATED
     if AccountStatus.UNKNOWN in statuses:

@@ -94,8 +94,10 @@ def settle_interrupted_signals(journal, queued_here=()) -> None:
             status = "interrupted"
             summary = {"message": "interrupted by a restart before any order was sent; nothing sent"}
         else:
-            states = {i["state"] for i in intents}
-            if states <= {"acked", "reconciled"}:
+            states = {i["state"] for i in intents} - {"skipped"}  # nothing to do there: neither way
+            if not states:
+                status = "skipped"
+            elif states <= {"acked", "reconciled"}:
                 status = "acked"
             elif "unknown" in states or "sending" in states:
                 status = "unknown"

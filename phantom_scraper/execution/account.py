@@ -305,14 +305,16 @@ def _already_flat(text: str) -> bool:
 
 
 def _flat_already(journal, cl_ord_id, signal_id, target, outcome, index) -> bool:
-    """Tradovate answers a liquidation of a flat position with "Position is already flat" (and
-    still cancels the contract's working orders).  The flatten step reached its goal: record it,
-    and let a reversal go on with its entry."""
+    """A liquidation of a flat position is answered "Position is already flat" (the contract's
+    working orders are still cancelled): a close that lost the race with a bracket fill.  The
+    flatten step reached its goal -- its intent is ``skipped`` (no order, nothing refused), the
+    account's outcome ``skipped`` when nothing else was placed, and a reversal goes on with its
+    entry.  Any other refusal of a liquidation stays a rejection."""
     logger.info("Signal %s account %s: position already flat; flatten step done", signal_id, target.name)
     if index % RETRY_STEP_OFFSET == len(outcome.planned) - 1 and not outcome.order_ids:
         outcome.status, outcome.error = "skipped", "position already flat"
     try:
-        journal.set_intent_state(cl_ord_id, "rejected", error="position already flat: nothing to close")
+        journal.set_intent_state(cl_ord_id, "skipped", error="position already flat: nothing to close")
     except JournalError as exc:
         logger.error("Order %s: could not journal its already-flat answer: %s", cl_ord_id, describe(exc))
     return True

@@ -5,6 +5,8 @@ Order intent states (enforced; anything else raises :class:`InvalidTransitionErr
     received ──► sending ──► acked                     (final)
        │            ├──────► rejected                  (final: the broker refused, or provably
        │            │                                   not sent: nothing at the broker)
+       │            ├──────► skipped                   (final: answered "nothing to do" -- a
+       │            │                                   liquidation of a position already flat)
        │            └──────► unknown ──► reconciled    (final: found at the broker by clOrdId)
        │                        ├──────► acked         (final: the late answer arrived)
        │                        └──────► not_placed ──► reconciled   (nothing found within the
@@ -43,7 +45,7 @@ _ALLOWED_FROM: Dict[str, Tuple[str, ...]] = {
     UNKNOWN: (SENDING,),
     RECONCILED: (UNKNOWN, NOT_PLACED),
     NOT_PLACED: (UNKNOWN,),
-    SKIPPED: (RECEIVED,),
+    SKIPPED: (RECEIVED, SENDING),  # from sending: the broker found nothing to do (no order)
 }
 INTENT_STATES = (RECEIVED, SENDING, ACKED, REJECTED, UNKNOWN, RECONCILED, NOT_PLACED, SKIPPED)
 FINAL_STATES = frozenset({ACKED, REJECTED, RECONCILED, SKIPPED})
