@@ -91,7 +91,8 @@ class PooledConnection:
     def __init__(self, integration, *, is_demo: bool, login_key: str,
                  backoff_initial_s: float = 1.0, backoff_max_s: float = 60.0,
                  connect_timeout_s: float = 15.0, reconnect_jitter_s: float = 1.0,
-                 retire_grace_s: float = 10.0, on_dropped: Optional[Callable[[], None]] = None):
+                 retire_grace_s: float = 10.0, on_dropped: Optional[Callable[[], None]] = None,
+                 state_keep_s: Optional[float] = None):
         self.integration = integration
         self.on_dropped = on_dropped
         self.is_demo = is_demo
@@ -120,7 +121,7 @@ class PooledConnection:
         self.last_stagger_s: Optional[float] = None
         self.on_reconnected: Optional[Callable[["PooledConnection"], None]] = None
         # Positions/orders/fills of this login, fed by each new socket's user/syncrequest stream.
-        self.broker_state = BrokerState(f"broker-state {login_key}")
+        self.broker_state = BrokerState(f"broker-state {login_key}", keep_s=state_keep_s)
         self.broker_state.add_listener(fill_events.listener(self.broker_state), entity_types=("fill", "sync"))  # -> events, the fill ledger
         integration.add_token_listener(self._on_token_renewed)
 
@@ -390,7 +391,8 @@ def register_login(integration, subaccount_ids, *, is_demo: bool, login_key: Opt
                       backoff_max_s=settings.reconnect_backoff_max_s,
                       connect_timeout_s=settings.ws_connect_timeout_s,
                       reconnect_jitter_s=min(1.0, settings.reconnect_backoff_initial_s),
-                      retire_grace_s=settings.order_ack_timeout_s + settings.reconcile_window_s)
+                      retire_grace_s=settings.order_ack_timeout_s + settings.reconcile_window_s,
+                      state_keep_s=settings.broker_state_keep_s)
     with _WS_POOL_LOCK:
         existing = _LOGINS.get((is_demo, key))
     fresh = None

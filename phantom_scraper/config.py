@@ -159,7 +159,8 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("JOURNAL_RETENTION_DAYS", "journal_retention_days", _float,
              "signals, intents, fills and the alert log older than this are pruned (0: keep everything)"),
     Variable("BROKER_STATE_KEEP_S", "broker_state_keep_s", _float,
-             "a finished order (journaled, needed by no lane) leaves the in-memory broker state after this"),
+             "a finished order (journaled, needed by no lane) leaves the in-memory broker state after this "
+             "(a resync's snapshot leaves out those older)"),
     Variable("HOUSEKEEPING_INTERVAL_S", "housekeeping_interval_s", _float,
              "how often the broker states are pruned and the journal retention runs"),
     Variable("TRADOVATE_REQUESTS_PER_MINUTE", "broker_requests_per_minute", _int,
@@ -342,7 +343,7 @@ class Settings:
     database_url: Optional[str] = field(default=None, repr=False)
     use_websocket_orders: bool = True
     journal_retention_days: float = 90.0  # journal/retention.py; 0 keeps everything
-    broker_state_keep_s: float = 120.0  # tradovate/broker_state.py prune_finished
+    broker_state_keep_s: float = 120.0  # tradovate/broker_pruning.py, tradovate/snapshot.py
     housekeeping_interval_s: float = 60.0  # app/housekeeping.py
     broker_requests_per_minute: int = 80  # Tradovate's limits per user (tradovate/budget.py)
     broker_requests_per_hour: int = 5000

@@ -302,3 +302,78 @@ def test_a_pruned_orders_fills_still_count_for_the_drift_monitors_filled_since()
                                      "fills": [{"id": 50, "orderId": 5, "action": "Buy", "qty": 1},
                                                {"id": 60, "orderId": 6, "action": "Sell", "qty": 1}]})
     assert (state.filled_since([5], mark), state.filled_since([5], 50), state.filled_since([6], mark)) == before
+
+
+# -- a resync's snapshot carries the whole day: what it brings back is not kept -------------------
+
+def _ts(minute):
+    return f"2026-12-07T12:{minute:02d}:00.000Z"
+
+
+def test_a_resync_does_not_bring_back_the_orders_pruned_before():
+    state = _state_with_snapshot()
+    _fill_order(state, 5, 50, 1)
+    state.apply_event({"entityType": "position", "eventType": "Updated",
+                       "entity": {"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": 1}})
+    assert state.prune_finished(60, lambda o: True, now=time.monotonic() + 1000) == 1
+    gen = state.begin(object())  # the socket dropped; the new one's snapshot lists the day again
+    assert state.load_snapshot(gen, {
+        "orders": [_order(5, "Filled"), _order(8, "Working")],
+        "orderVersions": [{"id": 50, "orderId": 5, "orderQty": 1}, {"id": 80, "orderId": 8, "orderQty": 1}],
+        "fills": [{"id": 50, "orderId": 5, "action": "Buy", "qty": 1}],
+        "positions": [{"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": 1}]})
+    assert [o["id"] for o in state.entities("order")] == [8]
+    assert [v["id"] for v in state.entities("orderVersion")] == [80] and state.entities("fill") == []
+    assert state.order_status(5) == "Filled" and state.order_settled(5)
+    assert [o["id"] for o in state.working_orders(ACCT, CONTRACT)] == [8]
+    assert state.status()["orders_left_out_at_sync"] == 1
+    assert state.fill_mark() == 50
+
+
+def test_a_snapshot_leaves_out_old_finished_orders_and_hands_their_fills_to_the_ledger_once(tmp_path):
+    """After a restart nothing was seen before: finished orders older than keep_s (on the broker's
+    clock: against the snapshot's newest activity) are not kept, unless a working order refers to
+    them; their fills reach the journal's fill ledger once, and the readers still answer."""
+    journal = Journal(str(tmp_path / "j.sqlite3"))
+    ledger = FillLedger(journal, batch_interval_s=3600)
+    announced = []
+    unsubscribe = events.subscribe(ledger.on_event)
+    unsubscribe_too = events.subscribe(lambda e: announced.append(e) if e.kind == "fill_snapshot" else None)
+    state = BrokerState("t", keep_s=60)
+    state.add_listener(fill_events.listener(state), entity_types=("fill", "sync"))
+    snapshot = {
+        "orders": [_order(1, "Filled", timestamp=_ts(0)), _order(2, "Canceled", timestamp=_ts(0)),
+                   _order(3, "Filled", timestamp=_ts(0)), _order(4, "Working", parentId=3, timestamp=_ts(0)),
+                   _order(7, "Canceled", ocoId=99, timestamp=_ts(0)), _order(8, "Working", ocoId=99, timestamp=_ts(0)),
+                   _order(5, "Filled", timestamp=_ts(30)), _order(6, "Working", timestamp=_ts(30))],
+        "orderVersions": [{"id": 100 + i, "orderId": i, "orderQty": 1} for i in range(1, 9)],
+        "fills": [{"id": 70, "orderId": 1, "contractId": CONTRACT, "action": "Buy", "qty": 1, "price": 100.0,
+                   "timestamp": _ts(1)},
+                  {"id": 30, "orderId": 3, "contractId": CONTRACT, "action": "Buy", "qty": 1, "price": 100.0,
+                   "timestamp": _ts(0)},
+                  {"id": 50, "orderId": 5, "contractId": CONTRACT, "action": "Sell", "qty": 1, "price": 101.0,
+                   "timestamp": _ts(30)}],
+        "positions": [{"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": 1}]}
+    try:
+        assert state.load_snapshot(state.begin(object()), snapshot)
+        # 1 and 2 finished half an hour before the newest activity: left out with their versions and fill
+        assert sorted(o["id"] for o in state.entities("order")) == [3, 4, 5, 6, 7, 8]
+        assert sorted(v["orderId"] for v in state.entities("orderVersion")) == [3, 4, 5, 6, 7, 8]
+        assert sorted(f["id"] for f in state.entities("fill")) == [30, 50]
+        assert (state.order_status(1), state.order_status(2)) == ("Filled", "Canceled")
+        assert state.order_settled(1) and state.order_settled(2)
+        assert state.fill_mark() == 70 and state.filled_since([1], 0) == 1
+        ledger.flush()
+        assert sorted(r["fill_id"] for r in ledger.between(None, None)) == [30, 50, 70]
+        assert ledger.journaled(1)
+        # a resync: the same day again; order 1's fill is not handed out a second time
+        assert state.load_snapshot(state.begin(object()), snapshot)
+        assert sorted(o["id"] for o in state.entities("order")) == [3, 4, 5, 6, 7, 8]
+        assert [sorted(f["fill_id"] for f in e.fields["fills"]) for e in announced] == [[30, 50, 70], [30, 50]]
+        ledger.flush()
+        assert sorted(r["fill_id"] for r in ledger.between(None, None)) == [30, 50, 70]
+        assert state.status()["orders_left_out_at_sync"] == 4
+    finally:
+        unsubscribe()
+        unsubscribe_too()
+        journal.close()

@@ -41,13 +41,11 @@ def snapshot_fills(state) -> None:
     """After a snapshot: its fills (those made while the socket was down or before the start
     included) as one ``fill_snapshot`` event for the journal's fill ledger, which keeps each fill
     once (by id).  Not ``fill`` events: they were announced when they happened, or not at all."""
-    orders = {o.get("id"): o for o in state.entities("order")}
     rows = []
-    for f in state.entities("fill"):
-        order = orders.get(f.get("orderId")) or {}
-        if order.get("accountId") is None or f.get("id") is None:
+    for f, account_id in state.take_snapshot_fills():  # (also those of old orders the state did not keep)
+        if account_id is None or f.get("id") is None:
             continue
-        rows.append({"fill_id": f["id"], "account_id": order["accountId"], "account": None,
+        rows.append({"fill_id": f["id"], "account_id": account_id, "account": None,
                      "contract": f.get("contractId"), "side": f.get("action"), "qty": f.get("qty"),
                      "price": f.get("price"), "order_id": f.get("orderId"), "timestamp": f.get("timestamp"),
                      "trade_date": f.get("tradeDate")})

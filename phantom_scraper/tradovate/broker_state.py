@@ -14,14 +14,18 @@ sync makes it stale until the new socket's snapshot arrives; callers then read o
 (``fresh`` is False).  Events from a socket that is no longer current are ignored.  Events that
 arrive while the snapshot is in flight are buffered and applied after it.
 
-Bounded memory: a finished order (``DONE_STATES``) stays while something may still read it, then
-``prune_finished`` (called off the hot path by the server's housekeeping) drops it with its
-versions, fills and strategy links: only after ``keep_s`` since it finished, after the position
-event that follows its fill, when no working order of its account and contract is its OCO partner
-or bracket child, and when the caller's ``may_drop`` (the fills journaled) agrees.  What the
-readers answered for it stays true: ``order_status`` and ``order_settled`` of a dropped order give
-its final status and True (a compact record of the last ``FINISHED_KEPT`` dropped orders);
-``entity``/``entities`` no longer list it (the history reads the journal's fills).
+Bounded memory (tradovate/broker_pruning.py): a finished order (``DONE_STATES``) stays while
+something may still read it, then ``prune_finished`` (called off the hot path by the server's
+housekeeping) drops it with its versions, fills and strategy links: only after ``keep_s`` since it
+finished, after the position event that follows its fill, when no working order of its account and
+contract is its OCO partner or bracket child, and when the caller's ``may_drop`` (the fills
+journaled) agrees.  A resync's snapshot, which carries the whole day, does not bring such orders
+back: it is read without the finished orders dropped before nor those older than ``keep_s``
+(tradovate/snapshot.py; their fills still reach the journal's fill ledger once, through
+``take_snapshot_fills``).  What the readers answered for a dropped order stays true:
+``order_status`` and ``order_settled`` give its final status and True (a compact record of the last
+``FINISHED_KEPT`` dropped orders); ``entity``/``entities`` no longer list it (the history reads the
+journal's fills).
 
 Threads: events arrive on the socket's loop thread, readers run on order threads.  ``_lock`` guards
 the dicts only; listeners are called after it is released, and ``wait_for`` waits on a Condition
@@ -39,6 +43,11 @@ from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from phantom_scraper.errors import TradovateError
+from phantom_scraper.tradovate.broker_pruning import FinishedOrders
+# The one table of order states, used everywhere an order's state matters (re-exported from here)
+from phantom_scraper.tradovate.order_states import (  # noqa: F401
+    CANCELLABLE_STATES, DONE_STATES, MODIFIABLE_STATES, PENDING_STATES, RESTING_STATES, WORKING_STATES)
+from phantom_scraper.tradovate.snapshot import OF_ORDER, read_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -72,36 +81,13 @@ def sync_body(account_ids: Iterable[int], user_id: Optional[int]) -> Dict[str, A
     return body
 
 
-# The one table of order states (Tradovate's OrderStatus), used everywhere an order's state matters:
-RESTING_STATES = frozenset({"Working", "Suspended"})  # accepted, waiting at the broker
-PENDING_STATES = frozenset({"PendingNew", "PendingReplace", "PendingCancel"})  # a request of ours in flight
-WORKING_STATES = RESTING_STATES | PENDING_STATES  # not final: it may still fill
-CANCELLABLE_STATES = WORKING_STATES - {"PendingCancel"}  # what a cancel (or a modify) can still act on
-MODIFIABLE_STATES = RESTING_STATES | {"PendingNew"}  # what a stop move (breakeven) may modify
-DONE_STATES = frozenset({"Filled", "Canceled", "Rejected", "Expired", "Completed"})
-
-# snapshot collection name -> entityType (docs/TRADOVATE.md, "WebSocket")
-_SINGULAR = {
-    "users": "user", "userProperties": "userProperty", "properties": "property", "accounts": "account",
-    "accountRiskStatuses": "accountRiskStatus", "marginSnapshots": "marginSnapshot",
-    "userAccountAutoLiqs": "userAccountAutoLiq", "cashBalances": "cashBalance", "currencies": "currency",
-    "positions": "position", "fillPairs": "fillPair", "orders": "order", "contracts": "contract",
-    "contractMaturities": "contractMaturity", "products": "product", "exchanges": "exchange",
-    "spreadDefinitions": "spreadDefinition", "commands": "command", "commandReports": "commandReport",
-    "executionReports": "executionReport", "orderVersions": "orderVersion", "fills": "fill",
-    "fillFees": "fillFee", "orderStrategies": "orderStrategy", "orderStrategyLinks": "orderStrategyLink",
-    "userPlugins": "userPlugin", "contractGroups": "contractGroup", "orderStrategyTypes": "orderStrategyType",
-}
 
 Listener = Callable[[str, str, Optional[dict]], None]
 
 _BY_ACCOUNT = ("position", "cashBalance")  # entity types indexed by their accountId
-# entity types that belong to one order (its ``orderId``): they leave with it
-_OF_ORDER = ("orderVersion", "fill", "orderStrategyLink", "executionReport", "commandReport", "command")
-FINISHED_KEPT = 100_000  # dropped orders whose final status is still answered (~100 bytes each)
 
 
-class BrokerState:
+class BrokerState(FinishedOrders):
     """One login's positions, orders, fills, cash balances... as last reported by its socket.
 
     Listeners ``fn(entity_type, event_type, entity)`` run on the socket thread after each change
@@ -110,8 +96,11 @@ class BrokerState:
     row itself: no copy per event).
     """
 
-    def __init__(self, name: str = "broker"):
+    def __init__(self, name: str = "broker", keep_s: Optional[float] = None):
         self.name = name
+        # a snapshot leaves out finished orders older than this (tradovate/snapshot.py); None: only
+        # those dropped before
+        self.keep_s = keep_s
         self._generation = itertools.count(1)
         # Guards every attribute below; dict bookkeeping only (no I/O, no listener calls under it).
         self._lock = threading.Lock()
@@ -143,6 +132,8 @@ class BrokerState:
         # dropped order id -> its fills as (fill id, signed qty): filled_since still counts them
         self._gone_fills: Dict[Any, List[tuple]] = {}
         self.pruned_orders = 0
+        self.left_out_at_sync = 0  # finished orders a snapshot brought back and the state did not keep
+        self._old_fills: List[tuple] = []  # (fill, account id) of orders the last snapshot left out for age
         self.synced_at: Optional[float] = None
         self.events_applied = 0
         self.last_error: Optional[str] = None
@@ -187,18 +178,17 @@ class BrokerState:
         if not isinstance(snapshot, dict):
             self._stale(gen, f"unexpected snapshot {type(snapshot).__name__}")
             return False
-        fresh: Dict[str, Dict[int, dict]] = {}
-        for plural, rows in snapshot.items():
-            etype = _SINGULAR.get(plural, plural)
-            store = fresh.setdefault(etype, {})
-            for row in rows if isinstance(rows, list) else ([rows] if isinstance(rows, dict) else []):
-                if isinstance(row, dict) and row.get("id") is not None:
-                    store[row["id"]] = dict(row)
+        with self._lock:
+            gone = set(self._finished)
+        parsed = read_snapshot(snapshot, done_states=DONE_STATES, working_states=WORKING_STATES, gone=gone,
+                               keep_s=self.keep_s)
+        fresh = parsed.entities
         with self._lock:
             if gen != self._current_gen:
                 return False  # a newer socket took over while this snapshot was in flight
             self._entities = fresh
             self._reindex_locked()
+            self._left_out_locked(parsed)
             self._unposted_fills = {}
             buffered, self._buffer = self._buffer, []
             for msg in buffered:
@@ -207,8 +197,9 @@ class BrokerState:
             self.synced_at = time.time()
             self.last_error = None
             self._changed.notify_all()
-        logger.info("%s: sync snapshot loaded (%d positions, %d orders, %d buffered events)", self.name,
-                    len(fresh.get("position", {})), len(fresh.get("order", {})), len(buffered))
+        logger.info("%s: sync snapshot loaded (%d positions, %d orders kept, %d finished left out, %d buffered "
+                    "events)", self.name, len(fresh.get("position", {})), len(fresh.get("order", {})),
+                    len(parsed.finished), len(buffered))
         self._notify("sync", "Loaded", None)
         return True
 
@@ -311,7 +302,7 @@ class BrokerState:
         self._by_account, self._account_of = {t: {} for t in _BY_ACCOUNT}, {}
         self._of_order = {}
         done_at, self._done_at = self._done_at, {}
-        for etype in _OF_ORDER[1:]:  # (orderVersion: below)
+        for etype in OF_ORDER[1:]:  # (orderVersion: below)
             for row in self._entities.get(etype, {}).values():
                 self._index_locked(etype, row, row)
         for etype in _BY_ACCOUNT:
@@ -341,7 +332,7 @@ class BrokerState:
                 self._done_at.setdefault(row["id"], time.monotonic())
             else:
                 self._done_at.pop(row["id"], None)
-        elif etype in _OF_ORDER:
+        elif etype in OF_ORDER:
             owner = (stored or row).get("orderId")
             if owner is not None:
                 members = self._of_order.setdefault(owner, set())
@@ -517,61 +508,6 @@ class BrokerState:
         with self._lock:
             return self._changed.wait_for(lambda: self._synced, timeout=timeout_s)
 
-    # ------------------------------------------------------------------ pruning
-    def prune_finished(self, keep_s: float, may_drop: Optional[Callable[[dict], bool]] = None,
-                       now: Optional[float] = None, limit: int = 5000) -> int:
-        """Drop finished orders no one needs any more (see the module docstring) with their
-        versions, fills and links; returns how many.  ``may_drop(order)`` (a copy; quick, no I/O)
-        runs without the lock.  Off the hot path: the housekeeping thread calls it."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            candidates = [self._entities.get("order", {}).get(oid)
-                          for oid, at in self._done_at.items() if now - at >= keep_s]
-            candidates = [dict(o) for o in candidates[:limit] if o is not None and self._droppable_locked(o)]
-        if may_drop is not None:
-            candidates = [o for o in candidates if may_drop(o)]
-        dropped = 0
-        with self._lock:
-            orders = self._entities.get("order", {})
-            for seen in candidates:
-                order = orders.get(seen["id"])
-                if order is None or order.get("ordStatus") not in DONE_STATES or not self._droppable_locked(order):
-                    continue  # changed meanwhile
-                oid = order["id"]
-                del orders[oid]
-                self._done_at.pop(oid, None)
-                self._latest_version.pop(oid, None)
-                gone = self._fills_by_order.pop(oid, {})
-                if gone:
-                    self._gone_fills[oid] = [(int(f.get("id") or 0), (1 if f.get("action") == "Buy" else -1)
-                                              * int(f.get("qty") or 0)) for f in gone.values()]
-                for etype, eid in self._of_order.pop(oid, ()):
-                    self._entities.get(etype, {}).pop(eid, None)
-                self._finished[oid] = order.get("ordStatus")
-                dropped += 1
-            while len(self._finished) > FINISHED_KEPT:
-                oldest, _status = self._finished.popitem(last=False)
-                self._gone_fills.pop(oldest, None)
-                self._made_by.pop(oldest, None)
-            self.pruned_orders += dropped
-        return dropped
-
-    def _droppable_locked(self, order: dict) -> bool:
-        """Settled (its fill's position event arrived) and no working order of its account and
-        contract refers to it (an OCO partner, a bracket child) or shares its OCO group."""
-        key = (order.get("accountId"), order.get("contractId"))
-        oid = order["id"]
-        if oid in self._unposted_fills.get(key, ()):
-            return False
-        orders = self._entities.get("order", {})
-        oco = order.get("ocoId")
-        for live_id in self._live.get(key, ()):
-            live = orders.get(live_id) or {}
-            if oid in (live.get("parentId"), live.get("ocoId")) or live_id in (order.get("parentId"), oco) \
-                    or (oco is not None and live.get("ocoId") == oco):
-                return False
-        return True
-
     def sizes(self) -> Dict[str, int]:
         """How many entities of each type are held (the soak benchmark and /status watch them)."""
         with self._lock:
@@ -582,4 +518,5 @@ class BrokerState:
             return {"fresh": self._synced, "synced_at": self.synced_at, "events_applied": self.events_applied,
                     "positions": sum(1 for p in self._entities.get("position", {}).values() if p.get("netPos")),
                     "orders_held": len(self._entities.get("order", {})), "orders_pruned": self.pruned_orders,
+                    "orders_left_out_at_sync": self.left_out_at_sync,
                     "last_error": self.last_error}
