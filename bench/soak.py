@@ -473,6 +473,7 @@ class Day:
             held = list({str(c.get("login")): c.get("broker_state", {}) for c in conns.values()}.values())
             out["orders_held"] = sum(h.get("orders_held", 0) for h in held)
             out["orders_pruned"] = sum(h.get("orders_pruned", 0) for h in held)
+            out["orders_left_out"] = sum(h.get("orders_left_out_at_sync", 0) for h in held)
             gcs = st.get("gc") or {}
             out["gc"] = {k: gcs.get(k) for k in ("collections", "total_ms", "max_ms", "pauses_over_1ms", "gen2",
                                                  "idle_passes", "last_idle_pass_ms")}
@@ -625,7 +626,7 @@ class Day:
 def render(doc: dict) -> str:
     lines = [f"soak: {doc['scale']} -- load average before {doc['loadavg_before']}, after {doc['loadavg_after']}",
              "", "| sim hour | signals | p50 ms | p99 ms | fan-out (all accounts) p50 / max ms | RSS MB | fds | threads | "
-             "journal MB | orders held / pruned | GC >=1ms (max ms) | req/login/h max | req/login/min peak | positions |",
+             "journal MB | orders held / pruned / left out at sync | GC >=1ms (max ms) | req/login/h max | req/login/min peak | positions |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     reqs = doc["result"].get("requests_by_hour", {})
     for h in doc["result"]["hours"]:
@@ -633,7 +634,8 @@ def render(doc: dict) -> str:
         gc = h.get("gc") or {}
         lines.append(f"| {h['hour']} | {h['signals']} | {h['p50_ms']} | {h['p99_ms']} | {h['fan_p50_ms']} / {h['fan_max_ms']} "
                      f"| {h.get('rss_mb')} | {h.get('fds')} | {h.get('threads')} | {h.get('journal_mb')} | "
-                     f"{h.get('orders_held')} / {h.get('orders_pruned')} | {gc.get('pauses_over_1ms')} ({gc.get('max_ms')}) | "
+                     f"{h.get('orders_held')} / {h.get('orders_pruned')} / {h.get('orders_left_out')} | "
+                     f"{gc.get('pauses_over_1ms')} ({gc.get('max_ms')}) | "
                      f"{r.get('max_login_per_hour')} ({r.get('hour_share')}) | {r.get('max_login_per_minute')} "
                      f"({r.get('minute_share')}) | {'exact' if h['positions_exact'] else 'WRONG'} |")
     res = doc["result"]
