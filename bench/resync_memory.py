@@ -1,0 +1,94 @@
+"""What a resync costs in memory: one login's ``BrokerState`` loading a whole day's snapshot again.
+
+    .venv/bin/python -m bench.resync_memory                 # 20,000 orders (a busy login's day), 3 resyncs
+    .venv/bin/python -m bench.resync_memory --orders 50000 --keep-s 120 --resyncs 3
+
+Builds a ``user/syncrequest`` answer shaped like Tradovate's (and the simulator's): ``--orders``
+finished orders spread over six hours, each with its version and (two in three) its fill, plus
+one working order at the end.  Then, in this process: the answer's text decoded (as the socket
+does), loaded into a fresh state (as after a restart), the finished orders pruned as the
+housekeeping would, and the same day loaded again ``--resyncs`` times (a renewed token, a dropped
+socket).  It prints the process's RSS after each step and how many orders the state holds, with
+the state reading every row (``--keep-s`` none: only what was dropped before is left out) and with
+``--keep-s`` (old finished orders left out as they are read).  Figures in bench/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import json
+import time
+from typing import Optional
+
+from phantom_scraper.tradovate.broker_state import BrokerState
+
+T0 = dt.datetime(2026, 12, 7, 14, 30, tzinfo=dt.timezone.utc)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def day_snapshot(n: int, accounts: int = 5) -> str:
+    def at(i: int) -> str:
+        return (T0 + dt.timedelta(seconds=6 * 3600 * i / n)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
+
+    orders, versions, fills = [], [], []
+    for i in range(n):
+        oid = 100_000 + 10 * i
+        orders.append({"id": oid, "accountId": 1 + i % accounts, "contractId": 7, "timestamp": at(i),
+                       "action": "Buy" if i % 2 else "Sell", "ordStatus": "Filled" if i % 3 else "Canceled",
+                       "executionProviderId": 1, "archived": False, "external": False, "admin": False})
+        versions.append({"id": oid + 1, "orderId": oid, "orderQty": 1, "orderType": "Market", "price": 21000.25,
+                         "timeInForce": "Day", "clOrdId": f"ps-day-{i}-1-0"})
+        if i % 3:
+            fills.append({"id": oid + 2, "orderId": oid, "contractId": 7, "timestamp": at(i), "action": "Buy",
+                          "qty": 1, "price": 21000.25, "active": True, "finallyPaired": 0,
+                          "tradeDate": {"year": 2026, "month": 12, "day": 7}})
+    orders.append({"id": 99, "accountId": 1, "contractId": 7, "timestamp": at(n), "action": "Buy",
+                   "ordStatus": "Working"})
+    return json.dumps({"accounts": [{"id": a, "name": f"A{a}"} for a in range(1, accounts + 1)],
+                       "positions": [{"id": 900 + a, "accountId": a, "contractId": 7, "netPos": 0}
+                                     for a in range(1, accounts + 1)],
+                       "orders": orders, "orderVersions": versions, "fills": fills})
+
+
+def run(orders: int, keep_s: Optional[float], resyncs: int) -> None:
+    text = day_snapshot(orders)
+    print(f"keep_s={keep_s}: snapshot text {len(text) / 1e6:.1f} MB; RSS {rss_mb()} MB")
+    try:
+        state = BrokerState("bench", keep_s=keep_s)
+    except TypeError:  # a build before snapshots left anything out (for the comparison)
+        state = BrokerState("bench")
+    for n in range(resyncs + 1):
+        state.load_snapshot(state.begin(object()), json.loads(text))
+        gc.collect()
+        held = state.status()["orders_held"]
+        print(f"  {'start' if n == 0 else f'resync {n}'}: {held} orders held, RSS {rss_mb()} MB", end="")
+        pruned = 0
+        while True:  # the housekeeping's passes, the keep time long past
+            step = state.prune_finished(0.0, now=time.monotonic() + 1e6)
+            pruned += step
+            if not step:
+                break
+        gc.collect()
+        print(f"; pruned {pruned} -> {state.status()['orders_held']} held, RSS {rss_mb()} MB")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--orders", type=int, default=20_000)
+    ap.add_argument("--keep-s", type=float, default=None, help="the state's keep time (default: none)")
+    ap.add_argument("--resyncs", type=int, default=3)
+    a = ap.parse_args()
+    print(f"RSS at start {rss_mb()} MB")
+    run(a.orders, a.keep_s, a.resyncs)
+
+
+if __name__ == "__main__":
+    main()
