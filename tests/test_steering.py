@@ -254,9 +254,11 @@ def test_a_late_entry_after_a_close_is_squared_and_reported(make_server_app, sim
     wait_for(lambda: all(v == 1 for v in positions(sim, accounts).values()), what="the late entry executed")
     # The lanes square it: every account back where the close put it, and it is reported.
     wait_for(lambda: all(v == 0 for v in positions(sim, accounts).values()), what="squared", timeout_s=15)
-    status = app.test_client().get("/api/websocket-status", headers=ADMIN_HEADERS).get_json()
-    late = status["drift"]["late_executions"]
-    assert {item["account"] for item in late} == set(accounts)
+    # reported once each correction has been answered (just after the broker shows the account flat)
+    def reported():
+        status = app.test_client().get("/api/websocket-status", headers=ADMIN_HEADERS).get_json()
+        return {item["account"] for item in status["drift"]["late_executions"]}
+    wait_for(lambda: reported() == set(accounts), what="every late execution reported")
     time.sleep(0.5)
     assert positions(sim, accounts) == {n: 0 for n in accounts}
 
