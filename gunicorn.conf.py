@@ -2,6 +2,8 @@
 many threads (gthread, behind the front door of phantom_scraper/door: whole requests are read in
 the poller before a thread sees them), never --preload (threads started before the fork do not
 exist in the worker).  Background work starts per worker in post_worker_init; SIGTERM drains in worker_exit."""
+import sys
+
 from gunicorn import glogging
 
 from phantom_scraper.config import Settings
@@ -39,8 +41,15 @@ def post_worker_init(worker):
     import ultra_simple_server
 
     app = worker.wsgi
-    ultra_simple_server.configure_logging(app.extensions["runtime"].settings)
-    app.extensions["runtime"].boot()
+    runtime = app.extensions["runtime"]
+    ultra_simple_server.configure_logging(runtime.settings)
+    runtime.boot()
+    # The URLs (and in sim mode the paper-trading secret and admin login) once at start: on a
+    # hosting platform the log is the only place a user can read them.
+    host, _, port = (worker.cfg.bind[0] if worker.cfg.bind else "127.0.0.1:8000").rpartition(":")
+    host = "localhost" if host in ("0.0.0.0", "[::]", "") else host
+    sys.stdout.write(ultra_simple_server.startup_banner(runtime.settings, f"http://{host}:{port}"))
+    sys.stdout.flush()
 
 
 def worker_exit(server, worker):

@@ -9,7 +9,6 @@ process: from gunicorn's ``post_worker_init`` hook (gunicorn.conf.py), on the fi
 """
 from __future__ import annotations
 
-import html
 import json
 import logging
 import os
@@ -17,18 +16,18 @@ import re
 import secrets
 import sys
 import threading
-import time
 from typing import Optional
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, g, request
 
 import recorder_service
 from phantom_scraper import redact
 from phantom_scraper.web.account_view import AccountView
-from phantom_scraper.web.alert_log import OUTCOMES as ALERT_OUTCOMES, AlertLog
+from phantom_scraper.web import console, read_routes
+from phantom_scraper.web.alert_log import AlertLog
 from phantom_scraper.web.admin_auth import AdminGate, FailureLimiter, admin_required
 from phantom_scraper.web.csrf import same_origin_json
-from phantom_scraper.ops.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE, Metrics
+from phantom_scraper.ops.metrics import Metrics
 from phantom_scraper.config import ConfigError, Settings
 from phantom_scraper.door.policy import SourcePolicy
 from phantom_scraper.journal.errors import JournalUnavailableError
@@ -86,11 +85,19 @@ class Runtime:
             s = self.settings
             self.notifier = Notifier(s.notify_urls, s.notify_events, disconnect_after_s=s.notify_disconnect_after_s,
                                      coalesce_s=s.notify_coalesce_s, min_interval_s=s.notify_min_interval_s,
-                                     send_timeout_s=s.rest_timeout_s).start()
+                                     send_timeout_s=s.rest_timeout_s, contract_info=self._contract_info).start()
         if wait:
             self.service.start()
         else:
             self.service.start_in_background()
+
+    def _contract_info(self, contract_id: int):
+        """(name, USD per point) of a contract, asked of the first login's broker once (cached)."""
+        from phantom_scraper.ops import history_source
+
+        for login in list(self.service.logins.values()):
+            return history_source.contract_info(login.integration, contract_id)
+        return contract_id, None
 
     def shutdown(self, timeout_s: float = 10.0) -> None:
         self.service.stop(timeout_s)
@@ -136,7 +143,7 @@ def load_settings(env=None) -> Settings:
     settings = Settings.from_env(env)
     if settings.tradovate_env == "sim":
         if not settings.webhook_secret:
-            settings = settings.replace(webhook_secret=_sim_secret(settings))
+            settings = settings.replace(webhook_secret=_sim_secret(settings), webhook_secret_generated=True)
         if not settings.admin_token:
             settings = settings.replace(admin_token=settings.webhook_secret)
     else:
@@ -374,72 +381,10 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
             return err
         return as_response(service().unlock_accounts(selector))
 
-    @app.get("/api/signals")
-    @admin_required
-    def api_signals():
-        """The journal's recent signals and the alert log (every webhook request, refused ones
-        included); ``?status=refused`` (or ``accepted``, ``duplicate``; a journal status such as
-        ``failed`` for the signals) filters both."""
-        limit = min(max(request.args.get("limit", 50, type=int) or 50, 1), 500)
-        wanted = (request.args.get("status") or "").strip().lower() or None
-        service().settle_writes()  # the outcomes of signals already answered are in the journal
-        journal = service().journal
-        signals = journal.recent_signals(limit if wanted is None else 500) if journal is not None else []
-        if wanted is not None:
-            signals = [s for s in signals if s.get("status") == wanted][:limit]
-        alerts = runtime.alert_log.entries(limit, outcome=wanted if wanted in ALERT_OUTCOMES else None) \
-            if wanted is None or wanted in ALERT_OUTCOMES else []
-        body = {"success": True, "signals": signals, "alerts": alerts}
-        return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
-
-    def accounts_data() -> list:
-        from phantom_scraper.web import accounts_api
-
-        svc = service()
-        if svc.journal is None or svc.state != "ready":
-            raise ServiceUnavailable(f"service is {svc.state}")
-        view = runtime.account_view.get(svc, dict(runtime.metrics.locks))
-        risk = svc.risk
-        return accounts_api.build(view, risk.status() if risk is not None else None,
-                                  risk.last_price if risk is not None else (lambda _c: None)), view
-
-    @app.get("/api/accounts")
-    @admin_required
-    def api_accounts():
-        """Per account: positions with open P&L, working orders with their role, the trading day's
-        realized P&L, open P&L and locks (the status page renders the same data)."""
-        accounts, view = accounts_data()
-        body = redact.scrub_values({"success": True, "accounts": accounts, "errors": view.get("errors") or []})
-        return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
-
-    @app.get("/api/history")
-    @admin_required
-    def api_history():
-        from phantom_scraper.ops.history import to_csv
-        from phantom_scraper.ops.history_source import gather, parse_time
-
-        try:
-            start = parse_time(request.args.get("from"))
-            end = parse_time(request.args.get("to"), end_of_day=True)
-        except ValueError as exc:
-            return error(400, "invalid_parameter", str(exc))
-        fmt = (request.args.get("format") or "json").lower()
-        if fmt not in ("json", "csv"):
-            return error(400, "invalid_parameter", "format must be json or csv")
-        service().settle_writes()
-        data = gather(service(), start, end, request.args.get("account") or None)
-        if fmt == "csv":
-            view = "signals" if request.args.get("view") == "signals" else "days"
-            return Response(to_csv(data, view), mimetype="text/csv",
-                            headers={"Content-Disposition": f"attachment; filename=history-{view}.csv"})
-        body = redact.scrub_values({"success": True, **data})
-        return app.response_class(json.dumps(body, indent=2, default=str) + "\n", mimetype="application/json")
-
-    @app.get("/metrics")
-    @admin_required
-    def metrics():
-        service().settle_writes()  # (a finished signal's counters are updated with its journal write)
-        return Response(runtime.metrics.render(), mimetype=None, content_type=METRICS_CONTENT_TYPE)
+    # The read-only admin routes (/api/signals, /api/accounts, /api/history, /metrics) and the
+    # console (the page and its buttons): web/read_routes.py, web/console.py.
+    read_routes.register(app, runtime, error)
+    console.register(app, runtime, trust_forwarded_host=settings.trust_proxy_headers)
 
     @app.get("/health")
     def health():
@@ -447,20 +392,6 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
         body = {"status": "ok" if ready else "not_ready", "live": True, "ready": ready, "checks": checks}
         return app.response_class(json.dumps(body, indent=2) + "\n", status=200 if ready else 503,
                                   mimetype="application/json")
-
-    @app.get("/")
-    @admin_required(open_in_sim=True)
-    def status_page():
-        from phantom_scraper.web.status_page import render
-
-        svc = service()
-        svc.settle_writes()
-        journal = svc.journal
-        ready = journal is not None and svc.state == "ready"
-        recent = journal.recent_signals(20) if ready else []
-        view = runtime.account_view.get(svc, dict(runtime.metrics.locks)) if ready else {}
-        return Response(render(redact.scrub_values(svc.status()), redact.scrub_values(recent), redact.scrub_values(view)),
-                        mimetype="text/html")
 
     return app
 
@@ -501,6 +432,33 @@ def install_log_redaction(log_websocket_frames: Optional[bool] = None) -> None:
             ws_log.setLevel(logging.INFO)
 
 
+def startup_banner(settings: Settings, base: str) -> str:
+    """What a person needs to start: the URLs and, in ``sim`` mode (paper trading only), the webhook
+    secret and the admin login -- printed once at start (by ``main()``, and under gunicorn by
+    gunicorn.conf.py: on a hosting platform the log is the only place a user can read it).
+    Written to standard output, not through the logging redaction, on purpose."""
+    sim = settings.tradovate_env == "sim"
+    mode = "PAPER TRADING on the embedded simulator" if sim else f"Tradovate {settings.tradovate_env.upper()}"
+    shown = sim and settings.webhook_secret_generated  # a secret the user set is not repeated
+    secret = settings.webhook_secret if shown else "<your WEBHOOK_SECRET>"
+    lines = ["", f"phantom-scraper is running ({mode})",
+             f"  console     : {base}/   (on a hosting platform: your app's public URL)",
+             f"  status JSON : {base}/api/websocket-status",
+             f"  webhook URL : {base}/webhook/{secret}"]
+    if shown:
+        lines.append(f"  secret      : {settings.webhook_secret}   (made for paper trading; kept in "
+                     f"{os.path.dirname(os.path.abspath(settings.database_path))})")
+    same = settings.admin_token == settings.webhook_secret
+    lines.append("  admin login : any user name; password: " + (
+        ("the secret above" if shown else "your WEBHOOK_SECRET") + " (set ADMIN_TOKEN for another)" if same
+        else "your ADMIN_TOKEN"))
+    if shown:
+        lines += ["", "Place a paper trade:",
+                  f"  curl -s -X POST {base}/webhook/{settings.webhook_secret} -H 'Content-Type: application/json' "
+                  "-d '{\"action\":\"buy\",\"ticker\":\"MNQ1!\",\"quantity\":1}'"]
+    return "\n".join(lines) + "\n\n"
+
+
 def main(argv=None) -> int:
     try:
         configure_logging()
@@ -524,20 +482,7 @@ def main(argv=None) -> int:
 
     server = make_server(host, port, app, threaded=True)
     port = server.server_port
-    base = f"http://{host}:{port}"
-    mode = "PAPER TRADING on the embedded simulator" if settings.tradovate_env == "sim" else f"Tradovate {settings.tradovate_env.upper()}"
-    example = '{"action":"buy","ticker":"MNQ1!","quantity":1}'
-    sys.stdout.write(
-        f"\nphantom-scraper is running ({mode})\n"
-        f"  status page : {base}/\n"
-        f"  status JSON : {base}/api/websocket-status\n"
-        f"  webhook URL : {base}/webhook/<your WEBHOOK_SECRET>\n"
-    )
-    if settings.tradovate_env == "sim":
-        sys.stdout.write(
-            f"  secret      : {settings.webhook_secret}   (paper trading only; kept in {os.path.dirname(os.path.abspath(settings.database_path))})\n"
-            f"\nPlace a paper trade:\n  curl -s -X POST {base}/webhook/{settings.webhook_secret} "
-            f"-H 'Content-Type: application/json' -d '{example}'\n\n")
+    sys.stdout.write(startup_banner(settings, f"http://{host}:{port}"))
     sys.stdout.flush()
     import signal as _signal
 

@@ -112,6 +112,19 @@ def _drift_action(text: Optional[str], default: str) -> str:
     return value
 
 
+def _zone(env: Mapping[str, str], name: str, default):
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(text)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{name}: unknown time zone {text!r} (an IANA name such as America/Chicago)") from exc
+    return text
+
+
 def _str(env: Mapping[str, str], name: str, default):
     return env.get(name) or default
 
@@ -228,6 +241,7 @@ VARIABLES: Tuple[Variable, ...] = (
     Variable("RISK_SNAPSHOT_POLL_S", "risk.snapshot_poll_s", _float, "cash-balance snapshot poll without stream data"),
     Variable("STATUS_OPEN_IN_SIM", "status_open_in_sim", _bool,
              "sim: / and /api/websocket-status open to 127.0.0.1 without the admin token"),
+    Variable("DISPLAY_TZ", "display_tz", _zone, "the time zone of times on the status page and in the CSV (IANA name)"),
     Variable("NOTIFY_URLS", "notify_urls", lambda env, name, default: _notify_urls(env.get(name)) or default,
              "Apprise URLs to notify (space/comma separated)"),
     Variable("NOTIFY_EVENTS", "notify_events", lambda env, name, default: _notify_events(env.get(name)),
@@ -337,6 +351,9 @@ class Settings:
     recorders_file: Optional[str] = None  # RECORDERS_FILE
 
     webhook_secret: Optional[str] = field(default=None, repr=False)
+    # sim: the secret was made for this install (data/sim_webhook_secret), not set by the user:
+    # the start-up banner prints it (set by load_settings; no variable)
+    webhook_secret_generated: bool = False
     admin_token: Optional[str] = field(default=None, repr=False)
     database_path: str = "data/journal.sqlite3"
     # DATABASE_URL: a postgresql:// URL puts the journal in PostgreSQL instead (it holds a password)
@@ -427,6 +444,7 @@ class Settings:
     admin_max_failures: int = 10  # wrong admin credentials per source address within the window
     admin_failure_window_s: float = 300.0
     status_cache_s: float = 3.0  # the status page reads positions/orders/fills at most this often
+    display_tz: str = "America/Chicago"  # times on the status page (UTC on hover) and in the CSV
 
     # Notifications (phantom_scraper/ops/notify.py); the URLs hold bot tokens/passwords
     notify_urls: Tuple[str, ...] = field(default=(), repr=False)

@@ -428,7 +428,7 @@ class ServerProcess:
     def _pump(self):
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
-            m = re.search(r"status page : (http://127\.0\.0\.1:\d+)/", line)
+            m = re.search(r"console +: (http://127\.0\.0\.1:\d+)/", line)  # the start-up banner
             if m:
                 self.base = m.group(1)
                 self._url_seen.set()

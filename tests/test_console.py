@@ -105,3 +105,175 @@ def test_api_accounts_prices_open_positions_from_quotes(make_server_app, sim):
     assert acct["locks"] == [] and acct["realized_pnl"] is not None
     status = client.get("/api/websocket-status", headers=ADMIN_HEADERS).get_json()
     assert status["risk"]["market_data"]["connected"] is True
+
+
+def _token(client) -> str:
+    import re
+
+    page = client.get("/", headers=ADMIN_HEADERS).get_data(as_text=True)
+    return re.search(r"name='csrf_token' value='([^']+)'", page).group(1)
+
+
+def test_console_forms_need_the_session_token_and_this_origin(make_server_app):
+    app = make_server_app(status_open_in_sim=False)  # the login asked for on 127.0.0.1 too, as in demo/live
+    ws_ready(app)
+    client = app.test_client()
+    token = _token(client)
+    form = {"csrf_token": token, "account": "DEMO0002", "confirm": "yes"}
+    same = {**ADMIN_HEADERS, "Origin": "http://localhost"}  # the test client's host
+
+    def locked():
+        risk = client.get("/api/websocket-status", headers=ADMIN_HEADERS).get_json()["risk"]
+        return {a["account_name"]: bool(a["lock"]) for a in risk["accounts"]}
+
+    assert client.post("/console/kill", data=form).status_code == 401  # the admin login first
+    r = client.post("/console/kill", data={**form, "csrf_token": "guess"}, headers=same)
+    assert r.status_code == 403 and "CSRF token" in r.get_data(as_text=True)
+    r = client.post("/console/kill", data=form, headers={**ADMIN_HEADERS, "Origin": "https://evil.example"})
+    assert r.status_code == 403 and "cross-site" in r.get_data(as_text=True)
+    r = client.post("/console/kill", data=form, headers={**ADMIN_HEADERS, "Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403
+    r = client.post("/console/kill", json=form, headers=same)
+    assert r.status_code == 415  # forms only: the JSON API keeps its own route and rules
+    other = app.test_client()  # another session: its own token
+    other_token = _token(other)
+    assert other_token != token
+    assert other.post("/console/kill", data=form, headers=same).status_code == 403
+    assert locked() == {"DEMO0001": False, "DEMO0002": False}
+
+    r = client.post("/console/kill", data={"csrf_token": token, "account": "DEMO0002"}, headers=same)
+    assert r.status_code == 200 and "Are you sure?" in r.get_data(as_text=True)  # destructive: confirm first
+    assert locked() == {"DEMO0001": False, "DEMO0002": False}
+    r = client.post("/console/kill", data=form, headers=same)
+    assert r.status_code == 200 and "locked DEMO0002" in r.get_data(as_text=True), r.get_data(as_text=True)
+    assert locked() == {"DEMO0001": False, "DEMO0002": True}
+    r = client.post("/console/unlock", data={"csrf_token": token, "account": "DEMO0002"}, headers=same)
+    assert r.status_code == 200 and "unlocked DEMO0002" in r.get_data(as_text=True)  # no confirmation
+    assert locked() == {"DEMO0001": False, "DEMO0002": False}
+    r = client.post("/console/cancel", data={**form, "account": "NOPE"}, headers=same)
+    assert r.status_code == 200 and "no account named NOPE" in r.get_data(as_text=True)
+
+
+def test_console_buttons_need_the_admin_login_where_the_page_is_open(make_server_app):
+    """Paper trading on 127.0.0.1: the page is open without a login, its buttons are not."""
+    app = make_server_app()  # STATUS_OPEN_IN_SIM: the page open to a local client
+    ws_ready(app)
+    client = app.test_client()
+    page = client.get("/")
+    assert page.status_code == 200
+    token = _token(client)
+    same = {"Origin": "http://localhost"}
+    r = client.post("/console/kill", data={"csrf_token": token, "account": "DEMO0002", "confirm": "yes"}, headers=same)
+    assert r.status_code == 401 and "WWW-Authenticate" in r.headers
+    r = client.post("/console/kill", data={"csrf_token": token, "account": "DEMO0002", "confirm": "yes"},
+                    headers={**same, **ADMIN_HEADERS})
+    assert r.status_code == 200 and "locked DEMO0002" in r.get_data(as_text=True)
+
+
+def test_console_cancels_working_orders_then_flattens_one_contract(make_server_app, sim):
+    app = make_server_app(status_cache_s=0.0)
+    ws_ready(app)
+    client = app.test_client()
+    token = _token(client)
+    same = {**ADMIN_HEADERS, "Origin": "http://localhost"}
+    sim.set_price("MNQZ6", 21000.0)
+    r = post(client, '{"action":"buy","ticker":"MNQ1!","quantity":1,"price":21000,'
+                     '"takeProfit":{"ticks":200},"stopLoss":{"ticks":200}}')
+    assert r.status_code == 200, r.get_data(as_text=True)
+
+    def account(name):
+        body = client.get("/api/accounts", headers=ADMIN_HEADERS).get_json()
+        return next(a for a in body["accounts"] if a["name"] == name)
+
+    wait_for(lambda: all(len(account(n)["working_orders"]) == 2 and account(n)["positions"]
+                         for n in ("DEMO0001", "DEMO0002")), what="both accounts long with their bracket legs")
+    r = client.post("/console/cancel", data={"csrf_token": token, "account": "DEMO0001"}, headers=same)
+    assert "Are you sure?" in r.get_data(as_text=True)  # confirmation first
+    assert len(account("DEMO0001")["working_orders"]) == 2
+    r = client.post("/console/cancel", data={"csrf_token": token, "account": "DEMO0001", "confirm": "yes"},
+                    headers=same)
+    assert r.status_code == 200 and "DEMO0001: 2 working order(s) cancelled" in r.get_data(as_text=True)
+    wait_for(lambda: account("DEMO0001")["working_orders"] == [], what="DEMO0001's legs cancelled")
+    assert account("DEMO0001")["positions"][0]["qty"] == 1  # the position stays
+
+    contract_id = account("DEMO0001")["positions"][0]["contract_id"]
+    form = {"csrf_token": token, "account": "DEMO0001", "contract_id": str(contract_id), "contract": "MNQZ6"}
+    r = client.post("/console/flatten", data=form, headers=same)
+    assert "Close the MNQZ6 position of DEMO0001" in r.get_data(as_text=True)
+    r = client.post("/console/flatten", data={**form, "confirm": "yes"}, headers=same)
+    assert r.status_code == 200 and "DEMO0001: closing +1" in r.get_data(as_text=True), r.get_data(as_text=True)
+    wait_for(lambda: not account("DEMO0001")["positions"], what="DEMO0001 flat")
+    other = account("DEMO0002")
+    assert other["positions"][0]["qty"] == 1 and len(other["working_orders"]) == 2  # untouched
+
+
+def test_history_csv_times_in_utc_and_the_display_zone_contract_state_and_error(make_server_app):
+    import csv
+    import io
+
+    app = make_server_app()  # DISPLAY_TZ: America/Chicago by default
+    ws_ready(app)
+    client = app.test_client()
+    assert post(client, BUY).status_code == 200
+    assert post(client, '{"action":"buy","ticker":"ZZZ1!","quantity":1}').status_code == 400
+    text = client.get("/api/history?format=csv&view=signals", headers=ADMIN_HEADERS).get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0])[:8] == ["received_utc", "received_local", "signal_id", "recorder", "status", "action",
+                                 "symbol", "contract"]
+    placed = [r for r in rows if r["symbol"] == "MNQ1!"]
+    assert {r["account"] for r in placed} == {"DEMO0001", "DEMO0002"}
+    assert all(r["contract"] == "MNQZ6" and r["state"] == "acked" for r in placed)
+    (refused,) = [r for r in rows if r["symbol"] == "ZZZ1!"]
+    assert refused["state"] == "rejected" and refused["status"] == "rejected"
+    assert refused["error"].startswith("unknown_symbol (") and "ZZZ1!" in refused["error"]
+    import datetime as dt
+
+    for r in rows:
+        utc = dt.datetime.fromisoformat(r["received_utc"].replace("Z", "+00:00"))
+        local = dt.datetime.fromisoformat(r["received_local"])
+        assert r["received_utc"].endswith("Z") and local == utc
+        assert local.utcoffset() in (dt.timedelta(hours=-6), dt.timedelta(hours=-5))  # CST / CDT
+    data = client.get("/api/history", headers=ADMIN_HEADERS).get_json()
+    (rejected,) = [s for s in data["signals"] if s["symbol"] == "ZZZ1!"]
+    assert rejected["error"].startswith("unknown_symbol") and rejected["status"] == "rejected"
+
+
+def test_metrics_carry_realized_and_open_pnl_per_account(make_server_app, sim):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app = make_server_app(md_url=sim.md_url)
+    ws_ready(app)
+    client = app.test_client()
+    sim.set_price("MNQZ6", 21000.0)
+    assert post(client, '{"action":"buy","ticker":"MNQ1!","quantity":1}').status_code == 200
+    sim.set_price("MNQZ6", 21003.0)
+
+    def samples():
+        body = client.get("/metrics", headers=ADMIN_HEADERS).get_data(as_text=True)
+        found = {(s.name, s.labels.get("account")): s.value for f in text_string_to_metric_families(body)
+                 for s in f.samples if s.name in ("phantom_realized_pnl_usd", "phantom_open_pnl_usd")}
+        wanted = {("phantom_open_pnl_usd", a) for a in ("DEMO0001", "DEMO0002")}
+        wanted |= {("phantom_realized_pnl_usd", a) for a in ("DEMO0001", "DEMO0002")}
+        return found if wanted <= set(found) and found[("phantom_open_pnl_usd", "DEMO0001")] == 6.0 else None
+
+    found = wait_for(samples, what="open P&L of +6 USD on DEMO0001 in /metrics")
+    assert found[("phantom_open_pnl_usd", "DEMO0002")] == 6.0
+    assert found[("phantom_realized_pnl_usd", "DEMO0001")] == 0.0
+
+
+def test_sim_start_up_banner_shows_a_made_secret_and_the_admin_login(tmp_path):
+    """On a hosting platform the log is all a user can read: a secret made for paper trading is
+    printed with the webhook URL and the admin login; one the user set is not repeated."""
+    from ultra_simple_server import load_settings, startup_banner
+
+    env = {"TRADOVATE_ENV": "sim", "DATABASE_PATH": str(tmp_path / "data" / "journal.sqlite3")}
+    made = load_settings(env)
+    banner = startup_banner(made, "http://localhost:8000")
+    assert f"webhook URL : http://localhost:8000/webhook/{made.webhook_secret}" in banner
+    assert "admin login : any user name; password: the secret above" in banner
+    assert (tmp_path / "data" / "sim_webhook_secret").read_text().strip() == made.webhook_secret
+    mine = load_settings({**env, "WEBHOOK_SECRET": "my-own-secret-123", "ADMIN_TOKEN": "admin-own-456"})
+    banner = startup_banner(mine, "http://localhost:8000")
+    assert "my-own-secret-123" not in banner and "admin-own-456" not in banner
+    assert "webhook URL : http://localhost:8000/webhook/<your WEBHOOK_SECRET>" in banner
+    assert "password: your ADMIN_TOKEN" in banner

@@ -36,6 +36,11 @@ def test_procfile_gunicorn_places_an_order_and_stops_cleanly(sim, tmp_path):
             except (requests.ConnectionError, requests.Timeout):  # the listener is bound before the
                 return False  # worker has booted: under load a first request can wait past 1 s
         wait_for(ready, timeout_s=20, interval_s=0.05)
+        # sim: the webhook URL with its secret and the admin login, once, where a platform user reads
+        wait_for(lambda: "admin login" in out.text(), timeout_s=20, what="the start-up banner")
+        assert f"webhook URL : http://127.0.0.1:{port}/webhook/<your WEBHOOK_SECRET>" in out.text()  # set: not repeated
+        assert "admin login : any user name; password: your ADMIN_TOKEN" in out.text()
+        assert out.text().count("phantom-scraper is running (PAPER TRADING") == 1
 
         def ws_open():
             try:

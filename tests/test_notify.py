@@ -143,6 +143,7 @@ def test_only_enabled_events_are_sent(receiver, notifiers):
 
 def test_socket_down_longer_than_the_threshold_and_back(receiver, notifiers):
     n = notifiers([receiver.url], disconnect_after_s=0.2)
+    events.emit("socket_up", login="user@demo", reconnect=False)  # connected once, then dropped
     events.emit("socket_down", login="quick@demo", reason="closed")
     events.emit("socket_up", login="quick@demo", reconnect=True)  # back before the threshold: silent
     events.emit("socket_down", login="user@demo", reason="closed")
@@ -173,7 +174,7 @@ def test_a_failed_send_is_counted_and_not_retried(notifiers):
     calls = []
 
     def failing_factory(_url):
-        def send(title, body):
+        def send(title, body, _type="info"):
             calls.append(body)
             raise ConnectionError("down")
         return send
@@ -189,7 +190,7 @@ def test_a_full_queue_drops_instead_of_blocking():
     gate = threading.Event()
 
     def stuck_factory(_url):
-        def send(title, body):
+        def send(title, body, _type="info"):
             gate.wait(10)
             return True
         return send
@@ -278,5 +279,103 @@ def test_a_fill_is_notified_and_counted(make_server_app, sim):
         fills = {s.labels["account"]: s.value for f in text_string_to_metric_families(body) for s in f.samples
                  if s.name == "phantom_fills_total"}
         assert fills == {"DEMO0001": 1.0, "DEMO0002": 1.0}
+    finally:
+        receiver.close()
+
+
+def test_apprise_type_by_severity_and_titles(receiver, notifiers):
+    """failure for rejections, unknown outcomes and locks; warning for disconnects; success for
+    fills; a shutdown is titled "stopping", not "startup"."""
+    n = notifiers([receiver.url], enabled=("rejected", "unknown", "risk", "startup", "fill", "disconnected"),
+                  min_interval_s=0.0, coalesce_s=0.0, disconnect_after_s=0.05)
+
+    def one(emit):
+        before = len(receiver.posts)
+        emit()
+        wait_for(lambda: len(receiver.posts) > before)
+        return receiver.posts[-1]
+
+    post_ = one(lambda: events.emit("shutdown", environment="sim"))
+    assert post_["type"] == "info" and post_["title"] == "phantom-scraper: stopping", post_
+    assert "startup" not in post_["title"] and "server stopping" in post_["message"]
+    post_ = one(lambda: events.emit("startup", environment="sim", accounts=2))
+    assert post_["title"] == "phantom-scraper: started" and post_["type"] == "info"
+    post_ = one(lambda: events.emit("signal", signal_id="s1", status="failed", contract=None, outcomes=[rejected(1)]))
+    assert post_["type"] == "failure" and "rejected" in post_["title"]
+    post_ = one(lambda: events.emit("risk", account="DEMO0001", locked=True, reason="daily_loss: -500"))
+    assert post_["type"] == "failure" and post_["title"] == "phantom-scraper: locked"
+    assert "risk: DEMO0001 LOCKED — daily_loss: -500" in post_["message"]
+    post_ = one(lambda: events.emit("kill_switch", account="DEMO0001", locked=False, reason="kill_switch"))
+    assert post_["type"] == "info" and post_["title"] == "phantom-scraper: unlocked"
+    post_ = one(lambda: events.emit("socket_down", login="u@demo", reason="closed"))
+    assert post_["type"] == "warning" and "disconnected" in post_["title"]
+    post_ = one(lambda: events.emit("fill", account="DEMO0001", contract="MNQZ6", side="Buy", qty=1, price=1.0))
+    assert post_["type"] == "success" and post_["title"] == "phantom-scraper: fill"
+
+
+def test_a_lock_kept_from_before_a_restart_is_not_announced_again(receiver, notifiers):
+    n = notifiers([receiver.url], enabled=("risk", "startup"), coalesce_s=0.0, min_interval_s=0.0)
+    events.emit("risk", account="DEMO0001", locked=True, restored=True, reason="daily_loss: -500")
+    events.emit("startup", environment="sim", accounts=2)
+    wait_for(lambda: receiver.posts)
+    n.stop()
+    assert len(receiver.posts) == 1 and "LOCKED" not in json.dumps(receiver.posts)
+
+
+def test_a_socket_that_never_connected_is_reported_within_the_threshold_of_the_start(receiver, notifiers):
+    n = notifiers([receiver.url], enabled=("disconnected",), disconnect_after_s=0.5, coalesce_s=0.0)
+    started = time.monotonic()
+    time.sleep(0.3)  # the first connect attempt fails late (a slow broker)
+    events.emit("socket_down", login="late@demo", reason="HTTP 404")
+    wait_for(lambda: receiver.posts)
+    elapsed = time.monotonic() - started
+    assert "WebSocket of late@demo has NOT CONNECTED since the start" in receiver.posts[0]["message"]
+    assert receiver.posts[0]["type"] == "warning"
+    assert elapsed < 0.3 + 0.5  # counted from the start, not from the late failure
+    n.stop()
+
+
+def test_an_exit_fill_names_the_contract_and_role_and_its_realized_pnl(receiver, notifiers):
+    asked = []
+
+    def contract_info(contract_id):
+        asked.append(contract_id)
+        return ("NQZ6", 20.0) if contract_id == 3000777 else (str(contract_id), None)
+
+    n = notifiers([receiver.url], enabled=("fill",), contract_info=contract_info, coalesce_s=0.0, min_interval_s=0.0)
+    events.emit("fill", account="DEMO0001", contract=3000777, side="Buy", qty=2, price=21000.0, role="entry",
+                closes=False, net_before=0, avg_before=None)
+    events.emit("fill", account="DEMO0001", contract=3000777, side="Sell", qty=1, price=21012.5, role="take_profit",
+                closes=True, net_before=2, avg_before=21000.0)
+    events.emit("fill", account="DEMO0001", contract=3000777, side="Sell", qty=1, price=20990.0, role="stop",
+                closes=True, net_before=1, avg_before=21000.0)
+    wait_for(lambda: sum(p["message"].count("fill ") for p in receiver.posts) == 3)
+    n.stop()
+    text = "\n".join(p["message"] for p in receiver.posts)
+    assert "fill DEMO0001: Buy 2 NQZ6 @ 21000.0 (entry)" in text and "realized" not in text.splitlines()[0]
+    assert "fill DEMO0001: Sell 1 NQZ6 @ 21012.5 (take-profit), realized +250.00 USD" in text
+    assert "fill DEMO0001: Sell 1 NQZ6 @ 20990.0 (stop-loss), realized -200.00 USD" in text
+    assert "3000777" not in text
+
+
+def test_server_fills_say_contract_role_and_pnl(make_server_app, sim):
+    """A bracket's take-profit fills: the exit's message names the contract, its role and P&L."""
+    receiver = Receiver()
+    try:
+        app = make_server_app(notify_urls=(receiver.url,), notify_events=("fill",), notify_coalesce_s=0.05,
+                              notify_min_interval_s=0.0)
+        ws_ready(app)
+        client = app.test_client()
+        sim.set_price("MNQZ6", 21000.0)
+        r = post(client, '{"action":"buy","ticker":"MNQ1!","quantity":1,"price":21000,'
+                         '"takeProfit":{"ticks":40},"stopLoss":{"ticks":40}}')
+        assert r.get_json()["status"] == "acked", r.get_data(as_text=True)
+        wait_for(lambda: sum(p["message"].count("(entry)") for p in receiver.posts) >= 2)
+        sim.set_price("MNQZ6", 21012.0)  # through the take-profit at 21010
+        wait_for(lambda: sum(p["message"].count("(take-profit)") for p in receiver.posts) >= 2)
+        text = "\n".join(p["message"] for p in receiver.posts)
+        # (the simulator fills the resting limit at the price that crossed it: 21012 x $2 a point)
+        assert "fill DEMO0001: Sell 1 MNQZ6 @ 21012.0 (take-profit), realized +24.00 USD" in text, text
+        assert all(p["type"] == "success" for p in receiver.posts)
     finally:
         receiver.close()

@@ -60,7 +60,7 @@ def test_status_page_in_headless_chromium(make_server_app, serve_app, sim, tmp_p
     assert re.search(r"DEMO0001: acked via websocket in \d+(\.\d+)? ms", after), after
     assert re.search(r"DEMO0002: acked via websocket in \d+(\.\d+)? ms", after), after
     assert "ZZZ1!" in after and "unknown_symbol" in after  # errors are shown
-    assert "DEMO0001 Realized" in after and "Open positions" in after and "MNQZ6 1" in after  # per account
+    assert "DEMO0001 Realized" in after and "Open positions" in after and "MNQZ6 long 1 @" in after  # per account
     for secret in (SECRET, ADMIN, app.extensions["runtime"].service.logins["default"].integration.access_token):
         assert secret not in dom
 
@@ -74,7 +74,7 @@ def test_render_escapes_and_handles_empty_state():
     evil = [{"received_at": 1.0, "recorder": "<b>x</b>", "status": "acked", "payload": {"ticker": "<script>"},
              "summary": '[{"account_name": "<i>", "status": "acked", "transport": "websocket", "latency_ms": 2}]'}]
     page = render({"connection_pool": {"connections": {}}}, evil)
-    assert "<script>" not in page and "&lt;script&gt;" in page and "<b>x</b>" not in page
+    assert page.count("<script>") == 1 and "&lt;script&gt;" in page and "<b>x</b>" not in page  # (the refresh)
 
 
 def test_status_page_shows_what_a_trader_needs(make_server_app, sim):
@@ -108,9 +108,11 @@ def test_status_page_shows_what_a_trader_needs(make_server_app, sim):
     assert page.index("id='attention'") < page.index("Connection pool")  # at the top
     assert "1 order(s) with an UNKNOWN outcome" in text and f"ps-{signal_id}-10001-9" in text
     assert "Risk locks" in text and "DEMO0002: daily loss limit reached" in text and "LOCKED" in text
-    assert re.search(r"DEMO0001 Realized \(\d{4}-\d\d-\d\d\): \+20\.00 · trades 1 \(won 1, lost 0\)", text), text
-    assert "MNQZ6 1 21000" in text  # one contract left long at 21000
-    assert "Working orders and bracket legs" in text and re.search(r"Sell 1 (Limit|Stop)", text), text
-    assert "<svg class='equity'" in page and "<polyline" in page
+    assert re.search(r"DEMO0001 Realized \(\d{4}-\d\d-\d\d\): \+20\.00 · open P&L (—|[+-]?[\d,.]+) · "
+                     r"1 closed trade: 1 won, 0 lost", text), text
+    assert "MNQZ6 long 1 @ 21,000" in text  # one contract left long at 21000
+    # the bracket's legs by role, not by order id
+    assert re.search(r"take-profit MESZ6 Sell 1 Limit", text) and re.search(r"stop-loss MESZ6 Sell 1 Stop", text), text
+    assert "<svg class='equity'" in page and "<polyline" in page and "USD, realized today" in page  # with axes
     assert re.search(r"\d{4}-\d\d-\d\d DEMO0001 \+20\.00 1 1 0", text), text
-    assert "src=" not in page and "<script" not in page  # nothing fetched, no JavaScript
+    assert "src=" not in page and page.count("<script") == 1  # nothing fetched; one inline script (refresh)

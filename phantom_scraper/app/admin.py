@@ -62,12 +62,13 @@ class Admin:
                 "code": "unknown_account", "field": "accounts", "message": f"no account named {', '.join(unknown)}"}})
         return ids, None
 
-    def kill_switch(self, selector, flatten: bool = True) -> WebhookResult:
+    def kill_switch(self, selector, flatten: bool = True, by: str = "kill switch") -> WebhookResult:
         """Lock the accounts (until unlocked) and, with ``flatten``, cancel their orders and flatten them."""
         ids, error = self.risk_accounts(selector)
         if error is not None:
             return error
-        results = self.ctx.risk.kill(ids, flatten=flatten, wait_s=max(5.0, self.ctx.settings.order_ack_timeout_s * 2))
+        results = self.ctx.risk.kill(ids, flatten=flatten, wait_s=max(5.0, self.ctx.settings.order_ack_timeout_s * 2),
+                                     by=by)
         names = dict((a, self.ctx.risk.account_name(a)) for a in ids)
         return WebhookResult(200, {"success": True, "locked": [names[a] for a in ids], "flatten": bool(flatten),
                                    "accounts": [{"account_id": a, "account_name": names[a], **results[a]} for a in ids],
@@ -79,11 +80,11 @@ class Admin:
             down = {name: d.error for name, d in self.ctx.logins.down.items()}
         return {"unavailable_logins": down} if down else {}
 
-    def unlock_accounts(self, selector) -> WebhookResult:
+    def unlock_accounts(self, selector, by: str = "operator (DELETE /api/kill-switch)") -> WebhookResult:
         ids, error = self.risk_accounts(selector)
         if error is not None:
             return error
-        results = self.ctx.risk.unlock(ids, by="operator (DELETE /api/kill-switch)")
+        results = self.ctx.risk.unlock(ids, by=by)
         return WebhookResult(200, {"success": True, "unlocked": [self.ctx.risk.account_name(a) for a in ids if results[a]],
                                    "accounts": [{"account_id": a, "account_name": self.ctx.risk.account_name(a),
                                                  "was_locked": results[a],

@@ -5,8 +5,8 @@ It owns the life cycle and drives the pool it is given (a ``pool_api.ConnectionP
 done by collaborators that share one :class:`~phantom_scraper.app.context.Context` and never import
 this module: ``logins`` (authenticate, accounts, targets), ``startup`` (risk guard, breakeven,
 interrupted signals), ``intake`` (parse, dedupe, journal; manual trades; hand-off between
-instances), ``signal_run`` (run a signal's accounts, its final writes) and ``admin`` (status, kill
-switch, health).
+instances), ``signal_run`` (run a signal's accounts, its final writes), ``admin`` (status, kill
+switch, health) and ``console_actions`` (the console's buttons: flatten, cancel, kill, unlock).
 
 Life cycle (per worker process, never at import): ``start()`` logs in to every login, lists its
 accounts, registers them with the pool, reconciles order intents left in flight by a previous
@@ -24,6 +24,7 @@ from typing import Dict, Optional
 from phantom_scraper import events
 from phantom_scraper.app import gc_policy, housekeeping, recorders as recorders_mod, startup
 from phantom_scraper.app.admin import Admin
+from phantom_scraper.app.console_actions import ConsoleActions
 from phantom_scraper.app.context import Context
 from phantom_scraper.app.health import HealthCheck
 from phantom_scraper.app.intake import Intake
@@ -69,6 +70,7 @@ class TradingService:
         self.runner = SignalRunner(self.ctx)
         self.intake = Intake(self.ctx, self.runner)
         self.admin = Admin(self.ctx)
+        self.console = ConsoleActions(self.ctx, self.admin)  # the console's buttons (web/console.py)
         self._gate = self.ctx.gate
         self._settler: Optional[Settler] = None  # built at start; run by the keep-alive daemon
         self._login_configs: Dict[str, recorders_mod.LoginConfig] = {}

@@ -28,10 +28,20 @@ def listener(state) -> Callable[[str, str, Optional[dict]], None]:
         order = state.entity("order", entity.get("orderId")) or {}
         account_id = order.get("accountId")
         account = state.entity("account", account_id) if account_id is not None else None
+        contract_id = entity.get("contractId")
+        # The position the fill met (for the realized P&L of an exit): known while the position
+        # event that follows the fill has not arrived.
+        before = state.position_before_fill(entity.get("orderId")) if hasattr(state, "position_before_fill") else None
+        net_before, avg_before = before if before is not None else (None, None)
+        version = state.order_version(entity.get("orderId")) if hasattr(state, "order_version") else None
+        side = entity.get("action")
+        closes = bool(net_before) and ((net_before > 0) != (str(side).lower() == "buy"))
         events.emit("fill", account=(account or {}).get("name") or account_id, account_id=account_id,
-                    contract=entity.get("contractId"),  # named on the notifier's thread
-                    side=entity.get("action"), qty=entity.get("qty"), price=entity.get("price"),
+                    contract=contract_id,  # named on the notifier's thread
+                    side=side, qty=entity.get("qty"), price=entity.get("price"),
                     order_id=entity.get("orderId"), latency_ms=None,
+                    role=fill_role((version or {}).get("orderType"), order.get("parentId") is not None, closes),
+                    closes=closes, net_before=net_before, avg_before=avg_before,
                     # the journal's fill ledger keeps it (journal/fills.py): parsed on its thread
                     fill_id=entity.get("id"), timestamp=entity.get("timestamp"), trade_date=entity.get("tradeDate"))
     return on_change
@@ -51,3 +61,14 @@ def snapshot_fills(state) -> None:
                      "trade_date": f.get("tradeDate")})
     if rows:
         events.emit("fill_snapshot", fills=rows)
+
+
+def fill_role(order_type: Optional[str], is_leg: bool, closes: bool) -> str:
+    """``take_profit``, ``stop``, ``exit`` (a closing market order) or ``entry``."""
+    if not (closes or is_leg):
+        return "entry"
+    if order_type in ("Stop", "StopLimit", "TrailingStop", "TrailingStopLimit"):
+        return "stop"
+    if order_type in ("Limit", "MIT"):
+        return "take_profit"
+    return "exit"

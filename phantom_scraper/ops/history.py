@@ -14,7 +14,10 @@ server gathers the data (``phantom_scraper/ops/history_source.py``).
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import io
+import json
+import zoneinfo
 from collections import defaultdict, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Iterable, List, Optional
@@ -96,6 +99,23 @@ def _signal_price(payload: dict) -> Optional[float]:
     return None
 
 
+def _signal_error(summary) -> Optional[str]:
+    """A refused signal's reason from its stored summary (``{"error": {...}}`` or a message)."""
+    if not summary:
+        return None
+    try:
+        data = json.loads(summary) if isinstance(summary, str) else summary
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    err = data.get("error")
+    if isinstance(err, dict):
+        where = f" ({err['field']})" if err.get("field") else ""
+        return f"{err.get('code') or 'error'}{where}: {err.get('message') or ''}".strip()
+    return str(err) if err else (str(data["message"]) if data.get("message") else None)
+
+
 def signal_rows(signals: Iterable[dict], fills: Iterable[Fill]) -> List[Dict[str, Any]]:
     """Per signal: the request and each account's outcome with its fills and latencies."""
     by_order: Dict[int, List[Fill]] = defaultdict(list)
@@ -117,8 +137,11 @@ def signal_rows(signals: Iterable[dict], fills: Iterable[Fill]) -> List[Dict[str
             if avg is not None and price is not None and action in ("Buy", "Sell"):
                 slippage = round((avg - price) if action == "Buy" else (price - avg), 6)
             acked_at = intent.get("updated_at") if intent.get("state") in ("acked", "reconciled") else None
+            request = intent.get("request") or {}
             accounts.append({
                 "account": intent.get("account_name") or str(intent.get("account_id")),
+                "contract": (got[0].contract if got else None) or request.get("symbol")
+                or (str(request["contractId"]) if request.get("contractId") is not None else None),
                 "step": intent.get("step"), "kind": intent.get("kind"), "action": action,
                 "qty_asked": (intent.get("request") or {}).get("orderQty"),
                 "state": intent.get("state"), "order_id": order_id, "transport": intent.get("transport"),
@@ -132,6 +155,7 @@ def signal_rows(signals: Iterable[dict], fills: Iterable[Fill]) -> List[Dict[str
                 if got and acked_at else None,
             })
         out.append({"signal_id": s.get("id"), "received_at": s.get("received_at"), "recorder": s.get("recorder"),
+                    "error": _signal_error(s.get("summary")),
                     "status": s.get("status"), "action": payload.get("action") or payload.get("order"),
                     "symbol": payload.get("ticker") or payload.get("symbol"),
                     "quantity": payload.get("quantity", payload.get("qty", payload.get("contracts"))),
@@ -163,20 +187,40 @@ def build(signals: Iterable[dict], fills: List[Fill], value_per_point: Dict[str,
 
 
 DAY_COLUMNS = ("trade_date", "account", "realized_pnl", "trades", "wins", "losses", "fills")
-SIGNAL_COLUMNS = ("received_at", "signal_id", "recorder", "action", "symbol", "quantity", "signal_price",
-                  "account", "state", "order_id", "transport", "filled_qty", "avg_fill_price", "slippage_points",
-                  "received_to_ack_ms", "send_to_ack_ms", "ack_to_fill_ms", "error")
+SIGNAL_COLUMNS = ("received_utc", "received_local", "signal_id", "recorder", "status", "action", "symbol", "contract",
+                  "quantity", "signal_price", "account", "state", "order_id", "transport", "filled_qty",
+                  "avg_fill_price", "slippage_points", "received_to_ack_ms", "send_to_ack_ms", "ack_to_fill_ms",
+                  "error")
 
 
-def to_csv(history: Dict[str, Any], view: str = "days") -> str:
-    """``days``: one row per account and trading day; ``signals``: one row per signal and account."""
+def iso_times(epoch: Optional[float], tz_name: str = "UTC") -> Dict[str, Optional[str]]:
+    """``received_utc`` (ISO 8601, ``Z``) and ``received_local`` (ISO 8601 with the display zone's offset)."""
+    if not epoch:
+        return {"received_utc": None, "received_local": None}
+    try:
+        zone = zoneinfo.ZoneInfo(tz_name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = _dt.timezone.utc
+    at = _dt.datetime.fromtimestamp(float(epoch), _dt.timezone.utc)
+    return {"received_utc": at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "received_local": at.astimezone(zone).isoformat(timespec="milliseconds")}
+
+
+def to_csv(history: Dict[str, Any], view: str = "days", tz_name: str = "UTC") -> str:
+    """``days``: one row per account and trading day; ``signals``: one row per signal and account
+    (a signal refused before any order: one row with its status as the state and its reason as
+    the error); times in UTC and in ``tz_name``."""
     buf = io.StringIO()
     if view == "signals":
         w = csv.DictWriter(buf, SIGNAL_COLUMNS, extrasaction="ignore")
         w.writeheader()
         for s in history["signals"]:
-            for a in s["accounts"] or [{}]:
-                w.writerow({**s, **a})
+            times = iso_times(s.get("received_at"), tz_name)
+            for a in s["accounts"] or [{"state": s.get("status"), "error": s.get("error")}]:
+                row = {**s, **times, **a}
+                if not row.get("error"):
+                    row["error"] = s.get("error")
+                w.writerow(row)
     else:
         w = csv.DictWriter(buf, DAY_COLUMNS, extrasaction="ignore")
         w.writeheader()

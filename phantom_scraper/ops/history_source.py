@@ -71,6 +71,13 @@ def known_contract_name(contract_id) -> object:
     return known[0] if known is not None else contract_id
 
 
+def known_value_per_point(contract_id: int) -> Optional[float]:
+    """The contract's USD value per point if it was looked up before (no network), else None."""
+    with _contracts_lock:
+        known = _contracts.get(contract_id)
+    return known[1] if known is not None else None
+
+
 def contract_info(ti, contract_id: int) -> Tuple[str, Optional[float]]:
     """The contract's name and USD value per point (cached; the broker asked once per contract)."""
     with _contracts_lock:

@@ -54,10 +54,10 @@ class _StateCollector:
                                       labels=["login"])
         try:
             status = self._status() or {}
-            pool = status.get("connection_pool", {}).get("connections", {})
         except Exception:  # noqa: BLE001 - a scrape must still answer
-            logger.exception("metrics: pool status failed")
-            status, pool = {}, {}
+            logger.exception("metrics: status failed")
+            status = {}
+        pool = status.get("connection_pool", {}).get("connections", {})
         seen = set()
         for conn in pool.values():  # sub-accounts of one login share its socket: one series per login
             login = str(conn.get("login"))
@@ -84,6 +84,7 @@ class _StateCollector:
                 hour.add_metric([login], float(b["last_hour"]))
                 used.add_metric([login], float(max(b["minute_used"], b["hour_used"])))
             yield from (minute, hour, used)
+        yield from _pnl_families((status.get("risk") or {}).get("accounts") or [])
         try:
             unknown = self._unknown_open()
         except Exception:  # noqa: BLE001
@@ -99,6 +100,22 @@ class _StateCollector:
             for result in ("sent", "failed", "dropped"):
                 c.add_metric([result], float(notifier.get(result, 0)))
             yield c
+
+
+def _pnl_families(accounts) -> Iterable:
+    """The trading day's realized and open P&L per account (USD; the risk guard's figures, open
+    P&L from market-data quotes); an account whose figure is unknown has no sample."""
+    realized = GaugeMetricFamily("phantom_realized_pnl_usd", "realized P&L of the trading day per account, USD",
+                                 labels=["account"])
+    open_pnl = GaugeMetricFamily("phantom_open_pnl_usd", "open P&L of the positions per account (quotes), USD",
+                                 labels=["account"])
+    for a in accounts:
+        name = str(a.get("account_name"))
+        if a.get("realized_pnl") is not None:
+            realized.add_metric([name], float(a["realized_pnl"]))
+        if a.get("open_pnl") is not None:
+            open_pnl.add_metric([name], float(a["open_pnl"]))
+    return realized, open_pnl
 
 
 class Metrics:

@@ -10,7 +10,14 @@ queue, turns events into text, and sends:
 * rate-limited per destination: at most one message per ``min_interval_s``; what arrives in
   between joins the next message;
 * a failed send is logged and counted, and dropped: never retried forever;
-* every message goes through the redaction registry, and events carry no secret to begin with.
+* every message goes through the redaction registry, and events carry no secret to begin with;
+* its Apprise ``type`` is the most severe of its lines: ``failure`` (rejections, unknown outcomes,
+  duplicates, locks, authentication), ``warning`` (disconnects, penalties), ``success`` (fills),
+  ``info`` (start, stop, unlocks, reconnects); its title names what it holds (a shutdown is
+  "stopping", never "startup");
+* a lock kept from before a restart is not announced again (the event says ``restored``);
+* a login whose socket has not connected ``disconnect_after_s`` after the notifier started is
+  reported then, however late its first attempt failed.
 
 Event kinds map to the categories of ``NOTIFY_EVENTS``::
 
@@ -71,6 +78,10 @@ _KIND_CATEGORIES: Dict[str, Tuple[str, ...]] = {
 
 _FAILED = {"rejected": "REJECTED", "not_sent": "NOT SENT", "error": "FAILED"}
 
+# Apprise's notification types, least to most severe (a message takes its most severe line's).
+SEVERITY = ("info", "success", "warning", "failure")
+_ROLE_WORDS = {"take_profit": "take-profit", "stop": "stop-loss", "entry": "entry", "exit": "exit"}
+
 
 def url_secrets(url: str) -> List[str]:
     """The parts of an Apprise URL that are credentials (bot tokens, passwords, webhook keys)."""
@@ -87,11 +98,19 @@ def url_secrets(url: str) -> List[str]:
     return [f for f in found if f]
 
 
+@dataclass(frozen=True)
+class Line:
+    category: str  # NOTIFY_EVENTS' category (what a user turns on or off)
+    text: str
+    severity: str = "info"  # SEVERITY
+    label: str = ""  # what the title says (default: the category)
+
+
 @dataclass
 class _Destination:
     name: str  # scheme://host only: how it is logged
-    send: Callable[[str, str], bool]
-    lines: List[Tuple[str, str]] = field(default_factory=list)  # (category, text) waiting
+    send: Callable[[str, str, str], bool]
+    lines: List[Line] = field(default_factory=list)  # waiting
     first_at: float = 0.0  # monotonic time the oldest waiting line arrived
     next_allowed: float = 0.0  # rate limit: no message before this
     sent: int = 0
@@ -108,8 +127,9 @@ def _apprise_sender(url: str, timeout_s: float) -> Callable[[str, str], bool]:
     if not app.add(url):
         raise ValueError("NOTIFY_URLS: an entry is not a valid Apprise URL")
 
-    def send(title: str, body: str) -> bool:
-        return bool(app.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT))
+    def send(title: str, body: str, notify_type: str = "info") -> bool:
+        return bool(app.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT,
+                               notify_type=apprise.NotifyType(notify_type)))
 
     return send
 
@@ -129,7 +149,8 @@ class Notifier:
     def __init__(self, urls: Sequence[str], enabled: Sequence[str] = DEFAULT_EVENTS, *,
                  disconnect_after_s: float = 60.0, coalesce_s: float = 2.0, min_interval_s: float = 10.0,
                  queue_size: int = 1000, send_timeout_s: float = 10.0, title: str = "phantom-scraper",
-                 sender_factory: Optional[Callable[[str], Callable[[str, str], bool]]] = None):
+                 sender_factory: Optional[Callable[[str], Callable[[str, str, str], bool]]] = None,
+                 contract_info: Optional[Callable[[int], Tuple[str, Optional[float]]]] = None):
         self.enabled = frozenset(enabled)
         self.disconnect_after_s = disconnect_after_s
         self.coalesce_s = coalesce_s
@@ -147,10 +168,16 @@ class Notifier:
         self._down_since: Dict[str, float] = {}  # login -> monotonic time its socket went down
         self._alerted: Dict[str, float] = {}  # logins reported as disconnected -> down since
         self.dropped = 0  # events refused by a full queue (written by emitters; an int add is atomic enough)
+        # A fill's contract by name and value per point: those seen in signals, else this look-up
+        # ((name, USD per point), cached by its provider; on the notifier thread).
+        self._contract_info = contract_info
+        self._started_at: Optional[float] = None  # monotonic; a login never up is "down" since then
+        self._ever_up: set = set()  # logins whose socket has connected once
 
     # -- life cycle ------------------------------------------------------------------------------
     def start(self) -> "Notifier":
         if self._thread is None and self._destinations:
+            self._started_at = time.monotonic()
             self._unsubscribe = events.subscribe(self.on_event)
             self._thread = threading.Thread(target=self._run, name="notifier", daemon=True)
             self._thread.start()
@@ -211,28 +238,31 @@ class Notifier:
         except queue.Empty:
             return
         while True:
-            for category, text in self._lines(event):
-                self._add(category, text)
+            for line in self._lines(event):
+                self._add(line)
             try:
                 event = self._queue.get_nowait()
             except queue.Empty:
                 return
 
-    def _add(self, category: str, text: str) -> None:
-        if category not in self.enabled:
+    def _add(self, line: "Line") -> None:
+        if line.category not in self.enabled:
             return
         now = time.monotonic()
         for d in self._destinations:
             if not d.lines:
                 d.first_at = now
-            d.lines.append((category, text))
+            d.lines.append(line)
 
     def _check_disconnects(self) -> None:
         now = time.monotonic()
         for login, since in list(self._down_since.items()):
             if login not in self._alerted and now - since >= self.disconnect_after_s:
                 self._alerted[login] = since
-                self._add("disconnected", f"WebSocket of {login} DOWN for {now - since:.0f} s")
+                never = login not in self._ever_up
+                self._add(Line("disconnected", f"WebSocket of {login} " + (
+                    f"has NOT CONNECTED since the start ({now - since:.0f} s)" if never
+                    else f"DOWN for {now - since:.0f} s"), "warning", "disconnected"))
 
     def _send_due(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -242,10 +272,10 @@ class Notifier:
             if not force and now < max(d.first_at + self.coalesce_s, d.next_allowed):
                 continue
             lines, d.lines = d.lines, []
-            title, body = self._compose(lines)
+            title, body, kind = self._compose(lines)
             d.next_allowed = now + self.min_interval_s
             try:
-                ok = d.send(title, body)
+                ok = d.send(title, body, kind)
             except Exception as exc:  # noqa: BLE001 - counted and logged, never retried
                 ok = False
                 logger.warning("Notification to %s failed: %s", d.name, type(exc).__name__)
@@ -255,16 +285,34 @@ class Notifier:
                 d.failed += 1
                 logger.warning("Notification to %s not delivered (%d line(s) dropped)", d.name, len(lines))
 
-    def _compose(self, lines: List[Tuple[str, str]]) -> Tuple[str, str]:
-        cats = sorted({c for c, _t in lines}, key=CATEGORIES.index)
-        title = f"{self.title}: {', '.join(cats)}" + (f" ({len(lines)})" if len(lines) > 1 else "")
-        shown = [t for _c, t in lines[:MAX_LINES]]
+    def _compose(self, lines: List["Line"]) -> Tuple[str, str, str]:
+        """(title, body, Apprise type): the title names what the lines are (in order of the
+        categories), the type is the most severe line's."""
+        labels: List[str] = []
+        for line in sorted(lines, key=lambda ln: CATEGORIES.index(ln.category)):
+            label = line.label or line.category
+            if label not in labels:
+                labels.append(label)
+        title = f"{self.title}: {', '.join(labels)}" + (f" ({len(lines)})" if len(lines) > 1 else "")
+        shown = [line.text for line in lines[:MAX_LINES]]
         if len(lines) > MAX_LINES:
             shown.append(f"... and {len(lines) - MAX_LINES} more")
-        return redact.redact(title), redact.redact("\n".join(shown))
+        kind = max((line.severity for line in lines), key=SEVERITY.index)
+        return redact.redact(title), redact.redact("\n".join(shown)), kind
 
     # -- events -> text (on the notifier thread) -------------------------------------------------
-    def _lines(self, event: events.Event) -> List[Tuple[str, str]]:
+    def _lookup(self, contract) -> Tuple[object, Optional[float]]:
+        name = history_source.known_contract_name(contract)
+        value = self._value_per_point(contract)
+        if (name == contract or value is None) and contract is not None and self._contract_info is not None:
+            try:
+                found = self._contract_info(int(contract))
+                name, value = (found[0] or name), (found[1] if value is None else value)
+            except Exception:  # noqa: BLE001 - the id is shown instead
+                logger.debug("contract %s: look-up failed", contract, exc_info=True)
+        return name, value
+
+    def _lines(self, event: events.Event) -> List["Line"]:
         f = event.fields
         kind = event.kind
         if kind == "signal":
@@ -273,69 +321,104 @@ class Notifier:
             found = f.get("order_id")
             text = (f"order {f.get('cl_ord_id')} settled: found at the broker as order {found}" if found
                     else f"order {f.get('cl_ord_id')} settled as {f.get('state')}")
-            return [("unknown", text)]
+            return [Line("unknown", text, "warning" if found else "failure", "unknown outcome settled")]
         if kind == "duplicate":
-            return [("duplicate", f"DUPLICATE: {f.get('cl_ord_id')} matches orders {f.get('order_ids')}")]
+            return [Line("duplicate", f"DUPLICATE: {f.get('cl_ord_id')} matches orders {f.get('order_ids')}", "failure")]
         if kind == "duplicate_signal":
-            return [("duplicate", f"duplicate signal {f.get('signal_id')} (of {f.get('duplicate_of')}): nothing placed")]
+            return [Line("duplicate", f"duplicate signal {f.get('signal_id')} (of {f.get('duplicate_of')}): nothing placed",
+                         "warning", "duplicate signal")]
         if kind == "socket_down":
-            self._down_since.setdefault(str(f.get("login")), time.monotonic())
+            login = str(f.get("login"))
+            since = time.monotonic()
+            if login not in self._ever_up and self._started_at is not None:
+                since = min(since, self._started_at)  # never connected: counted from the start
+            self._down_since.setdefault(login, since)
             return []
         if kind == "socket_up":
             login = str(f.get("login"))
+            self._ever_up.add(login)
             self._down_since.pop(login, None)
             since = self._alerted.pop(login, None)
-            return [("disconnected", f"WebSocket of {login} back up after {time.monotonic() - since:.0f} s")] \
-                if since is not None else []
+            return [Line("disconnected", f"WebSocket of {login} back up after {time.monotonic() - since:.0f} s",
+                         "info", "reconnected")] if since is not None else []
         if kind == "login_down":
             how = "retrying" if f.get("retrying") else "not retried: fix it and restart"
-            return [("disconnected", f"login {f.get('login')} unavailable ({how}); its accounts' signals are "
-                                     f"refused: {f.get('error')}")]
+            return [Line("disconnected", f"login {f.get('login')} unavailable ({how}); its accounts' signals are "
+                                         f"refused: {f.get('error')}", "failure", "login unavailable")]
         if kind == "login_up":
-            return [("disconnected", f"login {f.get('login')} open again ({f.get('accounts')} account(s))")]
+            return [Line("disconnected", f"login {f.get('login')} open again ({f.get('accounts')} account(s))",
+                         "info", "login open")]
         if kind == "auth":
-            return [("auth", f"authentication failed for {f.get('login')}: {f.get('error')}")]
+            return [Line("auth", f"authentication failed for {f.get('login')}: {f.get('error')}", "failure",
+                         "authentication failed")]
         if kind == "penalty":
             extra = " (captcha required)" if f.get("captcha") else ""
-            return [("auth", f"penalty on {f.get('what')}: wait {f.get('wait_s')} s{extra}")]
+            return [Line("auth", f"penalty on {f.get('what')}: wait {f.get('wait_s')} s{extra}", "warning", "penalty")]
         if kind == "rate_limited":
-            return [("auth", f"HTTP 429 for {f.get('login')} on {f.get('what')}: Tradovate locks the login out for "
-                             f"an hour; background calls paused {float(f.get('quiet_s') or 0):.0f} s, orders still "
-                             f"sent")]
+            return [Line("auth", f"HTTP 429 for {f.get('login')} on {f.get('what')}: Tradovate locks the login out for "
+                                 f"an hour; background calls paused {float(f.get('quiet_s') or 0):.0f} s, orders still "
+                                 f"sent", "failure", "rate limited")]
         if kind == "strategy_alert":
-            return [("risk", f"order strategy {f.get('intent_id')} ({f.get('account')}): {f.get('text')}")]
+            return [Line("risk", f"order strategy {f.get('intent_id')} ({f.get('account')}): {f.get('text')}",
+                         "failure", "order strategy")]
         if kind in ("risk", "kill_switch"):
-            state = "LOCKED" if f.get("locked", True) else "unlocked"
+            if f.get("restored"):
+                return []  # a lock kept from before a restart: announced when it was taken
+            locked = f.get("locked", True)
             who = f.get("account") or "all accounts"
-            return [("risk", f"risk: {who} {state}" + (f" — {f.get('reason')}" if f.get("reason") else ""))]
+            word = "kill switch" if kind == "kill_switch" else "risk"
+            text = f"{word}: {who} {'LOCKED' if locked else 'unlocked'}" + (f" — {f.get('reason')}" if f.get("reason") else "")
+            return [Line("risk", text, "failure" if locked else "info", ("locked" if locked else "unlocked"))]
         if kind == "risk_pnl":
             who = f.get("account")
-            return [("risk", f"risk: {who} P&L UNKNOWN — its P&L rules cannot act: {f.get('reason')}" if f.get("unknown")
-                     else f"risk: {who} P&L known again")]
+            if f.get("unknown"):
+                return [Line("risk", f"risk: {who} P&L UNKNOWN — its P&L rules cannot act: {f.get('reason')}",
+                             "failure", "P&L unknown")]
+            return [Line("risk", f"risk: {who} P&L known again", "info", "P&L known")]
         if kind == "risk_flatten":
-            return [("risk", f"risk: {f.get('account')} flatten FAILED ({f.get('why')}): {f.get('error')}; "
-                             f"still open: {f.get('still_open') or 'nothing'}; retry in {f.get('retry_in_s')} s")]
+            return [Line("risk", f"risk: {f.get('account')} flatten FAILED ({f.get('why')}): {f.get('error')}; "
+                                 f"still open: {f.get('still_open') or 'nothing'}; retry in {f.get('retry_in_s')} s",
+                         "failure", "flatten failed")]
         if kind == "drift":
-            return [("drift", f"DRIFT: {f.get('account')} {f.get('contract')} is at {f.get('actual')}, expected "
-                              f"{f.get('expected')} (since {f.get('since')})")]
+            return [Line("drift", f"DRIFT: {f.get('account')} {self._lookup(f.get('contract'))[0]} is at "
+                                  f"{f.get('actual')}, expected {f.get('expected')} (since {f.get('since')})", "failure")]
         if kind == "drift_cleared":
-            return [("drift", f"drift cleared: {f.get('account')} {f.get('contract')} at {f.get('actual')} again")]
+            return [Line("drift", f"drift cleared: {f.get('account')} {self._lookup(f.get('contract'))[0]} at "
+                                  f"{f.get('actual')} again", "info", "drift cleared")]
         if kind in ("late_execution", "drift_healed"):
             what = "late execution squared" if kind == "late_execution" else "drift healed"
-            return [("drift", f"{what}: {f.get('account')} {f.get('contract')} from {f.get('actual')} toward "
-                              f"{f.get('expected')}: {f.get('result')}")]
+            return [Line("drift", f"{what}: {f.get('account')} {self._lookup(f.get('contract'))[0]} from "
+                                  f"{f.get('actual')} toward {f.get('expected')}: {f.get('result')}", "warning", what)]
         if kind in ("startup", "shutdown"):
             verb = "started" if kind == "startup" else "stopping"
-            return [("startup", f"server {verb} ({f.get('environment', '?')}"
-                                + (f", {f['accounts']} account(s)" if f.get("accounts") is not None else "") + ")")]
+            return [Line("startup", f"server {verb} ({f.get('environment', '?')}"
+                                    + (f", {f['accounts']} account(s)" if f.get("accounts") is not None else "") + ")",
+                         "info", verb)]
         if kind == "fill":
-            latency = f" in {float(f['latency_ms']):.0f} ms" if f.get("latency_ms") is not None else ""
-            contract = history_source.known_contract_name(f.get("contract"))
-            return [("fill", f"fill {f.get('account')}: {f.get('side')} {f.get('qty')} {contract} "
-                             f"@ {f.get('price')}{latency}")]
+            return [self._fill_line(f)]
         return []
 
-    def _signal_lines(self, f: dict) -> List[Tuple[str, str]]:
+    def _fill_line(self, f: dict) -> "Line":
+        latency = f" in {float(f['latency_ms']):.0f} ms" if f.get("latency_ms") is not None else ""
+        contract, value_per_point = self._lookup(f.get("contract"))
+        role = _ROLE_WORDS.get(f.get("role") or "", "")
+        text = f"fill {f.get('account')}: {f.get('side')} {f.get('qty')} {contract} @ {f.get('price')}"
+        text += f" ({role})" if role else ""
+        pnl = _exit_pnl(f, value_per_point)
+        if pnl is not None:
+            text += f", realized {'+' if pnl > 0 else ''}{pnl:,.2f} USD"
+        elif f.get("closes"):
+            text += ", realized P&L not known (no average price)"
+        return Line("fill", text + latency, "success", "fill")
+
+    @staticmethod
+    def _value_per_point(contract) -> Optional[float]:
+        try:
+            return history_source.known_value_per_point(int(contract))
+        except (TypeError, ValueError):
+            return None
+
+    def _signal_lines(self, f: dict) -> List["Line"]:
         out = []
         contract = getattr(f.get("contract"), "name", None) or ""
         for o in f.get("outcomes") or ():
@@ -348,8 +431,22 @@ class Notifier:
             name = getattr(o, "account_name", "?")
             if status == "unknown":
                 ids = ", ".join(getattr(o, "cl_ord_ids", None) or [])
-                out.append(("unknown", f"{name}: {what} outcome UNKNOWN ({ids}); not resent, "
-                                       f"settled by clOrdId — check the account"))
+                out.append(Line("unknown", f"{name}: {what} outcome UNKNOWN ({ids}); not resent, "
+                                           f"settled by clOrdId — check the account", "failure", "unknown outcome"))
             else:
-                out.append(("rejected", f"{name}: {what} {_FAILED[status]} — {getattr(o, 'error', '')}"))
+                out.append(Line("rejected", f"{name}: {what} {_FAILED[status]} — {getattr(o, 'error', '')}", "failure"))
         return out
+
+
+def _exit_pnl(f: dict, value_per_point: Optional[float]) -> Optional[float]:
+    """USD realized by a fill that closes (part of) a position: the closed quantity times the move
+    from the position's average price (``net_before``/``avg_before``: the position the fill met)."""
+    net, avg, price, qty = f.get("net_before"), f.get("avg_before"), f.get("price"), f.get("qty")
+    if not net or avg is None or price is None or not qty or not value_per_point:
+        return None
+    side = 1 if str(f.get("side")).lower() == "buy" else -1
+    if (net > 0) == (side > 0):
+        return None  # adds to the position: nothing realized
+    closed = min(abs(int(qty)), abs(int(net)))
+    direction = 1 if net > 0 else -1
+    return round(direction * (float(price) - float(avg)) * closed * float(value_per_point), 2)

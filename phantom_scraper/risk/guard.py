@@ -134,7 +134,7 @@ class RiskGuard:
         with self._lock:
             self._locks = {a: row for a, row in locks.items() if a in self._accounts}
         for account_id, row in self._locks.items():
-            self._announce(row, locked=True)
+            self._announce(row, locked=True, restored=True)  # the page and metrics; not re-notified
             log.warning("Risk lock on %s kept from before the restart: %s (%s), until %s", row["account_name"],
                         row["reason"], row["message"], iso(row["until"]) or "unlocked by an operator")
 
@@ -379,10 +379,11 @@ class RiskGuard:
         return row
 
     @staticmethod
-    def _announce(row: dict, *, locked: bool) -> None:
-        """Tell the event bus (metrics, notifications, the status page's lock list)."""
+    def _announce(row: dict, *, locked: bool, restored: bool = False) -> None:
+        """Tell the event bus (metrics, notifications, the status page's lock list); ``restored``:
+        a lock kept from before a restart (the notifier announced it when it was taken)."""
         kind = "kill_switch" if row.get("reason") == rules.KILL_SWITCH else "risk"
-        events.emit(kind, account=row.get("account_name"), locked=locked,
+        events.emit(kind, account=row.get("account_name"), locked=locked, restored=restored,
                     reason=f"{row.get('reason')}: {row.get('message')}" if locked else row.get("reason"))
 
     def request_flatten(self, account_id: int, why: str) -> Tuple[threading.Event, dict]:
@@ -447,7 +448,8 @@ class RiskGuard:
         waits = []
         out = {}
         for account_id in account_ids:
-            row = self.lock(account_id, rules.KILL_SWITCH, f"kill switch ({by})", until=None, flatten=flatten, by=by)
+            what = "kill switch" if by == "kill switch" else f"kill switch by {by}"
+            row = self.lock(account_id, rules.KILL_SWITCH, what, until=None, flatten=flatten, by=by)
             out[account_id] = {"locked": True}
             if flatten:
                 waits.append((account_id, *row["flatten_wait"]))

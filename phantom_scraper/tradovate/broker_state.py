@@ -40,7 +40,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from phantom_scraper.errors import TradovateError
 from phantom_scraper.tradovate.broker_pruning import FinishedOrders
@@ -477,6 +477,28 @@ class BrokerState(FinishedOrders):
                                 row[key] = version[key]
                     out.append(row)
             return sorted(out, key=lambda r: r["id"])
+
+    def position_before_fill(self, order_id: int) -> Optional[Tuple[int, Optional[float]]]:
+        """(net position, average price) the order's fill met, while the position that fill moves
+        has not arrived yet (the broker sends the fill first); None once it has, or if unknown."""
+        with self._lock:
+            order = self._entities.get("order", {}).get(order_id)
+            if order is None:
+                return None
+            key = (order.get("accountId"), order.get("contractId"))
+            if order_id not in self._unposted_fills.get(key, ()):
+                return None
+            for p in self._by_account["position"].get(key[0], {}).values():
+                if p.get("contractId") == key[1]:
+                    price = p.get("netPrice")
+                    return int(p.get("netPos") or 0), (float(price) if price is not None else None)
+            return 0, None
+
+    def order_version(self, order_id: int) -> Optional[dict]:
+        """The order's newest ``orderVersion`` (``orderType``, ``price``, ...), a copy; None if unknown."""
+        with self._lock:
+            found = self._latest_version.get(order_id)
+            return dict(found) if found is not None else None
 
     def cash_balance(self, account_id: int) -> Optional[dict]:
         """The account's ``cashBalance`` entity (``amount``, ``realizedPnL``, ...), None if unknown."""

@@ -120,6 +120,11 @@ class AccountView:
             self._cached, self._at = view, self._clock()
         return view
 
+    def invalidate(self) -> None:
+        """The next read goes to the broker (after an action from the console)."""
+        with self._lock:
+            self._cached = None
+
     def _build(self, service, risk_locks: Dict[str, dict]) -> dict:
         today = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
         limits = {}

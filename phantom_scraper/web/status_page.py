@@ -6,22 +6,20 @@ as the JSON routes (which never hold a secret), refreshing itself every 5 s; no 
 fetched from anywhere."""
 from __future__ import annotations
 
-import datetime as _dt
 import html
 import json
 from typing import Iterable, Optional
 
 from phantom_scraper.ops.history import equity_svg
+from phantom_scraper.web import console_page
 
 
 def _e(value) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _when(epoch: Optional[float]) -> str:
-    if not epoch:
-        return "—"
-    return _dt.datetime.fromtimestamp(float(epoch), _dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+def _when(epoch) -> str:
+    return console_page.when(epoch)
 
 
 def _summary(signal: dict):
@@ -104,7 +102,7 @@ def _attention_html(view: dict) -> str:
         for lock in locks:
             if lock.get("account") not in seen:
                 seen.add(lock.get("account"))
-                items.append(f"<li>{_e(lock.get('account'))}: {_e(lock.get('reason') or 'locked')} "
+                items.append(f"<li>{_e(lock.get('account'))}: {_e(console_page.plain(lock.get('reason')) or 'locked')} "
                              f"(since {_when(lock.get('at'))})</li>")
         parts.append(f"<div class='warn' id='locks'><b>Risk locks</b><ul>{''.join(items)}</ul></div>")
     for err in view.get("errors") or []:
@@ -198,7 +196,8 @@ def _risk_html(risk: Optional[dict]) -> str:
         lock = a.get("lock")
         limits = a.get("limits") or {}
         shown = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in limits.items() if v not in (None, False))
-        lock_html = (f"<span class='bad'>locked: {_e(lock.get('reason'))}</span> — {_e(lock.get('message'))}"
+        lock_html = (f"<span class='bad'>locked: {_e(console_page.plain(lock.get('reason')))}</span> — "
+                     f"{_e(console_page.plain(lock.get('message')))}"
                      f" (until {_e(lock.get('until_utc') or 'unlocked by an operator')})") if lock else "<span class='ok'>open</span>"
         rows.append(f"<tr><td>{_e(a.get('account_name'))}</td><td>{_e(a.get('trading_day'))}</td>"
                     f"<td>{_money(a.get('realized_pnl'))}</td><td>{_money(a.get('open_pnl'))}</td>"
@@ -206,17 +205,39 @@ def _risk_html(risk: Optional[dict]) -> str:
                     f"<td>{_e(shown or 'none')}</td><td>{lock_html}</td></tr>")
     events = "".join(
         f"<li>{_when(e.get('at'))} {_e(e.get('account_name') or '')} <b>{_e(e.get('kind'))}</b> "
-        f"{_e(e.get('code') or '')}: {_e(e.get('message'))}</li>" for e in (risk.get("recent_events") or [])[:10])
+        f"{_e(console_page.plain(e.get('code') or ''))}: {_e(console_page.plain(e.get('message')))}</li>"
+        for e in (risk.get("recent_events") or [])[:10])
     md = risk.get("market_data") or {}
     feed = (f" · market data: <b class='{'ok' if md.get('connected') else 'bad'}'>"
             f"{'connected' if md.get('connected') else 'not connected'}</b>" if md else "")
-    return (f"<h2>Risk guard (trading day {_e(risk.get('trading_day'))}, next session {_e(risk.get('next_session_start_utc'))}){feed}</h2>"
+    return (f"<h2>Risk guard (trading day {_e(risk.get('trading_day'))}, next session {console_page.when(risk.get('next_session_start_utc'))}){feed}</h2>"
             "<table class='risk'><tr><th>account</th><th>trading day</th><th>realized P&amp;L</th><th>open P&amp;L</th>"
             "<th>day P&amp;L</th><th>peak</th><th>limits</th><th>lock</th></tr>" + "".join(rows) + "</table>"
             + (f"<ul class='risk-events'>{events}</ul>" if events else ""))
 
 
-def render(status: dict, signals: Iterable[dict], view: Optional[dict] = None) -> str:
+def _status_word(signal: dict):
+    """(css class, words) of a signal's outcome: an ``acked`` signal whose other accounts were only
+    skipped (a benign no-op, e.g. nothing to close) is not shown as a failure."""
+    status = signal.get("status")
+    if status == "partial":
+        summary = _summary(signal)
+        others = {o.get("status") for o in summary if isinstance(o, dict)} - {"acked"} if isinstance(summary, list) else set()
+        if others and others <= {"skipped"}:
+            return "ok", "acked (some accounts had nothing to do)"
+    if status in ("acked", "validated"):
+        return "ok", status
+    if status in ("failed", "unknown", "error", "rejected", "partial"):
+        return "bad", status
+    return "", status
+
+
+def render(status: dict, signals: Iterable[dict], view: Optional[dict] = None, *,
+           accounts: Optional[list] = None, alerts: Optional[list] = None, token: str = "",
+           tz: Optional[str] = None) -> str:
+    """The page; ``accounts`` is ``/api/accounts``' data (with the buttons, ``token`` being the
+    session's CSRF token), ``alerts`` the alert log, ``tz`` the display zone (``DISPLAY_TZ``)."""
+    console_page.set_zone(tz)
     view = view or {}
     pool = status.get("connection_pool", {})
     daemon = status.get("keepalive_daemon", {})
@@ -238,14 +259,13 @@ def render(status: dict, signals: Iterable[dict], view: Optional[dict] = None) -
     sig_rows = []
     for s in signals:
         payload = s.get("payload") or {}
-        status_class = "ok" if s.get("status") in ("acked", "validated") else (
-            "bad" if s.get("status") in ("failed", "unknown", "error", "rejected", "partial") else "")
+        status_class, status_words = _status_word(s)
         qty = payload.get("quantity", payload.get("qty", payload.get("contracts")))
         sig_rows.append(
             f"<tr><td>{_when(s.get('received_at'))}</td><td>{_e(s.get('recorder'))}</td>"
             f"<td>{_e(payload.get('action') or payload.get('order'))}</td>"
             f"<td>{_e(payload.get('ticker') or payload.get('symbol'))}</td><td>{_e(qty)}</td>"
-            f"<td class='{status_class}'>{_e(s.get('status'))}</td><td>{_signal_detail(s)}</td></tr>")
+            f"<td class='{status_class}'>{_e(status_words)}</td><td>{_signal_detail(s)}</td></tr>")
     signals_html = (
         "<table class='signals'><tr><th>received</th><th>recorder</th><th>action</th><th>symbol</th><th>qty</th>"
         "<th>status</th><th>accounts (transport, latency) or error</th></tr>" + "".join(sig_rows) + "</table>"
@@ -257,8 +277,9 @@ def render(status: dict, signals: Iterable[dict], view: Optional[dict] = None) -
     errors_html = ("<h2>Errors</h2><ul class='bad'>" + "".join(errors) + "</ul>") if errors else ""
     daemon_state = "running" if daemon.get("running") else "stopped"
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
-<title>phantom-scraper status</title>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<noscript><meta http-equiv="refresh" content="5"></noscript>
+<title>phantom-scraper console</title>
 <style>
 body{{font-family:system-ui,sans-serif;margin:1.5em;color:#222}} table{{border-collapse:collapse;margin:.5em 0 1.5em}}
 td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left}} th{{background:#f3f3f3}}
@@ -267,8 +288,10 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left}} 
 .warn{{background:#fff4e0;border:2px solid #c70;color:#630;padding:.6em 1em;margin:.5em 0}}
 .account{{display:inline-block;vertical-align:top;border:1px solid #ccc;padding:.3em 1em;margin:0 1em 1em 0}}
 .account h3{{margin:.3em 0}} .account h4{{margin:.6em 0 .2em}} svg.equity{{display:block;margin:.3em 0}}
+{console_page.CSS}
 </style></head><body>
 <h1>phantom-scraper</h1>
+<div id="live">
 {_attention_html(view)}
 {_settlement_html(status)}
 <p>Environment: <b id="env">{_e(status.get('environment'))}</b> · service: <b id="service-state">{_e(status.get('service_state'))}</b>
@@ -276,7 +299,10 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left}} 
  · keep-alive daemon: <b id="daemon-state" class="{'ok' if daemon.get('running') else 'bad'}">{daemon_state}</b>
  (cycles {_e(daemon.get('cycles'))})</p>
 <h2>Accounts</h2>
-{_accounts_html(view, status.get("risk")) or "<p class='empty'>No account yet: they appear when the server has logged in.</p>"}
+{(console_page.accounts_html(accounts, token) if accounts is not None else _accounts_html(view, status.get("risk")))
+ or "<p class='empty'>No account yet: they appear when the server has logged in.</p>"}
+<h2>Alert log <small class="muted">(every webhook request, refused ones included; newest first)</small></h2>
+{console_page.alerts_html(alerts or [])}
 <h2>History</h2>
 {_history_html(view)}
 <h2>Connection pool ({_e(pool.get('sockets', 0))} socket(s) for {_e(pool.get('size', 0))} account(s))</h2>
@@ -286,6 +312,9 @@ td,th{{border:1px solid #ccc;padding:.3em .6em;font-size:.9em;text-align:left}} 
 {_risk_html(status.get("risk"))}
 <h2>Recent signals</h2>
 {signals_html}
-<p class="empty">Refreshes every 5 s. JSON: <a href="/api/websocket-status">/api/websocket-status</a> · <a href="/health">/health</a></p>
+<p class="empty">Refreshes every 5 s. Times in {_e(tz or 'UTC')} (UTC on hover). JSON: <a href="/api/accounts">/api/accounts</a> ·
+ <a href="/api/signals">/api/signals</a> · <a href="/api/websocket-status">/api/websocket-status</a> · <a href="/health">/health</a></p>
+</div>
+{console_page.REFRESH_SCRIPT}
 </body></html>
 """
