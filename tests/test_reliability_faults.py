@@ -32,10 +32,13 @@ FAULT_SETTINGS = dict(keepalive_interval_s=30.0, order_ack_timeout_s=0.6, reconc
                       reconcile_poll_interval_s=0.05, rest_timeout_s=1.5, penalty_max_wait_s=1.0)
 
 
-def _pool_live(timeout_s=5.0) -> bool:
+def _pool_live(timeout_s=30.0) -> bool:
+    """Every login's socket open AND its user/syncrequest answered (the broker state is fresh): a
+    one-shot fault set after this is taken by the test's own request, never by the sync (on a loaded
+    machine the sync can still be in flight after the socket is up)."""
     def live():
         conns = recorder_service.logins_snapshot()
-        return bool(conns) and all(c.live_client() is not None for c in conns)
+        return bool(conns) and all(c.live_client() is not None and c.broker_state.fresh for c in conns)
     return settle(live, timeout_s)
 
 
