@@ -327,11 +327,18 @@ def test_a_socket_dying_mid_fan_out_leaves_no_account_behind(make_server_app, si
     assert positions(sim, accounts) == {n: 1 for n in accounts}  # and never more
     from tests.helpers import assert_at_most_one
     assert_at_most_one(sim)
-    intents = _intents(app, answer["signal_id"])
+    def settled():
+        found = _intents(app, answer["signal_id"])
+        return found if all(i["state"] in ("acked", "reconciled", "not_placed") for i in found) else None
+    intents = wait_for(settled, what="every intent settled")
     states = sorted(i["state"] for i in intents)
-    # one order executed (adopted), every other one proved absent and placed once more
-    assert states.count("not_placed") == len(accounts) - 1 and "acked" in states or \
-        (len(accounts) == 1 and states in (["reconciled"], ["acked"])), states
+    # The frame that executed is adopted (or acked); every frame the closed socket dropped unread is
+    # proved absent (not_placed) and placed once more under a new clOrdId -- and only those. (On a
+    # loaded machine a lane still busy with the warm-up's upkeep sends its frame later, on the new
+    # socket: acked at once, nothing to prove.)
+    again = [i for i in intents if not i["cl_ord_id"].endswith("-0")]
+    assert len(again) == states.count("not_placed"), intents
+    assert len(accounts) > 1 or states in (["reconciled"], ["acked"]), states
 
 
 def test_an_open_socket_that_does_not_answer_is_never_resent(make_server_app, sim, accounts):
