@@ -99,7 +99,6 @@ def apply_entry_rules(steps: Sequence, net_pos: int, *, refuse: Optional[Refusal
                 continue
             kept.append(step)
             continue
-        new = pos + delta
         exit_part = min(abs(delta), abs(pos)) if (pos > 0 > delta or pos < 0 < delta) else 0
         entry_part = abs(delta) - exit_part
         allowed_entry = entry_part
