@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 
 import pytest
 
@@ -64,6 +65,31 @@ def test_reversal_quantity_is_close_plus_open(desk):
     off.send({"ticker": "NQ1!", "action": "sell", "quantity": 2, "sentiment": "short"})
     off.quiet()
     assert off.position(off.targets[0][0].id) == -2
+
+
+def test_a_reversal_entry_follows_its_liquidation_on_the_position_event(desk, monkeypatch):
+    """With the socket-fed state fresh, the entry waits for the event that flattens the account,
+    not for a poll: it used to sleep ``RECONCILE_POLL_INTERVAL_S / 5`` (100 ms by default) between
+    the liquidation's fill and the entry.  The broker's events trail its answers by 50 ms here, so
+    the liquidation is answered before the account shows flat; a poll would sleep 20 s."""
+    d = desk(settings=dataclasses.replace(FAST, reconcile_poll_interval_s=100.0, reconcile_window_s=15.0))
+    d.send({"ticker": "NQ1!", "action": "buy", "quantity": 1, "sentiment": "long"})
+    d.quiet()
+    d.sim.faults.update({"props_delay_ms": 50.0})
+    from phantom_scraper.execution import account
+
+    class NoPoll:  # the account module's ``time``, without sleeping (other modules keep theirs)
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds):
+            raise AssertionError(f"wait_flat polled (sleep {seconds} s) with a fresh socket-fed state")
+    monkeypatch.setattr(account, "time", NoPoll())
+    sid = d.send({"ticker": "NQ1!", "action": "sell", "quantity": 2, "sentiment": "short"})
+    d.quiet()
+    assert [o.status for o in d.outcomes[sid]] == ["acked", "acked"]
+    assert [d.position(t.id) for t, _ in d.targets] == [-1, -1]
 
 
 def test_bracket_legs_follow_the_position_and_never_flip_it(desk):

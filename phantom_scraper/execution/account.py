@@ -59,6 +59,28 @@ def _working_orders(conn, account_id: int, contract_id: int, timeout_s: float) -
             and o.get("ordStatus") in _WORKING_STATES]
 
 
+def _wait_flat(conn, account_id: int, contract_id: int, settings) -> bool:
+    """After a liquidation, until the account is flat in the contract (``RECONCILE_WINDOW_S`` at
+    most).  With a fresh socket-fed state the wait wakes on the position event that flattens it
+    (a reversal's entry follows its liquidation's fill at once); otherwise -- or once that state
+    goes stale -- the broker's position is read every ``RECONCILE_POLL_INTERVAL_S / 5``."""
+    deadline = time.monotonic() + settings.reconcile_window_s
+    while True:
+        state = _fresh_state(conn)
+        if state is not None:
+            if state.wait_for(lambda s: s.net_pos(account_id, contract_id) == 0,
+                              max(0.0, deadline - time.monotonic())):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            continue  # the state went stale meanwhile: read the broker's position
+        if _net_position(conn, account_id, contract_id, settings.order_ack_timeout_s) == 0:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(settings.reconcile_poll_interval_s / 5, max(0.0, deadline - time.monotonic())))
+
+
 def plan_refused(outcome: AccountOutcome, exc, signal_id: str, target) -> None:
     """The planner (or the risk guard) left nothing to send: skipped, or rejected with its reason."""
     outcome.status = "skipped" if exc.code == "nothing_to_do" else "rejected"
@@ -170,14 +192,11 @@ def _run_step(run, target, conn, index, step, outcome, precreated=None, journal=
         exit_legs.trim(conn, target.id, contract.id, int(step.body.get("cover") or 0), settings.order_ack_timeout_s)
         return True
     if step.kind == "wait_flat":
-        deadline = time.monotonic() + settings.reconcile_window_s
-        while _net_position(conn, target.id, contract.id, settings.order_ack_timeout_s) != 0:
-            if time.monotonic() >= deadline:
-                outcome.status = "error"
-                outcome.error = "position not flat in time after liquidation; the entry was not sent"
-                logger.warning("Signal %s account %s: %s", signal_id, target.name, outcome.error)
-                return False
-            time.sleep(settings.reconcile_poll_interval_s / 5)
+        if not _wait_flat(conn, target.id, contract.id, settings):
+            outcome.status = "error"
+            outcome.error = "position not flat in time after liquidation; the entry was not sent"
+            logger.warning("Signal %s account %s: %s", signal_id, target.name, outcome.error)
+            return False
         return True
     if step.kind == "cancel_working":  # cancels may be repeated; not journaled as intents
         report = cancels.cancel_until_none_working(

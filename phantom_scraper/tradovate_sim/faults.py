@@ -32,6 +32,7 @@ _DEFAULTS: Dict[str, Any] = {
     "hold_orders_ms": 0.0,  # (and answer, if the socket is still open): a broker executing late
     #                        (read while holding: set it to 0 to release the held frames now)
     "oco_cancel_delay_ms": 0.0,  # a filled leg's OCO sibling is cancelled this long after the fill's events
+    "props_delay_ms": 0.0,  # entity events (props) reach the sockets this long after they happen: events trail answers
     "blackhole_next_responses": 0,  # drop the next N responses (any request, after execution)
     "http_429_next": 0,  # answer 429 (REST: empty body; WS: {"s":429,"i":..}); not executed
     "http_500_next": 0,  # answer 500 "Internal Server Error, error id: <uuid>"

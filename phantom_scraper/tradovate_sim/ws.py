@@ -321,6 +321,9 @@ class WsServer:
             asyncio.get_running_loop().create_task(self._flush(s))
 
     async def _flush(self, s: _Session) -> None:
+        delay_ms = float(self.api.faults.props_delay_ms)  # (fault: events trailing the answers)
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000.0)
         s.flush_scheduled = False
         messages, s.outbox = s.outbox, []
         if messages:
