@@ -383,6 +383,7 @@ class Day:
     def run_hour(self, hour: int, n: int, recs: List[Recorder]) -> None:
         a = self.args
         t_hour = time.monotonic()
+        wall_t0 = time.time()
         trading_s = a.hour_s * 0.85
         stop_prices = threading.Event()
         walker = threading.Thread(target=self.price_walker, args=(stop_prices,), daemon=True)
@@ -402,8 +403,9 @@ class Day:
                 if delay > 0:
                     time.sleep(delay)
                 kind = rng.choices(kinds, weights)[0]
-                self.send(rec, day_signal(rng, kind, f"{RUN}-{rec.name}-h{hour}-{i}",
-                                          self.prices.get(self.contracts.get(DAY_SYMBOL))), hour)
+                row = self.send(rec, day_signal(rng, kind, f"{RUN}-{rec.name}-h{hour}-{i}",
+                                                self.prices.get(self.contracts.get(DAY_SYMBOL))), hour)
+                row["kind"] = kind
 
         def fan() -> None:
             rec = self.recorders["fan"]
@@ -443,6 +445,17 @@ class Day:
                "fan_max_ms": round(fan_ms[-1], 1) if fan_ms else None,
                "positions_exact": not wrong, "positions_wrong": {f"{k[0]}": v for k, v in list(wrong.items())[:5]},
                "real_s": round(time.monotonic() - t_hour, 1)}
+        # where the tail is: p50/p99 per kind of signal, and the slowest signals of the hour
+        by_kind = collections.defaultdict(list)
+        for r in rows:
+            if r.get("kind") and r["http"]:
+                by_kind[r["kind"]].append(r["ms"])
+        fig["by_kind"] = {k: {"n": len(v), "p50_ms": round(_pct(sorted(v), 50), 1), "p99_ms": round(_pct(sorted(v), 99), 1)}
+                          for k, v in sorted(by_kind.items())}
+        fig["slowest"] = [{"kind": r.get("kind"), "ms": round(r["ms"], 1), "at_s": round(r["t"] - wall_t0, 2),
+                           "status": r.get("status"), "recorder": r["recorder"]}
+                          for r in sorted((r for r in rows if not r.get("fan") and r["http"]),
+                                          key=lambda r: -r["ms"])[:8]]
         fig.update(self.sample_server())
         remaining = t_hour + a.hour_s - time.monotonic()
         if remaining > 0:
@@ -639,6 +652,16 @@ def render(doc: dict) -> str:
                      f"{r.get('max_login_per_hour')} ({r.get('hour_share')}) | {r.get('max_login_per_minute')} "
                      f"({r.get('minute_share')}) | {'exact' if h['positions_exact'] else 'WRONG'} |")
     res = doc["result"]
+    lines += ["", "p50 / p99 ms by kind of signal:", ""]
+    kinds = sorted({k for h in res["hours"] for k in (h.get("by_kind") or {})})
+    lines += ["| sim hour | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
+    for h in res["hours"]:
+        bk = h.get("by_kind") or {}
+        lines.append(f"| {h['hour']} | " + " | ".join(
+            f"{bk[k]['p50_ms']} / {bk[k]['p99_ms']} (n {bk[k]['n']})" if k in bk else "" for k in kinds) + " |")
+    lines += ["", "slowest signals per hour (kind ms @ seconds into the hour):"]
+    for h in res["hours"]:
+        lines.append(f"  hour {h['hour']}: " + ", ".join(f"{s['kind']} {s['ms']} @{s['at_s']}" for s in h.get("slowest") or []))
     lines += ["", "events: " + "; ".join(res["events"]), "", f"burst: {res.get('burst')}"]
     for f in res.get("fanout") or []:
         lines.append(f"fan-out: {f}")
