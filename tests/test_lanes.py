@@ -76,3 +76,32 @@ def test_a_failing_job_does_not_block_its_lane():
     good = lanes.background(("a", "NQ"), lambda: "ok")
     assert isinstance(bad.exception(WAIT_S), ZeroDivisionError) and good.result(WAIT_S) == "ok"
     pool.shutdown()
+
+
+def test_a_job_that_ran_is_let_go_so_its_ticket_is_freed_without_a_garbage_collection():
+    """A lane job closes over its own ticket (AccountLanes' lane_job does): ticket.job -> job ->
+    ticket was a reference cycle per account and signal, freed only by a full collection, which the
+    server runs rarely while signals flow (its heap grew ~11 MB per 1,000 five-account signals)."""
+    import gc
+    import weakref
+
+    class Held:  # what a job holds (the signal, the account's outcome...)
+        pass
+
+    lanes, pool = make()
+    gc.disable()
+    try:
+        refs = []
+        for inline in (True, False):
+            held = Held()
+            refs.append(weakref.ref(held))
+            ticket = lanes.reserve(("acct", "NQ"))
+
+            def job(ticket=ticket, held=held):
+                return None
+            ticket.submit(job, inline=inline).result(WAIT_S)
+            del ticket, job, held
+        assert [r() for r in refs] == [None, None]
+    finally:
+        gc.enable()
+        pool.shutdown()

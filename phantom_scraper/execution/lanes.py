@@ -36,6 +36,10 @@ def _CLAIMED() -> None:  # the job of a claimed ticket: its work runs in the cla
     raise AssertionError("a claimed ticket's job is never run by the lane")
 
 
+def _RAN() -> None:  # the job of a ticket whose job has run (the job itself is let go)
+    raise AssertionError("a ticket's job runs once")
+
+
 class Ticket:
     """A place in one lane.  ``submit`` or ``cancel`` it exactly once."""
 
@@ -168,16 +172,26 @@ class Lanes:
         """Run the job, then (``chain``: in a worker) the lane's next ones while they are ready, in
         this same thread (a busy lane's jobs follow each other without a hand-off each time)."""
         while ticket is not None:
-            job = ticket.job
+            # A job usually closes over its own ticket (ticket.job -> job -> ticket): it is let go
+            # before its result is handed over, so no reference cycle is left and the ticket, its
+            # future and everything the job held are freed at once, not by a full collection.
+            job, ticket.job = ticket.job, _RAN
             try:
                 if ticket.future.set_running_or_notify_cancel():
+                    outcome: Any = None
+                    failed = False
                     try:
-                        result = job()
+                        outcome = job()
                     except BaseException as exc:  # noqa: BLE001 - handed to the waiter
-                        ticket.future.set_exception(exc)
+                        outcome, failed = exc, True
+                    job = None
+                    if failed:
+                        ticket.future.set_exception(outcome)
                     else:
-                        ticket.future.set_result(result)
+                        ticket.future.set_result(outcome)
+                    outcome = None
             finally:
+                job = None
                 following = self._done_take_next(ticket)
                 if not chain:
                     self._start(following, from_lane=True)
