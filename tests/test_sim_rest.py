@@ -430,3 +430,26 @@ def test_positions_and_book_follow_market_fills(sim, api, trades):
     assert position["bought"] - position["sold"] == net
     assert [(o["action"], o["orderQty"], o["ordStatus"]) for o in sim.orders()] == [
         (a, q, "Filled") for a, q in trades]
+
+
+def test_liquidation_cancels_exactly_the_accounts_live_orders_in_the_contract(sim, api):
+    """The live orders of (account, contract) are indexed, so a liquidation late in a busy day does
+    not scan every order of the day under the exchange's lock (the soak's closes slowed from 13 to
+    68 ms over six simulated hours); it still cancels exactly those orders, working or suspended."""
+    acct, other = api.acct["DEMO0001"], api.acct["DEMO0002"]
+    for _ in range(20):  # a day's finished orders
+        post(api, "order/placeorder", order_body(api))
+    limit = dict(orderType="Limit", price=20000.0)
+    mine = [post(api, "order/placeorder", order_body(api, **limit))["orderId"] for _ in range(2)]
+    bracket = post(api, "order/placeoso", order_body(api, **limit, bracket1={
+        "action": "Sell", "orderType": "Limit", "price": 22000.0}))
+    other_contract = post(api, "order/placeorder", order_body(api, symbol="ESZ6", **{**limit, "price": 5000.0}))["orderId"]
+    other_account = post(api, "order/placeorder", order_body(
+        api, accountSpec="DEMO0002", accountId=other, **limit))["orderId"]
+    contract_id = get(api, "order/item", id=mine[0])["contractId"]
+    assert post(api, "order/liquidateposition", {"accountId": acct, "contractId": contract_id, "admin": False})["orderId"]
+    status = {i: get(api, "order/item", id=i)["ordStatus"] for i in
+              mine + [bracket["orderId"], bracket["oso1Id"], other_contract, other_account]}
+    assert [status[i] for i in mine + [bracket["orderId"], bracket["oso1Id"]]] == ["Canceled"] * 4
+    assert [status[other_contract], status[other_account]] == ["Working", "Working"]
+    assert sim.positions()[(acct, "NQZ6")] == 0

@@ -124,6 +124,8 @@ class Exchange(StrategyMixin, OrderMixin, CashMixin):
         self._owner: Dict[int, int] = {}  # entity id -> account id
         self._info: Dict[int, Any] = {}  # order id -> OrderInfo (orders.py)
         self._working: Dict[int, Set[int]] = {}  # contract id -> ids of Working orders
+        self._live: Dict[Tuple[int, int], Set[int]] = {}  # (account, contract) -> ids of live orders (LIVE)
+        self._latest_version: Dict[int, dict] = {}  # order id -> its newest orderVersion
         self._positions: Dict[Tuple[int, int], int] = {}  # (account, contract) -> position id
         self._book: List[dict] = []
         self._strategies: Dict[int, Any] = {}  # orderStrategy id -> _Strategy (strategies.py)

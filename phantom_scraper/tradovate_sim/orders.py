@@ -237,8 +237,7 @@ class OrderMixin:
                 return failure("MaxOrderQtyLimitReached", MAX_QTY_TEXT)
             cmd_id = self._command_locked(ev, user_id, order_id, "Modify", body)
             if trailing:  # its quantity only: it keeps trailing
-                prev = max((v for v in self._entities["orderVersion"].values() if v.get("orderId") == order_id),
-                           key=lambda v: v["id"], default={})
+                prev = self._latest_version.get(order_id, {})
                 body = dict(body, pegDifference=prev.get("pegDifference"))
             else:
                 info.price, info.stop_price = _num(body.get("price")), _num(body.get("stopPrice"))
@@ -267,9 +266,7 @@ class OrderMixin:
             return failure(self.config.unknown_symbol_reason, "Unknown contractId")
         ev: List[tuple] = []
         with self._lock:
-            for oid in [o for o, i in self._info.items()
-                        if i.account_id == acct_id and i.contract_id == contract.id
-                        and self._entities["order"][o]["ordStatus"] in LIVE]:
+            for oid in sorted(self._live.get((acct_id, contract.id), ())):  # (an index: never the whole day)
                 if self._entities["order"][oid]["ordStatus"] in LIVE:  # OCO/OSO cascades
                     cmd_id = self._command_locked(ev, user_id, oid, "Cancel", {"isAutomated": True})
                     self._cancel_locked(ev, self._info[oid], cmd_id)
@@ -348,6 +345,11 @@ class OrderMixin:
             working.add(info.order_id)
         else:
             working.discard(info.order_id)
+        live = self._live.setdefault((info.account_id, info.contract_id), set())
+        if status in LIVE:
+            live.add(info.order_id)
+        else:
+            live.discard(info.order_id)
         self._emit(ev, "order", "Updated", order)
 
     def _command_locked(self, ev: list, user_id: int, order_id: int, ctype: str, body: dict,
@@ -378,6 +380,7 @@ class OrderMixin:
             if value is not None:
                 version[key] = value
         self._entities["orderVersion"][cmd_id] = version
+        self._latest_version[info.order_id] = version  # (command ids grow: a modify's version is newer)
         self._emit(ev, "orderVersion", "Created", version)
 
     def _report_locked(self, ev: list, info: OrderInfo, cmd_id: int, exec_type: str, ord_status: str,
@@ -408,6 +411,7 @@ class OrderMixin:
         info = OrderInfo(order_id, cmd_id, acct_id, contract.id, body["action"], spec["qty"],
                          body["orderType"], _num(body.get("price")), _num(body.get("stopPrice")))
         self._info[order_id] = info
+        self._live.setdefault((acct_id, contract.id), set()).add(order_id)  # PendingNew
         self._version_locked(ev, cmd_id, info, body)
         self._record_locked(body, order_id, spec, transport, endpoint)
         if rejected:

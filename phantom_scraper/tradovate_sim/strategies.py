@@ -382,8 +382,7 @@ class StrategyMixin:
             info.price = value
         else:
             info.stop_price = value
-        versions = [v for v in self._entities["orderVersion"].values() if v["orderId"] == info.order_id]
-        version = max(versions, key=lambda v: v["id"]) if versions else None  # the latest (modify adds one)
+        version = self._latest_version.get(info.order_id)  # the latest (modify adds one)
         if version is not None and version.get(key) != value:
             version[key] = value
             self._emit(ev, "orderVersion", "Updated", version)
