@@ -176,8 +176,6 @@ VARIABLES: Tuple[Variable, ...] = (
              "(a resync's snapshot leaves out those older)"),
     Variable("HOUSEKEEPING_INTERVAL_S", "housekeeping_interval_s", _float,
              "how often the broker states are pruned and the journal retention runs"),
-    Variable("PYTHON_SWITCH_INTERVAL_MS", "switch_interval_ms", _float,
-             "the interpreter's thread switch interval while the service runs (0: leave Python's 5 ms)"),
     Variable("TRADOVATE_REQUESTS_PER_MINUTE", "broker_requests_per_minute", _int,
              "a login's request budget per minute (warning at 80 %)"),
     Variable("TRADOVATE_REQUESTS_PER_HOUR", "broker_requests_per_hour", _int,
@@ -364,7 +362,6 @@ class Settings:
     journal_retention_days: float = 90.0  # journal/retention.py; 0 keeps everything
     broker_state_keep_s: float = 120.0  # tradovate/broker_pruning.py, tradovate/snapshot.py
     housekeeping_interval_s: float = 60.0  # app/housekeeping.py
-    switch_interval_ms: float = 1.0  # app/interpreter.py
     broker_requests_per_minute: int = 80  # Tradovate's limits per user (tradovate/budget.py)
     broker_requests_per_hour: int = 5000
 

@@ -22,7 +22,7 @@ import threading
 from typing import Dict, Optional
 
 from phantom_scraper import events
-from phantom_scraper.app import gc_policy, housekeeping, interpreter, recorders as recorders_mod, startup
+from phantom_scraper.app import gc_policy, housekeeping, recorders as recorders_mod, startup
 from phantom_scraper.app.admin import Admin
 from phantom_scraper.app.console_actions import ConsoleActions
 from phantom_scraper.app.context import Context
@@ -142,7 +142,6 @@ class TradingService:
             gate.ready.set()
             return
         gc_policy.start(gate.nothing_in_flight)  # full collections only while no signal runs
-        interpreter.start(self, self.settings.switch_interval_ms)
         if self.coordinator is not None:
             try:
                 # The first lease attempt is made before this returns: a lone instance is the
@@ -342,7 +341,6 @@ class TradingService:
         if self.journal is not None:
             self.journal.close()
         gc_policy.stop(gate.nothing_in_flight)
-        interpreter.stop(self)
         self.ctx.workers.shutdown(wait=False)  # idle worker threads end (anything queued still runs)
         gate.stopped()
         logger.info("Stopped")
