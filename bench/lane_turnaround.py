@@ -1,8 +1,8 @@
 """A busy lane's turnaround, side by side: one server setting against another in one run (issue 29).
 
-    .venv/bin/python -m bench.lane_turnaround                      # PYTHON_SWITCH_INTERVAL_MS 5 vs 1
-    .venv/bin/python -m bench.lane_turnaround --variants "PYTHON_SWITCH_INTERVAL_MS=5;PYTHON_SWITCH_INTERVAL_MS=1;PYTHON_SWITCH_INTERVAL_MS=0.5" \\
-        --rounds 5 --burst 150
+    .venv/bin/python -m bench.lane_turnaround                       # the defaults alone: 3 bursts
+    .venv/bin/python -m bench.lane_turnaround --variants "ORDER_ACK_TIMEOUT_S=5;ORDER_ACK_TIMEOUT_S=2" \\
+        --rounds 5 --burst 150                                      # any server settings, side by side
 
 The simulator in its own process (one user, three accounts) and the product under gunicorn (the
 Procfile's command), as in ``bench.soak``.  Each round starts the server once per variant (its
@@ -48,7 +48,7 @@ def label(env: Dict[str, str]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.lane_turnaround")
-    p.add_argument("--variants", default="PYTHON_SWITCH_INTERVAL_MS=5;PYTHON_SWITCH_INTERVAL_MS=1")
+    p.add_argument("--variants", default="", help="server settings per variant: NAME=VALUE,...;NAME=VALUE,...")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--burst", type=int, default=150)
     p.add_argument("--out", default=str(soak.ROOT / "bench" / "results" / "lane_turnaround.json"))
