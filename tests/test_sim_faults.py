@@ -147,6 +147,19 @@ def test_http_429_next(sim, rest):
     ws.close()
 
 
+def test_request_faults_aimed_at_some_endpoints(sim, rest):
+    """``request_faults_only``: the one-shot 429 / 500 / penalty wait for a request they name (a
+    prefix ends in "/"), so a test's background requests cannot take them."""
+    sim.faults.update({"request_faults_only": "contract/,order/cancelorder", "http_429_next": 1})
+    assert place_rest(rest).status_code == 200  # not aimed at: executed, the fault still armed
+    assert rest.get(rest.url("account/list"), timeout=2).status_code == 200
+    assert rest.get(rest.url("contract/find"), params={"name": "NQZ6"}, timeout=2).status_code == 429
+    assert rest.get(rest.url("contract/find"), params={"name": "NQZ6"}, timeout=2).status_code == 200
+    assert len(sim.orders()) == 1
+    sim.faults.reset()
+    assert sim.faults.request_faults_only == ""
+
+
 def test_http_500_next(sim, rest):
     ws = open_ws(sim)
     sim.faults.http_500_next = 2

@@ -37,6 +37,9 @@ _DEFAULTS: Dict[str, Any] = {
     "http_429_next": 0,  # answer 429 (REST: empty body; WS: {"s":429,"i":..}); not executed
     "http_500_next": 0,  # answer 500 "Internal Server Error, error id: <uuid>"
     "penalty_next": 0,  # answer {"p-ticket","p-time","p-captcha"}; not executed
+    # the three above only on these requests (comma list of endpoint names, lower case; a name
+    # ending in "/" is a prefix, e.g. "contract/"); empty: the next request of any kind
+    "request_faults_only": "",
     "penalty_time_s": 1.0,
     "penalty_captcha": False,
 }
@@ -73,6 +76,12 @@ class FaultSwitches:
                 object.__setattr__(self, name, value - 1)
                 return True
             return False
+
+    def targets(self, endpoint: str) -> bool:
+        """Whether the request faults (429, 500, penalty) may take ``endpoint``."""
+        only = [e.strip().lower() for e in str(self.request_faults_only or "").split(",") if e.strip()]
+        name = endpoint.lower()
+        return not only or any(name == e or (e.endswith("/") and name.startswith(e)) for e in only)
 
     def to_dict(self) -> Dict[str, Any]:
         return {key: getattr(self, key) for key in _DEFAULTS}

@@ -133,6 +133,8 @@ class Api:
             if outcome == "early":
                 return Reply(200, f.issue_penalty(captcha=name == "auth/accesstokenrequest"))
             redeemed = outcome == "ok"
+        if not f.targets(name):
+            return None
         if f.take("http_429_next"):
             return Reply(429)
         if not self.config.http_500_after_execute and f.take("http_500_next"):
@@ -143,7 +145,7 @@ class Api:
 
     def _post_faults(self, name: str, reply: Reply) -> Reply:
         f = self.faults
-        if self.config.http_500_after_execute and f.take("http_500_next"):
+        if self.config.http_500_after_execute and f.targets(name) and f.take("http_500_next"):
             reply = server_error()
         if name in ORDER_ENDPOINTS:
             if f.take("close_after_next_orders"):
