@@ -26,14 +26,7 @@ import tempfile
 from pathlib import Path
 
 from bench import latency as L
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
+from bench.resync_memory import rss_mb
 
 
 def census() -> dict:

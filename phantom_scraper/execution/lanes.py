@@ -178,18 +178,14 @@ class Lanes:
             job, ticket.job = ticket.job, _RAN
             try:
                 if ticket.future.set_running_or_notify_cancel():
-                    outcome: Any = None
-                    failed = False
                     try:
-                        outcome = job()
+                        result = job()
                     except BaseException as exc:  # noqa: BLE001 - handed to the waiter
-                        outcome, failed = exc, True
-                    job = None
-                    if failed:
-                        ticket.future.set_exception(outcome)
+                        job = None
+                        ticket.future.set_exception(exc)
                     else:
-                        ticket.future.set_result(outcome)
-                    outcome = None
+                        job = None
+                        ticket.future.set_result(result)
             finally:
                 job = None
                 following = self._done_take_next(ticket)
