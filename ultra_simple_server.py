@@ -32,6 +32,7 @@ from phantom_scraper.config import ConfigError, Settings
 from phantom_scraper.door.policy import SourcePolicy
 from phantom_scraper.journal.errors import JournalUnavailableError
 from phantom_scraper.journal.health import RETRY_AFTER_S
+from phantom_scraper.app import malloc_arenas
 from phantom_scraper.app.service import ServiceUnavailable, TradingService, WebhookResult
 
 logger = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ def create_app(settings: Optional[Settings] = None, *, boot_on_first_request: bo
             pass
         settings = load_settings()
     _register_secrets(settings)
+    malloc_arenas.limit(settings.malloc_arena_max)  # before any thread starts (only new arenas obey)
     app = Flask(__name__)
     # Never answer /webhook//<token> with a redirect: its Location would echo the token.
     app.url_map.merge_slashes = False

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.resync_memory                 # 20,000 orders (a busy login's day), 3 resyncs
     .venv/bin/python -m bench.resync_memory --orders 50000 --keep-s 120 --resyncs 3
+    .venv/bin/python -m bench.resync_memory --logins 10 --orders 3000 --keep-s 20 --variants 0,2,1
 
 Builds a ``user/syncrequest`` answer shaped like Tradovate's (and the simulator's): ``--orders``
 finished orders spread over six hours, each with its version and (two in three) its fill, plus
@@ -10,7 +11,13 @@ does), loaded into a fresh state (as after a restart), the finished orders prune
 housekeeping would, and the same day loaded again ``--resyncs`` times (a renewed token, a dropped
 socket).  It prints the process's RSS after each step and how many orders the state holds, with
 the state reading every row (``--keep-s`` none: only what was dropped before is left out) and with
-``--keep-s`` (old finished orders left out as they are read).  Figures in bench/RESULTS.md.
+``--keep-s`` (old finished orders left out as they are read).
+
+``--logins N`` (N > 1): N states resync at once, each on its own thread through ``attach`` with a
+client that decodes the answer's frame as the socket does -- a dropped socket or a renewed token on
+N logins.  ``--variants`` runs that in a fresh process per ``MALLOC_ARENA_MAX`` value (0: glibc's
+default; app/malloc_arenas.py) and prints the RSS after each round side by side.  Figures in
+bench/RESULTS.md.
 """
 from __future__ import annotations
 
@@ -18,8 +25,11 @@ import argparse
 import datetime as dt
 import gc
 import json
+import subprocess
+import sys
+import threading
 import time
-from typing import Optional
+from typing import List, Optional
 
 from phantom_scraper.tradovate.broker_state import BrokerState
 
@@ -80,14 +90,74 @@ def run(orders: int, keep_s: Optional[float], resyncs: int) -> None:
         print(f"; pruned {pruned} -> {state.status()['orders_held']} held, RSS {rss_mb()} MB")
 
 
+class _Answering:
+    """A socket client stand-in: ``request`` answers the sync with the frame's text decoded as the
+    socket decodes it (wire.parse_messages), on the calling thread."""
+
+    def __init__(self, frame: str):
+        self.frame = frame
+
+    def request(self, endpoint: str, body, timeout=None):
+        from phantom_scraper.tradovate.wire import parse_messages
+
+        return parse_messages(self.frame)[0]["d"]
+
+
+def run_logins(orders: int, keep_s: Optional[float], resyncs: int, logins: int) -> List[float]:
+    """``logins`` states resyncing at once, ``resyncs + 1`` rounds; RSS after each round."""
+    frame = 'a[{"s":200,"i":1,"d":' + day_snapshot(orders) + "}]"
+    gc.collect()
+    print(f"{logins} logins x {len(frame) / 1e6:.1f} MB snapshot; RSS {rss_mb()} MB", flush=True)
+    states = [BrokerState(f"bench-{i}", keep_s=keep_s) for i in range(logins)]
+    out = []
+    for n in range(resyncs + 1):
+        threads = [threading.Thread(target=s.attach, args=(_Answering(frame),), kwargs={"account_ids": [1]})
+                   for s in states]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        gc.collect()
+        out.append(rss_mb())
+        held = sum(s.status()["orders_held"] for s in states)
+        print(f"  {'start' if n == 0 else f'resync {n}'}: {held} orders held, RSS {out[-1]} MB", flush=True)
+    return out
+
+
+def variants(a: argparse.Namespace) -> None:
+    rows = []
+    for v in a.variants.split(","):
+        cmd = [sys.executable, "-m", "bench.resync_memory", "--orders", str(a.orders), "--resyncs", str(a.resyncs),
+               "--logins", str(a.logins), "--malloc-arena-max", v] + (["--keep-s", str(a.keep_s)] if a.keep_s else [])
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True).stdout
+        print(f"MALLOC_ARENA_MAX={v}:\n{out}", flush=True)
+        rows.append((v, json.loads(out.strip().splitlines()[-1])))
+    print("| MALLOC_ARENA_MAX | RSS MB after each round (start, resyncs) |\n|---|---|")
+    for v, rss in rows:
+        print(f"| {v}{' (glibc default)' if v == '0' else ''} | {' / '.join(str(x) for x in rss)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--orders", type=int, default=20_000)
     ap.add_argument("--keep-s", type=float, default=None, help="the state's keep time (default: none)")
     ap.add_argument("--resyncs", type=int, default=3)
+    ap.add_argument("--logins", type=int, default=1, help="N > 1: N states resync at once on their own threads")
+    ap.add_argument("--malloc-arena-max", type=int, default=None, help="app/malloc_arenas.limit first")
+    ap.add_argument("--variants", default=None, help="comma list of MALLOC_ARENA_MAX values, one process each")
     a = ap.parse_args()
+    if a.variants:
+        variants(a)
+        return
+    if a.malloc_arena_max is not None:
+        from phantom_scraper.app import malloc_arenas
+
+        malloc_arenas.limit(a.malloc_arena_max)
     print(f"RSS at start {rss_mb()} MB")
-    run(a.orders, a.keep_s, a.resyncs)
+    if a.logins > 1:
+        print(json.dumps(run_logins(a.orders, a.keep_s, a.resyncs, a.logins)))
+    else:
+        run(a.orders, a.keep_s, a.resyncs)
 
 
 if __name__ == "__main__":

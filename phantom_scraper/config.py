@@ -176,6 +176,9 @@ VARIABLES: Tuple[Variable, ...] = (
              "(a resync's snapshot leaves out those older)"),
     Variable("HOUSEKEEPING_INTERVAL_S", "housekeeping_interval_s", _float,
              "how often the broker states are pruned and the journal retention runs"),
+    Variable("MALLOC_ARENA_MAX", "malloc_arena_max", _int,
+             "glibc malloc arenas the threads share (0: glibc's default, 8 per core); fewer keep memory "
+             "flat across resyncs (app/malloc_arenas.py)"),
     Variable("TRADOVATE_REQUESTS_PER_MINUTE", "broker_requests_per_minute", _int,
              "a login's request budget per minute (warning at 80 %)"),
     Variable("TRADOVATE_REQUESTS_PER_HOUR", "broker_requests_per_hour", _int,
@@ -362,6 +365,7 @@ class Settings:
     journal_retention_days: float = 90.0  # journal/retention.py; 0 keeps everything
     broker_state_keep_s: float = 120.0  # tradovate/broker_pruning.py, tradovate/snapshot.py
     housekeeping_interval_s: float = 60.0  # app/housekeeping.py
+    malloc_arena_max: int = 2  # app/malloc_arenas.py; 0 leaves glibc's default
     broker_requests_per_minute: int = 80  # Tradovate's limits per user (tradovate/budget.py)
     broker_requests_per_hour: int = 5000
 
