@@ -75,3 +75,36 @@ def test_create_app_sets_the_limit_before_anything_starts(monkeypatch, tmp_path)
     assert calls == [3]
     assert Settings.from_env({}).malloc_arena_max == 2
     assert Settings.from_env({"MALLOC_ARENA_MAX": "0"}).malloc_arena_max == 0
+
+
+TRIM_PROGRAM = textwrap.dedent("""
+    from phantom_scraper.app import malloc_arenas
+    def rss_mb():
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) // 1024 for l in f if l.startswith("VmRSS"))
+    blocks = [bytearray(8192) for _ in range(10000)]  # ~80 MB on the heap (below mmap's threshold)
+    last = blocks[-1]  # the top block stays: free memory below it is not given back by itself
+    del blocks
+    before = rss_mb()
+    print(before, int(malloc_arenas.trim()), rss_mb())
+""")
+
+
+@pytest.mark.skipif(not _GLIBC, reason="not glibc: nothing to trim")
+def test_trim_gives_freed_memory_back():
+    out = subprocess.run([sys.executable, "-c", TRIM_PROGRAM], capture_output=True, text=True, timeout=60,
+                         cwd=str(pytest.importorskip("pathlib").Path(__file__).resolve().parent.parent))
+    assert out.returncode == 0, out.stderr
+    before, trimmed, after = map(int, out.stdout.split())
+    assert before - after > 40 and trimmed == 1, out.stdout
+
+
+def test_each_housekeeping_pass_ends_with_a_trim(monkeypatch):
+    from phantom_scraper.app.housekeeping import Housekeeping
+
+    calls = []
+    monkeypatch.setattr(malloc_arenas, "trim", lambda: calls.append(1) or True)
+    keeper = Housekeeping(Settings(journal_retention_days=0), None, None, lambda: [])
+    keeper.run_once()
+    keeper.run_once()
+    assert calls == [1, 1] and keeper.status()["memory_trims"] == 2

@@ -4,7 +4,9 @@
   ``BROKER_STATE_KEEP_S`` after they finished, once the fill ledger has journaled their fills and no
   working order refers to them -- memory stays flat over a trading day;
 * runs the journal's retention (``journal.retention.prune``, ``JOURNAL_RETENTION_DAYS``) in small
-  batches (a backlog is spread over several passes).
+  batches (a backlog is spread over several passes);
+* then gives the memory malloc holds free back to the system (``malloc_arenas.trim``: a resync's
+  decoded snapshots and the orders just dropped leave free pages behind).
 
 Nothing here is on a webhook's path; a failing pass is logged and the next one tries again.
 """
@@ -15,6 +17,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, Optional
 
+from phantom_scraper.app import malloc_arenas
 from phantom_scraper.journal import retention
 
 logger = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ class Housekeeping:
         self._thread: Optional[threading.Thread] = None
         self.passes = 0
         self.orders_pruned = 0
+        self.memory_trims = 0  # passes after which malloc gave memory back
         self.retention: Dict[str, int] = {}
         self.last_error: Optional[str] = None
         self.last_pass_s: Optional[float] = None
@@ -60,6 +64,8 @@ class Housekeeping:
             deleted = retention.prune(self.journal, s.journal_retention_days, now=now, stop=self._stop.is_set)
             for key, n in deleted.items():
                 self.retention[key] = self.retention.get(key, 0) + n
+        if malloc_arenas.trim():
+            self.memory_trims += 1
         self.passes += 1
         self.last_pass_s = time.monotonic() - started
         return {"orders_pruned": pruned, **deleted}
@@ -75,7 +81,8 @@ class Housekeeping:
                 self.last_error = f"{type(exc).__name__}: {exc}"
 
     def status(self) -> dict:
-        return {"passes": self.passes, "orders_pruned": self.orders_pruned, "retention_deleted": dict(self.retention),
+        return {"passes": self.passes, "orders_pruned": self.orders_pruned, "memory_trims": self.memory_trims,
+                "retention_deleted": dict(self.retention),
                 "last_pass_ms": None if self.last_pass_s is None else round(self.last_pass_s * 1000, 1),
                 "fills_pending": self.fill_ledger.pending() if self.fill_ledger is not None else None,
                 "last_error": self.last_error}
