@@ -202,6 +202,34 @@ def test_duplicate_can_never_get_an_intent(journal):
     assert journal.intents_for_signal(dup_id) == []
 
 
+def test_an_orders_intent_is_one_statement_and_still_refuses_what_it_must(tmp_path):
+    """On the order's path each statement lets other threads run: one order's intent is a single
+    INSERT whose WHERE is the signal's check (unknown, duplicate and repeated clOrdIds still refused)."""
+    j = Journal(str(tmp_path / "j.sqlite3"))
+    try:
+        _intent(j, _signal(j, h="hash-0")[0])  # (the first write also registers this process as an owner)
+        sid, _, _ = _signal(j)
+        conn = j._db._backend._conn if hasattr(j._db, "_backend") else j._db._conn
+        statements = []
+        conn.set_trace_callback(statements.append)
+        cl = _intent(j, sid)
+        conn.set_trace_callback(None)
+        assert len(statements) == 1 and statements[0].startswith("INSERT INTO order_intents"), statements
+        assert [i["cl_ord_id"] for i in j.intents_for_signal(sid)] == [cl]
+        with pytest.raises(DuplicateIntentError):
+            _intent(j, sid)
+        with pytest.raises(UnknownRecordError):
+            _intent(j, "no-such-signal")
+        dup_id, dup, _ = _signal(j, h="hash-2", explicit_id="e")
+        dup_id, dup, _ = _signal(j, h="hash-3", explicit_id="e")
+        assert dup
+        with pytest.raises(ValueError, match="duplicate"):
+            _intent(j, dup_id)
+        assert j.intents_for_signal(dup_id) == []
+    finally:
+        j.close()
+
+
 def test_fifty_threads_same_explicit_id_exactly_one_wins(journal):
     barrier = threading.Barrier(50)
     results = []

@@ -25,7 +25,7 @@ import hashlib
 import re
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from phantom_scraper.journal.errors import InvalidTransitionError
+from phantom_scraper.journal.errors import DuplicateIntentError, InvalidTransitionError, UnknownRecordError
 
 # -- intent states -------------------------------------------------------------------------------
 RECEIVED = "received"
@@ -117,3 +117,34 @@ def provably_not_sent(status: Optional[str], intents: Sequence[Tuple[str, Option
         return status == "interrupted"
     return all(state in _NOT_SENT_STATES or (state == REJECTED and (error or "").startswith("not sent"))
                for state, error in intents)
+
+
+_INTENT_COLUMNS = ("signal_id, account_id, account_name, step, kind, cl_ord_id, request_json, state, created_at, "
+                   "updated_at, owner")
+INSERT_INTENT = f"INSERT INTO order_intents ({_INTENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+_INSERT_ONE_INTENT = (f"INSERT INTO order_intents ({_INTENT_COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                      "WHERE EXISTS (SELECT 1 FROM signals WHERE id = ? AND duplicate_of IS NULL) RETURNING id")
+
+
+def insert_one(db: Any, signal_id: str, values: tuple) -> int:
+    """One order's intent (``values`` in ``INSERT_INTENT``'s order) in ONE statement, its own atomic
+    transaction, committed durably: the signal's check (it exists and is not a duplicate) is the
+    INSERT's WHERE.  Each statement is a trip into the database that lets other threads run (SQLite
+    releases the GIL; PostgreSQL is a round trip), and on a busy server each trip can cost a thread
+    switch: this is every order's path (was BEGIN, SELECT, INSERT, COMMIT).  Same errors as
+    ``Journal.create_intent``."""
+
+    def insert(conn: Any) -> list:
+        try:
+            return conn.execute(_INSERT_ONE_INTENT, values + (signal_id,)).fetchall()
+        except db.IntegrityError as exc:
+            raise DuplicateIntentError(f"clOrdId {values[5]} is already journalled") from exc
+
+    rows = db.run(insert, durable=True)
+    if rows:
+        return int(rows[0][0])
+    found = db.run_read(lambda conn: conn.execute("SELECT duplicate_of FROM signals WHERE id = ?",
+                                                  (signal_id,)).fetchall())
+    if found and found[0][0] is not None:
+        raise ValueError(f"signal {signal_id} is a duplicate; it must not be executed")
+    raise UnknownRecordError(f"no signal {signal_id}")
