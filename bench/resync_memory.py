@@ -15,8 +15,9 @@ the state reading every row (``--keep-s`` none: only what was dropped before is 
 
 ``--logins N`` (N > 1): N states resync at once, each on its own thread through ``attach`` with a
 client that decodes the answer's frame as the socket does -- a dropped socket or a renewed token on
-N logins.  ``--variants`` runs that in a fresh process per ``MALLOC_ARENA_MAX`` value (0: glibc's
-default; app/malloc_arenas.py) and prints the RSS after each round side by side.  Figures in
+N logins, and at the end ``malloc_arenas.trim`` (as each housekeeping pass).  ``--variants`` runs
+that in a fresh process per ``MALLOC_ARENA_MAX`` value (0: glibc's default; app/malloc_arenas.py)
+and prints the RSS after each round side by side.  Figures in
 bench/RESULTS.md.
 """
 from __future__ import annotations
@@ -121,6 +122,12 @@ def run_logins(orders: int, keep_s: Optional[float], resyncs: int, logins: int) 
         out.append(rss_mb())
         held = sum(s.status()["orders_held"] for s in states)
         print(f"  {'start' if n == 0 else f'resync {n}'}: {held} orders held, RSS {out[-1]} MB", flush=True)
+    from phantom_scraper.app import malloc_arenas
+
+    started = time.perf_counter()
+    malloc_arenas.trim()  # as the housekeeping's pass does
+    out.append(rss_mb())
+    print(f"  after malloc_arenas.trim ({(time.perf_counter() - started) * 1000:.2f} ms): RSS {out[-1]} MB", flush=True)
     return out
 
 
@@ -132,7 +139,7 @@ def variants(a: argparse.Namespace) -> None:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True).stdout
         print(f"MALLOC_ARENA_MAX={v}:\n{out}", flush=True)
         rows.append((v, json.loads(out.strip().splitlines()[-1])))
-    print("| MALLOC_ARENA_MAX | RSS MB after each round (start, resyncs) |\n|---|---|")
+    print("| MALLOC_ARENA_MAX | RSS MB after each round (start, resyncs), then after a trim |\n|---|---|")
     for v, rss in rows:
         print(f"| {v}{' (glibc default)' if v == '0' else ''} | {' / '.join(str(x) for x in rss)} |")
 
