@@ -10,7 +10,9 @@ the real service, journal and pool against the simulator in its own process) and
 one in three a close), one after another, then prints per step: the objects in the frozen
 generation (what the next full pass must walk), RSS, and -- with ``--census`` at the end -- the
 types of the cyclic garbage (collected with ``gc.DEBUG_SAVEALL``).  ``--baseline REF`` runs REF's
-tree (git archive) the same way first, in a subprocess, for a before/after in one run.
+tree (git archive) the same way first, in a subprocess, for a before/after in one run.  ``--live``
+traces allocations (``tracemalloc``) from the first step's end to the last's and prints where the
+memory that stays alive was allocated (the product's innermost frame), per signal.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import tracemalloc
 from pathlib import Path
 
 from bench import latency as L
@@ -47,7 +50,19 @@ def census() -> dict:
         gc.garbage.clear()
 
 
-def run(signals: int, steps: int, want_census: bool) -> dict:
+def live_sites(before: "tracemalloc.Snapshot", signals: int, top: int = 8) -> dict:
+    """Growth since ``before`` by the innermost product (or werkzeug/flask) frame that allocated it."""
+    by_site: collections.Counter = collections.Counter()
+    for stat in tracemalloc.take_snapshot().compare_to(before, "traceback"):
+        frames = [f for f in stat.traceback if "phantom_scraper" in f.filename or "/werkzeug/" in f.filename
+                  or "/flask/" in f.filename]
+        where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else "other"
+        by_site[where] += stat.size_diff
+    total = sum(by_site.values())
+    return {"bytes_per_signal": round(total / signals), "by_site": {k: round(v / signals) for k, v in by_site.most_common(top)}}
+
+
+def run(signals: int, steps: int, want_census: bool, want_live: bool = False) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="heap-"))
     sim = L.SimProcess(workdir)
     try:
@@ -70,7 +85,21 @@ def run(signals: int, steps: int, want_census: bool) -> dict:
             rows.append({"signals": (step + 1) * signals, "frozen": gc.get_freeze_count(), "rss_mb": rss_mb()})
             print(f"  after {rows[-1]['signals']} signals: frozen objects {rows[-1]['frozen']}, RSS {rows[-1]['rss_mb']} MB",
                   flush=True)
+            if want_live and step == 0:
+                gc.unfreeze()  # (only what is alive is compared: the cyclic garbage goes first)
+                gc.collect()
+                gc.freeze()
+                tracemalloc.start(12)
+                before = tracemalloc.take_snapshot()
         out = {"rows": rows}
+        if want_live and steps > 1:
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+            out["live"] = live_sites(before, signals * (steps - 1))
+            tracemalloc.stop()
+            print(f"  alive after the first step, per signal: {out['live']['bytes_per_signal']} bytes; by where it "
+                  f"was allocated (bytes per signal): {out['live']['by_site']}", flush=True)
         if want_census:
             out["garbage"] = census()
             out["rss_after_full_pass_mb"] = rss_mb()
@@ -85,6 +114,7 @@ def main(argv=None) -> int:
     p.add_argument("--signals", type=int, default=1000)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--census", action="store_true")
+    p.add_argument("--live", action="store_true", help="where the memory that stays alive was allocated")
     p.add_argument("--baseline", default=None, metavar="REF")
     p.add_argument("--json", action="store_true", help="(internal) print the result as JSON last")
     a = p.parse_args(argv)
@@ -103,7 +133,7 @@ def main(argv=None) -> int:
         print("\n".join(l for l in proc.stdout.splitlines() if l.startswith("  ")), flush=True)
         results[a.baseline] = json.loads(proc.stdout.strip().splitlines()[-1])
         print("this tree:", flush=True)
-    results["this"] = run(a.signals, a.steps, a.census)
+    results["this"] = run(a.signals, a.steps, a.census, a.live)
     if a.json:
         print(json.dumps(results["this"]))
         return 0
