@@ -7,13 +7,13 @@ back to the system.  This process has a thread per login socket, per lane and pe
 ten logins' sockets decode their day-long ``user/syncrequest`` snapshots at once (a dropped socket,
 a renewed token), each decode's large blocks (dict tables, lists, the frame's text) land in its own
 thread's arena, and the process keeps the sum of all those peaks.  With fewer arenas the threads
-reuse the same freed memory.  Measured (``python -m bench.resync_memory --logins 10 --variants``):
-ten logins resyncing a 3,000-order day, RSS after four rounds 107 MB with glibc's default, 74 MB
-with 2, 63 MB with 1 -- for the same 30 orders held.
+reuse the same freed memory.  Measured (``python -m bench.resync_memory --logins 10 --orders 3000
+--keep-s 20 --variants 0,2,1``): ten logins resyncing a 3,000-order day, RSS after four rounds
+120.7 MB with glibc's default, 85.3 MB with 2 -- for the same 30 orders held.
 
 An arena's free pages are given back only from its top; ``malloc_trim`` gives back every free page.
 The housekeeping thread calls it after each pass (that pass has just dropped finished orders):
-measured 0.6 ms, and 84 -> 71 MB after the ten logins' resyncs above.
+0.6-0.8 ms, and 85.3 -> 78.3 MB after the ten logins' resyncs above.
 
 Python code allocates while holding the GIL, so threads seldom wait for an arena: a small number
 costs no measurable speed.  Only new arenas are limited, so this runs before the app starts any
@@ -23,20 +23,26 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from typing import Any, Optional
 
 logger = logging.getLogger(__name__)
 
 M_ARENA_MAX = -8  # glibc's malloc.h
 
 
+def _libc(name: str) -> Optional[Any]:
+    """The C library's function ``name``, or None (not glibc: macOS, musl)."""
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def limit(n: int) -> bool:
     """At most ``n`` arenas for threads created from now on (0: leave glibc's default).  Returns
     whether the C library took the setting."""
-    if n <= 0:
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # no mallopt in this C library
+    mallopt = _libc("mallopt") if n > 0 else None
+    if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     taken = bool(mallopt(M_ARENA_MAX, int(n)))
@@ -47,9 +53,8 @@ def limit(n: int) -> bool:
 def trim() -> bool:
     """Give the free memory of every arena back to the system (``malloc_trim(0)``; it holds each
     arena's lock for a moment: off the hot path only).  Returns whether any was given back."""
-    try:
-        malloc_trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
+    malloc_trim = _libc("malloc_trim")
+    if malloc_trim is None:
         return False
     malloc_trim.argtypes, malloc_trim.restype = (ctypes.c_size_t,), ctypes.c_int
     return bool(malloc_trim(0))
