@@ -377,3 +377,45 @@ def test_a_snapshot_leaves_out_old_finished_orders_and_hands_their_fills_to_the_
         unsubscribe()
         unsubscribe_too()
         journal.close()
+
+
+def test_what_stays_of_a_finished_order_is_compact():
+    """A busy login finishes tens of thousands of orders a day and the state answers for each of
+    them after it leaves (final status, fills' signed quantities, who made it): that record must
+    stay small.  One shared string per status (not the decoded copy each row brings), tuples, not
+    lists or sets; measured with tracemalloc: 350 -> 268 bytes per order (3,000 orders, 2 in 3 filled)."""
+    import gc
+    import tracemalloc
+
+    orders = [_order(1000 + i, "Filled" if i % 3 else "Canceled", timestamp=_ts(0)) for i in range(3000)]
+    fills = [{"id": 5000 + i, "orderId": 1000 + i, "contractId": CONTRACT, "action": "Buy", "qty": 1,
+              "price": 100.0, "timestamp": _ts(0)} for i in range(3000) if i % 3]
+    text = json.dumps({"orders": orders + [_order(9, "Working", timestamp=_ts(30))], "fills": fills})
+    state = BrokerState("t", keep_s=60)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        assert state.load_snapshot(state.begin(object()), json.loads(text))  # decoded as the socket does
+        state.take_snapshot_fills()
+        gc.collect()
+        per_order = (tracemalloc.get_traced_memory()[0] - before) / 3000
+    finally:
+        tracemalloc.stop()
+    assert [o["id"] for o in state.entities("order")] == [9]
+    assert state.order_status(1001) == "Filled" and state.order_status(1000) == "Canceled"
+    assert state.filled_since([1001], 0) == 1
+    assert state.order_status(1001) is state.order_status(1002)  # one string for every "Filled"
+    assert per_order < 300, f"{per_order:.0f} bytes kept per finished order"
+    # the same when orders leave through pruning, with the bracket legs their parent made
+    state = _state_with_snapshot()
+    for oid in (5, 6):
+        _fill_order(state, oid, oid * 10, 1)
+    state.apply_event({"entityType": "order", "eventType": "Created", "entity": _order(7, "Working", parentId=5)})
+    state.apply_event({"entityType": "order", "eventType": "Updated", "entity": _order(7, "Canceled", parentId=5)})
+    state.apply_event({"entityType": "position", "eventType": "Updated",
+                       "entity": {"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": 2}})
+    assert state.prune_finished(60, lambda o: True, now=time.monotonic() + 1000) == 3
+    assert state.order_status(5) is state.order_status(6) == "Filled"
+    assert state.filled_since([5], 0) == 1  # its own fill; its leg 7 (which it made) did not fill
+    assert state._made_by == {5: (7,)}

@@ -11,12 +11,19 @@ attributes under the state's ``_lock``.
 """
 from __future__ import annotations
 
+import sys
 import time
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 from phantom_scraper.tradovate.order_states import DONE_STATES
 
 FINISHED_KEPT = 100_000  # dropped orders whose final status is still answered (~100 bytes each)
+
+
+def final_status(status: Any) -> Any:
+    """A dropped order's status as kept: one shared string per status, not the decoded copy each
+    event or snapshot row brings (tens of thousands of finished orders a day on a busy login)."""
+    return sys.intern(status) if type(status) is str else status
 
 
 class FinishedOrders:
@@ -26,10 +33,10 @@ class FinishedOrders:
         """What stays of the finished orders a snapshot left out: final status, fills' signed
         quantities (filled_since), who made them; their fills for the ledger (take_snapshot_fills)."""
         for oid, status in parsed.finished.items():
-            self._finished[oid] = status
+            self._finished[oid] = final_status(status)
         self._gone_fills.update(parsed.gone_fills)
         for maker, oid in parsed.made_by:
-            self._made_by.setdefault(maker, set()).add(oid)
+            self._add_made_locked(maker, oid)
         self._max_fill_id = max(self._max_fill_id, parsed.max_fill_id)
         self._old_fills = parsed.old_fills
         self.left_out_at_sync += len(parsed.finished)
@@ -71,15 +78,22 @@ class FinishedOrders:
                 self._latest_version.pop(oid, None)
                 gone = self._fills_by_order.pop(oid, {})
                 if gone:
-                    self._gone_fills[oid] = [(int(f.get("id") or 0), (1 if f.get("action") == "Buy" else -1)
-                                              * int(f.get("qty") or 0)) for f in gone.values()]
+                    self._gone_fills[oid] = tuple((int(f.get("id") or 0), (1 if f.get("action") == "Buy" else -1)
+                                                   * int(f.get("qty") or 0)) for f in gone.values())
                 for etype, eid in self._of_order.pop(oid, ()):
                     self._entities.get(etype, {}).pop(eid, None)
-                self._finished[oid] = order.get("ordStatus")
+                self._finished[oid] = final_status(order.get("ordStatus"))
                 dropped += 1
             self._trim_finished_locked()
             self.pruned_orders += dropped
         return dropped
+
+    def _add_made_locked(self, maker: Any, order_id: Any) -> None:
+        """``maker`` (a parent order id, or ``("strategy", id)``) made ``order_id``.  A tuple, not a
+        set: a maker makes one to a few orders, and a set costs 216 bytes even for one."""
+        made = self._made_by.get(maker, ())
+        if order_id not in made:
+            self._made_by[maker] = made + (order_id,)
 
     def _trim_finished_locked(self) -> None:
         while len(self._finished) > FINISHED_KEPT:

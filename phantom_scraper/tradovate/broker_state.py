@@ -123,14 +123,14 @@ class BrokerState(FinishedOrders):
         self._max_fill_id = 0
         # order id -> ids of the orders it made: OSO/strategy legs (parentId), and an order strategy's
         # orders (orderStrategyLink) under ("strategy", its id)
-        self._made_by: Dict[Any, set] = {}
+        self._made_by: Dict[Any, tuple] = {}  # maker -> the order ids it made
         # Pruning (see the module docstring): order id -> monotonic time it was first seen finished;
         # order id -> {(entity type, id)} of its versions, fills, links; dropped order id -> final status
         self._done_at: Dict[int, float] = {}
         self._of_order: Dict[Any, set] = {}
         self._finished: "OrderedDict[int, str]" = OrderedDict()
         # dropped order id -> its fills as (fill id, signed qty): filled_since still counts them
-        self._gone_fills: Dict[Any, List[tuple]] = {}
+        self._gone_fills: Dict[Any, tuple] = {}
         self.pruned_orders = 0
         self.left_out_at_sync = 0  # finished orders a snapshot brought back and the state did not keep
         self._old_fills: List[tuple] = []  # (fill, account id) of orders the last snapshot left out for age
@@ -287,9 +287,9 @@ class BrokerState(FinishedOrders):
 
     def _index_made_locked(self, etype: str, row: dict) -> None:
         if etype == "order" and row.get("parentId") is not None:
-            self._made_by.setdefault(row["parentId"], set()).add(row["id"])
+            self._add_made_locked(row["parentId"], row["id"])
         elif etype == "orderStrategyLink" and row.get("orderStrategyId") is not None and row.get("orderId") is not None:
-            self._made_by.setdefault(("strategy", row["orderStrategyId"]), set()).add(row["orderId"])
+            self._add_made_locked(("strategy", row["orderStrategyId"]), row["orderId"])
 
     def _reindex_locked(self) -> None:
         self._fills_by_order, self._max_fill_id, self._made_by = {}, 0, {}
