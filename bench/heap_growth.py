@@ -6,8 +6,10 @@ The server freezes its heap after each batch of signals and runs full collection
 idle (at most every 10 minutes while busy: ``app/gc_policy.py``), so garbage in reference cycles
 stays until then.  This runs the product in this process (``bench.latency``'s in-process server:
 the real service, journal and pool against the simulator in its own process) and sends
-``--signals`` webhooks per step on the 5-account recorder (two in three entries with a bracket,
-one in three a close), one after another, then prints per step: the objects in the frozen
+``--signals`` webhooks per step on the 5-account recorder (two in three entries with a bracket in
+ticks and the price it needs, one in three a close), one after another; at each step's end the
+housekeeping drops the finished orders (keep time scaled down to ``KEEP_S``), as a day's passes
+would.  Then it prints per step: how many signals were refused (0 expected) and orders dropped, the objects in the frozen
 generation (what the next full pass must walk), RSS, and -- with ``--census`` at the end -- the
 types of the cyclic garbage (collected with ``gc.DEBUG_SAVEALL``).  ``--baseline REF`` runs REF's
 tree (git archive) the same way first, in a subprocess, for a before/after in one run.  ``--live``
@@ -25,6 +27,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -62,14 +65,40 @@ def live_sites(before: "tracemalloc.Snapshot", signals: int, top: int = 8) -> di
     return {"bytes_per_signal": round(total / signals), "by_site": {k: round(v / signals) for k, v in by_site.most_common(top)}}
 
 
+KEEP_S = 1.0
+
+
+def housekeep(server) -> int:
+    """What the housekeeping thread does in a day: once the last orders are ``KEEP_S`` old and their
+    fills journaled, its passes drop the finished orders (until a pass finds none)."""
+    service = server.runtime.service
+    time.sleep(KEEP_S + 0.5)  # the last fills' events have arrived and their keep time is over
+    if service.fill_ledger is not None:
+        service.fill_ledger.flush()
+    pruned = 0
+    while True:
+        step = service.housekeeping.run_once()["orders_pruned"]
+        pruned += step
+        if not step:
+            return pruned
+
+
 def run(signals: int, steps: int, want_census: bool, want_live: bool = False) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="heap-"))
     sim = L.SimProcess(workdir)
     try:
-        server = L.InProcessServer(workdir, sim, L.write_recorders(workdir, sim), websocket=True, name="heap")
+        # finished orders leave the broker state KEEP_S after they finished (the day's setting, 120 s,
+        # scaled down): each step ends with the housekeeping's passes, as a day's would have run
+        server = L.InProcessServer(workdir, sim, L.write_recorders(workdir, sim), websocket=True, name="heap",
+                                   settings={"broker_state_keep_s": KEEP_S})
         client = L.Client(server.port)
         token = os.environ["BENCH_TOKEN_FAN5"]
         rng = random.Random(29)
+        # an entry's brackets in ticks need its price: the contract's, as the simulator quotes it
+        _status, warm = client.post(f"/webhook/{token}", json.dumps(
+            {"action": "close", "ticker": L.SYMBOL, "id": f"heap-{L.RUN}-warm"}).encode())
+        price = float(sim.control("GET", f"/price?symbol={warm['contract']}")["price"])
+        refused = 0
         gc.collect()
         rows = [{"signals": 0, "frozen": gc.get_freeze_count(), "rss_mb": rss_mb()}]
         for step in range(steps):
@@ -78,12 +107,19 @@ def run(signals: int, steps: int, want_census: bool, want_live: bool = False) ->
                     body = {"action": "close", "ticker": L.SYMBOL, "id": f"heap-{L.RUN}-{step}-{i}"}
                 else:
                     body = {"action": rng.choice(("buy", "sell")), "ticker": L.SYMBOL, "quantity": 1,
-                            "id": f"heap-{L.RUN}-{step}-{i}", "takeProfit": {"ticks": 8}, "stopLoss": {"ticks": 8}}
-                client.post(f"/webhook/{token}", json.dumps(body).encode())
+                            "id": f"heap-{L.RUN}-{step}-{i}", "price": price,
+                            "takeProfit": {"ticks": 8}, "stopLoss": {"ticks": 8}}
+                status, _answer = client.post(f"/webhook/{token}", json.dumps(body).encode())
+                refused += status >= 400
             L.PROBE.done.clear()  # (the bench's own per-request records)
+            pruned = housekeep(server)
             gc.collect()  # the young generations: what is left is frozen or alive
-            rows.append({"signals": (step + 1) * signals, "frozen": gc.get_freeze_count(), "rss_mb": rss_mb()})
-            print(f"  after {rows[-1]['signals']} signals: frozen objects {rows[-1]['frozen']}, RSS {rows[-1]['rss_mb']} MB",
+            rows.append({"signals": (step + 1) * signals, "frozen": gc.get_freeze_count(), "rss_mb": rss_mb(),
+                         "refused": refused})
+            rows[-1]["orders_pruned"] = pruned
+            print(f"  after {rows[-1]['signals']} signals ({refused} refused, {pruned} orders pruned): "
+                  f"frozen objects {rows[-1]['frozen']}, "
+                  f"RSS {rows[-1]['rss_mb']} MB",
                   flush=True)
             if want_live and step == 0:
                 gc.unfreeze()  # (only what is alive is compared: the cyclic garbage goes first)

@@ -350,7 +350,8 @@ def write_recorders(workdir: Path, sim: SimProcess) -> Path:
 
 
 class InProcessServer:
-    def __init__(self, workdir: Path, sim: SimProcess, recorders: Path, *, websocket: bool, name: str):
+    def __init__(self, workdir: Path, sim: SimProcess, recorders: Path, *, websocket: bool, name: str,
+                 settings: Optional[dict] = None):
         import recorder_service
         import ultra_simple_server
         from phantom_scraper.config import Settings
@@ -358,7 +359,8 @@ class InProcessServer:
 
         settings = Settings(tradovate_env="sim", rest_url=sim.rest_url, ws_url=sim.ws_url,
                             recorders_file=str(recorders), database_path=str(workdir / f"{name}.sqlite3"),
-                            webhook_secret=_token(1), admin_token=_token(1), use_websocket_orders=websocket)
+                            webhook_secret=_token(1), admin_token=_token(1), use_websocket_orders=websocket,
+                            **(settings or {}))
         self.app = ultra_simple_server.create_app(settings, boot_on_first_request=False)
         self.runtime = self.app.extensions["runtime"]
         self.app.wsgi_app = PROBE.wsgi(self.app.wsgi_app)

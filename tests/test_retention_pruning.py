@@ -382,8 +382,9 @@ def test_a_snapshot_leaves_out_old_finished_orders_and_hands_their_fills_to_the_
 def test_what_stays_of_a_finished_order_is_compact():
     """A busy login finishes tens of thousands of orders a day and the state answers for each of
     them after it leaves (final status, fills' signed quantities, who made it): that record must
-    stay small.  One shared string per status (not the decoded copy each row brings), tuples, not
-    lists or sets; measured with tracemalloc: 350 -> 268 bytes per order (3,000 orders, 2 in 3 filled)."""
+    stay small.  One shared string per status (not the decoded copy each row brings), a plain dict,
+    flat tuples, not lists or sets; measured with tracemalloc: 350 -> 182 bytes per order (3,000
+    orders, 2 in 3 filled)."""
     import gc
     import tracemalloc
 
@@ -406,7 +407,7 @@ def test_what_stays_of_a_finished_order_is_compact():
     assert state.order_status(1001) == "Filled" and state.order_status(1000) == "Canceled"
     assert state.filled_since([1001], 0) == 1
     assert state.order_status(1001) is state.order_status(1002)  # one string for every "Filled"
-    assert per_order < 300, f"{per_order:.0f} bytes kept per finished order"
+    assert per_order < 250, f"{per_order:.0f} bytes kept per finished order"
     # the same when orders leave through pruning, with the bracket legs their parent made
     state = _state_with_snapshot()
     for oid in (5, 6):
@@ -419,3 +420,20 @@ def test_what_stays_of_a_finished_order_is_compact():
     assert state.order_status(5) is state.order_status(6) == "Filled"
     assert state.filled_since([5], 0) == 1  # its own fill; its leg 7 (which it made) did not fill
     assert state._made_by == {5: (7,)}
+
+
+def test_the_record_of_dropped_orders_is_bounded_oldest_first(monkeypatch):
+    """Past FINISHED_KEPT dropped orders, the oldest tenth is forgotten at once (its fills and makers
+    with it); the newest still answer."""
+    from phantom_scraper.tradovate import broker_pruning
+
+    monkeypatch.setattr(broker_pruning, "FINISHED_KEPT", 100)
+    state = _state_with_snapshot()
+    for oid in range(1, 102):
+        _fill_order(state, oid, 1000 + oid, 1)
+        state.apply_event({"entityType": "position", "eventType": "Updated",
+                           "entity": {"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": oid}})
+        assert state.prune_finished(60, lambda o: True, now=time.monotonic() + 1000) == 1
+    assert len(state._finished) == 90 and list(state._finished)[:1] == [12]
+    assert state.order_status(11) is None and not state.order_settled(11) and state.filled_since([11], 0) == 0
+    assert state.order_status(12) == "Filled" and state.filled_since([12, 101], 0) == 2

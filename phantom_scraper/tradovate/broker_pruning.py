@@ -11,13 +11,14 @@ attributes under the state's ``_lock``.
 """
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 from typing import Any, Callable, List, Optional
 
 from phantom_scraper.tradovate.order_states import DONE_STATES
 
-FINISHED_KEPT = 100_000  # dropped orders whose final status is still answered (~100 bytes each)
+FINISHED_KEPT = 100_000  # dropped orders whose final status is still answered (~180 bytes each, fills included)
 
 
 def final_status(status: Any) -> Any:
@@ -78,8 +79,9 @@ class FinishedOrders:
                 self._latest_version.pop(oid, None)
                 gone = self._fills_by_order.pop(oid, {})
                 if gone:
-                    self._gone_fills[oid] = tuple((int(f.get("id") or 0), (1 if f.get("action") == "Buy" else -1)
-                                                   * int(f.get("qty") or 0)) for f in gone.values())
+                    self._gone_fills[oid] = tuple(itertools.chain.from_iterable(
+                        (int(f.get("id") or 0), (1 if f.get("action") == "Buy" else -1) * int(f.get("qty") or 0))
+                        for f in gone.values()))
                 for etype, eid in self._of_order.pop(oid, ()):
                     self._entities.get(etype, {}).pop(eid, None)
                 self._finished[oid] = final_status(order.get("ordStatus"))
@@ -96,8 +98,12 @@ class FinishedOrders:
             self._made_by[maker] = made + (order_id,)
 
     def _trim_finished_locked(self) -> None:
-        while len(self._finished) > FINISHED_KEPT:
-            oldest, _status = self._finished.popitem(last=False)
+        """Over ``FINISHED_KEPT``: the oldest tenth goes at once (a plain dict, half an
+        OrderedDict's size, keeps insertion order; dropping in batches keeps it O(1) an order)."""
+        if len(self._finished) <= FINISHED_KEPT:
+            return
+        for oldest in list(itertools.islice(self._finished, len(self._finished) - FINISHED_KEPT * 9 // 10)):
+            del self._finished[oldest]
             self._gone_fills.pop(oldest, None)
             self._made_by.pop(oldest, None)
 

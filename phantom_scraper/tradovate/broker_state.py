@@ -39,7 +39,6 @@ import itertools
 import logging
 import threading
 import time
-from collections import OrderedDict
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from phantom_scraper.errors import TradovateError
@@ -128,8 +127,9 @@ class BrokerState(FinishedOrders):
         # order id -> {(entity type, id)} of its versions, fills, links; dropped order id -> final status
         self._done_at: Dict[int, float] = {}
         self._of_order: Dict[Any, set] = {}
-        self._finished: "OrderedDict[int, str]" = OrderedDict()
-        # dropped order id -> its fills as (fill id, signed qty): filled_since still counts them
+        self._finished: Dict[Any, str] = {}  # dropped order id -> final status, oldest first
+        # dropped order id -> its fills, flat: (fill id, signed qty, fill id, signed qty, ...);
+        # filled_since still counts them
         self._gone_fills: Dict[Any, tuple] = {}
         self.pruned_orders = 0
         self.left_out_at_sync = 0  # finished orders a snapshot brought back and the state did not keep
@@ -417,7 +417,8 @@ class BrokerState(FinishedOrders):
                     if int(fill.get("id") or 0) > after_id:
                         qty = int(fill.get("qty") or 0)
                         total += qty if fill.get("action") == "Buy" else -qty
-                for fill_id, signed in self._gone_fills.get(order_id, ()):  # its order was pruned
+                gone = self._gone_fills.get(order_id, ())  # its order was pruned
+                for fill_id, signed in zip(gone[::2], gone[1::2]):
                     if fill_id > after_id and fill_id not in held:
                         total += signed
         return total

@@ -42,7 +42,7 @@ OF_ORDER = ("orderVersion", "fill", "orderStrategyLink", "executionReport", "com
 class Snapshot:
     entities: Dict[str, Dict[Any, dict]] = field(default_factory=dict)  # what the state keeps
     finished: Dict[Any, str] = field(default_factory=dict)  # order id left out -> its final status
-    gone_fills: Dict[Any, Tuple[Tuple[int, int], ...]] = field(default_factory=dict)  # of those: (fill id, signed qty)
+    gone_fills: Dict[Any, Tuple[int, ...]] = field(default_factory=dict)  # of those: (fill id, signed qty, ...) flat
     old_fills: List[Tuple[dict, Any]] = field(default_factory=list)  # (fill, account id) left out for age
     made_by: List[Tuple[Any, Any]] = field(default_factory=list)  # (maker, order id) of orders left out
     max_fill_id: int = 0  # over every fill read, kept or not
@@ -121,7 +121,7 @@ def read_snapshot(snapshot: dict, *, done_states: Container[str], working_states
                 if etype == "fill":
                     qty = int(row.get("qty") or 0)
                     out.gone_fills[owner] = out.gone_fills.get(owner, ()) + (
-                        (int(row["id"]), qty if row.get("action") == "Buy" else -qty),)
+                        int(row["id"]), qty if row.get("action") == "Buy" else -qty)
                     if owner in accounts:
                         out.old_fills.append((row, accounts[owner]))
                 elif etype == "orderStrategyLink" and row.get("orderStrategyId") is not None:
