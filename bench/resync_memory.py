@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.resync_memory                 # 20,000 orders (a busy login's day), 3 resyncs
     .venv/bin/python -m bench.resync_memory --orders 50000 --keep-s 120 --resyncs 3
     .venv/bin/python -m bench.resync_memory --logins 10 --orders 3000 --keep-s 20 --variants 0,2,1
+    .venv/bin/python -m bench.resync_memory --orders 3000 --record
 
 Builds a ``user/syncrequest`` answer shaped like Tradovate's (and the simulator's): ``--orders``
 finished orders spread over six hours, each with its version and (two in three) its fill, plus
@@ -12,6 +13,9 @@ housekeeping would, and the same day loaded again ``--resyncs`` times (a renewed
 socket).  It prints the process's RSS after each step and how many orders the state holds, with
 the state reading every row (``--keep-s`` none: only what was dropped before is left out) and with
 ``--keep-s`` (old finished orders left out as they are read).
+
+``--record``: the bytes a finished order the snapshot leaves out still costs the state (``tracemalloc``;
+its final status, its fills' signed quantities; the day's fills handed to the ledger first).
 
 ``--logins N`` (N > 1): N states resync at once, each on its own thread through ``attach`` with a
 client that decodes the answer's frame as the socket does -- a dropped socket or a renewed token on
@@ -131,6 +135,24 @@ def run_logins(orders: int, keep_s: Optional[float], resyncs: int, logins: int) 
     return out
 
 
+def record_bytes(orders: int) -> None:
+    """Bytes per finished order left out of a snapshot (what the state keeps to answer for it)."""
+    import tracemalloc
+
+    text = day_snapshot(orders)
+    state = BrokerState("bench", keep_s=20)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    state.load_snapshot(state.begin(object()), json.loads(text))
+    state.take_snapshot_fills()  # (the fill ledger takes them)
+    gc.collect()
+    kept = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    print(f"{state.left_out_at_sync} finished orders left out, {state.status()['orders_held']} held: "
+          f"{kept / max(1, state.left_out_at_sync):.0f} bytes kept per finished order")
+
+
 def variants(a: argparse.Namespace) -> None:
     rows = []
     for v in a.variants.split(","):
@@ -152,7 +174,11 @@ def main() -> None:
     ap.add_argument("--logins", type=int, default=1, help="N > 1: N states resync at once on their own threads")
     ap.add_argument("--malloc-arena-max", type=int, default=None, help="app/malloc_arenas.limit first")
     ap.add_argument("--variants", default=None, help="comma list of MALLOC_ARENA_MAX values, one process each")
+    ap.add_argument("--record", action="store_true", help="bytes kept per finished order left out, then stop")
     a = ap.parse_args()
+    if a.record:
+        record_bytes(a.orders)
+        return
     if a.variants:
         variants(a)
         return
