@@ -153,3 +153,39 @@ def test_a_fan_out_with_a_slow_broker_is_202_then_completes_with_one_order_each(
     assert sorted(i["state"] for i in signal["intents"]) == ["acked", "acked"]
     for intent in signal["intents"]:  # never sent twice
         assert len([o for o in sim.orders() if o["clOrdId"] == intent["cl_ord_id"]]) == 1
+
+
+def test_a_placed_order_is_freed_without_a_garbage_collection(make_server_app, sim, monkeypatch):
+    """The placement handed the order its own method (``on_unknown``): placement -> order ->
+    placement was a reference cycle per order, and it held the whole signal run (targets,
+    outcomes, attempts) until a full collection, which the server runs only while idle
+    (bench.heap_growth: 46,095 -> 8,799 frozen objects per 1,000 five-account signals)."""
+    import gc
+    import weakref
+
+    from phantom_scraper.tradovate import router
+
+    made = []
+    original = router.SmartOrder.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append(weakref.ref(self))
+
+    monkeypatch.setattr(router.SmartOrder, "__init__", init)
+    app = make_server_app(accounts_filter=("DEMO0001",))
+    client = app.test_client()
+    ws_ready(app)
+    assert post(client, '{"action":"buy","ticker":"MNQ1!","quantity":1,"id":"f1"}').get_json()["status"] == "acked"
+    lanes_idle(app)
+    gc.collect()
+    gc.disable()
+    try:
+        del made[:]
+        r = post(client, '{"action":"sell","ticker":"MNQ1!","quantity":1,"id":"f2"}')
+        assert r.status_code == 200 and r.get_json()["status"] == "acked", r.get_data(as_text=True)
+        lanes_idle(app)
+        assert made
+        wait_for(lambda: all(ref() is None for ref in made), timeout_s=5, what="the order freed by its last reference")
+    finally:
+        gc.enable()

@@ -268,6 +268,11 @@ class _Placement:
             result = self.order.run(sent)
         except Exception as exc:
             return self.failed(exc)
+        finally:
+            # on_unknown (a method of this placement) is called only inside run(): letting go of it
+            # breaks the placement <-> order cycle, which held the whole signal run (its targets,
+            # outcomes, attempts) until the next full collection
+            self.order.on_unknown = None
         return self.finish(result)
 
     def failed(self, exc: BaseException) -> bool:
