@@ -489,7 +489,7 @@ class Day:
             out["orders_left_out"] = sum(h.get("orders_left_out_at_sync", 0) for h in held)
             gcs = st.get("gc") or {}
             out["gc"] = {k: gcs.get(k) for k in ("collections", "total_ms", "max_ms", "pauses_over_1ms", "gen2",
-                                                 "idle_passes", "last_idle_pass_ms")}
+                                                 "idle_passes", "last_idle_pass_ms", "last_idle_pass_objects")}
             keeper = st.get("housekeeping") or {}
             out["fills_pending"] = keeper.get("fills_pending")
             out["budget_warning"] = [k for k, v in (st.get("request_budget") or {}).items() if v.get("warning")]

@@ -33,6 +33,7 @@ def test_a_full_collection_runs_only_when_idle_and_reclaims_cycles_made_before_t
         assert gc_policy.collect_if_idle()  # idle: unfreeze, collect, refreeze
         assert gone() is None
         assert gc.get_freeze_count() > 0 and gc_policy.stats["last_pause_ms"] is not None
+        assert gc_policy.pause_stats()["last_idle_pass_objects"] >= gc.get_freeze_count() // 2
     finally:
         gc_policy.stop(idle)
     if not gc_policy._users:  # (no service of another test still running in this process)

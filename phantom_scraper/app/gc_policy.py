@@ -23,7 +23,8 @@ So, while the process runs:
 One collector per process (the first ``start`` begins it, the last ``stop`` ends it and unfreezes).
 
 ``pause_stats()``: every automatic collection's pause while the collector runs (``gc.callbacks``:
-two calls per collection), the idle passes apart -- the soak benchmark reads it from the status.
+two calls per collection), the idle passes apart (the last one's time and the objects it walked)
+-- the soak benchmark reads it from the status.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ _lock = threading.Lock()  # guards the module state below
 _users: List[Callable[[], bool]] = []
 _thread: Optional[threading.Thread] = None
 _stop = threading.Event()
-stats = {"idle_collections": 0, "last_pause_ms": None, "skipped_busy": 0}
+stats = {"idle_collections": 0, "last_pause_ms": None, "last_pass_objects": None, "skipped_busy": 0}
 # automatic collections (not the idle passes): written by the collecting thread under the GIL
 _pauses = {"collections": 0, "total_ms": 0.0, "max_ms": 0.0, "pauses_over_1ms": 0, "gen2": 0}
 _gc_state = {"started": 0.0, "idle_pass": False}
@@ -69,7 +70,8 @@ def pause_stats() -> dict:
     """Automatic collections since start: count, total and largest pause (ms), how many took 1 ms or more."""
     out = dict(_pauses)
     out["total_ms"], out["max_ms"] = round(out["total_ms"], 1), round(out["max_ms"], 2)
-    return {**out, "idle_passes": stats["idle_collections"], "last_idle_pass_ms": stats["last_pause_ms"]}
+    return {**out, "idle_passes": stats["idle_collections"], "last_idle_pass_ms": stats["last_pause_ms"],
+            "last_idle_pass_objects": stats["last_pass_objects"]}
 
 
 def start(is_idle: Callable[[], bool], interval_s: float = 60.0) -> None:
@@ -130,6 +132,7 @@ def collect_if_idle(force: bool = False) -> bool:
     started = time.perf_counter()
     _gc_state["idle_pass"] = True
     try:
+        walked = gc.get_freeze_count() + sum(len(gc.get_objects(g)) for g in range(2))  # (gen 2: ~empty)
         gc.unfreeze()
         gc.collect()
         gc.freeze()
@@ -138,6 +141,7 @@ def collect_if_idle(force: bool = False) -> bool:
     pause_ms = round((time.perf_counter() - started) * 1000, 1)
     stats["idle_collections"] += 1
     stats["last_pause_ms"] = pause_ms
+    stats["last_pass_objects"] = walked  # what the pass walked, about (the young ones counted before it)
     logger.debug("Idle garbage collection: %.1f ms", pause_ms)
     return True
 
