@@ -9,7 +9,8 @@ the real service, journal and pool against the simulator in its own process) and
 ``--signals`` webhooks per step on the 5-account recorder (two in three entries with a bracket in
 ticks and the price it needs, one in three a close), one after another; at each step's end the
 housekeeping drops the finished orders (keep time scaled down to ``KEEP_S``), as a day's passes
-would.  Then it prints per step: how many signals were refused (0 expected) and orders dropped, the objects in the frozen
+would.  Then it prints per step: how many signals were refused (0 expected) and orders dropped
+so far, the objects in the frozen
 generation (what the next full pass must walk), RSS, and -- with ``--census`` at the end -- the
 types of the cyclic garbage (collected with ``gc.DEBUG_SAVEALL``).  ``--baseline REF`` runs REF's
 tree (git archive) the same way first, in a subprocess, for a before/after in one run.  ``--live``
@@ -75,12 +76,9 @@ def housekeep(server) -> int:
     time.sleep(KEEP_S + 0.5)  # the last fills' events have arrived and their keep time is over
     if service.fill_ledger is not None:
         service.fill_ledger.flush()
-    pruned = 0
-    while True:
-        step = service.housekeeping.run_once()["orders_pruned"]
-        pruned += step
-        if not step:
-            return pruned
+    while service.housekeeping.run_once()["orders_pruned"]:
+        pass
+    return service.housekeeping.orders_pruned  # (with its own thread's passes, since the start)
 
 
 def run(signals: int, steps: int, want_census: bool, want_live: bool = False) -> dict:
@@ -117,7 +115,7 @@ def run(signals: int, steps: int, want_census: bool, want_live: bool = False) ->
             rows.append({"signals": (step + 1) * signals, "frozen": gc.get_freeze_count(), "rss_mb": rss_mb(),
                          "refused": refused})
             rows[-1]["orders_pruned"] = pruned
-            print(f"  after {rows[-1]['signals']} signals ({refused} refused, {pruned} orders pruned): "
+            print(f"  after {rows[-1]['signals']} signals ({refused} refused, {pruned} orders pruned so far): "
                   f"frozen objects {rows[-1]['frozen']}, "
                   f"RSS {rows[-1]['rss_mb']} MB",
                   flush=True)
