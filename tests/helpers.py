@@ -599,3 +599,24 @@ def fd_count() -> int:
 
 def thread_names() -> List[str]:
     return sorted(t.name for t in threading.enumerate())
+
+
+def bytes_kept(fn, *files) -> int:
+    """Bytes still allocated after ``fn()`` by the product's code, the JSON decoder and ``files``
+    (tracemalloc, innermost frame): what other threads of the test process allocate meanwhile (a
+    previous test's servers winding down) is not counted."""
+    import fnmatch
+    import gc
+    import tracemalloc
+
+    patterns = ["*/phantom_scraper/*", "*/json/*", *files]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fn()
+        gc.collect()
+        traces = tracemalloc.take_snapshot().traces
+    finally:
+        tracemalloc.stop()
+    return sum(t.size for t in traces
+               if any(fnmatch.fnmatch(t.traceback[0].filename, pattern) for pattern in patterns))

@@ -186,6 +186,6 @@ def test_a_placed_order_is_freed_without_a_garbage_collection(make_server_app, s
         assert r.status_code == 200 and r.get_json()["status"] == "acked", r.get_data(as_text=True)
         lanes_idle(app)
         assert made
-        wait_for(lambda: all(ref() is None for ref in made), timeout_s=5, what="the order freed by its last reference")
+        wait_for(lambda: all(ref() is None for ref in made), what="the order freed by its last reference")
     finally:
         gc.enable()
