@@ -10,8 +10,8 @@ than the limit) to a bounded queue; the ``alert-log`` thread (or a reader, which
 parses the answer, redacts, truncates and files them.  Retention is bounded by count
 (``max_entries``) and age (``max_age_s``).  Kept in the worker's memory: a restart starts it empty
 (accepted signals stay in the journal).  Each entry is kept as a tuple of its fields with one shared
-string for the values that repeat (source, route, outcome, codes): about half the memory of a dict
-per entry (``bench.heap_growth --live`` found the log was nearly all of what a signal leaves alive).
+string for the values that repeat (source, route, outcome, codes): 572 bytes for a 233-byte alert,
+against 991 as a dict (``tests/test_console.py``); the log holds up to ``max_entries`` of them.
 """
 from __future__ import annotations
 
