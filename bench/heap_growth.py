@@ -10,9 +10,8 @@ the real service, journal and pool against the simulator in its own process) and
 ticks and the price it needs, one in three a close), one after another; at each step's end the
 housekeeping drops the finished orders (keep time scaled down to ``KEEP_S``), as a day's passes
 would.  Then it prints per step: how many signals were refused (0 expected) and orders dropped
-so far, the objects in the frozen
-generation (what the next full pass must walk), RSS, and -- with ``--census`` at the end -- the
-types of the cyclic garbage (collected with ``gc.DEBUG_SAVEALL``).  ``--baseline REF`` runs REF's
+so far, the objects in the frozen generation (what the next full pass must walk), RSS, and -- with
+``--census`` at the end -- the types of the cyclic garbage (collected with ``gc.DEBUG_SAVEALL``).  ``--baseline REF`` runs REF's
 tree (git archive) the same way first, in a subprocess, for a before/after in one run.  ``--live``
 traces allocations (``tracemalloc``) from the first step's end to the last's and prints where the
 memory that stays alive was allocated (the product's innermost frame), per signal.
@@ -113,12 +112,9 @@ def run(signals: int, steps: int, want_census: bool, want_live: bool = False) ->
             pruned = housekeep(server)
             gc.collect()  # the young generations: what is left is frozen or alive
             rows.append({"signals": (step + 1) * signals, "frozen": gc.get_freeze_count(), "rss_mb": rss_mb(),
-                         "refused": refused})
-            rows[-1]["orders_pruned"] = pruned
+                         "refused": refused, "orders_pruned": pruned})
             print(f"  after {rows[-1]['signals']} signals ({refused} refused, {pruned} orders pruned so far): "
-                  f"frozen objects {rows[-1]['frozen']}, "
-                  f"RSS {rows[-1]['rss_mb']} MB",
-                  flush=True)
+                  f"frozen objects {rows[-1]['frozen']}, RSS {rows[-1]['rss_mb']} MB", flush=True)
             if want_live and step == 0:
                 gc.unfreeze()  # (only what is alive is compared: the cyclic garbage goes first)
                 gc.collect()
