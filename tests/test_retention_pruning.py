@@ -383,12 +383,13 @@ def test_a_snapshot_leaves_out_old_finished_orders_and_hands_their_fills_to_the_
 def test_what_stays_of_a_finished_order_is_compact():
     """A busy login finishes tens of thousands of orders a day and the state answers for each of
     them after it leaves (final status, fills' signed quantities, who made it): that record must
-    stay small.  One shared string per status (not the decoded copy each row brings), a plain dict,
-    flat tuples, not lists or sets; measured with tracemalloc: 350 -> 182 bytes per order (3,000
-    orders, 2 in 3 filled)."""
-    orders = [_order(1000 + i, "Filled" if i % 3 else "Canceled", timestamp=_ts(0)) for i in range(3000)]
-    fills = [{"id": 5000 + i, "orderId": 1000 + i, "contractId": CONTRACT, "action": "Buy", "qty": 1,
-              "price": 100.0, "timestamp": _ts(0)} for i in range(3000) if i % 3]
+    stay small: flat arrays of ids, status codes and fills, folded every few thousand orders
+    (tradovate/finished_record.py).  Measured with tracemalloc (3 x 4,096 orders, 2 in 3 filled):
+    350 bytes an order as decoded dicts, 182 as one dict entry and a tuple each, 29 folded."""
+    n = 3 * 4096
+    orders = [_order(1000 + i, "Filled" if i % 3 else "Canceled", timestamp=_ts(0)) for i in range(n)]
+    fills = [{"id": 50000 + i, "orderId": 1000 + i, "contractId": CONTRACT, "action": "Buy", "qty": 1,
+              "price": 100.0, "timestamp": _ts(0)} for i in range(n) if i % 3]
     text = json.dumps({"orders": orders + [_order(9, "Working", timestamp=_ts(30))], "fills": fills})
     state = BrokerState("t", keep_s=60)
 
@@ -396,12 +397,12 @@ def test_what_stays_of_a_finished_order_is_compact():
         assert state.load_snapshot(state.begin(object()), json.loads(text))  # decoded as the socket does
         state.take_snapshot_fills()
 
-    per_order = bytes_kept(load, __file__) / 3000
+    per_order = bytes_kept(load, __file__) / n
     assert [o["id"] for o in state.entities("order")] == [9]
     assert state.order_status(1001) == "Filled" and state.order_status(1000) == "Canceled"
     assert state.filled_since([1001], 0) == 1
     assert state.order_status(1001) is state.order_status(1002)  # one string for every "Filled"
-    assert per_order < 250, f"{per_order:.0f} bytes kept per finished order"  # (CPython 3.11: about 180; 350 before)
+    assert per_order < 60, f"{per_order:.0f} bytes kept per finished order"  # (CPython 3.11: about 29; 182, 350 before)
     # the same when orders leave through pruning, with the bracket legs their parent made
     state = _state_with_snapshot()
     for oid in (5, 6):
@@ -417,8 +418,9 @@ def test_what_stays_of_a_finished_order_is_compact():
 
 
 def test_the_record_of_dropped_orders_is_bounded_oldest_first(monkeypatch):
-    """Past FINISHED_KEPT dropped orders, the oldest tenth is forgotten at once (its fills and makers
-    with it); the newest still answer."""
+    """Past FINISHED_KEPT dropped orders, the oldest are forgotten a whole segment (a tenth of the
+    record) at a time until at most nine tenths are left, their fills and makers with them; the
+    newest still answer."""
     from phantom_scraper.tradovate import broker_pruning
 
     monkeypatch.setattr(broker_pruning, "FINISHED_KEPT", 100)
@@ -428,6 +430,7 @@ def test_the_record_of_dropped_orders_is_bounded_oldest_first(monkeypatch):
         state.apply_event({"entityType": "position", "eventType": "Updated",
                            "entity": {"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": oid}})
         assert state.prune_finished(60, lambda o: True, now=time.monotonic() + 1000) == 1
-    assert len(state._finished) == 90 and list(state._finished)[:1] == [12]
-    assert state.order_status(11) is None and not state.order_settled(11) and state.filled_since([11], 0) == 0
-    assert state.order_status(12) == "Filled" and state.filled_since([12, 101], 0) == 2
+    # 101 > 100: the two oldest segments of ten went, 81 are left
+    assert len(state._finished) == 81 and min(state._finished.ids()) == 21
+    assert state.order_status(20) is None and not state.order_settled(20) and state.filled_since([20], 0) == 0
+    assert state.order_status(21) == "Filled" and state.filled_since([21, 101], 0) == 2

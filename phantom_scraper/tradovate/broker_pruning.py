@@ -14,11 +14,16 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional
 
+from phantom_scraper.tradovate.finished_record import FinishedRecord
 from phantom_scraper.tradovate.order_states import DONE_STATES
 
-FINISHED_KEPT = 100_000  # dropped orders whose final status is still answered (~180 bytes each, fills included)
+FINISHED_KEPT = 100_000  # dropped orders whose final status is still answered (~30 bytes each, fills included)
+
+
+def new_finished_record() -> FinishedRecord:
+    return FinishedRecord(FINISHED_KEPT)
 
 
 def final_status(status: Any) -> Any:
@@ -34,14 +39,14 @@ class FinishedOrders:
         """What stays of the finished orders a snapshot left out: final status, fills' signed
         quantities (filled_since), who made them; their fills for the ledger (take_snapshot_fills)."""
         for oid, status in parsed.finished.items():
-            self._finished[oid] = final_status(status)
-        self._gone_fills.update(parsed.gone_fills)
+            if oid in parsed.recorded:
+                continue  # recorded when it was dropped (a final status and its fills do not change)
+            self._forget_makers_locked(self._finished.put(oid, final_status(status), parsed.gone_fills.get(oid, ())))
         for maker, oid in parsed.made_by:
             self._add_made_locked(maker, oid)
         self._max_fill_id = max(self._max_fill_id, parsed.max_fill_id)
         self._old_fills = parsed.old_fills
         self.left_out_at_sync += len(parsed.finished)
-        self._trim_finished_locked()
 
     def take_snapshot_fills(self) -> List[tuple]:
         """``(fill, account id)`` for every fill of the last snapshot: those held (with their order's
@@ -78,15 +83,13 @@ class FinishedOrders:
                 self._done_at.pop(oid, None)
                 self._latest_version.pop(oid, None)
                 gone = self._fills_by_order.pop(oid, {})
-                if gone:
-                    self._gone_fills[oid] = tuple(itertools.chain.from_iterable(
-                        (int(f.get("id") or 0), (1 if f.get("action") == "Buy" else -1) * int(f.get("qty") or 0))
-                        for f in gone.values()))
+                fills = tuple(itertools.chain.from_iterable(
+                    (int(f.get("id") or 0), (1 if f.get("action") == "Buy" else -1) * int(f.get("qty") or 0))
+                    for f in gone.values()))
                 for etype, eid in self._of_order.pop(oid, ()):
                     self._entities.get(etype, {}).pop(eid, None)
-                self._finished[oid] = final_status(order.get("ordStatus"))
+                self._forget_makers_locked(self._finished.put(oid, final_status(order.get("ordStatus")), fills))
                 dropped += 1
-            self._trim_finished_locked()
             self.pruned_orders += dropped
         return dropped
 
@@ -97,15 +100,10 @@ class FinishedOrders:
         if order_id not in made:
             self._made_by[maker] = made + (order_id,)
 
-    def _trim_finished_locked(self) -> None:
-        """Over ``FINISHED_KEPT``: the oldest tenth goes at once (a plain dict, half an
-        OrderedDict's size, keeps insertion order; dropping in batches keeps it O(1) an order)."""
-        if len(self._finished) <= FINISHED_KEPT:
-            return
-        for oldest in list(itertools.islice(self._finished, len(self._finished) - FINISHED_KEPT * 9 // 10)):
-            del self._finished[oldest]
-            self._gone_fills.pop(oldest, None)
-            self._made_by.pop(oldest, None)
+    def _forget_makers_locked(self, forgotten: Iterable[Any]) -> None:
+        """Orders the record forgot (over ``FINISHED_KEPT``, oldest first) are no one's makers."""
+        for oid in forgotten:
+            self._made_by.pop(oid, None)
 
     def _droppable_locked(self, order: dict) -> bool:
         """Settled (its fill's position event arrived) and no working order of its account and

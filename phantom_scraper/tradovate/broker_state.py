@@ -42,7 +42,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from phantom_scraper.errors import TradovateError
-from phantom_scraper.tradovate.broker_pruning import FinishedOrders
+from phantom_scraper.tradovate.broker_pruning import FinishedOrders, new_finished_record
 # The one table of order states, used everywhere an order's state matters (re-exported from here)
 from phantom_scraper.tradovate.order_states import (  # noqa: F401
     CANCELLABLE_STATES, DONE_STATES, MODIFIABLE_STATES, PENDING_STATES, RESTING_STATES, WORKING_STATES)
@@ -127,10 +127,8 @@ class BrokerState(FinishedOrders):
         # order id -> {(entity type, id)} of its versions, fills, links; dropped order id -> final status
         self._done_at: Dict[int, float] = {}
         self._of_order: Dict[Any, set] = {}
-        self._finished: Dict[Any, str] = {}  # dropped order id -> final status, oldest first
-        # dropped order id -> its fills, flat: (fill id, signed qty, fill id, signed qty, ...);
-        # filled_since still counts them
-        self._gone_fills: Dict[Any, tuple] = {}
+        # dropped order id -> final status and fills (filled_since still counts them), compact
+        self._finished = new_finished_record()
         self.pruned_orders = 0
         self.left_out_at_sync = 0  # finished orders a snapshot brought back and the state did not keep
         self._old_fills: List[tuple] = []  # (fill, account id) of orders the last snapshot left out for age
@@ -179,7 +177,7 @@ class BrokerState(FinishedOrders):
             self._stale(gen, f"unexpected snapshot {type(snapshot).__name__}")
             return False
         with self._lock:
-            gone = set(self._finished)
+            gone = self._finished.frozen()
         parsed = read_snapshot(snapshot, done_states=DONE_STATES, working_states=WORKING_STATES, gone=gone,
                                keep_s=self.keep_s)
         fresh = parsed.entities
@@ -411,13 +409,14 @@ class BrokerState(FinishedOrders):
                     continue
                 ids.add(oid)
                 todo.extend(self._made_by.get(oid, ()))
+            orders = self._entities.get("order", {})
             for order_id in ids:
                 held = self._fills_by_order.get(order_id, {})
                 for fill in held.values():
                     if int(fill.get("id") or 0) > after_id:
                         qty = int(fill.get("qty") or 0)
                         total += qty if fill.get("action") == "Buy" else -qty
-                gone = self._gone_fills.get(order_id, ())  # its order was pruned
+                gone = () if order_id in orders else self._finished.fills(order_id)  # its order was pruned
                 for fill_id, signed in zip(gone[::2], gone[1::2]):
                     if fill_id > after_id and fill_id not in held:
                         total += signed
@@ -444,7 +443,7 @@ class BrokerState(FinishedOrders):
     def order_status(self, order_id: int) -> Optional[str]:
         with self._lock:
             order = self._entities.get("order", {}).get(order_id)
-            return order.get("ordStatus") if order is not None else self._finished.get(order_id)
+            return order.get("ordStatus") if order is not None else self._finished.status(order_id)
 
     def order_settled(self, order_id: int) -> bool:
         """The order rests (Working/Suspended) or is final, and if it filled, the position

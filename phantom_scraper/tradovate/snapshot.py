@@ -14,7 +14,8 @@ next pruning pass made each resync raise the process's memory by a day's orders.
 and in both cases only when no working order of the snapshot refers to it (a bracket parent, an
 OCO partner or group).  The fills of an order left out for its age are returned (``old_fills``)
 so the journal's fill ledger still keeps each of them once; what ``filled_since`` and
-``order_status`` need stays (``gone_fills``, ``finished``).
+``order_status`` need stays (``gone_fills``, ``finished``; not rebuilt for the orders the state
+recorded before, ``recorded``).
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ OF_ORDER = ("orderVersion", "fill", "orderStrategyLink", "executionReport", "com
 class Snapshot:
     entities: Dict[str, Dict[Any, dict]] = field(default_factory=dict)  # what the state keeps
     finished: Dict[Any, str] = field(default_factory=dict)  # order id left out -> its final status
+    recorded: set = field(default_factory=set)  # of those: the ones in ``gone`` (the state has their record)
     gone_fills: Dict[Any, Tuple[int, ...]] = field(default_factory=dict)  # of those: (fill id, signed qty, ...) flat
     old_fills: List[Tuple[dict, Any]] = field(default_factory=list)  # (fill, account id) left out for age
     made_by: List[Tuple[Any, Any]] = field(default_factory=list)  # (maker, order id) of orders left out
@@ -102,6 +104,7 @@ def read_snapshot(snapshot: dict, *, done_states: Container[str], working_states
             continue
         if oid in gone:
             out.finished[oid] = o.get("ordStatus")
+            out.recorded.add(oid)
         elif newest is not None and oid in last_at and newest - last_at[oid] >= keep_s:
             out.finished[oid] = o.get("ordStatus")
             accounts[oid] = o.get("accountId")
@@ -118,7 +121,7 @@ def read_snapshot(snapshot: dict, *, done_states: Container[str], working_states
                 continue
             owner = row.get("orderId") if etype in OF_ORDER else None
             if owner is not None and owner in left_out:
-                if etype == "fill":
+                if etype == "fill" and owner not in out.recorded:
                     qty = int(row.get("qty") or 0)
                     out.gone_fills[owner] = out.gone_fills.get(owner, ()) + (
                         int(row["id"]), qty if row.get("action") == "Buy" else -qty)
