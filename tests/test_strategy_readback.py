@@ -222,6 +222,33 @@ def test_a_fill_on_the_account_makes_its_strategy_due_at_once(setup):
     assert store.get(intent)["meta"]["readback"]["state"] == "fixed"
 
 
+def test_a_fill_wakes_the_read_back_only_for_an_account_that_may_have_a_strategy(setup):
+    """A burst of plain orders must not cost journal reads on every fill: a fill on an account with
+    no open strategy at the last turn wakes nothing, unless a strategy was recorded since."""
+    from phantom_scraper import events
+    from phantom_scraper.strategies.breakeven import BreakevenManager
+    sim, ti, store = setup("ticks")
+    manager = BreakevenManager(store, lambda a: ti)
+    rb = manager.readback
+    account, other = sim.account_id("DEMO0001"), sim.account_id("DEMO0001") + 1000
+
+    def woken_by_fill_on(acct):
+        manager._wake.clear()
+        manager._on_event(events.Event("fill", {"account_id": acct}))
+        return manager._wake.is_set() and acct in rb._poked
+
+    assert woken_by_fill_on(account)  # nothing read yet: every fill may matter
+    rb.run_once()  # no strategy open
+    assert not woken_by_fill_on(account) and not woken_by_fill_on(other)
+    intent, _ = start(sim, ti, store, BRACKET, UnitMemory())  # recorded (and acked) since that turn
+    assert woken_by_fill_on(other)
+    rb.run_once(force=True)  # read back and fixed (written: the store changed again)
+    assert woken_by_fill_on(other)
+    rb.run_once()  # nothing due; the store unchanged since this turn read it
+    assert store.get(intent)["account_id"] == account and store.get(intent)["status"] == "open"
+    assert woken_by_fill_on(account) and not woken_by_fill_on(other)
+
+
 def test_a_stop_breakeven_moved_before_the_read_back_is_left_where_breakeven_put_it(setup):
     """The market reaches the breakeven trigger before the read-back: the stop is at entry + offset,
     not at the plan's offset.  The read-back judges the unit by the targets alone, fixes them, and

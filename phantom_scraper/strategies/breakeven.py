@@ -81,8 +81,10 @@ class BreakevenManager:
         self._wake.set()
 
     def _on_event(self, event: events.Event) -> None:
-        """Subscriber (a socket thread): a fill makes its account's strategies due for read-back."""
-        if event.kind == "fill":
+        """Subscriber (a socket thread): a fill makes its account's strategies due for read-back.
+        A fill on an account with no open strategy (most of them) wakes nothing: a burst of plain
+        orders would otherwise cost two journal reads a fill, beside the lanes' own writes."""
+        if event.kind == "fill" and self.readback.wants(event.fields.get("account_id")):
             self.readback.poke(event.fields.get("account_id"))
             self._wake.set()
 

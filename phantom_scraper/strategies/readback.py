@@ -133,6 +133,17 @@ class ReadBack:
         self._alerted: set = set()
         self._poke_lock = threading.Lock()  # guards _poked only (poke runs on a socket thread)
         self._poked: set = set()  # accounts with a fill since the last turn: their strategies are due now
+        # accounts with an open strategy at the last turn, and the store's version before it read them
+        self._open_accounts: Optional[frozenset] = None
+        self._open_version: Any = None
+
+    def wants(self, account_id: Any) -> bool:
+        """Whether a fill on ``account_id`` may concern a strategy to read back: the account had an
+        open one at the last turn, or the store changed since (a strategy started or acked).  Cheap
+        (no journal read): the socket thread asks before waking the manager for a fill."""
+        version = getattr(self.store, "version", None)
+        return (self._open_accounts is None or version is None or version != self._open_version
+                or account_id in self._open_accounts)
 
     def poke(self, account_id: Any) -> None:
         """A fill on ``account_id`` (a socket's ``fill`` event): its strategies are read back on the
@@ -149,7 +160,10 @@ class ReadBack:
         now = self._clock()
         with self._poke_lock:
             poked, self._poked = self._poked, set()
-        for rec in self.store.open():
+        version = getattr(self.store, "version", None)
+        records = self.store.open()
+        self._open_accounts, self._open_version = frozenset(r["account_id"] for r in records), version
+        for rec in records:
             state = (rec["meta"].get("readback") or {}).get("state")
             if state in ("fixing", "replacing") and rec["intent_id"] not in self._alerted:
                 self._alerted.add(rec["intent_id"])  # left by a process that stopped mid-way

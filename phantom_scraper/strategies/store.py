@@ -9,6 +9,7 @@ crash: ``armed`` (waiting for the trigger) -> ``moving`` (journaled before the s
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
@@ -59,6 +60,10 @@ class StrategyStore:
     def __init__(self, journal):
         self.journal = journal
         self._tables = JournalTables(journal, _SCHEMA)
+        # A new value after every write of a record (this process is the tables' one writer): a
+        # reader that saw a version and still sees it knows no strategy was started or changed since.
+        self._versions = itertools.count(1)
+        self.version = 0
 
     def ensure_tables(self) -> None:
         self._tables.ensure()
@@ -70,7 +75,10 @@ class StrategyStore:
                 fields[key] = json.dumps(fields[key], separators=(",", ":"))
         names = sorted(fields)
         sql = f"UPDATE order_strategies SET {', '.join(n + ' = ?' for n in names)} WHERE intent_id = ?"
-        self._tables.write(lambda conn: conn.execute(sql, tuple(fields[n] for n in names) + (intent_id,)))
+        try:
+            self._tables.write(lambda conn: conn.execute(sql, tuple(fields[n] for n in names) + (intent_id,)))
+        finally:
+            self.version = next(self._versions)  # (after the commit; next() is atomic)
 
     # -- writes ------------------------------------------------------------------------------------
     def record(self, intent_id: str, signal_id: Optional[str], account_id: int, account_name: Optional[str],
@@ -82,7 +90,10 @@ class StrategyStore:
                   json.dumps(meta, separators=(",", ":")), "open", None, be_state, None, None, now, now)
         sql = (f"INSERT INTO order_strategies ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
                "ON CONFLICT (intent_id) DO NOTHING")
-        self._tables.write(lambda conn: conn.execute(sql, values))
+        try:
+            self._tables.write(lambda conn: conn.execute(sql, values))
+        finally:
+            self.version = next(self._versions)  # (after the commit; next() is atomic)
 
     def acked(self, intent_id: str, strategy_id: int) -> None:
         self._update(intent_id, strategy_id=int(strategy_id))
