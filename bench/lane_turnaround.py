@@ -8,9 +8,11 @@ The simulator in its own process (one user, three accounts) and the product unde
 Procfile's command), as in ``bench.soak``.  Each round starts the server once per variant (its
 environment plus the variant's ``NAME=VALUE`` pairs, comma-separated; variants separated by ``;``),
 in turn, and sends it the soak's burst: ``--burst`` signals at once from 16 clients on one recorder
-of three accounts (M2K), i.e. three busy lanes.  Per burst: orders/s, answers, and the lane's gap
-(the previous order executed at the broker -> the next order of the same account at the broker,
-from the simulator's book), split at the next intent's journaling.  Variants alternate within each
+of three accounts (M2K), i.e. three busy lanes (``--accounts 1``: one).  Per burst: orders/s,
+answers, the lane's gap (the previous order executed at the broker -> the next order of the same
+account at the broker, from the simulator's book) split at the next intent's journaling, and the
+server's own hand-over (``handover``: the previous orders' final event applied -> the next job
+started, from ``/api/websocket-status``; execution/handover.py).  Variants alternate within each
 round, so a change in the machine's load touches all of them; compare medians of rounds.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Dict, List
 from bench import soak
 
 FIELDS = ("orders_per_s", "answer_p50_ms", "answer_p99_ms", "lane_gap_p50_ms", "lane_gap_p99_ms",
-          "gap_to_next_intent_p50_ms", "gap_intent_to_broker_p50_ms")
+          "gap_to_next_intent_p50_ms", "gap_intent_to_broker_p50_ms", "handover_p50_ms", "handover_p99_ms")
 
 
 def parse_variants(text: str) -> List[Dict[str, str]]:
@@ -51,10 +53,11 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default="", help="server settings per variant: NAME=VALUE,...;NAME=VALUE,...")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--burst", type=int, default=150)
+    p.add_argument("--accounts", type=int, default=3, choices=(1, 2, 3), help="accounts of the burst's recorder (lanes)")
     p.add_argument("--out", default=str(soak.ROOT / "bench" / "results" / "lane_turnaround.json"))
     a = p.parse_args(argv)
     variants = parse_variants(a.variants)
-    args = argparse.Namespace(logins=1, accounts=3, signals=0, hours=0, hour_s=100.0, fan_per_hour=0,
+    args = argparse.Namespace(logins=1, accounts=a.accounts, signals=0, hours=0, hour_s=100.0, fan_per_hour=0,
                               burst=a.burst, fanout_n=0, rtts=[], seed=29, events=False)
     workdir = Path(tempfile.mkdtemp(prefix="lanes-"))
     doc = {"loadavg_before": open("/proc/loadavg").read().split()[:3],

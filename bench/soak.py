@@ -523,6 +523,7 @@ class Day:
                    "id": f"{RUN}-burst-{i}"} for i in range(n)]
         net = sum(1 if b["action"] == "buy" else -1 for b in bodies)
         book_before = len(self.sim.control("GET", "/orders"))
+        handover_before = (self.server.status()[1].get("lanes") or {}).get("handover") or {}
         clients = [Recorder(rec.name, rec.token, rec.accounts) for _ in range(16)]
         queue = list(enumerate(bodies))
         lock = threading.Lock()
@@ -563,6 +564,10 @@ class Day:
                     to_broker.append((nxt["time"] - at) * 1000)
         gaps.sort(), to_intent.sort(), to_broker.sort()
         ms = sorted(r["ms"] for r in self.sent if r["hour"] == "burst")
+        # the server's own hand-over (execution/handover.py): the previous orders' final event
+        # applied -> the lane's next job started (the broker and the loopback not in it)
+        handover = (self.server.status()[1].get("lanes") or {}).get("handover") or {}
+        handovers = handover.get("count", 0) - handover_before.get("count", 0)
         return {"signals": n, "orders": len(book), "seconds": round(span, 3),
                 "orders_per_s": round(len(book) / span, 1) if span and span > 0 else None,
                 "answer_p50_ms": round(_pct(ms, 50), 1), "answer_p99_ms": round(_pct(ms, 99), 1),
@@ -570,6 +575,8 @@ class Day:
                 "lane_gap_p99_ms": round(_pct(gaps, 99), 2) if gaps else None,
                 "gap_to_next_intent_p50_ms": round(_pct(to_intent, 50), 2) if to_intent else None,
                 "gap_intent_to_broker_p50_ms": round(_pct(to_broker, 50), 2) if to_broker else None,
+                "handover_n": handovers, "handover_p50_ms": handover.get("p50_ms") if handovers else None,
+                "handover_p99_ms": handover.get("p99_ms") if handovers else None,
                 "positions_exact": not wrong, "positions_wrong": {k[0]: v for k, v in wrong.items()}}
 
     def intent_times(self) -> Dict[str, float]:

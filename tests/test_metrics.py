@@ -39,6 +39,7 @@ def test_metrics_after_signals(make_server_app, sim):
                           state="sending")
     journal.set_intent_state(stray, "unknown", error="test")
     events.emit("risk", account="DEMO0002", locked=True, reason="daily loss")
+    events.emit("lane_handover", seconds=0.0015)  # (execution/handover.py)
 
     m = scrape(client)
     assert value(m, "phantom_signals_total", status="acked") == 1
@@ -53,6 +54,11 @@ def test_metrics_after_signals(make_server_app, sim):
     assert value(m, "phantom_token_expires_in_seconds", login="demo@sim") > 0
     assert value(m, "phantom_unknown_intents_open") == 1
     assert value(m, "phantom_risk_locked", account="DEMO0002") == 1
+    assert value(m, "phantom_lane_handover_seconds_bucket", le="0.001") == 0
+    assert value(m, "phantom_lane_handover_seconds_bucket", le="0.002") == 1
+    # the two signals found their lane idle: no hand-over of the server's own
+    lanes = client.get("/api/websocket-status", headers=ADMIN_HEADERS).get_json()["lanes"]
+    assert lanes["handover"] == {"count": 0} and lanes["busy_lanes"] == {}
 
     sim.close_all_sockets()  # a drop: counted, then reconnected by the daemon
     wait_for(lambda: (value(scrape(client), "phantom_socket_reconnects_total", login="demo@sim") or 0) >= 1)

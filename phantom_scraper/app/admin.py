@@ -31,6 +31,7 @@ class Admin:
             "order_strategies": self.open_strategies(),
             "risk": self.ctx.risk.status() if self.ctx.risk is not None else None,
             "drift": self.ctx.drift.status() if self.ctx.drift is not None else None,
+            "lanes": self.ctx.workers.lanes.status(),  # busy lanes, and their hand-over times
             "coordinator": self.ctx.coordinator.status() if self.ctx.coordinator is not None else None,
             "orders_needing_attention": self.orders_needing_attention(),
             # each continuous root traded so far: its front month and the date it rolls

@@ -21,10 +21,12 @@ import concurrent.futures
 import functools
 import logging
 import threading
+import time
 import weakref
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
 from phantom_scraper.execution import exit_legs
+from phantom_scraper.execution.handover import Handovers
 from phantom_scraper.execution.lanes import Lanes, Ticket
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ def lane_key(account_id: int, root: str) -> LaneKey:
 class AccountLanes:
     def __init__(self, executor_factory: Callable[[], concurrent.futures.Executor]):
         self.lanes = Lanes(executor_factory)
+        self.handovers = Handovers()  # busy lanes: previous orders final -> next job started
         # Guards the three dicts below; bookkeeping only.
         self._lock = threading.Lock()
         self._unsettled: Dict[LaneKey, tuple] = {}  # key -> (conn, account id, contract id, order ids)
@@ -64,7 +67,7 @@ class AccountLanes:
 
         def lane_job():
             try:
-                self._settle_previous(ticket.key, settings, conn)
+                self._settle_previous(ticket.key, settings, conn, ticket)
                 result = job()
             finally:
                 exit_legs.set_state_behind(False)
@@ -118,11 +121,12 @@ class AccountLanes:
                 self._unsettled[ticket.key] = (conn, account_id, contract.id, ids)
         self.lanes.release(ticket, result, exc)
 
-    def _settle_previous(self, key: LaneKey, settings, current_conn) -> None:
+    def _settle_previous(self, key: LaneKey, settings, current_conn, ticket: Optional[Ticket] = None) -> None:
         """Wait until the previous job's orders show as settled.  If they do not in time, the
         socket-fed state is behind this lane's own fills: for the rest of this job (this thread,
         until the job ends) positions and orders are read from the broker instead
-        (``exit_legs.set_state_behind``), and the legs are left alone -- never planned from it."""
+        (``exit_legs.set_state_behind``), and the legs are left alone -- never planned from it.
+        ``ticket``: the job about to start (its hand-over is measured when it was queued behind them)."""
         exit_legs.set_state_behind(False)
         with self._lock:
             pending = self._unsettled.pop(key, None)
@@ -134,7 +138,15 @@ class AccountLanes:
             logger.warning("Lane %s: orders %s not settled in the socket-fed state within %.1f s; this job "
                            "reads the position from the broker", key, order_ids, timeout_s)
             exit_legs.set_state_behind(True)
+        elif ticket is not None:
+            self._note_handover(conn, order_ids, ticket)
         exit_legs.sync(conn, account_id, contract_id, timeout_s)
+
+    def _note_handover(self, conn, order_ids, ticket: Ticket) -> None:
+        state = exit_legs.fresh_state(conn)
+        final_at = state.finished_at(order_ids) if state is not None and hasattr(state, "finished_at") else None
+        if final_at is not None and ticket.at <= final_at:  # queued behind them: a hand-over
+            self.handovers.note(time.monotonic() - final_at)
 
     def drain(self, account_id: int, settings, timeout_s: float) -> bool:
         """A job at the end of every lane of the account that has work queued, running or not yet
@@ -206,7 +218,8 @@ class AccountLanes:
         future.add_done_callback(_log_failure)
 
     def status(self) -> dict:
-        return {"busy_lanes": {f"{k[0]}:{k[1]}": n for k, n in self.lanes.depth().items()}}
+        return {"busy_lanes": {f"{k[0]}:{k[1]}": n for k, n in self.lanes.depth().items()},
+                "handover": self.handovers.status()}
 
 
 def _settled_now(conn, account_id: int, contract_id: int, order_ids) -> bool:

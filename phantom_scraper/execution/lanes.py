@@ -26,6 +26,7 @@ import concurrent.futures
 import itertools
 import logging
 import threading
+import time
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Hashable, Optional
 
@@ -43,12 +44,13 @@ def _RAN() -> None:  # the job of a ticket whose job has run (the job itself is 
 class Ticket:
     """A place in one lane.  ``submit`` or ``cancel`` it exactly once."""
 
-    __slots__ = ("lanes", "key", "seq", "job", "future", "inline", "done")
+    __slots__ = ("lanes", "key", "seq", "at", "job", "future", "inline", "done")
 
     def __init__(self, lanes: "Lanes", key: Hashable, seq: int):
         self.lanes = lanes
         self.key = key
         self.seq = seq
+        self.at = time.monotonic()  # reserved (the signal's place in line)
         self.job: Optional[Callable[[], Any]] = None
         self.future: "concurrent.futures.Future[Any]" = concurrent.futures.Future()
         self.inline = False

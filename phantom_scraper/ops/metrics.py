@@ -12,6 +12,8 @@ Latency hops (histogram ``phantom_order_latency_seconds{hop,transport}``):
 * ``received_to_ack``: the webhook received -> the account's answer known (for a fan-out, the
   moment the signal's last account answered: an upper bound per account);
 * ``received_to_send``: the difference: parsing, journaling, planning, queueing.
+
+``phantom_lane_handover_seconds``: a busy lane's hand-over (``execution/handover.py``).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _JOURNAL_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_HANDOVER_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5)
 
 
 class _StateCollector:
@@ -156,6 +159,8 @@ class Metrics:
         self.drift = Gauge("phantom_drift", "1 while an account is not where its lane expects it (drift)",
                            ["account", "contract"], registry=r)
         self.steering = Counter("phantom_steering", "late executions squared and drifts healed", ["kind"], registry=r)
+        self.lane_handover = Histogram("phantom_lane_handover_seconds", "a busy lane: the previous orders final at the "
+                                       "broker -> the next job started", buckets=_HANDOVER_BUCKETS, registry=r)
         r.register(_StateCollector(status, unknown_open, notifier_status))
         self.locks = {}  # account (or "all") -> {"account", "reason", "at"}: what the status page shows
         self._received = OrderedDict()  # signal id -> perf_counter at receipt (bounded)
@@ -184,6 +189,7 @@ class Metrics:
             "drift_cleared": lambda f: self.drift.labels(str(f.get("account")), str(f.get("contract"))).set(0.0),
             "late_execution": lambda f: self.steering.labels("late_execution").inc(),
             "drift_healed": lambda f: self.steering.labels("drift_healed").inc(),
+            "lane_handover": lambda f: self.lane_handover.observe(f["seconds"]),
         }
 
     def start(self) -> "Metrics":

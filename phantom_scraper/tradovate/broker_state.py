@@ -445,6 +445,13 @@ class BrokerState(FinishedOrders):
             order = self._entities.get("order", {}).get(order_id)
             return order.get("ordStatus") if order is not None else self._finished.status(order_id)
 
+    def finished_at(self, order_ids: Iterable[int]) -> Optional[float]:
+        """When the last of ``order_ids`` was first seen final (``time.monotonic()``, the event
+        applied); None unless every one is final and still held."""
+        with self._lock:
+            times = [self._done_at.get(i) for i in order_ids if i is not None]
+        return max(times) if times and None not in times else None
+
     def order_settled(self, order_id: int) -> bool:
         """The order rests (Working/Suspended) or is final, and if it filled, the position
         event that follows its fill has arrived.  False while unknown or pending."""
