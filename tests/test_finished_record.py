@@ -57,7 +57,14 @@ def test_odd_ids_and_statuses_are_kept_unfolded():
     assert record.status("abc") == "Filled" and record.status(1 << 70) == "Filled"
     assert record.status(3) == ["not", "hashable"] and 4 in record and record.status(4) is None
     assert ["x"] not in record and record.status(["x"]) is None
-    assert set(record._recent) == {"abc", 1 << 70, 3}
+    assert set(record._odd) == {"abc", 1 << 70, 3} and record._recent == {}
+    # a fill the arrays cannot hold keeps its order out of them too (the fold must never fail
+    # under the state's lock: the order was already taken out of the state)
+    record.put(5, "Filled", (1 << 64, 1))
+    record.put(6, "Filled", (60, 1))  # folds
+    assert record.fills(5) == (1 << 64, 1) and record.fills(6) == (60, 1) and 5 in record._odd
+    record.put(3, "Filled")  # an odd entry put again, foldable now: it answers the newest
+    assert record.status(3) == "Filled" and 3 not in record._odd
 
 
 def test_segments_merge_up_to_their_bound_and_the_newer_entry_wins():

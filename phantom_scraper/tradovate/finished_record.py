@@ -70,12 +70,17 @@ def _folds(oid: Any) -> bool:
     return type(oid) is int and -(1 << 63) <= oid < (1 << 63)
 
 
+def _fills_fold(fills: tuple) -> bool:
+    return all(_folds(v) for v in fills)
+
+
 class FinishedRecord:
     def __init__(self, kept: int, fold_at: int = 256, merge_max: int = 4096):
         self.kept = kept
         self.fold_at = max(1, min(fold_at, kept // 10 or 1))
         self.merge_max = min(merge_max, kept // 6)
         self._recent: Dict[Any, Tuple[Any, tuple]] = {}  # order id -> (status, flat fills), oldest first
+        self._odd: Dict[Any, Tuple[Any, tuple]] = {}  # what cannot fold (an id, status or fill value arrays refuse)
         self._segments: List[_Segment] = []  # oldest first
         self._statuses: List[Any] = []  # status code -> status
         self._codes: Dict[Any, int] = {}
@@ -90,6 +95,7 @@ class FinishedRecord:
         if found == (status, fills):
             return []  # the same again (a snapshot brought back an order dropped before)
         self._recent.pop(oid, None)  # (re-inserted: it is the newest now)
+        self._odd.pop(oid, None)
         self._recent[oid] = (status, fills)
         if len(self._recent) >= self.fold_at:
             self._fold()
@@ -110,19 +116,19 @@ class FinishedRecord:
         return code
 
     def _fold(self) -> None:
-        entries, stay = [], {}
+        entries = []
         for oid, (status, fills) in self._recent.items():
-            code = self._code(status) if _folds(oid) else None
+            code = self._code(status) if _folds(oid) and _fills_fold(fills) else None
             if code is None:
-                stay[oid] = (status, fills)  # (an odd id or status: stays a dict entry)
+                self._odd[oid] = (status, fills)  # (an id or fill past int64, an unhashable status: a dict entry)
             else:
                 entries.append((oid, code, fills))
+        self._recent = {}
         if entries:
             entries.sort(key=lambda e: e[0])
             self._segments.append(_Segment(entries))
             self._count += len(entries)
             self._merge_newest()
-        self._recent = stay
 
     def _merge_newest(self) -> None:
         """Few segments, so a lookup checks few: the newest two merge while the older is no larger
@@ -144,13 +150,15 @@ class FinishedRecord:
         forgotten = []
         if gone:  # (an id put again since is still known: not forgotten)
             low, high = min(s.low for s in gone), max(s.high for s in gone)
-            known = set(self._recent).union(*(s.ids for s in self._segments if s.high >= low and s.low <= high))
+            near = [s.ids for s in self._segments if s.high >= low and s.low <= high]
+            known = set(self._recent).union(self._odd, *near)
             forgotten = [oid for oid in dict.fromkeys(itertools.chain.from_iterable(s.ids for s in gone))
                          if oid not in known]
-        while len(self._recent) > keep:
-            oldest = next(iter(self._recent))
-            del self._recent[oldest]
-            forgotten.append(oldest)
+        for entries in (self._odd, self._recent):
+            while entries and len(self) > keep:
+                oldest = next(iter(entries))
+                del entries[oldest]
+                forgotten.append(oldest)
         return forgotten
 
     # ------------------------------------------------------------------ reading
@@ -159,6 +167,8 @@ class FinishedRecord:
             found = self._recent.get(oid, _ABSENT)
         except TypeError:  # (unhashable)
             return None
+        if found is _ABSENT:
+            found = self._odd.get(oid, _ABSENT)
         if found is not _ABSENT:
             return found
         if not _folds(oid):
@@ -183,17 +193,18 @@ class FinishedRecord:
         return found[1] if found is not None else ()
 
     def __len__(self) -> int:
-        return self._count + len(self._recent)
+        return self._count + len(self._odd) + len(self._recent)
 
     def ids(self) -> Iterator[Any]:
         """Every recorded order id, oldest segment first (an id put again may come twice)."""
         for seg in self._segments:
             yield from seg.ids
+        yield from self._odd
         yield from self._recent
 
     def frozen(self) -> "FrozenFinished":
         """A view of the ids recorded now, for membership tests outside the state's lock."""
-        return FrozenFinished(list(self._segments), set(self._recent))
+        return FrozenFinished(list(self._segments), set(self._recent) | set(self._odd))
 
 
 class FrozenFinished:
