@@ -26,7 +26,7 @@ def test_an_order_put_again_the_same_is_left_alone_and_a_changed_one_answers_its
     assert record._recent == {} and len(record) == 2
     record.put(1, "Canceled")  # (never for a real final status; the record still answers the newest)
     assert record.status(1) == "Canceled" and record.fills(1) == (5, 1)
-    record.set_fills(2, (6, 1, 7, 1))
+    record.put(2, "Filled", (6, 1, 7, 1))
     assert record.status(2) == "Filled" and record.fills(2) == (6, 1, 7, 1)
 
 

@@ -101,10 +101,6 @@ class FinishedRecord:
             self._fold()
         return self._trim() if len(self) > self.kept else []
 
-    def set_fills(self, oid: Any, fills: tuple) -> List[Any]:
-        """The fills of a recorded order (its status as recorded; None if it has none yet)."""
-        return self.put(oid, self.status(oid), fills)
-
     def _code(self, status: Any) -> Optional[int]:
         try:
             code = self._codes.get(status)
