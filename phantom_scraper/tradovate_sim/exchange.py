@@ -21,10 +21,11 @@ from .catalog import Catalog, Contract
 from .clock import SimClock
 from .market import Market
 from .config import SimConfig
-from .orders import OrderMixin
+from .orders import OrderInfo, OrderMixin
 from .strategies import StrategyMixin
 from .pnl import CashMixin, cme_trade_date
 from .timefmt import iso_z, trade_date
+from .daybook import OrderInfos, wire
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class Exchange(StrategyMixin, OrderMixin, CashMixin):
         self._prices: Dict[int, float] = {c.id: c.initial_price for c in self.catalog.contracts.values()}
         self._entities: Dict[str, Dict[int, dict]] = {t: {} for t in ENTITY_TYPES if t != "account"}
         self._owner: Dict[int, int] = {}  # entity id -> account id
-        self._info: Dict[int, Any] = {}  # order id -> OrderInfo (orders.py)
+        self._info: OrderInfos = OrderInfos(OrderInfo)  # order id -> OrderInfo (orders.py; finished: folded)
         self._working: Dict[int, Set[int]] = {}  # contract id -> ids of Working orders
         self._live: Dict[Tuple[int, int], Set[int]] = {}  # (account, contract) -> ids of live orders (LIVE)
         self._latest_version: Dict[int, dict] = {}  # order id -> its newest orderVersion
@@ -274,7 +275,7 @@ class Exchange(StrategyMixin, OrderMixin, CashMixin):
             else:
                 candidates = list(store.values())
             field = MASTER_FIELD[etype]
-            return [dict(e) for e in candidates
+            return [wire(e) for e in candidates
                     if self._visible(user_id, etype, e)
                     and (master_set is None or e.get(field) in master_set)]
 
@@ -313,7 +314,7 @@ class Exchange(StrategyMixin, OrderMixin, CashMixin):
                 snap["accounts"] = [dict(self._accounts[a]) for a in sorted(account_ids)]
             contract_ids = set()
             for etype, store in self._entities.items():
-                rows = [dict(e) for e in store.values() if self._owner.get(e["id"]) in account_ids]
+                rows = [wire(e) for e in store.values() if self._owner.get(e["id"]) in account_ids]
                 contract_ids.update(r["contractId"] for r in rows if "contractId" in r)
                 if etype in entity_types:
                     snap[PLURALS[etype]] = rows

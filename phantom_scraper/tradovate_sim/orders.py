@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, List, Optional, Tuple
 
 from .catalog import round_to_tick
-from .timefmt import iso_z as _iso, trade_date as _trade_date
+from .daybook import DATED, wire
+from .timefmt import iso_z as _iso, trade_date as _trade_date, trade_day as _trade_day
 
 ORDER_TYPES = frozenset({"Limit", "LimitIfTouched", "MIT", "Market", "QTS", "Stop", "StopLimit",
                          "TrailingStop", "TrailingStopLimit"})
@@ -311,7 +312,7 @@ class OrderMixin:
 
     def _emit(self, ev: list, etype: str, event_type: str, entity: dict) -> None:
         ev.append((self._owner[entity["id"]] if etype != "orderVersion" else self._owner[entity["orderId"]],
-                   etype, event_type, dict(entity)))
+                   etype, event_type, wire(entity) if etype in DATED else dict(entity)))
 
     def _add(self, etype: str, entity: dict, account_id: int) -> dict:
         self._entities[etype][entity["id"]] = entity
@@ -350,6 +351,7 @@ class OrderMixin:
             live.add(info.order_id)
         else:
             live.discard(info.order_id)
+            self._info.retire(info.order_id)  # finished: folded out of the collector's walk (daybook.py)
         self._emit(ev, "order", "Updated", order)
 
     def _command_locked(self, ev: list, user_id: int, order_id: int, ctype: str, body: dict,
@@ -388,7 +390,7 @@ class OrderMixin:
         now = time.time()
         report = {"id": next(self._ids), "commandId": cmd_id,
                   "name": str(random.randrange(10**11, 10**12)), "accountId": info.account_id,
-                  "contractId": info.contract_id, "timestamp": _iso(now), "tradeDate": _trade_date(now),
+                  "contractId": info.contract_id, "timestamp": _iso(now), "tradeDate": _trade_day(now),
                   "orderId": info.order_id, "execType": exec_type, "ordStatus": ord_status,
                   "action": info.action, **extra}
         self._add("executionReport", report, info.account_id)
@@ -454,7 +456,7 @@ class OrderMixin:
                             lastQty=info.qty, lastPx=price)
         fill = self._add("fill", {"id": next(self._ids), "orderId": info.order_id,
                                   "contractId": info.contract_id, "timestamp": _iso(now),
-                                  "tradeDate": _trade_date(now), "action": info.action, "qty": info.qty,
+                                  "tradeDate": _trade_day(now), "action": info.action, "qty": info.qty,
                                   "price": price, "active": True, "finallyPaired": 0, "external": False},
                          info.account_id)
         self._emit(ev, "fill", "Created", fill)

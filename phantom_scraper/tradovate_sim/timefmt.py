@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from typing import Optional
+from typing import Optional, Tuple
 
 
 def iso_z(epoch: Optional[float] = None) -> str:
@@ -11,6 +11,12 @@ def iso_z(epoch: Optional[float] = None) -> str:
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp.microsecond // 1000:03d}Z"
 
 
-def trade_date(epoch: Optional[float] = None) -> dict:
+def trade_day(epoch: Optional[float] = None) -> Tuple[int, int, int]:
+    """The trade date as ``(year, month, day)``: how a stored report or fill keeps it (daybook.py)."""
     day = dt.datetime.fromtimestamp(time.time() if epoch is None else epoch, dt.timezone.utc).date()
-    return {"year": day.year, "month": day.month, "day": day.day}
+    return (day.year, day.month, day.day)
+
+
+def trade_date(epoch: Optional[float] = None) -> dict:
+    year, month, day = trade_day(epoch)
+    return {"year": year, "month": month, "day": day}
