@@ -10,6 +10,10 @@ leg is cancelled -- three orders, three execution reports or more, two fills per
 full collection) and how long a full collection takes (the median of three): what every thread of
 the simulator waits for when one runs.  The day's placing time is printed too.
 
+The exchange is set up as the simulator's own process sets itself up: where the tree has
+``daybook.freeze_process`` it is called once the exchange exists (``SIM_HEAP_NO_FREEZE=1`` leaves it
+out: a simulator embedded in another process, such as the server's paper trading).
+
 ``--baseline REF``: REF's tree is extracted (``git archive``) and the same day runs on its
 ``phantom_scraper`` in a subprocess, between two runs of this tree's (after, before, after), so that
 drift on a shared machine shows.  Figures in bench/RESULTS.md.
@@ -40,6 +44,12 @@ def day(entries: int, steps: int) -> dict:
     accounts = ex._user_accounts[user]
     contract = ex.catalog.front("ES")
     ex.add_listener(lambda events: None)
+    try:  # as the simulator's own process does (this tree; an older tree has no such step)
+        from phantom_scraper.tradovate_sim.daybook import freeze_process
+    except ImportError:
+        freeze_process = None
+    if freeze_process is not None and not os.environ.get("SIM_HEAP_NO_FREEZE"):
+        freeze_process()
     rows, placing_s = [], 0.0
     per_step = max(1, entries // steps)
     for step in range(steps):

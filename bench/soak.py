@@ -71,9 +71,11 @@ def sim_child(argv: List[str]) -> int:
     """``python -m bench.soak --sim-child L A``: the simulator with L users of A accounts."""
     from phantom_scraper.tradovate_sim import Simulator
     from phantom_scraper.tradovate_sim.config import SimConfig, UserSpec
+    from phantom_scraper.tradovate_sim.daybook import freeze_process
     logins, accounts = int(argv[0]), int(argv[1])
     users = tuple(UserSpec.with_accounts(f"soak{i:02d}", "pw", accounts, prefix=f"S{i:02d}A") for i in range(logins))
     sim = Simulator(SimConfig(host="127.0.0.1", port=0, ws_port=0, users=users)).start()
+    freeze_process()  # as python -m phantom_scraper.tradovate_sim does
     stop = threading.Event()
     for signum in (signal_mod.SIGINT, signal_mod.SIGTERM):
         signal_mod.signal(signum, lambda *_: stop.set())

@@ -116,3 +116,36 @@ def test_reports_and_fills_carry_tradovates_trade_date_object_everywhere():
     # the copies are the wire's: changing one leaves the day's book as it was
     rows[0]["tradeDate"]["year"] = 1900
     assert ex.list_entities(user, "fill")[0]["tradeDate"]["year"] != 1900
+
+
+_OWN_PROCESS = r"""
+import gc, json, sys
+sys.path.insert(0, sys.argv[1])
+from tests.test_sim_daybook import _day, _exchange
+from phantom_scraper.tradovate_sim.daybook import freeze_process
+ex, user, acct, contract, events = _exchange()
+ex.add_listener(lambda batch: events.clear())
+freeze_process()  # as python -m phantom_scraper.tradovate_sim does once started
+_day(ex, user, acct, contract, 600)
+gc.collect()
+walked = [(type(o).__name__, len(o)) for o in gc.get_objects() if isinstance(o, (dict, list, set, tuple))]
+print(json.dumps({"orders": len(ex._entities["order"]), "largest": max(n for _, n in walked),
+                  "tracked": len(gc.get_objects())}))
+"""
+
+
+def test_in_its_own_process_the_days_stores_are_never_walked_however_large():
+    """A collection visits every entry of every container it walks, tracked or not: the day's
+    stores and price history must all be out of its reach (frozen, or arrays)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", _OWN_PROCESS, str(root)], cwd=str(root), capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    assert doc["orders"] >= 1800
+    assert doc["largest"] < 600, doc  # no walked container holds an entry per order (or per price)

@@ -11,6 +11,7 @@ import sys
 import threading
 
 from .config import SimConfig, UserSpec
+from .daybook import freeze_process
 from .simulator import Simulator
 
 
@@ -44,6 +45,7 @@ def main(argv=None) -> int:
     sim = Simulator(config).start()
     sim.faults.response_latency_ms = args.latency_ms
     sim.faults.connect_latency_ms = args.connect_latency_ms
+    freeze_process()  # its own process: the day's containers are never walked by the collector
     try:
         print(f"REST {sim.rest_url}", flush=True)
         print(f"WS {sim.ws_url}", flush=True)

@@ -12,16 +12,45 @@ numbers are not tracked; what made the day tracked was
 So a stored report or fill holds its trade date as a ``(year, month, day)`` tuple, turned back into
 Tradovate's object by :func:`wire` on every way out (events, lists, the sync snapshot); and an
 order's ``OrderInfo`` is folded into a tuple once the order is finished (:class:`OrderInfos`).
+
+What is left is the containers themselves: a collection visits every entry of every tracked dict or
+list, tracked or not, so the day's stores still cost a full pass time as they grow.  A simulator in
+a process of its own (``python -m phantom_scraper.tradovate_sim``, the soak's) calls
+:func:`freeze_process` once started: what is alive then -- the exchange's containers among it --
+moves to the permanent generation, which collections never walk, however large they grow.  Not in a
+shared process (the server's embedded simulator: its own collector policy freezes already; tests).
 """
 from __future__ import annotations
 
+import gc
 from collections.abc import MutableMapping
 from dataclasses import fields
 from operator import attrgetter
 from typing import Any, Callable, Dict, Iterator, List
 
 DATED = frozenset({"executionReport", "fill"})  # the per-order entities stored with a tuple trade date
-RETIRE_BATCH = 256  # finished orders folded at once; the newest batch stays whole (see retire)
+RETIRE_BATCH = 256
+_frozen = {"process": False}  # finished orders folded at once; the newest batch stays whole (see retire)
+
+
+class Store(dict):
+    """A dict the collector tracks from birth.  A plain empty dict is not tracked until a first
+    entry makes it so, and :func:`freeze_process` would miss the day's stores, created empty."""
+
+    __slots__ = ()
+
+
+def freeze_process() -> None:
+    """The simulator runs alone in this process: freeze what is alive now (see the module's text)."""
+    _frozen["process"] = True
+    gc.collect()
+    gc.freeze()
+
+
+def refreeze() -> None:
+    """After a reset made new containers: freeze them too, if this process froze at start."""
+    if _frozen["process"]:
+        gc.freeze()
 
 
 def wire(entity: dict) -> dict:
@@ -46,8 +75,8 @@ class OrderInfos(MutableMapping):
         names = [f.name for f in fields(info_type)]
         self._row = attrgetter(*names)  # an info's fields as a tuple, in the constructor's order
         self._lists = [i for i, f in enumerate(fields(info_type)) if f.default_factory is list]
-        self._live: Dict[int, Any] = {}
-        self._done: Dict[int, tuple] = {}
+        self._live: Dict[int, Any] = Store()
+        self._done: Dict[int, tuple] = Store()
         self._marked: List[int] = []
         self._next: List[int] = []
 

@@ -25,7 +25,7 @@ from .orders import OrderInfo, OrderMixin
 from .strategies import StrategyMixin
 from .pnl import CashMixin, cme_trade_date
 from .timefmt import iso_z, trade_date
-from .daybook import OrderInfos, wire
+from .daybook import OrderInfos, Store, refreeze, wire
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +121,13 @@ class Exchange(StrategyMixin, OrderMixin, CashMixin):
         """(Re)create the trading state; caller holds the lock or is the constructor."""
         self._ids = itertools.count(100_001)  # one sequence for every entity type (docs/TRADOVATE.md, "Order events")
         self._prices: Dict[int, float] = {c.id: c.initial_price for c in self.catalog.contracts.values()}
-        self._entities: Dict[str, Dict[int, dict]] = {t: {} for t in ENTITY_TYPES if t != "account"}
-        self._owner: Dict[int, int] = {}  # entity id -> account id
+        # (the day's stores are daybook.Store: frozen with the rest in a simulator's own process)
+        self._entities: Dict[str, Dict[int, dict]] = {t: Store() for t in ENTITY_TYPES if t != "account"}
+        self._owner: Dict[int, int] = Store()  # entity id -> account id
         self._info: OrderInfos = OrderInfos(OrderInfo)  # order id -> OrderInfo (orders.py; finished: folded)
         self._working: Dict[int, Set[int]] = {}  # contract id -> ids of Working orders
         self._live: Dict[Tuple[int, int], Set[int]] = {}  # (account, contract) -> ids of live orders (LIVE)
-        self._latest_version: Dict[int, dict] = {}  # order id -> its newest orderVersion
+        self._latest_version: Dict[int, dict] = Store()  # order id -> its newest orderVersion
         self._positions: Dict[Tuple[int, int], int] = {}  # (account, contract) -> position id
         self._book: List[dict] = []
         self._strategies: Dict[int, Any] = {}  # orderStrategy id -> _Strategy (strategies.py)
@@ -361,3 +362,4 @@ class Exchange(StrategyMixin, OrderMixin, CashMixin):
         with self._lock:
             self._reset_trading()
         self.market.reset()
+        refreeze()  # the new containers too, in a simulator's own process (daybook.py)

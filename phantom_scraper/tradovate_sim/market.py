@@ -12,6 +12,7 @@ Thread-safe: one lock guards the anchors and trades; price history is computed o
 from __future__ import annotations
 
 import bisect
+from array import array
 import datetime as dt
 import functools
 import threading
@@ -33,8 +34,10 @@ class _History:
     def __init__(self, t: float, price: float):
         self.anchor_t = t
         self.anchor_p = price
-        self.times: List[float] = []  # trade times, ascending
-        self.prices: List[float] = []
+        # trade times (ascending) and prices: flat arrays, which the garbage collector never walks
+        # (a list of floats is walked entry by entry at every full collection, and grows all day)
+        self.times = array("d")
+        self.prices = array("d")
 
 
 class Market:
