@@ -434,3 +434,43 @@ def test_the_record_of_dropped_orders_is_bounded_oldest_first(monkeypatch):
     assert len(state._finished) == 81 and min(state._finished.ids()) == 21
     assert state.order_status(20) is None and not state.order_settled(20) and state.filled_since([20], 0) == 0
     assert state.order_status(21) == "Filled" and state.filled_since([21, 101], 0) == 2
+
+
+def test_the_drift_monitors_own_orders_stop_growing_once_dropped_and_counted():
+    """The drift check sums, under the state's lock, the fills of every order the lane placed since
+    the process started (up to 400 per lane): its time grew through the day.  An order that was
+    dropped (final, settled) with no fill above the mark can never count again: it is reported
+    spent and leaves the lane's list; one still held, one with a leg still working, or one with a
+    fill above the mark stays."""
+    from types import SimpleNamespace
+
+    from phantom_scraper.execution.expectation import ExpectationBook
+
+    state = _state_with_snapshot()
+    mark0 = state.fill_mark()
+    _fill_order(state, 5, 50, 1)  # entry 5 filled (fill 50); its leg 6 still works
+    state.apply_event({"entityType": "order", "eventType": "Created", "entity": _order(6, "Working", parentId=5)})
+    _fill_order(state, 7, 70, 2)  # 7 filled too (fill 70); dropped below
+    state.apply_event({"entityType": "position", "eventType": "Updated",
+                       "entity": {"id": 1, "accountId": ACCT, "contractId": CONTRACT, "netPos": 2}})
+    spent = []
+    assert state.filled_since([5, 7, ("strategy", 9)], mark0, spent) == 2
+    assert spent == []  # all still held
+    assert state.prune_finished(200, lambda o: True, now=time.monotonic() + 1000) >= 1
+    spent = []
+    state.filled_since([5, 7, ("strategy", 9)], mark0, spent)
+    assert spent == []  # 5's leg still works; 7's fill is above mark0; a strategy is never spent
+    spent = []
+    assert state.filled_since([5, 7], 70, spent) == 0
+    assert spent == [7]  # the mark moved past 7's fills: it can never count again
+
+    book = ExpectationBook()
+    target, contract = SimpleNamespace(id=ACCT, name="A", multiplier=1), SimpleNamespace(id=CONTRACT, root="NQ", name="NQZ6")
+    run = SimpleNamespace(signal=SimpleNamespace(test=False), contract=contract, recorder="r", leader=None)
+    outcome = SimpleNamespace(base_position=0, order_ids=[5, 7], planned=[], order_id=None, cl_ord_ids=[],
+                              fill_mark=70, plan_seq=book.mark())
+    book.job_done(run, target, None, outcome)
+    exp = book.expected(ACCT, CONTRACT)
+    assert list(exp.own_ids) == [5, 7]
+    assert book.expected_now(exp, state) == 0
+    assert list(exp.own_ids) == [5]  # 7 left the list; 5 stays while its leg works

@@ -131,8 +131,14 @@ class ExpectationBook:
         """The expectation with the lane's own fills since it planned and its last job's doubts."""
         with self._lock:
             own = list(exp.own_ids)
-        fills = state.filled_since(own, exp.fill_mark)
+        spent: List[Any] = []
+        fills = state.filled_since(own, exp.fill_mark, spent)
         with self._lock:
+            # final, with no fill since the mark (which only grows): never counted again.  Without
+            # this the list (and the drift check's time under the state's lock) grew with every order
+            # the lane placed since the process started, up to _MAX_OWN.
+            for order_id in spent:
+                exp.own_ids.pop(order_id, None)
             doubt = sum(self._doubt[cl][1] for cl in exp.doubt_ids if cl in self._doubt)
         return exp.base + fills + doubt
 

@@ -396,30 +396,49 @@ class BrokerState(FinishedOrders):
         with self._lock:
             return self._max_fill_id
 
-    def filled_since(self, order_ids: Iterable[int], after_id: int) -> int:
+    def filled_since(self, order_ids: Iterable[int], after_id: int, spent: Optional[List[Any]] = None) -> int:
         """Signed quantity (Buy +, Sell -) of the fills with an id above ``after_id`` of ``order_ids``
         and of the orders they made (bracket legs by ``parentId``; an order strategy's orders when
-        ``("strategy", its id)`` is given)."""
+        ``("strategy", its id)`` is given).
+
+        ``spent``: a list that receives the ids of ``order_ids`` that can never count again -- the
+        order and all it made were dropped (final and settled, their fills all here: see
+        broker_pruning) and none has a fill above ``after_id`` -- so that a caller whose ``after_id``
+        only grows can stop asking about them (the drift monitor's expectation)."""
         total = 0
         with self._lock:
-            ids, todo = set(), list(order_ids)
-            while todo:
-                oid = todo.pop()
-                if oid in ids:
-                    continue
-                ids.add(oid)
-                todo.extend(self._made_by.get(oid, ()))
             orders = self._entities.get("order", {})
-            for order_id in ids:
-                held = self._fills_by_order.get(order_id, {})
-                for fill in held.values():
-                    if int(fill.get("id") or 0) > after_id:
-                        qty = int(fill.get("qty") or 0)
-                        total += qty if fill.get("action") == "Buy" else -qty
-                gone = () if order_id in orders else self._finished.fills(order_id)  # its order was pruned
-                for fill_id, signed in zip(gone[::2], gone[1::2]):
-                    if fill_id > after_id and fill_id not in held:
-                        total += signed
+            counted = set()
+            for root in order_ids:
+                todo, seen, quiet = [root], set(), isinstance(root, int)
+                while todo:
+                    oid = todo.pop()
+                    if oid in seen:
+                        continue
+                    seen.add(oid)
+                    todo.extend(self._made_by.get(oid, ()))
+                    order = orders.get(oid)
+                    if order is not None or not isinstance(oid, int) or oid not in self._finished:
+                        quiet = False  # still held (its last fills may be on their way), or not known yet
+                    held = self._fills_by_order.get(oid, {})
+                    gone = () if order is not None else self._finished.fills(oid)  # its order was pruned
+                    if oid in counted:
+                        quiet = quiet and not any(int(f.get("id") or 0) > after_id for f in held.values()) \
+                            and not any(fid > after_id for fid in gone[::2])
+                        continue
+                    counted.add(oid)
+                    for fill in held.values():
+                        if int(fill.get("id") or 0) > after_id:
+                            qty = int(fill.get("qty") or 0)
+                            total += qty if fill.get("action") == "Buy" else -qty
+                            quiet = False
+                    for fill_id, signed in zip(gone[::2], gone[1::2]):
+                        if fill_id > after_id:
+                            quiet = False
+                            if fill_id not in held:
+                                total += signed
+                if quiet and spent is not None:
+                    spent.append(root)
         return total
 
     def entity(self, entity_type: str, entity_id: int) -> Optional[dict]:
