@@ -29,8 +29,8 @@ from operator import attrgetter
 from typing import Any, Callable, Dict, Iterator, List
 
 DATED = frozenset({"executionReport", "fill"})  # the per-order entities stored with a tuple trade date
-RETIRE_BATCH = 256
-_frozen = {"process": False}  # finished orders folded at once; the newest batch stays whole (see retire)
+RETIRE_BATCH = 256  # finished orders folded at once; the newest batch stays whole (see retire)
+_frozen = {"process": False}  # whether freeze_process ran in this process
 
 
 class Store(dict):
@@ -68,7 +68,7 @@ class OrderInfos(MutableMapping):
     ``retire(order_id)`` marks an order finished.  Marked orders are folded a batch at a time, one
     batch behind (an operation that finishes an order may still touch its object a moment later;
     a folded order is read back as a fresh object, and a change to that object is not kept --
-    nothing changes a finished order).  ``reopen`` is never needed: a finished order stays finished."""
+    nothing changes a finished order, and a finished order stays finished)."""
 
     def __init__(self, info_type: Callable[..., Any]):
         self._type = info_type
