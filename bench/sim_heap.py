@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import io
 import json
 import os
 import statistics
@@ -114,7 +115,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="sim-heap-") as tmp:
         archive = subprocess.run(["git", "archive", args.baseline, "phantom_scraper"], cwd=str(ROOT),
                                  capture_output=True, check=True).stdout
-        with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(tmp)
         for label, tree in (("after", ROOT), (f"before ({args.baseline})", Path(tmp)), ("after again", ROOT)):
             load = os.getloadavg()[0]

@@ -408,38 +408,36 @@ class BrokerState(FinishedOrders):
         total = 0
         with self._lock:
             orders = self._entities.get("order", {})
-            counted = set()
+            counted = set()  # (an order reached from two of order_ids is summed once)
             for root in order_ids:
-                todo, seen, quiet = [root], set(), isinstance(root, int)
+                quiet, todo, seen = True, [root], set()
                 while todo:
                     oid = todo.pop()
                     if oid in seen:
                         continue
                     seen.add(oid)
                     todo.extend(self._made_by.get(oid, ()))
-                    order = orders.get(oid)
-                    if order is not None or not isinstance(oid, int) or oid not in self._finished:
-                        quiet = False  # still held (its last fills may be on their way), or not known yet
-                    held = self._fills_by_order.get(oid, {})
-                    gone = () if order is not None else self._finished.fills(oid)  # its order was pruned
-                    if oid in counted:
-                        quiet = quiet and not any(int(f.get("id") or 0) > after_id for f in held.values()) \
-                            and not any(fid > after_id for fid in gone[::2])
-                        continue
-                    counted.add(oid)
-                    for fill in held.values():
-                        if int(fill.get("id") or 0) > after_id:
-                            qty = int(fill.get("qty") or 0)
-                            total += qty if fill.get("action") == "Buy" else -qty
-                            quiet = False
-                    for fill_id, signed in zip(gone[::2], gone[1::2]):
-                        if fill_id > after_id:
-                            quiet = False
-                            if fill_id not in held:
-                                total += signed
+                    held = oid in orders
+                    late = self._signed_fills_after(oid, held, after_id)
+                    # still held (its last fills may be on their way), not known yet, or a fill counts
+                    quiet = quiet and not held and oid in self._finished and not late
+                    if oid not in counted:
+                        counted.add(oid)
+                        total += sum(late)
                 if quiet and spent is not None:
                     spent.append(root)
         return total
+
+    def _signed_fills_after(self, order_id: Any, held: bool, after_id: int) -> List[int]:
+        """The signed quantities of an order's fills with an id above ``after_id`` (held fills, and
+        those a dropped order left in the record).  Caller holds ``_lock``."""
+        fills = self._fills_by_order.get(order_id, {})
+        out = [(int(f.get("qty") or 0) if f.get("action") == "Buy" else -int(f.get("qty") or 0))
+               for f in fills.values() if int(f.get("id") or 0) > after_id]
+        gone = () if held else self._finished.fills(order_id)  # its order was pruned
+        out.extend(signed for fill_id, signed in zip(gone[::2], gone[1::2])
+                   if fill_id > after_id and fill_id not in fills)
+        return out
 
     def entity(self, entity_type: str, entity_id: int) -> Optional[dict]:
         with self._lock:

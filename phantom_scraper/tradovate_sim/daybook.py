@@ -28,6 +28,8 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import Any, Callable, Dict, Iterator, List
 
+from .timefmt import date_object
+
 DATED = frozenset({"executionReport", "fill"})  # the per-order entities stored with a tuple trade date
 RETIRE_BATCH = 256  # finished orders folded at once; the newest batch stays whole (see retire)
 _frozen = {"process": False}  # whether freeze_process ran in this process
@@ -58,7 +60,7 @@ def wire(entity: dict) -> dict:
     out = dict(entity)
     date = out.get("tradeDate")
     if type(date) is tuple:
-        out["tradeDate"] = {"year": date[0], "month": date[1], "day": date[2]}
+        out["tradeDate"] = date_object(date)
     return out
 
 

@@ -12,10 +12,10 @@ Thread-safe: one lock guards the anchors and trades; price history is computed o
 from __future__ import annotations
 
 import bisect
-from array import array
 import datetime as dt
 import functools
 import threading
+from array import array
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from .catalog import Catalog, Contract, round_to_tick

@@ -17,6 +17,10 @@ def trade_day(epoch: Optional[float] = None) -> Tuple[int, int, int]:
     return (day.year, day.month, day.day)
 
 
+def date_object(day: Tuple[int, int, int]) -> dict:
+    """Tradovate's ``tradeDate`` object from ``(year, month, day)``."""
+    return {"year": day[0], "month": day[1], "day": day[2]}
+
+
 def trade_date(epoch: Optional[float] = None) -> dict:
-    year, month, day = trade_day(epoch)
-    return {"year": year, "month": month, "day": day}
+    return date_object(trade_day(epoch))
